@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "swiftq",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "swiftqd", targets: ["swiftqd"]),
+        .executable(name: "swiftqctl", targets: ["swiftqctl"]),
+        .library(name: "SwiftqWorker", targets: ["SwiftqWorker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+    ],
+    targets: [
+        // Pure domain logic: JSON values, configuration model and YAML decoding. No I/O beyond reading a file.
+        .target(
+            name: "SwiftqCore",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
+            ]
+        ),
+        // Bootsteps dependency graph: ordering, start/stop, DOT rendering. Pure.
+        .target(name: "SwiftqBootsteps"),
+        // libsystemd (sd_notify, sd_watchdog_enabled).
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        // Linux calls that Swift's Glibc module does not expose (prctl, ucred, closefrom, signal pipe).
+        .target(name: "CSwiftqPlatform"),
+        // The one place where syscalls meet Swift: descriptors, sockets, spawning, signals, poll loop.
+        .target(name: "SwiftqPlatform", dependencies: ["CSwiftqPlatform", "CSystemd", "SwiftqCore"]),
+        // Control-socket protocol: requests, replies, framing, and the client used by swiftqctl.
+        .target(name: "SwiftqControl", dependencies: ["SwiftqCore", "SwiftqPlatform"]),
+        // Supervisor, consumer, pool child, task registry; the public API to build a worker binary.
+        .target(
+            name: "SwiftqWorker",
+            dependencies: [
+                "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "swiftqd", dependencies: ["SwiftqWorker"]),
+        .executableTarget(
+            name: "swiftqctl",
+            dependencies: [
+                "SwiftqControl", "SwiftqCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "SwiftqCoreTests", dependencies: ["SwiftqCore"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SwiftqBootstepsTests", dependencies: ["SwiftqBootsteps"]),
+        .testTarget(name: "SwiftqControlTests", dependencies: ["SwiftqControl", "SwiftqCore"]),
+        .testTarget(
+            name: "SwiftqSystemTests",
+            dependencies: ["SwiftqCore", "SwiftqControl", "SwiftqPlatform"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+int cswiftqplatform_placeholder(void) { return 0; }

@@ -1,0 +1,1 @@
+// placeholder for module layout; replaced by real sources
