@@ -37,12 +37,18 @@ let package = Package(
         // The one place where syscalls meet Swift: descriptors, sockets, spawning, signals, poll loop.
         .target(name: "SwiftqPlatform", dependencies: ["CSwiftqPlatform", "CSystemd", "SwiftqCore"]),
         // Control-socket protocol: requests, replies, framing, and the client used by swiftqctl.
-        .target(name: "SwiftqControl", dependencies: ["SwiftqCore", "SwiftqPlatform"]),
+        .target(
+            name: "SwiftqControl",
+            dependencies: [
+                "SwiftqCore", "SwiftqPlatform", .product(name: "OrderedCollections", package: "swift-collections"),
+            ]
+        ),
         // Supervisor, consumer, pool child, task registry; the public API to build a worker binary.
         .target(
             name: "SwiftqWorker",
             dependencies: [
                 "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl",
+                .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -1,1 +1,3 @@
-print("swiftqd")
+import SwiftqWorker
+
+SwiftqDaemon.main()

@@ -1,1 +1,42 @@
-int cswiftqplatform_placeholder(void);
+#ifndef SWIFTQ_CSWIFTQPLATFORM_H
+#define SWIFTQ_CSWIFTQPLATFORM_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/// Linux calls that Swift's Glibc module does not expose (they need _GNU_SOURCE or are macros/variadic).
+/// Every function returns 0 (or a count) on success and -1 with errno set on failure, so the Swift
+/// side turns errno into one typed error in one place.
+
+/// prctl(PR_SET_PDEATHSIG, sig).
+int CSwiftqPlatform_setParentDeathSignal(int sig);
+
+/// Reads SO_PEERCRED of a connected unix socket.
+int CSwiftqPlatform_peerCredentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// posix_spawn with:
+///  - fds[i] dup2'ed onto descriptor 3 + i in the child, every other descriptor >= 3 + nfds closed;
+///  - every signal reset to its default disposition and an empty signal mask (the parent may ignore
+///    or block signals that the child must see);
+///  - the child in a process group of its own, so a terminal's Ctrl-C reaches only the supervisor.
+/// Returns 0 and stores the pid, or -1 with errno.
+int CSwiftqPlatform_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
+                          pid_t *pid);
+
+/// Installs a handler for each of `signals` that writes the signal number as one byte to `writeFD`
+/// (a non-blocking pipe): the self-pipe trick, so signals are handled on the event loop, not in a
+/// handler. errno is preserved inside the handler.
+int CSwiftqPlatform_installSignalPipe(int writeFD, const int *signals, int count);
+
+/// Sets a signal's disposition to SIG_IGN (ignore != 0) or SIG_DFL.
+int CSwiftqPlatform_setSignalIgnored(int sig, int ignore);
+
+/// sendmsg() of `len` bytes with `nfds` descriptors attached as SCM_RIGHTS (nfds may be 0).
+ssize_t CSwiftqPlatform_sendWithDescriptors(int sock, const void *buf, size_t len, const int *fds, int nfds);
+
+/// recvmsg() into `buf`; received descriptors (close-on-exec) are stored in `fds` (at most `maxfds`),
+/// their number in `*nfds`. Descriptors beyond `maxfds` are closed.
+ssize_t CSwiftqPlatform_receiveWithDescriptors(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
+
+
+#endif

@@ -1,1 +1,0 @@
-int cswiftqplatform_placeholder(void) { return 0; }

@@ -1,0 +1,64 @@
+import SwiftqCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// User and group lookups for the control socket's ownership and allow-lists.
+public enum Accounts {
+    /// A uid from a name or number. The corresponding C function is `getpwnam_r`.
+    public static func userID(_ user: UserRef) throws(SystemError) -> uid_t {
+        switch user {
+        case .id(let id): return uid_t(id)
+        case .name(let name):
+            var entry = passwd()
+            var result: UnsafeMutablePointer<passwd>?
+            var buffer = [CChar](repeating: 0, count: 16384)
+            let status = getpwnam_r(name, &entry, &buffer, buffer.count, &result)
+            guard status == 0, result != nil else {
+                throw SystemError("look up user \"\(name)\" (control.allow_uids)", errno: status == 0 ? ENOENT : status)
+            }
+            return entry.pw_uid
+        }
+    }
+
+    /// A gid from a name or number. The corresponding C function is `getgrnam_r`.
+    public static func groupID(_ reference: GroupRef) throws(SystemError) -> gid_t {
+        switch reference {
+        case .id(let id): return gid_t(id)
+        case .name(let name):
+            var entry = group()
+            var result: UnsafeMutablePointer<group>?
+            var buffer = [CChar](repeating: 0, count: 65536)
+            let status = getgrnam_r(name, &entry, &buffer, buffer.count, &result)
+            guard status == 0, result != nil else {
+                throw SystemError("look up group \"\(name)\"", errno: status == 0 ? ENOENT : status)
+            }
+            return entry.gr_gid
+        }
+    }
+
+    /// The supplementary groups of a running process (`Groups:` in `/proc/<pid>/status`); empty if the
+    /// process is gone or unreadable.
+    public static func supplementaryGroups(of pid: pid_t) -> Set<gid_t> {
+        guard let text = try? readSmallFile("/proc/\(pid)/status") else { return [] }
+        for line in text.split(separator: "\n") where line.hasPrefix("Groups:") {
+            return Set(line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { gid_t($0) })
+        }
+        return []
+    }
+
+    /// Reads a small text file (procfs, configuration). The corresponding C functions are `open`/`read`.
+    public static func readSmallFile(_ path: String, limit: Int = 64 * 1024 * 1024) throws(SystemError) -> String {
+        let fd = try retryingInterrupts("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+        defer { Descriptors.close(fd) }
+        var bytes: [UInt8] = []
+        while true {
+            let chunk = try Descriptors.read(fd, maximum: 65536)
+            if chunk.isEmpty { break }
+            bytes.append(contentsOf: chunk)
+            if bytes.count > limit { throw SystemError("read \(path)", errno: EFBIG) }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,187 @@
+import CSwiftqPlatform
+import SwiftqCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One frame received on a ``FramedChannel``: a JSON payload and the descriptors that came with it.
+public struct ReceivedFrame {
+    /// The decoded JSON payload.
+    public var message: JSONValue
+    /// Descriptors passed with the frame (owned by the receiver from now on).
+    public var descriptors: [CInt]
+}
+
+/// A non-blocking, event-loop driven channel of ``ChannelFrame`` frames over a unix stream socket,
+/// able to pass descriptors (`SCM_RIGHTS`).
+///
+/// Owns its descriptor: ``close()`` closes it. Sends are queued and written as the socket accepts them,
+/// so a slow peer never blocks the loop. Confined to the loop's thread.
+public final class FramedChannel {
+    /// The socket.
+    public let descriptor: CInt
+    /// Called for each frame, in order.
+    public var onFrame: ((ReceivedFrame) -> Void)?
+    /// Called once when the peer closes, the stream breaks, or a frame is malformed.
+    public var onClose: ((ChannelCloseReason) -> Void)?
+
+    private let loop: EventLoop
+    private var decoder: ChannelFrame.Decoder
+    private var receivedDescriptors: [CInt] = []
+    private var outgoing: [(bytes: [UInt8], offset: Int, descriptors: [CInt])] = []
+    private var isClosed = false
+    private var readBuffer = [UInt8](repeating: 0, count: 256 * 1024)
+
+    /// Wraps a connected stream socket and starts watching it.
+    public init(descriptor: CInt, loop: EventLoop, maximumPayload: Int = ChannelFrame.defaultMaximumPayload) {
+        self.descriptor = descriptor
+        self.loop = loop
+        self.decoder = ChannelFrame.Decoder(maximumPayload: maximumPayload)
+        try? Descriptors.setNonBlocking(descriptor)
+        loop.watch(descriptor, for: .readable) { [unowned self] readiness in
+            self.handle(readiness)
+        }
+    }
+
+    /// Whether the channel is still open.
+    public var isOpen: Bool { !isClosed }
+
+    /// Bytes queued but not yet written.
+    public var pendingOutputBytes: Int { outgoing.reduce(0) { $0 + $1.bytes.count - $1.offset } }
+
+    /// Queues a message; `descriptors` travel with it and are closed here once sent (ownership moves
+    /// to the channel).
+    public func send(_ message: JSONValue, descriptors: [CInt] = []) {
+        guard !isClosed else {
+            descriptors.forEach(Descriptors.close)
+            return
+        }
+        outgoing.append((ChannelFrame.encode(message.serialized(), descriptorCount: descriptors.count), 0, descriptors))
+        flush()
+    }
+
+    /// Writes as much queued output as the socket takes now, blocking up to `timeout` for the rest
+    /// (used before a process exits, so its last words are not lost).
+    public func flush(blockingFor timeout: Duration) {
+        let deadline = ContinuousClock.now + timeout
+        flush()
+        while !outgoing.isEmpty && !isClosed && ContinuousClock.now < deadline {
+            var entry = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&entry, 1, 50)
+            flush()
+        }
+    }
+
+    /// Closes the channel (without calling `onClose`).
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        loop.unwatch(descriptor)
+        Descriptors.close(descriptor)
+        receivedDescriptors.forEach(Descriptors.close)
+        receivedDescriptors = []
+        for entry in outgoing { entry.descriptors.forEach(Descriptors.close) }
+        outgoing = []
+    }
+
+    private func fail(_ reason: ChannelCloseReason) {
+        guard !isClosed else { return }
+        close()
+        onClose?(reason)
+    }
+
+    private func handle(_ readiness: EventLoop.Readiness) {
+        if readiness.contains(.writable) { flush() }
+        if readiness.contains(.readable) && !isClosed { readAvailable() }
+    }
+
+    private func readAvailable() {
+        var descriptors = [CInt](repeating: -1, count: 16)
+        var count: CInt = 0
+        let received = readBuffer.withUnsafeMutableBytes { buffer in
+            CSwiftqPlatform_receiveWithDescriptors(descriptor, buffer.baseAddress, buffer.count, &descriptors, 16, &count)
+        }
+        if received < 0 {
+            if errno == EINTR || errno == EAGAIN { return }
+            fail(.error(SystemError.current("recvmsg")))
+            return
+        }
+        receivedDescriptors.append(contentsOf: descriptors[0..<Int(count)])
+        if received == 0 {
+            fail(.peerClosed)
+            return
+        }
+        decoder.append(readBuffer[0..<received])
+        while !isClosed {
+            let frame: (payload: [UInt8], descriptorCount: Int)?
+            do {
+                frame = try decoder.next()
+            } catch {
+                fail(.malformed(error.description))
+                return
+            }
+            guard let frame else { return }
+            guard frame.descriptorCount <= receivedDescriptors.count else {
+                fail(.malformed("frame announces \(frame.descriptorCount) descriptors, none arrived"))
+                return
+            }
+            let attached = Array(receivedDescriptors.prefix(frame.descriptorCount))
+            receivedDescriptors.removeFirst(frame.descriptorCount)
+            let message: JSONValue
+            do {
+                message = try JSONValue(parsing: frame.payload)
+            } catch {
+                attached.forEach(Descriptors.close)
+                fail(.malformed("undecodable frame: \(error)"))
+                return
+            }
+            onFrame?(ReceivedFrame(message: message, descriptors: attached))
+        }
+    }
+
+    private func flush() {
+        while !isClosed, !outgoing.isEmpty {
+            let entry = outgoing[0]
+            let descriptorsToSend = entry.offset == 0 ? entry.descriptors : []
+            let written = entry.bytes.withUnsafeBytes { buffer in
+                CSwiftqPlatform_sendWithDescriptors(
+                    descriptor,
+                    buffer.baseAddress! + entry.offset,
+                    buffer.count - entry.offset,
+                    descriptorsToSend,
+                    CInt(descriptorsToSend.count)
+                )
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN { break }
+                fail(.error(SystemError.current("sendmsg")))
+                return
+            }
+            if entry.offset == 0 { entry.descriptors.forEach(Descriptors.close) }
+            outgoing[0].descriptors = []
+            outgoing[0].offset += written
+            if outgoing[0].offset == entry.bytes.count { outgoing.removeFirst() }
+        }
+        if !isClosed { loop.setInterest(descriptor, outgoing.isEmpty ? .readable : [.readable, .writable]) }
+    }
+}
+
+/// Why a ``FramedChannel`` closed.
+public enum ChannelCloseReason: CustomStringConvertible {
+    /// End of file: the peer closed its end or exited.
+    case peerClosed
+    /// A socket error.
+    case error(SystemError)
+    /// The peer sent something that is not a frame of JSON.
+    case malformed(String)
+
+    public var description: String {
+        switch self {
+        case .peerClosed: "peer closed the channel"
+        case .error(let error): "\(error)"
+        case .malformed(let detail): "malformed frame: \(detail)"
+        }
+    }
+}

@@ -1,0 +1,214 @@
+import Logging
+import SwiftqControl
+import SwiftqCore
+import SwiftqPlatform
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The control socket's server side: accepts connections on the supervisor's loop, checks each peer with
+/// `SO_PEERCRED`, frames newline-delimited JSON requests, and hands them to `handler`.
+///
+/// Garbage never takes the daemon down: malformed JSON and unknown commands get an error reply and the
+/// connection stays usable; a line over `control.max_request_bytes` gets an error reply and the
+/// connection is closed (its stream cannot be resynchronised). Replies may come later (a `stats` that
+/// asks the consumer), through the ``ControlResponder`` handed to the handler. Owned by the supervisor.
+final class ControlServer {
+    /// Called for each well-formed request.
+    var handler: ((ControlRequest, ControlResponder) -> Void)?
+
+    private let configuration: Configuration.Control
+    private let loop: EventLoop
+    private var logger: Logger
+    private let listener: CInt
+    private var connections: [CInt: ControlConnection] = [:]
+    private let allowedUIDs: Set<uid_t>
+    private let allowedGIDs: Set<gid_t>
+    static let maximumConnections = 128
+
+    /// Binds the socket with the configured mode and group.
+    init(configuration: Configuration.Control, loop: EventLoop, logger: Logger) throws {
+        self.configuration = configuration
+        self.loop = loop
+        self.logger = logger
+        let group = try configuration.group.map { try Accounts.groupID($0) }
+        allowedUIDs = Set(try configuration.allowUIDs.map { try Accounts.userID($0) })
+        allowedGIDs = Set(try configuration.allowGIDs.map { try Accounts.groupID($0) })
+        listener = try UnixSocket.listen(path: configuration.socket, mode: mode_t(configuration.mode), group: group)
+        loop.watch(listener) { [unowned self] _ in acceptPending() }
+    }
+
+    /// Stops listening, closes every connection and removes the socket file.
+    func close() {
+        loop.unwatch(listener)
+        Descriptors.close(listener)
+        for connection in connections.values { connection.close() }
+        connections = [:]
+        unlink(configuration.socket)
+    }
+
+    private func acceptPending() {
+        while true {
+            let fd: CInt
+            do {
+                guard let accepted = try UnixSocket.accept(listener) else { return }
+                fd = accepted
+            } catch {
+                logger.error("control socket accept failed: \(error)")
+                return
+            }
+            let connection = ControlConnection(descriptor: fd, loop: loop, limit: configuration.maxRequestBytes)
+            if connections.count >= Self.maximumConnections {
+                connection.sendAndClose(
+                    ControlReply.failure(id: .null, ControlError(.unavailable, "too many control connections"))
+                )
+                continue
+            }
+            guard let credentials = try? PeerCredentials(of: fd) else {
+                connection.close()
+                continue
+            }
+            guard isAllowed(credentials) else {
+                logger.warning(
+                    "control connection refused",
+                    metadata: ["uid": "\(credentials.uid)", "gid": "\(credentials.gid)", "pid": "\(credentials.pid)"]
+                )
+                connection.sendAndClose(
+                    ControlReply.failure(
+                        id: .null,
+                        ControlError(
+                            .permissionDenied,
+                            "uid \(credentials.uid) is not allowed on this control socket (control.allow_uids, control.allow_gids)"
+                        )
+                    )
+                )
+                continue
+            }
+            connections[fd] = connection
+            connection.onRequest = { [unowned self, unowned connection] request in
+                handler?(request, ControlResponder(connection: connection))
+            }
+            connection.onClose = { [unowned self] in connections[fd] = nil }
+        }
+    }
+
+    /// Root and the daemon's own uid are always allowed; others by uid, or by primary or supplementary
+    /// group (read from `/proc/<pid>/status`, since `SO_PEERCRED` carries only the primary group).
+    private func isAllowed(_ peer: PeerCredentials) -> Bool {
+        if peer.uid == 0 || peer.uid == getuid() || allowedUIDs.contains(peer.uid) { return true }
+        if allowedGIDs.contains(peer.gid) { return true }
+        if !allowedGIDs.isEmpty { return !allowedGIDs.isDisjoint(with: Accounts.supplementaryGroups(of: peer.pid)) }
+        return false
+    }
+}
+
+/// Answers one request, now or later; answering twice or after the client left does nothing.
+struct ControlResponder {
+    fileprivate weak var connection: ControlConnection?
+
+    /// Sends the reply.
+    func reply(_ reply: ControlReply) {
+        connection?.send(reply)
+    }
+}
+
+/// One accepted control connection: its line framer and its pending output.
+final class ControlConnection {
+    var onRequest: ((ControlRequest) -> Void)?
+    var onClose: (() -> Void)?
+
+    private let descriptor: CInt
+    private let loop: EventLoop
+    private var framer: LineFramer
+    private var output: [UInt8] = []
+    private var closeAfterFlush = false
+    private var isClosed = false
+
+    init(descriptor: CInt, loop: EventLoop, limit: Int) {
+        self.descriptor = descriptor
+        self.loop = loop
+        self.framer = LineFramer(limit: limit)
+        loop.watch(descriptor) { [unowned self] readiness in handle(readiness) }
+    }
+
+    func send(_ reply: ControlReply) {
+        guard !isClosed else { return }
+        output.append(contentsOf: reply.line)
+        flush()
+    }
+
+    func sendAndClose(_ reply: ControlReply) {
+        closeAfterFlush = true
+        send(reply)
+    }
+
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        loop.unwatch(descriptor)
+        Descriptors.close(descriptor)
+        onClose?()
+    }
+
+    private func handle(_ readiness: EventLoop.Readiness) {
+        if readiness.contains(.writable) { flush() }
+        guard readiness.contains(.readable), !isClosed, !closeAfterFlush else { return }
+        let bytes: [UInt8]
+        do {
+            bytes = try Descriptors.read(descriptor, maximum: 65536)
+        } catch {
+            if error.errno != EAGAIN { close() }
+            return
+        }
+        if bytes.isEmpty {
+            // The client finished sending; answer what is pending, then close.
+            closeAfterFlush = true
+            loop.setInterest(descriptor, output.isEmpty ? [] : .writable)
+            if output.isEmpty { close() }
+            return
+        }
+        framer.append(bytes)
+        while !isClosed && !closeAfterFlush, let line = framer.next() {
+            switch line {
+            case .tooLong:
+                sendAndClose(
+                    ControlReply.failure(
+                        id: .null,
+                        ControlError(.requestTooLarge, "request exceeds \(framer.limit) bytes (control.max_request_bytes)")
+                    )
+                )
+            case .line(let bytes):
+                if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+                do {
+                    let request = try ControlRequest(line: bytes)
+                    onRequest?(request)
+                } catch {
+                    send(ControlReply.failure(id: error.id, error))
+                }
+            }
+        }
+    }
+
+    private func flush() {
+        while !output.isEmpty && !isClosed {
+            let written = output.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            if written > 0 {
+                output.removeFirst(written)
+            } else if written < 0 && errno == EINTR {
+                continue
+            } else if written < 0 && errno == EAGAIN {
+                break
+            } else {
+                close()
+                return
+            }
+        }
+        guard !isClosed else { return }
+        if output.isEmpty && closeAfterFlush {
+            close()
+        } else {
+            loop.setInterest(descriptor, output.isEmpty ? .readable : [.readable, .writable])
+        }
+    }
+}

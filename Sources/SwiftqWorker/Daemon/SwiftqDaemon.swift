@@ -1,0 +1,149 @@
+import ArgumentParser
+import Logging
+import SwiftqCore
+import SwiftqPlatform
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The entry point of a swiftq worker binary: the stock `swiftqd`, or a user's own binary that
+/// registers Swift tasks and then calls ``main(registry:)``.
+///
+/// The same binary plays every role: it is the supervisor when run by a person or systemd, and re-executes
+/// itself with an internal role argument for the consumer and each pool child, so all of them share the
+/// task registry built by the caller.
+public enum SwiftqDaemon {
+    /// Exit codes (sysexits.h where one fits).
+    public enum ExitCode {
+        /// Clean exit, including a warm or cold shutdown on request.
+        public static let success: Int32 = 0
+        /// Startup failed (e.g. the control socket could not be bound).
+        public static let failure: Int32 = 1
+        /// Bad command-line usage (EX_USAGE).
+        public static let usage: Int32 = 64
+        /// The configuration is invalid (EX_CONFIG).
+        public static let configuration: Int32 = 78
+    }
+
+    /// Runs the role named by the command line and exits the process with its code.
+    public static func main(registry: TaskRegistry = .builtIn) -> Never {
+        let arguments = CommandLine.arguments
+        let code: Int32
+        switch arguments.dropFirst().first {
+        case InternalRole.poolChild?:
+            code = runPoolChild(arguments: Array(arguments.dropFirst(2)), registry: registry)
+        case InternalRole.consumer?:
+            DaemonLog.bootstrap(role: "consumer", level: logLevelFromEnvironment)
+            code = Consumer().run()
+        default:
+            code = runSupervisorCommand(arguments: Array(arguments.dropFirst()), registry: registry)
+        }
+        exit(code)
+    }
+
+    static var logLevelFromEnvironment: Logger.Level {
+        getenv("SWIFTQ_LOG_LEVEL").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .info
+    }
+
+    private static func runPoolChild(arguments: [String], registry: TaskRegistry) -> Int32 {
+        DaemonLog.bootstrap(role: "pool", level: logLevelFromEnvironment)
+        guard arguments.count == 2, arguments[0] == "--slot", let slot = Int(arguments[1]), slot >= 0 else {
+            DaemonLog.logger(role: "pool").critical("usage: \(InternalRole.poolChild) --slot N")
+            return ExitCode.usage
+        }
+        return PoolChild(slot: slot, registry: registry).run()
+    }
+
+    private static func runSupervisorCommand(arguments: [String], registry: TaskRegistry) -> Int32 {
+        let command: SwiftqdCommand
+        do {
+            command = try SwiftqdCommand.parse(arguments)
+        } catch {
+            let code = SwiftqdCommand.exitCode(for: error)
+            let message = SwiftqdCommand.fullMessage(for: error)
+            if code == .success {
+                print(message)
+                return ExitCode.success
+            }
+            writeStandardError(message + "\n")
+            return ExitCode.usage
+        }
+        return command.execute(registry: registry)
+    }
+}
+
+/// `swiftqd`'s command line.
+struct SwiftqdCommand: ParsableArguments {
+    static let configuration = CommandConfiguration(
+        commandName: "swiftqd",
+        abstract: "Celery-compatible task worker daemon.",
+        discussion: """
+            Runs a supervisor that spawns a consumer process and a prefork pool of worker processes, \
+            configured by a YAML file. See swiftqd(8) and swiftq.yaml(5).
+            """
+    )
+
+    @Option(name: .shortAndLong, help: "Configuration file.")
+    var config: String = Configuration.defaultPath
+
+    @Flag(name: .customLong("check-config"), help: "Validate the configuration and exit (0 if valid, 78 if not).")
+    var checkConfig = false
+
+    @Flag(help: "Print the bootsteps graph as Graphviz DOT and exit.")
+    var graph = false
+
+    @Option(help: "With --graph: which blueprint (supervisor or consumer).")
+    var blueprint: String = "supervisor"
+
+    @Flag(help: "Print the version and exit.")
+    var version = false
+
+    func execute(registry: TaskRegistry) -> Int32 {
+        if version {
+            print("swiftqd \(SwiftqVersion.current)")
+            return SwiftqDaemon.ExitCode.success
+        }
+        let text: String
+        let configuration: Configuration
+        do {
+            text = try readConfigurationText(config)
+            configuration = try Configuration.parse(text, file: config)
+        } catch {
+            writeStandardError("\(error)\n")
+            return SwiftqDaemon.ExitCode.configuration
+        }
+        if checkConfig {
+            print("\(config): configuration is valid")
+            return SwiftqDaemon.ExitCode.success
+        }
+        let supervisor = Supervisor(configuration: configuration, text: text, path: config, registry: registry)
+        if graph {
+            switch blueprint {
+            case "supervisor": print(Supervisor.blueprint().dot(context: supervisor), terminator: "")
+            case "consumer": print(Consumer.blueprint().dot(), terminator: "")
+            default:
+                writeStandardError("--blueprint must be supervisor or consumer\n")
+                return SwiftqDaemon.ExitCode.usage
+            }
+            return SwiftqDaemon.ExitCode.success
+        }
+        DaemonLog.bootstrap(role: "supervisor", level: Logger.Level(configuration.logging.level))
+        setenv("SWIFTQ_LOG_LEVEL", configuration.logging.level.rawValue, 1)
+        return supervisor.run()
+    }
+}
+
+/// Reads the configuration file's text, as a configuration error when it cannot be read.
+func readConfigurationText(_ path: String) throws(ConfigurationError) -> String {
+    do {
+        return try Accounts.readSmallFile(path)
+    } catch {
+        throw ConfigurationError.unreadable(file: path, reason: error.reason)
+    }
+}
+
+func writeStandardError(_ text: String) {
+    let bytes = Array(text.utf8)
+    try? Descriptors.writeAll(2, bytes)
+}

@@ -1,0 +1,149 @@
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Logging for every swiftq process: one line per event on stderr, which journald collects under systemd.
+///
+/// The level is process-wide and can change at run time (`logging.level` is applied in place on SIGHUP),
+/// so handlers read it from one shared place instead of holding a copy. Under journald (`JOURNAL_STREAM`
+/// set) each line starts with a `<N>` syslog priority and carries no timestamp (journald adds its own).
+public enum DaemonLog {
+    /// Stable metadata keys, written once (see STYLE.md): dashboards and tests depend on them.
+    public enum Key {
+        /// The process id.
+        public static let pid = "swiftq.pid"
+        /// The process role: supervisor, consumer, pool.
+        public static let role = "swiftq.role"
+        /// A pool slot number.
+        public static let slot = "swiftq.slot"
+        /// A task id.
+        public static let taskID = "swiftq.task.id"
+        /// A task name.
+        public static let taskName = "swiftq.task.name"
+        /// A bootstep name.
+        public static let step = "swiftq.step"
+    }
+
+    private static let state = Mutex<Logger.Level>(.info)
+
+    /// The level in force.
+    public static var level: Logger.Level {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
+    }
+
+    /// Installs the handler; call once per process, first thing.
+    public static func bootstrap(role: String, level: Logger.Level) {
+        self.level = level
+        let journal = getenv("JOURNAL_STREAM") != nil
+        LoggingSystem.bootstrap { label in
+            StderrLogHandler(label: label, role: role, journal: journal)
+        }
+    }
+
+    /// A logger for `role` with the pid and role in its metadata.
+    public static func logger(role: String) -> Logger {
+        var logger = Logger(label: "swiftq.\(role)")
+        logger[metadataKey: Key.pid] = "\(getpid())"
+        logger[metadataKey: Key.role] = "\(role)"
+        return logger
+    }
+}
+
+/// Formats events as `time swiftqd[pid] role level: message key=value …`.
+struct StderrLogHandler: LogHandler {
+    let label: String
+    let role: String
+    let journal: Bool
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
+
+    var logLevel: Logger.Level {
+        get { DaemonLog.level }
+        // The level is process-wide on purpose; a per-logger level would not follow SIGHUP reloads.
+        set {}
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        merged[DaemonLog.Key.pid] = nil
+        merged[DaemonLog.Key.role] = nil
+        var line = ""
+        if journal {
+            line += "<\(Self.syslogPriority(event.level))>"
+        } else {
+            line += Self.timestamp() + " "
+        }
+        line += "swiftqd[\(getpid())] \(role) \(event.level): \(event.message)"
+        if let error = event.error { line += " error=\(Self.quoted("\(error)"))" }
+        for key in merged.keys.sorted() {
+            line += " \(key)=\(Self.quoted("\(merged[key]!)"))"
+        }
+        line += "\n"
+        let bytes = Array(line.utf8)
+        bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = write(2, buffer.baseAddress! + offset, buffer.count - offset)
+                if written > 0 {
+                    offset += written
+                } else if written < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return
+                }
+            }
+        }
+    }
+
+    static func quoted(_ value: String) -> String {
+        if !value.isEmpty && !value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) {
+            return value
+        }
+        var escaped = "\""
+        for character in value {
+            switch character {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            case "\n": escaped += "\\n"
+            case "\r": escaped += "\\r"
+            default: escaped.append(character)
+            }
+        }
+        return escaped + "\""
+    }
+
+    static func syslogPriority(_ level: Logger.Level) -> Int {
+        switch level {
+        case .trace, .debug: 7
+        case .info: 6
+        case .notice: 5
+        case .warning: 4
+        case .error: 3
+        case .critical: 2
+        }
+    }
+
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let millis = now.tv_nsec / 1_000_000
+        let millisText = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):"
+            + "\(two(parts.tm_min)):\(two(parts.tm_sec)).\(millisText)Z"
+    }
+}

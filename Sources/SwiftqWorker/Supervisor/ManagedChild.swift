@@ -1,0 +1,45 @@
+import SwiftqPlatform
+
+/// One entry of the supervisor's process table: a role (consumer or a pool slot), the process that
+/// currently fills it, and its history.
+///
+/// States: `spawning` (spawned, not yet confirmed by the consumer) → `running`; `backoff` (dead, waiting
+/// to respawn); `retiring` (being let go after a pool shrink); `stopped` (will not be respawned).
+final class ManagedChild {
+    enum Role: Equatable {
+        case consumer
+        case pool(slot: Int)
+
+        var name: String {
+            switch self {
+            case .consumer: "consumer"
+            case .pool: "pool"
+            }
+        }
+    }
+
+    enum State: String {
+        case spawning
+        case running
+        case backoff
+        case retiring
+        case stopped
+    }
+
+    let role: Role
+    var pid: Int32 = 0
+    var state: State = .stopped
+    var startedAt: ContinuousClock.Instant = .now
+    var restarts = 0
+    var lastExit: ExitStatus?
+    var lastExitWallClock: Double?
+    var history = RestartPolicy.History()
+    var respawnTimer: EventLoop.TimerID?
+
+    init(role: Role) {
+        self.role = role
+    }
+
+    /// Whether a live process fills the role.
+    var isAlive: Bool { pid > 0 }
+}

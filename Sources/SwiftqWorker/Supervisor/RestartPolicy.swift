@@ -1,0 +1,47 @@
+/// When to respawn a child that died, and when its deaths amount to a crash loop. Pure, so it is tested
+/// without processes.
+///
+/// A child that ran for at least `stableAfter` before dying is respawned at once (a one-off crash, or a
+/// `kill -9` by an operator). Each quick death after that doubles the delay from `initialDelay` up to
+/// `maximumDelay`, so a child that cannot start does not burn a core. `crashLoopThreshold` deaths within
+/// `crashLoopWindow` mark a crash loop, which the supervisor reports in `STATUS=` and `stats` and which
+/// stops the systemd watchdog pings.
+struct RestartPolicy: Equatable {
+    var stableAfter: Duration = .seconds(10)
+    var initialDelay: Duration = .milliseconds(100)
+    var maximumDelay: Duration = .seconds(30)
+    var crashLoopWindow: Duration = .seconds(60)
+    var crashLoopThreshold = 5
+
+    /// The restart history of one child slot.
+    struct History: Equatable {
+        /// Quick deaths in a row (reset by a child that stayed up for `stableAfter`).
+        var quickDeaths = 0
+        /// When recent deaths happened (only those inside the crash-loop window are kept).
+        var deaths: [ContinuousClock.Instant] = []
+    }
+
+    /// Records a death of a child that had run for `uptime`, and returns how long to wait before the
+    /// respawn.
+    func recordDeath(_ history: inout History, uptime: Duration, at now: ContinuousClock.Instant) -> Duration {
+        history.deaths.append(now)
+        history.deaths.removeAll { now - $0 > crashLoopWindow }
+        if uptime >= stableAfter {
+            history.quickDeaths = 0
+            return .zero
+        }
+        history.quickDeaths += 1
+        if history.quickDeaths == 1 { return .zero }
+        var delay = initialDelay
+        for _ in 2..<history.quickDeaths {
+            delay = delay * 2
+            if delay >= maximumDelay { return maximumDelay }
+        }
+        return min(delay, maximumDelay)
+    }
+
+    /// Whether the history shows a crash loop at `now`.
+    func isCrashLooping(_ history: History, at now: ContinuousClock.Instant) -> Bool {
+        history.deaths.filter { now - $0 <= crashLoopWindow }.count >= crashLoopThreshold
+    }
+}

@@ -1,0 +1,215 @@
+import Logging
+import SwiftqCore
+import SwiftqPlatform
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Signals, shutdown, reload, and what the supervisor tells systemd.
+extension Supervisor {
+    /// Handles one signal on the loop (never inside a signal handler).
+    func handle(signal: Int32) {
+        switch signal {
+        case SIGCHLD:
+            reapChildren()
+        case SIGTERM, SIGINT:
+            if case .stopping = state {
+                logger.warning("\(UnixSignal.name(of: signal)) again: cold shutdown")
+                beginShutdown(cold: true)
+            } else {
+                logger.info("\(UnixSignal.name(of: signal)): warm shutdown")
+                beginShutdown(cold: false)
+            }
+        case SIGQUIT:
+            logger.warning("SIGQUIT: cold shutdown")
+            beginShutdown(cold: true)
+        case SIGHUP:
+            logger.info("SIGHUP: reloading \(configurationPath)")
+            _ = reload()
+        case SIGUSR1:
+            dumpState()
+        default:
+            logger.debug("ignoring \(UnixSignal.name(of: signal))")
+        }
+    }
+
+    /// Warm shutdown: stop fetching, let running tasks finish within `worker.shutdown_timeout`, then let
+    /// the children go. Cold: kill every child now. Either way `STOPPING=1` goes out first.
+    ///
+    /// Order (written down, as shutdown order matters): 1. STOPPING=1; 2. tell the consumer (it stops
+    /// fetching and reports `drained` when no task runs); 3. the consumer exits, which closes every
+    /// pool channel, so the pool children exit by themselves; 4. past the deadline, SIGKILL whoever is
+    /// left; 5. the blueprint's stop closes the control socket and the lifeline.
+    func beginShutdown(cold: Bool) {
+        if case .stopping(let alreadyCold) = state, alreadyCold || !cold { return }
+        state = .stopping(cold: cold)
+        for child in [consumer] + pool {
+            if let timer = child.respawnTimer { loop.cancel(timer) }
+            child.respawnTimer = nil
+        }
+        let timeout = configuration.worker.shutdownTimeout
+        if cold {
+            notifier.stopping(status: "stopping (cold)")
+            consumerChannel?.send(ChannelMessage.make("shutdown", ["mode": "cold"]))
+            for child in pool where child.isAlive { ChildProcess.signal(child.pid, SIGKILL) }
+            // The consumer gets a moment to hand unacknowledged messages back, then it is killed too.
+            shutdownDeadline = .now + .seconds(2)
+        } else {
+            notifier.stopping(status: "stopping (warm): waiting up to \(timeout) for running tasks")
+            if let channel = consumerChannel, consumer.isAlive {
+                channel.send(ChannelMessage.make("shutdown", ["mode": "warm", "timeout": .double(timeout.seconds)]))
+            } else {
+                for child in pool where child.isAlive { ChildProcess.signal(child.pid, SIGTERM) }
+            }
+            shutdownDeadline = .now + timeout + .seconds(1)
+        }
+        if !consumer.isAlive {
+            // No consumer to drain the pool: the pool children have nothing to finish for anyone.
+            for child in pool where child.isAlive { ChildProcess.signal(child.pid, SIGTERM) }
+        }
+    }
+
+    /// Past the shutdown deadline, kills what is left.
+    func enforceShutdownDeadline() {
+        guard case .stopping = state, let deadline = shutdownDeadline, ContinuousClock.now >= deadline else { return }
+        let left = ([consumer] + pool).filter(\.isAlive)
+        if !left.isEmpty {
+            logger.warning("shutdown deadline passed: killing \(left.count) child process(es)")
+            for child in left { ChildProcess.signal(child.pid, SIGKILL) }
+        }
+        shutdownDeadline = .now + .seconds(2)
+    }
+
+    /// Re-reads and validates the configuration file and applies what can change in place. An invalid
+    /// file is rejected and the running configuration kept. Returns the error text on failure.
+    func reload() -> String? {
+        if case .stopping = state { return "shutting down" }
+        let previousState = state
+        state = .reloading
+        notifier.reloading()
+        defer {
+            state = previousState
+            let status = statusLine
+            lastStatus = status
+            notifier.ready(status: status)
+        }
+        let text: String
+        let updated: Configuration
+        do {
+            text = try readConfigurationText(configurationPath)
+            updated = try Configuration.parse(text, file: configurationPath)
+        } catch {
+            let message = "\(error)"
+            logger.error("reload rejected; keeping the running configuration:\n\(message)")
+            reloads.failed += 1
+            reloads.lastOK = false
+            reloads.lastError = message
+            reloads.lastAt = wallClockSeconds()
+            return message
+        }
+        apply(updated, text: text)
+        reloads.succeeded += 1
+        reloads.lastOK = true
+        reloads.lastError = nil
+        reloads.lastAt = wallClockSeconds()
+        logger.info("reload applied")
+        return nil
+    }
+
+    private func apply(_ updated: Configuration, text: String) {
+        let previous = configuration
+        var effective = updated
+        // The control socket is bound before anything else and shared by every client: moving it
+        // in place would strand clients. It changes on restart only.
+        if updated.control != previous.control {
+            logger.warning("control.* changes take effect on restart; keeping the current socket settings")
+            effective.control = previous.control
+        }
+        if updated.logging.level != previous.logging.level {
+            DaemonLog.level = Logger.Level(updated.logging.level)
+            logger.info("logging.level is now \(updated.logging.level.rawValue)")
+        }
+        configuration = effective
+        configurationText = text
+        policy.maximumDelay = effective.worker.restartBackoffMax
+        consumerChannel?.send(
+            ChannelMessage.make("configure", ["yaml": .string(text), "file": .string(configurationPath)])
+        )
+        if updated.worker.concurrency != previous.worker.concurrency {
+            logger.info("worker.concurrency \(previous.worker.concurrency) -> \(updated.worker.concurrency)")
+            resizePool(to: updated.worker.concurrency)
+        }
+    }
+
+    /// SIGUSR1: the process table and state, to the log.
+    func dumpState() {
+        logger.notice("state dump: \(stateName); \(statusLine)")
+        for child in [consumer] + pool {
+            var line = "\(child.role.name)"
+            if case .pool(let slot) = child.role { line += " \(slot)" }
+            line += ": pid \(child.pid), \(child.state.rawValue), \(child.restarts) restart(s)"
+            if let exit = child.lastExit { line += ", last exit: \(exit)" }
+            logger.notice("\(line)")
+        }
+        consumerChannel?.send(ChannelMessage.make("dump"))
+    }
+
+    // MARK: Health and status
+
+    /// Healthy: the consumer is up and heartbeating, and no child is crash-looping. Only then does the
+    /// supervisor feed systemd's watchdog.
+    var isHealthy: Bool {
+        guard consumer.isAlive, consumerReady, let beat = lastConsumerHeartbeat else { return false }
+        guard beat.duration(to: .now) < Consumer.heartbeatInterval * 5 else { return false }
+        return !crashLooping
+    }
+
+    var crashLooping: Bool {
+        ([consumer] + pool).contains { policy.isCrashLooping($0.history, at: .now) }
+    }
+
+    var stateName: String {
+        switch state {
+        case .starting: "starting"
+        case .running: crashLooping ? "degraded" : "running"
+        case .reloading: "reloading"
+        case .stopping(let cold): cold ? "stopping (cold)" : "stopping (warm)"
+        }
+    }
+
+    /// The one-line summary for `STATUS=` and logs.
+    var statusLine: String {
+        let wanted = pool.filter { $0.state != .retiring && $0.state != .stopped }.count
+        let alive = pool.filter { $0.isAlive && $0.state != .retiring }.count
+        var parts = ["\(stateName)", "consumer \(consumer.isAlive ? (consumerReady ? "up" : "starting") : "down")"]
+        parts.append("pool \(alive)/\(wanted)")
+        let restarts = ([consumer] + pool).reduce(0) { $0 + $1.restarts }
+        if restarts > 0 { parts.append("\(restarts) restart(s)") }
+        let looping = ([consumer] + pool).filter { policy.isCrashLooping($0.history, at: .now) }
+        if !looping.isEmpty {
+            let names = looping.map { child -> String in
+                if case .pool(let slot) = child.role { return "pool \(slot)" }
+                return child.role.name
+            }
+            parts.append("crash loop: \(names.joined(separator: ", "))")
+        }
+        if reloads.lastOK == false { parts.append("last reload failed") }
+        return parts.joined(separator: ", ")
+    }
+
+    /// Sends `STATUS=` when the summary changed.
+    func refreshStatus() {
+        guard state == .running || state == .reloading else { return }
+        let status = statusLine
+        if status != lastStatus {
+            lastStatus = status
+            notifier.status(status)
+        }
+    }
+
+    func setStatus(_ text: String) {
+        lastStatus = text
+        notifier.status(text)
+    }
+}

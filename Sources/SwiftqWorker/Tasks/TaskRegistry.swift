@@ -1,0 +1,143 @@
+import OrderedCollections
+import SwiftqCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One call of a task, as a pool child sees it.
+public struct TaskInvocation: Sendable {
+    /// The task id (Celery's `id` header).
+    public var id: String
+    /// The registered task name, e.g. `swiftq.add`.
+    public var name: String
+    /// Positional arguments.
+    public var args: [JSONValue]
+    /// Keyword arguments, in the order the client gave them.
+    public var kwargs: OrderedDictionary<String, JSONValue>
+
+    /// Creates an invocation.
+    public init(
+        id: String,
+        name: String,
+        args: [JSONValue] = [],
+        kwargs: OrderedDictionary<String, JSONValue> = [:]
+    ) {
+        self.id = id
+        self.name = name
+        self.args = args
+        self.kwargs = kwargs
+    }
+}
+
+/// What a task raises to fail: an exception as Celery stores it, so a Python client re-raises it with
+/// the same type and message (`exc_type`, `exc_message`, `exc_module` in the result meta).
+public struct TaskFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The exception's class name, e.g. `ValueError`.
+    public var type: String
+    /// The message.
+    public var message: String
+    /// The exception's Python module (`builtins` for Python's own exceptions; Celery recreates a class
+    /// of that name when the module cannot be imported).
+    public var module: String
+    /// A traceback text, when there is something more useful than the message.
+    public var traceback: String?
+
+    /// Creates a failure.
+    public init(type: String, message: String, module: String = "builtins", traceback: String? = nil) {
+        self.type = type
+        self.message = message
+        self.module = module
+        self.traceback = traceback
+    }
+
+    /// Python's `TypeError`, as raised for a wrong call signature.
+    public static func typeError(_ message: String) -> TaskFailure {
+        TaskFailure(type: "TypeError", message: message)
+    }
+
+    /// Python's `ValueError`.
+    public static func valueError(_ message: String) -> TaskFailure {
+        TaskFailure(type: "ValueError", message: message)
+    }
+
+    /// Celery's `NotRegistered`, for a task name no handler is registered under.
+    public static func notRegistered(_ name: String) -> TaskFailure {
+        TaskFailure(type: "NotRegistered", message: "'\(name)'", module: "celery.exceptions")
+    }
+
+    public var description: String { "\(type): \(message)" }
+}
+
+/// What a task may ask of the pool child that runs it.
+public struct TaskEnvironment: Sendable {
+    /// Sleeps up to `duration`, returning early (false) when the process is being told to go away:
+    /// a task's sleeps should go through this, so shutdown and parent death are never delayed by them.
+    public var sleep: @Sendable (Duration) -> Bool
+
+    /// Creates an environment.
+    public init(sleep: @escaping @Sendable (Duration) -> Bool) {
+        self.sleep = sleep
+    }
+
+    /// An environment whose sleep is a plain sleep (for running handlers outside a pool child).
+    public static let standalone = TaskEnvironment { duration in
+        let deadline = ContinuousClock.now + duration
+        while ContinuousClock.now < deadline {
+            let left = ContinuousClock.now.duration(to: deadline)
+            let (seconds, attoseconds) = left.components
+            var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+            _ = nanosleep(&request, nil)
+        }
+        return true
+    }
+}
+
+/// A task handler: JSON in, JSON out; throwing ``TaskFailure`` (or any error) fails the task.
+public typealias TaskHandler = @Sendable (TaskInvocation, TaskEnvironment) throws -> JSONValue
+
+/// The tasks a worker binary can run, by name.
+///
+/// The stock `swiftqd` registers the built-in `swiftq.*` tasks; a user's own daemon binary builds a
+/// registry with its handlers and passes it to ``SwiftqDaemon/main(registry:)``, the way Celery's
+/// `-A proj` loads an app. Registration happens before the daemon starts, so the registry is immutable
+/// while processes run (every pool child re-executes the binary and builds the same registry).
+public struct TaskRegistry: Sendable {
+    private var handlers: [String: TaskHandler] = [:]
+
+    /// An empty registry.
+    public init() {}
+
+    /// A registry holding the built-in `swiftq.*` tasks.
+    public static var builtIn: TaskRegistry {
+        var registry = TaskRegistry()
+        BuiltInTasks.register(into: &registry)
+        return registry
+    }
+
+    /// Registers `handler` under `name`, replacing an earlier one.
+    public mutating func register(_ name: String, handler: @escaping TaskHandler) {
+        handlers[name] = handler
+    }
+
+    /// The names registered, sorted.
+    public var names: [String] { handlers.keys.sorted() }
+
+    /// Whether `name` is registered.
+    public func contains(_ name: String) -> Bool { handlers[name] != nil }
+
+    /// Runs a task; an unknown name fails with Celery's `NotRegistered`. Errors that are not
+    /// ``TaskFailure`` are reported with their Swift type name.
+    public func run(_ invocation: TaskInvocation, environment: TaskEnvironment) -> Result<JSONValue, TaskFailure> {
+        guard let handler = handlers[invocation.name] else {
+            return .failure(.notRegistered(invocation.name))
+        }
+        do {
+            return .success(try handler(invocation, environment))
+        } catch let failure as TaskFailure {
+            return .failure(failure)
+        } catch {
+            return .failure(TaskFailure(type: String(describing: Swift.type(of: error)), message: "\(error)", module: "swiftq"))
+        }
+    }
+}
