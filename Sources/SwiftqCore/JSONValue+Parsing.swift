@@ -1,0 +1,503 @@
+import OrderedCollections
+
+extension JSONValue {
+    /// The nesting limit used when `maxDepth` is not given: deep enough for any real task payload, shallow enough that
+    /// hostile input cannot make the worker build absurdly deep values (which are also destroyed recursively).
+    public static let defaultMaxDepth = 512
+
+    /// Parses one JSON text from UTF-8 bytes.
+    ///
+    /// The grammar is RFC 8259 with exactly the extensions Python's `json` module writes: the bare words `NaN`,
+    /// `Infinity` and `-Infinity`. Everything else is strict:
+    ///
+    /// - only space, tab, CR and LF count as whitespace, and nothing but whitespace may follow the value;
+    /// - numbers may not have leading zeros, a leading `+`, or a bare `.`; integers that fit `Int64` become
+    ///   ``int(_:)``, larger ones ``bigInt(_:)`` with their exact text, and anything with a fraction or exponent a
+    ///   correctly rounded ``double(_:)`` (out-of-range exponents give infinity or zero, as in Python);
+    /// - strings must be valid UTF-8 (no overlong forms, no encoded surrogates) and may not contain raw control
+    ///   characters below U+0020. All JSON escapes are supported; a `\u` escape of a lone UTF-16 surrogate, which
+    ///   Python accepts but a Swift `String` cannot hold, is replaced with U+FFFD;
+    /// - for duplicate object keys the last value wins, in the position of the first occurrence, as in Python;
+    /// - arrays and objects may nest at most `maxDepth` levels.
+    ///
+    /// Contiguous inputs (`[UInt8]`, `ArraySlice<UInt8>`, `Data`, `String.UTF8View` of a native string, ...) are parsed
+    /// in place; other collections are copied into an array first.
+    ///
+    /// - Throws: ``JSONParseError`` with the byte offset of the first problem.
+    public init(parsing bytes: some Collection<UInt8>, maxDepth: Int = JSONValue.defaultMaxDepth) throws(JSONParseError)
+    {
+        let result = bytes.withContiguousStorageIfAvailable { buffer in
+            JSONValue.parse(buffer, maxDepth: maxDepth)
+        }
+        if let result {
+            self = try result.get()
+        } else {
+            let copy = Array(bytes)
+            self = try copy.withUnsafeBufferPointer { JSONValue.parse($0, maxDepth: maxDepth) }.get()
+        }
+    }
+
+    /// Parses one JSON text from a string; see `init(parsing:maxDepth:)` for bytes. Error offsets count UTF-8 bytes.
+    public init(parsing string: String, maxDepth: Int = JSONValue.defaultMaxDepth) throws(JSONParseError) {
+        try self.init(parsing: string.utf8, maxDepth: maxDepth)
+    }
+
+    private static func parse(_ input: UnsafeBufferPointer<UInt8>, maxDepth: Int) -> Result<JSONValue, JSONParseError> {
+        var parser = JSONParser(input: input, maxDepth: maxDepth)
+        return Result { () throws(JSONParseError) in try parser.parseDocument() }
+    }
+}
+
+/// Exact powers of ten that a `Double` holds without rounding: the fast path for short decimal numbers.
+private let exactPowersOfTen: [Double] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+]
+
+/// An array or object still being parsed. Only the field matching `isObject` is used; keeping both as stored
+/// properties (rather than an enum payload) lets the parser append in place without copy-on-write copies.
+private struct OpenContainer {
+    var isObject: Bool
+    var elements: [JSONValue] = []
+    var members: OrderedDictionary<String, JSONValue> = [:]
+    /// The key whose value is being parsed, for objects.
+    var key: String = ""
+}
+
+/// A single-use recursive-descent parser over a contiguous UTF-8 buffer.
+///
+/// Nesting is handled with an explicit stack instead of recursion, so the depth limit, not the thread's stack size,
+/// decides how deep a document may be. Every read of `input` is preceded by a `position < end` check.
+private struct JSONParser {
+    let input: UnsafeBufferPointer<UInt8>
+    let end: Int
+    let maxDepth: Int
+    var position = 0
+    /// Reused buffer for strings that contain escapes.
+    var scratch: [UInt8] = []
+
+    init(input: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+        self.input = input
+        self.end = input.count
+        self.maxDepth = maxDepth
+    }
+
+    mutating func parseDocument() throws(JSONParseError) -> JSONValue {
+        let value = try parseValue()
+        skipWhitespace()
+        if position < end {
+            throw failure("unexpected \(describeByte(at: position)) after the JSON value")
+        }
+        return value
+    }
+
+    // MARK: Values and containers
+
+    mutating func parseValue() throws(JSONParseError) -> JSONValue {
+        var stack: [OpenContainer] = []
+        nextValue: while true {
+            skipWhitespace()
+            guard position < end else { throw failure("unexpected end of input, expected a value") }
+            var value: JSONValue
+            switch input[position] {
+            case UInt8(ascii: "["):
+                guard stack.count < maxDepth else { throw failure("maximum nesting depth of \(maxDepth) exceeded") }
+                position += 1
+                skipWhitespace()
+                if position < end && input[position] == UInt8(ascii: "]") {
+                    position += 1
+                    value = .array([])
+                } else {
+                    stack.append(OpenContainer(isObject: false))
+                    continue nextValue
+                }
+            case UInt8(ascii: "{"):
+                guard stack.count < maxDepth else { throw failure("maximum nesting depth of \(maxDepth) exceeded") }
+                position += 1
+                skipWhitespace()
+                if position < end && input[position] == UInt8(ascii: "}") {
+                    position += 1
+                    value = .object([:])
+                } else {
+                    let key = try parseKey(orElse: "expected string key or '}'")
+                    stack.append(OpenContainer(isObject: true, key: key))
+                    continue nextValue
+                }
+            case UInt8(ascii: "\""):
+                value = .string(try parseString())
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                value = try parseNumber()
+            case UInt8(ascii: "t"):
+                try expectLiteral("true")
+                value = .bool(true)
+            case UInt8(ascii: "f"):
+                try expectLiteral("false")
+                value = .bool(false)
+            case UInt8(ascii: "n"):
+                try expectLiteral("null")
+                value = .null
+            case UInt8(ascii: "N"):
+                try expectLiteral("NaN")
+                value = .double(.nan)
+            case UInt8(ascii: "I"):
+                try expectLiteral("Infinity")
+                value = .double(.infinity)
+            default:
+                throw failure("unexpected \(describeByte(at: position)), expected a value")
+            }
+
+            // Store the finished value in its container; when that closes the container, store the container in its
+            // parent, and so on.
+            while let top = stack.indices.last {
+                skipWhitespace()
+                let next: UInt8? = position < end ? input[position] : nil
+                if stack[top].isObject {
+                    let key = stack[top].key
+                    stack[top].members[key] = value
+                    if next == UInt8(ascii: ",") {
+                        position += 1
+                        stack[top].key = try parseKey(orElse: "expected string key")
+                        continue nextValue
+                    } else if next == UInt8(ascii: "}") {
+                        position += 1
+                        value = .object(stack.removeLast().members)
+                    } else {
+                        throw expected("',' or '}'")
+                    }
+                } else {
+                    stack[top].elements.append(value)
+                    if next == UInt8(ascii: ",") {
+                        position += 1
+                        continue nextValue
+                    } else if next == UInt8(ascii: "]") {
+                        position += 1
+                        value = .array(stack.removeLast().elements)
+                    } else {
+                        throw expected("',' or ']'")
+                    }
+                }
+            }
+            return value
+        }
+    }
+
+    /// Parses `"key" :` (with surrounding whitespace) and returns the key.
+    mutating func parseKey(orElse message: String) throws(JSONParseError) -> String {
+        skipWhitespace()
+        guard position < end, input[position] == UInt8(ascii: "\"") else {
+            throw position < end ? failure(message) : failure("unexpected end of input, \(message)")
+        }
+        let key = try parseString()
+        skipWhitespace()
+        guard position < end, input[position] == UInt8(ascii: ":") else { throw expected("':' after object key") }
+        position += 1
+        return key
+    }
+
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONParseError) {
+        let count = literal.utf8CodeUnitCount
+        let bytes = literal.utf8Start
+        guard end - position >= count else { throw failure("invalid literal, expected '\(literal)'") }
+        for index in 0..<count where input[position + index] != bytes[index] {
+            throw failure("invalid literal, expected '\(literal)'")
+        }
+        position += count
+    }
+
+    // MARK: Numbers
+
+    mutating func parseNumber() throws(JSONParseError) -> JSONValue {
+        let start = position
+        let negative = input[position] == UInt8(ascii: "-")
+        if negative {
+            position += 1
+            if position < end && input[position] == UInt8(ascii: "I") {
+                try expectLiteral("Infinity")
+                return .double(-.infinity)
+            }
+            guard position < end, isDigit(input[position]) else { throw expected("digit after '-'") }
+        }
+
+        // Up to 19 significant digits are collected into `mantissa` (exact: 19 digits < 2^64). `truncated` records
+        // that there were more, in which case the exact text is used instead.
+        var mantissa: UInt64 = 0
+        var significantDigits = 0
+        var truncated = false
+
+        let integerStart = position
+        if input[position] == UInt8(ascii: "0") {
+            position += 1
+            if position < end && isDigit(input[position]) {
+                throw JSONParseError(offset: integerStart, message: "leading zeros are not allowed")
+            }
+        } else {
+            repeat {
+                if significantDigits < 19 {
+                    mantissa = mantissa &* 10 &+ UInt64(input[position] &- UInt8(ascii: "0"))
+                    significantDigits += 1
+                } else {
+                    truncated = true
+                }
+                position += 1
+            } while position < end && isDigit(input[position])
+        }
+
+        var isInteger = true
+        var fractionDigits = 0  // digits after '.' that went into `mantissa`
+        if position < end && input[position] == UInt8(ascii: ".") {
+            isInteger = false
+            position += 1
+            guard position < end, isDigit(input[position]) else { throw expected("digit after '.'") }
+            repeat {
+                if significantDigits < 19 {
+                    mantissa = mantissa &* 10 &+ UInt64(input[position] &- UInt8(ascii: "0"))
+                    fractionDigits += 1
+                    // Zeros before the first non-zero digit do not use up precision.
+                    if mantissa != 0 { significantDigits += 1 }
+                } else {
+                    truncated = true
+                }
+                position += 1
+            } while position < end && isDigit(input[position])
+        }
+
+        var exponent = 0
+        if position < end && (input[position] | 0x20) == UInt8(ascii: "e") {
+            isInteger = false
+            position += 1
+            var exponentNegative = false
+            if position < end && (input[position] == UInt8(ascii: "+") || input[position] == UInt8(ascii: "-")) {
+                exponentNegative = input[position] == UInt8(ascii: "-")
+                position += 1
+            }
+            guard position < end, isDigit(input[position]) else { throw expected("digit in exponent") }
+            repeat {
+                // Saturate: anything this large already means infinity or zero.
+                if exponent < 100_000 { exponent = exponent * 10 + Int(input[position] &- UInt8(ascii: "0")) }
+                position += 1
+            } while position < end && isDigit(input[position])
+            if exponentNegative { exponent = -exponent }
+        }
+
+        if isInteger {
+            if !truncated {
+                if negative, mantissa <= UInt64(Int64.max) + 1 {
+                    return .int(Int64(bitPattern: 0 &- mantissa))
+                } else if !negative, mantissa <= UInt64(Int64.max) {
+                    return .int(Int64(mantissa))
+                }
+            }
+            return .bigInt(String(decoding: UnsafeBufferPointer(rebasing: input[start..<position]), as: UTF8.self))
+        }
+
+        if !truncated {
+            if mantissa == 0 { return .double(negative ? -0.0 : 0.0) }
+            // Clinger's fast path: both operands are exact doubles, so the single IEEE operation rounds correctly.
+            let power = exponent - fractionDigits
+            if mantissa <= 1 << 53 && power >= -22 && power <= 22 {
+                var value = Double(mantissa)
+                if power < 0 { value /= exactPowersOfTen[-power] } else { value *= exactPowersOfTen[power] }
+                return .double(negative ? -value : value)
+            }
+        }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: input[start..<position]), as: UTF8.self)
+        guard let value = Double(text) else {
+            throw JSONParseError(offset: start, message: "invalid number")
+        }
+        return .double(value)
+    }
+
+    // MARK: Strings
+
+    /// Parses a string starting at its opening quote.
+    mutating func parseString() throws(JSONParseError) -> String {
+        let open = position
+        position += 1
+        let start = position
+        try scanUnescapedRun(open: open)
+        if input[position] == UInt8(ascii: "\"") {
+            let text = String(decoding: UnsafeBufferPointer(rebasing: input[start..<position]), as: UTF8.self)
+            position += 1
+            return text
+        }
+
+        // There are escapes: assemble the UTF-8 in `scratch`.
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<position]))
+        while input[position] == UInt8(ascii: "\\") {
+            try parseEscape(open: open)
+            let runStart = position
+            try scanUnescapedRun(open: open)
+            scratch.append(contentsOf: UnsafeBufferPointer(rebasing: input[runStart..<position]))
+        }
+        position += 1
+        return String(decoding: scratch, as: UTF8.self)
+    }
+
+    /// Advances to the next `"` or `\`, validating UTF-8 and rejecting control characters on the way. On return
+    /// `position < end`.
+    mutating func scanUnescapedRun(open: Int) throws(JSONParseError) {
+        while position < end {
+            let byte = input[position]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return }
+            if byte < 0x20 {
+                throw failure("unescaped control character U+00\(hex(byte)) in string")
+            }
+            if byte < 0x80 {
+                position += 1
+            } else {
+                try skipUTF8Sequence()
+            }
+        }
+        throw JSONParseError(offset: open, message: "unterminated string")
+    }
+
+    /// Validates one multi-byte UTF-8 sequence starting at `position` and moves past it. Overlong forms, encoded
+    /// surrogates and code points above U+10FFFF are rejected, exactly as the Unicode standard requires.
+    mutating func skipUTF8Sequence() throws(JSONParseError) {
+        let lead = input[position]
+        let length: Int
+        var secondRange: ClosedRange<UInt8> = 0x80...0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: (length, secondRange) = (3, 0xA0...0xBF)
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: (length, secondRange) = (3, 0x80...0x9F)
+        case 0xF0: (length, secondRange) = (4, 0x90...0xBF)
+        case 0xF1...0xF3: length = 4
+        case 0xF4: (length, secondRange) = (4, 0x80...0x8F)
+        default: throw failure("invalid UTF-8 byte 0x\(hex(lead)) in string")
+        }
+        guard end - position >= length, secondRange.contains(input[position + 1]) else {
+            throw failure("invalid UTF-8 sequence in string")
+        }
+        for index in 2..<length where input[position + index] & 0xC0 != 0x80 {
+            throw failure("invalid UTF-8 sequence in string")
+        }
+        position += length
+    }
+
+    /// Decodes the escape at `position` (a backslash) into `scratch`.
+    mutating func parseEscape(open: Int) throws(JSONParseError) {
+        let escapeStart = position
+        position += 1
+        guard position < end else { throw JSONParseError(offset: open, message: "unterminated string") }
+        let replacement: UInt8
+        switch input[position] {
+        case UInt8(ascii: "\""): replacement = UInt8(ascii: "\"")
+        case UInt8(ascii: "\\"): replacement = UInt8(ascii: "\\")
+        case UInt8(ascii: "/"): replacement = UInt8(ascii: "/")
+        case UInt8(ascii: "b"): replacement = 0x08
+        case UInt8(ascii: "f"): replacement = 0x0C
+        case UInt8(ascii: "n"): replacement = 0x0A
+        case UInt8(ascii: "r"): replacement = 0x0D
+        case UInt8(ascii: "t"): replacement = 0x09
+        case UInt8(ascii: "u"):
+            guard let unit = hex4(at: position + 1) else {
+                throw JSONParseError(offset: escapeStart, message: "invalid \\u escape, expected 4 hex digits")
+            }
+            position += 5
+            appendUTF8(scalar: combineSurrogates(unit))
+            return
+        default:
+            throw JSONParseError(offset: escapeStart, message: "invalid escape character \(describeByte(at: position))")
+        }
+        scratch.append(replacement)
+        position += 1
+    }
+
+    /// Turns a UTF-16 code unit from a `\u` escape into a scalar value, consuming a following `\u` low surrogate
+    /// when `unit` is a high surrogate. Lone surrogates become U+FFFD.
+    mutating func combineSurrogates(_ unit: UInt32) -> UInt32 {
+        switch unit {
+        case 0xD800...0xDBFF:
+            guard end - position >= 6,
+                input[position] == UInt8(ascii: "\\"),
+                input[position + 1] == UInt8(ascii: "u"),
+                let low = hex4(at: position + 2),
+                (0xDC00...0xDFFF).contains(low)
+            else { return 0xFFFD }
+            position += 6
+            return 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+        case 0xDC00...0xDFFF:
+            return 0xFFFD
+        default:
+            return unit
+        }
+    }
+
+    /// The value of four hex digits at `index`, or `nil` if they are not all there.
+    func hex4(at index: Int) -> UInt32? {
+        guard index >= 0, end - index >= 4 else { return nil }
+        var value: UInt32 = 0
+        for offset in 0..<4 {
+            let byte = input[index + offset]
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt32(digit)
+        }
+        return value
+    }
+
+    mutating func appendUTF8(scalar: UInt32) {
+        switch scalar {
+        case ..<0x80:
+            scratch.append(UInt8(scalar))
+        case ..<0x800:
+            scratch.append(UInt8(0xC0 | scalar >> 6))
+            scratch.append(UInt8(0x80 | scalar & 0x3F))
+        case ..<0x1_0000:
+            scratch.append(UInt8(0xE0 | scalar >> 12))
+            scratch.append(UInt8(0x80 | scalar >> 6 & 0x3F))
+            scratch.append(UInt8(0x80 | scalar & 0x3F))
+        default:
+            scratch.append(UInt8(0xF0 | scalar >> 18))
+            scratch.append(UInt8(0x80 | scalar >> 12 & 0x3F))
+            scratch.append(UInt8(0x80 | scalar >> 6 & 0x3F))
+            scratch.append(UInt8(0x80 | scalar & 0x3F))
+        }
+    }
+
+    // MARK: Helpers
+
+    mutating func skipWhitespace() {
+        while position < end {
+            switch input[position] {
+            case 0x20, 0x09, 0x0A, 0x0D: position += 1
+            default: return
+            }
+        }
+    }
+
+    func isDigit(_ byte: UInt8) -> Bool {
+        byte &- UInt8(ascii: "0") < 10
+    }
+
+    func failure(_ message: String) -> JSONParseError {
+        JSONParseError(offset: position, message: message)
+    }
+
+    /// "expected X" at the current position, mentioning the end of input when that is the problem.
+    func expected(_ what: String) -> JSONParseError {
+        failure(position < end ? "expected \(what)" : "unexpected end of input, expected \(what)")
+    }
+
+    /// The byte at `index` for a message: `'x'` for printable ASCII, `byte 0xNN` otherwise.
+    func describeByte(at index: Int) -> String {
+        let byte = input[index]
+        if byte > 0x20 && byte < 0x7F {
+            return "'\(Character(Unicode.Scalar(byte)))'"
+        }
+        return "byte 0x\(hex(byte))"
+    }
+
+    func hex(_ byte: UInt8) -> String {
+        let digits = Array("0123456789ABCDEF")
+        return "\(digits[Int(byte >> 4)])\(digits[Int(byte & 0x0F)])"
+    }
+}
