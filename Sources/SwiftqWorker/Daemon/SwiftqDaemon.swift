@@ -139,7 +139,9 @@ func readConfigurationText(_ path: String) throws(ConfigurationError) -> String 
     do {
         return try Accounts.readSmallFile(path)
     } catch {
-        throw ConfigurationError.unreadable(file: path, reason: error.reason)
+        throw ConfigurationError(
+            diagnostics: [ConfigurationDiagnostic(file: path, message: "cannot read configuration: \(error.reason)")]
+        )
     }
 }
 

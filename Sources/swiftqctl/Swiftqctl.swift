@@ -1,0 +1,185 @@
+import ArgumentParser
+import SwiftqControl
+import SwiftqCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Exit codes of `swiftqctl` (part of its interface; see swiftqctl(1)).
+enum CtlExit {
+    static let success: Int32 = 0
+    /// The daemon answered with an error.
+    static let commandFailed: Int32 = 1
+    /// Bad usage.
+    static let usage: Int32 = 2
+    /// The daemon is not reachable, or refused this caller (EX_UNAVAILABLE).
+    static let unavailable: Int32 = 69
+}
+
+/// Options every command shares.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Control socket path (default: $SWIFTQ_SOCKET, else control.socket of --config, else /run/swiftq/swiftqd.sock).")
+    var socket: String?
+
+    @Option(name: .shortAndLong, help: "Read the socket path from this swiftqd configuration file.")
+    var config: String?
+
+    @Option(help: "Seconds to wait for the reply.")
+    var timeout: Double = 30
+
+    /// Resolves the socket path; throws a usage-level message when --config is unreadable.
+    func socketPath() throws -> String {
+        if let socket { return socket }
+        if let fromEnvironment = getenv("SWIFTQ_SOCKET") { return String(cString: fromEnvironment) }
+        if let config {
+            do {
+                return try Configuration.load(contentsOf: config).control.socket
+            } catch {
+                throw ValidationError("\(error)")
+            }
+        }
+        return Configuration.Control().socket
+    }
+
+    /// Connects, sends one command, returns its result; failures are mapped to exit codes.
+    func call(_ command: String, arguments: [String: JSONValue] = [:]) throws -> JSONValue {
+        let path = try socketPath()
+        do {
+            let client = try ControlClient(path: path)
+            return try client.call(command, arguments: arguments, timeout: .milliseconds(Int64(timeout * 1000)))
+        } catch {
+            switch error.code {
+            case .unavailable, .permissionDenied, .timeout:
+                throw CtlFailure(code: CtlExit.unavailable, message: "swiftqctl: \(error.message)")
+            default:
+                throw CtlFailure(code: CtlExit.commandFailed, message: "swiftqctl: \(command) failed: \(error.message)")
+            }
+        }
+    }
+}
+
+/// A failure that ends `swiftqctl` with a specific exit code.
+struct CtlFailure: Error {
+    var code: Int32
+    var message: String
+}
+
+struct Swiftqctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swiftqctl",
+        abstract: "Control a running swiftqd through its control socket.",
+        discussion: "Exit codes: 0 ok, 1 the command failed, 2 usage, 69 swiftqd unreachable or refused.",
+        version: "swiftqctl 0.1.0",
+        subcommands: [Ping.self, Stats.self, Reload.self, Shutdown.self]
+    )
+}
+
+struct Ping: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check that swiftqd answers.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        let started = ContinuousClock.now
+        let result = try connection.call("ping")
+        let elapsed = started.duration(to: .now)
+        let pid = result["pid"]?.intValue.map(String.init) ?? "?"
+        print("pong from swiftqd (pid \(pid)) in \(formatMilliseconds(elapsed))")
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the process table, restarts, reloads and resource usage.")
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Print the raw JSON reply.")
+    var json = false
+
+    func run() throws {
+        let result = try connection.call("stats")
+        if json {
+            print(result.jsonString)
+        } else {
+            print(StatsTable.render(result), terminator: "")
+        }
+    }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-read and apply the configuration file (like SIGHUP); fails if the file is invalid."
+    )
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        let result = try connection.call("reload")
+        print("reloaded: \(result["status"]?.stringValue ?? "ok")")
+    }
+}
+
+struct Shutdown: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stop swiftqd: warm (running tasks finish) unless --cold."
+    )
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Cold shutdown: kill running tasks (their messages go back to the broker).")
+    var cold = false
+
+    func run() throws {
+        let result = try connection.call("shutdown", arguments: ["mode": .string(cold ? "cold" : "warm")])
+        print("swiftqd is stopping (\(result["stopping"]?.stringValue ?? "warm"))")
+    }
+}
+
+func formatMilliseconds(_ duration: Duration) -> String {
+    let (seconds, attoseconds) = duration.components
+    let milliseconds = Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    return "\((milliseconds * 100).rounded() / 100) ms"
+}
+
+@main
+enum SwiftqctlMain {
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        var command: ParsableCommand
+        do {
+            command = try Swiftqctl.parseAsRoot(arguments)
+        } catch {
+            let code = Swiftqctl.exitCode(for: error)
+            let message = Swiftqctl.fullMessage(for: error)
+            if code == .success {
+                print(message)
+                exit(CtlExit.success)
+            }
+            printError(message)
+            exit(CtlExit.usage)
+        }
+        if !(command is Ping || command is Stats || command is Reload || command is Shutdown) {
+            print(Swiftqctl.helpMessage())
+            exit(CtlExit.usage)
+        }
+        do {
+            try command.run()
+            exit(CtlExit.success)
+        } catch let failure as CtlFailure {
+            printError(failure.message)
+            exit(failure.code)
+        } catch {
+            let message = Swiftqctl.fullMessage(for: error)
+            printError(message)
+            exit(CtlExit.usage)
+        }
+    }
+}
+
+/// Writes a line to standard error.
+func printError(_ message: String) {
+    let bytes = Array((message + "\n").utf8)
+    bytes.withUnsafeBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let written = write(2, buffer.baseAddress! + offset, buffer.count - offset)
+            if written <= 0 { return }
+            offset += written
+        }
+    }
+}

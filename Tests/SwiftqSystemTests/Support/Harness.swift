@@ -1,0 +1,294 @@
+import Foundation
+import SwiftqControl
+import SwiftqCore
+import SwiftqPlatform
+import Testing
+
+/// Where the built binaries are: next to the test bundle in SwiftPM's build folder.
+enum Binaries {
+    static var directory: String {
+        let executable = ChildProcess.currentExecutable
+        var url = URL(fileURLWithPath: executable).deletingLastPathComponent()
+        // On Linux the test binary is `<build>/swiftqPackageTests.xctest`, a file in the build folder.
+        if url.lastPathComponent.hasSuffix(".xctest") { url = url.deletingLastPathComponent() }
+        return url.path
+    }
+
+    static var swiftqd: String { directory + "/swiftqd" }
+    static var swiftqctl: String { directory + "/swiftqctl" }
+}
+
+/// A temporary directory, removed when the value is released.
+final class TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        var template = Array("/tmp/swiftq-test-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
+        path = String(cString: made)
+        // Traversable by other uids (the peer-credential test connects as nobody).
+        chmod(path, 0o755)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    func write(_ name: String, _ text: String) throws -> String {
+        let file = path + "/" + name
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+}
+
+/// The result of running a command to completion.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs a program to completion (with a time limit) and captures its output.
+func runCommand(_ path: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 30)
+    throws -> CommandResult
+{
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    // Read both pipes concurrently so a chatty child never blocks on a full pipe.
+    let outData = LockedData()
+    let errData = LockedData()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async {
+        outData.set(out.fileHandleForReading.readDataToEndOfFile())
+        group.leave()
+    }
+    group.enter()
+    DispatchQueue.global().async {
+        errData.set(err.fileHandleForReading.readDataToEndOfFile())
+        group.leave()
+    }
+    let deadline = Date().addingTimeInterval(timeout)
+    while process.isRunning && Date() < deadline { usleep(10_000) }
+    if process.isRunning {
+        process.terminate()
+        Issue.record("\(path) \(arguments) did not finish within \(timeout)s")
+    }
+    process.waitUntilExit()
+    group.wait()
+    return CommandResult(
+        status: process.terminationStatus,
+        stdout: String(decoding: outData.get(), as: UTF8.self),
+        stderr: String(decoding: errData.get(), as: UTF8.self)
+    )
+}
+
+final class LockedData: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func set(_ value: Data) { lock.withLock { data = value } }
+    func get() -> Data { lock.withLock { data } }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` seconds pass.
+@discardableResult
+func eventually(timeout: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(20_000)
+    }
+    return try condition()
+}
+
+/// Whether a process has ended (gone from /proc, or a zombie nobody reaped yet).
+func processHasEnded(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+    // The state is the first field after the parenthesised command name.
+    guard let close = stat.lastIndex(of: ")") else { return true }
+    let rest = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces)
+    return rest.hasPrefix("Z") || rest.hasPrefix("X")
+}
+
+/// A datagram socket standing in for systemd's `NOTIFY_SOCKET`, recording what the daemon sends.
+final class NotifyListener {
+    let path: String
+    private let descriptor: Int32
+    private(set) var messages: [String] = []
+
+    init(directory: String) throws {
+        path = directory + "/notify.sock"
+        descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if result != 0 { throw SystemError("bind \(path)", errno: errno) }
+    }
+
+    deinit {
+        close(descriptor)
+    }
+
+    /// Reads every datagram that has arrived, without waiting.
+    func drain() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(descriptor, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            guard count > 0 else { return }
+            messages.append(String(decoding: buffer[0..<count], as: UTF8.self))
+        }
+    }
+
+    /// Waits until a message satisfying `predicate` has arrived; returns its index.
+    func waitFor(timeout: Double = 10, _ predicate: (String) -> Bool) -> Int? {
+        var found: Int?
+        eventually(timeout: timeout) {
+            drain()
+            found = messages.firstIndex(where: predicate)
+            return found != nil
+        }
+        return found
+    }
+}
+
+/// A running `swiftqd` started from the built binary with a temporary configuration.
+final class Daemon {
+    let directory: TemporaryDirectory
+    let configPath: String
+    let socketPath: String
+    let logPath: String
+    let process = Process()
+    var notify: NotifyListener?
+
+    /// Writes a configuration (the `extra` YAML is appended under the given sections) and starts swiftqd.
+    init(
+        concurrency: Int = 2,
+        extraYAML: String = "",
+        controlYAML: String = "",
+        environment: [String: String] = [:],
+        withNotify: Bool = false,
+        waitForReady: Bool = true
+    ) throws {
+        directory = try TemporaryDirectory()
+        socketPath = directory.path + "/swiftqd.sock"
+        logPath = directory.path + "/swiftqd.log"
+        configPath = try directory.write(
+            "config.yaml",
+            Self.configuration(socket: socketPath, concurrency: concurrency, controlYAML: controlYAML) + extraYAML
+        )
+        var env = ProcessInfo.processInfo.environment
+        env["NOTIFY_SOCKET"] = nil
+        env["WATCHDOG_USEC"] = nil
+        env["WATCHDOG_PID"] = nil
+        env["JOURNAL_STREAM"] = nil
+        if withNotify {
+            let listener = try NotifyListener(directory: directory.path)
+            notify = listener
+            env["NOTIFY_SOCKET"] = listener.path
+        }
+        for (key, value) in environment { env[key] = value }
+        process.executableURL = URL(fileURLWithPath: Binaries.swiftqd)
+        process.arguments = ["--config", configPath]
+        process.environment = env
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath)!
+        process.standardError = log
+        process.standardOutput = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        if waitForReady {
+            let up = eventually(timeout: 30) { (try? self.call("ping")) != nil }
+            if !up { Issue.record("swiftqd did not answer within 30s; log:\n\(self.log)") }
+        }
+    }
+
+    static func configuration(socket: String, concurrency: Int, controlYAML: String) -> String {
+        """
+        worker:
+          concurrency: \(concurrency)
+          shutdown_timeout: 5s
+        control:
+          socket: \(socket)
+        \(controlYAML)
+        logging:
+          level: debug
+
+        """
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Sends one control command and returns its result.
+    func call(_ command: String, arguments: [String: JSONValue] = [:]) throws -> JSONValue {
+        let client = try ControlClient(path: socketPath)
+        return try client.call(command, arguments: arguments, timeout: .seconds(10))
+    }
+
+    func stats() throws -> JSONValue { try call("stats") }
+
+    /// Runs `swiftqctl` against this daemon.
+    func ctl(_ arguments: [String]) throws -> CommandResult {
+        try runCommand(Binaries.swiftqctl, ["--socket", socketPath] + arguments)
+    }
+
+    /// Pool children (slot → pid) as `stats` lists them.
+    func poolPIDs() throws -> [Int: Int32] {
+        var result: [Int: Int32] = [:]
+        for child in try stats()["children"]?.arrayValue ?? [] where child["role"]?.stringValue == "pool" {
+            if let slot = child["slot"]?.intValue, let pid = child["pid"]?.intValue {
+                result[Int(slot)] = Int32(pid)
+            }
+        }
+        return result
+    }
+
+    func consumerPID() throws -> Int32? {
+        let consumer = try stats()["children"]?.arrayValue?.first { $0["role"]?.stringValue == "consumer" }
+        return consumer?["pid"]?.intValue.map { Int32($0) }
+    }
+
+    /// Every child pid the daemon reports.
+    func childPIDs() throws -> [Int32] {
+        try stats()["children"]?.arrayValue?.compactMap { $0["pid"]?.intValue.map { Int32($0) } } ?? []
+    }
+
+    /// Sends a signal to the supervisor.
+    func signal(_ signal: Int32) {
+        kill(pid, signal)
+    }
+
+    /// Waits for the supervisor to exit; returns its exit status, or nil on timeout.
+    func waitForExit(timeout: Double = 20) -> Int32? {
+        guard eventually(timeout: timeout, { !process.isRunning }) else { return nil }
+        return process.terminationStatus
+    }
+
+    /// Replaces the configuration file.
+    func rewriteConfiguration(concurrency: Int, extraYAML: String = "") throws {
+        try (Self.configuration(socket: socketPath, concurrency: concurrency, controlYAML: "") + extraYAML)
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+}
