@@ -1,1 +1,0 @@
-// placeholder for module layout; replaced by real sources
