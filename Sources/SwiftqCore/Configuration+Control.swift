@@ -1,0 +1,43 @@
+extension Configuration {
+    /// The local control socket that `swiftqctl` talks to. Access is decided twice: by the socket file's owner
+    /// group and mode, then per connection by the peer's credentials (`SO_PEERCRED`) against the allow lists.
+    public struct Control: Sendable, Equatable {
+        /// Longest socket path: `sockaddr_un.sun_path` is 108 bytes on Linux, including the terminating NUL.
+        public static let maximumSocketPathBytes = 107
+        /// Allowed values of `mode`: permission bits only (no setuid, setgid or sticky bit).
+        public static let modeRange: ClosedRange<UInt32> = 0...0o777
+        /// Allowed values of `maxRequestBytes`: room for any real request, small enough to bound memory per client.
+        public static let maxRequestBytesRange = 1024...(16 * 1024 * 1024)
+
+        /// Absolute path of the Unix socket.
+        public var socket: String
+        /// Permission bits of the socket file.
+        public var mode: UInt32
+        /// Group owning the socket file, or `nil` to keep the daemon's primary group.
+        public var group: GroupRef?
+        /// Users accepted on the socket. When both allow lists are empty, every peer that can open the socket
+        /// (file mode and group) is accepted; otherwise the peer's uid must be in `allowUIDs` or its gid in
+        /// `allowGIDs`. Root and the daemon's own uid are always accepted.
+        public var allowUIDs: [UserRef]
+        /// Groups accepted on the socket; see `allowUIDs`.
+        public var allowGIDs: [GroupRef]
+        /// Largest request accepted, in bytes; a longer line gets an error reply and the connection is closed.
+        public var maxRequestBytes: Int
+
+        public init(
+            socket: String = "/run/swiftq/swiftqd.sock",
+            mode: UInt32 = 0o660,
+            group: GroupRef? = nil,
+            allowUIDs: [UserRef] = [],
+            allowGIDs: [GroupRef] = [],
+            maxRequestBytes: Int = 65536
+        ) {
+            self.socket = socket
+            self.mode = mode
+            self.group = group
+            self.allowUIDs = allowUIDs
+            self.allowGIDs = allowGIDs
+            self.maxRequestBytes = maxRequestBytes
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+
+extension Configuration {
+    /// The worker's identity on the cluster and the shape of its process pool; these are the settings Celery's
+    /// `celery worker -n/-Q/-c/--prefetch-multiplier` options carry.
+    public struct Worker: Sendable, Equatable {
+        /// Allowed values of `concurrency`: at least one pool child, and a ceiling that catches typos before they
+        /// fork a thousand processes.
+        public static let concurrencyRange = 1...1024
+        /// Allowed values of `prefetchMultiplier`; 0 means no limit. AMQP's prefetch count is 16 bits wide.
+        public static let prefetchMultiplierRange = 0...65535
+
+        /// One pool child per online CPU (clamped to `concurrencyRange`), as Celery does.
+        public static var defaultConcurrency: Int {
+            min(
+                max(ProcessInfo.processInfo.activeProcessorCount, concurrencyRange.lowerBound),
+                concurrencyRange.upperBound
+            )
+        }
+
+        /// Celery node name (`name@host`). `%h` (full hostname), `%n` (name part) and `%d` (domain part) are
+        /// expanded when the worker starts, not by the parser. Never empty, never contains whitespace.
+        public var hostname: String
+        /// Queues to consume from, in order. At least one; no duplicates.
+        public var queues: [String]
+        /// Number of pool children, that is tasks executed at the same time.
+        public var concurrency: Int
+        /// Messages reserved per pool child (the prefetch window is `concurrency × prefetchMultiplier`); 0 means
+        /// unlimited, as in Celery: the broker sends as many as it has, which starves other workers.
+        public var prefetchMultiplier: Int
+        /// How long a warm shutdown (SIGTERM) lets running tasks finish before it turns cold. Never negative.
+        public var shutdownTimeout: Duration
+        /// Cap of the exponential backoff between respawns of a crashing child. Always positive.
+        public var restartBackoffMax: Duration
+
+        public init(
+            hostname: String = "celery@%h",
+            queues: [String] = ["celery"],
+            concurrency: Int = Worker.defaultConcurrency,
+            prefetchMultiplier: Int = 4,
+            shutdownTimeout: Duration = .seconds(30),
+            restartBackoffMax: Duration = .seconds(30)
+        ) {
+            self.hostname = hostname
+            self.queues = queues
+            self.concurrency = concurrency
+            self.prefetchMultiplier = prefetchMultiplier
+            self.shutdownTimeout = shutdownTimeout
+            self.restartBackoffMax = restartBackoffMax
+        }
+    }
+}

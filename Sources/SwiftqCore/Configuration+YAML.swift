@@ -1,0 +1,183 @@
+import Yams
+
+extension Configuration {
+    /// Parses YAML text; `file` is used in error messages as given.
+    ///
+    /// Unset keys keep their defaults; an empty document (or one with only comments) is all defaults. Throws every
+    /// problem found (syntax errors stop at the first, since nothing after it can be trusted).
+    public static func parse(_ yaml: String, file: String) throws(ConfigurationError) -> Configuration {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml, .default, .default, .utf8)
+        } catch let error as YamlError {
+            throw ConfigurationError(diagnostics: [YAMLSyntaxDiagnostic.make(error, file: file, yaml: yaml)])
+        } catch {
+            throw ConfigurationError(diagnostics: [ConfigurationDiagnostic(file: file, message: "\(error)")])
+        }
+        var decoder = ConfigurationDecoder(file: file)
+        let configuration = decoder.decode(root)
+        guard decoder.diagnostics.isEmpty else {
+            throw ConfigurationError(diagnostics: decoder.diagnostics)
+        }
+        return configuration
+    }
+}
+
+/// Turns Yams' errors into one-line diagnostics: Yams' own descriptions span several lines, embed a source snippet
+/// and, for duplicate keys, the whole document.
+enum YAMLSyntaxDiagnostic {
+    static func make(_ error: YamlError, file: String, yaml: String) -> ConfigurationDiagnostic {
+        switch error {
+        case .scanner(let context, let problem, let mark, _),
+            .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            var message = problem
+            if problem == "but found another document" {
+                message = "expected a single YAML document, found another one"
+            } else if let context {
+                message += " (\(context.text) at line \(context.mark.line), column \(context.mark.column))"
+            }
+            return ConfigurationDiagnostic(file: file, line: mark.line, column: mark.column, message: message)
+        case .reader(let problem, let offset, let value, _):
+            let mark = offset.flatMap { position(ofCharacterOffset: $0, in: yaml) }
+            var message = problem
+            if value >= 0 {
+                message += " (byte 0x\(String(value, radix: 16, uppercase: true)))"
+            }
+            return ConfigurationDiagnostic(file: file, line: mark?.line, column: mark?.column, message: message)
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return duplicateKeys(duplicates, firstAt: context.mark, file: file, yaml: yaml)
+        default:
+            return ConfigurationDiagnostic(file: file, message: "\(error)")
+        }
+    }
+
+    /// Yams only says which key repeats and where its first occurrence is. In a block mapping the repetition sits
+    /// at the same indentation further down, and the parent keys at smaller indentations above: finding them points
+    /// the message at the line to delete, with its key path. When the layout is not that simple (flow style, list
+    /// items), the diagnostic falls back to the first occurrence without a key path.
+    static func duplicateKeys(_ keys: [String], firstAt first: Mark, file: String, yaml: String)
+        -> ConfigurationDiagnostic
+    {
+        let lines = yaml.split(omittingEmptySubsequences: false, whereSeparator: isLineBreak)
+        guard keys.count == 1, let key = keys.first, first.line >= 1, first.line <= lines.count else {
+            let names = keys.map { ConfigurationDecoder.quoted($0) }.joined(separator: ", ")
+            return ConfigurationDiagnostic(
+                file: file,
+                line: first.line,
+                column: first.column,
+                message: "duplicate keys \(names): each key may appear only once in a mapping"
+            )
+        }
+        let indent = first.column - 1
+        var repeatLine: Int?
+        for index in first.line..<lines.count {
+            let line = lines[index]
+            guard let lineIndent = indentation(of: line) else {
+                continue  // blank or comment
+            }
+            if lineIndent < indent {
+                break
+            }
+            if lineIndent == indent && blockKey(in: line) == key {
+                repeatLine = index + 1
+                break
+            }
+        }
+        guard let repeatLine else {
+            return ConfigurationDiagnostic(
+                file: file,
+                line: first.line,
+                column: first.column,
+                message: "duplicate key \(ConfigurationDecoder.quoted(key)): each key may appear only once in a mapping"
+            )
+        }
+        return ConfigurationDiagnostic(
+            file: file,
+            line: repeatLine,
+            column: first.column,
+            keyPath: parentPath(above: first.line, indent: indent, lines: lines).map {
+                ($0 + [key]).joined(separator: ".")
+            },
+            message: "duplicate key; already set on line \(first.line)"
+        )
+    }
+
+    /// The keys of the enclosing block mappings of a key at `indent` on 1-based line `line`, outermost first, or
+    /// `nil` when an enclosing line is not a plain `key:` line.
+    private static func parentPath(above line: Int, indent: Int, lines: [Substring]) -> [String]? {
+        var path: [String] = []
+        var currentIndent = indent
+        var index = line - 2
+        while currentIndent > 0 && index >= 0 {
+            defer { index -= 1 }
+            guard let lineIndent = indentation(of: lines[index]), lineIndent < currentIndent else {
+                continue
+            }
+            guard let key = blockKey(in: lines[index]), isBareKeyLine(lines[index]) else {
+                return nil
+            }
+            path.insert(key, at: 0)
+            currentIndent = lineIndent
+        }
+        return currentIndent == 0 ? path : nil
+    }
+
+    /// Spaces before the content, or `nil` for blank and comment-only lines.
+    private static func indentation(of line: Substring) -> Int? {
+        let content = line.drop { $0 == " " }
+        guard let first = content.first, first != "#" else {
+            return nil
+        }
+        return line.count - content.count
+    }
+
+    /// The plain key of a `key:` or `key: value` line.
+    private static func blockKey(in line: Substring) -> String? {
+        let content = line.drop { $0 == " " }
+        guard let colon = content.firstIndex(of: ":") else {
+            return nil
+        }
+        let key = content[..<colon]
+        let rest = content[content.index(after: colon)...]
+        guard !key.isEmpty, rest.isEmpty || rest.first == " ",
+            key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." })
+        else {
+            return nil
+        }
+        return String(key)
+    }
+
+    /// `key:` optionally followed by spaces and a comment: a line that opens a nested block.
+    private static func isBareKeyLine(_ line: Substring) -> Bool {
+        guard let colon = line.firstIndex(of: ":") else {
+            return false
+        }
+        let rest = line[line.index(after: colon)...].drop { $0 == " " }
+        return rest.isEmpty || rest.first == "#"
+    }
+
+    /// 1-based line and column (in Unicode scalars) of the character at `offset` characters from the start.
+    static func position(ofCharacterOffset offset: Int, in text: String) -> (line: Int, column: Int)? {
+        guard let target = text.index(text.startIndex, offsetBy: offset, limitedBy: text.endIndex) else {
+            return nil
+        }
+        var line = 1
+        var lineStart = text.startIndex
+        var index = text.startIndex
+        while index < target {
+            if isLineBreak(text[index]) {
+                line += 1
+                lineStart = text.index(after: index)
+            }
+            index = text.index(after: index)
+        }
+        let column = text.unicodeScalars[lineStart..<target].count + 1
+        return (line, column)
+    }
+
+    /// YAML's line breaks (`\r\n` is one `Character` in Swift).
+    static func isLineBreak(_ character: Character) -> Bool {
+        ["\n", "\r", "\r\n", "\u{85}", "\u{2028}", "\u{2029}"].contains(character)
+    }
+}

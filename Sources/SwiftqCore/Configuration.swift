@@ -1,0 +1,47 @@
+/// The whole daemon configuration, as one value the supervisor can validate, compare and swap on reload.
+///
+/// It is plain data: building one in code (tests, embedders of `SwiftqWorker`) needs no file, and comparing the
+/// running value with a freshly parsed one tells a reload what changed. Property names mirror the YAML keys
+/// (`result_backend` → `resultBackend`); `etc/swiftq/config.yaml` documents every key with its default.
+public struct Configuration: Sendable, Equatable {
+    /// Where `swiftqd` looks when no `--config` is given.
+    public static let defaultPath = "/etc/swiftq/config.yaml"
+
+    /// Section `broker`: where tasks come from.
+    public var broker: Broker
+    /// Section `result_backend`: where task results go, if anywhere.
+    public var resultBackend: ResultBackend
+    /// Section `worker`: identity, queues and the process pool.
+    public var worker: Worker
+    /// Section `control`: the local control socket used by `swiftqctl`.
+    public var control: Control
+    /// Section `logging`.
+    public var logging: Logging
+
+    /// A configuration with every default, the same as parsing an empty file.
+    public init() {
+        self.init(
+            broker: Broker(),
+            resultBackend: ResultBackend(),
+            worker: Worker(),
+            control: Control(),
+            logging: Logging()
+        )
+    }
+
+    public init(broker: Broker, resultBackend: ResultBackend, worker: Worker, control: Control, logging: Logging) {
+        self.broker = broker
+        self.resultBackend = resultBackend
+        self.worker = worker
+        self.control = control
+        self.logging = logging
+    }
+
+    /// Every key the parser accepts, as dotted paths in file order (`"broker.url"`, `"worker.queues"`, …).
+    ///
+    /// Documentation tests (the annotated sample, the man page) check their coverage against this list, so a new
+    /// key cannot ship undocumented.
+    public static var knownKeyPaths: [String] {
+        ConfigurationSchema.sections.flatMap { section in section.keys.map { "\(section.name).\($0)" } }
+    }
+}
