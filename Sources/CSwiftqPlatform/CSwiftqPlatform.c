@@ -3,12 +3,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+int CSwiftqPlatform_pipeCloseOnExec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int CSwiftqPlatform_setParentDeathSignal(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
 
@@ -99,6 +102,12 @@ int CSwiftqPlatform_installSignalPipe(int writeFD, const int *signals, int count
         if (sigaction(signals[i], &action, NULL) != 0) return -1;
     }
     return 0;
+}
+
+int CSwiftqPlatform_unblockAllSignals(void) {
+    sigset_t empty;
+    sigemptyset(&empty);
+    return pthread_sigmask(SIG_SETMASK, &empty, NULL);
 }
 
 int CSwiftqPlatform_setSignalIgnored(int sig, int ignore) {

@@ -63,6 +63,8 @@ public final class ControlClient {
         do {
             try Descriptors.writeAll(descriptor, bytes)
         } catch {
+            // The daemon may have answered and closed before reading (a refused caller): prefer its words.
+            if let reply = try? readReply(timeout: .milliseconds(500)) { return reply }
             throw ControlError(.unavailable, "lost the connection to swiftqd at \(path): \(error.reason)")
         }
         return try readReply(timeout: timeout)

@@ -15,9 +15,9 @@ extension Configuration {
         public var mode: UInt32
         /// Group owning the socket file, or `nil` to keep the daemon's primary group.
         public var group: GroupRef?
-        /// Users accepted on the socket. When both allow lists are empty, every peer that can open the socket
-        /// (file mode and group) is accepted; otherwise the peer's uid must be in `allowUIDs` or its gid in
-        /// `allowGIDs`. Root and the daemon's own uid are always accepted.
+        /// Users accepted on the socket besides root and the daemon's own uid, which are always accepted.
+        /// A peer not in `allowUIDs` must have its primary or a supplementary group in `allowGIDs`; with
+        /// both lists empty (the default) nobody else is accepted, whatever the file permissions allow.
         public var allowUIDs: [UserRef]
         /// Groups accepted on the socket; see `allowUIDs`.
         public var allowGIDs: [GroupRef]

@@ -15,7 +15,7 @@ public enum Descriptors {
         -> (read: CInt, write: CInt)
     {
         var fds: [CInt] = [-1, -1]
-        try retryingInterrupts("pipe2") { pipe2(&fds, O_CLOEXEC) }
+        try retryingInterrupts("pipe2") { CSwiftqPlatform_pipeCloseOnExec(&fds) }
         if nonBlockingRead { try setNonBlocking(fds[0]) }
         if nonBlockingWrite { try setNonBlocking(fds[1]) }
         return (fds[0], fds[1])

@@ -24,7 +24,7 @@ public struct ResourceUsage: Sendable {
     /// Reads the current usage. The corresponding C function is `getrusage`.
     public static func current(_ who: Who) -> ResourceUsage {
         var usage = rusage()
-        _ = getrusage(who == .process ? RUSAGE_SELF : RUSAGE_CHILDREN, &usage)
+        _ = getrusage(Int32((who == .process ? RUSAGE_SELF : RUSAGE_CHILDREN).rawValue), &usage)
         return ResourceUsage(
             userSeconds: Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6,
             systemSeconds: Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6,

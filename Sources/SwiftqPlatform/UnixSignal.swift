@@ -35,6 +35,13 @@ public enum UnixSignal {
         _ = CSwiftqPlatform_setSignalIgnored(signal, 1)
     }
 
+    /// Unblocks every signal for the calling thread. A daemon calls this first thing: whoever started it
+    /// (a test runner, a shell wrapper) may have left SIGTERM or SIGCHLD blocked, and a blocked SIGTERM
+    /// would make the daemon unstoppable.
+    public static func unblockAll() {
+        _ = CSwiftqPlatform_unblockAllSignals()
+    }
+
     /// Restores a signal's default disposition.
     public static func restoreDefault(_ signal: Int32) {
         _ = CSwiftqPlatform_setSignalIgnored(signal, 0)

@@ -45,7 +45,7 @@ public enum UnixSocket {
         let fd = try retryingInterrupts("socket") {
             socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         }
-        do {
+        do throws(SystemError) {
             var address = try socketAddress(path)
             // Create the file with no access at all, then open it up: no window in which it is wider
             // than configured.
@@ -89,7 +89,7 @@ public enum UnixSocket {
         let fd = try retryingInterrupts("socket") {
             socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
-        do {
+        do throws(SystemError) {
             var address = try socketAddress(path)
             let result = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

@@ -139,7 +139,7 @@ func formatMilliseconds(_ duration: Duration) -> String {
 @main
 enum SwiftqctlMain {
     static func main() {
-        let arguments = Array(CommandLine.arguments.dropFirst())
+        let arguments = hoistGlobalOptions(Array(CommandLine.arguments.dropFirst()))
         var command: ParsableCommand
         do {
             command = try Swiftqctl.parseAsRoot(arguments)
@@ -153,10 +153,14 @@ enum SwiftqctlMain {
             printError(message)
             exit(CtlExit.usage)
         }
-        if !(command is Ping || command is Stats || command is Reload || command is Shutdown) {
-            print(Swiftqctl.helpMessage())
+        if command is Swiftqctl {
+            // No command given: that is a usage error, not a request for help.
+            printError(Swiftqctl.helpMessage())
             exit(CtlExit.usage)
         }
+        // A closed peer must be an EPIPE error, not a silent death (the daemon closes the connection after
+        // refusing a caller).
+        signal(SIGPIPE, SIG_IGN)
         do {
             try command.run()
             exit(CtlExit.success)
@@ -165,6 +169,10 @@ enum SwiftqctlMain {
             exit(failure.code)
         } catch {
             let message = Swiftqctl.fullMessage(for: error)
+            if Swiftqctl.exitCode(for: error) == .success {
+                print(message)
+                exit(CtlExit.success)
+            }
             printError(message)
             exit(CtlExit.usage)
         }
@@ -182,4 +190,28 @@ func printError(_ message: String) {
             offset += written
         }
     }
+}
+
+/// `swiftqctl [--socket PATH] [--config FILE] [--timeout S] COMMAND …`: the connection options may come
+/// before the command, as people type them; argument-parser wants them after it, so move them there.
+func hoistGlobalOptions(_ arguments: [String]) -> [String] {
+    let withValue: Set<String> = ["--socket", "--config", "-c", "--timeout"]
+    var hoisted: [String] = []
+    var index = 0
+    while index < arguments.count {
+        let argument = arguments[index]
+        if withValue.contains(argument), index + 1 < arguments.count {
+            hoisted += [argument, arguments[index + 1]]
+            index += 2
+        } else if let name = argument.split(separator: "=", maxSplits: 1).first, argument.contains("="),
+            withValue.contains(String(name))
+        {
+            hoisted.append(argument)
+            index += 1
+        } else {
+            break
+        }
+    }
+    guard index < arguments.count, !hoisted.isEmpty else { return arguments }
+    return [arguments[index]] + hoisted + arguments[(index + 1)...]
 }

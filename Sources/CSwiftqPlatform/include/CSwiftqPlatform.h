@@ -8,6 +8,9 @@
 /// Every function returns 0 (or a count) on success and -1 with errno set on failure, so the Swift
 /// side turns errno into one typed error in one place.
 
+/// pipe2(fds, O_CLOEXEC) (pipe2 needs _GNU_SOURCE).
+int CSwiftqPlatform_pipeCloseOnExec(int fds[2]);
+
 /// prctl(PR_SET_PDEATHSIG, sig).
 int CSwiftqPlatform_setParentDeathSignal(int sig);
 
@@ -27,6 +30,9 @@ int CSwiftqPlatform_spawn(const char *path, char *const argv[], char *const envp
 /// (a non-blocking pipe): the self-pipe trick, so signals are handled on the event loop, not in a
 /// handler. errno is preserved inside the handler.
 int CSwiftqPlatform_installSignalPipe(int writeFD, const int *signals, int count);
+
+/// Unblocks every signal in the calling thread (a parent may have spawned us with signals blocked).
+int CSwiftqPlatform_unblockAllSignals(void);
 
 /// Sets a signal's disposition to SIG_IGN (ignore != 0) or SIG_DFL.
 int CSwiftqPlatform_setSignalIgnored(int sig, int ignore);

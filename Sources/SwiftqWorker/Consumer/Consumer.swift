@@ -293,10 +293,8 @@ final class Consumer {
         logger.notice("state dump: \(slots.count) pool slot(s), \(busyCount) busy, shutting down: \(shuttingDown)")
         for index in slots.keys.sorted() {
             let slot = slots[index]!
-            logger.notice(
-                "slot \(index): pid \(slot.pid), \(slot.stateName), task \(slot.currentTaskID ?? "-"), "
-                    + "\(slot.tasksCompleted) completed"
-            )
+            let task = slot.currentTaskID ?? "-"
+            logger.notice("slot \(index): pid \(slot.pid), \(slot.stateName), task \(task), \(slot.tasksCompleted) completed")
         }
     }
 }

@@ -28,6 +28,7 @@ public enum SwiftqDaemon {
 
     /// Runs the role named by the command line and exits the process with its code.
     public static func main(registry: TaskRegistry = .builtIn) -> Never {
+        UnixSignal.unblockAll()
         let arguments = CommandLine.arguments
         let code: Int32
         switch arguments.dropFirst().first {
@@ -117,6 +118,10 @@ struct SwiftqdCommand: ParsableArguments {
             print("\(config): configuration is valid")
             return SwiftqDaemon.ExitCode.success
         }
+        if !graph {
+            // Before any Logger exists: a logger made earlier keeps swift-log's default handler.
+            DaemonLog.bootstrap(role: "supervisor", level: Logger.Level(configuration.logging.level))
+        }
         let supervisor = Supervisor(configuration: configuration, text: text, path: config, registry: registry)
         if graph {
             switch blueprint {
@@ -128,7 +133,6 @@ struct SwiftqdCommand: ParsableArguments {
             }
             return SwiftqDaemon.ExitCode.success
         }
-        DaemonLog.bootstrap(role: "supervisor", level: Logger.Level(configuration.logging.level))
         setenv("SWIFTQ_LOG_LEVEL", configuration.logging.level.rawValue, 1)
         return supervisor.run()
     }

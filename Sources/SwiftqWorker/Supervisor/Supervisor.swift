@@ -231,6 +231,7 @@ final class Supervisor {
 
     func notifyReady() {
         guard state == .starting else { return }
+        state = .running
         let status = statusLine
         lastStatus = status
         notifier.ready(status: status)

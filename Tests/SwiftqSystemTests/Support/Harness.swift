@@ -183,6 +183,8 @@ final class Daemon {
         withNotify: Bool = false,
         waitForReady: Bool = true
     ) throws {
+        // Writing to a connection the daemon closed must fail with EPIPE, not kill the test runner.
+        UnixSignal.ignore(SIGPIPE)
         directory = try TemporaryDirectory()
         socketPath = directory.path + "/swiftqd.sock"
         logPath = directory.path + "/swiftqd.log"
@@ -204,7 +206,7 @@ final class Daemon {
         process.executableURL = URL(fileURLWithPath: Binaries.swiftqd)
         process.arguments = ["--config", configPath]
         process.environment = env
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!
         process.standardError = log
         process.standardOutput = log
