@@ -65,8 +65,15 @@ let package = Package(
         .testTarget(name: "SwiftqBootstepsTests", dependencies: ["SwiftqBootsteps"]),
         .testTarget(name: "SwiftqControlTests", dependencies: ["SwiftqControl", "SwiftqCore"]),
         .testTarget(
+            name: "SwiftqWorkerTests",
+            dependencies: [
+                "SwiftqWorker", "SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections"),
+            ]
+        ),
+        .testTarget(
             name: "SwiftqSystemTests",
-            dependencies: ["SwiftqCore", "SwiftqControl", "SwiftqPlatform"]
+            // The executables are dependencies so that `swift test` builds them before the tests run them.
+            dependencies: ["SwiftqCore", "SwiftqControl", "SwiftqPlatform", "swiftqd", "swiftqctl"]
         ),
     ],
     swiftLanguageModes: [.v6]

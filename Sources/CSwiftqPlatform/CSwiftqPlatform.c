@@ -25,6 +25,14 @@ int CSwiftqPlatform_peerCredentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) 
     return 0;
 }
 
+int CSwiftqPlatform_peerGroups(int fd, gid_t *groups, int max) {
+    socklen_t len = (socklen_t)(sizeof(gid_t) * (size_t)max);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0) {
+        if (errno != ERANGE) return -1;
+    }
+    return (int)(len / sizeof(gid_t));
+}
+
 int CSwiftqPlatform_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
                           pid_t *pid) {
     enum { maxDescriptors = 64 };

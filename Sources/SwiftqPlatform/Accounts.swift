@@ -38,16 +38,6 @@ public enum Accounts {
         }
     }
 
-    /// The supplementary groups of a running process (`Groups:` in `/proc/<pid>/status`); empty if the
-    /// process is gone or unreadable.
-    public static func supplementaryGroups(of pid: pid_t) -> Set<gid_t> {
-        guard let text = try? readSmallFile("/proc/\(pid)/status") else { return [] }
-        for line in text.split(separator: "\n") where line.hasPrefix("Groups:") {
-            return Set(line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { gid_t($0) })
-        }
-        return []
-    }
-
     /// Reads a small text file (procfs, configuration). The corresponding C functions are `open`/`read`.
     public static func readSmallFile(_ path: String, limit: Int = 64 * 1024 * 1024) throws(SystemError) -> String {
         let fd = try retryingInterrupts("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }

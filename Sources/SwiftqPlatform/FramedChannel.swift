@@ -100,7 +100,14 @@ public final class FramedChannel {
         var descriptors = [CInt](repeating: -1, count: 16)
         var count: CInt = 0
         let received = readBuffer.withUnsafeMutableBytes { buffer in
-            CSwiftqPlatform_receiveWithDescriptors(descriptor, buffer.baseAddress, buffer.count, &descriptors, 16, &count)
+            CSwiftqPlatform_receiveWithDescriptors(
+                descriptor,
+                buffer.baseAddress,
+                buffer.count,
+                &descriptors,
+                16,
+                &count
+            )
         }
         if received < 0 {
             if errno == EINTR || errno == EAGAIN { return }

@@ -25,6 +25,23 @@ public struct PeerCredentials: Equatable, Sendable {
     }
 }
 
+extension PeerCredentials {
+    /// The peer's supplementary groups, as the kernel recorded them at `connect` time (`SO_PEERGROUPS`,
+    /// which needs no access to the peer's `/proc` entry, so it works under `ProtectProc=invisible`).
+    /// The corresponding C function is `getsockopt`.
+    public static func supplementaryGroups(of fd: CInt) throws(SystemError) -> [gid_t] {
+        var groups = [gid_t](repeating: 0, count: 256)
+        var count = CSwiftqPlatform_peerGroups(fd, &groups, CInt(groups.count))
+        if count < 0 { throw SystemError.current("SO_PEERGROUPS") }
+        if Int(count) > groups.count {
+            groups = [gid_t](repeating: 0, count: Int(count))
+            count = CSwiftqPlatform_peerGroups(fd, &groups, CInt(groups.count))
+            if count < 0 { throw SystemError.current("SO_PEERGROUPS") }
+        }
+        return Array(groups.prefix(Int(count)))
+    }
+}
+
 /// Unix-domain stream sockets: the control socket's listener and its client.
 public enum UnixSocket {
     /// The longest path `sockaddr_un` holds (107 bytes plus the terminating NUL).
@@ -43,7 +60,11 @@ public enum UnixSocket {
         }
         unlink(path)
         let fd = try retryingInterrupts("socket") {
-            socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            socket(
+                AF_UNIX,
+                Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
+                0
+            )
         }
         do throws(SystemError) {
             var address = try socketAddress(path)

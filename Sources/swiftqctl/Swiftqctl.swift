@@ -19,7 +19,10 @@ enum CtlExit {
 
 /// Options every command shares.
 struct ConnectionOptions: ParsableArguments {
-    @Option(help: "Control socket path (default: $SWIFTQ_SOCKET, else control.socket of --config, else /run/swiftq/swiftqd.sock).")
+    @Option(
+        help:
+            "Control socket path (default: $SWIFTQ_SOCKET, else control.socket of --config, else /run/swiftq/swiftqd.sock)."
+    )
     var socket: String?
 
     @Option(name: .shortAndLong, help: "Read the socket path from this swiftqd configuration file.")
@@ -89,7 +92,9 @@ struct Ping: ParsableCommand {
 }
 
 struct Stats: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the process table, restarts, reloads and resource usage.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the process table, restarts, reloads and resource usage."
+    )
     @OptionGroup var connection: ConnectionOptions
     @Flag(help: "Print the raw JSON reply.")
     var json = false

@@ -50,7 +50,9 @@ import Testing
     @Test func aMissingConfigurationFileIsAConfigurationError() throws {
         let result = try runCommand(Binaries.swiftqd, ["--check-config", "--config", "/nonexistent/swiftq.yaml"])
         #expect(result.status == 78)
-        #expect(result.stderr.contains("/nonexistent/swiftq.yaml: cannot read configuration: No such file or directory"))
+        #expect(
+            result.stderr.contains("/nonexistent/swiftq.yaml: cannot read configuration: No such file or directory")
+        )
     }
 
     @Test func theDaemonRefusesToStartOnAnInvalidConfiguration() throws {

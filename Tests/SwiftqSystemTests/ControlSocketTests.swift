@@ -76,7 +76,10 @@ import Testing
         let daemon = try Daemon(concurrency: 1, controlYAML: "  mode: \"0666\"\n")
         let asNobody = try runCommand(
             "/usr/bin/setpriv",
-            ["--reuid=65534", "--regid=65534", "--clear-groups", Binaries.swiftqctl, "--socket", daemon.socketPath, "ping"]
+            [
+                "--reuid=65534", "--regid=65534", "--clear-groups", Binaries.swiftqctl, "--socket", daemon.socketPath,
+                "ping",
+            ]
         )
         #expect(asNobody.status == 69, "\(asNobody.stdout) \(asNobody.stderr)")
         #expect(asNobody.stderr.contains("not allowed"))
@@ -90,7 +93,10 @@ import Testing
         let daemon = try Daemon(concurrency: 1, controlYAML: "  mode: \"0666\"\n  allow_uids: [65534]\n")
         let asNobody = try runCommand(
             "/usr/bin/setpriv",
-            ["--reuid=65534", "--regid=65534", "--clear-groups", Binaries.swiftqctl, "--socket", daemon.socketPath, "ping"]
+            [
+                "--reuid=65534", "--regid=65534", "--clear-groups", Binaries.swiftqctl, "--socket", daemon.socketPath,
+                "ping",
+            ]
         )
         #expect(asNobody.status == 0, "\(asNobody.stdout) \(asNobody.stderr)")
     }
@@ -99,7 +105,10 @@ import Testing
         let daemon = try Daemon(concurrency: 1, controlYAML: "  mode: \"0666\"\n  allow_gids: [4242]\n")
         let withGroup = try runCommand(
             "/usr/bin/setpriv",
-            ["--reuid=65534", "--regid=65534", "--groups=4242", Binaries.swiftqctl, "--socket", daemon.socketPath, "ping"]
+            [
+                "--reuid=65534", "--regid=65534", "--groups=4242", Binaries.swiftqctl, "--socket", daemon.socketPath,
+                "ping",
+            ]
         )
         #expect(withGroup.status == 0, "\(withGroup.stdout) \(withGroup.stderr)")
     }

@@ -31,7 +31,9 @@ import Testing
         }
         #expect(
             eventually {
-                let states = (try? daemon.stats())?["children"]?.arrayValue?.compactMap { $0["task_state"]?.stringValue }
+                let states = (try? daemon.stats())?["children"]?.arrayValue?.compactMap {
+                    $0["task_state"]?.stringValue
+                }
                 return states == ["idle", "idle", "idle"]
             }
         )
@@ -65,7 +67,9 @@ import Testing
         )
         #expect(Date().timeIntervalSince(killedAt) <= 1.2)
         let child = try #require(
-            try daemon.stats()["children"]?.arrayValue?.first { $0["role"]?.stringValue == "pool" && $0["slot"]?.intValue == 1 }
+            try daemon.stats()["children"]?.arrayValue?.first {
+                $0["role"]?.stringValue == "pool" && $0["slot"]?.intValue == 1
+            }
         )
         #expect(child["restarts"]?.intValue == 1)
         #expect(child["last_exit"]?["signal"]?.intValue == Int64(SIGKILL))
@@ -92,7 +96,9 @@ import Testing
         #expect(
             eventually {
                 guard let now = try? daemon.consumerPID(), now != consumer else { return false }
-                let states = (try? daemon.stats())?["children"]?.arrayValue?.compactMap { $0["task_state"]?.stringValue }
+                let states = (try? daemon.stats())?["children"]?.arrayValue?.compactMap {
+                    $0["task_state"]?.stringValue
+                }
                 return states == ["idle", "idle"]
             }
         )
@@ -127,16 +133,49 @@ import Testing
         #expect(daemon.log.contains("warm shutdown"))
     }
 
-    @Test func secondSigtermAndSigquitAreColdShutdowns() throws {
-        for signals in [[SIGTERM, SIGTERM], [SIGQUIT], [SIGINT, SIGINT]] {
-            let daemon = try Daemon(concurrency: 2)
-            #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 2 })
-            let children = try daemon.childPIDs()
-            for signal in signals { daemon.signal(signal) }
-            #expect(daemon.waitForExit(timeout: 10) == 0)
-            #expect(daemon.log.contains("cold shutdown"), "\(signals)")
-            for pid in children { #expect(processHasEnded(pid)) }
-        }
+    @Test func sigquitIsAColdShutdown() throws {
+        let daemon = try Daemon(concurrency: 2)
+        #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 2 })
+        let children = try daemon.childPIDs()
+        daemon.signal(SIGQUIT)
+        #expect(daemon.waitForExit(timeout: 10) == 0)
+        #expect(daemon.log.contains("SIGQUIT: cold shutdown"))
+        for pid in children { #expect(processHasEnded(pid)) }
+    }
+
+    /// A stopped pool child cannot finish, so the warm shutdown waits for it; a second SIGTERM (or SIGINT)
+    /// must not wait any longer.
+    @Test(arguments: [SIGTERM, SIGINT])
+    func aSecondSignalDuringAWarmShutdownIsACold(signal: Int32) throws {
+        let daemon = try Daemon(concurrency: 2)
+        #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 2 })
+        let children = try daemon.childPIDs()
+        let stuck = try #require(try daemon.poolPIDs()[0])
+        kill(stuck, SIGSTOP)
+        daemon.signal(signal)
+        usleep(500_000)
+        #expect(daemon.process.isRunning, "the warm shutdown did not wait for the stuck child")
+        let secondAt = Date()
+        daemon.signal(signal)
+        #expect(daemon.waitForExit(timeout: 10) == 0)
+        #expect(Date().timeIntervalSince(secondAt) < 3, "the cold shutdown waited for the warm deadline")
+        #expect(daemon.log.contains("again: cold shutdown"))
+        for pid in children { #expect(eventually(timeout: 2) { processHasEnded(pid) }) }
+    }
+
+    @Test func aWarmShutdownEndsAtItsDeadlineEvenIfAChildHangs() throws {
+        // shutdown_timeout is 5s in the test configuration.
+        let daemon = try Daemon(concurrency: 1)
+        #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 1 })
+        let stuck = try #require(try daemon.poolPIDs()[0])
+        kill(stuck, SIGSTOP)
+        let started = Date()
+        daemon.signal(SIGTERM)
+        #expect(daemon.waitForExit(timeout: 15) == 0)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(elapsed >= 5 && elapsed < 9, "took \(elapsed)s")
+        #expect(daemon.log.contains("shutdown deadline passed"))
+        #expect(eventually(timeout: 2) { processHasEnded(stuck) })
     }
 
     @Test func shutdownCommandStopsTheDaemon() throws {
@@ -237,7 +276,12 @@ import Testing
         #expect(daemon.log.contains("config.yaml:2:16"))
         // RELOADING=1 was still answered with READY=1: systemd must not think the reload hangs.
         let reloading = try #require(notify.waitFor { $0.contains("RELOADING=1") })
-        #expect(notify.waitFor { _ in notify.messages.count > reloading + 1 && notify.messages[(reloading + 1)...].contains { $0.contains("READY=1") } } != nil)
+        #expect(
+            notify.waitFor { _ in
+                notify.messages.count > reloading + 1
+                    && notify.messages[(reloading + 1)...].contains { $0.contains("READY=1") }
+            } != nil
+        )
 
         // The reload command reports the failure with exit code 1.
         let result = try daemon.ctl(["reload"])

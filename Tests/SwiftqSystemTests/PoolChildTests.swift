@@ -144,7 +144,10 @@ final class PoolChildDriver {
         #expect(badSleep["exception"]?["exc_type"] == "ValueError")
 
         let unexpectedKeyword = try child.execute("swiftq.echo", args: [1], kwargs: ["colour": "red"])
-        #expect(unexpectedKeyword["exception"]?["exc_message"] == "swiftq.echo() got an unexpected keyword argument 'colour'")
+        #expect(
+            unexpectedKeyword["exception"]?["exc_message"]
+                == "swiftq.echo() got an unexpected keyword argument 'colour'"
+        )
 
         // Malformed messages get an error frame, never a crash.
         try child.send(["type": "execute", "id": 5])

@@ -17,6 +17,10 @@ int CSwiftqPlatform_setParentDeathSignal(int sig);
 /// Reads SO_PEERCRED of a connected unix socket.
 int CSwiftqPlatform_peerCredentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
+/// Reads SO_PEERGROUPS (the peer's supplementary groups at connect time) into `groups`; returns the
+/// number of groups (which may exceed `max`: then only `max` were stored), or -1 with errno.
+int CSwiftqPlatform_peerGroups(int fd, gid_t *groups, int max);
+
 /// posix_spawn with:
 ///  - fds[i] dup2'ed onto descriptor 3 + i in the child, every other descriptor >= 3 + nfds closed;
 ///  - every signal reset to its default disposition and an empty signal mask (the parent may ignore

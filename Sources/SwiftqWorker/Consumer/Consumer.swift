@@ -294,7 +294,9 @@ final class Consumer {
         for index in slots.keys.sorted() {
             let slot = slots[index]!
             let task = slot.currentTaskID ?? "-"
-            logger.notice("slot \(index): pid \(slot.pid), \(slot.stateName), task \(task), \(slot.tasksCompleted) completed")
+            logger.notice(
+                "slot \(index): pid \(slot.pid), \(slot.stateName), task \(task), \(slot.tasksCompleted) completed"
+            )
         }
     }
 }

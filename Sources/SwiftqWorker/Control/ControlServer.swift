@@ -69,7 +69,7 @@ final class ControlServer {
                 connection.close()
                 continue
             }
-            guard isAllowed(credentials) else {
+            guard isAllowed(credentials, descriptor: fd) else {
                 logger.warning(
                     "control connection refused",
                     metadata: ["uid": "\(credentials.uid)", "gid": "\(credentials.gid)", "pid": "\(credentials.pid)"]
@@ -94,12 +94,14 @@ final class ControlServer {
     }
 
     /// Root and the daemon's own uid are always allowed; others by uid, or by primary or supplementary
-    /// group (read from `/proc/<pid>/status`, since `SO_PEERCRED` carries only the primary group).
-    private func isAllowed(_ peer: PeerCredentials) -> Bool {
+    /// group (`SO_PEERCRED` carries only the primary group; `SO_PEERGROUPS` the others).
+    private func isAllowed(_ peer: PeerCredentials, descriptor: CInt) -> Bool {
         if peer.uid == 0 || peer.uid == getuid() || allowedUIDs.contains(peer.uid) { return true }
         if allowedGIDs.contains(peer.gid) { return true }
-        if !allowedGIDs.isEmpty { return !allowedGIDs.isDisjoint(with: Accounts.supplementaryGroups(of: peer.pid)) }
-        return false
+        guard !allowedGIDs.isEmpty, let groups = try? PeerCredentials.supplementaryGroups(of: descriptor) else {
+            return false
+        }
+        return !allowedGIDs.isDisjoint(with: groups)
     }
 }
 
@@ -175,7 +177,10 @@ final class ControlConnection {
                 sendAndClose(
                     ControlReply.failure(
                         id: .null,
-                        ControlError(.requestTooLarge, "request exceeds \(framer.limit) bytes (control.max_request_bytes)")
+                        ControlError(
+                            .requestTooLarge,
+                            "request exceeds \(framer.limit) bytes (control.max_request_bytes)"
+                        )
                     )
                 )
             case .line(let bytes):

@@ -76,7 +76,10 @@ final class PoolChild {
             channel.send(
                 ChannelMessage.make(
                     "error",
-                    ["message": .string("unknown message type \(message["type"] ?? .null)"), "id": message["id"] ?? .null]
+                    [
+                        "message": .string("unknown message type \(message["type"] ?? .null)"),
+                        "id": message["id"] ?? .null,
+                    ]
                 )
             )
         }

@@ -118,7 +118,9 @@ extension Supervisor {
         case "heartbeat":
             lastConsumerHeartbeat = .now
         case "stats":
-            if let request = message["request"]?.intValue, let reply = pendingConsumerQueries.removeValue(forKey: request) {
+            if let request = message["request"]?.intValue,
+                let reply = pendingConsumerQueries.removeValue(forKey: request)
+            {
                 reply(message["consumer"])
             }
         case "slot_retired":

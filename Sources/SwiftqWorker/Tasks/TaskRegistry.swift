@@ -137,7 +137,9 @@ public struct TaskRegistry: Sendable {
         } catch let failure as TaskFailure {
             return .failure(failure)
         } catch {
-            return .failure(TaskFailure(type: String(describing: Swift.type(of: error)), message: "\(error)", module: "swiftq"))
+            return .failure(
+                TaskFailure(type: String(describing: Swift.type(of: error)), message: "\(error)", module: "swiftq")
+            )
         }
     }
 }
