@@ -298,3 +298,42 @@ import Testing
         #expect(daemon.log.contains("consumer: pid"))
     }
 }
+
+/// Crash loops are reported, not hidden, and starve systemd's watchdog.
+@Suite(.serialized) struct CrashLoopTests {
+    @Test func repeatedQuickDeathsAreReportedAsACrashLoopAndStopTheWatchdog() throws {
+        let daemon = try Daemon(concurrency: 2, environment: ["WATCHDOG_USEC": "400000"], withNotify: true)
+        let notify = try #require(daemon.notify)
+        #expect(notify.waitFor { $0.contains("READY=1") } != nil)
+        #expect(notify.waitFor { $0 == "WATCHDOG=1" } != nil)
+        #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 2 })
+        for _ in 0..<5 {
+            let victim = try #require(try daemon.poolPIDs()[0])
+            kill(victim, SIGKILL)
+            #expect(
+                eventually(timeout: 5) {
+                    guard let next = (try? daemon.poolPIDs())?[0] else { return false }
+                    return next != victim
+                }
+            )
+        }
+        let stats = try daemon.stats()
+        #expect(stats["crash_loop"]?.boolValue == true)
+        #expect(stats["state"]?.stringValue == "degraded")
+        #expect(stats["status"]?.stringValue?.contains("crash loop: pool 0") == true)
+        let slot = stats["children"]?.arrayValue?.first { $0["slot"]?.intValue == 0 }
+        #expect(slot?["crash_loop"]?.boolValue == true)
+        #expect(slot?["restarts"]?.intValue == 5)
+        #expect(notify.waitFor { $0.contains("STATUS=") && $0.contains("crash loop: pool 0") } != nil)
+        #expect(daemon.log.contains("crash-looping"))
+        let table = try daemon.ctl(["stats"])
+        #expect(table.stdout.contains("[crash loop]"))
+
+        // From now on the watchdog is starved, so systemd would restart the service.
+        notify.drain()
+        let seen = notify.messages.count
+        usleep(1_000_000)
+        notify.drain()
+        #expect(!notify.messages[seen...].contains("WATCHDOG=1"))
+    }
+}
