@@ -21,7 +21,7 @@ enum CtlExit {
 struct ConnectionOptions: ParsableArguments {
     @Option(
         help:
-            "Control socket path (default: $SWIFTQ_SOCKET, else control.socket of --config, else /run/swiftq/swiftqd.sock)."
+            "Control socket path (default: control.socket of --config, else $SWIFTQ_SOCKET, else /run/swiftq/swiftqd.sock)."
     )
     var socket: String?
 
@@ -31,17 +31,26 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Seconds to wait for the reply.")
     var timeout: Double = 30
 
-    /// Resolves the socket path; throws a usage-level message when --config is unreadable.
+    func validate() throws {
+        guard timeout.isFinite, timeout > 0, timeout <= 86400 else {
+            throw ValidationError("--timeout must be a number of seconds between 0 and 86400, got \(timeout)")
+        }
+        if socket != nil && config != nil {
+            throw ValidationError("give --socket or --config, not both")
+        }
+    }
+
+    /// Resolves the socket path: explicit options first, then the environment, then the default.
     func socketPath() throws -> String {
         if let socket { return socket }
-        if let fromEnvironment = getenv("SWIFTQ_SOCKET") { return String(cString: fromEnvironment) }
         if let config {
             do {
                 return try Configuration.load(contentsOf: config).control.socket
             } catch {
-                throw ValidationError("\(error)")
+                throw CtlFailure(code: CtlExit.usage, message: "swiftqctl: cannot use --config:\n\(error)")
             }
         }
+        if let fromEnvironment = getenv("SWIFTQ_SOCKET") { return String(cString: fromEnvironment) }
         return Configuration.Control().socket
     }
 

@@ -60,6 +60,26 @@ import Testing
         #expect(try daemon.ctl(["ping"]).status == 0)
     }
 
+    /// `echo '{"command":"stats"}' | socat - UNIX-CONNECT:…`: the client half-closes right after its request,
+    /// and must still get the answer, even one that waits for the consumer.
+    @Test func aClientThatHalfClosesStillGetsItsAnswers() throws {
+        let daemon = try Daemon(concurrency: 1)
+        let fd = try UnixSocket.connect(path: daemon.socketPath)
+        defer { Descriptors.close(fd) }
+        try Descriptors.writeAll(fd, Array("{\"id\":1,\"command\":\"stats\"}\n{\"id\":2,\"command\":\"ping\"}\n".utf8))
+        shutdown(fd, Int32(SHUT_WR))
+        var received: [UInt8] = []
+        while Descriptors.waitReadable(fd, timeout: .seconds(5)) {
+            let chunk = try Descriptors.read(fd, maximum: 65536)
+            if chunk.isEmpty { break }
+            received += chunk
+        }
+        let lines = received.split(separator: 0x0A).map { try? ControlReply(line: $0) }
+        #expect(lines.count == 2)
+        #expect(Set(lines.compactMap { $0?.id }) == [1, 2])
+        #expect(lines.allSatisfy { if case .success = $0?.outcome { true } else { false } })
+    }
+
     @Test func pipelinedRequestsAreAnsweredInOrder() throws {
         let daemon = try Daemon(concurrency: 1)
         let client = try ControlClient(path: daemon.socketPath)

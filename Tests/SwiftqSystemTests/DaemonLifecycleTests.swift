@@ -104,6 +104,13 @@ import Testing
         )
         for pid in pool.values { #expect(eventually(timeout: 2) { processHasEnded(pid) }) }
         #expect(daemon.log.contains("consumer died unexpectedly"))
+        // The restart is the consumer's: the pool slots were started afresh, not counted as crashes.
+        let stats = try daemon.stats()
+        let children = stats["children"]?.arrayValue ?? []
+        #expect(children.first { $0["role"]?.stringValue == "consumer" }?["restarts"]?.intValue == 1)
+        #expect(children.filter { $0["role"]?.stringValue == "pool" }.allSatisfy { $0["restarts"]?.intValue == 0 })
+        #expect(stats["crash_loop"]?.boolValue == false)
+        #expect(!daemon.log.contains("pool died unexpectedly"))
     }
 
     @Test func killingTheSupervisorTakesEveryChildWithIt() throws {
@@ -257,6 +264,23 @@ import Testing
         #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 1 })
         #expect(try daemon.poolPIDs()[0] == before[0])
         if let retired = after[2] { #expect(eventually(timeout: 5) { processHasEnded(retired) }) }
+    }
+
+    @Test func sighupAppliesTheLogLevelInEveryProcess() throws {
+        let daemon = try Daemon(concurrency: 1)
+        #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 1 })
+        // The harness runs at debug; drop to warning, then come back to debug.
+        try daemon.rewriteConfiguration(concurrency: 1, logLevel: "warning")
+        daemon.signal(SIGHUP)
+        #expect(eventually { (try? daemon.stats())?["reload"]?["succeeded"]?.intValue == 1 })
+        let quietFrom = daemon.log.count
+        daemon.signal(SIGUSR1)  // the dump is logged at notice, which is below warning
+        usleep(300_000)
+        #expect(!String(daemon.log.dropFirst(quietFrom)).contains("state dump"))
+        try daemon.rewriteConfiguration(concurrency: 1, logLevel: "debug")
+        daemon.signal(SIGHUP)
+        #expect(eventually { daemon.log.contains("pool info: log level is now debug") })
+        #expect(daemon.log.contains("consumer info: configuration reloaded"))
     }
 
     @Test func sighupWithABrokenFileKeepsTheRunningConfiguration() throws {

@@ -171,6 +171,7 @@ final class Consumer {
         do {
             configuration = try Configuration.parse(yaml, file: file)
             DaemonLog.level = Logger.Level(configuration.logging.level)
+            for slot in slots.values { sendLogLevel(to: slot) }
             if configured { logger.info("configuration reloaded") }
             configured = true
         } catch {
@@ -192,12 +193,18 @@ final class Consumer {
         logger.debug("pool slot \(index) attached (pid \(pid))")
     }
 
+    /// Pool children log at the consumer's level; a reload changes it in place.
+    func sendLogLevel(to slot: ConsumerSlot) {
+        slot.channel?.send(ChannelMessage.make("log_level", ["level": .string(configuration.logging.level.rawValue)]))
+    }
+
     func handlePool(_ slot: ConsumerSlot, _ frame: ReceivedFrame) {
         frame.descriptors.forEach(Descriptors.close)
         let message = frame.message
         switch ChannelMessage.type(of: message) {
         case "hello":
             if slot.state == .starting { slot.state = .idle }
+            sendLogLevel(to: slot)
         case "result":
             slot.tasksCompleted += 1
             tasksCompleted += 1

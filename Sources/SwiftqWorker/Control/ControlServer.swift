@@ -111,7 +111,7 @@ struct ControlResponder {
 
     /// Sends the reply.
     func reply(_ reply: ControlReply) {
-        connection?.send(reply)
+        connection?.deliver(reply)
     }
 }
 
@@ -126,6 +126,10 @@ final class ControlConnection {
     private var output: [UInt8] = []
     private var closeAfterFlush = false
     private var isClosed = false
+    /// Requests handed to the handler and not answered yet: a client that half-closes after its request
+    /// (`echo … | socat`) still gets every answer, even one that waits for the consumer.
+    private var pendingReplies = 0
+    private var peerFinished = false
 
     init(descriptor: CInt, loop: EventLoop, limit: Int) {
         self.descriptor = descriptor
@@ -140,8 +144,17 @@ final class ControlConnection {
         flush()
     }
 
+    /// Sends the answer to a request that was handed to the handler.
+    func deliver(_ reply: ControlReply) {
+        pendingReplies = max(0, pendingReplies - 1)
+        send(reply)
+    }
+
+    /// Sends a last reply and stops reading: the connection closes once everything owed is written.
     func sendAndClose(_ reply: ControlReply) {
         closeAfterFlush = true
+        peerFinished = true
+        loop.unwatch(descriptor)
         send(reply)
     }
 
@@ -155,7 +168,7 @@ final class ControlConnection {
 
     private func handle(_ readiness: EventLoop.Readiness) {
         if readiness.contains(.writable) { flush() }
-        guard readiness.contains(.readable), !isClosed, !closeAfterFlush else { return }
+        guard readiness.contains(.readable), !isClosed, !peerFinished, !closeAfterFlush else { return }
         let bytes: [UInt8]
         do {
             bytes = try Descriptors.read(descriptor, maximum: 65536)
@@ -164,10 +177,12 @@ final class ControlConnection {
             return
         }
         if bytes.isEmpty {
-            // The client finished sending; answer what is pending, then close.
+            // The client finished sending; answer what is pending, then close. Stop watching: a socket at
+            // end of file is always readable, and the loop would spin until the last answer is out.
+            peerFinished = true
             closeAfterFlush = true
-            loop.setInterest(descriptor, output.isEmpty ? [] : .writable)
-            if output.isEmpty { close() }
+            loop.unwatch(descriptor)
+            flush()
             return
         }
         framer.append(bytes)
@@ -187,6 +202,7 @@ final class ControlConnection {
                 if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
                 do {
                     let request = try ControlRequest(line: bytes)
+                    pendingReplies += 1
                     onRequest?(request)
                 } catch {
                     send(ControlReply.failure(id: error.id, error))
@@ -210,8 +226,16 @@ final class ControlConnection {
             }
         }
         guard !isClosed else { return }
-        if output.isEmpty && closeAfterFlush {
+        if output.isEmpty && closeAfterFlush && pendingReplies == 0 {
             close()
+        } else if peerFinished {
+            if output.isEmpty {
+                loop.unwatch(descriptor)
+            } else {
+                loop.watch(descriptor, for: .writable) { [unowned self] readiness in
+                    if readiness.contains(.writable) { flush() }
+                }
+            }
         } else {
             loop.setInterest(descriptor, output.isEmpty ? .readable : [.readable, .writable])
         }

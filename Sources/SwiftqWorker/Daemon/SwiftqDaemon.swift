@@ -75,7 +75,7 @@ public enum SwiftqDaemon {
 }
 
 /// `swiftqd`'s command line.
-struct SwiftqdCommand: ParsableArguments {
+struct SwiftqdCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftqd",
         abstract: "Celery-compatible task worker daemon.",

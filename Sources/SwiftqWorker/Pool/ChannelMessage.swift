@@ -4,7 +4,7 @@ import SwiftqCore
 /// The messages that travel on swiftq's internal channels, one JSON object per ``ChannelFrame``, told
 /// apart by their `"type"`.
 ///
-/// Consumer → pool child: `execute`. Pool child → consumer: `hello`, `result`, `error`.
+/// Consumer → pool child: `execute`, `log_level`, `ping`. Pool child → consumer: `hello`, `result`, `error`.
 /// Supervisor → consumer: `configure`, `attach_slot` (+1 descriptor), `slot_exited`, `retire_slot`,
 /// `stats`, `shutdown`. Consumer → supervisor: `ready`, `heartbeat`, `stats`, `slot_retired`, `drained`.
 /// These are internal (both ends are the same binary) but documented and tested at the frame level,

@@ -69,6 +69,13 @@ final class PoolChild {
         switch ChannelMessage.type(of: message) {
         case "execute":
             execute(message)
+        case "log_level":
+            if let name = message["level"]?.stringValue, let level = LogLevel(rawValue: name),
+                Logger.Level(level) != DaemonLog.level
+            {
+                DaemonLog.level = Logger.Level(level)
+                logger.info("log level is now \(name)")
+            }
         case "ping":
             channel.send(ChannelMessage.make("pong", ["id": message["id"] ?? .null]))
         default:

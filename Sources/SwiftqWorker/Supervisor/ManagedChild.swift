@@ -4,7 +4,9 @@ import SwiftqPlatform
 /// currently fills it, and its history.
 ///
 /// States: `spawning` (spawned, not yet confirmed by the consumer) → `running`; `backoff` (dead, waiting
-/// to respawn); `retiring` (being let go after a pool shrink); `stopped` (will not be respawned).
+/// to respawn); `retiring` (being let go after a pool shrink); `awaitingConsumer` (a pool slot taken down
+/// with a dead consumer, to be started afresh with the next one; not the slot's fault, so not counted as a
+/// restart); `stopped` (will not be respawned).
 final class ManagedChild {
     enum Role: Equatable {
         case consumer
@@ -23,6 +25,7 @@ final class ManagedChild {
         case running
         case backoff
         case retiring
+        case awaitingConsumer = "awaiting-consumer"
         case stopped
     }
 

@@ -33,7 +33,9 @@ extension Supervisor {
                 responder.reply(.success(id: id, stats(consumer: consumerStats)))
             }
         case "reload":
-            if let error = reload() {
+            if case .stopping = state {
+                responder.reply(.failure(id: id, ControlError(.shuttingDown, "swiftqd is shutting down", id: id)))
+            } else if let error = reload() {
                 responder.reply(.failure(id: id, ControlError(.commandFailed, "reload rejected: \(error)", id: id)))
             } else {
                 responder.reply(.success(id: id, .object(["reloaded": true, "status": .string(statusLine)])))

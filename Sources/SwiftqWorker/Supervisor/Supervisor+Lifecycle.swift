@@ -56,7 +56,9 @@ extension Supervisor {
             // The consumer gets a moment to hand unacknowledged messages back, then it is killed too.
             shutdownDeadline = .now + .seconds(2)
         } else {
-            notifier.stopping(status: "stopping (warm): waiting up to \(timeout) for running tasks")
+            notifier.stopping(
+                status: "stopping (warm): waiting up to \(timeout.configurationString) for running tasks"
+            )
             if let channel = consumerChannel, consumer.isAlive {
                 channel.send(ChannelMessage.make("shutdown", ["mode": "warm", "timeout": .double(timeout.seconds)]))
             } else {
@@ -128,6 +130,8 @@ extension Supervisor {
         }
         if updated.logging.level != previous.logging.level {
             DaemonLog.level = Logger.Level(updated.logging.level)
+            // Children spawned from now on inherit the level through the environment.
+            setenv("SWIFTQ_LOG_LEVEL", updated.logging.level.rawValue, 1)
             logger.info("logging.level is now \(updated.logging.level.rawValue)")
         }
         configuration = effective

@@ -158,7 +158,10 @@ extension Supervisor {
 
     /// Reaps every exited child and decides what happens to its role.
     func reapChildren() {
-        for (pid, status) in ChildProcess.reapAll() {
+        // The consumer first: pool children that exit because its death closed their channels must be
+        // seen as part of that death, not as crashes of their own.
+        let reaped = ChildProcess.reapAll().sorted { lhs, _ in lhs.pid == consumer.pid }
+        for (pid, status) in reaped {
             if consumer.pid == pid {
                 childExited(consumer, status: status)
             } else if let child = pool.first(where: { $0.pid == pid }) {
@@ -179,7 +182,7 @@ extension Supervisor {
         if case .stopping = state {
             expected = true
         } else {
-            expected = child.state == .retiring
+            expected = child.state == .retiring || child.state == .awaitingConsumer
         }
         var metadata: Logger.Metadata = ["pid": "\(pid)", "status": "\(status)"]
         if case .pool(let slot) = child.role { metadata[DaemonLog.Key.slot] = "\(slot)" }
@@ -201,8 +204,14 @@ extension Supervisor {
                 return
             }
             // The pool children's channels ended with the consumer: they exit on their own; make sure
-            // none keeps running a task whose message the broker will hand out again anyway.
-            for poolChild in pool where poolChild.isAlive { ChildProcess.signal(poolChild.pid, SIGKILL) }
+            // none keeps running a task whose message the broker will hand out again anyway. The slots
+            // start afresh with the next consumer.
+            for poolChild in pool where poolChild.state != .retiring && poolChild.state != .stopped {
+                if let timer = poolChild.respawnTimer { loop.cancel(timer) }
+                poolChild.respawnTimer = nil
+                poolChild.state = .awaitingConsumer
+                if poolChild.isAlive { ChildProcess.signal(poolChild.pid, SIGKILL) }
+            }
             scheduleRespawn(child, uptime: uptime)
         case .pool(let slot):
             if let channel = consumerChannel {
@@ -215,8 +224,13 @@ extension Supervisor {
                 pool.removeAll { $0 === child }
                 return
             }
-            if expected {
+            if case .stopping = state {
                 child.state = .stopped
+                return
+            }
+            if child.state == .awaitingConsumer || !consumer.isAlive {
+                child.state = .awaitingConsumer
+                if consumer.isAlive { respawn(child) }
                 return
             }
             scheduleRespawn(child, uptime: uptime)
@@ -242,13 +256,13 @@ extension Supervisor {
     /// Spawns a replacement, unless the supervisor is stopping; a failed spawn is retried with backoff.
     func respawn(_ child: ManagedChild) {
         if case .stopping = state { return }
-        guard child.state == .backoff else { return }
+        guard child.state == .backoff || child.state == .awaitingConsumer else { return }
         do {
             switch child.role {
             case .consumer:
                 try spawnConsumer()
                 // The pool children died with the old consumer; start the slots afresh for the new one.
-                for poolChild in pool where !poolChild.isAlive && poolChild.state != .stopped {
+                for poolChild in pool where !poolChild.isAlive && poolChild.state == .awaitingConsumer {
                     if let timer = poolChild.respawnTimer { loop.cancel(timer) }
                     poolChild.respawnTimer = nil
                     try spawnPoolChild(poolChild)

@@ -66,6 +66,7 @@ final class Supervisor {
         self.configurationPath = path
         self.registry = registry
         self.executable = ChildProcess.currentExecutable
+        self.policy.maximumDelay = configuration.worker.restartBackoffMax
     }
 
     /// The supervisor's blueprint. Later issues add EmbeddedBroker (before Consumer) and Beat (after it).

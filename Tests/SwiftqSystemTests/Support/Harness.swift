@@ -218,7 +218,9 @@ final class Daemon {
         }
     }
 
-    static func configuration(socket: String, concurrency: Int, controlYAML: String) -> String {
+    static func configuration(socket: String, concurrency: Int, controlYAML: String, logLevel: String = "debug")
+        -> String
+    {
         """
         worker:
           concurrency: \(concurrency)
@@ -227,7 +229,7 @@ final class Daemon {
           socket: \(socket)
         \(controlYAML)
         logging:
-          level: debug
+          level: \(logLevel)
 
         """
     }
@@ -289,8 +291,10 @@ final class Daemon {
     }
 
     /// Replaces the configuration file.
-    func rewriteConfiguration(concurrency: Int, extraYAML: String = "") throws {
-        try (Self.configuration(socket: socketPath, concurrency: concurrency, controlYAML: "") + extraYAML)
+    func rewriteConfiguration(concurrency: Int, extraYAML: String = "", logLevel: String = "debug") throws {
+        try
+            (Self.configuration(socket: socketPath, concurrency: concurrency, controlYAML: "", logLevel: logLevel)
+            + extraYAML)
             .write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 }
