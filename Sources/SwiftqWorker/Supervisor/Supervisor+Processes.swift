@@ -182,7 +182,9 @@ extension Supervisor {
         if case .stopping = state {
             expected = true
         } else {
-            expected = child.state == .retiring || child.state == .awaitingConsumer
+            expected =
+                child.state == .retiring || child.state == .awaitingConsumer
+                || (child.role != .consumer && status.isSuccess)
         }
         var metadata: Logger.Metadata = ["pid": "\(pid)", "status": "\(status)"]
         if case .pool(let slot) = child.role { metadata[DaemonLog.Key.slot] = "\(slot)" }
@@ -231,6 +233,17 @@ extension Supervisor {
             if child.state == .awaitingConsumer || !consumer.isAlive {
                 child.state = .awaitingConsumer
                 if consumer.isAlive { respawn(child) }
+                return
+            }
+            if status.isSuccess {
+                // A clean exit outside a retire means the consumer closed this slot's channel: usually
+                // because it is dying (the kernel closes a dying process's descriptors before its parent
+                // can reap it, so this exit may be seen first). Not the slot's crash: start it again with
+                // whichever consumer serves next.
+                child.state = .awaitingConsumer
+                loop.schedule(after: .milliseconds(200)) { [unowned self, unowned child] in
+                    if consumer.isAlive && consumerChannel?.isOpen == true { respawn(child) }
+                }
                 return
             }
             scheduleRespawn(child, uptime: uptime)
