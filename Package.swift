@@ -32,10 +32,19 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // hiredis 0.14 (no pkgConfig: its cflags make every build warn about -D_FILE_OFFSET_BITS).
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // Linux calls that Swift's Glibc module does not expose (prctl, ucred, closefrom, signal pipe).
         .target(name: "CSwiftqPlatform"),
         // The one place where syscalls meet Swift: descriptors, sockets, spawning, signals, poll loop.
         .target(name: "SwiftqPlatform", dependencies: ["CSwiftqPlatform", "CSystemd", "SwiftqCore"]),
+        // kombu-compatible Redis transport and Celery's Redis result backend; the only importer of CHiredis.
+        .target(
+            name: "SwiftqRedis",
+            dependencies: [
+                "CHiredis", "SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections"),
+            ]
+        ),
         // Control-socket protocol: requests, replies, framing, and the client used by swiftqctl.
         .target(
             name: "SwiftqControl",
@@ -47,7 +56,7 @@ let package = Package(
         .target(
             name: "SwiftqWorker",
             dependencies: [
-                "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl",
+                "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl", "SwiftqRedis",
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -64,6 +73,12 @@ let package = Package(
         .testTarget(name: "SwiftqCoreTests", dependencies: ["SwiftqCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SwiftqBootstepsTests", dependencies: ["SwiftqBootsteps"]),
         .testTarget(name: "SwiftqControlTests", dependencies: ["SwiftqControl", "SwiftqCore"]),
+        .testTarget(
+            name: "SwiftqRedisIntegrationTests",
+            dependencies: [
+                "SwiftqRedis", "SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections"),
+            ]
+        ),
         .testTarget(
             name: "SwiftqWorkerTests",
             dependencies: [

@@ -1,0 +1,1 @@
+// SwiftqRedis: the kombu-compatible Redis transport and result backend (hiredis).
