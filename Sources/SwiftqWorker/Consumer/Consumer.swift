@@ -3,6 +3,7 @@ import OrderedCollections
 import SwiftqBootsteps
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqRedis
 
 #if canImport(Glibc)
 import Glibc
@@ -34,6 +35,28 @@ final class Consumer {
     var tasksFailed = 0
     var workerLost = 0
 
+    // Tasks (see Consumer+Tasks.swift).
+    let registry: TaskRegistry
+    var transport: RedisTransport?
+    var ready: [TaskDelivery] = []
+    var outstandingCredit = 0
+    var waitingForETA = 0
+    var brokerConnected = false
+    var brokerDetail = "not connected"
+    var resultsStored = 0
+    var messagesAcked = 0
+    var received = 0
+    var rejected: [String: Int] = [:]
+    var taskStatistics: [String: TaskStatistics] = [:]
+    var resultExtended = true
+
+    init(registry: TaskRegistry) {
+        self.registry = registry
+    }
+
+    /// This worker's Celery node name (`worker.hostname` expanded).
+    var nodeName: String { NodeName.expand(configuration.worker.hostname) }
+
     /// The consumer's blueprint; later issues add Connection, Tasks/QoS, Control (pidbox), Events.
     static func blueprint() -> Blueprint<Consumer> {
         // The steps are fixed and acyclic; a failure here is a programming error.
@@ -42,6 +65,8 @@ final class Consumer {
             name: "consumer",
             steps: [
                 Bootstep(name: "Pool", start: { try $0.waitForPool() }),
+                Bootstep(name: "Connection", requires: ["Pool"], start: { try $0.startConnection() }),
+                Bootstep(name: "Tasks", requires: ["Connection"], start: { $0.replenishCredit() }),
                 Bootstep(
                     name: "Heart",
                     requires: ["Pool"],
@@ -122,6 +147,11 @@ final class Consumer {
     }
 
     var busyCount: Int { slots.values.filter { $0.currentTaskID != nil }.count }
+
+    /// The broker URL with its password masked, for stats and logs.
+    var redactedBrokerURL: String {
+        (try? RedisURL(configuration.broker.url))?.redacted ?? configuration.broker.url
+    }
 
     // MARK: Supervisor messages
 
@@ -205,15 +235,17 @@ final class Consumer {
         case "hello":
             if slot.state == .starting { slot.state = .idle }
             sendLogLevel(to: slot)
+            dispatch()
         case "result":
             slot.tasksCompleted += 1
-            tasksCompleted += 1
-            if message["state"]?.stringValue == "FAILURE" { tasksFailed += 1 }
+            completeRunningTask(in: slot, result: message)
             if case .retiring = slot.state {
                 releaseRetired(slot)
             } else {
                 slot.state = .idle
             }
+            dispatch()
+            replenishCredit()
         case "error":
             logger.error("pool child \(slot.index) reported: \(message["message"] ?? .null)")
         default:
@@ -229,6 +261,7 @@ final class Consumer {
                 "pool child \(index) (pid \(pid)) \(status) while running a task (WorkerLostError)",
                 metadata: [DaemonLog.Key.taskID: "\(task)"]
             )
+            failLostTask(in: slot, status: status)
         }
         slot.channel?.close()
         slot.channel = nil
@@ -260,6 +293,8 @@ final class Consumer {
         shuttingDown = true
         if cold {
             logger.info("cold shutdown")
+            // Nothing more is acked; every held message, running ones included, goes back to the broker.
+            transport?.stop(restoreHeld: true, timeout: .seconds(1))
             finish(code: 0)
             return
         }
@@ -270,6 +305,12 @@ final class Consumer {
     func checkDrained() {
         guard shuttingDown else { return }
         if busyCount == 0 {
+            // Results and acks of the finished tasks are written first, then every message still held
+            // (reserved, never started) goes back to the broker.
+            let released = ready.count
+            ready.removeAll()
+            transport?.stop(restoreHeld: true, timeout: configuration.worker.shutdownTimeout)
+            if released > 0 { logger.info("returned \(released) reserved task(s) to the broker") }
             supervisor.send(ChannelMessage.make("drained"))
             finish(code: 0)
         } else {
@@ -293,6 +334,13 @@ final class Consumer {
             "tasks_completed": .int(Int64(tasksCompleted)),
             "tasks_failed": .int(Int64(tasksFailed)),
             "worker_lost": .int(Int64(workerLost)),
+            "prefetch": .int(Int64(prefetchWindow)),
+            "queues": .array(configuration.worker.queues.map { .string($0) }),
+            "broker": .object([
+                "url": .string(redactedBrokerURL), "connected": .bool(brokerConnected),
+                "detail": .string(brokerDetail),
+            ]),
+            "tasks": taskStats,
         ])
     }
 

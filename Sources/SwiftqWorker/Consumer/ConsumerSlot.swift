@@ -19,6 +19,8 @@ final class ConsumerSlot {
     var channel: FramedChannel?
     var state: State = .starting
     var tasksCompleted = 0
+    /// The delivery this slot's child is running.
+    var task: TaskDelivery?
 
     init(index: Int, pid: Int32, channel: FramedChannel) {
         self.index = index
@@ -39,10 +41,6 @@ final class ConsumerSlot {
 
     /// The task running in this slot, if any.
     var currentTaskID: String? {
-        switch state {
-        case .busy(let id, _): id
-        case .retiring(let id): id
-        default: nil
-        }
+        task?.message.id
     }
 }

@@ -36,7 +36,7 @@ public enum SwiftqDaemon {
             code = runPoolChild(arguments: Array(arguments.dropFirst(2)), registry: registry)
         case InternalRole.consumer?:
             DaemonLog.bootstrap(role: "consumer", level: logLevelFromEnvironment)
-            code = Consumer().run()
+            code = Consumer(registry: registry).run()
         default:
             code = runSupervisorCommand(arguments: Array(arguments.dropFirst()), registry: registry)
         }

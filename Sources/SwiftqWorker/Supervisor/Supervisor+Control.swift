@@ -99,12 +99,17 @@ extension Supervisor {
         reload["last_at"] = reloads.lastAt.map { .double($0) } ?? .null
         result["reload"] = .object(reload)
         if let consumerStats {
-            result["tasks"] = .object([
+            var tasks: OrderedDictionary<String, JSONValue> = [
                 "completed": consumerStats["tasks_completed"] ?? .null,
                 "failed": consumerStats["tasks_failed"] ?? .null,
                 "worker_lost": consumerStats["worker_lost"] ?? .null,
                 "busy": consumerStats["busy"] ?? .null,
-            ])
+            ]
+            for (key, value) in consumerStats["tasks"]?.objectValue ?? [:] { tasks[key] = value }
+            result["tasks"] = .object(tasks)
+            result["broker"] = consumerStats["broker"] ?? .null
+            result["queues"] = consumerStats["queues"] ?? .null
+            result["prefetch"] = consumerStats["prefetch"] ?? .null
         }
         result["rusage"] = .object([
             "self": ResourceUsage.current(.process).json,

@@ -188,6 +188,11 @@ extension Supervisor {
         let alive = pool.filter { $0.isAlive && $0.state != .retiring }.count
         var parts = ["\(stateName)", "consumer \(consumer.isAlive ? (consumerReady ? "up" : "starting") : "down")"]
         parts.append("pool \(alive)/\(wanted)")
+        switch brokerConnected {
+        case true?: parts.append("broker connected")
+        case false?: parts.append("broker unreachable")
+        case nil: break
+        }
         let restarts = ([consumer] + pool).reduce(0) { $0 + $1.restarts }
         if restarts > 0 { parts.append("\(restarts) restart(s)") }
         let looping = ([consumer] + pool).filter { policy.isCrashLooping($0.history, at: .now) }

@@ -132,6 +132,10 @@ extension Supervisor {
                     if let child, child.pid == pid { ChildProcess.signal(pid, SIGKILL) }
                 }
             }
+        case "broker_state":
+            brokerConnected = message["connected"]?.boolValue
+            brokerDetail = message["detail"]?.stringValue
+            refreshStatus()
         case "drained":
             logger.info("consumer drained its running tasks")
         case "failed":

@@ -50,6 +50,9 @@ final class Supervisor {
     var pendingSlotEnds: [Int: CInt] = [:]
     var startedBlueprint: StartedBlueprint<Supervisor>?
     var watchdog: RepeatingTimer?
+    /// The consumer's last word on the broker connection (nil until it reports).
+    var brokerConnected: Bool?
+    var brokerDetail: String?
     var statusTimer: RepeatingTimer?
     var lastStatus = ""
 

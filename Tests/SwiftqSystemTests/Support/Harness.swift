@@ -179,6 +179,7 @@ final class Daemon {
         concurrency: Int = 2,
         extraYAML: String = "",
         controlYAML: String = "",
+        workerYAML: String = "",
         environment: [String: String] = [:],
         withNotify: Bool = false,
         waitForReady: Bool = true
@@ -190,7 +191,12 @@ final class Daemon {
         logPath = directory.path + "/swiftqd.log"
         configPath = try directory.write(
             "config.yaml",
-            Self.configuration(socket: socketPath, concurrency: concurrency, controlYAML: controlYAML) + extraYAML
+            Self.configuration(
+                socket: socketPath,
+                concurrency: concurrency,
+                controlYAML: controlYAML,
+                workerYAML: workerYAML
+            ) + extraYAML
         )
         var env = ProcessInfo.processInfo.environment
         env["NOTIFY_SOCKET"] = nil
@@ -218,13 +224,18 @@ final class Daemon {
         }
     }
 
-    static func configuration(socket: String, concurrency: Int, controlYAML: String, logLevel: String = "debug")
-        -> String
-    {
+    static func configuration(
+        socket: String,
+        concurrency: Int,
+        controlYAML: String,
+        workerYAML: String = "",
+        logLevel: String = "debug"
+    ) -> String {
         """
         worker:
           concurrency: \(concurrency)
           shutdown_timeout: 5s
+        \(workerYAML)
         control:
           socket: \(socket)
         \(controlYAML)

@@ -1,0 +1,314 @@
+import Logging
+import OrderedCollections
+import SwiftqCore
+import SwiftqPlatform
+import SwiftqRedis
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A reserved message on its way through the consumer: decoded, waiting for a pool slot, or running.
+struct TaskDelivery {
+    var message: TaskMessage
+    var deliveryTag: String?
+    var queue: String
+    var receivedAt: ContinuousClock.Instant
+}
+
+/// Per task name counters and recent runtimes, for `stats`.
+struct TaskStatistics {
+    var succeeded = 0
+    var failed = 0
+    /// The most recent runtimes (seconds), a bounded window for percentiles.
+    var runtimes: [Double] = []
+
+    mutating func record(runtime: Double, success: Bool) {
+        if success { succeeded += 1 } else { failed += 1 }
+        runtimes.append(runtime)
+        if runtimes.count > 1000 { runtimes.removeFirst(runtimes.count - 1000) }
+    }
+
+    func percentile(_ fraction: Double) -> Double? {
+        guard !runtimes.isEmpty else { return nil }
+        let sorted = runtimes.sorted()
+        let index = min(sorted.count - 1, Int((Double(sorted.count) * fraction).rounded(.up)) - 1)
+        return sorted[max(0, index)]
+    }
+}
+
+/// Receiving, dispatching and completing tasks.
+extension Consumer {
+    /// The prefetch window: how many messages may be held (reserved and running) at once.
+    var prefetchWindow: Int {
+        let multiplier = configuration.worker.prefetchMultiplier
+        // 0 means no limit, as in Celery; a bound still protects memory.
+        return multiplier == 0 ? 100_000 : multiplier * configuration.worker.concurrency
+    }
+
+    /// Starts the broker transport (bootstep "Connection").
+    func startConnection() throws {
+        let url = configuration.broker.url
+        guard url != "embedded" else {
+            logger.warning("broker.url is 'embedded': the embedded broker is not available yet; not consuming")
+            return
+        }
+        let brokerURL = try RedisURL(url)
+        let backendURL = try configuration.resultBackend.url.map { try RedisURL($0) }
+        let transport = try RedisTransport(
+            brokerURL: brokerURL,
+            backendURL: backendURL,
+            queues: configuration.worker.queues,
+            owner: nodeName,
+            resultExpires: .seconds(86400)
+        )
+        self.transport = transport
+        loop.watch(transport.events.descriptor) { [unowned self] _ in
+            for event in transport.events.drain() { handle(event) }
+            dispatch()
+            replenishCredit()
+        }
+        transport.start()
+        logger.info(
+            "consuming from \(brokerURL.redacted)",
+            metadata: ["queues": "\(configuration.worker.queues.joined(separator: ","))", "prefetch": "\(prefetchWindow)"]
+        )
+    }
+
+    /// Grants the transport as much credit as the window allows (bootstep "Tasks" and after each change).
+    func replenishCredit() {
+        guard let transport, !shuttingDown else { return }
+        let wanted = prefetchWindow - held - outstandingCredit
+        if wanted > 0 {
+            outstandingCredit += wanted
+            transport.grant(wanted)
+        }
+    }
+
+    /// Messages reserved and not yet completed.
+    var held: Int { ready.count + slots.values.filter { $0.task != nil }.count + waitingForETA }
+
+    func handle(_ event: BrokerEvent) {
+        switch event {
+        case .delivered(let messages):
+            outstandingCredit = max(0, outstandingCredit - messages.count)
+            for reserved in messages { receive(reserved) }
+        case .state(let connected, let detail):
+            if connected != brokerConnected || (!connected && detail != brokerDetail) {
+                if connected {
+                    logger.info("broker: \(detail)")
+                } else {
+                    logger.error("broker unreachable: \(detail); reconnecting")
+                }
+                supervisor.send(
+                    ChannelMessage.make("broker_state", ["connected": .bool(connected), "detail": .string(detail)])
+                )
+            }
+            brokerConnected = connected
+            brokerDetail = detail
+        case .completed(let results, let acks):
+            resultsStored += results
+            messagesAcked += acks
+        case .restored(let count):
+            if count > 0 { logger.info("gave \(count) reserved message(s) back to the broker") }
+        }
+    }
+
+    /// Decodes one reserved message; bad input is logged, counted, and settled so it never loops.
+    func receive(_ reserved: ReservedMessage) {
+        received += 1
+        if reserved.isMalformed {
+            rejected["malformed_envelope", default: 0] += 1
+            logger.error(
+                "dropping a message that is not a kombu envelope from \(reserved.queue): "
+                    + preview(reserved.payload)
+            )
+            return
+        }
+        let envelope: RedisEnvelope
+        let message: TaskMessage
+        do {
+            envelope = try RedisEnvelope.decode(reserved.payload)
+            message = try TaskMessage.decode(envelope)
+        } catch {
+            rejected[error.code.rawValue, default: 0] += 1
+            var metadata: Logger.Metadata = ["reason": "\(error.code.rawValue)"]
+            if let id = error.taskID { metadata[DaemonLog.Key.taskID] = "\(id)" }
+            if let name = error.taskName { metadata[DaemonLog.Key.taskName] = "\(name)" }
+            logger.error("rejecting message from \(reserved.queue): \(error.message)", metadata: metadata)
+            var completion = Completion(deliveryTag: reserved.deliveryTag)
+            if let id = error.taskID {
+                let meta = ResultMeta.failure(
+                    taskID: id,
+                    excType: "MessageDecodeError",
+                    excMessage: [.string(error.message)],
+                    excModule: "swiftq",
+                    traceback: nil,
+                    dateDone: .now,
+                    request: nil,
+                    extended: nil
+                )
+                completion.taskID = id
+                completion.meta = meta.serialized()
+            }
+            transport?.complete(completion)
+            return
+        }
+        let delivery = TaskDelivery(
+            message: message,
+            deliveryTag: reserved.deliveryTag,
+            queue: envelope.routingKey.isEmpty ? reserved.queue : envelope.routingKey,
+            receivedAt: .now
+        )
+        var taskLogger = logger
+        taskLogger[metadataKey: DaemonLog.Key.taskID] = "\(message.id)"
+        taskLogger[metadataKey: DaemonLog.Key.taskName] = "\(message.name)"
+        guard registry.contains(message.name) else {
+            rejected["not_registered", default: 0] += 1
+            taskLogger.error("received unregistered task \(message.name); storing NotRegistered")
+            finish(delivery, outcome: .failure(.notRegistered(message.name)), runtime: 0)
+            return
+        }
+        if message.redelivered { taskLogger.info("redelivered task received") } else { taskLogger.debug("received") }
+        ready.append(delivery)
+    }
+
+    /// Hands ready tasks to idle pool children.
+    func dispatch() {
+        guard !shuttingDown else { return }
+        for index in slots.keys.sorted() where !ready.isEmpty {
+            guard let slot = slots[index], slot.state == .idle, let channel = slot.channel else { continue }
+            let delivery = ready.removeFirst()
+            slot.task = delivery
+            slot.state = .busy(taskID: delivery.message.id, since: .now)
+            channel.send(
+                ChannelMessage.make(
+                    "execute",
+                    [
+                        "id": .string(delivery.message.id), "task": .string(delivery.message.name),
+                        "args": .array(delivery.message.args), "kwargs": .object(delivery.message.kwargs),
+                    ]
+                )
+            )
+        }
+    }
+
+    /// A pool child's `result` frame: store the outcome and ack.
+    func completeRunningTask(in slot: ConsumerSlot, result message: JSONValue) {
+        guard let delivery = slot.task else { return }
+        slot.task = nil
+        let runtime = message["runtime"]?.doubleValue ?? 0
+        if message["state"]?.stringValue == "SUCCESS" {
+            finish(delivery, outcome: .success(message["result"] ?? .null), runtime: runtime)
+        } else {
+            let exception = message["exception"]
+            finish(
+                delivery,
+                outcome: .failure(
+                    TaskFailure(
+                        type: exception?["exc_type"]?.stringValue ?? "Exception",
+                        message: exception?["exc_message"]?.stringValue ?? "",
+                        module: exception?["exc_module"]?.stringValue ?? "builtins",
+                        traceback: message["traceback"]?.stringValue
+                    )
+                ),
+                runtime: runtime
+            )
+        }
+    }
+
+    /// The child running `slot`'s task died: Celery's `WorkerLostError` (the message is acked, as Celery
+    /// does without `reject_on_worker_lost`).
+    func failLostTask(in slot: ConsumerSlot, status: String) {
+        guard let delivery = slot.task else { return }
+        slot.task = nil
+        finish(
+            delivery,
+            outcome: .failure(
+                TaskFailure(
+                    type: "WorkerLostError",
+                    message: "Worker exited prematurely: \(status).",
+                    module: "billiard.exceptions"
+                )
+            ),
+            runtime: delivery.receivedAt.duration(to: .now).seconds
+        )
+    }
+
+    /// Records the outcome, queues the result (unless ignored) and the ack, in that order.
+    func finish(_ delivery: TaskDelivery, outcome: Result<JSONValue, TaskFailure>, runtime: Double) {
+        let message = delivery.message
+        var statistics = taskStatistics[message.name] ?? TaskStatistics()
+        var meta: JSONValue?
+        let extended = ResultMeta.ExtendedFields(
+            name: message.name,
+            args: message.args,
+            kwargs: message.kwargs,
+            worker: nodeName,
+            retries: message.retries,
+            queue: delivery.queue
+        )
+        switch outcome {
+        case .success(let value):
+            tasksCompleted += 1
+            statistics.record(runtime: runtime, success: true)
+            meta = ResultMeta.success(
+                taskID: message.id,
+                result: value,
+                dateDone: .now,
+                request: message,
+                extended: resultExtended ? extended : nil
+            )
+        case .failure(let failure):
+            tasksCompleted += 1
+            tasksFailed += 1
+            statistics.record(runtime: runtime, success: false)
+            meta = ResultMeta.failure(
+                taskID: message.id,
+                excType: failure.type,
+                excMessage: [.string(failure.message)],
+                excModule: failure.module,
+                traceback: failure.traceback,
+                dateDone: .now,
+                request: message,
+                extended: resultExtended ? extended : nil
+            )
+        }
+        taskStatistics[message.name] = statistics
+        if message.ignoreResult == true { meta = nil }
+        transport?.complete(
+            Completion(taskID: message.id, meta: meta?.serialized(), deliveryTag: delivery.deliveryTag)
+        )
+    }
+
+    /// The first bytes of a payload, printable, for a log line.
+    func preview(_ bytes: [UInt8]) -> String {
+        let text = String(decoding: bytes.prefix(120), as: UTF8.self)
+        return text.debugDescription + (bytes.count > 120 ? "…" : "")
+    }
+
+    /// The `tasks` and `broker` parts of `stats`.
+    var taskStats: JSONValue {
+        var names: OrderedDictionary<String, JSONValue> = [:]
+        for name in taskStatistics.keys.sorted() {
+            let statistics = taskStatistics[name]!
+            names[name] = .object([
+                "succeeded": .int(Int64(statistics.succeeded)),
+                "failed": .int(Int64(statistics.failed)),
+                "runtime_p50": statistics.percentile(0.5).map { .double($0) } ?? .null,
+                "runtime_p99": statistics.percentile(0.99).map { .double($0) } ?? .null,
+            ])
+        }
+        var rejectedJSON: OrderedDictionary<String, JSONValue> = [:]
+        for reason in rejected.keys.sorted() { rejectedJSON[reason] = .int(Int64(rejected[reason]!)) }
+        return .object([
+            "received": .int(Int64(received)),
+            "reserved": .int(Int64(ready.count)),
+            "active": .int(Int64(busyCount)),
+            "rejected": .object(rejectedJSON),
+            "results_stored": .int(Int64(resultsStored)),
+            "acked": .int(Int64(messagesAcked)),
+            "by_name": .object(names),
+        ])
+    }
+}

@@ -1,0 +1,256 @@
+import Foundation
+import Synchronization
+import SwiftqCore
+import SwiftqRedis
+
+/// What the broker threads tell the consumer loop.
+enum BrokerEvent: Sendable {
+    /// Messages reserved for this worker (recorded in `unacked` before they left Redis).
+    case delivered([ReservedMessage])
+    /// The connection state changed: `connected`, or `disconnected` with the reason.
+    case state(connected: Bool, detail: String)
+    /// Results were stored and messages acked: how many of each (for stats).
+    case completed(results: Int, acks: Int)
+    /// Reserved messages were handed back to the broker (warm shutdown, restart).
+    case restored(Int)
+}
+
+/// One unit of work for the writer thread, done in order: store the result (if any), then ack or requeue.
+struct Completion: Sendable {
+    var taskID: String?
+    var meta: [UInt8]?
+    var deliveryTag: String?
+    var requeue = false
+}
+
+/// The Redis transport as the consumer uses it: two threads, because hiredis blocks.
+///
+/// - The **fetcher** owns one broker connection. It reserves up to the credit the consumer granted
+///   (prefetch window minus what is held) with one script call that pops and records each message in
+///   `unacked`/`unacked_index` atomically, and otherwise waits on Redis without taking anything.
+/// - The **writer** owns a second broker connection and the result-backend connection. It stores results
+///   and then acks, in the order the consumer completed them, batched into pipelines, so an ack never
+///   precedes its task's result.
+/// Both reconnect with capped, jittered backoff and never drop work: a failed batch is retried whole
+/// (acks and result stores are idempotent, and a stored SUCCESS is never overwritten).
+/// Shared state is behind `Mutex`es; everything else belongs to its thread.
+final class RedisTransport: Sendable {
+    let events: Mailbox<BrokerEvent>
+    private let brokerURL: RedisURL
+    private let backendURL: RedisURL?
+    private let queues: [String]
+    private let owner: String
+    private let resultExpires: Duration?
+    private let credit = Mutex(0)
+    private let fetchSignal = Semaphore()
+    private let stopping = Mutex(false)
+    private let outbox = WorkQueue<Completion>()
+    private let finished = Semaphore()
+    private let batchLimit = 64
+
+    init(
+        brokerURL: RedisURL,
+        backendURL: RedisURL?,
+        queues: [String],
+        owner: String,
+        resultExpires: Duration?
+    ) throws {
+        self.brokerURL = brokerURL
+        self.backendURL = backendURL
+        self.queues = queues
+        self.owner = owner
+        self.resultExpires = resultExpires
+        self.events = try Mailbox()
+    }
+
+    /// Starts both threads. The fetcher first gives back what a previous consumer of this node still held.
+    func start() {
+        let fetcher = Thread { [self] in fetchLoop() }
+        fetcher.name = "swiftq-fetch"
+        fetcher.start()
+        let writer = Thread { [self] in writeLoop() }
+        writer.name = "swiftq-write"
+        writer.start()
+    }
+
+    /// Allows `count` more messages to be reserved.
+    func grant(_ count: Int) {
+        guard count > 0 else { return }
+        credit.withLock { $0 += count }
+        fetchSignal.post()
+    }
+
+    /// Queues a result and/or an ack for the writer.
+    func complete(_ completion: Completion) {
+        outbox.post(completion)
+    }
+
+    func complete(_ completions: [Completion]) {
+        outbox.post(completions)
+    }
+
+    /// Stops fetching; the writer finishes its queue, then (if asked) gives back every message this
+    /// owner still holds. Blocks until done or `timeout`.
+    func stop(restoreHeld: Bool, timeout: Duration) {
+        stopping.withLock { $0 = true }
+        fetchSignal.post()
+        outbox.post(Completion(taskID: nil, meta: nil, deliveryTag: restoreHeld ? Self.restoreMarker : nil))
+        outbox.stop()
+        finished.wait(timeout: timeout)
+    }
+
+    private static let restoreMarker = "\u{0}restore-held"
+
+    private var isStopping: Bool { stopping.withLock { $0 } }
+
+    // MARK: Fetcher
+
+    private func fetchLoop() {
+        var backoff = Backoff()
+        var connection: RedisConnection?
+        var broker: KombuRedisBroker?
+        var restoredAtStart = false
+        while !isStopping {
+            if broker == nil {
+                do {
+                    let made = try RedisConnection(
+                        url: brokerURL,
+                        connectTimeout: .seconds(5),
+                        commandTimeout: .seconds(10)
+                    )
+                    let kombu = KombuRedisBroker(connection: made)
+                    try kombu.declare(queues: queues)
+                    if !restoredAtStart {
+                        let restored = try kombu.restoreOwned(owner: owner)
+                        if restored > 0 { events.post(.restored(restored)) }
+                        restoredAtStart = true
+                    }
+                    connection = made
+                    broker = kombu
+                    backoff.reset()
+                    events.post(.state(connected: true, detail: "connected to \(brokerURL.redacted)"))
+                } catch {
+                    events.post(.state(connected: false, detail: "\(error)"))
+                    Thread.sleep(forTimeInterval: backoff.next().seconds)
+                    continue
+                }
+            }
+            guard let kombu = broker else { continue }
+            let available = credit.withLock { $0 }
+            if available <= 0 {
+                fetchSignal.wait(timeout: .milliseconds(500))
+                continue
+            }
+            do {
+                let reserved = try kombu.reserve(queues: queues, max: min(available, batchLimit), owner: owner)
+                if reserved.isEmpty {
+                    _ = try kombu.waitForMessages(queues: queues, timeout: .seconds(1))
+                } else {
+                    credit.withLock { $0 -= reserved.count }
+                    events.post(.delivered(reserved))
+                }
+            } catch {
+                events.post(.state(connected: false, detail: "\(error)"))
+                connection = nil
+                broker = nil
+                Thread.sleep(forTimeInterval: backoff.next().seconds)
+            }
+        }
+        _ = connection
+    }
+
+    // MARK: Writer
+
+    private func writeLoop() {
+        var backoff = Backoff()
+        var brokerConnection: KombuRedisBroker?
+        var backend: RedisResultBackend?
+        var pending: [Completion] = []
+        var stopped = false
+        while true {
+            if pending.isEmpty {
+                if stopped { break }
+                let (items, isStopped) = outbox.take(timeout: .seconds(1))
+                pending = items
+                stopped = isStopped
+                if pending.isEmpty { continue }
+            }
+            do {
+                if brokerConnection == nil {
+                    brokerConnection = KombuRedisBroker(
+                        connection: try RedisConnection(
+                            url: brokerURL,
+                            connectTimeout: .seconds(5),
+                            commandTimeout: .seconds(10)
+                        )
+                    )
+                }
+                if backend == nil, let backendURL {
+                    backend = RedisResultBackend(
+                        connection: try RedisConnection(
+                            url: backendURL,
+                            connectTimeout: .seconds(5),
+                            commandTimeout: .seconds(10)
+                        )
+                    )
+                }
+                try flush(Array(pending.prefix(batchLimit)), broker: brokerConnection!, backend: backend)
+                pending.removeFirst(min(batchLimit, pending.count))
+                backoff.reset()
+            } catch {
+                brokerConnection = nil
+                backend = nil
+                events.post(.state(connected: false, detail: "\(error)"))
+                if stopped && isStopping && backoff.attempts > 20 {
+                    // Shutting down and the broker stays away: the unacked messages stay recorded in
+                    // Redis and come back through restore; nothing more can be done from here.
+                    break
+                }
+                Thread.sleep(forTimeInterval: backoff.next().seconds)
+            }
+        }
+        finished.post()
+    }
+
+    /// Results first, then acks and requeues, each as one round trip.
+    private func flush(_ batch: [Completion], broker: KombuRedisBroker, backend: RedisResultBackend?) throws {
+        let results = batch.compactMap { item -> (taskID: String, meta: [UInt8])? in
+            guard let id = item.taskID, let meta = item.meta else { return nil }
+            return (id, meta)
+        }
+        if let backend, !results.isEmpty {
+            try backend.storeBatch(results.map { (taskID: $0.taskID, meta: $0.meta, expires: resultExpires) })
+        }
+        var acks: [String] = []
+        var restoreHeld = false
+        for item in batch {
+            guard let tag = item.deliveryTag else { continue }
+            if tag == Self.restoreMarker {
+                restoreHeld = true
+            } else if item.requeue {
+                try broker.reject(tag: tag, owner: owner, requeue: true)
+            } else {
+                acks.append(tag)
+            }
+        }
+        if !acks.isEmpty { try broker.ack(tags: acks, owner: owner) }
+        if restoreHeld {
+            let restored = try broker.restoreOwned(owner: owner)
+            events.post(.restored(restored))
+        }
+        events.post(.completed(results: backend == nil ? 0 : results.count, acks: acks.count))
+    }
+}
+
+/// Capped, jittered exponential backoff for reconnects: 100 ms doubling to 5 s, ±20 %.
+struct Backoff {
+    private(set) var attempts = 0
+
+    mutating func reset() { attempts = 0 }
+
+    mutating func next() -> Duration {
+        attempts += 1
+        let base = min(5.0, 0.1 * pow(2.0, Double(min(attempts - 1, 10))))
+        return .milliseconds(Int64(base * Double.random(in: 0.8...1.2) * 1000))
+    }
+}

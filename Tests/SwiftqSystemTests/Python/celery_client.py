@@ -1,0 +1,51 @@
+"""A stock Celery client driven by the swiftq system tests.
+
+Reads one JSON request from argv[1] and prints one JSON line per result, so the Swift tests can check what
+a Python producer sees: values, exceptions re-raised with their type and message, and states.
+
+Request: {"broker": url, "backend": url, "timeout": s,
+          "calls": [{"task": name, "args": [...], "kwargs": {...}, "options": {...}}, ...],
+          "wait": true}
+Output per call: {"id": ..., "state": ..., "result": ...} or {"id": ..., "exception": {"type": ..., "module": ...,
+          "message": ...}}
+"""
+import json
+import sys
+
+from celery import Celery
+
+
+def main() -> None:
+    request = json.loads(sys.argv[1])
+    app = Celery("swiftq-tests", broker=request["broker"], backend=request.get("backend"))
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.result_expires = 3600
+    timeout = request.get("timeout", 10)
+    sent = []
+    for call in request["calls"]:
+        options = call.get("options", {})
+        sent.append(app.send_task(call["task"], args=call.get("args", []), kwargs=call.get("kwargs", {}), **options))
+    if not request.get("wait", True):
+        for result in sent:
+            print(json.dumps({"id": result.id}))
+        return
+    for result in sent:
+        try:
+            value = result.get(timeout=timeout)
+            print(json.dumps({"id": result.id, "state": result.state, "result": value}, ensure_ascii=False))
+        except Exception as error:  # the test inspects exactly what Python raised
+            print(json.dumps({
+                "id": result.id,
+                "state": result.state,
+                "exception": {
+                    "type": type(error).__name__,
+                    "module": type(error).__module__,
+                    "message": str(error),
+                    "args": [repr(arg) for arg in error.args],
+                },
+            }, ensure_ascii=False))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

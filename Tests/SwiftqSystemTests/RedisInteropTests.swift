@@ -1,0 +1,186 @@
+import Foundation
+import SwiftqCore
+import Testing
+
+/// swiftqd consuming from a real redis-server, driven by a stock Python Celery client.
+@Suite(.serialized) struct RedisInteropTests {
+    /// A daemon consuming from `broker`, storing results in `backend` (same server unless given).
+    static func daemon(
+        broker: RedisServer,
+        backend: RedisServer? = nil,
+        concurrency: Int = 2,
+        prefetch: Int = 4,
+        queues: String = "celery"
+    ) throws -> Daemon {
+        try Daemon(
+            concurrency: concurrency,
+            extraYAML: """
+                broker:
+                  url: \(broker.url)
+                result_backend:
+                  url: \((backend ?? broker).url(db: 1))
+
+                """,
+            workerYAML: "  prefetch_multiplier: \(prefetch)\n  queues: \(queues)\n"
+        )
+    }
+
+    static func request(_ broker: RedisServer, backend: RedisServer? = nil, calls: [JSONValue], timeout: Int = 20)
+        -> JSONValue
+    {
+        [
+            "broker": .string(broker.url), "backend": .string((backend ?? broker).url(db: 1)),
+            "timeout": .int(Int64(timeout)), "calls": .array(calls),
+        ]
+    }
+
+    @Test func aPythonClientGetsResultsComputedBySwiftqd() throws {
+        let redis = try RedisServer()
+        let daemon = try Self.daemon(broker: redis)
+        let nested: JSONValue = ["list": [1, 2.5, "drei", nil, true], "dict": ["ключ": ["深い": "值"]]]
+        let big = JSONValue.string(String(repeating: "0123456789abcdef", count: 65536))
+        let results = try Python.celeryClient(
+            Self.request(
+                redis,
+                calls: [
+                    ["task": "swiftq.add", "args": [2, 3]],
+                    ["task": "swiftq.add", "args": [1.5, 2]],
+                    ["task": "swiftq.echo", "kwargs": ["value": "héllo ✓ 𝄞"]],
+                    ["task": "swiftq.echo", "args": [nested]],
+                    ["task": "swiftq.echo", "args": [big]],
+                    ["task": "swiftq.ping"],
+                ]
+            )
+        )
+        #expect(results.count == 6)
+        #expect(results[0]["result"] == 5)
+        #expect(results[0]["state"] == "SUCCESS")
+        #expect(results[1]["result"] == 3.5)
+        #expect(results[2]["result"] == "héllo ✓ 𝄞")
+        #expect(results[3]["result"] == nested)
+        #expect(results[4]["result"] == big, "the 1 MiB argument did not come back intact")
+        #expect(results[5]["result"] == "pong")
+        let stats = try daemon.stats()
+        #expect(stats["tasks"]?["completed"]?.intValue == 6)
+    }
+
+    @Test func failuresAndUnknownTasksAreRaisedInPythonAndTheWorkerKeepsServing() throws {
+        let redis = try RedisServer()
+        let daemon = try Self.daemon(broker: redis)
+        let results = try Python.celeryClient(
+            Self.request(
+                redis,
+                calls: [
+                    ["task": "swiftq.fail", "args": ["it broke"]],
+                    ["task": "swiftq.fail", "args": ["bad value"], "kwargs": ["exc_type": "ValueError"]],
+                    ["task": "no.such.task", "args": [1]],
+                    ["task": "swiftq.add", "args": [1, 1]],
+                ]
+            )
+        )
+        #expect(results[0]["state"] == "FAILURE")
+        #expect(results[0]["exception"]?["type"] == "RuntimeError")
+        #expect(results[0]["exception"]?["module"] == "builtins")
+        #expect(results[0]["exception"]?["message"] == "it broke")
+        #expect(results[1]["exception"]?["type"] == "ValueError")
+        #expect(results[1]["exception"]?["message"] == "bad value")
+        #expect(results[2]["state"] == "FAILURE")
+        #expect(results[2]["exception"]?["type"] == "NotRegistered")
+        #expect(results[2]["exception"]?["message"]?.stringValue?.contains("no.such.task") == true)
+        #expect(results[3]["result"] == 2)
+        let stats = try daemon.stats()
+        #expect(stats["tasks"]?["failed"]?.intValue == 3)
+        #expect(daemon.log.contains("unregistered task no.such.task"))
+        // Nothing is left behind in Redis: every message was acked.
+        #expect(try redis.cli(["HLEN", "unacked"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        #expect(try redis.cli(["LLEN", "celery"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+    }
+
+    @Test func malformedMessagesAreLoggedCountedAndDroppedWhileGoodOnesRun() throws {
+        let redis = try RedisServer()
+        let daemon = try Self.daemon(broker: redis)
+        let validBody = Data("[[], {}, null]".utf8).base64EncodedString()
+        let bad = [
+            "this is not json",
+            #"["a json array"]"#,
+            #"{"body": "%%%not-base64%%%", "content-type": "application/json", "content-encoding": "utf-8", "headers": {"task": "swiftq.ping", "id": "bad-b64"}, "properties": {"delivery_tag": "t1", "body_encoding": "base64", "delivery_info": {"exchange": "", "routing_key": "celery"}}}"#,
+            #"{"body": "\#(validBody)", "content-type": "application/json", "content-encoding": "utf-8", "headers": {}, "properties": {"delivery_tag": "t2", "body_encoding": "base64", "delivery_info": {"exchange": "", "routing_key": "celery"}}}"#,
+            #"{"body": "\#(validBody)", "content-type": "application/x-python-serialize", "content-encoding": "binary", "headers": {"task": "swiftq.ping", "id": "pickled"}, "properties": {"delivery_tag": "t3", "body_encoding": "base64", "delivery_info": {"exchange": "", "routing_key": "celery"}}}"#,
+        ]
+        for payload in bad { try redis.cli(["LPUSH", "celery", payload]) }
+        let results = try Python.celeryClient(Self.request(redis, calls: [["task": "swiftq.add", "args": [20, 22]]]))
+        #expect(results.first?["result"] == 42)
+        #expect(
+            eventually {
+                let rejected = (try? daemon.stats())?["tasks"]?["rejected"]
+                return (rejected?.objectValue?.values.compactMap(\.intValue).reduce(0, +) ?? 0) >= 5
+            }
+        )
+        #expect(daemon.log.contains("not a kombu envelope"))
+        #expect(daemon.log.contains("application/x-python-serialize"))
+        #expect(try redis.cli(["LLEN", "celery"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        #expect(try redis.cli(["HLEN", "unacked"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        // A message whose id could be read gets a FAILURE result under that id.
+        let stored = try redis.cli(["-n", "1", "GET", "celery-task-meta-pickled"])
+        #expect(stored.contains("FAILURE"))
+        #expect(try daemon.ctl(["ping"]).status == 0)
+    }
+
+    @Test func higherPriorityMessagesAreTakenFirst() throws {
+        let redis = try RedisServer()
+        // Queue everything before the worker starts: 5 low-priority (9) then 5 high-priority (0) tasks.
+        let calls: [JSONValue] =
+            (0..<5).map { ["task": "swiftq.echo", "args": [.string("low-\($0)")], "options": ["priority": 9]] }
+            + (0..<5).map { ["task": "swiftq.echo", "args": [.string("high-\($0)")], "options": ["priority": 0]] }
+        var request = Self.request(redis, calls: calls)
+        if case .object(var object) = request {
+            object["wait"] = false
+            request = .object(object)
+        }
+        let sent = try Python.celeryClient(request)
+        #expect(sent.count == 10)
+        let daemon = try Self.daemon(broker: redis, concurrency: 1, prefetch: 1)
+        #expect(eventually(timeout: 20) { (try? daemon.stats())?["tasks"]?["completed"]?.intValue == 10 })
+        var finished: [(String, Double)] = []
+        for (index, entry) in sent.enumerated() {
+            let id = try #require(entry["id"]?.stringValue)
+            let meta = try JSONValue(parsing: try redis.cli(["-n", "1", "GET", "celery-task-meta-\(id)"]))
+            let done = try #require(meta["date_done"]?.stringValue)
+            finished.append((index < 5 ? "low" : "high", try #require(CeleryTimestamp(iso8601: done)).secondsSince1970))
+        }
+        let order = finished.sorted { $0.1 < $1.1 }.map(\.0)
+        #expect(order == Array(repeating: "high", count: 5) + Array(repeating: "low", count: 5), "\(order)")
+    }
+
+    @Test func killingTheConsumerWhileTasksAreReservedLosesNothing() throws {
+        let redis = try RedisServer()
+        let daemon = try Self.daemon(broker: redis, concurrency: 2, prefetch: 4)
+        var request = Self.request(
+            redis,
+            calls: (0..<20).map { _ in ["task": "swiftq.sleep", "args": [0.2]] },
+            timeout: 60
+        )
+        if case .object(var object) = request {
+            object["wait"] = false
+            request = .object(object)
+        }
+        let sent = try Python.celeryClient(request)
+        // Wait until the consumer holds reserved messages, then kill it.
+        #expect(eventually { ((try? daemon.stats())?["tasks"]?["received"]?.intValue ?? 0) >= 4 })
+        let consumer = try #require(try daemon.consumerPID())
+        kill(consumer, SIGKILL)
+        // Every task ends with a result, delivered again by the restarted consumer where needed.
+        #expect(
+            eventually(timeout: 60) {
+                sent.allSatisfy { entry in
+                    guard let id = entry["id"]?.stringValue,
+                        let text = try? redis.cli(["-n", "1", "GET", "celery-task-meta-\(id)"])
+                    else { return false }
+                    return text.contains("\"SUCCESS\"")
+                }
+            }
+        )
+        #expect(daemon.log.contains("back to the broker") || daemon.log.contains("redelivered"))
+        #expect(try redis.cli(["HLEN", "unacked"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+    }
+}
