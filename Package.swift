@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "swiftqd", targets: ["swiftqd"]),
         .executable(name: "swiftqctl", targets: ["swiftqctl"]),
         .library(name: "SwiftqWorker", targets: ["SwiftqWorker"]),
+        .library(name: "SwiftqClient", targets: ["SwiftqClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -45,6 +46,13 @@ let package = Package(
                 "CHiredis", "SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections"),
             ]
         ),
+        // The Swift producer side: send tasks, read results (Celery's `send_task` and `AsyncResult`).
+        .target(
+            name: "SwiftqClient",
+            dependencies: [
+                "SwiftqCore", "SwiftqRedis", .product(name: "OrderedCollections", package: "swift-collections"),
+            ]
+        ),
         // Control-socket protocol: requests, replies, framing, and the client used by swiftqctl.
         .target(
             name: "SwiftqControl",
@@ -66,12 +74,16 @@ let package = Package(
         .executableTarget(
             name: "swiftqctl",
             dependencies: [
-                "SwiftqControl", "SwiftqCore",
+                "SwiftqControl", "SwiftqCore", "SwiftqClient",
+                .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // An example of a user's own worker binary with typed Swift tasks (see README, "Swift tasks").
+        .executableTarget(name: "swiftq-example-worker", dependencies: ["SwiftqWorker"], path: "Examples/ExampleWorker"),
         .testTarget(name: "SwiftqCoreTests", dependencies: ["SwiftqCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SwiftqBootstepsTests", dependencies: ["SwiftqBootsteps"]),
+        .testTarget(name: "SwiftqPlatformTests", dependencies: ["SwiftqPlatform", "SwiftqCore"]),
         .testTarget(name: "SwiftqControlTests", dependencies: ["SwiftqControl", "SwiftqCore"]),
         .testTarget(
             name: "SwiftqRedisIntegrationTests",
@@ -88,7 +100,11 @@ let package = Package(
         .testTarget(
             name: "SwiftqSystemTests",
             // The executables are dependencies so that `swift test` builds them before the tests run them.
-            dependencies: ["SwiftqCore", "SwiftqControl", "SwiftqPlatform", "swiftqd", "swiftqctl"]
+            dependencies: [
+                "SwiftqCore", "SwiftqControl", "SwiftqPlatform", "swiftqd", "swiftqctl", "swiftq-example-worker",
+            ],
+            // Python scripts the tests run with the Celery venv; not Swift sources.
+            exclude: ["Python"]
         ),
     ],
     swiftLanguageModes: [.v6]

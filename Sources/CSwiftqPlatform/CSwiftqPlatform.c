@@ -34,9 +34,9 @@ int CSwiftqPlatform_peerGroups(int fd, gid_t *groups, int max) {
 }
 
 int CSwiftqPlatform_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
-                          pid_t *pid) {
+                          int firstTarget, pid_t *pid) {
     enum { maxDescriptors = 64 };
-    if (nfds < 0 || nfds > maxDescriptors) {
+    if (nfds < 0 || nfds > maxDescriptors || firstTarget < 0) {
         errno = EINVAL;
         return -1;
     }
@@ -45,7 +45,7 @@ int CSwiftqPlatform_spawn(const char *path, char *const argv[], char *const envp
     int made = 0;
     int result = -1;
     for (; made < nfds; made++) {
-        temporary[made] = fcntl(fds[made], F_DUPFD_CLOEXEC, 3 + nfds);
+        temporary[made] = fcntl(fds[made], F_DUPFD_CLOEXEC, firstTarget + nfds > 3 ? firstTarget + nfds : 3);
         if (temporary[made] < 0) goto out;
     }
     posix_spawn_file_actions_t actions;
@@ -61,8 +61,10 @@ int CSwiftqPlatform_spawn(const char *path, char *const argv[], char *const envp
         errno = rc;
         goto out;
     }
-    for (int i = 0; i < nfds && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&actions, temporary[i], 3 + i);
-    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3 + nfds);
+    for (int i = 0; i < nfds && rc == 0; i++)
+        rc = posix_spawn_file_actions_adddup2(&actions, temporary[i], firstTarget + i);
+    int closeFrom = firstTarget + nfds > 3 ? firstTarget + nfds : 3;
+    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, closeFrom);
     sigset_t defaults, empty;
     sigfillset(&defaults);
     sigdelset(&defaults, SIGKILL);
@@ -74,7 +76,13 @@ int CSwiftqPlatform_spawn(const char *path, char *const argv[], char *const envp
     if (rc == 0)
         rc = posix_spawnattr_setflags(&attributes,
                                       POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
-    if (rc == 0) rc = posix_spawn(pid, path, &actions, &attributes, argv, envp);
+    if (rc == 0) {
+        if (strchr(path, '/') != NULL) {
+            rc = posix_spawn(pid, path, &actions, &attributes, argv, envp);
+        } else {
+            rc = posix_spawnp(pid, path, &actions, &attributes, argv, envp);
+        }
+    }
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);
     if (rc != 0) {

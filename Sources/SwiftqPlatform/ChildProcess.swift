@@ -41,19 +41,23 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
 public enum ChildProcess {
     /// Starts `path` with `arguments` (argv[0] included) and `environment` (`KEY=VALUE` strings).
     ///
-    /// `descriptors[i]` becomes descriptor `3 + i` in the child; every other inherited descriptor above
-    /// 2 is closed, every signal disposition is reset to default with an empty mask, and the child gets a
-    /// process group of its own. The corresponding C function is `posix_spawn`.
+    /// `descriptors[i]` becomes descriptor `firstDescriptor + i` in the child (3 by default: extra
+    /// descriptors after stdin, stdout and stderr; 0 to give a program its standard streams); every other
+    /// inherited descriptor above 2 is closed, every signal disposition is reset to default with an empty
+    /// mask, and the child gets a process group of its own (so a terminal's Ctrl-C, or a kill of the group,
+    /// reaches exactly whom it should). A `path` without a slash is looked up in `PATH`. The corresponding C
+    /// function is `posix_spawn`.
     public static func spawn(
         path: String,
         arguments: [String],
         environment: [String],
-        descriptors: [CInt]
+        descriptors: [CInt],
+        firstDescriptor: CInt = 3
     ) throws(SystemError) -> pid_t {
         var pid: pid_t = 0
         let status = withCStringArray(arguments) { argv in
             withCStringArray(environment) { envp in
-                CSwiftqPlatform_spawn(path, argv, envp, descriptors, CInt(descriptors.count), &pid)
+                CSwiftqPlatform_spawn(path, argv, envp, descriptors, CInt(descriptors.count), firstDescriptor, &pid)
             }
         }
         if status != 0 { throw SystemError.current("posix_spawn \(path)") }
@@ -103,6 +107,13 @@ public enum ChildProcess {
     /// The corresponding C function is `prctl(PR_SET_PDEATHSIG)`.
     public static func setParentDeathSignal(_ signal: Int32) throws(SystemError) {
         if CSwiftqPlatform_setParentDeathSignal(signal) != 0 { throw SystemError.current("prctl PR_SET_PDEATHSIG") }
+    }
+
+    /// Replaces this process with `arguments[0]` (looked up in `PATH`), keeping the environment; returns only
+    /// on failure. The corresponding C function is `execvp`.
+    public static func execute(_ arguments: [String]) -> SystemError {
+        _ = withCStringArray(arguments) { argv in execvp(arguments[0], argv) }
+        return SystemError.current("execvp \(arguments[0])")
     }
 
     /// Path of the running executable, for re-executing it with an internal role.

@@ -83,7 +83,7 @@ struct Swiftqctl: ParsableCommand {
         abstract: "Control a running swiftqd through its control socket.",
         discussion: "Exit codes: 0 ok, 1 the command failed, 2 usage, 69 swiftqd unreachable or refused.",
         version: "swiftqctl 0.1.0",
-        subcommands: [Ping.self, Stats.self, Reload.self, Shutdown.self]
+        subcommands: [Ping.self, Stats.self, Reload.self, Shutdown.self, Call.self, ResultCommand.self]
     )
 }
 
@@ -209,7 +209,7 @@ func printError(_ message: String) {
 /// `swiftqctl [--socket PATH] [--config FILE] [--timeout S] COMMAND …`: the connection options may come
 /// before the command, as people type them; argument-parser wants them after it, so move them there.
 func hoistGlobalOptions(_ arguments: [String]) -> [String] {
-    let withValue: Set<String> = ["--socket", "--config", "-c", "--timeout"]
+    let withValue: Set<String> = ["--socket", "--config", "-c", "--timeout", "--broker", "--backend"]
     var hoisted: [String] = []
     var index = 0
     while index < arguments.count {

@@ -22,13 +22,16 @@ int CSwiftqPlatform_peerCredentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 int CSwiftqPlatform_peerGroups(int fd, gid_t *groups, int max);
 
 /// posix_spawn with:
-///  - fds[i] dup2'ed onto descriptor 3 + i in the child, every other descriptor >= 3 + nfds closed;
+///  - fds[i] dup2'ed onto descriptor firstTarget + i in the child (firstTarget is 0 to set up stdin, stdout
+///    and stderr, or 3 to pass extra descriptors), every other descriptor >= firstTarget + nfds closed
+///    (never below 3);
+///  - PATH searched when `path` has no slash (posix_spawnp);
 ///  - every signal reset to its default disposition and an empty signal mask (the parent may ignore
 ///    or block signals that the child must see);
 ///  - the child in a process group of its own, so a terminal's Ctrl-C reaches only the supervisor.
 /// Returns 0 and stores the pid, or -1 with errno.
 int CSwiftqPlatform_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
-                          pid_t *pid);
+                          int firstTarget, pid_t *pid);
 
 /// Installs a handler for each of `signals` that writes the signal number as one byte to `writeFD`
 /// (a non-blocking pipe): the self-pipe trick, so signals are handled on the event loop, not in a

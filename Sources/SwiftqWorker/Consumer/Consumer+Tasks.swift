@@ -48,13 +48,20 @@ extension Consumer {
 
     /// Starts the broker transport (bootstep "Connection").
     func startConnection() throws {
-        let url = configuration.broker.url
-        guard url != "embedded" else {
-            logger.warning("broker.url is 'embedded': the embedded broker is not available yet; not consuming")
-            return
+        var url = configuration.broker.url
+        if url == "embedded" { url = Configuration.EmbeddedBroker.url(for: configuration, database: 0) }
+        var backend = configuration.resultBackend.url
+        if backend == "embedded" { backend = Configuration.EmbeddedBroker.url(for: configuration, database: 1) }
+        if url.hasPrefix("amqp://") || url.hasPrefix("amqps://") {
+            throw ConsumerStartError(message: "broker.url \(url.split(separator: "@").last.map(String.init) ?? url): "
+                + "the RabbitMQ transport is not available in this version; use a redis:// broker")
+        }
+        if backend?.hasPrefix("rpc://") == true {
+            throw ConsumerStartError(message: "result_backend.url rpc:// needs the RabbitMQ transport, which is not "
+                + "available in this version; use a redis:// result backend")
         }
         let brokerURL = try RedisURL(url)
-        let backendURL = try configuration.resultBackend.url.map { try RedisURL($0) }
+        let backendURL = try backend.map { try RedisURL($0) }
         let transport = try RedisTransport(
             brokerURL: brokerURL,
             backendURL: backendURL,
@@ -163,7 +170,7 @@ extension Consumer {
         var taskLogger = logger
         taskLogger[metadataKey: DaemonLog.Key.taskID] = "\(message.id)"
         taskLogger[metadataKey: DaemonLog.Key.taskName] = "\(message.name)"
-        guard registry.contains(message.name) else {
+        guard registry.contains(message.name) || configuration.tasks[message.name] != nil else {
             rejected["not_registered", default: 0] += 1
             taskLogger.error("received unregistered task \(message.name); storing NotRegistered")
             finish(delivery, outcome: .failure(.notRegistered(message.name)), runtime: 0)
@@ -181,15 +188,18 @@ extension Consumer {
             let delivery = ready.removeFirst()
             slot.task = delivery
             slot.state = .busy(taskID: delivery.message.id, since: .now)
-            channel.send(
-                ChannelMessage.make(
-                    "execute",
-                    [
-                        "id": .string(delivery.message.id), "task": .string(delivery.message.name),
-                        "args": .array(delivery.message.args), "kwargs": .object(delivery.message.kwargs),
-                    ]
-                )
-            )
+            var fields: OrderedDictionary<String, JSONValue> = [
+                "id": .string(delivery.message.id), "task": .string(delivery.message.name),
+                "args": .array(delivery.message.args), "kwargs": .object(delivery.message.kwargs),
+            ]
+            // Exec tasks are configuration, which pool children do not read: the call carries the program.
+            if let exec = configuration.tasks[delivery.message.name] {
+                fields["exec"] = .object([
+                    "argv": .array(exec.argv.map { .string($0) }),
+                    "timeout": exec.timeout.map { .double($0.seconds) } ?? .null,
+                ])
+            }
+            channel.send(ChannelMessage.make("execute", fields))
         }
     }
 

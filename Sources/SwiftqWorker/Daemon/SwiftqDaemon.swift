@@ -34,6 +34,15 @@ public enum SwiftqDaemon {
         switch arguments.dropFirst().first {
         case InternalRole.poolChild?:
             code = runPoolChild(arguments: Array(arguments.dropFirst(2)), registry: registry)
+        case InternalRole.exec?:
+            let command = Array(arguments.dropFirst(2))
+            guard !command.isEmpty else { exit(ExitCode.usage) }
+            // SIGTERM, not SIGKILL: the program gets to clean up (redis-server removes its socket file).
+            try? ChildProcess.setParentDeathSignal(SIGTERM)
+            if getppid() == 1 { exit(70) }
+            let error = ChildProcess.execute(command)
+            writeStandardError("swiftqd: cannot run \(command[0]): \(error)\n")
+            code = 127
         case InternalRole.consumer?:
             DaemonLog.bootstrap(role: "consumer", level: logLevelFromEnvironment)
             code = Consumer(registry: registry).run()

@@ -123,10 +123,14 @@ final class PoolChild {
         taskLogger[metadataKey: DaemonLog.Key.taskName] = "\(name)"
         taskLogger.debug("task started")
         let started = ContinuousClock.now
-        let outcome = registry.run(
-            TaskInvocation(id: id, name: name, args: args, kwargs: kwargs),
-            environment: environment
-        )
+        let invocation = TaskInvocation(id: id, name: name, args: args, kwargs: kwargs)
+        let outcome: Result<JSONValue, TaskFailure>
+        if let exec = message["exec"], let argv = exec["argv"]?.arrayValue?.compactMap(\.stringValue), !argv.isEmpty {
+            let timeout = exec["timeout"]?.doubleValue.map { Duration.milliseconds(Int64($0 * 1000)) }
+            outcome = ExecTask.run(invocation, argv: argv, timeout: timeout, lifeline: Self.lifelineDescriptor)
+        } else {
+            outcome = registry.run(invocation, environment: environment)
+        }
         let runtime = started.duration(to: .now).seconds
         switch outcome {
         case .success(let value):

@@ -11,11 +11,14 @@ final class ManagedChild {
     enum Role: Equatable {
         case consumer
         case pool(slot: Int)
+        /// The embedded dev broker (a private redis-server), when `broker.url` is `embedded`.
+        case broker
 
         var name: String {
             switch self {
             case .consumer: "consumer"
             case .pool: "pool"
+            case .broker: "broker"
             }
         }
     }

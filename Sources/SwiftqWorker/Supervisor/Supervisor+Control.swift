@@ -69,6 +69,7 @@ extension Supervisor {
             if let index = slot["slot"]?.intValue { slotStates[index] = slot }
         }
         var children: [JSONValue] = [childJSON(consumer, extra: [:])]
+        if let broker = embeddedBroker { children.append(childJSON(broker, extra: [:])) }
         for child in pool where child.state != .stopped {
             var extra: OrderedDictionary<String, JSONValue> = [:]
             if case .pool(let slot) = child.role, let state = slotStates[Int64(slot)] {

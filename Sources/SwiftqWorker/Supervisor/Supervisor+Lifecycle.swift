@@ -44,7 +44,7 @@ extension Supervisor {
     func beginShutdown(cold: Bool) {
         if case .stopping(let alreadyCold) = state, alreadyCold || !cold { return }
         state = .stopping(cold: cold)
-        for child in [consumer] + pool {
+        for child in allChildren {
             if let timer = child.respawnTimer { loop.cancel(timer) }
             child.respawnTimer = nil
         }
@@ -149,7 +149,7 @@ extension Supervisor {
     /// SIGUSR1: the process table and state, to the log.
     func dumpState() {
         logger.notice("state dump: \(stateName); \(statusLine)")
-        for child in [consumer] + pool {
+        for child in allChildren {
             var line = "\(child.role.name)"
             if case .pool(let slot) = child.role { line += " \(slot)" }
             line += ": pid \(child.pid), \(child.state.rawValue), \(child.restarts) restart(s)"
@@ -170,7 +170,7 @@ extension Supervisor {
     }
 
     var crashLooping: Bool {
-        ([consumer] + pool).contains { policy.isCrashLooping($0.history, at: .now) }
+        allChildren.contains { policy.isCrashLooping($0.history, at: .now) }
     }
 
     var stateName: String {
@@ -193,9 +193,9 @@ extension Supervisor {
         case false?: parts.append("broker unreachable")
         case nil: break
         }
-        let restarts = ([consumer] + pool).reduce(0) { $0 + $1.restarts }
+        let restarts = allChildren.reduce(0) { $0 + $1.restarts }
         if restarts > 0 { parts.append("\(restarts) restart(s)") }
-        let looping = ([consumer] + pool).filter { policy.isCrashLooping($0.history, at: .now) }
+        let looping = allChildren.filter { policy.isCrashLooping($0.history, at: .now) }
         if !looping.isEmpty {
             let names = looping.map { child -> String in
                 if case .pool(let slot) = child.role { return "pool \(slot)" }

@@ -168,6 +168,8 @@ extension Supervisor {
         for (pid, status) in reaped {
             if consumer.pid == pid {
                 childExited(consumer, status: status)
+            } else if let broker = embeddedBroker, broker.pid == pid {
+                childExited(broker, status: status)
             } else if let child = pool.first(where: { $0.pid == pid }) {
                 childExited(child, status: status)
             } else {
@@ -199,6 +201,12 @@ extension Supervisor {
         }
 
         switch child.role {
+        case .broker:
+            if expected {
+                child.state = .stopped
+                return
+            }
+            scheduleRespawn(child, uptime: uptime)
         case .consumer:
             consumerReady = false
             consumerChannel?.close()
@@ -284,6 +292,8 @@ extension Supervisor {
                     poolChild.respawnTimer = nil
                     try spawnPoolChild(poolChild)
                 }
+            case .broker:
+                try spawnEmbeddedBroker()
             case .pool:
                 if !consumer.isAlive {
                     // Wait for the consumer; its respawn starts this slot.
@@ -300,7 +310,7 @@ extension Supervisor {
 
     /// Sends SIGKILL to every child (startup failure, cold shutdown) and waits briefly for them.
     func killEveryChild() {
-        let pids = ([consumer] + pool).filter(\.isAlive).map(\.pid)
+        let pids = allChildren.filter(\.isAlive).map(\.pid)
         for pid in pids { ChildProcess.signal(pid, SIGKILL) }
         for pid in pids { _ = ChildProcess.wait(pid: pid, timeout: .seconds(2)) }
         consumer.pid = 0
@@ -365,6 +375,9 @@ public enum InternalRole {
     public static let consumer = "_consumer"
     /// A prefork pool child.
     public static let poolChild = "_pool-child"
+    /// Arms the parent-death signal, then execs the rest of the command line (for helper programs such
+    /// as the embedded broker's redis-server, which cannot arm it themselves).
+    public static let exec = "_exec"
 }
 
 extension ExitStatus {

@@ -46,6 +46,11 @@ final class Supervisor {
     var consumerReady = false
     var lastConsumerHeartbeat: ContinuousClock.Instant?
     var pool: [ManagedChild] = []
+    /// The embedded dev broker's process, when enabled.
+    var embeddedBroker: ManagedChild?
+
+    /// Every entry of the process table.
+    var allChildren: [ManagedChild] { [consumer] + pool + (embeddedBroker.map { [$0] } ?? []) }
     /// Consumer ends of pool channels spawned while no consumer could take them, by slot.
     var pendingSlotEnds: [Int: CInt] = [:]
     var startedBlueprint: StartedBlueprint<Supervisor>?
@@ -88,6 +93,13 @@ final class Supervisor {
                     stop: { $0.stopControlSocket() }
                 ),
                 Bootstep(
+                    name: "EmbeddedBroker",
+                    requires: ["Signals"],
+                    isEnabled: { Configuration.EmbeddedBroker.isUsed(by: $0.configuration) },
+                    start: { try $0.startEmbeddedBroker() },
+                    stop: { $0.stopEmbeddedBroker() }
+                ),
+                Bootstep(
                     name: "Pool",
                     requires: ["Lifeline", "Signals"],
                     start: { try $0.startPool() },
@@ -95,7 +107,7 @@ final class Supervisor {
                 ),
                 Bootstep(
                     name: "Consumer",
-                    requires: ["Pool"],
+                    requires: ["Pool", "EmbeddedBroker"],
                     start: { try $0.startConsumer() },
                     stop: { $0.stopConsumer() }
                 ),
@@ -153,6 +165,8 @@ final class Supervisor {
     /// Whether a shutdown was requested and every child is gone.
     var isShutdownComplete: Bool {
         guard case .stopping = state else { return false }
+        // The embedded broker is not waited for here: its bootstep stops it last, after the consumer has
+        // finished acking and handing messages back.
         return !consumer.isAlive && pool.allSatisfy { !$0.isAlive }
     }
 

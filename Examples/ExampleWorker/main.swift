@@ -1,0 +1,45 @@
+// An example of a worker binary with its own Swift tasks: build it, run it exactly like swiftqd (same
+// options, same configuration file), and send it tasks from Python or `swiftqctl call`.
+//
+//   swift build --product swiftq-example-worker
+//   .build/debug/swiftq-example-worker --config etc/swiftq/config.yaml
+//
+//   >>> app.send_task("example.multiply", (6, 7)).get()                  # 42
+//   >>> app.send_task("example.invoice", kwargs={"items": [{"name": "tea", "price": 3.5, "quantity": 2}],
+//   ...                                            "currency": "EUR"}).get()
+import SwiftqWorker
+
+/// Keyword arguments of `example.invoice`, decoded from the task's kwargs.
+struct Order: Decodable, Sendable {
+    struct Item: Decodable, Sendable {
+        var name: String
+        var price: Double
+        var quantity: Int
+    }
+
+    var items: [Item]
+    var currency: String
+}
+
+/// The result of `example.invoice`, encoded into the stored result.
+struct Invoice: Encodable {
+    var lines: [String]
+    var total: Double
+    var currency: String
+}
+
+/// A failure that Python re-raises as `swiftq.EmptyOrder` (a class Celery makes up for the unknown module).
+struct EmptyOrder: Error, CustomStringConvertible {
+    var description: String { "an invoice needs at least one item" }
+}
+
+var registry = TaskRegistry.builtIn
+registry.register("example.multiply") { (a: Int, b: Int) in a * b }
+registry.register("example.greet") { (name: String) in "Hello, \(name)!" }
+registry.register("example.invoice", keywords: Order.self) { order in
+    guard !order.items.isEmpty else { throw EmptyOrder() }
+    let lines = order.items.map { "\($0.quantity) × \($0.name) @ \($0.price)" }
+    let total = order.items.reduce(0) { $0 + $1.price * Double($1.quantity) }
+    return Invoice(lines: lines, total: total, currency: order.currency)
+}
+SwiftqDaemon.main(registry: registry)
