@@ -7,9 +7,16 @@ extension Configuration {
 
         /// A Celery/kombu broker URL (`redis://host:6379/0`, `amqp://user:pass@host:5672/vhost`) or `embedded`.
         public var url: String
+        /// How long a reserved but unacknowledged message may stay with its consumer before any kombu consumer of
+        /// the same broker (Python workers included) may restore it to its queue. It is a broker-wide contract,
+        /// not a private timer, so the default is kombu's (1 hour) and every worker on the broker should agree;
+        /// swiftq refreshes the deadline of the tasks it is running, so a long task is not delivered twice.
+        /// Always positive.
+        public var visibilityTimeout: Duration
 
-        public init(url: String = "embedded") {
+        public init(url: String = "embedded", visibilityTimeout: Duration = .seconds(3600)) {
             self.url = url
+            self.visibilityTimeout = visibilityTimeout
         }
     }
 
@@ -21,9 +28,18 @@ extension Configuration {
 
         /// A Celery result backend URL (`redis://host:6379/1`, `rpc://`, `embedded`), or `nil` for no results.
         public var url: String?
+        /// How long a stored result is kept, as Celery's `result_expires` (default 1 day): results nobody fetches
+        /// would otherwise fill the backend. `.zero` means results never expire. Never negative.
+        public var expires: Duration
+        /// Whether stored results also carry the task's name, args, kwargs, worker, retries and queue, as Celery's
+        /// `result_extended`. Off by default, as in Celery: it costs space for every result, and only tools that
+        /// inspect results (Flower, `django-celery-results`) read them.
+        public var extended: Bool
 
-        public init(url: String? = nil) {
+        public init(url: String? = nil, expires: Duration = .seconds(86400), extended: Bool = false) {
             self.url = url
+            self.expires = expires
+            self.extended = extended
         }
     }
 }

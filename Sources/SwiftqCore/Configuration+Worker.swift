@@ -28,6 +28,18 @@ extension Configuration {
         /// Messages reserved per pool child (the prefetch window is `concurrency × prefetchMultiplier`); 0 means
         /// unlimited, as in Celery: the broker sends as many as it has, which starves other workers.
         public var prefetchMultiplier: Int
+        /// Whether a message is acknowledged only once its task has finished and its result is stored (`true`, the
+        /// default), or as soon as the task is handed to a pool child (`false`).
+        ///
+        /// swiftq departs from Celery's default (`task_acks_late = False`, ack when execution starts) on purpose:
+        /// acking late means a crash of the worker, the pool child or the machine never loses a task, because the
+        /// unacknowledged message goes back to the queue and runs again. The price is that tasks must tolerate
+        /// running twice. With `false`, a crash while a task runs loses it: exactly Celery's loss window.
+        public var acksLate: Bool
+        /// Whether a task's state is stored as `STARTED` when it begins, as Celery's `task_track_started`. Off by
+        /// default, as in Celery: it costs one result-backend write per task, and most clients only wait for the
+        /// final state.
+        public var trackStarted: Bool
         /// How long a warm shutdown (SIGTERM) lets running tasks finish before it turns cold. Never negative.
         public var shutdownTimeout: Duration
         /// Cap of the exponential backoff between respawns of a crashing child. Always positive.
@@ -38,6 +50,8 @@ extension Configuration {
             queues: [String] = ["celery"],
             concurrency: Int = Worker.defaultConcurrency,
             prefetchMultiplier: Int = 4,
+            acksLate: Bool = true,
+            trackStarted: Bool = false,
             shutdownTimeout: Duration = .seconds(30),
             restartBackoffMax: Duration = .seconds(30)
         ) {
@@ -45,6 +59,8 @@ extension Configuration {
             self.queues = queues
             self.concurrency = concurrency
             self.prefetchMultiplier = prefetchMultiplier
+            self.acksLate = acksLate
+            self.trackStarted = trackStarted
             self.shutdownTimeout = shutdownTimeout
             self.restartBackoffMax = restartBackoffMax
         }

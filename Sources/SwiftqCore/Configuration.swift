@@ -1,3 +1,5 @@
+import OrderedCollections
+
 /// The whole daemon configuration, as one value the supervisor can validate, compare and swap on reload.
 ///
 /// It is plain data: building one in code (tests, embedders of `SwiftqWorker`) needs no file, and comparing the
@@ -17,6 +19,9 @@ public struct Configuration: Sendable, Equatable {
     public var control: Control
     /// Section `logging`.
     public var logging: Logging
+    /// Section `tasks`: programs run as Celery tasks, by task name, in file order. Empty by default: only the
+    /// built-in `swiftq.*` tasks are served.
+    public var tasks: OrderedDictionary<String, ExecTask>
 
     /// A configuration with every default, the same as parsing an empty file.
     public init() {
@@ -29,12 +34,20 @@ public struct Configuration: Sendable, Equatable {
         )
     }
 
-    public init(broker: Broker, resultBackend: ResultBackend, worker: Worker, control: Control, logging: Logging) {
+    public init(
+        broker: Broker,
+        resultBackend: ResultBackend,
+        worker: Worker,
+        control: Control,
+        logging: Logging,
+        tasks: OrderedDictionary<String, ExecTask> = [:]
+    ) {
         self.broker = broker
         self.resultBackend = resultBackend
         self.worker = worker
         self.control = control
         self.logging = logging
+        self.tasks = tasks
     }
 
     /// Every key the parser accepts, as dotted paths in file order (`"broker.url"`, `"worker.queues"`, …).
@@ -43,5 +56,13 @@ public struct Configuration: Sendable, Equatable {
     /// key cannot ship undocumented.
     public static var knownKeyPaths: [String] {
         ConfigurationSchema.sections.flatMap { section in section.keys.map { "\(section.name).\($0)" } }
+    }
+
+    /// The keys whose path has a part chosen in the file, with that part as `<name>`: `"tasks.<name>.exec"`,
+    /// `"tasks.<name>.timeout"`. Documentation tests check these as they check `knownKeyPaths`.
+    public static var patternKeyPaths: [String] {
+        ConfigurationSchema.sections.flatMap { section in
+            (section.entries?.keys ?? []).map { "\(section.name).\(ConfigurationEntries.placeholder).\($0)" }
+        }
     }
 }

@@ -110,25 +110,92 @@ struct ConfigurationDecoder {
     }
 
     private mutating func decode(_ node: Node, as section: ConfigurationSection, into target: inout Configuration) {
-        // `worker:` with every key commented out is a normal sight in an annotated file: all defaults.
+        // `worker:` with every key commented out is a normal sight in an annotated file: all defaults (for `tasks:`,
+        // no tasks).
         guard !node.isNull else {
             return
         }
+        if let entries = section.entries {
+            decodeEntries(node, as: section, entries, into: &target)
+            return
+        }
+        decodeMapping(
+            node,
+            at: section.name,
+            expected: "a mapping of \(section.contents)",
+            fields: section.fields,
+            owner: node,
+            into: &target
+        )
+    }
+
+    /// Reads the named entries of a section such as `tasks`: each key is a name chosen in the file.
+    private mutating func decodeEntries(
+        _ node: Node,
+        as section: ConfigurationSection,
+        _ entries: ConfigurationEntries,
+        into target: inout Configuration
+    ) {
         guard case .mapping(let mapping) = node else {
             expected("a mapping of \(section.contents)", at: node, keyPath: section.name)
             return
         }
+        var firstLines: [String: Int] = [:]
         for (keyNode, value) in mapping {
-            guard let key = keyName(keyNode, parentPath: section.name) else {
+            guard let name = keyName(keyNode, parentPath: section.name) else {
                 continue
             }
-            let keyPath = "\(section.name).\(key)"
-            guard let field = section.fields.first(where: { $0.key == key }) else {
-                reportUnknownKey(key, at: keyNode, parentPath: section.name, validKeys: section.keys)
+            guard !keyNode.isNull, !name.isEmpty else {
+                expected("a \(entries.noun) name", at: keyNode, keyPath: section.name)
                 continue
             }
-            field.decode(value, keyPath, &self, &target)
+            // Yams only catches repeated keys with the same tag: a plain `yes:` (a boolean) and a quoted "yes" (a
+            // string) are different keys to it, but the same name here.
+            if let firstLine = firstLines[name] {
+                report(
+                    "duplicate key; already set on line \(firstLine)",
+                    at: keyNode,
+                    keyPath: "\(section.name).\(name)"
+                )
+                continue
+            }
+            firstLines[name] = keyNode.mark?.line ?? 0
+            entries.decode(name, keyNode, value, "\(section.name).\(name)", &self, &target)
         }
+    }
+
+    /// Reads a mapping of `fields` at `keyPath` into `target`: unknown keys are reported with a suggestion, and
+    /// missing required keys at `owner` (the key that names the mapping). Returns whether nothing was reported.
+    @discardableResult
+    mutating func decodeMapping<Target>(
+        _ node: Node,
+        at keyPath: String,
+        expected expectation: String,
+        fields: [ConfigurationField<Target>],
+        owner: Node,
+        into target: inout Target
+    ) -> Bool {
+        let reportedBefore = diagnostics.count
+        guard case .mapping(let mapping) = node else {
+            expected(expectation, at: node, keyPath: keyPath)
+            return false
+        }
+        var present: Set<String> = []
+        for (keyNode, value) in mapping {
+            guard let key = keyName(keyNode, parentPath: keyPath) else {
+                continue
+            }
+            guard let field = fields.first(where: { $0.key == key }) else {
+                reportUnknownKey(key, at: keyNode, parentPath: keyPath, validKeys: fields.map(\.key))
+                continue
+            }
+            present.insert(key)
+            field.decode(value, "\(keyPath).\(key)", &self, &target)
+        }
+        for field in fields where field.isRequired && !present.contains(field.key) {
+            report("missing required key \(Self.quoted(field.key))", at: owner, keyPath: keyPath)
+        }
+        return diagnostics.count == reportedBefore
     }
 
     /// The text of a mapping key, or `nil` (after reporting) for keys that cannot name a setting.
@@ -154,9 +221,10 @@ struct ConfigurationDecoder {
             report("unknown key; did you mean \(suggestion)?", at: node, keyPath: keyPath)
             return
         }
-        // A known key in the wrong place, e.g. `concurrency` at the top level instead of under `worker`.
+        // A known key in the wrong place, e.g. `concurrency` at the top level instead of under `worker`, or `exec`
+        // outside a task.
         let normalized = Suggestion.normalize(key)
-        let elsewhere = Configuration.knownKeyPaths.filter { path in
+        let elsewhere = (Configuration.knownKeyPaths + Configuration.patternKeyPaths).filter { path in
             path != keyPath && Suggestion.normalize(String(path.split(separator: ".").last ?? "")) == normalized
         }
         if !elsewhere.isEmpty {
@@ -239,7 +307,11 @@ struct ConfigurationDecoder {
         guard let value = Duration(configurationString: scalar.string) else {
             let trimmed = scalar.string.trimmingWhitespace()
             if trimmed.hasPrefix("-"), Duration(configurationString: String(trimmed.dropFirst())) != nil {
-                expected("a non-negative duration", at: node, keyPath: keyPath)
+                expected(
+                    allowsZero ? "a non-negative duration" : "a positive duration such as 30s",
+                    at: node,
+                    keyPath: keyPath
+                )
             } else {
                 expected(syntax, at: node, keyPath: keyPath)
             }
@@ -250,6 +322,26 @@ struct ConfigurationDecoder {
             return nil
         }
         return value
+    }
+
+    /// A YAML 1.1 boolean written plain: `true`/`false`, or `yes`/`no`/`on`/`off`, each in lower case, capitalized
+    /// or upper case. A quoted `"true"` or a number such as `1` is refused rather than guessed at: a switch that
+    /// silently reads the wrong way is worse than an error.
+    mutating func boolean(_ node: Node, at keyPath: String) -> Bool? {
+        if case .scalar(let scalar) = node, node.isPlain, node.tag.rawValue == Tag.Name.bool.rawValue {
+            switch scalar.string.lowercased() {
+            case "true", "yes", "on": return true
+            case "false", "no", "off": return false
+            default: break
+            }
+        }
+        var found = Self.describe(node)
+        // A quoted "true" looks like a boolean in the message; say why it was not read as one.
+        if case .scalar(let scalar) = node, !node.isPlain, Node(scalar.string).tag.rawValue == Tag.Name.bool.rawValue {
+            found += " (a quoted string)"
+        }
+        report("expected true or false, got \(found)", at: node, keyPath: keyPath)
+        return nil
     }
 
     // MARK: - Settings with their own syntax
@@ -344,6 +436,41 @@ struct ConfigurationDecoder {
             return nil
         }
         return path
+    }
+
+    /// A program and its arguments, the argv it is started with: a YAML list (never a string split on spaces, which
+    /// would bring a shell's quoting rules along) of non-empty strings taken verbatim. The program, the first item, is an
+    /// absolute path or a bare command name to look up in `PATH`; a relative path would depend on the daemon's
+    /// working directory. Every bad item is reported.
+    mutating func argv(_ node: Node, at keyPath: String) -> [String]? {
+        guard case .sequence(let sequence) = node else {
+            expected("a list of the program and its arguments", at: node, keyPath: keyPath)
+            return nil
+        }
+        guard !sequence.isEmpty else {
+            expected("a list with at least the program to run", at: node, keyPath: keyPath)
+            return nil
+        }
+        var argv: [String] = []
+        for (index, item) in sequence.enumerated() {
+            let itemPath = "\(keyPath)[\(index)]"
+            guard case .scalar(let scalar) = item, !item.isNull else {
+                expected("a string", at: item, keyPath: itemPath)
+                continue
+            }
+            let argument = scalar.string
+            if argument.isEmpty {
+                expected("a non-empty string", at: item, keyPath: itemPath)
+            } else if argument.utf8.contains(0) {
+                // C strings end at the first NUL: the program would see a different argument.
+                expected("a string without NUL characters", at: item, keyPath: itemPath)
+            } else if index == 0 && argument.contains("/") && !argument.hasPrefix("/") {
+                expected("an absolute path or a command name to look up in PATH", at: item, keyPath: itemPath)
+            } else {
+                argv.append(argument)
+            }
+        }
+        return argv.count == sequence.count ? argv : nil
     }
 
     /// Permission bits, always read as octal as chmod does: `0660`, `660`, `"0660"`, `0o660` all mean rw-rw----.

@@ -1,31 +1,114 @@
 import Yams
 
-/// One key of a section: its YAML spelling and how its value node is read into the configuration.
-struct ConfigurationField: Sendable {
-    /// Reads `value` (found at `keyPath`) into the configuration, reporting problems to the decoder.
+/// One key of a mapping: its YAML spelling and how its value node is read into `Target` (the configuration for
+/// section keys, the entry being built for the keys of a named entry such as a task).
+struct ConfigurationField<Target>: Sendable {
+    /// Reads `value` (found at `keyPath`) into the target, reporting problems to the decoder.
     typealias Decode =
         @Sendable (
             _ value: Node, _ keyPath: String, _ decoder: inout ConfigurationDecoder,
-            _ configuration: inout Configuration
+            _ target: inout Target
         ) -> Void
 
     let key: String
+    /// A required key missing from its mapping is an error; an optional one keeps its default.
+    var isRequired = false
     let decode: Decode
 }
 
-/// One top-level section: its YAML spelling, how messages call its contents, and its keys in documentation order.
+/// One top-level section: its YAML spelling, how messages call its contents, and either its keys in documentation
+/// order or, for a section whose keys are names chosen in the file (`tasks`), how each named entry is read.
 struct ConfigurationSection: Sendable {
     let name: String
     let contents: String
-    let fields: [ConfigurationField]
+    /// The fixed keys; empty for a section of named entries.
+    let fields: [ConfigurationField<Configuration>]
+    /// How named entries are read, or `nil` for a section of fixed keys.
+    let entries: ConfigurationEntries?
 
     var keys: [String] { fields.map(\.key) }
+
+    init(name: String, contents: String, fields: [ConfigurationField<Configuration>]) {
+        self.name = name
+        self.contents = contents
+        self.fields = fields
+        self.entries = nil
+    }
+
+    init(name: String, contents: String, entries: ConfigurationEntries) {
+        self.name = name
+        self.contents = contents
+        self.fields = []
+        self.entries = entries
+    }
+}
+
+/// The entries of a section whose keys are names chosen in the file (`tasks.reports.render`), each a mapping of the
+/// same fields. An entry is read into its own value, and stored in the configuration only when it has no problem,
+/// so a half-read entry never reaches the daemon.
+struct ConfigurationEntries: Sendable {
+    /// Stands for the chosen name in key patterns (`tasks.<name>.exec`) and in documentation.
+    static let placeholder = "<name>"
+
+    /// Reads the entry `name` (a non-empty key, at `keyNode`) from `value`, found at `keyPath`.
+    typealias Decode =
+        @Sendable (
+            _ name: String, _ keyNode: Node, _ value: Node, _ keyPath: String, _ decoder: inout ConfigurationDecoder,
+            _ configuration: inout Configuration
+        ) -> Void
+
+    /// What one entry is called in messages: "task" in "expected a task name".
+    let noun: String
+    /// The keys of each entry, in documentation order.
+    let keys: [String]
+    let decode: Decode
+
+    /// - Parameters:
+    ///   - contents: How messages call an entry's mapping ("task settings").
+    ///   - fields: The keys of an entry and how each is read into `Entry`.
+    ///   - nameProblem: Why a name may not be used (reserved names), or `nil` when it may.
+    ///   - makeEntry: The entry with every default, before its keys are read.
+    ///   - store: Adds a complete, valid entry to the configuration.
+    init<Entry>(
+        noun: String,
+        contents: String,
+        fields: [ConfigurationField<Entry>],
+        nameProblem: @escaping @Sendable (_ name: String) -> String?,
+        makeEntry: @escaping @Sendable (_ name: String) -> Entry,
+        store: @escaping @Sendable (_ entry: Entry, _ configuration: inout Configuration) -> Void
+    ) {
+        self.noun = noun
+        let keys = fields.map(\.key)
+        self.keys = keys
+        let expectation = "a mapping of \(contents) (\(keys.joined(separator: ", ")))"
+        self.decode = { name, keyNode, value, keyPath, decoder, configuration in
+            var valid = true
+            if let problem = nameProblem(name) {
+                decoder.report(problem, at: keyNode, keyPath: keyPath)
+                valid = false
+            }
+            var entry = makeEntry(name)
+            // Read the keys even under a refused name: every problem is reported in one pass.
+            let read = decoder.decodeMapping(
+                value,
+                at: keyPath,
+                expected: expectation,
+                fields: fields,
+                owner: keyNode,
+                into: &entry
+            )
+            if valid && read {
+                store(entry, &configuration)
+            }
+        }
+    }
 }
 
 /// The single source of truth for which keys exist and how each is read: the decoder walks it, and
-/// `Configuration.knownKeyPaths` (used by documentation coverage tests) is derived from it, so the two cannot drift.
+/// `Configuration.knownKeyPaths` and `patternKeyPaths` (used by documentation coverage tests) are derived from it, so
+/// the two cannot drift.
 enum ConfigurationSchema {
-    static let sections: [ConfigurationSection] = [broker, resultBackend, worker, control, logging]
+    static let sections: [ConfigurationSection] = [broker, resultBackend, worker, control, logging, tasks]
 
     static func section(named name: String) -> ConfigurationSection? {
         sections.first { $0.name == name }
@@ -39,7 +122,13 @@ enum ConfigurationSchema {
                 if let url = decoder.url(node, at: path, schemes: Configuration.Broker.acceptedSchemes) {
                     configuration.broker.url = url
                 }
-            }
+            },
+            ConfigurationField(key: "visibility_timeout") { node, path, decoder, configuration in
+                // Zero would make every reserved message fair game for redelivery at once.
+                if let value = decoder.duration(node, at: path, allowsZero: false) {
+                    configuration.broker.visibilityTimeout = value
+                }
+            },
         ]
     )
 
@@ -56,7 +145,18 @@ enum ConfigurationSchema {
                 if let url = decoder.url(node, at: path, schemes: Configuration.ResultBackend.acceptedSchemes) {
                     configuration.resultBackend.url = url
                 }
-            }
+            },
+            ConfigurationField(key: "expires") { node, path, decoder, configuration in
+                // 0 means never, so zero is allowed.
+                if let value = decoder.duration(node, at: path, allowsZero: true) {
+                    configuration.resultBackend.expires = value
+                }
+            },
+            ConfigurationField(key: "extended") { node, path, decoder, configuration in
+                if let value = decoder.boolean(node, at: path) {
+                    configuration.resultBackend.extended = value
+                }
+            },
         ]
     )
 
@@ -94,6 +194,16 @@ enum ConfigurationSchema {
                 )
                 if let value {
                     configuration.worker.prefetchMultiplier = value
+                }
+            },
+            ConfigurationField(key: "acks_late") { node, path, decoder, configuration in
+                if let value = decoder.boolean(node, at: path) {
+                    configuration.worker.acksLate = value
+                }
+            },
+            ConfigurationField(key: "track_started") { node, path, decoder, configuration in
+                if let value = decoder.boolean(node, at: path) {
+                    configuration.worker.trackStarted = value
                 }
             },
             ConfigurationField(key: "shutdown_timeout") { node, path, decoder, configuration in
@@ -162,5 +272,40 @@ enum ConfigurationSchema {
                 }
             }
         ]
+    )
+
+    static let tasks = ConfigurationSection(
+        name: "tasks",
+        contents: "task names to task settings",
+        entries: ConfigurationEntries(
+            noun: "task",
+            contents: "task settings",
+            fields: [
+                ConfigurationField<Configuration.ExecTask>(key: "exec", isRequired: true) { node, path, decoder, task in
+                    if let argv = decoder.argv(node, at: path) {
+                        task.argv = argv
+                    }
+                },
+                ConfigurationField(key: "timeout") { node, path, decoder, task in
+                    // null explicitly means "no limit", the default, as `result_backend.url: ~` means no backend.
+                    guard !node.isNull else {
+                        task.timeout = nil
+                        return
+                    }
+                    if let timeout = decoder.duration(node, at: path, allowsZero: false) {
+                        task.timeout = timeout
+                    }
+                },
+            ],
+            nameProblem: { name in
+                let prefix = Configuration.ExecTask.reservedNamePrefix
+                guard name.hasPrefix(prefix) else {
+                    return nil
+                }
+                return "task names starting with \"\(prefix)\" are reserved for built-in tasks"
+            },
+            makeEntry: { name in Configuration.ExecTask(name: name, argv: []) },
+            store: { task, configuration in configuration.tasks[task.name] = task }
+        )
     )
 }

@@ -86,8 +86,8 @@ struct ConfigurationErrorTests {
             1,
             1,
             nil,
-            "expected a mapping of configuration sections (broker, result_backend, worker, control, logging), "
-                + "got a list"
+            "expected a mapping of configuration sections (broker, result_backend, worker, control, logging, "
+                + "tasks), got a list"
         ),
         // YAML syntax: libyaml's position and problem.
         .init("syntax-error.yaml", 3, 16, nil, "mapping values are not allowed in this context"),
@@ -131,6 +131,30 @@ struct ConfigurationErrorTests {
             "worker.restart_backoff_max",
             "expected a positive duration such as 30s, got \"0s\""
         ),
+        .init(
+            "visibility-timeout-negative.yaml",
+            2,
+            23,
+            "broker.visibility_timeout",
+            "expected a positive duration such as 30s, got \"-1h\""
+        ),
+        .init(
+            "visibility-timeout-zero.yaml",
+            3,
+            23,
+            "broker.visibility_timeout",
+            "expected a positive duration such as 30s, got 0"
+        ),
+        // Booleans: plain YAML 1.1 booleans only.
+        .init("bool-invalid.yaml", 2, 18, "worker.track_started", "expected true or false, got \"maybe\""),
+        .init(
+            "bool-quoted.yaml",
+            2,
+            14,
+            "worker.acks_late",
+            "expected true or false, got \"false\" (a quoted string)"
+        ),
+        .init("bool-number.yaml", 2, 13, "result_backend.extended", "expected true or false, got 1"),
         // File mode.
         .init(
             "mode-invalid.yaml",
@@ -217,6 +241,86 @@ struct ConfigurationErrorTests {
             10,
             "control.group",
             "expected a group name or numeric gid, got a list"
+        ),
+        // Tasks: key paths name the task, then the key and the list index.
+        .init(
+            "tasks-not-mapping.yaml",
+            2,
+            3,
+            "tasks",
+            "expected a mapping of task names to task settings, got a list"
+        ),
+        .init(
+            "task-not-mapping.yaml",
+            2,
+            19,
+            "tasks.reports.render",
+            "expected a mapping of task settings (exec, timeout), got \"/usr/local/bin/render-report\""
+        ),
+        .init("task-name-empty.yaml", 2, 3, "tasks", "expected a task name, got \"\""),
+        .init(
+            "task-reserved-name.yaml",
+            3,
+            3,
+            "tasks.swiftq.ping",
+            "task names starting with \"swiftq.\" are reserved for built-in tasks"
+        ),
+        .init(
+            "task-unknown-key.yaml",
+            4,
+            5,
+            "tasks.reports.render.timout",
+            "unknown key; did you mean \"timeout\"?"
+        ),
+        .init("task-exec-missing.yaml", 2, 3, "tasks.reports.render", "missing required key \"exec\""),
+        .init(
+            "task-exec-not-list.yaml",
+            3,
+            11,
+            "tasks.reports.render.exec",
+            "expected a list of the program and its arguments, got \"/usr/local/bin/render-report --format pdf\""
+        ),
+        .init(
+            "task-exec-empty.yaml",
+            3,
+            11,
+            "tasks.reports.render.exec",
+            "expected a list with at least the program to run, got an empty list"
+        ),
+        .init(
+            "task-exec-entry-not-string.yaml",
+            5,
+            9,
+            "tasks.reports.render.exec[1]",
+            "expected a string, got a mapping"
+        ),
+        .init(
+            "task-exec-entry-empty.yaml",
+            3,
+            42,
+            "tasks.reports.render.exec[1]",
+            "expected a non-empty string, got \"\""
+        ),
+        .init(
+            "task-exec-relative.yaml",
+            3,
+            12,
+            "tasks.reports.render.exec[0]",
+            "expected an absolute path or a command name to look up in PATH, got \"bin/render-report\""
+        ),
+        .init(
+            "task-timeout-zero.yaml",
+            4,
+            14,
+            "tasks.reports.render.timeout",
+            "expected a positive duration such as 30s, got \"0s\""
+        ),
+        .init(
+            "task-timeout-invalid.yaml",
+            4,
+            14,
+            "tasks.reports.render.timeout",
+            "expected a duration such as 30s, 5m or 1h30m, got \"forever\""
         ),
     ]
 

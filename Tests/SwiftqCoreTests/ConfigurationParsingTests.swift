@@ -8,12 +8,17 @@ struct ConfigurationParsingTests {
         let configuration = Configuration()
         #expect(Configuration.defaultPath == "/etc/swiftq/config.yaml")
         #expect(configuration.broker.url == "embedded")
+        #expect(configuration.broker.visibilityTimeout == .seconds(3600))
         #expect(configuration.resultBackend.url == nil)
+        #expect(configuration.resultBackend.expires == .seconds(86400))
+        #expect(configuration.resultBackend.extended == false)
         #expect(configuration.worker.hostname == "celery@%h")
         #expect(configuration.worker.queues == ["celery"])
         let cpus = ProcessInfo.processInfo.activeProcessorCount
         #expect(configuration.worker.concurrency == min(max(cpus, 1), 1024))
         #expect(configuration.worker.prefetchMultiplier == 4)
+        #expect(configuration.worker.acksLate == true)
+        #expect(configuration.worker.trackStarted == false)
         #expect(configuration.worker.shutdownTimeout == .seconds(30))
         #expect(configuration.worker.restartBackoffMax == .seconds(30))
         #expect(configuration.control.socket == "/run/swiftq/swiftqd.sock")
@@ -23,6 +28,7 @@ struct ConfigurationParsingTests {
         #expect(configuration.control.allowGIDs == [])
         #expect(configuration.control.maxRequestBytes == 65536)
         #expect(configuration.logging.level == .info)
+        #expect(configuration.tasks.isEmpty)
     }
 
     @Test(arguments: ["empty.yaml", "comments-only.yaml"])
@@ -39,13 +45,22 @@ struct ConfigurationParsingTests {
     @Test func fullFileSetsEveryKey() throws {
         let configuration = try Configuration.load(contentsOf: ConfigurationFixture.path("full.yaml"))
         var expected = Configuration()
-        expected.broker.url = "amqp://guest:guest@rabbit.example:5672/swiftq"
-        expected.resultBackend.url = "redis://redis.example:6379/1"
+        expected.broker = Configuration.Broker(
+            url: "amqp://guest:guest@rabbit.example:5672/swiftq",
+            visibilityTimeout: .seconds(12 * 3600)
+        )
+        expected.resultBackend = Configuration.ResultBackend(
+            url: "redis://redis.example:6379/1",
+            expires: .zero,
+            extended: true
+        )
         expected.worker = Configuration.Worker(
             hostname: "swiftq@%h",
             queues: ["high", "default", "low"],
             concurrency: 8,
             prefetchMultiplier: 0,
+            acksLate: false,
+            trackStarted: true,
             shutdownTimeout: .seconds(5400),
             restartBackoffMax: .milliseconds(2500)
         )
@@ -58,7 +73,20 @@ struct ConfigurationParsingTests {
             maxRequestBytes: 1_048_576
         )
         expected.logging.level = .debug
+        expected.tasks = [
+            "reports.render": Configuration.ExecTask(
+                name: "reports.render",
+                argv: ["/usr/local/bin/render-report", "--format", "pdf"],
+                timeout: .seconds(600)
+            ),
+            // Arguments are taken as written: a plain `no` is the text "no", not a boolean.
+            "images.thumbnail": Configuration.ExecTask(
+                name: "images.thumbnail",
+                argv: ["convert", "-resize", "128x128", "no", "1"]
+            ),
+        ]
         #expect(configuration == expected)
+        #expect(Array(configuration.tasks.keys) == ["reports.render", "images.thumbnail"])
     }
 
     @Test(arguments: [
@@ -171,6 +199,50 @@ struct ConfigurationParsingTests {
         let configuration = try Configuration.parse(yaml, file: "config.yaml")
         #expect(configuration.worker.shutdownTimeout == .zero)
         #expect(configuration.worker.restartBackoffMax == .seconds(150))
+    }
+
+    @Test(arguments: [
+        ("true", true), ("false", false), ("yes", true), ("no", false), ("on", true), ("off", false),
+        ("True", true), ("FALSE", false), ("Yes", true), ("NO", false), ("On", true), ("OFF", false),
+    ])
+    func booleansFollowYAML11(written: String, value: Bool) throws {
+        let yaml = """
+            result_backend:
+              extended: \(written)
+            worker:
+              acks_late: \(written)
+              track_started: \(written)
+            """
+        let configuration = try Configuration.parse(yaml, file: "config.yaml")
+        #expect(configuration.resultBackend.extended == value)
+        #expect(configuration.worker.acksLate == value)
+        #expect(configuration.worker.trackStarted == value)
+    }
+
+    @Test(arguments: [
+        ("\"true\"", "\"true\" (a quoted string)"),
+        ("'no'", "\"no\" (a quoted string)"),
+        ("\"enabled\"", "\"enabled\""),
+        ("1", "1"),
+        ("0", "0"),
+        ("y", "\"y\""),
+        ("~", "~"),
+        ("", "nothing"),
+        ("[true]", "a list"),
+    ])
+    func onlyPlainBooleansAreBooleans(written: String, found: String) {
+        do {
+            _ = try Configuration.parse("worker:\n  track_started: \(written)\n", file: "config.yaml")
+            Issue.record("accepted \(written)")
+        } catch {
+            #expect(error.diagnostics.map(\.keyPath) == ["worker.track_started"])
+            #expect(error.diagnostics.map(\.message) == ["expected true or false, got \(found)"])
+        }
+    }
+
+    @Test func resultsMayNeverExpire() throws {
+        let configuration = try Configuration.parse("result_backend:\n  expires: 0s\n", file: "config.yaml")
+        #expect(configuration.resultBackend.expires == .zero)
     }
 
     @Test func anchorsAndAliasesResolve() throws {

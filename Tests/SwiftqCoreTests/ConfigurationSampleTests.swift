@@ -24,7 +24,16 @@ struct ConfigurationSampleTests {
         let text = try String(contentsOfFile: Self.samplePath, encoding: .utf8)
         let mentioned = Self.keyPaths(mentionedIn: text)
         for keyPath in Configuration.knownKeyPaths {
-            #expect(mentioned.contains(keyPath), "the sample does not mention \(keyPath)")
+            #expect(
+                mentioned.contains(keyPath.split(separator: ".").map(String.init)),
+                "the sample does not mention \(keyPath)"
+            )
+        }
+        for pattern in Configuration.patternKeyPaths {
+            #expect(
+                mentioned.contains { Self.path($0, matches: pattern) },
+                "the sample does not show an example of \(pattern)"
+            )
         }
     }
 
@@ -32,11 +41,16 @@ struct ConfigurationSampleTests {
         #expect(
             Configuration.knownKeyPaths == [
                 "broker.url",
+                "broker.visibility_timeout",
                 "result_backend.url",
+                "result_backend.expires",
+                "result_backend.extended",
                 "worker.hostname",
                 "worker.queues",
                 "worker.concurrency",
                 "worker.prefetch_multiplier",
+                "worker.acks_late",
+                "worker.track_started",
                 "worker.shutdown_timeout",
                 "worker.restart_backoff_max",
                 "control.socket",
@@ -48,6 +62,7 @@ struct ConfigurationSampleTests {
                 "logging.level",
             ]
         )
+        #expect(Configuration.patternKeyPaths == ["tasks.<name>.exec", "tasks.<name>.timeout"])
     }
 
     /// Every known key is really read: giving it a mapping yields a type error for that key, not "unknown key".
@@ -65,38 +80,78 @@ struct ConfigurationSampleTests {
         }
     }
 
-    /// `section.key` for each `key:` line (commented out or not) under a top-level `section:` line.
-    static func keyPaths(mentionedIn text: String) -> Set<String> {
-        var keyPaths: Set<String> = []
-        var section: String?
+    /// The same for keys with a name chosen in the file, under a task named `reports.render`; the other keys of the
+    /// task are set validly, so the only problem is the mapping.
+    @Test(arguments: Configuration.patternKeyPaths)
+    func patternKeyIsDecoded(pattern: String) throws {
+        let parts = pattern.split(separator: ".")
+        try #require(parts.count == 3 && parts[1] == "<name>")
+        let others = ["exec: [/bin/true]", "timeout: 1m"].filter { !$0.hasPrefix("\(parts[2]):") }
+        let yaml = """
+            \(parts[0]):
+              reports.render:
+                \(others.joined(separator: "\n    "))
+                \(parts[2]):
+                  unexpected: mapping
+            """
+        do {
+            _ = try Configuration.parse(yaml, file: "config.yaml")
+            Issue.record("\(pattern) accepted a mapping")
+        } catch {
+            #expect(error.diagnostics.map(\.keyPath) == ["\(parts[0]).reports.render.\(parts[2])"])
+            #expect(error.diagnostics.first?.message.hasSuffix("got a mapping") == true)
+            #expect(error.diagnostics.first?.line == 5)
+        }
+    }
+
+    /// Whether a key path found in a file fits a pattern such as `tasks.<name>.exec`: `<name>` stands for any one
+    /// key (which may contain dots, like `reports.render`).
+    static func path(_ path: [String], matches pattern: String) -> Bool {
+        let parts = pattern.split(separator: ".").map(String.init)
+        return path.count == parts.count
+            && zip(path, parts).allSatisfy { key, part in part.hasPrefix("<") || key == part }
+    }
+
+    /// The key path of each `key:` line, commented out or not, by indentation: in a commented-out line the `# ` is
+    /// not counted, so `  #   exec:` sits one level below `  # reports.render:`.
+    static func keyPaths(mentionedIn text: String) -> Set<[String]> {
+        var keyPaths: Set<[String]> = []
+        var open: [(indent: Int, key: String)] = []
         for line in text.split(separator: "\n") {
-            if let key = key(in: line, indented: false) {
-                section = key
-            } else if let section, let key = key(in: line, indented: true) {
-                keyPaths.insert("\(section).\(key)")
+            guard let (indent, key, opensBlock) = key(in: line) else {
+                continue
+            }
+            open.removeAll { $0.indent >= indent }
+            keyPaths.insert(open.map(\.key) + [key])
+            if opensBlock {
+                open.append((indent, key))
             }
         }
         return keyPaths
     }
 
-    /// The key of a `key:` or `key: value` line, optionally behind `# `; indented or at column 1.
-    private static func key(in line: Substring, indented: Bool) -> String? {
-        let content = line.drop { $0 == " " }
-        guard indented == (content.count < line.count) else {
+    /// The indentation and key of a `key:` or `key: value` line, optionally behind `# `, and whether it has no value
+    /// (so it may open a block). Keys are lowercase words, digits, `_` and `.`; prose lines do not qualify.
+    private static func key(in line: Substring) -> (indent: Int, key: String, opensBlock: Bool)? {
+        var content = line.drop { $0 == " " }
+        var indent = line.count - content.count
+        if content.hasPrefix("#") {
+            let uncommented = content.dropFirst().drop { $0 == " " }
+            indent += max(content.count - uncommented.count - 2, 0)
+            content = uncommented
+        }
+        guard let colon = content.firstIndex(of: ":") else {
             return nil
         }
-        var rest = content
-        if rest.hasPrefix("#") {
-            rest = rest.dropFirst().drop { $0 == " " }
-        }
-        guard let colon = rest.firstIndex(of: ":") else {
+        let key = content[..<colon]
+        let after = content[content.index(after: colon)...]
+        guard let first = key.first, first.isLowercase,
+            key.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "_" || $0 == "." }),
+            after.isEmpty || after.first == " "
+        else {
             return nil
         }
-        let key = rest[..<colon]
-        let after = rest[rest.index(after: colon)...]
-        guard !key.isEmpty, key.allSatisfy({ $0.isLowercase || $0 == "_" }), after.isEmpty || after.first == " " else {
-            return nil
-        }
-        return String(key)
+        let value = after.drop { $0 == " " }
+        return (indent, String(key), value.isEmpty || value.hasPrefix("#"))
     }
 }
