@@ -14,6 +14,7 @@ struct TaskDelivery {
     var deliveryTag: String?
     var queue: String
     var receivedAt: ContinuousClock.Instant
+    var startedAt: ContinuousClock.Instant?
 }
 
 /// Per task name counters and recent runtimes, for `stats`.
@@ -67,7 +68,8 @@ extension Consumer {
             backendURL: backendURL,
             queues: configuration.worker.queues,
             owner: nodeName,
-            resultExpires: .seconds(86400)
+            resultExpires: configuration.resultBackend.expires == .zero ? nil : configuration.resultBackend.expires,
+            visibilityTimeout: configuration.broker.visibilityTimeout
         )
         self.transport = transport
         loop.watch(transport.events.descriptor) { [unowned self] _ in
@@ -186,8 +188,28 @@ extension Consumer {
         for index in slots.keys.sorted() where !ready.isEmpty {
             guard let slot = slots[index], slot.state == .idle, let channel = slot.channel else { continue }
             let delivery = ready.removeFirst()
-            slot.task = delivery
+            var started = delivery
+            started.startedAt = .now
+            slot.task = started
             slot.state = .busy(taskID: delivery.message.id, since: .now)
+            // Early ack (worker.acks_late: false) is Celery's default: the message is settled as the task
+            // starts, so a crash from here on loses it. STARTED is stored first when tracking is on.
+            var atStart = Completion()
+            if configuration.worker.trackStarted {
+                atStart.taskID = delivery.message.id
+                atStart.meta = ResultMeta.started(
+                    taskID: delivery.message.id,
+                    pid: Int(slot.pid),
+                    hostname: nodeName,
+                    request: delivery.message
+                ).serialized()
+            }
+            if !configuration.worker.acksLate {
+                atStart.deliveryTag = delivery.deliveryTag
+                slot.task?.deliveryTag = nil
+            }
+            if atStart.meta != nil || atStart.deliveryTag != nil { transport?.complete(atStart) }
+            if let tag = slot.task?.deliveryTag { transport?.setRunning(tag, true) }
             var fields: OrderedDictionary<String, JSONValue> = [
                 "id": .string(delivery.message.id), "task": .string(delivery.message.name),
                 "args": .array(delivery.message.args), "kwargs": .object(delivery.message.kwargs),
@@ -267,7 +289,7 @@ extension Consumer {
                 result: value,
                 dateDone: .now,
                 request: message,
-                extended: resultExtended ? extended : nil
+                extended: configuration.resultBackend.extended ? extended : nil
             )
         case .failure(let failure):
             tasksCompleted += 1
@@ -281,11 +303,12 @@ extension Consumer {
                 traceback: failure.traceback,
                 dateDone: .now,
                 request: message,
-                extended: resultExtended ? extended : nil
+                extended: configuration.resultBackend.extended ? extended : nil
             )
         }
         taskStatistics[message.name] = statistics
         if message.ignoreResult == true { meta = nil }
+        if let tag = delivery.deliveryTag { transport?.setRunning(tag, false) }
         transport?.complete(
             Completion(taskID: message.id, meta: meta?.serialized(), deliveryTag: delivery.deliveryTag)
         )

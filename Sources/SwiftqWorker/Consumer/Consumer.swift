@@ -48,7 +48,6 @@ final class Consumer {
     var received = 0
     var rejected: [String: Int] = [:]
     var taskStatistics: [String: TaskStatistics] = [:]
-    var resultExtended = true
 
     init(registry: TaskRegistry) {
         self.registry = registry

@@ -41,6 +41,10 @@ final class RedisTransport: Sendable {
     private let queues: [String]
     private let owner: String
     private let resultExpires: Duration?
+    private let visibilityTimeout: Duration
+    /// Delivery tags of running tasks, whose `unacked_index` scores the fetcher refreshes so that no kombu
+    /// consumer restores them while they run (a task may run longer than the visibility timeout).
+    private let running = Mutex<Set<String>>([])
     private let credit = Mutex(0)
     private let fetchSignal = Semaphore()
     private let stopping = Mutex(false)
@@ -53,13 +57,15 @@ final class RedisTransport: Sendable {
         backendURL: RedisURL?,
         queues: [String],
         owner: String,
-        resultExpires: Duration?
+        resultExpires: Duration?,
+        visibilityTimeout: Duration
     ) throws {
         self.brokerURL = brokerURL
         self.backendURL = backendURL
         self.queues = queues
         self.owner = owner
         self.resultExpires = resultExpires
+        self.visibilityTimeout = visibilityTimeout
         self.events = try Mailbox()
     }
 
@@ -78,6 +84,13 @@ final class RedisTransport: Sendable {
         guard count > 0 else { return }
         credit.withLock { $0 += count }
         fetchSignal.post()
+    }
+
+    /// Marks a delivery as running (its visibility deadline is refreshed) or no longer running.
+    func setRunning(_ tag: String, _ isRunning: Bool) {
+        running.withLock { tags in
+            if isRunning { tags.insert(tag) } else { tags.remove(tag) }
+        }
     }
 
     /// Queues a result and/or an ack for the writer.
@@ -110,6 +123,10 @@ final class RedisTransport: Sendable {
         var connection: RedisConnection?
         var broker: KombuRedisBroker?
         var restoredAtStart = false
+        // Housekeeping every quarter of the visibility timeout (at most a minute): refresh the deadlines of
+        // running tasks, and sweep messages whose consumer vanished, as every kombu consumer does.
+        let housekeepingInterval = min(visibilityTimeout / 4, .seconds(60))
+        var nextHousekeeping = ContinuousClock.now
         while !isStopping {
             if broker == nil {
                 do {
@@ -136,6 +153,20 @@ final class RedisTransport: Sendable {
                 }
             }
             guard let kombu = broker else { continue }
+            if ContinuousClock.now >= nextHousekeeping {
+                nextHousekeeping = .now + housekeepingInterval
+                do {
+                    let tags = Array(running.withLock { $0 })
+                    if !tags.isEmpty { try kombu.refresh(tags: tags) }
+                    let restored = try kombu.restoreVisible(visibilityTimeout: visibilityTimeout, limit: 1000)
+                    if restored > 0 { events.post(.restored(restored)) }
+                } catch {
+                    events.post(.state(connected: false, detail: "\(error)"))
+                    connection = nil
+                    broker = nil
+                    continue
+                }
+            }
             let available = credit.withLock { $0 }
             if available <= 0 {
                 fetchSignal.wait(timeout: .milliseconds(500))
