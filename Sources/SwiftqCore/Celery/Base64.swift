@@ -1,0 +1,104 @@
+/// Standard base64 (RFC 4648 §4, `+` and `/`) for kombu's `body_encoding: "base64"` (celery-wire-protocol.md §2.1).
+///
+/// Python's `base64.b64decode`, which kombu uses, silently *drops* characters outside the alphabet. Dropping them
+/// here would turn a corrupted envelope into a different, possibly valid, body, so the decoder is stricter: it skips
+/// only ASCII whitespace (`base64.encodebytes` output has newlines), and rejects every other character outside the
+/// alphabet, `=` anywhere but at the end, and lengths that cannot be base64. Missing padding is accepted, because it
+/// loses nothing and some non-Python producers leave it out.
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    /// 6-bit value of each byte, or `invalid` / `whitespace`.
+    private static let decodeTable: [UInt8] = {
+        var table = [UInt8](repeating: invalid, count: 256)
+        for (index, byte) in alphabet.enumerated() {
+            table[Int(byte)] = UInt8(index)
+        }
+        for byte in [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n")] {
+            table[Int(byte)] = whitespace
+        }
+        return table
+    }()
+
+    private static let invalid: UInt8 = 0xFF
+    private static let whitespace: UInt8 = 0xFE
+
+    /// Why ``decode(_:)`` refused its input.
+    struct DecodingError: Error, Equatable {
+        /// What is wrong, for example `invalid character '%' at offset 12`.
+        var message: String
+    }
+
+    /// The padded base64 text of `bytes`, as Python's `base64.b64encode` writes it.
+    static func encode(_ bytes: some Collection<UInt8>) -> String {
+        var output: [UInt8] = []
+        output.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var iterator = bytes.makeIterator()
+        while let first = iterator.next() {
+            let second = iterator.next()
+            let third = iterator.next()
+            let group = UInt32(first) << 16 | UInt32(second ?? 0) << 8 | UInt32(third ?? 0)
+            output.append(alphabet[Int(group >> 18 & 0x3F)])
+            output.append(alphabet[Int(group >> 12 & 0x3F)])
+            output.append(second == nil ? UInt8(ascii: "=") : alphabet[Int(group >> 6 & 0x3F)])
+            output.append(third == nil ? UInt8(ascii: "=") : alphabet[Int(group & 0x3F)])
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// The bytes encoded by `text`; see the type documentation for what is accepted.
+    static func decode(_ text: String) throws(DecodingError) -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(text.utf8.count / 4 * 3)
+        var group: UInt32 = 0
+        var count = 0  // significant characters in `group`
+        var total = 0  // significant characters so far
+        var padding = 0
+        for (offset, byte) in text.utf8.enumerated() {
+            let value = decodeTable[Int(byte)]
+            if value == whitespace { continue }
+            if byte == UInt8(ascii: "=") {
+                padding += 1
+                continue
+            }
+            guard value != invalid else {
+                throw DecodingError(message: "invalid character \(describe(byte)) at offset \(offset)")
+            }
+            guard padding == 0 else {
+                throw DecodingError(message: "data after padding at offset \(offset)")
+            }
+            group = group << 6 | UInt32(value)
+            count += 1
+            total += 1
+            if count == 4 {
+                output.append(UInt8(truncatingIfNeeded: group >> 16))
+                output.append(UInt8(truncatingIfNeeded: group >> 8))
+                output.append(UInt8(truncatingIfNeeded: group))
+                group = 0
+                count = 0
+            }
+        }
+        switch count {
+        case 0:
+            guard padding == 0 else { throw DecodingError(message: "unexpected padding") }
+        case 1:
+            throw DecodingError(message: "truncated input (\(total) base64 characters)")
+        case 2:
+            guard padding == 0 || padding == 2 else { throw DecodingError(message: "incorrect padding") }
+            output.append(UInt8(truncatingIfNeeded: group >> 4))
+        default:
+            guard padding <= 1 else { throw DecodingError(message: "incorrect padding") }
+            output.append(UInt8(truncatingIfNeeded: group >> 10))
+            output.append(UInt8(truncatingIfNeeded: group >> 2))
+        }
+        return output
+    }
+
+    private static func describe(_ byte: UInt8) -> String {
+        if byte >= 0x20 && byte < 0x7F {
+            return "'\(Character(Unicode.Scalar(byte)))'"
+        }
+        let hex = String(byte, radix: 16, uppercase: true)
+        return "0x" + (hex.count == 1 ? "0" + hex : hex)
+    }
+}

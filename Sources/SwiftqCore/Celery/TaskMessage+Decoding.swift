@@ -1,0 +1,218 @@
+import OrderedCollections
+
+extension TaskMessage {
+    /// The content types the worker accepts: Celery's default `accept_content = ['json']` (§1.1). Pickle, YAML and
+    /// msgpack bodies are refused, as a Python worker with the default setting refuses them.
+    public static let acceptedContentTypes: Set<String> = ["application/json"]
+
+    /// The `compression` header values that mean a zlib stream: kombu registers zlib under `application/x-gzip` with
+    /// the aliases `gzip` and `zlib` (`kombu/compression.py`; §1.5).
+    public static let zlibCompressionNames: Set<String> = ["application/x-gzip", "gzip", "zlib"]
+
+    /// The most bytes a compressed body may inflate to: 256 MiB, far above any real task body, yet low enough that a
+    /// hostile body of a few kilobytes (zlib reaches ratios above 1000:1) cannot make the worker allocate gigabytes.
+    public static let maximumInflatedBodySize = 256 << 20
+
+    /// Decodes the task in an envelope.
+    ///
+    /// In order, as a Python worker does it (§1.6, §1.7):
+    /// 1. The content type must be `application/json` (``acceptedContentTypes``), else `.contentDisallowed`.
+    /// 2. A `compression` header of `application/x-gzip` (or `gzip`, `zlib`) inflates the body as a zlib stream;
+    ///    any other compression is `.unsupportedCompression`, a stream that does not inflate `.badBodyEncoding`.
+    /// 3. A `task` header makes it protocol 2. Without one, a body object with a `task` member is protocol 1, which
+    ///    is refused with `.protocolV1` naming the task; anything else is `.notATask`.
+    /// 4. The `task` and `id` headers must be strings (`.missingHeader`), the body JSON (`.notJSON`) of the form
+    ///    `[args (list), kwargs (object), embed (object or null)]` (`.badBody`), and the optional headers of their
+    ///    documented types (`.badHeader`; an `eta` or `expires` must parse as ISO 8601). Unknown headers are kept.
+    ///
+    /// Every error carries the task id and name once they are known, so the worker can store a `FAILURE` for them.
+    public static func decode(_ envelope: RedisEnvelope) throws(MessageDecodingError) -> TaskMessage {
+        let headers = envelope.headers
+        let context = HeaderReader(headers: headers)
+
+        guard let contentType = envelope.contentType, acceptedContentTypes.contains(contentType) else {
+            let named = envelope.contentType.map { "content type \($0)" } ?? "a message without a content type"
+            throw context.error(
+                .contentDisallowed,
+                "refusing \(named): only application/json is accepted (Celery's accept_content = ['json'])"
+            )
+        }
+        let bodyBytes = try context.inflated(envelope.body, compression: headers["compression"])
+
+        guard headers["task"] != nil else {
+            throw detectProtocolV1(bodyBytes)
+        }
+        // The reader already names the task in its errors when these are strings.
+        let name = try context.requiredString("task")
+        let id = try context.requiredString("id")
+
+        let body: JSONValue
+        do {
+            body = try JSONValue(parsing: bodyBytes)
+        } catch {
+            throw context.error(.notJSON, "task body is not JSON: \(error)")
+        }
+        guard case .array(let parts) = body, parts.count == 3 else {
+            let got = body.arrayValue.map { "an array of \($0.count) elements" } ?? body.typeName
+            throw context.error(.badBody, "task body must be [args, kwargs, embed], got \(got)")
+        }
+        guard case .array(let args) = parts[0] else {
+            throw context.error(.badBody, "task args (body[0]) must be a list, got \(parts[0].typeName)")
+        }
+        guard case .object(let kwargs) = parts[1] else {
+            throw context.error(.badBody, "task kwargs (body[1]) must be an object, got \(parts[1].typeName)")
+        }
+        guard parts[2].isNull || parts[2].objectValue != nil else {
+            throw context.error(.badBody, "task embed (body[2]) must be an object or null, got \(parts[2].typeName)")
+        }
+
+        var message = TaskMessage(id: id, name: name, args: args, kwargs: kwargs, embed: parts[2], headers: headers)
+        message.shadow = try context.optionalString("shadow")
+        message.rootID = try context.optionalString("root_id")
+        message.parentID = try context.optionalString("parent_id")
+        message.group = try context.optionalString("group")
+        message.groupIndex = try context.optionalInt("group_index")
+        message.eta = try context.optionalTimestamp("eta")
+        message.expires = try context.optionalTimestamp("expires")
+        message.retries = try context.optionalInt("retries") ?? 0
+        message.timeLimit = try context.timeLimit()
+        message.argsRepr = try context.optionalString("argsrepr")
+        message.kwargsRepr = try context.optionalString("kwargsrepr")
+        message.origin = try context.optionalString("origin")
+        message.ignoreResult = try context.optionalBool("ignore_result")
+        message.replyTo = envelope.properties["reply_to"]?.stringValue
+        message.correlationID = envelope.properties["correlation_id"]?.stringValue
+        message.redelivered = envelope.redelivered
+        return message
+    }
+
+    /// The error for a message without a `task` header: `.protocolV1` if the body is a protocol 1 task, else
+    /// `.notATask` (or `.notJSON` when the body cannot even be read).
+    private static func detectProtocolV1(_ body: [UInt8]) -> MessageDecodingError {
+        let payload: JSONValue
+        do {
+            payload = try JSONValue(parsing: body)
+        } catch {
+            return MessageDecodingError(.notJSON, "message has no task header and its body is not JSON: \(error)")
+        }
+        guard let task = payload["task"] else {
+            return MessageDecodingError(
+                .notATask,
+                "not a Celery task: no \"task\" header (protocol 2) and no \"task\" in the body (protocol 1)"
+            )
+        }
+        let id = payload["id"]?.stringValue
+        let name = task.stringValue
+        return MessageDecodingError(
+            .protocolV1,
+            "task \(name ?? task.jsonString)[\(id ?? "no id")] uses Celery message protocol 1, which swiftq does not "
+                + "support; send it with protocol 2 (task_protocol = 2, the default since Celery 4)",
+            taskID: id,
+            taskName: name
+        )
+    }
+}
+
+/// Reads typed protocol 2 headers, turning a wrong type into a `.badHeader` error that names the header and task.
+private struct HeaderReader {
+    let headers: OrderedDictionary<String, JSONValue>
+    let taskID: String?
+    let taskName: String?
+
+    init(headers: OrderedDictionary<String, JSONValue>) {
+        self.headers = headers
+        self.taskID = headers["id"]?.stringValue
+        self.taskName = headers["task"]?.stringValue
+    }
+
+    func error(_ code: MessageDecodingError.Code, _ message: String) -> MessageDecodingError {
+        MessageDecodingError(code, message, taskID: taskID, taskName: taskName)
+    }
+
+    private func wrongType(_ name: String, _ expected: String, _ value: JSONValue) -> MessageDecodingError {
+        error(.badHeader, "header \"\(name)\" must be \(expected), got \(value.typeName) \(value.jsonString)")
+    }
+
+    func requiredString(_ name: String) throws(MessageDecodingError) -> String {
+        guard let value = headers[name] else {
+            throw error(.missingHeader, "required header \"\(name)\" is missing")
+        }
+        guard case .string(let text) = value else {
+            throw error(.missingHeader, "required header \"\(name)\" must be a string, got \(value.typeName)")
+        }
+        return text
+    }
+
+    func optionalString(_ name: String) throws(MessageDecodingError) -> String? {
+        switch headers[name] {
+        case nil, .null?: return nil
+        case .string(let text)?: return text
+        case let other?: throw wrongType(name, "a string or null", other)
+        }
+    }
+
+    func optionalInt(_ name: String) throws(MessageDecodingError) -> Int? {
+        switch headers[name] {
+        case nil, .null?: return nil
+        case .int(let number)?: return Int(number)
+        case let other?: throw wrongType(name, "an integer or null", other)
+        }
+    }
+
+    func optionalBool(_ name: String) throws(MessageDecodingError) -> Bool? {
+        switch headers[name] {
+        case nil, .null?: return nil
+        case .bool(let flag)?: return flag
+        case let other?: throw wrongType(name, "a boolean or null", other)
+        }
+    }
+
+    func optionalTimestamp(_ name: String) throws(MessageDecodingError) -> CeleryTimestamp? {
+        guard let text = try optionalString(name) else { return nil }
+        guard let timestamp = CeleryTimestamp(iso8601: text) else {
+            throw error(.badHeader, "header \"\(name)\" is not an ISO 8601 time: \(JSONValue.string(text).jsonString)")
+        }
+        return timestamp
+    }
+
+    /// `timelimit`: `[hard, soft]`, each a number or null; absent or null means no limits.
+    func timeLimit() throws(MessageDecodingError) -> TaskMessage.TimeLimit {
+        switch headers["timelimit"] {
+        case nil, .null?:
+            return TaskMessage.TimeLimit()
+        case .array(let limits)? where limits.count == 2:
+            func seconds(_ value: JSONValue) throws(MessageDecodingError) -> Double? {
+                if value.isNull { return nil }
+                guard let number = value.doubleValue else {
+                    throw wrongType("timelimit", "[hard, soft] with numbers or nulls", .array(limits))
+                }
+                return number
+            }
+            return TaskMessage.TimeLimit(hard: try seconds(limits[0]), soft: try seconds(limits[1]))
+        case let other?:
+            throw wrongType("timelimit", "[hard, soft] with numbers or nulls", other)
+        }
+    }
+
+    /// The body after the `compression` header is applied.
+    func inflated(_ body: [UInt8], compression: JSONValue?) throws(MessageDecodingError) -> [UInt8] {
+        switch compression {
+        case nil, .null?:
+            return body
+        case .string(let name)? where TaskMessage.zlibCompressionNames.contains(name):
+            do {
+                return try Zlib.inflate(body, limit: TaskMessage.maximumInflatedBodySize)
+            } catch {
+                throw self.error(.badBodyEncoding, "body does not inflate as zlib (\(name)): \(error.message)")
+            }
+        case .string(let name)?:
+            throw error(
+                .unsupportedCompression,
+                "body compression \(name) is not supported: only application/x-gzip (a zlib stream, what kombu "
+                    + "sends for compression='zlib' or 'gzip') is"
+            )
+        case let other?:
+            throw wrongType("compression", "a string", other)
+        }
+    }
+}
