@@ -25,7 +25,7 @@ public final class CeleryClient {
         do {
             self.broker = KombuRedisBroker(
                 connection: try RedisConnection(
-                    url: try RedisURL(broker),
+                    url: try RedisURL(parsing: broker),
                     connectTimeout: .seconds(5),
                     commandTimeout: .seconds(10)
                 )
@@ -33,7 +33,7 @@ public final class CeleryClient {
             if let backend {
                 self.backend = RedisResultBackend(
                     connection: try RedisConnection(
-                        url: try RedisURL(backend),
+                        url: try RedisURL(parsing: backend),
                         connectTimeout: .seconds(5),
                         commandTimeout: .seconds(10)
                     )

@@ -61,8 +61,8 @@ extension Consumer {
             throw ConsumerStartError(message: "result_backend.url rpc:// needs the RabbitMQ transport, which is not "
                 + "available in this version; use a redis:// result backend")
         }
-        let brokerURL = try RedisURL(url)
-        let backendURL = try backend.map { try RedisURL($0) }
+        let brokerURL = try RedisURL(parsing: url)
+        let backendURL = try backend.map { try RedisURL(parsing: $0) }
         let transport = try RedisTransport(
             brokerURL: brokerURL,
             backendURL: backendURL,
@@ -128,10 +128,8 @@ extension Consumer {
         received += 1
         if reserved.isMalformed {
             rejected["malformed_envelope", default: 0] += 1
-            logger.error(
-                "dropping a message that is not a kombu envelope from \(reserved.queue): "
-                    + preview(reserved.payload)
-            )
+            let payload = preview(reserved.payload)
+            logger.error("dropping a message that is not a kombu envelope from \(reserved.queue): \(payload)")
             return
         }
         let envelope: RedisEnvelope
@@ -140,8 +138,8 @@ extension Consumer {
             envelope = try RedisEnvelope.decode(reserved.payload)
             message = try TaskMessage.decode(envelope)
         } catch {
-            rejected[error.code.rawValue, default: 0] += 1
-            var metadata: Logger.Metadata = ["reason": "\(error.code.rawValue)"]
+            rejected[error.code.description, default: 0] += 1
+            var metadata: Logger.Metadata = ["reason": "\(error.code.description)"]
             if let id = error.taskID { metadata[DaemonLog.Key.taskID] = "\(id)" }
             if let name = error.taskName { metadata[DaemonLog.Key.taskName] = "\(name)" }
             logger.error("rejecting message from \(reserved.queue): \(error.message)", metadata: metadata)

@@ -149,7 +149,7 @@ final class Consumer {
 
     /// The broker URL with its password masked, for stats and logs.
     var redactedBrokerURL: String {
-        (try? RedisURL(configuration.broker.url))?.redacted ?? configuration.broker.url
+        (try? RedisURL(parsing: configuration.broker.url))?.redacted ?? configuration.broker.url
     }
 
     // MARK: Supervisor messages

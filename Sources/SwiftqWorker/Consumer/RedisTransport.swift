@@ -138,7 +138,7 @@ final class RedisTransport: Sendable {
                     let kombu = KombuRedisBroker(connection: made)
                     try kombu.declare(queues: queues)
                     if !restoredAtStart {
-                        let restored = try kombu.restoreOwned(owner: owner)
+                        let restored = try kombu.restoreOwned(owner: owner).restored
                         if restored > 0 { events.post(.restored(restored)) }
                         restoredAtStart = true
                     }
@@ -157,8 +157,8 @@ final class RedisTransport: Sendable {
                 nextHousekeeping = .now + housekeepingInterval
                 do {
                     let tags = Array(running.withLock { $0 })
-                    if !tags.isEmpty { try kombu.refresh(tags: tags) }
-                    let restored = try kombu.restoreVisible(visibilityTimeout: visibilityTimeout, limit: 1000)
+                    if !tags.isEmpty { _ = try kombu.refresh(tags: tags) }
+                    let restored = try kombu.restoreVisible(visibilityTimeout: visibilityTimeout, limit: 1000).restored
                     if restored > 0 { events.post(.restored(restored)) }
                 } catch {
                     events.post(.state(connected: false, detail: "\(error)"))
@@ -250,7 +250,7 @@ final class RedisTransport: Sendable {
             return (id, meta)
         }
         if let backend, !results.isEmpty {
-            try backend.storeBatch(results.map { (taskID: $0.taskID, meta: $0.meta, expires: resultExpires) })
+            _ = try backend.storeBatch(results.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: resultExpires) })
         }
         var acks: [String] = []
         var restoreHeld = false
@@ -259,15 +259,15 @@ final class RedisTransport: Sendable {
             if tag == Self.restoreMarker {
                 restoreHeld = true
             } else if item.requeue {
-                try broker.reject(tag: tag, owner: owner, requeue: true)
+                _ = try broker.reject(tag: tag, owner: owner, requeue: true)
             } else {
                 acks.append(tag)
             }
         }
-        if !acks.isEmpty { try broker.ack(tags: acks, owner: owner) }
+        if !acks.isEmpty { _ = try broker.ack(tags: acks, owner: owner) }
         if restoreHeld {
             let restored = try broker.restoreOwned(owner: owner)
-            events.post(.restored(restored))
+            events.post(.restored(restored.restored))
         }
         events.post(.completed(results: backend == nil ? 0 : results.count, acks: acks.count))
     }

@@ -1,6 +1,6 @@
 """A stock Celery client driven by the swiftq system tests.
 
-Reads one JSON request from argv[1] and prints one JSON line per result, so the Swift tests can check what
+Reads one JSON request from argv[1] (or stdin when argv[1] is "-") and prints one JSON line per result, so the Swift tests can check what
 a Python producer sees: values, exceptions re-raised with their type and message, and states.
 
 Request: {"broker": url, "backend": url, "timeout": s,
@@ -16,7 +16,7 @@ from celery import Celery
 
 
 def main() -> None:
-    request = json.loads(sys.argv[1])
+    request = json.loads(sys.stdin.read() if sys.argv[1] == "-" else sys.argv[1])
     app = Celery("swiftq-tests", broker=request["broker"], backend=request.get("backend"))
     app.conf.broker_connection_retry_on_startup = False
     app.conf.result_expires = 3600

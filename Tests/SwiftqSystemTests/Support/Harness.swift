@@ -49,9 +49,13 @@ struct CommandResult {
 }
 
 /// Runs a program to completion (with a time limit) and captures its output.
-func runCommand(_ path: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 30)
-    throws -> CommandResult
-{
+func runCommand(
+    _ path: String,
+    _ arguments: [String],
+    environment: [String: String]? = nil,
+    input: Data? = nil,
+    timeout: Double = 30
+) throws -> CommandResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -60,8 +64,15 @@ func runCommand(_ path: String, _ arguments: [String], environment: [String: Str
     let err = Pipe()
     process.standardOutput = out
     process.standardError = err
-    process.standardInput = FileHandle.nullDevice
+    let inputPipe = Pipe()
+    process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
     try process.run()
+    if let input {
+        DispatchQueue.global().async {
+            try? inputPipe.fileHandleForWriting.write(contentsOf: input)
+            try? inputPipe.fileHandleForWriting.close()
+        }
+    }
     // Read both pipes concurrently so a chatty child never blocks on a full pipe.
     let outData = LockedData()
     let errData = LockedData()

@@ -87,7 +87,7 @@ func freeLoopbackPort() throws -> Int {
 /// The absolute path of a program on PATH (tests run programs by path).
 func which(_ program: String) throws -> String {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-    for directory in (path.split(separator: ":") + ["/usr/sbin", "/sbin"]) {
+    for directory in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"] {
         let candidate = "\(directory)/\(program)"
         if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
     }
@@ -105,7 +105,12 @@ enum Python {
 
     /// Runs the Celery client script with a request; returns one JSON value per printed line.
     static func celeryClient(_ request: JSONValue, timeout: Double = 60) throws -> [JSONValue] {
-        let result = try runCommand(interpreter, [scripts + "/celery_client.py", request.jsonString], timeout: timeout)
+        let result = try runCommand(
+            interpreter,
+            [scripts + "/celery_client.py", "-"],
+            input: Data(request.serialized()),
+            timeout: timeout
+        )
         guard result.status == 0 else {
             throw TestSetupError("celery_client.py failed (\(result.status)): \(result.stderr)")
         }
