@@ -10,7 +10,9 @@ import Testing
         backend: RedisServer? = nil,
         concurrency: Int = 2,
         prefetch: Int = 4,
-        queues: String = "celery"
+        queues: String = "celery",
+        extraYAML: String = "",
+        binary: String = Binaries.swiftqd
     ) throws -> Daemon {
         try Daemon(
             concurrency: concurrency,
@@ -20,8 +22,9 @@ import Testing
                 result_backend:
                   url: \((backend ?? broker).url(db: 1))
 
-                """,
-            workerYAML: "  prefetch_multiplier: \(prefetch)\n  queues: \(queues)\n"
+                """ + extraYAML,
+            workerYAML: "  prefetch_multiplier: \(prefetch)\n  queues: \(queues)\n",
+            binary: binary
         )
     }
 

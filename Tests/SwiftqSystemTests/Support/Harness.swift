@@ -16,6 +16,7 @@ enum Binaries {
 
     static var swiftqd: String { directory + "/swiftqd" }
     static var swiftqctl: String { directory + "/swiftqctl" }
+    static var exampleWorker: String { directory + "/swiftq-example-worker" }
 }
 
 /// A temporary directory, removed when the value is released.
@@ -90,7 +91,7 @@ func runCommand(
     let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning && Date() < deadline { usleep(10_000) }
     if process.isRunning {
-        process.terminate()
+        kill(process.processIdentifier, SIGKILL)
         Issue.record("\(path) \(arguments) did not finish within \(timeout)s")
     }
     process.waitUntilExit()
@@ -193,7 +194,8 @@ final class Daemon {
         workerYAML: String = "",
         environment: [String: String] = [:],
         withNotify: Bool = false,
-        waitForReady: Bool = true
+        waitForReady: Bool = true,
+        binary: String = Binaries.swiftqd
     ) throws {
         // Writing to a connection the daemon closed must fail with EPIPE, not kill the test runner.
         UnixSignal.ignore(SIGPIPE)
@@ -220,7 +222,7 @@ final class Daemon {
             env["NOTIFY_SOCKET"] = listener.path
         }
         for (key, value) in environment { env[key] = value }
-        process.executableURL = URL(fileURLWithPath: Binaries.swiftqd)
+        process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["--config", configPath]
         process.environment = env
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)

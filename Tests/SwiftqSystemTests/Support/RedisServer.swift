@@ -9,7 +9,7 @@ import Testing
 final class RedisServer {
     let directory: TemporaryDirectory
     let port: Int
-    private(set) var process: Process?
+    private(set) var process: TestProcess?
     private let extraArguments: [String]
 
     init(extraArguments: [String] = []) throws {
@@ -29,17 +29,11 @@ final class RedisServer {
 
     /// Starts (or restarts) the server with the same port and data directory.
     func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try which("redis-server"))
-        process.arguments =
-            [
-                "--bind", "127.0.0.1", "--port", "\(port)", "--dir", directory.path, "--save", "", "--appendonly", "no",
-            ] + extraArguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        self.process = process
+        self.process = try TestProcess(
+            try which("redis-server"),
+            ["--bind", "127.0.0.1", "--port", "\(port)", "--dir", directory.path, "--save", "", "--appendonly", "no"]
+                + extraArguments
+        )
         guard eventually(timeout: 10, { (try? cli(["PING"]))?.contains("PONG") == true }) else {
             throw TestSetupError("redis-server on port \(port) did not answer PING")
         }
@@ -47,10 +41,7 @@ final class RedisServer {
 
     /// Stops the server (SIGTERM, then SIGKILL).
     func stop() {
-        guard let process, process.isRunning else { return }
-        process.terminate()
-        if !eventually(timeout: 5, { !process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        process?.stop(signal: SIGTERM, timeout: 10)
     }
 
     /// Runs `redis-cli` against this server and returns its raw output.

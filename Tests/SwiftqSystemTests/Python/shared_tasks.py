@@ -1,0 +1,19 @@
+"""Tasks for a Python Celery worker that shares queues with swiftqd in the system tests.
+
+Each execution appends its task id to the Redis list `executed:python`, so a test can prove that every
+task ran exactly once across both workers.
+"""
+import os
+
+import redis
+from celery import Celery
+
+app = Celery("shared", broker=os.environ["SWIFTQ_TEST_BROKER"], backend=os.environ["SWIFTQ_TEST_BACKEND"])
+app.conf.worker_prefetch_multiplier = 1
+ledger = redis.Redis.from_url(os.environ["SWIFTQ_TEST_BROKER"])
+
+
+@app.task(name="swiftq.add", bind=True)
+def add(self, *numbers):
+    ledger.rpush("executed:python", self.request.id)
+    return sum(numbers)
