@@ -373,6 +373,30 @@ struct KombuRedisBrokerTests {
         }
     }
 
+    @Test func aBlockedBRPOPConsumerStillGetsTheMessage() throws {
+        try withBroker { fixture throws in
+            // Our BLMOVE blocks first, then a Python-style BRPOP on the same list, then a producer pushes: Redis
+            // serves our no-op move first and the BRPOP next, so the other consumer is not starved.
+            let url = fixture.server.url
+            let popped = LockedValue<RedisReply?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                usleep(150_000)
+                let consumer = try? RedisConnection(url: url)
+                popped.set(try? consumer?.command("BRPOP", "q", "5"))
+                done.signal()
+            }
+            Thread.detachNewThread {
+                usleep(400_000)
+                if let producer = try? RedisConnection(url: url) { _ = try? producer.command("LPUSH", "q", "m") }
+            }
+            #expect(try fixture.broker.waitForMessages(queues: ["q"], timeout: .seconds(5)))
+            #expect(done.wait(timeout: .now() + 5) == .success)
+            #expect(popped.get() == .array([.bulk(Array("q".utf8)), .bulk(Array("m".utf8))]))
+            #expect(try fixture.list("q").isEmpty)
+        }
+    }
+
     @Test func waitForMessagesTimesOutAndNeverReorders() throws {
         try withBroker { fixture in
             let started = ContinuousClock.now

@@ -15,6 +15,23 @@ struct RedisConnectionTests {
         }
     }
 
+    @Test func releasingTheConnectionClosesTheSocket() throws {
+        try withRedisServer { server in
+            let inspector = try server.connect()
+            func clients() throws -> Int {
+                let info = try inspector.command("INFO", "clients").string ?? ""
+                let line = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("connected_clients:") }
+                return Int(line?.split(separator: ":").last ?? "") ?? -1
+            }
+            let before = try clients()
+            do {
+                let connections = try (0..<10).map { _ in try server.connect() }
+                #expect(try clients() == before + connections.count)
+            }
+            #expect(eventually { (try? clients()) == before })
+        }
+    }
+
     @Test func tcpWithPasswordAndDatabase() throws {
         try withRedisServer(tcp: true, password: "s3cr@t") { server in
             let port = try #require(server.port)
