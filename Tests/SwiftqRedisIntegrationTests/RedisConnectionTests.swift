@@ -204,6 +204,8 @@ struct RedisConnectionTests {
         await #expect(processExitsWith: .failure) {
             guard let server = try? TestRedisServer(), let connection = try? server.connect() else { exit(0) }
             server.crash()
+            // The trap skips deinitializers: clean up the server's directory now.
+            try? FileManager.default.removeItem(atPath: server.directory)
             guard (try? connection.command("PING")) == nil, connection.isBroken else { exit(0) }
             _ = try? connection.command("PING")
             exit(0)
