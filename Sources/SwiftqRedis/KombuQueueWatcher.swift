@@ -1,0 +1,76 @@
+/// Wakes a consumer as soon as any of its queue lists changes, on a connection of its own, without taking messages.
+///
+/// ``KombuRedisBroker/waitForMessages(queues:timeout:)`` can block on one list only (`BLMOVE` takes one source);
+/// a blocking command that watches several lists (`BRPOP`, `BLMPOP`) would take the message out of Redis before it
+/// is recorded in `unacked`. This type uses Redis' client-side-caching invalidations instead (Redis ≥ 6.0, RESP2):
+/// its connection runs `CLIENT TRACKING on REDIRECT <own id> BCAST PREFIX <key>…` for every queue's key prefix,
+/// then `SUBSCRIBE __redis__:invalidate`. From then on, every write by anyone to a key starting with a queue's key
+/// (`LPUSH celery`, `LPUSH celery\x06\x163`, `RPUSH` by a restore) sends it a message, which ``wait(timeout:)``
+/// reports. Nothing needs configuring on the server.
+///
+/// Wake-ups are hints, never promises: pops by other consumers, our own reserve scripts and keys that merely share
+/// the prefix (`celery` also covers `celery2`) wake it too, so always follow a wake-up with
+/// ``KombuRedisBroker/reserve(queues:max:owner:)`` and wait again when it returns nothing. Messages that arrive
+/// while nobody is waiting are buffered, so the next ``wait(timeout:)`` returns at once and none is missed between
+/// an empty reserve and the wait.
+///
+/// Owned by one thread, like its ``RedisConnection`` (blocking calls). To change the set of queues, make a new
+/// watcher: a subscribed connection cannot change its tracking.
+public final class KombuQueueWatcher {
+    /// The subscribed connection.
+    public let connection: RedisConnection
+    /// The key prefixes registered, after removing any that another one already covers.
+    public let prefixes: [String]
+
+    /// Connects, registers the queues' key prefixes for tracking, and subscribes to the invalidation channel.
+    ///
+    /// - Parameters:
+    ///   - commandTimeout: bounds the setup replies and the read of each invalidation message once it started.
+    public init(
+        url: RedisURL,
+        layout: KombuRedisLayout,
+        queues: [String],
+        connectTimeout: Duration = .seconds(5),
+        commandTimeout: Duration = .seconds(10)
+    ) throws(RedisError) {
+        precondition(!queues.isEmpty, "a watcher needs at least one queue")
+        let connection = try RedisConnection(
+            url: url,
+            connectTimeout: connectTimeout,
+            commandTimeout: commandTimeout,
+            clientName: "swiftq-queue-watcher"
+        )
+        let prefixes = Self.nonOverlapping(queues.map { layout.queueKey(queue: $0, priority: 0) })
+        guard let id = try connection.command("CLIENT", "ID").integer else {
+            throw RedisError(code: .protocol, message: "CLIENT ID on \(url.redacted) did not return an integer")
+        }
+        var tracking: [RedisArgument] = ["CLIENT", "TRACKING", "ON", "REDIRECT", RedisArgument(Int(id)), "BCAST"]
+        for prefix in prefixes { tracking += ["PREFIX", RedisArgument(prefix)] }
+        try connection.command(tracking)
+        let confirmation = try connection.command("SUBSCRIBE", "__redis__:invalidate")
+        guard confirmation.array?.first?.string == "subscribe" else {
+            throw RedisError(code: .protocol, message: "SUBSCRIBE on \(url.redacted) returned \(confirmation)")
+        }
+        self.connection = connection
+        self.prefixes = prefixes
+    }
+
+    /// Blocks until a watched list was written since the last call, or `timeout` passes: `true` when something
+    /// may have arrived. All invalidations already received are consumed, so a burst of pushes is one wake-up.
+    public func wait(timeout: Duration) throws(RedisError) -> Bool {
+        guard try connection.receive(timeout: timeout) != nil else { return false }
+        while try connection.receive(timeout: .zero) != nil {}
+        return true
+    }
+
+    /// The prefixes with every one that starts with another removed: Redis refuses overlapping prefixes on one
+    /// client, and the shorter one already covers the longer.
+    static func nonOverlapping(_ prefixes: [String]) -> [String] {
+        var kept: [String] = []
+        for prefix in Set(prefixes).sorted(by: { $0.utf8.count < $1.utf8.count }) {
+            let bytes = Array(prefix.utf8)
+            if !kept.contains(where: { bytes.starts(with: $0.utf8) }) { kept.append(prefix) }
+        }
+        return kept.sorted()
+    }
+}

@@ -1,0 +1,410 @@
+/// The Lua scripts behind ``KombuRedisBroker``: each multi-step change to kombu's keys is one script, so a crash
+/// of the worker at any point leaves every message either in its queue or recorded in `unacked`.
+///
+/// Envelopes are never re-encoded when that can be avoided. Redis' bundled cjson turns `[]` into `{}` and rounds
+/// numbers to 14 significant digits, so a decode/encode round trip would change headers Python wrote. The scripts
+/// decode with cjson only to read fields, and edit the JSON text directly: `unacked` values embed the payload
+/// verbatim, and the redelivered marks are inserted into the original text. Only when the text cannot be edited
+/// safely (a `redelivered` key already present with another value, escaped key names) is the envelope re-encoded,
+/// as kombu itself does in Python.
+enum KombuRedisScripts {
+    /// Helpers shared by the scripts that move messages back from `unacked` to their queues. They read `ARGV[1]`
+    /// (the global key prefix) and `ARGV[2]` (the separator).
+    private static let restorePrelude = #"""
+        local PREFIX, SEP = ARGV[1], ARGV[2]
+
+        -- Index of the next character that is not JSON white space, from i on.
+        local function ws(s, i)
+          return string.find(s, '[^ \t\r\n]', i)
+        end
+
+        -- Index one past the end of the JSON value that starts at s[i]; nil when the text is not JSON there.
+        local function skip(s, i)
+          local c = string.byte(s, i)
+          if c == nil then return nil end
+          if c == 34 then
+            local j = i + 1
+            while true do
+              local k = string.find(s, '["\\]', j)
+              if k == nil then return nil end
+              if string.byte(s, k) == 92 then j = k + 2 else return k + 1 end
+            end
+          elseif c == 123 or c == 91 then
+            local depth, j = 0, i
+            while true do
+              local k = string.find(s, '[{}%[%]"]', j)
+              if k == nil then return nil end
+              local b = string.byte(s, k)
+              if b == 34 then
+                j = skip(s, k)
+                if j == nil then return nil end
+              else
+                if b == 123 or b == 91 then depth = depth + 1 else depth = depth - 1 end
+                j = k + 1
+                if depth == 0 then return j end
+              end
+            end
+          else
+            local k = string.find(s, '[,}%] \t\r\n]', i)
+            if k == nil then return #s + 1 end
+            return k
+          end
+        end
+
+        -- Index where the value of member `name` starts in the object whose '{' is at s[open]; the last one when
+        -- the name repeats (Python's json keeps the last). nil when absent or the text cannot be followed.
+        local function member(s, open, name)
+          local want = '"' .. name .. '"'
+          local found = nil
+          local j = ws(s, open + 1)
+          if j == nil or string.byte(s, j) == 125 then return nil end
+          while true do
+            if string.byte(s, j) ~= 34 then return nil end
+            local key_end = skip(s, j)
+            if key_end == nil then return nil end
+            local colon = ws(s, key_end)
+            if colon == nil or string.byte(s, colon) ~= 58 then return nil end
+            local v = ws(s, colon + 1)
+            if v == nil then return nil end
+            if string.sub(s, j, key_end - 1) == want then found = v end
+            local after = skip(s, v)
+            if after == nil then return nil end
+            local n = ws(s, after)
+            if n == nil then return nil end
+            if string.byte(s, n) == 125 then return found end
+            if string.byte(s, n) ~= 44 then return nil end
+            j = ws(s, n + 1)
+            if j == nil then return nil end
+          end
+        end
+
+        -- s with '"redelivered": true' inserted as the first member of the object whose '{' is at s[open].
+        local function with_flag(s, open)
+          local n = ws(s, open + 1)
+          if n ~= nil and string.byte(s, n) == 125 then
+            return string.sub(s, 1, open) .. '"redelivered": true' .. string.sub(s, open + 1)
+          end
+          return string.sub(s, 1, open) .. '"redelivered": true, ' .. string.sub(s, open + 1)
+        end
+
+        -- kombu's restore marks: headers.redelivered and properties.delivery_info.redelivered set to true, where
+        -- those objects exist. d is the decoded envelope.
+        local function mark_redelivered(env, d)
+          local reencode = false
+          local top = ws(env, 1)
+          if top == nil or string.byte(env, top) ~= 123 then return env end
+          if type(d.headers) == 'table' and d.headers.redelivered ~= true then
+            local h = member(env, top, 'headers')
+            if h == nil then
+              reencode = true
+            elseif string.byte(env, h) == 123 then
+              if d.headers.redelivered == nil then env = with_flag(env, h) else reencode = true end
+            end
+          end
+          local p = d.properties
+          if type(p) == 'table' and type(p.delivery_info) == 'table' and p.delivery_info.redelivered ~= true then
+            local po = member(env, top, 'properties')
+            local di = nil
+            if po ~= nil and string.byte(env, po) == 123 then di = member(env, po, 'delivery_info') end
+            if di == nil then
+              reencode = true
+            elseif string.byte(env, di) == 123 then
+              if p.delivery_info.redelivered == nil then env = with_flag(env, di) else reencode = true end
+            end
+          end
+          if reencode then
+            if type(d.headers) == 'table' then d.headers.redelivered = true end
+            if type(p) == 'table' and type(p.delivery_info) == 'table' then p.delivery_info.redelivered = true end
+            return cjson.encode(d)
+          end
+          return env
+        end
+
+        -- The parts of an unacked value '[envelope, exchange, routing_key]': the envelope's own text, and the
+        -- two strings decoded. nil when the value does not have that shape.
+        local function split_unacked(v)
+          local open = ws(v, 1)
+          if open == nil or string.byte(v, open) ~= 91 then return nil end
+          local e1 = ws(v, open + 1)
+          if e1 == nil then return nil end
+          local e2 = skip(v, e1)
+          if e2 == nil then return nil end
+          local c1 = ws(v, e2)
+          if c1 == nil or string.byte(v, c1) ~= 44 then return nil end
+          local x1 = ws(v, c1 + 1)
+          local x2 = x1 and skip(v, x1)
+          if x2 == nil then return nil end
+          local c2 = ws(v, x2)
+          if c2 == nil or string.byte(v, c2) ~= 44 then return nil end
+          local r1 = ws(v, c2 + 1)
+          local r2 = r1 and skip(v, r1)
+          if r2 == nil then return nil end
+          local ok1, exchange = pcall(cjson.decode, string.sub(v, x1, x2 - 1))
+          local ok2, routing_key = pcall(cjson.decode, string.sub(v, r1, r2 - 1))
+          if not ok1 or type(exchange) ~= 'string' then exchange = '' end
+          if not ok2 or type(routing_key) ~= 'string' then routing_key = '' end
+          return string.sub(v, e1, e2 - 1), exchange, routing_key
+        end
+
+        -- kombu's topic matching (TopicExchange.key_to_pattern): '#' is '.*?', '*' is '.*?[^.]', words literal.
+        local function topic_pattern(key)
+          local words = {}
+          for word in string.gmatch(key .. '.', '([^.]*)%.') do
+            if word == '#' then
+              table.insert(words, '.-')
+            elseif word == '*' then
+              table.insert(words, '.-[^%.]')
+            else
+              table.insert(words, (string.gsub(word, '[%^%$%(%)%%%.%[%]%*%+%-%?]', '%%%0')))
+            end
+          end
+          return '^' .. table.concat(words, '%.') .. '$'
+        end
+
+        -- The queues a restored message goes to, as kombu's _lookup finds them: the routing key itself for the
+        -- anonymous exchange, else the bindings in _kombu.binding.<exchange> (direct when the member's pattern is
+        -- empty, topic otherwise). When no binding matches, the routing key is taken as the queue name (kombu
+        -- would drop the message).
+        local function route(exchange, routing_key)
+          if exchange ~= '' then
+            local queues, seen = {}, {}
+            for _, m in ipairs(redis.call('SMEMBERS', PREFIX .. '_kombu.binding.' .. exchange)) do
+              local a = string.find(m, SEP, 1, true)
+              local b = a and string.find(m, SEP, a + #SEP, true)
+              if b then
+                local key = string.sub(m, 1, a - 1)
+                local pattern = string.sub(m, a + #SEP, b - 1)
+                local queue = string.sub(m, b + #SEP)
+                local hit
+                if pattern == '' then
+                  hit = key == routing_key
+                else
+                  hit = string.find(routing_key, topic_pattern(key)) ~= nil
+                end
+                if hit and not seen[queue] then
+                  seen[queue] = true
+                  table.insert(queues, queue)
+                end
+              end
+            end
+            if #queues > 0 then return queues end
+          end
+          if routing_key == '' then return {} end
+          return {routing_key}
+        end
+
+        -- kombu's _get_message_priority then priority(): properties.priority clamped to 0..9 (0 when absent or
+        -- not a number), mapped to its bucket in [0, 3, 6, 9].
+        local function bucket_of(d)
+          local priority = 0
+          if type(d.properties) == 'table' then
+            local n = tonumber(d.properties.priority)
+            if n ~= nil and n == n then
+              if n >= 0 then n = math.floor(n) else n = math.ceil(n) end
+              priority = math.max(0, math.min(9, n))
+            end
+          end
+          if priority >= 9 then return 9 elseif priority >= 6 then return 6 elseif priority >= 3 then return 3 end
+          return 0
+        end
+
+        local function queue_key(queue, bucket)
+          if bucket == 0 then return PREFIX .. queue end
+          return PREFIX .. queue .. SEP .. bucket
+        end
+
+        -- Moves one unacked entry back to its queue(s) with the redelivered marks: RPUSH (the head, next to be
+        -- consumed) like kombu's restore, or LPUSH (the tail) like kombu's reject with requeue. Returns 1 when
+        -- restored, 0 when the tag was not in unacked (already acked or restored), 2 when the entry could not be
+        -- read or routed and was parked instead.
+        local function restore(tag, leftmost, unacked, index, parked)
+          local v = redis.call('HGET', unacked, tag)
+          if not v then
+            redis.call('ZREM', index, tag)
+            return 0
+          end
+          local env, exchange, routing_key = split_unacked(v)
+          local ok, d = false, nil
+          if env ~= nil then ok, d = pcall(cjson.decode, env) end
+          local queues = {}
+          if ok and type(d) == 'table' then queues = route(exchange, routing_key) end
+          if #queues == 0 then
+            redis.call('HSET', parked, tag, v)
+            redis.call('HDEL', unacked, tag)
+            redis.call('ZREM', index, tag)
+            return 2
+          end
+          local marked = mark_redelivered(env, d)
+          local bucket = bucket_of(d)
+          for _, queue in ipairs(queues) do
+            if leftmost then
+              redis.call('LPUSH', queue_key(queue, bucket), marked)
+            else
+              redis.call('RPUSH', queue_key(queue, bucket), marked)
+            end
+          end
+          redis.call('HDEL', unacked, tag)
+          redis.call('ZREM', index, tag)
+          return 1
+        end
+
+        """#
+
+    /// Takes up to `max` messages and records each in `unacked`, `unacked_index` and the owner's set.
+    ///
+    /// KEYS: unacked, unacked_index, owner set, then the queue keys in consume order. ARGV: max, then for each
+    /// queue key the queue name (the routing key recorded when the envelope has no `delivery_info`).
+    /// Returns a flat array of (key, payload, delivery tag or nil) triples; nil marks a malformed payload, which
+    /// is returned but not recorded.
+    static let reserve = RedisScript(
+        name: "kombu.reserve",
+        source: #"""
+            local max = tonumber(ARGV[1])
+            local out = {}
+            if max == nil or max <= 0 then return out end
+            local t = redis.call('TIME')
+            local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+            local taken = 0
+            for i = 4, #KEYS do
+              if taken >= max then break end
+              local popped = redis.call('RPOP', KEYS[i], max - taken)
+              if popped then
+                for _, payload in ipairs(popped) do
+                  taken = taken + 1
+                  local tag = false
+                  local ok, d = pcall(cjson.decode, payload)
+                  if ok and type(d) == 'table' and type(d.properties) == 'table' then
+                    local p = d.properties
+                    if type(p.delivery_tag) == 'string' and p.delivery_tag ~= '' then
+                      tag = p.delivery_tag
+                      local exchange, routing_key = '', ARGV[i - 2]
+                      local info = p.delivery_info
+                      if type(info) == 'table' then
+                        if type(info.exchange) == 'string' then exchange = info.exchange end
+                        if type(info.routing_key) == 'string' then routing_key = info.routing_key end
+                      end
+                      redis.call('HSET', KEYS[1], tag,
+                        '[' .. payload .. ', ' .. cjson.encode(exchange) .. ', ' .. cjson.encode(routing_key) .. ']')
+                      redis.call('ZADD', KEYS[2], now, tag)
+                      redis.call('SADD', KEYS[3], tag)
+                    end
+                  end
+                  table.insert(out, KEYS[i])
+                  table.insert(out, payload)
+                  table.insert(out, tag)
+                end
+              end
+            end
+            return out
+            """#
+    )
+
+    /// Forgets delivered messages: ZREM unacked_index, HDEL unacked, SREM owner set.
+    ///
+    /// KEYS: unacked, unacked_index, owner set. ARGV: delivery tags. Returns how many were still in `unacked`.
+    static let ack = RedisScript(
+        name: "kombu.ack",
+        source: #"""
+            local removed = 0
+            for i = 1, #ARGV, 1000 do
+              local last = math.min(i + 999, #ARGV)
+              redis.call('ZREM', KEYS[2], unpack(ARGV, i, last))
+              removed = removed + redis.call('HDEL', KEYS[1], unpack(ARGV, i, last))
+              redis.call('SREM', KEYS[3], unpack(ARGV, i, last))
+            end
+            return removed
+            """#
+    )
+
+    /// kombu's reject with requeue: the stored envelope, with the redelivered marks, LPUSHed to the tail of its
+    /// queue; then forgotten in unacked, unacked_index and the owner set.
+    ///
+    /// KEYS: unacked, unacked_index, owner set, parked hash. ARGV: prefix, separator, tag.
+    /// Returns 1 (requeued), 0 (not in unacked) or 2 (parked).
+    static let requeue = RedisScript(
+        name: "kombu.requeue",
+        source: restorePrelude + #"""
+            local result = restore(ARGV[3], true, KEYS[1], KEYS[2], KEYS[4])
+            redis.call('SREM', KEYS[3], ARGV[3])
+            return result
+            """#
+    )
+
+    /// Gives back everything one consumer holds: each tag of the owner set still in unacked is RPUSHed to the head
+    /// of its queue with the redelivered marks (latest delivery first, so the earliest ends up next in line);
+    /// then the owner set is deleted.
+    ///
+    /// KEYS: unacked, unacked_index, owner set, parked hash. ARGV: prefix, separator.
+    /// Returns {restored, parked}.
+    static let restoreOwned = RedisScript(
+        name: "kombu.restoreOwned",
+        source: restorePrelude + #"""
+            local tags = redis.call('SMEMBERS', KEYS[3])
+            local scores = {}
+            for _, tag in ipairs(tags) do
+              scores[tag] = tonumber(redis.call('ZSCORE', KEYS[2], tag)) or 0
+            end
+            table.sort(tags, function(a, b) return scores[a] > scores[b] end)
+            local restored, parked = 0, 0
+            for _, tag in ipairs(tags) do
+              local result = restore(tag, false, KEYS[1], KEYS[2], KEYS[4])
+              if result == 1 then restored = restored + 1 elseif result == 2 then parked = parked + 1 end
+            end
+            redis.call('DEL', KEYS[3])
+            return {restored, parked}
+            """#
+    )
+
+    /// One chunk of a visibility-timeout sweep, run while holding `unacked_mutex`: the entries delivered before
+    /// `ceiling`, newest first (kombu's `ZRANGE … BYSCORE REV`), RPUSHed back with the redelivered marks.
+    ///
+    /// KEYS: unacked, unacked_index, unacked_mutex, parked hash. ARGV: prefix, separator, mutex token,
+    /// ceiling (float seconds), chunk size. Returns {restored, parked, examined}, or {-1, 0, 0} when the mutex is no
+    /// longer ours (it expired and someone else took it).
+    static let restoreVisibleChunk = RedisScript(
+        name: "kombu.restoreVisible",
+        source: restorePrelude + #"""
+            if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {-1, 0, 0} end
+            local tags = redis.call('ZRANGE', KEYS[2], ARGV[4], 0, 'BYSCORE', 'REV', 'LIMIT', 0, ARGV[5])
+            local restored, parked = 0, 0
+            for _, tag in ipairs(tags) do
+              local result = restore(tag, false, KEYS[1], KEYS[2], KEYS[4])
+              if result == 1 then restored = restored + 1 elseif result == 2 then parked = parked + 1 end
+            end
+            return {restored, parked, #tags}
+            """#
+    )
+
+    /// Releases `unacked_mutex` only if it still holds our token (redis-py's `Lock.release`).
+    ///
+    /// KEYS: unacked_mutex. ARGV: token. Returns 1 when released.
+    static let releaseMutex = RedisScript(
+        name: "kombu.releaseMutex",
+        source: #"""
+            if redis.call('GET', KEYS[1]) == ARGV[1] then
+              return redis.call('DEL', KEYS[1])
+            end
+            return 0
+            """#
+    )
+
+    /// Moves the delivery time of held messages to now, for entries still in unacked_index (`ZADD XX`), so that no
+    /// visibility sweep restores a long-running task.
+    ///
+    /// KEYS: unacked_index. ARGV: tags. Returns how many were still indexed.
+    static let refresh = RedisScript(
+        name: "kombu.refresh",
+        source: #"""
+            local t = redis.call('TIME')
+            local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+            local present = 0
+            for _, tag in ipairs(ARGV) do
+              if redis.call('ZSCORE', KEYS[1], tag) then
+                redis.call('ZADD', KEYS[1], 'XX', now, tag)
+                present = present + 1
+              end
+            end
+            return present
+            """#
+    )
+}

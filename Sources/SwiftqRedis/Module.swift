@@ -1,1 +1,0 @@
-// SwiftqRedis: the kombu-compatible Redis transport and result backend (hiredis).

@@ -1,0 +1,91 @@
+/// A Lua script run with `EVALSHA`, loaded once per connection.
+///
+/// The first use on a connection sends `SCRIPT LOAD` and remembers the SHA1 the server returns; later uses send only
+/// `EVALSHA <sha>` and the arguments. If the server has lost the script (`NOSCRIPT`: it restarted behind a proxy, or
+/// someone ran `SCRIPT FLUSH`), it is loaded again and the call repeated once.
+///
+/// A script runs atomically on the server: no other command runs in the middle of it, and a client crash can only
+/// happen before or after it. That is why every multi-step change to the kombu layout is a single script here.
+public struct RedisScript: Sendable, Hashable {
+    /// A short name for error messages (`"kombu.reserve"`).
+    public let name: String
+    /// The Lua source.
+    public let source: String
+
+    /// A script with a name for messages.
+    public init(name: String, source: String) {
+        self.name = name
+        self.source = source
+    }
+
+    /// The keys and arguments of one call, for ``RedisConnection/runPipelined(_:calls:)``.
+    public struct Call: Sendable, Hashable {
+        /// `KEYS[1…]`.
+        public var keys: [RedisArgument]
+        /// `ARGV[1…]`.
+        public var arguments: [RedisArgument]
+
+        /// A call with these keys and arguments.
+        public init(keys: [RedisArgument] = [], arguments: [RedisArgument] = []) {
+            self.keys = keys
+            self.arguments = arguments
+        }
+    }
+}
+
+extension RedisConnection {
+    /// Runs a script and returns its reply.
+    ///
+    /// - Throws: ``RedisError/Code-swift.struct/script`` when the script fails on the server (the connection stays
+    ///   usable); I/O errors as for ``command(_:)-([RedisArgument])``.
+    public func run(_ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = [])
+        throws(RedisError) -> RedisReply
+    {
+        try runPipelined(script, calls: [RedisScript.Call(keys: keys, arguments: arguments)])[0].orThrow(script)
+    }
+
+    /// Runs a script once per call, all in one round trip, and returns the replies in order. A call that fails on
+    /// the server comes back as ``RedisReply/error(_:)`` and does not stop the others.
+    public func runPipelined(_ script: RedisScript, calls: [RedisScript.Call]) throws(RedisError) -> [RedisReply] {
+        if calls.isEmpty { return [] }
+        var sha = try load(script, force: false)
+        var replies = try pipeline(calls.map { Self.evalsha(sha, $0) })
+        let lost = replies.indices.filter { replies[$0].errorMessage?.hasPrefix("NOSCRIPT") == true }
+        if !lost.isEmpty {
+            sha = try load(script, force: true)
+            let again = try pipeline(lost.map { Self.evalsha(sha, calls[$0]) })
+            for (index, reply) in zip(lost, again) { replies[index] = reply }
+        }
+        return replies
+    }
+
+    /// The script's SHA1 on this connection's server, loading it first if needed.
+    private func load(_ script: RedisScript, force: Bool) throws(RedisError) -> String {
+        if !force, let sha = loadedScripts[script.source] { return sha }
+        let reply: RedisReply
+        do throws(RedisError) {
+            reply = try command("SCRIPT", "LOAD", RedisArgument(script.source))
+        } catch  where error.code == .server {
+            throw RedisError(code: .script, message: "loading script \(script.name) failed", cause: error.cause)
+        }
+        guard let sha = reply.string, sha.utf8.count == 40 else {
+            throw RedisError(code: .script, message: "SCRIPT LOAD of \(script.name) returned \(reply)")
+        }
+        loadedScripts[script.source] = sha
+        return sha
+    }
+
+    private static func evalsha(_ sha: String, _ call: RedisScript.Call) -> [RedisArgument] {
+        ["EVALSHA", RedisArgument(sha), RedisArgument(call.keys.count)] + call.keys + call.arguments
+    }
+}
+
+extension RedisReply {
+    /// The reply itself, or a ``RedisError/Code-swift.struct/script`` error for an error reply.
+    func orThrow(_ script: RedisScript) throws(RedisError) -> RedisReply {
+        if case .error(let text) = self {
+            throw RedisError(code: .script, message: "script \(script.name) failed", cause: text)
+        }
+        return self
+    }
+}

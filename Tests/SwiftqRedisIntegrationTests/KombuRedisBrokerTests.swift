@@ -1,0 +1,439 @@
+import Foundation
+import SwiftqCore
+import SwiftqRedis
+import Testing
+
+@Suite("KombuRedisBroker against a private redis-server", .timeLimit(.minutes(1)))
+struct KombuRedisBrokerTests {
+    @Test func declareWritesBothBindingSets() throws {
+        try withBroker { fixture in
+            try fixture.broker.declare(queues: ["celery", "high"])
+            let member = "celery\u{06}\u{16}\u{06}\u{16}celery"
+            for key in ["_kombu.binding.celery", "_kombu.binding_permanent.celery"] {
+                let members = try fixture.inspector.command("SMEMBERS", RedisArgument(key)).array?.compactMap(\.string)
+                #expect(members == [member])
+            }
+            #expect(try fixture.inspector.command("SCARD", "_kombu.binding.high") == .integer(1))
+        }
+    }
+
+    @Test func reserveRecordsExactlyWhatItPops() throws {
+        try withBroker { fixture in
+            let payload = envelope(tag: "tag-1", queue: "celery")
+            try fixture.push(payload, to: "celery")
+            let before = try fixture.serverNow()
+            let messages = try fixture.broker.reserve(queues: ["celery"], max: 10, owner: "w1")
+            #expect(
+                messages == [
+                    ReservedMessage(
+                        queueKey: "celery",
+                        queue: "celery",
+                        payload: Array(payload.utf8),
+                        deliveryTag: "tag-1"
+                    )
+                ]
+            )
+            #expect(try fixture.list("celery").isEmpty)
+            // kombu's value: [envelope, exchange, routing_key], the envelope byte for byte as popped.
+            #expect(try fixture.unacked("tag-1") == "[" + payload + #", "", "celery"]"#)
+            let score = try #require(try fixture.indexScore("tag-1"))
+            #expect(abs(score - before) < 5)
+            #expect(try fixture.owned(by: "w1") == ["tag-1"])
+            // Python reads the stored value back as the same envelope.
+            let stored = try JSONValue(parsing: try #require(try fixture.unacked("tag-1")))
+            #expect(stored[0] == (try JSONValue(parsing: payload)))
+            #expect(stored[1] == "")
+            #expect(stored[2] == "celery")
+        }
+    }
+
+    @Test func reserveUsesTheEnvelopesExchangeAndRoutingKey() throws {
+        try withBroker { fixture in
+            let payload = envelope(tag: "t", queue: "q", exchange: "tasks", routingKey: "tasks.add")
+            try fixture.push(payload, to: "q")
+            _ = try fixture.broker.reserve(queues: ["q"], max: 1, owner: "w")
+            #expect(try fixture.unacked("t") == "[" + payload + #", "tasks", "tasks.add"]"#)
+        }
+    }
+
+    @Test func reserveRespectsMaxAndQueueOrder() throws {
+        try withBroker { fixture in
+            for index in 1...5 { try fixture.push(envelope(tag: "m\(index)", queue: "q"), to: "q") }
+            let first = try fixture.broker.reserve(queues: ["q"], max: 3, owner: "w")
+            #expect(first.map(\.deliveryTag) == ["m1", "m2", "m3"])
+            #expect(try fixture.list("q").count == 2)
+            #expect(try fixture.unackedCount() == 3)
+            let rest = try fixture.broker.reserve(queues: ["q"], max: 3, owner: "w")
+            #expect(rest.map(\.deliveryTag) == ["m4", "m5"])
+            #expect(try fixture.broker.reserve(queues: ["q"], max: 3, owner: "w").isEmpty)
+            #expect(try fixture.broker.reserve(queues: ["q"], max: 0, owner: "w").isEmpty)
+            #expect(try fixture.owned(by: "w").count == 5)
+        }
+    }
+
+    @Test func priorityZeroComesFirstAcrossQueues() throws {
+        try withBroker { fixture in
+            let layout = fixture.layout
+            try fixture.broker.publish(
+                envelope: Array(envelope(tag: "a9", queue: "a", priority: 9).utf8),
+                queue: "a",
+                priority: 9
+            )
+            try fixture.broker.publish(
+                envelope: Array(envelope(tag: "a4", queue: "a", priority: 4).utf8),
+                queue: "a",
+                priority: 4
+            )
+            try fixture.broker.publish(
+                envelope: Array(envelope(tag: "b0", queue: "b", priority: 0).utf8),
+                queue: "b",
+                priority: 0
+            )
+            try fixture.broker.publish(
+                envelope: Array(envelope(tag: "b7", queue: "b", priority: 7).utf8),
+                queue: "b",
+                priority: 7
+            )
+            #expect(try fixture.list(layout.queueKey(queue: "a", priority: 9)).count == 1)
+            let one = try fixture.broker.reserve(queues: ["a", "b"], max: 1, owner: "w")
+            #expect(one.map(\.deliveryTag) == ["b0"])
+            #expect(one.first?.queue == "b")
+            let all = try fixture.broker.reserve(queues: ["a", "b"], max: 10, owner: "w")
+            #expect(all.map(\.deliveryTag) == ["a4", "b7", "a9"])
+            #expect(all.map(\.queue) == ["a", "b", "a"])
+            #expect(all.map(\.queueKey) == ["a\u{06}\u{16}3", "b\u{06}\u{16}6", "a\u{06}\u{16}9"])
+        }
+    }
+
+    @Test func malformedPayloadsComeBackMarkedAndAreNotRecorded() throws {
+        try withBroker { fixture in
+            let binary: [UInt8] = [0, 0xFF, 0x7B, 0]
+            try fixture.inspector.command("LPUSH", "q", RedisArgument(binary))
+            try fixture.push("not json at all", to: "q")
+            try fixture.push(#"{"properties": {"delivery_info": {}}}"#, to: "q")
+            try fixture.push(#"[1, 2, 3]"#, to: "q")
+            try fixture.push(envelope(tag: "good", queue: "q"), to: "q")
+            let messages = try fixture.broker.reserve(queues: ["q"], max: 10, owner: "w")
+            #expect(messages.count == 5)
+            #expect(messages.map(\.isMalformed) == [true, true, true, true, false])
+            #expect(messages[0].payload == binary)
+            #expect(text(messages[1].payload) == "not json at all")
+            #expect(try fixture.unackedCount() == 1)
+            #expect(try fixture.indexCount() == 1)
+            #expect(try fixture.owned(by: "w") == ["good"])
+            #expect(try fixture.list("q").isEmpty)
+        }
+    }
+
+    @Test func ackRemovesFromAllThree() throws {
+        try withBroker { fixture in
+            for tag in ["a", "b", "c"] { try fixture.push(envelope(tag: tag, queue: "q"), to: "q") }
+            _ = try fixture.broker.reserve(queues: ["q"], max: 3, owner: "w")
+            #expect(try fixture.broker.ack(tags: ["a", "c"], owner: "w") == 2)
+            #expect(try fixture.unacked("a") == nil)
+            #expect(try fixture.indexScore("a") == nil)
+            #expect(try fixture.owned(by: "w") == ["b"])
+            #expect(try fixture.unackedCount() == 1)
+            #expect(try fixture.broker.ack(tags: ["a"], owner: "w") == 0)
+            #expect(try fixture.broker.ack(tags: [], owner: "w") == 0)
+        }
+    }
+
+    @Test func rejectWithoutRequeueDrops() throws {
+        try withBroker { fixture in
+            try fixture.push(envelope(tag: "x", queue: "q"), to: "q")
+            _ = try fixture.broker.reserve(queues: ["q"], max: 1, owner: "w")
+            #expect(try fixture.broker.reject(tag: "x", owner: "w", requeue: false))
+            #expect(try fixture.unackedCount() == 0)
+            #expect(try fixture.indexCount() == 0)
+            #expect(try fixture.list("q").isEmpty)
+            #expect(try fixture.owned(by: "w").isEmpty)
+        }
+    }
+
+    @Test func rejectWithRequeueGoesToTheTail() throws {
+        try withBroker { fixture in
+            let first = envelope(tag: "m1", queue: "q")
+            let second = envelope(tag: "m2", queue: "q")
+            try fixture.push(first, to: "q")
+            try fixture.push(second, to: "q")
+            _ = try fixture.broker.reserve(queues: ["q"], max: 1, owner: "w")
+            #expect(try fixture.broker.reject(tag: "m1", owner: "w", requeue: true))
+            // Tail (index 0) is where LPUSH adds; m2 is still next in line.
+            #expect(try fixture.list("q") == [redelivered(first), second])
+            #expect(try fixture.unackedCount() == 0)
+            #expect(try fixture.indexCount() == 0)
+            #expect(try fixture.owned(by: "w").isEmpty)
+            #expect(try !fixture.broker.reject(tag: "m1", owner: "w", requeue: true))
+        }
+    }
+
+    @Test func restoreOwnedPutsOnlyTheOwnersMessagesBackAtTheHead() throws {
+        try withBroker { fixture in
+            for tag in ["a1", "a2", "b1", "waiting"] { try fixture.push(envelope(tag: tag, queue: "q"), to: "q") }
+            _ = try fixture.broker.reserve(queues: ["q"], max: 1, owner: "A")
+            _ = try fixture.broker.reserve(queues: ["q"], max: 1, owner: "A")
+            _ = try fixture.broker.reserve(queues: ["q"], max: 1, owner: "B")
+            try fixture.broker.ack(tags: [], owner: "A")
+            #expect(try fixture.list("q") == [envelope(tag: "waiting", queue: "q")])
+
+            let result = try fixture.broker.restoreOwned(owner: "A")
+            #expect(result == KombuRestoreResult(restored: 2, parked: 0))
+            // Head is the end of the list: a1 (delivered first) is next, then a2, then the message that waited.
+            #expect(
+                try fixture.list("q") == [
+                    envelope(tag: "waiting", queue: "q"), redelivered(envelope(tag: "a2", queue: "q")),
+                    redelivered(envelope(tag: "a1", queue: "q")),
+                ]
+            )
+            #expect(try fixture.unacked("a1") == nil)
+            #expect(try fixture.indexScore("a2") == nil)
+            #expect(try fixture.owned(by: "A").isEmpty)
+            #expect(
+                try fixture.inspector.command("EXISTS", RedisArgument(fixture.layout.reservedKey(owner: "A")))
+                    == .integer(0)
+            )
+            // B's delivery is untouched.
+            #expect(try fixture.unacked("b1") != nil)
+            #expect(try fixture.owned(by: "B") == ["b1"])
+            // Nothing left to give back.
+            #expect(try fixture.broker.restoreOwned(owner: "A") == KombuRestoreResult())
+        }
+    }
+
+    @Test func restoredMessagesAreReadAsRedeliveredByAJSONParser() throws {
+        try withBroker { fixture in
+            try fixture.push(envelope(tag: "t", queue: "q"), to: "q")
+            _ = try fixture.broker.reserve(queues: ["q"], max: 1, owner: "w")
+            try fixture.broker.restoreOwned(owner: "w")
+            let again = try fixture.broker.reserve(queues: ["q"], max: 1, owner: "w")
+            let value = try JSONValue(parsing: try #require(again.first).payload)
+            #expect(value["headers"]?["redelivered"] == true)
+            #expect(value["properties"]?["delivery_info"]?["redelivered"] == true)
+            #expect(value["headers"]?["stamped_headers"] == [])
+            #expect(value["headers"]?["x-big"] == .int(123_456_789_012_345_678))
+            // A second restore does not add the marks twice.
+            try fixture.broker.restoreOwned(owner: "w")
+            #expect(try fixture.list("q") == [redelivered(envelope(tag: "t", queue: "q"))])
+        }
+    }
+
+    @Test func restoreFallsBackToReencodingWhenTheTextCannotBeEdited() throws {
+        try withBroker { fixture in
+            let odd =
+                #"{"body": "e30=", "headers": {"redelivered": false, "task": "t"}, "properties": {"delivery_tag": "odd", "#
+                + #""delivery_info": {"exchange": "", "routing_key": "q"}, "priority": 0}}"#
+            try fixture.push(odd, to: "q")
+            _ = try fixture.broker.reserve(queues: ["q"], max: 1, owner: "w")
+            try fixture.broker.restoreOwned(owner: "w")
+            let restored = try JSONValue(parsing: try #require(try fixture.list("q").first))
+            #expect(restored["headers"]?["redelivered"] == true)
+            #expect(restored["headers"]?["task"] == "t")
+            #expect(restored["properties"]?["delivery_info"]?["redelivered"] == true)
+        }
+    }
+
+    @Test func restoreRoutesByPriorityAndExchangeBindings() throws {
+        try withBroker { fixture in
+            let sep = KombuRedisLayout.separator
+            // A named direct exchange bound to queue "work", and a topic exchange bound to "events".
+            try fixture.inspector.command("SADD", "_kombu.binding.direct-ex", RedisArgument("jobs\(sep)\(sep)work"))
+            try fixture.inspector.command(
+                "SADD",
+                "_kombu.binding.topic-ex",
+                RedisArgument("tasks.#\(sep)^tasks\\..*?$\(sep)events")
+            )
+            let messages = [
+                envelope(tag: "p5", queue: "q", priority: 5),
+                envelope(tag: "direct", queue: "q", exchange: "direct-ex", routingKey: "jobs"),
+                envelope(tag: "topic", queue: "q", exchange: "topic-ex", routingKey: "tasks.add.now"),
+                envelope(tag: "nobinding", queue: "q", exchange: "unknown-ex", routingKey: "fallback"),
+            ]
+            for message in messages { try fixture.push(message, to: "q") }
+            #expect(try fixture.broker.reserve(queues: ["q"], max: 10, owner: "w").count == 4)
+            #expect(try fixture.broker.restoreOwned(owner: "w").restored == 4)
+            #expect(try fixture.list("q\(sep)3") == [redelivered(messages[0])])
+            #expect(try fixture.list("work") == [redelivered(messages[1])])
+            #expect(try fixture.list("events") == [redelivered(messages[2])])
+            #expect(try fixture.list("fallback") == [redelivered(messages[3])])
+        }
+    }
+
+    @Test func unroutableEntriesAreParkedNotLost() throws {
+        try withBroker { fixture in
+            let stored = "[" + envelope(tag: "lost", queue: "q") + #", "", ""]"#
+            try fixture.inspector.command("HSET", "unacked", "lost", RedisArgument(stored))
+            try fixture.inspector.command("ZADD", "unacked_index", "1", "lost")
+            try fixture.inspector.command("HSET", "unacked", "garbage", "{not json")
+            try fixture.inspector.command("ZADD", "unacked_index", "2", "garbage")
+            let result = try fixture.broker.restoreVisible(visibilityTimeout: .seconds(10))
+            #expect(result == KombuRestoreResult(restored: 0, parked: 2))
+            #expect(try fixture.unackedCount() == 0)
+            #expect(try fixture.indexCount() == 0)
+            #expect(try fixture.inspector.command("HGET", "swiftq.unrestorable", "lost").string == stored)
+            #expect(try fixture.inspector.command("HGET", "swiftq.unrestorable", "garbage").string == "{not json")
+        }
+    }
+
+    @Test func restoreVisibleRestoresOnlyOldEntries() throws {
+        try withBroker { fixture in
+            for tag in ["old1", "old2", "new"] { try fixture.push(envelope(tag: tag, queue: "q"), to: "q") }
+            _ = try fixture.broker.reserve(queues: ["q"], max: 3, owner: "w")
+            let now = try fixture.serverNow()
+            try fixture.inspector.command("ZADD", "unacked_index", RedisArgument(now - 200), "old1")
+            try fixture.inspector.command("ZADD", "unacked_index", RedisArgument(now - 150), "old2")
+            let result = try fixture.broker.restoreVisible(visibilityTimeout: .seconds(100))
+            #expect(result == KombuRestoreResult(restored: 2))
+            // Oldest delivery next in line, like kombu (ZRANGE … REV, then RPUSH each).
+            #expect(
+                try fixture.list("q") == [
+                    redelivered(envelope(tag: "old2", queue: "q")), redelivered(envelope(tag: "old1", queue: "q")),
+                ]
+            )
+            #expect(try fixture.unacked("new") != nil)
+            #expect(try fixture.unackedCount() == 1)
+            #expect(try fixture.inspector.command("EXISTS", "unacked_mutex") == .integer(0))
+        }
+    }
+
+    @Test func restoreVisibleRespectsTheMutexAndTheLimit() throws {
+        try withBroker { fixture in
+            for index in 0..<5 { try fixture.push(envelope(tag: "t\(index)", queue: "q"), to: "q") }
+            _ = try fixture.broker.reserve(queues: ["q"], max: 5, owner: "w")
+            let now = try fixture.serverNow()
+            for index in 0..<5 {
+                try fixture.inspector.command(
+                    "ZADD",
+                    "unacked_index",
+                    RedisArgument(now - 1000 - Double(index)),
+                    RedisArgument("t\(index)")
+                )
+            }
+            // Another sweeper (a Python worker) holds the mutex: nothing happens, and its lock stays.
+            try fixture.inspector.command("SET", "unacked_mutex", "python-token", "PX", "300000")
+            let skipped = try fixture.broker.restoreVisible(visibilityTimeout: .seconds(1))
+            #expect(skipped == KombuRestoreResult(skippedBecauseMutexHeld: true))
+            #expect(try fixture.unackedCount() == 5)
+            #expect(try fixture.inspector.command("GET", "unacked_mutex").string == "python-token")
+
+            try fixture.inspector.command("DEL", "unacked_mutex")
+            #expect(try fixture.broker.restoreVisible(visibilityTimeout: .seconds(1), limit: 2).restored == 2)
+            #expect(try fixture.unackedCount() == 3)
+            #expect(try fixture.broker.restoreVisible(visibilityTimeout: .seconds(1)).restored == 3)
+            #expect(try fixture.list("q").count == 5)
+        }
+    }
+
+    @Test func refreshMovesTheScoreToNow() throws {
+        try withBroker { fixture in
+            try fixture.push(envelope(tag: "long", queue: "q"), to: "q")
+            _ = try fixture.broker.reserve(queues: ["q"], max: 1, owner: "w")
+            try fixture.inspector.command("ZADD", "unacked_index", "1000", "long")
+            #expect(try fixture.broker.refresh(tags: ["long", "gone"]) == 1)
+            let score = try #require(try fixture.indexScore("long"))
+            #expect(abs(score - (try fixture.serverNow())) < 5)
+            #expect(try fixture.indexScore("gone") == nil)
+            #expect(try fixture.broker.restoreVisible(visibilityTimeout: .seconds(100)).restored == 0)
+        }
+    }
+
+    @Test func globalKeyPrefixIsUsedForEveryKey() throws {
+        try withBroker(globalKeyPrefix: "pfx:") { fixture in
+            try fixture.broker.declare(queues: ["celery"])
+            try fixture.broker.publish(
+                envelope: Array(envelope(tag: "t", queue: "celery", priority: 3).utf8),
+                queue: "celery",
+                priority: 3
+            )
+            #expect(try fixture.inspector.command("EXISTS", "pfx:_kombu.binding.celery") == .integer(1))
+            #expect(try fixture.list("pfx:celery\u{06}\u{16}3").count == 1)
+            let messages = try fixture.broker.reserve(queues: ["celery"], max: 5, owner: "w")
+            #expect(messages.map(\.queueKey) == ["pfx:celery\u{06}\u{16}3"])
+            #expect(messages.map(\.queue) == ["celery"])
+            #expect(try fixture.inspector.command("HEXISTS", "pfx:unacked", "t") == .integer(1))
+            #expect(try fixture.inspector.command("SISMEMBER", "pfx:swiftq.reserved.w", "t") == .integer(1))
+            #expect(try fixture.broker.restoreOwned(owner: "w").restored == 1)
+            #expect(try fixture.list("pfx:celery\u{06}\u{16}3").count == 1)
+            #expect(try fixture.inspector.command("EXISTS", "unacked", "celery") == .integer(0))
+        }
+    }
+
+    @Test func waitForMessagesWakesOnAPushAndLeavesTheListAlone() throws {
+        try withBroker { fixture throws in
+            let url = fixture.server.url
+            Thread.detachNewThread {
+                usleep(300_000)
+                if let producer = try? RedisConnection(url: url) { _ = try? producer.command("LPUSH", "q", "hello") }
+            }
+            let started = ContinuousClock.now
+            #expect(try fixture.broker.waitForMessages(queues: ["q", "other"], timeout: .seconds(5)))
+            let waited = ContinuousClock.now - started
+            #expect(waited >= .milliseconds(250) && waited < .seconds(3))
+            #expect(try fixture.list("q") == ["hello"])
+        }
+    }
+
+    @Test func aBlockedBRPOPConsumerStillGetsTheMessage() throws {
+        try withBroker { fixture throws in
+            // Our BLMOVE blocks first, then a Python-style BRPOP on the same list, then a producer pushes: Redis
+            // serves our no-op move first and the BRPOP next, so the other consumer is not starved.
+            let url = fixture.server.url
+            let popped = LockedValue<RedisReply?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                usleep(150_000)
+                let consumer = try? RedisConnection(url: url)
+                popped.set(try? consumer?.command("BRPOP", "q", "5"))
+                done.signal()
+            }
+            Thread.detachNewThread {
+                usleep(400_000)
+                if let producer = try? RedisConnection(url: url) { _ = try? producer.command("LPUSH", "q", "m") }
+            }
+            #expect(try fixture.broker.waitForMessages(queues: ["q"], timeout: .seconds(5)))
+            #expect(done.wait(timeout: .now() + 5) == .success)
+            #expect(popped.get() == .array([.bulk(Array("q".utf8)), .bulk(Array("m".utf8))]))
+            #expect(try fixture.list("q").isEmpty)
+        }
+    }
+
+    @Test func waitForMessagesTimesOutAndNeverReorders() throws {
+        try withBroker { fixture in
+            let started = ContinuousClock.now
+            #expect(try !fixture.broker.waitForMessages(queues: ["q"], timeout: .milliseconds(300)))
+            #expect(ContinuousClock.now - started >= .milliseconds(250))
+            for item in ["a", "b", "c"] { try fixture.push(item, to: "q") }
+            #expect(try fixture.broker.waitForMessages(queues: ["q"], timeout: .seconds(1)))
+            #expect(try fixture.list("q") == ["c", "b", "a"])
+            // The connection's usual timeout is back in force after a long wait.
+            #expect(fixture.broker.connection.commandTimeout == .seconds(10))
+        }
+    }
+
+    @Test func scriptsAreReloadedAfterScriptFlush() throws {
+        try withBroker { fixture in
+            try fixture.push(envelope(tag: "a", queue: "q"), to: "q")
+            _ = try fixture.broker.reserve(queues: ["q"], max: 1, owner: "w")
+            try fixture.inspector.command("SCRIPT", "FLUSH")
+            try fixture.push(envelope(tag: "b", queue: "q"), to: "q")
+            #expect(try fixture.broker.reserve(queues: ["q"], max: 1, owner: "w").map(\.deliveryTag) == ["b"])
+        }
+    }
+
+    @Test func scriptErrorsAreTyped() throws {
+        try withRedisServer { server in
+            let connection = try server.connect()
+            let failing = RedisScript(name: "test.fail", source: "return redis.call('INCR', KEYS[1])")
+            try connection.command("LPUSH", "list", "x")
+            let error = #expect(throws: RedisError.self) { try connection.run(failing, keys: ["list"]) }
+            #expect(error?.code == .script)
+            #expect(error?.message == "script test.fail failed")
+            #expect(error?.cause?.contains("WRONGTYPE") == true)
+            let broken = RedisScript(name: "test.syntax", source: "this is not lua")
+            let syntax = #expect(throws: RedisError.self) { try connection.run(broken) }
+            #expect(syntax?.code == .script)
+            #expect(syntax?.message == "loading script test.syntax failed")
+            #expect(!connection.isBroken)
+        }
+    }
+}
