@@ -80,7 +80,11 @@ let package = Package(
             ]
         ),
         // An example of a user's own worker binary with typed Swift tasks (see README, "Swift tasks").
-        .executableTarget(name: "swiftq-example-worker", dependencies: ["SwiftqWorker"], path: "Examples/ExampleWorker"),
+        .executableTarget(
+            name: "swiftq-example-worker",
+            dependencies: ["SwiftqWorker"],
+            path: "Examples/ExampleWorker"
+        ),
         .testTarget(name: "SwiftqCoreTests", dependencies: ["SwiftqCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SwiftqBootstepsTests", dependencies: ["SwiftqBootsteps"]),
         .testTarget(name: "SwiftqPlatformTests", dependencies: ["SwiftqPlatform", "SwiftqCore"]),

@@ -165,7 +165,8 @@ public final class AsyncResult {
                 case "FAILURE", "REVOKED":
                     let exception = meta["result"]
                     let type = exception?["exc_type"]?.stringValue ?? status
-                    let message = exception?["exc_message"]?.arrayValue?.map { $0.stringValue ?? $0.description }
+                    let message =
+                        exception?["exc_message"]?.arrayValue?.map { $0.stringValue ?? $0.description }
                         .joined(separator: ", ") ?? exception?["exc_message"]?.description ?? ""
                     throw ClientError(
                         .taskFailed,
@@ -181,7 +182,9 @@ public final class AsyncResult {
             if ContinuousClock.now >= deadline {
                 throw ClientError(.timeout, "no result for \(id) within \(timeout)")
             }
-            Thread.sleep(forTimeInterval: Double(pause.components.attoseconds) / 1e18 + Double(pause.components.seconds))
+            Thread.sleep(
+                forTimeInterval: Double(pause.components.attoseconds) / 1e18 + Double(pause.components.seconds)
+            )
             pause = min(pause * 2, .milliseconds(50))
         }
     }

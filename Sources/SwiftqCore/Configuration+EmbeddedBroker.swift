@@ -15,7 +15,9 @@ extension Configuration {
         /// The broker's unix socket: in the runtime directory, next to the control socket.
         public static func socketPath(for configuration: Configuration) -> String {
             let control = configuration.control.socket
-            let directory = control.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            let directory = control.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(
+                separator: "/"
+            )
             return (directory.isEmpty ? "." : directory) + "/swiftq-broker.sock"
         }
 

@@ -92,14 +92,20 @@ public final class EventLoop {
     }
 
     /// Runs until `condition` holds or `timeout` passes; returns whether the condition holds. Used for
-    /// bounded waits during startup and shutdown, while signals and children keep being handled.
+    /// bounded waits during startup and shutdown, while signals and children keep being handled. The
+    /// condition is checked after every event and at least every `checkInterval`, so it may also depend on
+    /// something outside the loop (a socket file appearing).
     @discardableResult
-    public func run(until condition: () -> Bool, timeout: Duration) -> Bool {
+    public func run(
+        until condition: () -> Bool,
+        timeout: Duration,
+        checkInterval: Duration = .milliseconds(50)
+    ) -> Bool {
         let deadline = ContinuousClock.now + timeout
         while !condition() {
             let left = ContinuousClock.now.duration(to: deadline)
             if left <= .zero || stopped { return condition() }
-            runOnce(timeout: left)
+            runOnce(timeout: min(left, checkInterval))
         }
         return true
     }

@@ -129,7 +129,10 @@ struct Call: ParsableCommand {
         } catch {
             switch error.code {
             case .taskFailed:
-                throw CtlFailure(code: CtlExit.commandFailed, message: "\(task) [\(result.id)] failed: \(error.message)")
+                throw CtlFailure(
+                    code: CtlExit.commandFailed,
+                    message: "\(task) [\(result.id)] failed: \(error.message)"
+                )
             case .timeout, .noBackend:
                 throw CtlFailure(code: CtlExit.commandFailed, message: "swiftqctl: \(error.message)")
             case .connection:

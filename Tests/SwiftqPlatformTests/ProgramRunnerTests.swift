@@ -41,7 +41,14 @@ import Glibc
     @Test func aTimeoutKillsTheWholeProcessGroup() throws {
         let directory = "/tmp/swiftq-runner-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         mkdir(directory, 0o755)
-        defer { _ = try? ProgramRunner.run(arguments: ["rm", "-rf", directory], environment: environment, input: [], timeout: nil) }
+        defer {
+            _ = try? ProgramRunner.run(
+                arguments: ["rm", "-rf", directory],
+                environment: environment,
+                input: [],
+                timeout: nil
+            )
+        }
         let started = ContinuousClock.now
         let outcome = try ProgramRunner.run(
             arguments: ["/bin/sh", "-c", "sleep 30 & echo $! > \(directory)/child; sleep 30"],

@@ -116,8 +116,9 @@ import Testing
     @Test func killingTheSupervisorTakesEveryChildWithIt() throws {
         let daemon = try Daemon(concurrency: 3)
         #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 3 })
+        // Consumer, three pool children and the embedded broker (the default broker.url).
         let children = try daemon.childPIDs()
-        #expect(children.count == 4)
+        #expect(children.count == 5)
         daemon.signal(SIGKILL)
         let killedAt = Date()
         for pid in children {

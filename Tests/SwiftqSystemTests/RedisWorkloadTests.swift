@@ -38,7 +38,10 @@ import Testing
         #expect(Set(byPython).count == byPython.count, "a task ran twice in the Python worker")
         let bySwiftqd = try #require(try daemon.stats()["tasks"]?["by_name"]?["swiftq.add"]?["succeeded"]?.intValue)
         #expect(Int(bySwiftqd) + byPython.count == count, "swiftqd \(bySwiftqd) + python \(byPython.count) != \(count)")
-        #expect(bySwiftqd > 0 && !byPython.isEmpty, "one worker got no work: swiftqd \(bySwiftqd), python \(byPython.count)")
+        #expect(
+            bySwiftqd > 0 && !byPython.isEmpty,
+            "one worker got no work: swiftqd \(bySwiftqd), python \(byPython.count)"
+        )
     }
 
     @Test func execTasksRunProgramsAndReportTheirFailures() throws {
@@ -91,7 +94,8 @@ import Testing
 
     @Test func aUsersOwnBinaryRunsTypedSwiftTasks() throws {
         let redis = try RedisServer()
-        _ = try RedisInteropTests.daemon(broker: redis, binary: Binaries.exampleWorker)
+        // Keep the daemon referenced: releasing it kills the worker.
+        let daemon = try RedisInteropTests.daemon(broker: redis, binary: Binaries.exampleWorker)
         let results = try Python.celeryClient(
             RedisInteropTests.request(
                 redis,
@@ -117,20 +121,30 @@ import Testing
         #expect(results[4]["exception"]?["type"] == "TypeError")
         #expect(results[4]["exception"]?["message"]?.stringValue?.contains("argument 2") == true)
         #expect(results[5]["result"] == 3)
+        #expect(try daemon.stats()["tasks"]?["by_name"]?["example.multiply"]?["succeeded"] == 1)
     }
 
     @Test func swiftqctlCallSendsTasksAndReadsResults() throws {
         let redis = try RedisServer()
         let daemon = try RedisInteropTests.daemon(broker: redis)
-        let sum = try runCommand(Binaries.swiftqctl, ["call", "swiftq.add", "2", "3", "--wait", "--config", daemon.configPath])
+        let sum = try runCommand(
+            Binaries.swiftqctl,
+            ["call", "swiftq.add", "2", "3", "--wait", "--config", daemon.configPath]
+        )
         #expect(sum.status == 0, "\(sum.stderr)")
         #expect(Self.trimmed(sum.stdout) == "5")
         let echo = try runCommand(
             Binaries.swiftqctl,
-            ["call", "swiftq.echo", "--kwargs", #"{"value": {"a": [1, "b"]}}"#, "--wait", "--config", daemon.configPath]
+            [
+                "call", "swiftq.echo", "--kwargs", #"{"value": {"a": [1, "b"]}}"#, "--wait", "--config",
+                daemon.configPath,
+            ]
         )
         #expect(Self.trimmed(echo.stdout) == #"{"a":[1,"b"]}"#)
-        let failed = try runCommand(Binaries.swiftqctl, ["call", "swiftq.fail", "nope", "--wait", "--config", daemon.configPath])
+        let failed = try runCommand(
+            Binaries.swiftqctl,
+            ["call", "swiftq.fail", "nope", "--wait", "--config", daemon.configPath]
+        )
         #expect(failed.status == 1)
         #expect(failed.stderr.contains("RuntimeError: nope"))
         let sent = try runCommand(Binaries.swiftqctl, ["call", "swiftq.ping", "--config", daemon.configPath])
@@ -148,7 +162,9 @@ import Testing
         )
         #expect(Self.trimmed(pending.stdout) == "PENDING")
         // A Python client reads what swiftqctl sent: the envelope is Python's.
-        let viaPython = try Python.celeryClient(RedisInteropTests.request(redis, calls: [["task": "swiftq.add", "args": [40, 2]]]))
+        let viaPython = try Python.celeryClient(
+            RedisInteropTests.request(redis, calls: [["task": "swiftq.add", "args": [40, 2]]])
+        )
         #expect(viaPython.first?["result"] == 42)
         let unreachable = try runCommand(
             Binaries.swiftqctl,
@@ -165,7 +181,10 @@ import Testing
             extraYAML: "broker:\n  url: \(url)\nresult_backend:\n  url: redis://:s3cret@127.0.0.1:\(redis.port)/1\n",
             workerYAML: "  prefetch_multiplier: 3\n  queues: [celery, other]\n"
         )
-        _ = try runCommand(Binaries.swiftqctl, ["call", "swiftq.add", "1", "1", "--wait", "--config", daemon.configPath])
+        _ = try runCommand(
+            Binaries.swiftqctl,
+            ["call", "swiftq.add", "1", "1", "--wait", "--config", daemon.configPath]
+        )
         _ = try runCommand(Binaries.swiftqctl, ["call", "swiftq.fail", "x", "--wait", "--config", daemon.configPath])
         let stats = try daemon.stats()
         #expect(stats["broker"]?["url"]?.stringValue?.contains("s3cret") == false)
@@ -189,7 +208,10 @@ import Testing
             concurrency: 1,
             extraYAML: "broker:\n  url: embedded\nresult_backend:\n  url: embedded\n"
         )
-        let sum = try runCommand(Binaries.swiftqctl, ["call", "swiftq.add", "2", "3", "--wait", "--config", daemon.configPath])
+        let sum = try runCommand(
+            Binaries.swiftqctl,
+            ["call", "swiftq.add", "2", "3", "--wait", "--config", daemon.configPath]
+        )
         #expect(sum.status == 0, "\(sum.stderr)\n\(daemon.log)")
         #expect(Self.trimmed(sum.stdout) == "5")
         let stats = try daemon.stats()
@@ -202,7 +224,10 @@ import Testing
     }
 
     @Test func theEmbeddedBrokerIsRespawnedWhenItDies() throws {
-        let daemon = try Daemon(concurrency: 1, extraYAML: "broker:\n  url: embedded\nresult_backend:\n  url: embedded\n")
+        let daemon = try Daemon(
+            concurrency: 1,
+            extraYAML: "broker:\n  url: embedded\nresult_backend:\n  url: embedded\n"
+        )
         let broker = try #require(try daemon.stats()["children"]?.arrayValue?.first { $0["role"] == "broker" })
         kill(Int32(try #require(broker["pid"]?.intValue)), SIGKILL)
         #expect(

@@ -54,12 +54,16 @@ extension Consumer {
         var backend = configuration.resultBackend.url
         if backend == "embedded" { backend = Configuration.EmbeddedBroker.url(for: configuration, database: 1) }
         if url.hasPrefix("amqp://") || url.hasPrefix("amqps://") {
-            throw ConsumerStartError(message: "broker.url \(url.split(separator: "@").last.map(String.init) ?? url): "
-                + "the RabbitMQ transport is not available in this version; use a redis:// broker")
+            throw ConsumerStartError(
+                message: "broker.url \(url.split(separator: "@").last.map(String.init) ?? url): "
+                    + "the RabbitMQ transport is not available in this version; use a redis:// broker"
+            )
         }
         if backend?.hasPrefix("rpc://") == true {
-            throw ConsumerStartError(message: "result_backend.url rpc:// needs the RabbitMQ transport, which is not "
-                + "available in this version; use a redis:// result backend")
+            throw ConsumerStartError(
+                message: "result_backend.url rpc:// needs the RabbitMQ transport, which is not "
+                    + "available in this version; use a redis:// result backend"
+            )
         }
         let brokerURL = try RedisURL(parsing: url)
         let backendURL = try backend.map { try RedisURL(parsing: $0) }
@@ -80,7 +84,9 @@ extension Consumer {
         transport.start()
         logger.info(
             "consuming from \(brokerURL.redacted)",
-            metadata: ["queues": "\(configuration.worker.queues.joined(separator: ","))", "prefetch": "\(prefetchWindow)"]
+            metadata: [
+                "queues": "\(configuration.worker.queues.joined(separator: ","))", "prefetch": "\(prefetchWindow)",
+            ]
         )
     }
 
@@ -115,9 +121,18 @@ extension Consumer {
             }
             brokerConnected = connected
             brokerDetail = detail
-        case .completed(let results, let acks):
+        case .settled(let tags, let results):
             resultsStored += results
-            messagesAcked += acks
+            messagesAcked += tags.count
+            for tag in tags { unsettled.remove(tag) }
+        case .reconnected(let held):
+            let orphans = held.filter { !unsettled.contains($0) }
+            if !orphans.isEmpty {
+                logger.warning(
+                    "re-queueing \(orphans.count) message(s) reserved in a call whose reply was lost with the connection"
+                )
+                transport?.complete(orphans.map { Completion(deliveryTag: $0, requeue: true) })
+            }
         case .restored(let count):
             if count > 0 { logger.info("gave \(count) reserved message(s) back to the broker") }
         }
@@ -126,6 +141,7 @@ extension Consumer {
     /// Decodes one reserved message; bad input is logged, counted, and settled so it never loops.
     func receive(_ reserved: ReservedMessage) {
         received += 1
+        if let tag = reserved.deliveryTag { unsettled.insert(tag) }
         if reserved.isMalformed {
             rejected["malformed_envelope", default: 0] += 1
             let payload = preview(reserved.payload)

@@ -47,6 +47,8 @@ final class Consumer {
     var messagesAcked = 0
     var received = 0
     var rejected: [String: Int] = [:]
+    /// Delivery tags received and not yet confirmed acked or requeued by the transport's writer.
+    var unsettled: Set<String> = []
     var taskStatistics: [String: TaskStatistics] = [:]
 
     init(registry: TaskRegistry) {

@@ -1,5 +1,5 @@
-import Synchronization
 import SwiftqPlatform
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc

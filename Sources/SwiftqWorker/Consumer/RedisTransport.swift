@@ -1,7 +1,7 @@
 import Foundation
-import Synchronization
 import SwiftqCore
 import SwiftqRedis
+import Synchronization
 
 /// What the broker threads tell the consumer loop.
 enum BrokerEvent: Sendable {
@@ -9,8 +9,11 @@ enum BrokerEvent: Sendable {
     case delivered([ReservedMessage])
     /// The connection state changed: `connected`, or `disconnected` with the reason.
     case state(connected: Bool, detail: String)
-    /// Results were stored and messages acked: how many of each (for stats).
-    case completed(results: Int, acks: Int)
+    /// Results were stored and these messages acked or requeued: they are settled.
+    case settled(tags: [String], results: Int)
+    /// The fetcher reconnected; these are the messages Redis records as held by this consumer. Any that the
+    /// consumer does not know were reserved by a call whose reply the broken connection lost.
+    case reconnected(held: [String])
     /// Reserved messages were handed back to the broker (warm shutdown, restart).
     case restored(Int)
 }
@@ -122,7 +125,11 @@ final class RedisTransport: Sendable {
         var backoff = Backoff()
         var connection: RedisConnection?
         var broker: KombuRedisBroker?
+        var watcher: KombuQueueWatcher?
         var restoredAtStart = false
+        var connectedBefore = false
+        // Queues take turns being first (kombu's round robin), so one busy queue cannot starve the others.
+        var order = queues
         // Housekeeping every quarter of the visibility timeout (at most a minute): refresh the deadlines of
         // running tasks, and sweep messages whose consumer vanished, as every kombu consumer does.
         let housekeepingInterval = min(visibilityTimeout / 4, .seconds(60))
@@ -137,11 +144,19 @@ final class RedisTransport: Sendable {
                     )
                     let kombu = KombuRedisBroker(connection: made)
                     try kombu.declare(queues: queues)
+                    watcher = try KombuQueueWatcher(url: brokerURL, layout: KombuRedisLayout(), queues: queues)
                     if !restoredAtStart {
                         let restored = try kombu.restoreOwned(owner: owner).restored
                         if restored > 0 { events.post(.restored(restored)) }
                         restoredAtStart = true
+                    } else if connectedBefore {
+                        let reply = try made.command([
+                            "SMEMBERS", RedisArgument(KombuRedisLayout().reservedKey(owner: owner)),
+                        ])
+                        let held = reply.array?.compactMap(\.string) ?? []
+                        events.post(.reconnected(held: held))
                     }
+                    connectedBefore = true
                     connection = made
                     broker = kombu
                     backoff.reset()
@@ -164,6 +179,7 @@ final class RedisTransport: Sendable {
                     events.post(.state(connected: false, detail: "\(error)"))
                     connection = nil
                     broker = nil
+                    watcher = nil
                     continue
                 }
             }
@@ -173,9 +189,11 @@ final class RedisTransport: Sendable {
                 continue
             }
             do {
-                let reserved = try kombu.reserve(queues: queues, max: min(available, batchLimit), owner: owner)
+                let reserved = try kombu.reserve(queues: order, max: min(available, batchLimit), owner: owner)
+                if order.count > 1 { order.append(order.removeFirst()) }
                 if reserved.isEmpty {
-                    _ = try kombu.waitForMessages(queues: queues, timeout: .seconds(1))
+                    // Wakes on any push to any of our lists (a hint: reserve again and see).
+                    _ = try watcher?.wait(timeout: .seconds(1))
                 } else {
                     credit.withLock { $0 -= reserved.count }
                     events.post(.delivered(reserved))
@@ -184,6 +202,7 @@ final class RedisTransport: Sendable {
                 events.post(.state(connected: false, detail: "\(error)"))
                 connection = nil
                 broker = nil
+                watcher = nil
                 Thread.sleep(forTimeInterval: backoff.next().seconds)
             }
         }
@@ -250,16 +269,21 @@ final class RedisTransport: Sendable {
             return (id, meta)
         }
         if let backend, !results.isEmpty {
-            _ = try backend.storeBatch(results.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: resultExpires) })
+            _ = try backend.storeBatch(
+                results.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: resultExpires) }
+            )
         }
         var acks: [String] = []
+        var requeued: [String] = []
         var restoreHeld = false
         for item in batch {
             guard let tag = item.deliveryTag else { continue }
             if tag == Self.restoreMarker {
                 restoreHeld = true
             } else if item.requeue {
+                // A no-op when the message is no longer in `unacked` (already acked or restored).
                 _ = try broker.reject(tag: tag, owner: owner, requeue: true)
+                requeued.append(tag)
             } else {
                 acks.append(tag)
             }
@@ -269,7 +293,7 @@ final class RedisTransport: Sendable {
             let restored = try broker.restoreOwned(owner: owner)
             events.post(.restored(restored.restored))
         }
-        events.post(.completed(results: backend == nil ? 0 : results.count, acks: acks.count))
+        events.post(.settled(tags: acks + requeued, results: backend == nil ? 0 : results.count))
     }
 }
 

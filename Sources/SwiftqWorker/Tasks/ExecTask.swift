@@ -50,7 +50,9 @@ enum ExecTask {
             )
         }
         if outcome.aborted { return .failure(failure("aborted: the worker is shutting down", traceback: traceback)) }
-        if outcome.outputTooLarge { return .failure(failure("\(argv[0]) wrote more output than allowed", traceback: traceback)) }
+        if outcome.outputTooLarge {
+            return .failure(failure("\(argv[0]) wrote more output than allowed", traceback: traceback))
+        }
         switch outcome.status {
         case .exited(code: 0)?:
             let output = outcome.standardOutput

@@ -14,7 +14,7 @@ import SwiftqCore
 /// Python.
 extension TaskRegistry {
     /// Registers a task whose positional arguments decode, in order, into the closure's parameters.
-    public mutating func register<each Argument: Decodable, Output: Encodable>(
+    public mutating func register<each Argument: Decodable & SendableMetatype, Output: Encodable & SendableMetatype>(
         _ name: String,
         _ body: @escaping @Sendable (repeat each Argument) throws -> Output
     ) {
@@ -44,14 +44,16 @@ extension TaskRegistry {
 
     /// Registers a task whose keyword arguments decode into one `Decodable` value (its properties are the
     /// keyword names); positional arguments are refused.
-    public mutating func register<Input: Decodable, Output: Encodable>(
+    public mutating func register<Input: Decodable & SendableMetatype, Output: Encodable & SendableMetatype>(
         _ name: String,
         keywords: Input.Type,
         _ body: @escaping @Sendable (Input) throws -> Output
     ) {
         register(name) { invocation, _ in
             guard invocation.args.isEmpty else {
-                throw TaskFailure.typeError("\(name)() takes keyword arguments only, got \(invocation.args.count) positional")
+                throw TaskFailure.typeError(
+                    "\(name)() takes keyword arguments only, got \(invocation.args.count) positional"
+                )
             }
             let input = try JSONValueCoding.decode(Input.self, from: .object(invocation.kwargs)) {
                 "\(name)() keyword arguments"
@@ -61,7 +63,8 @@ extension TaskRegistry {
     }
 }
 
-/// Bridges `Codable` and ``JSONValue`` through Foundation's JSON coders.
+/// Bridges `Codable` and ``JSONValue``: decoding through Foundation's `JSONDecoder`, encoding straight into
+/// ``JSONValue`` (`JSONEncoder` would turn `7.0` into `7`, and Python would get an `int`).
 enum JSONValueCoding {
     static func decode<Value: Decodable>(
         _ type: Value.Type,
@@ -80,10 +83,13 @@ enum JSONValueCoding {
 
     static func encode<Value: Encodable>(_ value: Value, for name: String) throws(TaskFailure) -> JSONValue {
         do {
-            let data = try JSONEncoder().encode(value)
-            return try JSONValue(parsing: Array(data))
+            return try JSONValueEncoder().encode(value)
         } catch {
-            throw TaskFailure(type: "EncodeError", message: "\(name) returned a value that is not JSON: \(error)", module: "kombu.exceptions")
+            throw TaskFailure(
+                type: "EncodeError",
+                message: "\(name) returned a value that is not JSON: \(error)",
+                module: "kombu.exceptions"
+            )
         }
     }
 

@@ -92,7 +92,7 @@ func runCommand(
     while process.isRunning && Date() < deadline { usleep(10_000) }
     if process.isRunning {
         kill(process.processIdentifier, SIGKILL)
-        Issue.record("\(path) \(arguments) did not finish within \(timeout)s")
+        Issue.record("\(path) \(arguments.prefix(3)) did not finish within \(timeout)s")
     }
     process.waitUntilExit()
     group.wait()

@@ -47,7 +47,15 @@ final class RedisServer {
     /// Runs `redis-cli` against this server and returns its raw output.
     @discardableResult
     func cli(_ arguments: [String]) throws -> String {
-        let result = try runCommand(try which("redis-cli"), ["-p", "\(port)", "--raw"] + arguments, timeout: 10)
+        var authentication: [String] = []
+        if let index = extraArguments.firstIndex(of: "--requirepass"), index + 1 < extraArguments.count {
+            authentication = ["-a", extraArguments[index + 1], "--no-auth-warning"]
+        }
+        let result = try runCommand(
+            try which("redis-cli"),
+            ["-p", "\(port)", "--raw"] + authentication + arguments,
+            timeout: 10
+        )
         return result.stdout
     }
 }
@@ -103,7 +111,9 @@ enum Python {
             timeout: timeout
         )
         guard result.status == 0 else {
-            throw TestSetupError("celery_client.py failed (\(result.status)): \(result.stderr)")
+            throw TestSetupError(
+                "celery_client.py failed (\(result.status)): \(result.stderr)\nprinted so far:\n\(result.stdout)"
+            )
         }
         return try result.stdout.split(separator: "\n").map { try JSONValue(parsing: String($0)) }
     }
