@@ -12,6 +12,7 @@ import Testing
         prefetch: Int = 4,
         queues: String = "celery",
         extraYAML: String = "",
+        workerYAMLExtra: String = "",
         binary: String = Binaries.swiftqd
     ) throws -> Daemon {
         try Daemon(
@@ -23,7 +24,7 @@ import Testing
                   url: \((backend ?? broker).url(db: 1))
 
                 """ + extraYAML,
-            workerYAML: "  prefetch_multiplier: \(prefetch)\n  queues: \(queues)\n",
+            workerYAML: "  prefetch_multiplier: \(prefetch)\n  queues: \(queues)\n" + workerYAMLExtra,
             binary: binary
         )
     }
@@ -185,5 +186,73 @@ import Testing
         )
         #expect(daemon.log.contains("back to the broker") || daemon.log.contains("redelivered"))
         #expect(try redis.cli(["HLEN", "unacked"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+    }
+
+    @Test func resultOptionsExtendedStartedIgnoredAndExpiry() throws {
+        let redis = try RedisServer()
+        let daemon = try Self.daemon(
+            broker: redis,
+            extraYAML: "  expires: 1h\n  extended: true\n",
+            workerYAMLExtra: "  track_started: true\n"
+        )
+        var request = Self.request(
+            redis,
+            calls: [
+                ["task": "swiftq.sleep", "args": [1.5]],
+                ["task": "swiftq.add", "args": [1, 2], "options": ["ignore_result": true]],
+                ["task": "swiftq.echo", "args": ["x"]],
+            ]
+        )
+        if case .object(var object) = request {
+            object["wait"] = false
+            request = .object(object)
+        }
+        let sent = try Python.celeryClient(request)
+        let sleepID = try #require(sent[0]["id"]?.stringValue)
+        // STARTED is stored while the task runs, with the pid and node of the worker.
+        var started: JSONValue?
+        #expect(
+            eventually {
+                started = try? JSONValue(parsing: try redis.cli(["-n", "1", "GET", "celery-task-meta-\(sleepID)"]))
+                return started?["status"] == "STARTED"
+            }
+        )
+        #expect(started?["result"]?["hostname"]?.stringValue?.hasPrefix("celery@") == true)
+        #expect(started?["result"]?["pid"]?.intValue != nil)
+        #expect(eventually { (try? daemon.stats())?["tasks"]?["completed"]?.intValue == 3 })
+        let echoID = try #require(sent[2]["id"]?.stringValue)
+        let meta = try JSONValue(parsing: try redis.cli(["-n", "1", "GET", "celery-task-meta-\(echoID)"]))
+        #expect(meta["status"] == "SUCCESS")
+        #expect(meta["name"] == "swiftq.echo")
+        #expect(meta["args"] == ["x"])
+        #expect(meta["queue"] == "celery")
+        #expect(meta["worker"]?.stringValue?.hasPrefix("celery@") == true)
+        let ttl = Int(
+            try redis.cli(["-n", "1", "TTL", "celery-task-meta-\(echoID)"]).trimmingCharacters(
+                in: .whitespacesAndNewlines
+            )
+        )
+        #expect(ttl.map { $0 > 3500 && $0 <= 3600 } == true, "TTL \(String(describing: ttl))")
+        // ignore_result: nothing stored at all.
+        let ignoredID = try #require(sent[1]["id"]?.stringValue)
+        #expect(try redis.cli(["-n", "1", "EXISTS", "celery-task-meta-\(ignoredID)"]).hasPrefix("0"))
+    }
+
+    @Test func countdownDelaysAndExpiredTasksAreRevoked() throws {
+        let redis = try RedisServer()
+        let daemon = try Self.daemon(broker: redis)
+        let started = Date()
+        let results = try Python.celeryClient(
+            Self.request(redis, calls: [["task": "swiftq.echo", "args": ["later"], "options": ["countdown": 2]]])
+        )
+        #expect(results.first?["result"] == "later")
+        #expect(Date().timeIntervalSince(started) >= 1.9, "the countdown was not honoured")
+        // An already expired task is revoked, not run.
+        let expired = try Python.celeryClient(
+            Self.request(redis, calls: [["task": "swiftq.echo", "args": ["never"], "options": ["expires": -5]]])
+        )
+        #expect(expired.first?["exception"]?["type"] == "TaskRevokedError")
+        #expect(expired.first?["state"] == "REVOKED")
+        #expect(try daemon.stats()["tasks"]?["rejected"]?["expired"] == 1)
     }
 }

@@ -101,7 +101,7 @@ extension Consumer {
     }
 
     /// Messages reserved and not yet completed.
-    var held: Int { ready.count + slots.values.filter { $0.task != nil }.count + waitingForETA }
+    var held: Int { ready.count + slots.values.filter { $0.task != nil }.count }
 
     func handle(_ event: BrokerEvent) {
         switch event {
@@ -193,7 +193,51 @@ extension Consumer {
             return
         }
         if message.redelivered { taskLogger.info("redelivered task received") } else { taskLogger.debug("received") }
+        if revokeIfExpired(delivery) { return }
+        if let eta = message.eta, eta > CeleryTimestamp.now {
+            // Held in memory, still unacked, until its ETA (its visibility deadline is kept fresh meanwhile);
+            // ETA tasks do not count against the prefetch window, as Celery raises its QoS for them.
+            waitingForETA += 1
+            if let tag = delivery.deliveryTag { transport?.setRunning(tag, true) }
+            let delay = eta.secondsSince1970 - CeleryTimestamp.now.secondsSince1970
+            taskLogger.debug("holding until its ETA \(eta.iso8601)")
+            loop.schedule(after: .milliseconds(Int64(max(0, delay) * 1000))) { [unowned self] in
+                waitingForETA -= 1
+                if let tag = delivery.deliveryTag { transport?.setRunning(tag, false) }
+                guard !shuttingDown else { return }
+                ready.append(delivery)
+                dispatch()
+            }
+            return
+        }
         ready.append(delivery)
+    }
+
+    /// A task whose `expires` has passed is not run: REVOKED with `TaskRevokedError('expired')` is stored and
+    /// the message acked, as Celery does. Checked on receipt and again before it starts.
+    func revokeIfExpired(_ delivery: TaskDelivery) -> Bool {
+        guard let expires = delivery.message.expires, expires <= CeleryTimestamp.now else { return false }
+        rejected["expired", default: 0] += 1
+        logger.info(
+            "task expired at \(expires.iso8601); not running it",
+            metadata: [
+                DaemonLog.Key.taskID: "\(delivery.message.id)", DaemonLog.Key.taskName: "\(delivery.message.name)",
+            ]
+        )
+        let meta = ResultMeta.meta(
+            status: "REVOKED",
+            result: ResultMeta.exception(type: "TaskRevokedError", message: ["expired"], module: "celery.exceptions"),
+            traceback: nil,
+            children: .null,
+            dateDone: .now,
+            request: nil,
+            extended: nil,
+            taskID: delivery.message.id
+        )
+        transport?.complete(
+            Completion(taskID: delivery.message.id, meta: meta.serialized(), deliveryTag: delivery.deliveryTag)
+        )
+        return true
     }
 
     /// Hands ready tasks to idle pool children.
@@ -202,6 +246,7 @@ extension Consumer {
         for index in slots.keys.sorted() where !ready.isEmpty {
             guard let slot = slots[index], slot.state == .idle, let channel = slot.channel else { continue }
             let delivery = ready.removeFirst()
+            if revokeIfExpired(delivery) { continue }
             var started = delivery
             started.startedAt = .now
             slot.task = started
@@ -209,7 +254,7 @@ extension Consumer {
             // Early ack (worker.acks_late: false) is Celery's default: the message is settled as the task
             // starts, so a crash from here on loses it. STARTED is stored first when tracking is on.
             var atStart = Completion()
-            if configuration.worker.trackStarted {
+            if configuration.worker.trackStarted && delivery.message.ignoreResult != true {
                 atStart.taskID = delivery.message.id
                 atStart.meta = ResultMeta.started(
                     taskID: delivery.message.id,
