@@ -24,24 +24,32 @@ extension Supervisor {
         return environment
     }
 
+    /// Re-executes this binary with an internal role: its channel (one end of a new socketpair) as fd 3,
+    /// the lifeline as fd 4. Returns the pid and the other end of the channel, or nil before the lifeline
+    /// exists.
+    private func spawnRole(_ arguments: [String]) throws(SystemError) -> (pid: Int32, channel: CInt)? {
+        guard let lifeline else { return nil }
+        let (ours, theirs) = try Descriptors.socketPair()
+        defer { Descriptors.close(theirs) }
+        do {
+            let pid = try ChildProcess.spawn(
+                path: executable,
+                arguments: [executable] + arguments,
+                environment: childEnvironment,
+                descriptors: [theirs, lifeline.read]
+            )
+            return (pid, ours)
+        } catch {
+            Descriptors.close(ours)
+            throw error
+        }
+    }
+
     /// Spawns the child for a pool slot and hands the other end of its channel to the consumer (or keeps
     /// it until a consumer is there to take it).
     func spawnPoolChild(_ child: ManagedChild) throws(SystemError) {
-        guard case .pool(let slot) = child.role, let lifeline else { return }
-        let (poolEnd, consumerEnd) = try Descriptors.socketPair()
-        defer { Descriptors.close(poolEnd) }
-        let pid: Int32
-        do {
-            pid = try ChildProcess.spawn(
-                path: executable,
-                arguments: [executable, InternalRole.poolChild, "--slot", "\(slot)"],
-                environment: childEnvironment,
-                descriptors: [poolEnd, lifeline.read]
-            )
-        } catch {
-            Descriptors.close(consumerEnd)
-            throw error
-        }
+        guard case .pool(let slot) = child.role else { return }
+        guard let (pid, consumerEnd) = try spawnRole([InternalRole.poolChild, "--slot", "\(slot)"]) else { return }
         child.pid = pid
         child.state = .running
         child.startedAt = .now
@@ -59,21 +67,7 @@ extension Supervisor {
 
     /// Spawns the consumer, sends it the configuration and every pool channel waiting for it.
     func spawnConsumer() throws(SystemError) {
-        guard let lifeline else { return }
-        let (supervisorEnd, consumerEnd) = try Descriptors.socketPair()
-        defer { Descriptors.close(consumerEnd) }
-        let pid: Int32
-        do {
-            pid = try ChildProcess.spawn(
-                path: executable,
-                arguments: [executable, InternalRole.consumer],
-                environment: childEnvironment,
-                descriptors: [consumerEnd, lifeline.read]
-            )
-        } catch {
-            Descriptors.close(supervisorEnd)
-            throw error
-        }
+        guard let (pid, supervisorEnd) = try spawnRole([InternalRole.consumer]) else { return }
         consumer.pid = pid
         consumer.state = .spawning
         consumer.startedAt = .now
