@@ -21,6 +21,9 @@ public struct ProgramOutcome: Sendable {
 /// Runs an external program with input on stdin, collecting stdout and the tail of stderr, under a time
 /// limit: what an exec task is.
 ///
+/// The caller must ignore SIGPIPE (every swiftq role does): a program that exits without reading all its
+/// input makes the write to its stdin fail, which must be an `EPIPE`, not the caller's death.
+///
 /// The program gets a process group of its own, so a timeout kills everything it started, not just the
 /// first process. All waiting happens in one `poll` loop, so a program that fills stderr while its stdin is
 /// still being written never deadlocks against us.

@@ -12,6 +12,7 @@ final class PoolChildDriver {
     private var decoder = ChannelFrame.Decoder()
 
     init(slot: Int = 0) throws {
+        ignoreBrokenPipes()
         let (ours, theirs) = try Descriptors.socketPair()
         let lifeline = try Descriptors.pipe()
         pid = try ChildProcess.spawn(

@@ -24,6 +24,7 @@ final class TemporaryDirectory {
     let path: String
 
     init() throws {
+        ignoreBrokenPipes()
         var template = Array("/tmp/swiftq-test-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
         path = String(cString: made)
@@ -42,6 +43,12 @@ final class TemporaryDirectory {
     }
 }
 
+/// Writing to a socket or pipe whose reader is gone (a child that just exited, a connection the daemon
+/// closed) must fail with EPIPE, not kill the test runner; every helper calls this first.
+func ignoreBrokenPipes() {
+    UnixSignal.ignore(SIGPIPE)
+}
+
 /// The result of running a command to completion.
 struct CommandResult {
     var status: Int32
@@ -57,6 +64,7 @@ func runCommand(
     input: Data? = nil,
     timeout: Double = 30
 ) throws -> CommandResult {
+    ignoreBrokenPipes()
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
