@@ -92,6 +92,37 @@ import Testing
         #expect(try daemon.ctl(["ping"]).status == 0)
     }
 
+    /// An exec task's program runs in a process group of its own, so a kill of its pool child alone would
+    /// not reach it: it must still never outlive the worker.
+    @Test func anExecTaskProgramDiesWithAColdShutdown() throws {
+        let redis = try RedisServer()
+        let marker = UUID().uuidString
+        let script = Python.scripts + "/exec_task.py"
+        let daemon = try RedisInteropTests.daemon(
+            broker: redis,
+            extraYAML: "tasks:\n  reports.slow:\n    exec: [\(Python.interpreter), \(script), sleep, \(marker)]\n"
+        )
+        var request = RedisInteropTests.request(redis, calls: [["task": "reports.slow", "args": [60]]])
+        if case .object(var object) = request {
+            object["wait"] = false
+            request = .object(object)
+        }
+        _ = try Python.celeryClient(request)
+        func programs() -> [Int32] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+                guard let pid = Int32(entry),
+                    let cmdline = try? String(contentsOfFile: "/proc/\(entry)/cmdline", encoding: .utf8),
+                    cmdline.contains(marker), cmdline.contains("exec_task.py"), !cmdline.contains("_exec")
+                else { return nil }
+                return processHasEnded(pid) ? nil : pid
+            }
+        }
+        #expect(eventually(timeout: 10) { !programs().isEmpty })
+        daemon.signal(SIGQUIT)
+        #expect(daemon.waitForExit(timeout: 10) == 0)
+        #expect(eventually(timeout: 3) { programs().isEmpty }, "the exec task's program outlived the worker")
+    }
+
     @Test func aUsersOwnBinaryRunsTypedSwiftTasks() throws {
         let redis = try RedisServer()
         // Keep the daemon referenced: releasing it kills the worker.

@@ -27,8 +27,11 @@ enum ExecTask {
         environment.append("SWIFTQ_TASK_NAME=\(invocation.name)")
         let outcome: ProgramOutcome
         do {
+            // Through `swiftqd _exec`, which arms the parent-death signal before it execs the program: the
+            // program runs in a process group of its own (so a timeout kills all it started), which a kill
+            // of the pool child would otherwise not reach.
             outcome = try ProgramRunner.run(
-                arguments: argv,
+                arguments: [ChildProcess.currentExecutable, InternalRole.exec] + argv,
                 environment: environment,
                 input: input.serialized(),
                 timeout: timeout,
