@@ -370,6 +370,15 @@ struct ConfigurationDecoder {
             report(message, at: node, keyPath: keyPath)
             return nil
         }
+        if scheme == "embedded" {
+            // The daemon and swiftqctl recognise exactly `embedded`: normalise the spelling, and refuse an
+            // address, which would otherwise pass here and fail at run time.
+            guard url.lowercased() == "embedded" else {
+                report("the embedded broker takes no address: write `embedded` alone", at: node, keyPath: keyPath)
+                return nil
+            }
+            return "embedded"
+        }
         return url
     }
 
