@@ -66,6 +66,7 @@ let package = Package(
             dependencies: [
                 "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl", "SwiftqRedis",
                 .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -44,10 +44,7 @@ public final class CeleryClient {
         } catch {
             throw ClientError(.connection, "\(error)")
         }
-        var host = [CChar](repeating: 0, count: 256)
-        gethostname(&host, 255)
-        let hostname = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        origin = "gen\(getpid())@\(hostname)"
+        origin = "gen\(getpid())@\(NodeName.currentHostname())"
     }
 
     /// Publishes a task and returns the handle to its result.

@@ -12,6 +12,12 @@ extension Configuration {
     /// A file that cannot be read yields one diagnostic without a position, `path: cannot read configuration:
     /// <strerror>`, so "No such file or directory" and "Permission denied" reach the operator unchanged.
     public static func load(contentsOf path: String) throws(ConfigurationError) -> Configuration {
+        try parse(readText(contentsOf: path), file: path)
+    }
+
+    /// Reads a configuration file's text, with the same errors as ``load(contentsOf:)``. The daemon keeps the
+    /// text it validated and hands exactly that to its consumer, so a file edited again meanwhile cannot slip in.
+    public static func readText(contentsOf path: String) throws(ConfigurationError) -> String {
         let bytes: [UInt8]
         switch ConfigurationFile.contents(of: path) {
         case .success(let contents):
@@ -32,7 +38,7 @@ extension Configuration {
                 )
             ])
         }
-        return try parse(text, file: path)
+        return text
     }
 }
 

@@ -37,18 +37,4 @@ public enum Accounts {
             return entry.gr_gid
         }
     }
-
-    /// Reads a small text file (procfs, configuration). The corresponding C functions are `open`/`read`.
-    public static func readSmallFile(_ path: String, limit: Int = 64 * 1024 * 1024) throws(SystemError) -> String {
-        let fd = try retryingInterrupts("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
-        defer { Descriptors.close(fd) }
-        var bytes: [UInt8] = []
-        while true {
-            let chunk = try Descriptors.read(fd, maximum: 65536)
-            if chunk.isEmpty { break }
-            bytes.append(contentsOf: chunk)
-            if bytes.count > limit { throw SystemError("read \(path)", errno: EFBIG) }
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
 }

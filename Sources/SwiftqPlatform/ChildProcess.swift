@@ -116,6 +116,17 @@ public enum ChildProcess {
         return SystemError.current("execvp \(arguments[0])")
     }
 
+    /// This process's environment as `KEY=VALUE` strings, for a child's environment.
+    public static var currentEnvironment: [String] {
+        var environment: [String] = []
+        var pointer = environ
+        while let entry = pointer.pointee {
+            environment.append(String(cString: entry))
+            pointer += 1
+        }
+        return environment
+    }
+
     /// Path of the running executable, for re-executing it with an internal role.
     public static var currentExecutable: String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

@@ -65,7 +65,8 @@ import Glibc
         #expect(outcome.timedOut)
         #expect(outcome.status == nil)
         #expect(started.duration(to: .now) < .seconds(5))
-        let childPID = try Accounts.readSmallFile("\(directory)/child").trimmingCharacters(in: .whitespacesAndNewlines)
+        let childPID = try String(contentsOfFile: "\(directory)/child", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         let pid = try #require(Int32(childPID))
         usleep(100_000)
         #expect(kill(pid, 0) != 0 || isZombie(pid), "the program's own child survived the timeout")
@@ -108,7 +109,9 @@ import Glibc
     }
 
     func isZombie(_ pid: Int32) -> Bool {
-        guard let stat = try? Accounts.readSmallFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else {
             return true
         }
         return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")

@@ -94,13 +94,7 @@ import Testing
     @Test func aPeerUIDThatIsNotAllowedIsRefused() throws {
         // The socket file is world-writable here so that only the SO_PEERCRED check stands in the way.
         let daemon = try Daemon(concurrency: 1, controlYAML: "  mode: \"0666\"\n")
-        let asNobody = try runCommand(
-            "/usr/bin/setpriv",
-            [
-                "--reuid=65534", "--regid=65534", "--clear-groups", Binaries.swiftqctl, "--socket", daemon.socketPath,
-                "ping",
-            ]
-        )
+        let asNobody = try pingAsNobody(daemon, supplementaryGroup: nil)
         #expect(asNobody.status == 69, "\(asNobody.stdout) \(asNobody.stderr)")
         #expect(asNobody.stderr.contains("not allowed"))
         #expect(daemon.log.contains("control connection refused"))
@@ -111,25 +105,13 @@ import Testing
 
     @Test func anAllowedUIDIsServed() throws {
         let daemon = try Daemon(concurrency: 1, controlYAML: "  mode: \"0666\"\n  allow_uids: [65534]\n")
-        let asNobody = try runCommand(
-            "/usr/bin/setpriv",
-            [
-                "--reuid=65534", "--regid=65534", "--clear-groups", Binaries.swiftqctl, "--socket", daemon.socketPath,
-                "ping",
-            ]
-        )
+        let asNobody = try pingAsNobody(daemon, supplementaryGroup: nil)
         #expect(asNobody.status == 0, "\(asNobody.stdout) \(asNobody.stderr)")
     }
 
     @Test func anAllowedSupplementaryGroupIsServed() throws {
         let daemon = try Daemon(concurrency: 1, controlYAML: "  mode: \"0666\"\n  allow_gids: [4242]\n")
-        let withGroup = try runCommand(
-            "/usr/bin/setpriv",
-            [
-                "--reuid=65534", "--regid=65534", "--groups=4242", Binaries.swiftqctl, "--socket", daemon.socketPath,
-                "ping",
-            ]
-        )
+        let withGroup = try pingAsNobody(daemon, supplementaryGroup: 4242)
         #expect(withGroup.status == 0, "\(withGroup.stdout) \(withGroup.stderr)")
     }
 
@@ -145,6 +127,15 @@ import Testing
         #expect(second.status == 1)
         #expect(second.stderr.contains("another process is serving it"))
         #expect(try daemon.ctl(["ping"]).status == 0)
+    }
+
+    /// Runs `swiftqctl ping` as uid/gid 65534 (with one supplementary group, or none) through `setpriv`.
+    func pingAsNobody(_ daemon: Daemon, supplementaryGroup: Int?) throws -> CommandResult {
+        let groups = supplementaryGroup.map { "--groups=\($0)" } ?? "--clear-groups"
+        return try runCommand(
+            "/usr/bin/setpriv",
+            ["--reuid=65534", "--regid=65534", groups, Binaries.swiftqctl, "--socket", daemon.socketPath, "ping"]
+        )
     }
 
     func errorCode(_ reply: ControlReply) -> String? {

@@ -250,7 +250,7 @@ extension Consumer {
             var started = delivery
             started.startedAt = .now
             slot.task = started
-            slot.state = .busy(taskID: delivery.message.id, since: .now)
+            slot.state = .busy
             // Early ack (worker.acks_late: false) is Celery's default: the message is settled as the task
             // starts, so a crash from here on loses it. STARTED is stored first when tracking is on.
             var atStart = Completion()

@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 import OrderedCollections
 import SwiftqBootsteps
@@ -30,7 +31,6 @@ final class Consumer {
     var shuttingDown = false
     var exitCode: Int32 = 0
     var heartbeat: RepeatingTimer?
-    var drainDeadline: ContinuousClock.Instant?
     var tasksCompleted = 0
     var tasksFailed = 0
     var workerLost = 0
@@ -38,7 +38,9 @@ final class Consumer {
     // Tasks (see Consumer+Tasks.swift).
     let registry: TaskRegistry
     var transport: RedisTransport?
-    var ready: [TaskDelivery] = []
+    /// Decoded deliveries waiting for a free pool child, oldest first (a deque: taking the first is O(1)
+    /// however large the prefetch window).
+    var ready: Deque<TaskDelivery> = []
     var outstandingCredit = 0
     var waitingForETA = 0
     var brokerConnected = false
@@ -240,7 +242,7 @@ final class Consumer {
         case "result":
             slot.tasksCompleted += 1
             completeRunningTask(in: slot, result: message)
-            if case .retiring = slot.state {
+            if slot.state == .retiring {
                 releaseRetired(slot)
             } else {
                 slot.state = .idle
@@ -275,7 +277,7 @@ final class Consumer {
             supervisor.send(ChannelMessage.make("slot_retired", ["slot": .int(Int64(index))]))
             return
         }
-        slot.state = .retiring(taskID: slot.currentTaskID)
+        slot.state = .retiring
         if slot.currentTaskID == nil { releaseRetired(slot) }
     }
 

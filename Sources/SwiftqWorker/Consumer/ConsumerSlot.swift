@@ -3,14 +3,14 @@ import SwiftqPlatform
 
 /// The consumer's view of one pool slot: which child serves it and what that child is doing.
 ///
-/// States: `starting` (attached, no hello yet) → `idle` ⇄ `busy(task)`; `retiring` (finish the current
-/// task, then let the child go); `gone` (the child exited or its channel broke).
+/// States: `starting` (attached, no hello yet) → `idle` ⇄ `busy`; `retiring` (finish the current task, then
+/// let the child go); `gone` (the child exited or its channel broke). The running task itself is `task`.
 final class ConsumerSlot {
     enum State: Equatable {
         case starting
         case idle
-        case busy(taskID: String, since: ContinuousClock.Instant)
-        case retiring(taskID: String?)
+        case busy
+        case retiring
         case gone
     }
 

@@ -89,9 +89,6 @@ final class WorkQueue<Item: Sendable>: Sendable {
             return (taken, state.stopped)
         }
     }
-
-    /// Items not taken yet.
-    var pendingCount: Int { state.withLock { $0.items.count } }
 }
 
 /// A counting semaphore with a timed wait (POSIX `sem_timedwait` on CLOCK_REALTIME).

@@ -24,6 +24,8 @@ struct Completion: Sendable {
     var meta: [UInt8]?
     var deliveryTag: String?
     var requeue = false
+    /// Give back every message this consumer still holds (warm or cold shutdown), after what precedes it.
+    var restoreHeld = false
 }
 
 /// The Redis transport as the consumer uses it: two threads, because hiredis blocks.
@@ -110,20 +112,23 @@ final class RedisTransport: Sendable {
     func stop(restoreHeld: Bool, timeout: Duration) {
         stopping.withLock { $0 = true }
         fetchSignal.post()
-        outbox.post(Completion(taskID: nil, meta: nil, deliveryTag: restoreHeld ? Self.restoreMarker : nil))
+        if restoreHeld { outbox.post(Completion(restoreHeld: true)) }
         outbox.stop()
         finished.wait(timeout: timeout)
     }
 
-    private static let restoreMarker = "\u{0}restore-held"
-
     private var isStopping: Bool { stopping.withLock { $0 } }
+
+    /// A connection with the transport's timeouts: 5 s to connect, 10 s per command (reserve scripts and
+    /// pipelines are short; a longer stall means the broker is gone).
+    private func connect(_ url: RedisURL) throws(RedisError) -> RedisConnection {
+        try RedisConnection(url: url, connectTimeout: .seconds(5), commandTimeout: .seconds(10))
+    }
 
     // MARK: Fetcher
 
     private func fetchLoop() {
         var backoff = Backoff()
-        var connection: RedisConnection?
         var broker: KombuRedisBroker?
         var watcher: KombuQueueWatcher?
         var restoredAtStart = false
@@ -137,11 +142,7 @@ final class RedisTransport: Sendable {
         while !isStopping {
             if broker == nil {
                 do {
-                    let made = try RedisConnection(
-                        url: brokerURL,
-                        connectTimeout: .seconds(5),
-                        commandTimeout: .seconds(10)
-                    )
+                    let made = try connect(brokerURL)
                     let kombu = KombuRedisBroker(connection: made)
                     try kombu.declare(queues: queues)
                     watcher = try KombuQueueWatcher(url: brokerURL, layout: KombuRedisLayout(), queues: queues)
@@ -157,7 +158,6 @@ final class RedisTransport: Sendable {
                         events.post(.reconnected(held: held))
                     }
                     connectedBefore = true
-                    connection = made
                     broker = kombu
                     backoff.reset()
                     events.post(.state(connected: true, detail: "connected to \(brokerURL.redacted)"))
@@ -177,7 +177,6 @@ final class RedisTransport: Sendable {
                     if restored > 0 { events.post(.restored(restored)) }
                 } catch {
                     events.post(.state(connected: false, detail: "\(error)"))
-                    connection = nil
                     broker = nil
                     watcher = nil
                     continue
@@ -200,13 +199,11 @@ final class RedisTransport: Sendable {
                 }
             } catch {
                 events.post(.state(connected: false, detail: "\(error)"))
-                connection = nil
                 broker = nil
                 watcher = nil
                 Thread.sleep(forTimeInterval: backoff.next().seconds)
             }
         }
-        _ = connection
     }
 
     // MARK: Writer
@@ -226,25 +223,12 @@ final class RedisTransport: Sendable {
                 if pending.isEmpty { continue }
             }
             do {
-                if brokerConnection == nil {
-                    brokerConnection = KombuRedisBroker(
-                        connection: try RedisConnection(
-                            url: brokerURL,
-                            connectTimeout: .seconds(5),
-                            commandTimeout: .seconds(10)
-                        )
-                    )
-                }
+                let broker = try brokerConnection ?? KombuRedisBroker(connection: connect(brokerURL))
+                brokerConnection = broker
                 if backend == nil, let backendURL {
-                    backend = RedisResultBackend(
-                        connection: try RedisConnection(
-                            url: backendURL,
-                            connectTimeout: .seconds(5),
-                            commandTimeout: .seconds(10)
-                        )
-                    )
+                    backend = RedisResultBackend(connection: try connect(backendURL))
                 }
-                try flush(Array(pending.prefix(batchLimit)), broker: brokerConnection!, backend: backend)
+                try flush(Array(pending.prefix(batchLimit)), broker: broker, backend: backend)
                 pending.removeFirst(min(batchLimit, pending.count))
                 backoff.reset()
             } catch {
@@ -277,10 +261,9 @@ final class RedisTransport: Sendable {
         var requeued: [String] = []
         var restoreHeld = false
         for item in batch {
+            if item.restoreHeld { restoreHeld = true }
             guard let tag = item.deliveryTag else { continue }
-            if tag == Self.restoreMarker {
-                restoreHeld = true
-            } else if item.requeue {
+            if item.requeue {
                 // A no-op when the message is no longer in `unacked` (already acked or restored).
                 _ = try broker.reject(tag: tag, owner: owner, requeue: true)
                 requeued.append(tag)

@@ -117,7 +117,7 @@ struct SwiftqdCommand: ParsableCommand {
         let text: String
         let configuration: Configuration
         do {
-            text = try readConfigurationText(config)
+            text = try Configuration.readText(contentsOf: config)
             configuration = try Configuration.parse(text, file: config)
         } catch {
             writeStandardError("\(error)\n")
@@ -144,17 +144,6 @@ struct SwiftqdCommand: ParsableCommand {
         }
         setenv("SWIFTQ_LOG_LEVEL", configuration.logging.level.rawValue, 1)
         return supervisor.run()
-    }
-}
-
-/// Reads the configuration file's text, as a configuration error when it cannot be read.
-func readConfigurationText(_ path: String) throws(ConfigurationError) -> String {
-    do {
-        return try Accounts.readSmallFile(path)
-    } catch {
-        throw ConfigurationError(
-            diagnostics: [ConfigurationDiagnostic(file: path, message: "cannot read configuration: \(error.reason)")]
-        )
     }
 }
 

@@ -1,10 +1,11 @@
 import OrderedCollections
 import SwiftqCore
+import SwiftqPlatform
 
 /// The messages that travel on swiftq's internal channels, one JSON object per ``ChannelFrame``, told
 /// apart by their `"type"`.
 ///
-/// Consumer → pool child: `execute`, `log_level`, `ping`. Pool child → consumer: `hello`, `result`, `error`.
+/// Consumer → pool child: `execute`, `log_level`. Pool child → consumer: `hello`, `result`, `error`.
 /// Supervisor → consumer: `configure`, `attach_slot` (+1 descriptor), `slot_exited`, `retire_slot`,
 /// `stats`, `shutdown`. Consumer → supervisor: `ready`, `heartbeat`, `stats`, `slot_retired`, `drained`.
 /// These are internal (both ends are the same binary) but documented and tested at the frame level,
@@ -22,18 +23,16 @@ enum ChannelMessage {
         return .object(object)
     }
 
-    /// An exit status as JSON, for `slot_exited` and `stats`.
-    static func json(_ status: ExitStatusDescription) -> JSONValue {
-        var object: OrderedDictionary<String, JSONValue> = ["description": .string(status.text)]
-        object["code"] = status.code.map { .int(Int64($0)) } ?? .null
-        object["signal"] = status.signal.map { .int(Int64($0)) } ?? .null
-        return .object(object)
-    }
 }
 
-/// The parts of an exit status that the channels and `stats` carry.
-struct ExitStatusDescription {
-    var text: String
-    var code: Int32?
-    var signal: Int32?
+extension ExitStatus {
+    /// As JSON, for `slot_exited` and `stats`: a description, and the exit code or the signal.
+    var json: JSONValue {
+        switch self {
+        case .exited(let code):
+            .object(["description": .string(description), "code": .int(Int64(code)), "signal": .null])
+        case .signaled(let signal, _):
+            .object(["description": .string(description), "code": .null, "signal": .int(Int64(signal))])
+        }
+    }
 }

@@ -76,8 +76,6 @@ final class PoolChild {
                 DaemonLog.level = Logger.Level(level)
                 logger.info("log level is now \(name)")
             }
-        case "ping":
-            channel.send(ChannelMessage.make("pong", ["id": message["id"] ?? .null]))
         default:
             logger.warning("ignoring a channel message of unknown type: \(message["type"] ?? .null)")
             channel.send(

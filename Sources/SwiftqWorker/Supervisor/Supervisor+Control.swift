@@ -128,7 +128,7 @@ extension Supervisor {
         object["restarts"] = .int(Int64(child.restarts))
         object["uptime"] = child.isAlive ? .double(child.startedAt.duration(to: .now).seconds) : .null
         if let exit = child.lastExit {
-            var last = ChannelMessage.json(exit.channelDescription).objectValue ?? [:]
+            var last = exit.json.objectValue ?? [:]
             last["at"] = child.lastExitWallClock.map { .double($0) } ?? .null
             object["last_exit"] = .object(last)
         } else {

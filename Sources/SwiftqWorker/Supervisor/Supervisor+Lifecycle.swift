@@ -99,7 +99,7 @@ extension Supervisor {
         let text: String
         let updated: Configuration
         do {
-            text = try readConfigurationText(configurationPath)
+            text = try Configuration.readText(contentsOf: configurationPath)
             updated = try Configuration.parse(text, file: configurationPath)
         } catch {
             let message = "\(error)"

@@ -12,16 +12,9 @@ extension Supervisor {
     /// The environment children get: the supervisor's, without systemd's notification variables (only
     /// the main process talks to systemd; `NotifyAccess=main`).
     var childEnvironment: [String] {
-        var environment: [String] = []
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if !text.hasPrefix("NOTIFY_SOCKET=") && !text.hasPrefix("WATCHDOG_") && !text.hasPrefix("LISTEN_") {
-                environment.append(text)
-            }
-            pointer += 1
+        ChildProcess.currentEnvironment.filter { entry in
+            !entry.hasPrefix("NOTIFY_SOCKET=") && !entry.hasPrefix("WATCHDOG_") && !entry.hasPrefix("LISTEN_")
         }
-        return environment
     }
 
     /// Re-executes this binary with an internal role: its channel (one end of a new socketpair) as fd 3,
@@ -224,7 +217,7 @@ extension Supervisor {
         case .pool(let slot):
             if let channel = consumerChannel {
                 var fields: OrderedDictionary<String, JSONValue> = ["slot": .int(Int64(slot)), "pid": .int(Int64(pid))]
-                fields["status"] = ChannelMessage.json(status.channelDescription)
+                fields["status"] = status.json
                 channel.send(ChannelMessage.make("slot_exited", fields))
             }
             if child.state == .retiring {
@@ -372,13 +365,4 @@ public enum InternalRole {
     /// Arms the parent-death signal, then execs the rest of the command line (for helper programs such
     /// as the embedded broker's redis-server, which cannot arm it themselves).
     public static let exec = "_exec"
-}
-
-extension ExitStatus {
-    var channelDescription: ExitStatusDescription {
-        switch self {
-        case .exited(let code): ExitStatusDescription(text: description, code: code, signal: nil)
-        case .signaled(let signal, _): ExitStatusDescription(text: description, code: nil, signal: signal)
-        }
-    }
 }

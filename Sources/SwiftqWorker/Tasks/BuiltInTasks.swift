@@ -55,6 +55,8 @@ enum BuiltInTasks {
         var real = 0.0
         var isReal = false
         for number in numbers {
+            // Python's bool is an int: True counts as 1.
+            let number: JSONValue = number.boolValue.map { .int($0 ? 1 : 0) } ?? number
             switch number {
             case .int(let value):
                 if isReal {
@@ -64,8 +66,6 @@ enum BuiltInTasks {
                     if overflow { throw TaskFailure(type: "OverflowError", message: "integer sum exceeds 64 bits") }
                     integer = sum
                 }
-            case .bool(let value):
-                if isReal { real += value ? 1 : 0 } else { integer += value ? 1 : 0 }
             case .double(let value):
                 if !isReal {
                     isReal = true

@@ -22,7 +22,7 @@ enum ExecTask {
             "id": .string(invocation.id), "task": .string(invocation.name), "args": .array(invocation.args),
             "kwargs": .object(invocation.kwargs),
         ]
-        var environment = currentEnvironment()
+        var environment = ChildProcess.currentEnvironment
         environment.append("SWIFTQ_TASK_ID=\(invocation.id)")
         environment.append("SWIFTQ_TASK_NAME=\(invocation.name)")
         let outcome: ProgramOutcome
@@ -75,15 +75,5 @@ enum ExecTask {
 
     static func failure(_ message: String, traceback: String?) -> TaskFailure {
         TaskFailure(type: "ExecTaskFailed", message: message, module: "swiftq", traceback: traceback)
-    }
-
-    static func currentEnvironment() -> [String] {
-        var environment: [String] = []
-        var pointer = environ
-        while let entry = pointer.pointee {
-            environment.append(String(cString: entry))
-            pointer += 1
-        }
-        return environment
     }
 }

@@ -36,9 +36,3 @@ public enum NodeName {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
-
-/// The product version, shown by `--version`, `stats` and the startup log line.
-public enum SwiftqVersion {
-    /// The version string.
-    public static let current = "0.1.0"
-}
