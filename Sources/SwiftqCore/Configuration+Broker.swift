@@ -14,9 +14,63 @@ extension Configuration {
         /// Always positive.
         public var visibilityTimeout: Duration
 
-        public init(url: String = "embedded", visibilityTimeout: Duration = .seconds(3600)) {
+        /// AMQP heartbeat interval asked of RabbitMQ; `.zero` turns heartbeats off. Missed heartbeats are how a
+        /// silently dead TCP connection is noticed, so the default (60 s, RabbitMQ's own) stays on.
+        public var heartbeat: Duration
+        /// How long connecting to the broker (TCP, TLS and login) may take before it counts as a failed attempt.
+        public var connectTimeout: Duration
+        /// TLS settings for `amqps://`.
+        public var tls: TLS
+        /// `x-max-priority` for the queues the worker declares on RabbitMQ (Celery's `task_queue_max_priority`),
+        /// or `nil` for queues without priorities. Must match how the queues were first declared.
+        public var queueMaxPriority: Int?
+        /// The RabbitMQ queue type of the queues the worker declares (Celery's `task_default_queue_type`).
+        public var queueType: QueueType
+
+        /// RabbitMQ queue types the worker can declare.
+        public enum QueueType: String, Sendable, Equatable, CaseIterable {
+            /// A classic queue (the default, as in Celery).
+            case classic
+            /// A replicated quorum queue (`x-queue-type: quorum`).
+            case quorum
+        }
+
+        /// Certificates for `amqps://`. Peer verification is on unless turned off explicitly.
+        public struct TLS: Sendable, Equatable {
+            /// PEM file of the certificate authorities that sign the broker's certificate; the system's default
+            /// store when `nil`.
+            public var caFile: String?
+            /// PEM client certificate, for brokers that authenticate clients by certificate.
+            public var certFile: String?
+            /// PEM private key of ``certFile``.
+            public var keyFile: String?
+            /// Whether the broker's certificate and host name are verified.
+            public var verify: Bool
+
+            public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil, verify: Bool = true) {
+                self.caFile = caFile
+                self.certFile = certFile
+                self.keyFile = keyFile
+                self.verify = verify
+            }
+        }
+
+        public init(
+            url: String = "embedded",
+            visibilityTimeout: Duration = .seconds(3600),
+            heartbeat: Duration = .seconds(60),
+            connectTimeout: Duration = .seconds(10),
+            tls: TLS = TLS(),
+            queueMaxPriority: Int? = nil,
+            queueType: QueueType = .classic
+        ) {
             self.url = url
             self.visibilityTimeout = visibilityTimeout
+            self.heartbeat = heartbeat
+            self.connectTimeout = connectTimeout
+            self.tls = tls
+            self.queueMaxPriority = queueMaxPriority
+            self.queueType = queueType
         }
     }
 

@@ -129,6 +129,60 @@ enum ConfigurationSchema {
                     configuration.broker.visibilityTimeout = value
                 }
             },
+            ConfigurationField(key: "heartbeat") { node, path, decoder, configuration in
+                // 0 turns AMQP heartbeats off.
+                if let value = decoder.duration(node, at: path, allowsZero: true) {
+                    configuration.broker.heartbeat = value
+                }
+            },
+            ConfigurationField(key: "connect_timeout") { node, path, decoder, configuration in
+                if let value = decoder.duration(node, at: path, allowsZero: false) {
+                    configuration.broker.connectTimeout = value
+                }
+            },
+            ConfigurationField(key: "tls_ca_file") { node, path, decoder, configuration in
+                if let value = decoder.text(node, at: path, expected: "a file path") {
+                    configuration.broker.tls.caFile = value
+                }
+            },
+            ConfigurationField(key: "tls_cert_file") { node, path, decoder, configuration in
+                if let value = decoder.text(node, at: path, expected: "a file path") {
+                    configuration.broker.tls.certFile = value
+                }
+            },
+            ConfigurationField(key: "tls_key_file") { node, path, decoder, configuration in
+                if let value = decoder.text(node, at: path, expected: "a file path") {
+                    configuration.broker.tls.keyFile = value
+                }
+            },
+            ConfigurationField(key: "tls_verify") { node, path, decoder, configuration in
+                if let value = decoder.boolean(node, at: path) {
+                    configuration.broker.tls.verify = value
+                }
+            },
+            ConfigurationField(key: "queue_max_priority") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.broker.queueMaxPriority = nil
+                    return
+                }
+                // RabbitMQ allows 1 to 255 (it recommends at most 10).
+                if let value = decoder.integer(node, at: path, in: 1...255, expected: "an integer from 1 to 255") {
+                    configuration.broker.queueMaxPriority = value
+                }
+            },
+            ConfigurationField(key: "queue_type") { node, path, decoder, configuration in
+                let names = Configuration.Broker.QueueType.allCases.map(\.rawValue)
+                guard let text = decoder.text(node, at: path, expected: "classic or quorum") else { return }
+                if let value = Configuration.Broker.QueueType(rawValue: text) {
+                    configuration.broker.queueType = value
+                } else {
+                    decoder.report(
+                        "expected \(names.joined(separator: " or ")), got \(text.debugDescription)",
+                        at: node,
+                        keyPath: path
+                    )
+                }
+            },
         ]
     )
 

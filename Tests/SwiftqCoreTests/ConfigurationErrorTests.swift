@@ -315,6 +315,14 @@ struct ConfigurationErrorTests {
             "tasks.reports.render.timeout",
             "expected a positive duration such as 30s, got \"0s\""
         ),
+        .init("queue-type-invalid.yaml", 2, 15, "broker.queue_type", "expected classic or quorum, got \"lazy\""),
+        .init(
+            "queue-max-priority-too-large.yaml",
+            2,
+            23,
+            "broker.queue_max_priority",
+            "expected an integer from 1 to 255, got 256"
+        ),
         .init(
             "task-timeout-invalid.yaml",
             4,

@@ -9,6 +9,13 @@ struct ConfigurationParsingTests {
         #expect(Configuration.defaultPath == "/etc/swiftq/config.yaml")
         #expect(configuration.broker.url == "embedded")
         #expect(configuration.broker.visibilityTimeout == .seconds(3600))
+        #expect(configuration.broker.heartbeat == .seconds(60))
+        #expect(configuration.broker.connectTimeout == .seconds(10))
+        #expect(
+            configuration.broker.tls == Configuration.Broker.TLS(caFile: nil, certFile: nil, keyFile: nil, verify: true)
+        )
+        #expect(configuration.broker.queueMaxPriority == nil)
+        #expect(configuration.broker.queueType == .classic)
         #expect(configuration.resultBackend.url == nil)
         #expect(configuration.resultBackend.expires == .seconds(86400))
         #expect(configuration.resultBackend.extended == false)
@@ -47,7 +54,17 @@ struct ConfigurationParsingTests {
         var expected = Configuration()
         expected.broker = Configuration.Broker(
             url: "amqp://guest:guest@rabbit.example:5672/swiftq",
-            visibilityTimeout: .seconds(12 * 3600)
+            visibilityTimeout: .seconds(12 * 3600),
+            heartbeat: .zero,
+            connectTimeout: .seconds(3),
+            tls: Configuration.Broker.TLS(
+                caFile: "/etc/ssl/rabbit-ca.pem",
+                certFile: "/etc/swiftq/client.pem",
+                keyFile: "/etc/swiftq/client.key",
+                verify: false
+            ),
+            queueMaxPriority: 10,
+            queueType: .quorum
         )
         expected.resultBackend = Configuration.ResultBackend(
             url: "redis://redis.example:6379/1",

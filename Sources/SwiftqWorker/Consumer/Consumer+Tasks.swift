@@ -107,7 +107,7 @@ extension Consumer {
         switch event {
         case .delivered(let messages):
             outstandingCredit = max(0, outstandingCredit - messages.count)
-            for reserved in messages { receive(reserved) }
+            for inbound in messages { receive(inbound) }
         case .state(let connected, let detail):
             if connected != brokerConnected || (!connected && detail != brokerDetail) {
                 if connected {
@@ -138,28 +138,24 @@ extension Consumer {
         }
     }
 
-    /// Decodes one reserved message; bad input is logged, counted, and settled so it never loops.
-    func receive(_ reserved: ReservedMessage) {
+    /// Routes one delivered message; bad input is logged, counted, and settled so it never loops.
+    func receive(_ inbound: InboundMessage) {
         received += 1
-        if let tag = reserved.deliveryTag { unsettled.insert(tag) }
-        if reserved.isMalformed {
-            rejected["malformed_envelope", default: 0] += 1
-            let payload = preview(reserved.payload)
-            logger.error("dropping a message that is not a kombu envelope from \(reserved.queue): \(payload)")
-            return
-        }
-        let envelope: RedisEnvelope
         let message: TaskMessage
-        do {
-            envelope = try RedisEnvelope.decode(reserved.payload)
-            message = try TaskMessage.decode(envelope)
-        } catch {
+        let delivery: TaskDelivery
+        switch inbound {
+        case .malformed(let payload, let queue):
+            rejected["malformed_envelope", default: 0] += 1
+            logger.error("dropping a message that is not a kombu envelope from \(queue): \(preview(payload))")
+            return
+        case .undecodable(let error, let deliveryTag, let queue):
+            if let tag = deliveryTag { unsettled.insert(tag) }
             rejected[error.code.description, default: 0] += 1
             var metadata: Logger.Metadata = ["reason": "\(error.code.description)"]
             if let id = error.taskID { metadata[DaemonLog.Key.taskID] = "\(id)" }
             if let name = error.taskName { metadata[DaemonLog.Key.taskName] = "\(name)" }
-            logger.error("rejecting message from \(reserved.queue): \(error.message)", metadata: metadata)
-            var completion = Completion(deliveryTag: reserved.deliveryTag)
+            logger.error("rejecting message from \(queue): \(error.message)", metadata: metadata)
+            var completion = Completion(deliveryTag: deliveryTag)
             if let id = error.taskID {
                 let meta = ResultMeta.failure(
                     taskID: id,
@@ -176,13 +172,11 @@ extension Consumer {
             }
             transport?.complete(completion)
             return
+        case .task(let task, let deliveryTag, let queue):
+            if let tag = deliveryTag { unsettled.insert(tag) }
+            message = task
+            delivery = TaskDelivery(message: task, deliveryTag: deliveryTag, queue: queue, receivedAt: .now)
         }
-        let delivery = TaskDelivery(
-            message: message,
-            deliveryTag: reserved.deliveryTag,
-            queue: envelope.routingKey.isEmpty ? reserved.queue : envelope.routingKey,
-            receivedAt: .now
-        )
         var taskLogger = logger
         taskLogger[metadataKey: DaemonLog.Key.taskID] = "\(message.id)"
         taskLogger[metadataKey: DaemonLog.Key.taskName] = "\(message.name)"
@@ -198,11 +192,13 @@ extension Consumer {
             // Held in memory, still unacked, until its ETA (its visibility deadline is kept fresh meanwhile);
             // ETA tasks do not count against the prefetch window, as Celery raises its QoS for them.
             waitingForETA += 1
+            transport?.setHeldForETA(waitingForETA)
             if let tag = delivery.deliveryTag { transport?.setRunning(tag, true) }
             let delay = eta.secondsSince1970 - CeleryTimestamp.now.secondsSince1970
             taskLogger.debug("holding until its ETA \(eta.iso8601)")
             loop.schedule(after: .milliseconds(Int64(max(0, delay) * 1000))) { [unowned self] in
                 waitingForETA -= 1
+                transport?.setHeldForETA(waitingForETA)
                 if let tag = delivery.deliveryTag { transport?.setRunning(tag, false) }
                 guard !shuttingDown else { return }
                 ready.append(delivery)
@@ -235,7 +231,12 @@ extension Consumer {
             taskID: delivery.message.id
         )
         transport?.complete(
-            Completion(taskID: delivery.message.id, meta: meta.serialized(), deliveryTag: delivery.deliveryTag)
+            Completion(
+                taskID: delivery.message.id,
+                meta: meta.serialized(),
+                replyTo: delivery.message.replyTo,
+                deliveryTag: delivery.deliveryTag
+            )
         )
         return true
     }
@@ -246,6 +247,16 @@ extension Consumer {
         for index in slots.keys.sorted() where !ready.isEmpty {
             guard let slot = slots[index], slot.state == .idle, let channel = slot.channel else { continue }
             let delivery = ready.removeFirst()
+            if let tag = delivery.deliveryTag, transport?.isStale(tag) == true {
+                // Delivered on a connection that has been lost: the broker delivers it again, and this copy
+                // can no longer be acked, so it must not run.
+                unsettled.remove(tag)
+                logger.info(
+                    "dropping a reserved task from a lost broker connection; the broker redelivers it",
+                    metadata: [DaemonLog.Key.taskID: "\(delivery.message.id)"]
+                )
+                continue
+            }
             if revokeIfExpired(delivery) { continue }
             var started = delivery
             started.startedAt = .now
@@ -256,6 +267,7 @@ extension Consumer {
             var atStart = Completion()
             if configuration.worker.trackStarted && delivery.message.ignoreResult != true {
                 atStart.taskID = delivery.message.id
+                atStart.replyTo = delivery.message.replyTo
                 atStart.meta = ResultMeta.started(
                     taskID: delivery.message.id,
                     pid: Int(slot.pid),
@@ -369,7 +381,12 @@ extension Consumer {
         if message.ignoreResult == true { meta = nil }
         if let tag = delivery.deliveryTag { transport?.setRunning(tag, false) }
         transport?.complete(
-            Completion(taskID: message.id, meta: meta?.serialized(), deliveryTag: delivery.deliveryTag)
+            Completion(
+                taskID: message.id,
+                meta: meta?.serialized(),
+                replyTo: message.replyTo,
+                deliveryTag: delivery.deliveryTag
+            )
         )
     }
 

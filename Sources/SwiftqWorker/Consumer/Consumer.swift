@@ -37,7 +37,7 @@ final class Consumer {
 
     // Tasks (see Consumer+Tasks.swift).
     let registry: TaskRegistry
-    var transport: RedisTransport?
+    var transport: (any BrokerTransport)?
     /// Decoded deliveries waiting for a free pool child, oldest first (a deque: taking the first is O(1)
     /// however large the prefetch window).
     var ready: Deque<TaskDelivery> = []
@@ -153,7 +153,7 @@ final class Consumer {
 
     /// The broker URL with its password masked, for stats and logs.
     var redactedBrokerURL: String {
-        (try? RedisURL(parsing: configuration.broker.url))?.redacted ?? configuration.broker.url
+        transport?.redactedURL ?? (try? RedisURL(parsing: configuration.broker.url))?.redacted ?? "(not connected)"
     }
 
     // MARK: Supervisor messages

@@ -3,31 +3,6 @@ import SwiftqCore
 import SwiftqRedis
 import Synchronization
 
-/// What the broker threads tell the consumer loop.
-enum BrokerEvent: Sendable {
-    /// Messages reserved for this worker (recorded in `unacked` before they left Redis).
-    case delivered([ReservedMessage])
-    /// The connection state changed: `connected`, or `disconnected` with the reason.
-    case state(connected: Bool, detail: String)
-    /// Results were stored and these messages acked or requeued: they are settled.
-    case settled(tags: [String], results: Int)
-    /// The fetcher reconnected; these are the messages Redis records as held by this consumer. Any that the
-    /// consumer does not know were reserved by a call whose reply the broken connection lost.
-    case reconnected(held: [String])
-    /// Reserved messages were handed back to the broker (warm shutdown, restart).
-    case restored(Int)
-}
-
-/// One unit of work for the writer thread, done in order: store the result (if any), then ack or requeue.
-struct Completion: Sendable {
-    var taskID: String?
-    var meta: [UInt8]?
-    var deliveryTag: String?
-    var requeue = false
-    /// Give back every message this consumer still holds (warm or cold shutdown), after what precedes it.
-    var restoreHeld = false
-}
-
 /// The Redis transport as the consumer uses it: two threads, because hiredis blocks.
 ///
 /// - The **fetcher** owns one broker connection. It reserves up to the credit the consumer granted
@@ -39,7 +14,7 @@ struct Completion: Sendable {
 /// Both reconnect with capped, jittered backoff and never drop work: a failed batch is retried whole
 /// (acks and result stores are idempotent, and a stored SUCCESS is never overwritten).
 /// Shared state is behind `Mutex`es; everything else belongs to its thread.
-final class RedisTransport: Sendable {
+final class RedisTransport: BrokerTransport {
     let events: Mailbox<BrokerEvent>
     private let brokerURL: RedisURL
     private let backendURL: RedisURL?
@@ -98,14 +73,18 @@ final class RedisTransport: Sendable {
         }
     }
 
-    /// Queues a result and/or an ack for the writer.
-    func complete(_ completion: Completion) {
-        outbox.post(completion)
-    }
-
+    /// Queues results and/or acks for the writer.
     func complete(_ completions: [Completion]) {
         outbox.post(completions)
     }
+
+    /// ETA tasks need no extra room on Redis: they are not counted against the credit.
+    func setHeldForETA(_ count: Int) {}
+
+    /// Redis delivery tags stay valid across reconnects (they are keys of the `unacked` hash).
+    func isStale(_ tag: String) -> Bool { false }
+
+    var redactedURL: String { brokerURL.redacted }
 
     /// Stops fetching; the writer finishes its queue, then (if asked) gives back every message this
     /// owner still holds. Blocks until done or `timeout`.
@@ -195,7 +174,7 @@ final class RedisTransport: Sendable {
                     _ = try watcher?.wait(timeout: .seconds(1))
                 } else {
                     credit.withLock { $0 -= reserved.count }
-                    events.post(.delivered(reserved))
+                    events.post(.delivered(reserved.map(Self.inbound)))
                 }
             } catch {
                 events.post(.state(connected: false, detail: "\(error)"))
@@ -278,17 +257,17 @@ final class RedisTransport: Sendable {
         }
         events.post(.settled(tags: acks + requeued, results: backend == nil ? 0 : results.count))
     }
-}
 
-/// Capped, jittered exponential backoff for reconnects: 100 ms doubling to 5 s, ±20 %.
-struct Backoff {
-    private(set) var attempts = 0
-
-    mutating func reset() { attempts = 0 }
-
-    mutating func next() -> Duration {
-        attempts += 1
-        let base = min(5.0, 0.1 * pow(2.0, Double(min(attempts - 1, 10))))
-        return .milliseconds(Int64(base * Double.random(in: 0.8...1.2) * 1000))
+    /// Decodes a reserved message on the fetcher's thread (the consumer loop only routes it).
+    static func inbound(_ reserved: ReservedMessage) -> InboundMessage {
+        if reserved.isMalformed { return .malformed(payload: reserved.payload, queue: reserved.queue) }
+        do {
+            let envelope = try RedisEnvelope.decode(reserved.payload)
+            let message = try TaskMessage.decode(envelope)
+            let queue = envelope.routingKey.isEmpty ? reserved.queue : envelope.routingKey
+            return .task(message, deliveryTag: reserved.deliveryTag, queue: queue)
+        } catch {
+            return .undecodable(error, deliveryTag: reserved.deliveryTag, queue: reserved.queue)
+        }
     }
 }
