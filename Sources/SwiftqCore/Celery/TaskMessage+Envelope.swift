@@ -35,7 +35,6 @@ extension TaskMessage {
         deliveryTag: String = UUID().uuidString.lowercased(),
         now: CeleryTimestamp = .now
     ) -> [UInt8] {
-        let body: JSONValue = [.array(args), .object(kwargs), embed]
         var properties: OrderedDictionary<String, JSONValue> = [
             "correlation_id": .string(correlationID ?? id),
             "reply_to": replyTo.map(JSONValue.string) ?? .null,
@@ -51,7 +50,7 @@ extension TaskMessage {
         properties["delivery_tag"] = .string(deliveryTag)
 
         let envelope: JSONValue = [
-            "body": .string(Base64.encode(body.serialized())),
+            "body": .string(Base64.encode(wireBody)),
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": .object(wireHeaders(extra: [:])),
@@ -60,9 +59,15 @@ extension TaskMessage {
         return envelope.serialized()
     }
 
+    /// The body as Python's JSON serializer writes it: `[args, kwargs, embed]` (§1.3). AMQP carries it as is (content
+    /// type `application/json`, encoding `utf-8`); Redis base64-encodes it inside the envelope.
+    public var wireBody: [UInt8] {
+        JSONValue.array([.array(args), .object(kwargs), embed]).serialized()
+    }
+
     /// The headers of an envelope for this message: see ``redisEnvelope(queue:priority:replyTo:deliveryTag:now:)``.
-    /// `extra` headers come after those of ``headers`` and win over them.
-    func wireHeaders(extra: OrderedDictionary<String, JSONValue>) -> OrderedDictionary<String, JSONValue> {
+    /// `extra` headers come after those of ``headers`` and win over them. AMQP sends the same headers as a field table.
+    public func wireHeaders(extra: OrderedDictionary<String, JSONValue> = [:]) -> OrderedDictionary<String, JSONValue> {
         func given(_ name: String) -> JSONValue? {
             extra[name] ?? headers[name]
         }

@@ -48,6 +48,8 @@ enum BrokerEvent: Sendable {
     case reconnected(held: [String])
     /// Reserved messages were handed back to the broker (warm shutdown, restart).
     case restored(Int)
+    /// Something the transport's threads want logged (they have no logger of their own).
+    case notice(String)
 }
 
 /// One delivered message, decoded as far as it goes.

@@ -135,6 +135,8 @@ extension Consumer {
             }
         case .restored(let count):
             if count > 0 { logger.info("gave \(count) reserved message(s) back to the broker") }
+        case .notice(let text):
+            logger.warning("broker: \(text)")
         }
     }
 

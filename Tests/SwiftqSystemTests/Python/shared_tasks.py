@@ -10,7 +10,8 @@ from celery import Celery
 
 app = Celery("shared", broker=os.environ["SWIFTQ_TEST_BROKER"], backend=os.environ["SWIFTQ_TEST_BACKEND"])
 app.conf.worker_prefetch_multiplier = 1
-ledger = redis.Redis.from_url(os.environ["SWIFTQ_TEST_BROKER"])
+# The ledger is a Redis server: the broker itself on Redis, the result backend's server on RabbitMQ.
+ledger = redis.Redis.from_url(os.environ.get("SWIFTQ_TEST_LEDGER", os.environ["SWIFTQ_TEST_BROKER"]))
 
 
 @app.task(name="swiftq.add", bind=True)

@@ -1,0 +1,105 @@
+import Foundation
+import SwiftqCore
+import SwiftqRedis
+
+/// Stores results in a Redis result backend on its own thread, then passes each completion on (its result
+/// dropped) to whoever acks it, in order: an ack never precedes its task's stored result.
+///
+/// The AMQP transport uses it for `result_backend.url: redis://…`, so that a slow or restarting Redis never
+/// stalls the thread that keeps the AMQP connection's heartbeats going. A failed batch is retried whole after
+/// a reconnect (storing is idempotent, and a stored SUCCESS is never overwritten).
+final class ResultWriter: Sendable {
+    private let url: RedisURL
+    private let expires: Duration?
+    private let queue = WorkQueue<Completion>()
+    private let finished = Semaphore()
+    private let batchLimit = 64
+    /// Receives each batch once its results are stored, with how many results that was.
+    private let forward: @Sendable ([Completion], Int) -> Void
+    /// Receives connection problems (`nil` once connected again).
+    private let report: @Sendable (String?) -> Void
+
+    init(
+        url: RedisURL,
+        expires: Duration?,
+        forward: @escaping @Sendable ([Completion], Int) -> Void,
+        report: @escaping @Sendable (String?) -> Void
+    ) {
+        self.url = url
+        self.expires = expires
+        self.forward = forward
+        self.report = report
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "swiftq-results"
+        thread.start()
+    }
+
+    func post(_ completions: [Completion]) { queue.post(completions) }
+
+    /// Stores what is queued, then stops; waits at most `timeout`.
+    func stop(timeout: Duration) {
+        queue.stop()
+        finished.wait(timeout: timeout)
+    }
+
+    private func run() {
+        var backoff = Backoff()
+        var backend: RedisResultBackend?
+        var pending: [Completion] = []
+        var stopped = false
+        var failing = false
+        while true {
+            if pending.isEmpty {
+                if stopped { break }
+                let (items, isStopped) = queue.take(timeout: .seconds(1))
+                pending = items
+                stopped = isStopped
+                if pending.isEmpty { continue }
+            }
+            let batch = Array(pending.prefix(batchLimit))
+            let items = batch.compactMap { item -> ResultStoreItem? in
+                guard let id = item.taskID, let meta = item.meta else { return nil }
+                return ResultStoreItem(taskID: id, meta: meta, expires: expires)
+            }
+            do {
+                if !items.isEmpty {
+                    let connected =
+                        try backend
+                        ?? RedisResultBackend(
+                            connection: RedisConnection(
+                                url: url,
+                                connectTimeout: .seconds(5),
+                                commandTimeout: .seconds(10)
+                            )
+                        )
+                    backend = connected
+                    _ = try connected.storeBatch(items)
+                }
+                if failing {
+                    failing = false
+                    report(nil)
+                }
+                backoff.reset()
+                pending.removeFirst(batch.count)
+                forward(
+                    batch.map { item in
+                        var passed = item
+                        passed.meta = nil
+                        return passed
+                    },
+                    items.count
+                )
+            } catch {
+                backend = nil
+                failing = true
+                report("result backend \(url.redacted): \(error)")
+                if stopped && backoff.attempts > 20 { break }
+                Thread.sleep(forTimeInterval: backoff.next().seconds)
+            }
+        }
+        finished.post()
+    }
+}
