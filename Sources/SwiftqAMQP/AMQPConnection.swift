@@ -486,7 +486,11 @@ public final class AMQPConnection {
             var frame = amqp_frame_t()
             var limit = timeval(max(clock.now.duration(to: deadline), .zero))
             let status = amqp_simple_wait_frame_noblock(state, &frame, &limit)
-            if status == AMQP_STATUS_TIMEOUT.rawValue { return nil }
+            if status == AMQP_STATUS_TIMEOUT.rawValue {
+                // rabbitmq-c polls in whole milliseconds, rounding down: wait out the rest.
+                if clock.now < deadline { continue }
+                return nil
+            }
             try checkStatus(status, "waiting for frames")
             let channel = frame.channel
             let event = try handle(frame, state: state)

@@ -13,13 +13,18 @@ struct TestSetupError: Error, CustomStringConvertible {
 /// The private RabbitMQ node the tests use: `SWIFTQ_TEST_AMQP_URL`, which `dev/servers start DIR` (and dev/test)
 /// exports. Unset is a failure, not a skip, so that a run without a broker cannot pass silently.
 func brokerURL() throws -> AMQPURL {
+    try AMQPURL(parsing: try brokerURLText())
+}
+
+/// `SWIFTQ_TEST_AMQP_URL` as given, for Python.
+func brokerURLText() throws -> String {
     guard let text = ProcessInfo.processInfo.environment["SWIFTQ_TEST_AMQP_URL"], !text.isEmpty else {
         throw TestSetupError(
             "SWIFTQ_TEST_AMQP_URL is not set: start a private RabbitMQ node with "
                 + "eval \"$(dev/servers start /tmp/my-servers)\" (dev/test does it) and run the tests again"
         )
     }
-    return try AMQPURL(parsing: text)
+    return text
 }
 
 /// A queue name no other test uses.
