@@ -35,6 +35,8 @@ let package = Package(
         ),
         // hiredis 0.14 (no pkgConfig: its cflags make every build warn about -D_FILE_OFFSET_BITS).
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
+        // rabbitmq-c 0.11 (amqp.h, tcp and ssl sockets) plus a shim for its variadic login.
+        .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
         // Linux calls that Swift's Glibc module does not expose (prctl, ucred, closefrom, signal pipe).
         .target(name: "CSwiftqPlatform"),
         // The one place where syscalls meet Swift: descriptors, sockets, spawning, signals, poll loop.
@@ -44,6 +46,13 @@ let package = Package(
             name: "SwiftqRedis",
             dependencies: [
                 "CHiredis", "SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections"),
+            ]
+        ),
+        // AMQP 0-9-1 client (RabbitMQ) with Celery's field-table mapping; the only importer of CRabbitMQ.
+        .target(
+            name: "SwiftqAMQP",
+            dependencies: [
+                "CRabbitMQ", "SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections"),
             ]
         ),
         // The Swift producer side: send tasks, read results (Celery's `send_task` and `AsyncResult`).
@@ -95,6 +104,14 @@ let package = Package(
             dependencies: [
                 "SwiftqRedis", "SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections"),
             ]
+        ),
+        .testTarget(
+            name: "SwiftqAMQPIntegrationTests",
+            dependencies: [
+                "SwiftqAMQP", "SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections"),
+            ],
+            // Python scripts the tests run with the Celery venv; not Swift sources.
+            exclude: ["Python"]
         ),
         .testTarget(
             name: "SwiftqWorkerTests",

@@ -5,7 +5,7 @@
 /// only ASCII whitespace (`base64.encodebytes` output has newlines), and rejects every other character outside the
 /// alphabet, `=` anywhere but at the end, and lengths that cannot be base64. Missing padding is accepted, because it
 /// loses nothing and some non-Python producers leave it out.
-enum Base64 {
+public enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     /// 6-bit value of each byte, or `invalid` / `whitespace`.
@@ -24,13 +24,13 @@ enum Base64 {
     private static let whitespace: UInt8 = 0xFE
 
     /// Why ``decode(_:)`` refused its input.
-    struct DecodingError: Error, Equatable {
+    public struct DecodingError: Error, Equatable {
         /// What is wrong, for example `invalid character '%' at offset 12`.
-        var message: String
+        public var message: String
     }
 
     /// The padded base64 text of `bytes`, as Python's `base64.b64encode` writes it.
-    static func encode(_ bytes: some Collection<UInt8>) -> String {
+    public static func encode(_ bytes: some Collection<UInt8>) -> String {
         var output: [UInt8] = []
         output.reserveCapacity((bytes.count + 2) / 3 * 4)
         var iterator = bytes.makeIterator()
@@ -47,7 +47,7 @@ enum Base64 {
     }
 
     /// The bytes encoded by `text`; see the type documentation for what is accepted.
-    static func decode(_ text: String) throws(DecodingError) -> [UInt8] {
+    public static func decode(_ text: String) throws(DecodingError) -> [UInt8] {
         var output: [UInt8] = []
         output.reserveCapacity(text.utf8.count / 4 * 3)
         var group: UInt32 = 0

@@ -27,17 +27,40 @@ extension TaskMessage {
     ///
     /// Every error carries the task id and name once they are known, so the worker can store a `FAILURE` for them.
     public static func decode(_ envelope: RedisEnvelope) throws(MessageDecodingError) -> TaskMessage {
-        let headers = envelope.headers
+        try decode(
+            contentType: envelope.contentType,
+            contentEncoding: envelope.contentEncoding,
+            headers: envelope.headers,
+            properties: envelope.properties,
+            body: envelope.body,
+            redelivered: envelope.redelivered
+        )
+    }
+
+    /// Decodes a task from the parts every transport has, so a transport needs no Redis types: the content type and
+    /// encoding, the headers, the properties under kombu's names (`correlation_id`, `reply_to`, `priority`,
+    /// `delivery_mode`, …; only `correlation_id` and `reply_to` are read), the raw body (before decompression) and
+    /// whether the broker redelivered it.
+    ///
+    /// The checks and their order are those of ``decode(_:)``, which calls this.
+    public static func decode(
+        contentType: String?,
+        contentEncoding: String?,
+        headers: OrderedDictionary<String, JSONValue>,
+        properties: OrderedDictionary<String, JSONValue>,
+        body rawBody: [UInt8],
+        redelivered: Bool
+    ) throws(MessageDecodingError) -> TaskMessage {
         let context = HeaderReader(headers: headers)
 
-        guard let contentType = envelope.contentType, acceptedContentTypes.contains(contentType) else {
-            let named = envelope.contentType.map { "content type \($0)" } ?? "a message without a content type"
+        guard let contentType, acceptedContentTypes.contains(contentType) else {
+            let named = contentType.map { "content type \($0)" } ?? "a message without a content type"
             throw context.error(
                 .contentDisallowed,
                 "refusing \(named): only application/json is accepted (Celery's accept_content = ['json'])"
             )
         }
-        let bodyBytes = try context.inflated(envelope.body, compression: headers["compression"])
+        let bodyBytes = try context.inflated(rawBody, compression: headers["compression"])
 
         guard headers["task"] != nil else {
             throw detectProtocolV1(bodyBytes)
@@ -80,9 +103,9 @@ extension TaskMessage {
         message.kwargsRepr = try context.optionalString("kwargsrepr")
         message.origin = try context.optionalString("origin")
         message.ignoreResult = try context.optionalBool("ignore_result")
-        message.replyTo = envelope.properties["reply_to"]?.stringValue
-        message.correlationID = envelope.properties["correlation_id"]?.stringValue
-        message.redelivered = envelope.redelivered
+        message.replyTo = properties["reply_to"]?.stringValue
+        message.correlationID = properties["correlation_id"]?.stringValue
+        message.redelivered = redelivered
         return message
     }
 
