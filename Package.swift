@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "SwiftqWorker",
             dependencies: [
-                "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl", "SwiftqRedis",
+                "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl", "SwiftqRedis", "SwiftqAMQP",
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),

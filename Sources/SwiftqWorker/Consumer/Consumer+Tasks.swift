@@ -1,5 +1,6 @@
 import Logging
 import OrderedCollections
+import SwiftqAMQP
 import SwiftqCore
 import SwiftqPlatform
 import SwiftqRedis
@@ -47,34 +48,53 @@ extension Consumer {
         return multiplier == 0 ? 100_000 : multiplier * configuration.worker.concurrency
     }
 
-    /// Starts the broker transport (bootstep "Connection").
+    /// Starts the broker transport (bootstep "Connection"): the URL's scheme picks Redis or RabbitMQ; nothing
+    /// else in the consumer depends on the choice.
     func startConnection() throws {
         var url = configuration.broker.url
         if url == "embedded" { url = Configuration.EmbeddedBroker.url(for: configuration, database: 0) }
         var backend = configuration.resultBackend.url
         if backend == "embedded" { backend = Configuration.EmbeddedBroker.url(for: configuration, database: 1) }
-        if url.hasPrefix("amqp://") || url.hasPrefix("amqps://") {
-            throw ConsumerStartError(
-                message: "broker.url \(url.split(separator: "@").last.map(String.init) ?? url): "
-                    + "the RabbitMQ transport is not available in this version; use a redis:// broker"
+        let expires = configuration.resultBackend.expires == .zero ? nil : configuration.resultBackend.expires
+        let isAMQP = url.lowercased().hasPrefix("amqp://") || url.lowercased().hasPrefix("amqps://")
+        let usesRPC = backend?.lowercased().hasPrefix("rpc://") == true
+        let transport: any BrokerTransport
+        if isAMQP {
+            let brokerURL = try AMQPURL(parsing: url)
+            let tls = configuration.broker.tls
+            transport = try AMQPTransport(
+                url: brokerURL,
+                tls: brokerURL.usesTLS
+                    ? AMQPTLSOptions(
+                        caFile: tls.caFile,
+                        certFile: tls.certFile,
+                        keyFile: tls.keyFile,
+                        verifyPeer: tls.verify,
+                        verifyHostname: tls.verify
+                    ) : nil,
+                broker: configuration.broker,
+                queues: configuration.worker.queues,
+                window: configuration.worker.prefetchMultiplier == 0 ? 0 : prefetchWindow,
+                rpcResults: usesRPC,
+                redisResults: usesRPC ? nil : try backend.map { try RedisURL(parsing: $0) },
+                resultExpires: expires
+            )
+        } else {
+            if usesRPC {
+                throw ConsumerStartError(
+                    message: "result_backend.url rpc:// sends results as messages over a RabbitMQ broker; "
+                        + "with a Redis broker use a redis:// result backend"
+                )
+            }
+            transport = try RedisTransport(
+                brokerURL: try RedisURL(parsing: url),
+                backendURL: try backend.map { try RedisURL(parsing: $0) },
+                queues: configuration.worker.queues,
+                owner: nodeName,
+                resultExpires: expires,
+                visibilityTimeout: configuration.broker.visibilityTimeout
             )
         }
-        if backend?.hasPrefix("rpc://") == true {
-            throw ConsumerStartError(
-                message: "result_backend.url rpc:// needs the RabbitMQ transport, which is not "
-                    + "available in this version; use a redis:// result backend"
-            )
-        }
-        let brokerURL = try RedisURL(parsing: url)
-        let backendURL = try backend.map { try RedisURL(parsing: $0) }
-        let transport = try RedisTransport(
-            brokerURL: brokerURL,
-            backendURL: backendURL,
-            queues: configuration.worker.queues,
-            owner: nodeName,
-            resultExpires: configuration.resultBackend.expires == .zero ? nil : configuration.resultBackend.expires,
-            visibilityTimeout: configuration.broker.visibilityTimeout
-        )
         self.transport = transport
         loop.watch(transport.events.descriptor) { [unowned self] _ in
             for event in transport.events.drain() { handle(event) }
@@ -83,7 +103,7 @@ extension Consumer {
         }
         transport.start()
         logger.info(
-            "consuming from \(brokerURL.redacted)",
+            "consuming from \(transport.redactedURL)",
             metadata: [
                 "queues": "\(configuration.worker.queues.joined(separator: ","))", "prefetch": "\(prefetchWindow)",
             ]
