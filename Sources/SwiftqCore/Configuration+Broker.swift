@@ -13,10 +13,16 @@ extension Configuration {
         /// swiftq refreshes the deadline of the tasks it is running, so a long task is not delivered twice.
         /// Always positive.
         public var visibilityTimeout: Duration
+        /// A file whose first line is the broker password, put into `url` when the configuration is loaded (see
+        /// ``Configuration/load(contentsOf:environment:)``), so the configuration file itself holds no secret and
+        /// may be world-readable. An absolute path, or `nil`.
+        public var passwordFile: String?
 
-        public init(url: String = "embedded", visibilityTimeout: Duration = .seconds(3600)) {
+        public init(url: String = "embedded", visibilityTimeout: Duration = .seconds(3600), passwordFile: String? = nil)
+        {
             self.url = url
             self.visibilityTimeout = visibilityTimeout
+            self.passwordFile = passwordFile
         }
     }
 
@@ -35,11 +41,20 @@ extension Configuration {
         /// `result_extended`. Off by default, as in Celery: it costs space for every result, and only tools that
         /// inspect results (Flower, `django-celery-results`) read them.
         public var extended: Bool
+        /// A file whose first line is the result backend's password, put into `url` when the configuration is
+        /// loaded; see ``Broker/passwordFile``.
+        public var passwordFile: String?
 
-        public init(url: String? = nil, expires: Duration = .seconds(86400), extended: Bool = false) {
+        public init(
+            url: String? = nil,
+            expires: Duration = .seconds(86400),
+            extended: Bool = false,
+            passwordFile: String? = nil
+        ) {
             self.url = url
             self.expires = expires
             self.extended = extended
+            self.passwordFile = passwordFile
         }
     }
 }

@@ -129,6 +129,15 @@ enum ConfigurationSchema {
                     configuration.broker.visibilityTimeout = value
                 }
             },
+            ConfigurationField(key: "password_file") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.broker.passwordFile = nil
+                    return
+                }
+                if let file = decoder.absolutePath(node, at: path) {
+                    configuration.broker.passwordFile = file
+                }
+            },
         ]
     )
 
@@ -155,6 +164,15 @@ enum ConfigurationSchema {
             ConfigurationField(key: "extended") { node, path, decoder, configuration in
                 if let value = decoder.boolean(node, at: path) {
                     configuration.resultBackend.extended = value
+                }
+            },
+            ConfigurationField(key: "password_file") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.resultBackend.passwordFile = nil
+                    return
+                }
+                if let file = decoder.absolutePath(node, at: path) {
+                    configuration.resultBackend.passwordFile = file
                 }
             },
         ]

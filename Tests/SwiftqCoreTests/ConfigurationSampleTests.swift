@@ -42,9 +42,11 @@ struct ConfigurationSampleTests {
             Configuration.knownKeyPaths == [
                 "broker.url",
                 "broker.visibility_timeout",
+                "broker.password_file",
                 "result_backend.url",
                 "result_backend.expires",
                 "result_backend.extended",
+                "result_backend.password_file",
                 "worker.hostname",
                 "worker.queues",
                 "worker.concurrency",
