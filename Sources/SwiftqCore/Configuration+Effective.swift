@@ -26,10 +26,14 @@ extension Configuration {
     /// Every problem is reported in one pass. A password file that cannot be read is reported at the
     /// `password_file` key with the OS error; a URL that already has a password and a `password_file` is an error
     /// naming both, since either could be the stale one.
+    ///
+    /// With `readingPasswordFiles: false` the `password_file`s are neither read nor checked: for a caller that
+    /// needs no secret (`swiftqctl --config` looking up the control socket) and may not be allowed to read them.
     public static func effective(
         parsing yaml: String,
         file: String,
-        environment: [String: String]
+        environment: [String: String],
+        readingPasswordFiles: Bool = true
     ) throws(ConfigurationError) -> Configuration {
         var decoder = ConfigurationDecoder(file: file)
         var configuration = decoder.decode(try compose(yaml, file: file))
@@ -50,6 +54,12 @@ extension Configuration {
             )
             diagnostics += overrideDecoder.diagnostics
             sources[override.keyPath] = override.variable
+        }
+        guard readingPasswordFiles else {
+            guard diagnostics.isEmpty else {
+                throw ConfigurationError(diagnostics: diagnostics)
+            }
+            return configuration
         }
         let invalidKeys = Set(diagnostics.compactMap(\.keyPath))
         var secrets = PasswordFiles(file: file, keyMarks: decoder.keyMarks, sources: sources, invalidKeys: invalidKeys)

@@ -17,9 +17,15 @@ extension Configuration {
     /// <strerror>`, so "No such file or directory" and "Permission denied" reach the operator unchanged.
     public static func load(
         contentsOf path: String,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        readingPasswordFiles: Bool = true
     ) throws(ConfigurationError) -> Configuration {
-        try effective(parsing: readText(contentsOf: path), file: path, environment: environment)
+        try effective(
+            parsing: readText(contentsOf: path),
+            file: path,
+            environment: environment,
+            readingPasswordFiles: readingPasswordFiles
+        )
     }
 
     /// Reads a configuration file's text, with the same errors as ``load(contentsOf:)``. The daemon keeps the

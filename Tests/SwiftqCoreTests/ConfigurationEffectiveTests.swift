@@ -153,6 +153,17 @@ struct ConfigurationEffectiveTests {
         )
     }
 
+    @Test func passwordFilesCanBeLeftUnread() throws {
+        let configuration = try Configuration.effective(
+            parsing: "broker:\n  url: redis://h:6379/0\n  password_file: /nonexistent/password\n",
+            file: "config.yaml",
+            environment: ["SWIFTQ_CONTROL_SOCKET": "/run/x.sock"],
+            readingPasswordFiles: false
+        )
+        #expect(configuration.broker.url == "redis://h:6379/0")
+        #expect(configuration.control.socket == "/run/x.sock")
+    }
+
     @Test func aPasswordInTheURLAndAPasswordFileIsAnErrorNamingBoth() throws {
         let scratch = try Scratch()
         let password = try scratch.write("password", "new")
