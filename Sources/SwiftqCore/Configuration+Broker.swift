@@ -13,6 +13,10 @@ extension Configuration {
         /// swiftq refreshes the deadline of the tasks it is running, so a long task is not delivered twice.
         /// Always positive.
         public var visibilityTimeout: Duration
+        /// A file whose first line is the broker password, put into `url` when the configuration is loaded (see
+        /// ``Configuration/load(contentsOf:environment:)``), so the configuration file itself holds no secret and
+        /// may be world-readable. An absolute path, or `nil`.
+        public var passwordFile: String?
 
         /// AMQP heartbeat interval asked of RabbitMQ; `.zero` turns heartbeats off. Missed heartbeats are how a
         /// silently dead TCP connection is noticed, so the default (60 s, RabbitMQ's own) stays on.
@@ -62,7 +66,8 @@ extension Configuration {
             connectTimeout: Duration = .seconds(10),
             tls: TLS = TLS(),
             queueMaxPriority: Int? = nil,
-            queueType: QueueType = .classic
+            queueType: QueueType = .classic,
+            passwordFile: String? = nil
         ) {
             self.url = url
             self.visibilityTimeout = visibilityTimeout
@@ -71,6 +76,7 @@ extension Configuration {
             self.tls = tls
             self.queueMaxPriority = queueMaxPriority
             self.queueType = queueType
+            self.passwordFile = passwordFile
         }
     }
 
@@ -89,11 +95,20 @@ extension Configuration {
         /// `result_extended`. Off by default, as in Celery: it costs space for every result, and only tools that
         /// inspect results (Flower, `django-celery-results`) read them.
         public var extended: Bool
+        /// A file whose first line is the result backend's password, put into `url` when the configuration is
+        /// loaded; see ``Broker/passwordFile``.
+        public var passwordFile: String?
 
-        public init(url: String? = nil, expires: Duration = .seconds(86400), extended: Bool = false) {
+        public init(
+            url: String? = nil,
+            expires: Duration = .seconds(86400),
+            extended: Bool = false,
+            passwordFile: String? = nil
+        ) {
             self.url = url
             self.expires = expires
             self.extended = extended
+            self.passwordFile = passwordFile
         }
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -7,12 +9,23 @@ import Darwin
 #endif
 
 extension Configuration {
-    /// Reads and parses a file.
+    /// Reads a file and returns the configuration the daemon runs with: the file, overridden by the environment
+    /// (``environmentOverrides``), with passwords read from `password_file`s put into their URLs. See
+    /// ``effective(parsing:file:environment:)``.
     ///
     /// A file that cannot be read yields one diagnostic without a position, `path: cannot read configuration:
     /// <strerror>`, so "No such file or directory" and "Permission denied" reach the operator unchanged.
-    public static func load(contentsOf path: String) throws(ConfigurationError) -> Configuration {
-        try parse(readText(contentsOf: path), file: path)
+    public static func load(
+        contentsOf path: String,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        readingPasswordFiles: Bool = true
+    ) throws(ConfigurationError) -> Configuration {
+        try effective(
+            parsing: readText(contentsOf: path),
+            file: path,
+            environment: environment,
+            readingPasswordFiles: readingPasswordFiles
+        )
     }
 
     /// Reads a configuration file's text, with the same errors as ``load(contentsOf:)``. The daemon keeps the

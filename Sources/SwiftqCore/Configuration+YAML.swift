@@ -5,21 +5,28 @@ extension Configuration {
     ///
     /// Unset keys keep their defaults; an empty document (or one with only comments) is all defaults. Throws every
     /// problem found (syntax errors stop at the first, since nothing after it can be trusted).
+    ///
+    /// This is the file alone: the environment is not consulted and password files are not read (see
+    /// ``load(contentsOf:environment:)`` and ``effective(parsing:file:environment:)`` for the configuration the
+    /// daemon runs with). It is what a child process uses on text its supervisor already resolved.
     public static func parse(_ yaml: String, file: String) throws(ConfigurationError) -> Configuration {
-        let root: Node?
+        var decoder = ConfigurationDecoder(file: file)
+        let configuration = decoder.decode(try compose(yaml, file: file))
+        guard decoder.diagnostics.isEmpty else {
+            throw ConfigurationError(diagnostics: decoder.diagnostics)
+        }
+        return configuration
+    }
+
+    /// The YAML node tree of `yaml`, or its syntax error as a one-line diagnostic.
+    static func compose(_ yaml: String, file: String) throws(ConfigurationError) -> Node? {
         do {
-            root = try Yams.compose(yaml: yaml, .default, .default, .utf8)
+            return try Yams.compose(yaml: yaml, .default, .default, .utf8)
         } catch let error as YamlError {
             throw ConfigurationError(diagnostics: [YAMLSyntaxDiagnostic.make(error, file: file, yaml: yaml)])
         } catch {
             throw ConfigurationError(diagnostics: [ConfigurationDiagnostic(file: file, message: "\(error)")])
         }
-        var decoder = ConfigurationDecoder(file: file)
-        let configuration = decoder.decode(root)
-        guard decoder.diagnostics.isEmpty else {
-            throw ConfigurationError(diagnostics: decoder.diagnostics)
-        }
-        return configuration
     }
 }
 

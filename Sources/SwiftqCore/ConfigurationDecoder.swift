@@ -9,6 +9,9 @@ import Yams
 struct ConfigurationDecoder {
     let file: String
     private(set) var diagnostics: [ConfigurationDiagnostic] = []
+    /// Where each key that was read is written (`"broker.password_file"` → its key node's mark), for problems
+    /// found after decoding, such as a password file that cannot be read.
+    private(set) var keyMarks: [String: Mark] = [:]
 
     init(file: String) {
         self.file = file
@@ -190,6 +193,7 @@ struct ConfigurationDecoder {
                 continue
             }
             present.insert(key)
+            keyMarks["\(keyPath).\(key)"] = keyNode.mark
             field.decode(value, "\(keyPath).\(key)", &self, &target)
         }
         for field in fields where field.isRequired && !present.contains(field.key) {
@@ -423,6 +427,19 @@ struct ConfigurationDecoder {
         }
         valid = reportDuplicates(entries.filter { !$0.text.isEmpty }) && valid
         return valid ? entries.map(\.text) : nil
+    }
+
+    /// An absolute path without NUL characters (a file the daemon reads, such as a password file: a relative
+    /// path would depend on the working directory, which is `/` under systemd).
+    mutating func absolutePath(_ node: Node, at keyPath: String) -> String? {
+        guard let path = text(node, at: keyPath, expected: "an absolute path") else {
+            return nil
+        }
+        guard path.hasPrefix("/"), !path.utf8.contains(0) else {
+            expected("an absolute path", at: node, keyPath: keyPath)
+            return nil
+        }
+        return path
     }
 
     /// An absolute path that fits in `sockaddr_un.sun_path`.

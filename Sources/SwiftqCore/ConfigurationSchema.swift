@@ -141,17 +141,29 @@ enum ConfigurationSchema {
                 }
             },
             ConfigurationField(key: "tls_ca_file") { node, path, decoder, configuration in
-                if let value = decoder.text(node, at: path, expected: "a file path") {
+                guard !node.isNull else {
+                    configuration.broker.tls.caFile = nil
+                    return
+                }
+                if let value = decoder.absolutePath(node, at: path) {
                     configuration.broker.tls.caFile = value
                 }
             },
             ConfigurationField(key: "tls_cert_file") { node, path, decoder, configuration in
-                if let value = decoder.text(node, at: path, expected: "a file path") {
+                guard !node.isNull else {
+                    configuration.broker.tls.certFile = nil
+                    return
+                }
+                if let value = decoder.absolutePath(node, at: path) {
                     configuration.broker.tls.certFile = value
                 }
             },
             ConfigurationField(key: "tls_key_file") { node, path, decoder, configuration in
-                if let value = decoder.text(node, at: path, expected: "a file path") {
+                guard !node.isNull else {
+                    configuration.broker.tls.keyFile = nil
+                    return
+                }
+                if let value = decoder.absolutePath(node, at: path) {
                     configuration.broker.tls.keyFile = value
                 }
             },
@@ -183,6 +195,15 @@ enum ConfigurationSchema {
                     )
                 }
             },
+            ConfigurationField(key: "password_file") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.broker.passwordFile = nil
+                    return
+                }
+                if let file = decoder.absolutePath(node, at: path) {
+                    configuration.broker.passwordFile = file
+                }
+            },
         ]
     )
 
@@ -209,6 +230,15 @@ enum ConfigurationSchema {
             ConfigurationField(key: "extended") { node, path, decoder, configuration in
                 if let value = decoder.boolean(node, at: path) {
                     configuration.resultBackend.extended = value
+                }
+            },
+            ConfigurationField(key: "password_file") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.resultBackend.passwordFile = nil
+                    return
+                }
+                if let file = decoder.absolutePath(node, at: path) {
+                    configuration.resultBackend.passwordFile = file
                 }
             },
         ]

@@ -45,7 +45,9 @@ struct ConnectionOptions: ParsableArguments {
         if let socket { return socket }
         if let config {
             do {
-                return try Configuration.load(contentsOf: config).control.socket
+                // Only the socket is needed: no password file is read, so a caller who may not read them can
+                // still use --config.
+                return try Configuration.load(contentsOf: config, readingPasswordFiles: false).control.socket
             } catch {
                 throw CtlFailure(code: CtlExit.usage, message: "swiftqctl: cannot use --config:\n\(error)")
             }

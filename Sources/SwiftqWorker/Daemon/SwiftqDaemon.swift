@@ -100,6 +100,20 @@ struct SwiftqdCommand: ParsableCommand {
     @Flag(name: .customLong("check-config"), help: "Validate the configuration and exit (0 if valid, 78 if not).")
     var checkConfig = false
 
+    @Flag(
+        name: .customLong("print-config"),
+        help: "Print the effective configuration as YAML, secrets masked, and exit (78 if invalid)."
+    )
+    var printConfig = false
+
+    @Option(
+        help: ArgumentHelp(
+            "Control socket path, overriding control.socket (the same as $SWIFTQ_CONTROL_SOCKET).",
+            valueName: "path"
+        )
+    )
+    var socket: String?
+
     @Flag(help: "Print the bootsteps graph as Graphviz DOT and exit.")
     var graph = false
 
@@ -114,11 +128,15 @@ struct SwiftqdCommand: ParsableCommand {
             print("swiftqd \(SwiftqVersion.current)")
             return SwiftqDaemon.ExitCode.success
         }
-        let text: String
+        if let socket {
+            // Through the environment, so that a reload (which re-reads it) keeps the override.
+            setenv("SWIFTQ_CONTROL_SOCKET", socket, 1)
+        }
         let configuration: Configuration
         do {
-            text = try Configuration.readText(contentsOf: config)
-            configuration = try Configuration.parse(text, file: config)
+            // The environment and password files are applied here, once: the daemon, --check-config,
+            // --print-config and reloads all see the same effective configuration.
+            configuration = try Configuration.load(contentsOf: config)
         } catch {
             writeStandardError("\(error)\n")
             return SwiftqDaemon.ExitCode.configuration
@@ -127,11 +145,21 @@ struct SwiftqdCommand: ParsableCommand {
             print("\(config): configuration is valid")
             return SwiftqDaemon.ExitCode.success
         }
+        if printConfig {
+            print(printedConfiguration(configuration), terminator: "")
+            return SwiftqDaemon.ExitCode.success
+        }
         if !graph {
             // Before any Logger exists: a logger made earlier keeps swift-log's default handler.
             DaemonLog.bootstrap(role: "supervisor", level: Logger.Level(configuration.logging.level))
         }
-        let supervisor = Supervisor(configuration: configuration, text: text, path: config, registry: registry)
+        // The consumer gets the resolved configuration (environment applied, passwords in place) as text.
+        let supervisor = Supervisor(
+            configuration: configuration,
+            text: configuration.yaml(maskingSecrets: false),
+            path: config,
+            registry: registry
+        )
         if graph {
             switch blueprint {
             case "supervisor": print(Supervisor.blueprint().dot(context: supervisor), terminator: "")
@@ -144,6 +172,19 @@ struct SwiftqdCommand: ParsableCommand {
         }
         setenv("SWIFTQ_LOG_LEVEL", configuration.logging.level.rawValue, 1)
         return supervisor.run()
+    }
+}
+
+extension SwiftqdCommand {
+    /// `--print-config`: a header naming the file and the variables that override it, then the YAML.
+    func printedConfiguration(_ configuration: Configuration) -> String {
+        var header = "# swiftqd --print-config: the effective configuration of \(config), secrets masked.\n"
+        for override in Configuration.environmentOverrides {
+            if let value = getenv(override.variable), value.pointee != 0 {
+                header += "# \(override.keyPath) is set by $\(override.variable).\n"
+            }
+        }
+        return header + configuration.yaml(maskingSecrets: true)
     }
 }
 

@@ -96,11 +96,10 @@ extension Supervisor {
             lastStatus = status
             notifier.ready(status: status)
         }
-        let text: String
         let updated: Configuration
         do {
-            text = try Configuration.readText(contentsOf: configurationPath)
-            updated = try Configuration.parse(text, file: configurationPath)
+            // The same loading as at startup: the environment and password files are applied again.
+            updated = try Configuration.load(contentsOf: configurationPath)
         } catch {
             let message = "\(error)"
             logger.error("reload rejected; keeping the running configuration:\n\(message)")
@@ -110,7 +109,7 @@ extension Supervisor {
             reloads.lastAt = wallClockSeconds()
             return message
         }
-        apply(updated, text: text)
+        apply(updated)
         reloads.succeeded += 1
         reloads.lastOK = true
         reloads.lastError = nil
@@ -119,7 +118,7 @@ extension Supervisor {
         return nil
     }
 
-    private func apply(_ updated: Configuration, text: String) {
+    private func apply(_ updated: Configuration) {
         let previous = configuration
         var effective = updated
         // The control socket is bound before anything else and shared by every client: moving it
@@ -135,6 +134,8 @@ extension Supervisor {
             logger.info("logging.level is now \(updated.logging.level.rawValue)")
         }
         configuration = effective
+        // The consumer parses this text: the resolved values, and the control settings actually in use.
+        let text = effective.yaml(maskingSecrets: false)
         configurationText = text
         policy.maximumDelay = effective.worker.restartBackoffMax
         consumerChannel?.send(

@@ -96,19 +96,44 @@ func runCommand(
         errData.set(err.fileHandleForReading.readDataToEndOfFile())
         group.leave()
     }
-    let deadline = Date().addingTimeInterval(timeout)
-    while process.isRunning && Date() < deadline { usleep(10_000) }
-    if process.isRunning {
-        kill(process.processIdentifier, SIGKILL)
+    // Reaped here rather than through Process.waitUntilExit: Foundation's SIGCHLD-driven reaping was seen to miss
+    // an exit (a `dev/servers start` whose bash stayed a zombie while the test waited forever).
+    let status = reap(process, timeout: timeout) {
         Issue.record("\(path) \(arguments.prefix(3)) did not finish within \(timeout)s")
     }
-    process.waitUntilExit()
     group.wait()
     return CommandResult(
-        status: process.terminationStatus,
+        status: status,
         stdout: String(decoding: outData.get(), as: UTF8.self),
         stderr: String(decoding: errData.get(), as: UTF8.self)
     )
+}
+
+/// Waits for a Foundation `Process` to end, reaping it with `waitpid` if Foundation has not; kills it after
+/// `timeout` seconds (calling `onTimeout`). Returns its exit code, or 128 + the signal that ended it.
+func reap(_ process: Process, timeout: Double, onTimeout: () -> Void = {}) -> Int32 {
+    let pid = process.processIdentifier
+    let deadline = Date().addingTimeInterval(timeout)
+    var killed = false
+    while true {
+        var raw: Int32 = 0
+        let result = waitpid(pid, &raw, WNOHANG)
+        if result == pid {
+            let signal = raw & 0x7f
+            return signal == 0 ? (raw >> 8) & 0xff : 128 + signal
+        }
+        // ECHILD: Foundation reaped it and has (or will shortly have) its status.
+        if result == -1 && errno == ECHILD {
+            while process.isRunning { usleep(1_000) }
+            return process.terminationStatus
+        }
+        if !killed && Date() >= deadline {
+            killed = true
+            kill(pid, SIGKILL)
+            onTimeout()
+        }
+        usleep(5_000)
+    }
 }
 
 final class LockedData: @unchecked Sendable {
@@ -267,10 +292,27 @@ final class Daemon {
     }
 
     deinit {
-        if process.isRunning {
+        if exitStatus() == nil {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            _ = reap(process, timeout: 10)
         }
+    }
+
+    private var reapedStatus: Int32?
+
+    /// The daemon's exit code once it has ended (reaped with `waitpid` here: see ``reap(_:timeout:onTimeout:)``),
+    /// or `nil` while it runs.
+    func exitStatus() -> Int32? {
+        if let reapedStatus { return reapedStatus }
+        var raw: Int32 = 0
+        let result = waitpid(process.processIdentifier, &raw, WNOHANG)
+        if result == process.processIdentifier {
+            let signal = raw & 0x7f
+            reapedStatus = signal == 0 ? (raw >> 8) & 0xff : 128 + signal
+        } else if result == -1 && errno == ECHILD && !process.isRunning {
+            reapedStatus = process.terminationStatus
+        }
+        return reapedStatus
     }
 
     var pid: Int32 { process.processIdentifier }
@@ -318,8 +360,8 @@ final class Daemon {
 
     /// Waits for the supervisor to exit; returns its exit status, or nil on timeout.
     func waitForExit(timeout: Double = 20) -> Int32? {
-        guard eventually(timeout: timeout, { !process.isRunning }) else { return nil }
-        return process.terminationStatus
+        guard eventually(timeout: timeout, { exitStatus() != nil }) else { return nil }
+        return exitStatus()
     }
 
     /// Replaces the configuration file.

@@ -1,0 +1,157 @@
+import Yams
+
+extension Configuration {
+    /// The configuration as a YAML document with every key, defaults included, in the order of
+    /// ``knownKeyPaths``: what `swiftqd --print-config` prints, and the text the supervisor hands its consumer.
+    ///
+    /// ``parse(_:file:)`` reads the unmasked text back as an equal value, which is why the supervisor can resolve
+    /// the environment and password files once and give its child exactly the result. With `maskingSecrets`, the
+    /// passwords in `broker.url` and `result_backend.url` and the value of any key whose name contains `password`
+    /// (except `*_file` keys, which name a file rather than hold a secret) are replaced by
+    /// ``URLCredentials/mask``; the text still parses, with that mask as the password.
+    public func yaml(maskingSecrets: Bool) -> String {
+        var writer = YAMLWriter(maskingSecrets: maskingSecrets)
+        writer.section("broker")
+        writer.key("url", url: broker.url)
+        writer.key("visibility_timeout", duration: broker.visibilityTimeout)
+        writer.key("heartbeat", duration: broker.heartbeat)
+        writer.key("connect_timeout", duration: broker.connectTimeout)
+        writer.key("tls_ca_file", broker.tls.caFile)
+        writer.key("tls_cert_file", broker.tls.certFile)
+        writer.key("tls_key_file", broker.tls.keyFile)
+        writer.key("tls_verify", broker.tls.verify)
+        if let priority = broker.queueMaxPriority {
+            writer.key("queue_max_priority", priority)
+        } else {
+            writer.plain("queue_max_priority", "~")
+        }
+        writer.key("queue_type", broker.queueType.rawValue)
+        writer.key("password_file", broker.passwordFile)
+        writer.section("result_backend")
+        writer.key("url", url: resultBackend.url)
+        writer.key("expires", duration: resultBackend.expires)
+        writer.key("extended", resultBackend.extended)
+        writer.key("password_file", resultBackend.passwordFile)
+        writer.section("worker")
+        writer.key("hostname", worker.hostname)
+        writer.key("queues", list: worker.queues)
+        writer.key("concurrency", worker.concurrency)
+        writer.key("prefetch_multiplier", worker.prefetchMultiplier)
+        writer.key("acks_late", worker.acksLate)
+        writer.key("track_started", worker.trackStarted)
+        writer.key("shutdown_timeout", duration: worker.shutdownTimeout)
+        writer.key("restart_backoff_max", duration: worker.restartBackoffMax)
+        writer.section("control")
+        writer.key("socket", control.socket)
+        writer.plain("mode", "0" + String(control.mode, radix: 8))
+        writer.key("group", control.group?.description)
+        writer.key("allow_uids", list: control.allowUIDs.map(\.description))
+        writer.key("allow_gids", list: control.allowGIDs.map(\.description))
+        writer.key("max_request_bytes", control.maxRequestBytes)
+        writer.section("logging")
+        writer.key("level", logging.level.rawValue)
+        if tasks.isEmpty {
+            writer.lines.append("tasks: {}")
+        } else {
+            writer.section("tasks")
+            for task in tasks.values {
+                writer.lines.append("  \(YAMLWriter.scalar(task.name)):")
+                writer.indent = "    "
+                writer.key("exec", list: task.argv)
+                writer.key("timeout", duration: task.timeout)
+            }
+        }
+        return writer.lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// Writes block-style YAML line by line. Strings are written plain when YAML reads them back as the same string,
+/// and double-quoted with escapes otherwise (`"yes"`, `"8"`, `"a: b"`, `""`).
+private struct YAMLWriter {
+    let maskingSecrets: Bool
+    var lines: [String] = []
+    var indent = "  "
+
+    init(maskingSecrets: Bool) {
+        self.maskingSecrets = maskingSecrets
+    }
+
+    mutating func section(_ name: String) {
+        lines.append("\(name):")
+        indent = "  "
+    }
+
+    mutating func plain(_ key: String, _ text: String) {
+        lines.append("\(indent)\(key): \(text)")
+    }
+
+    mutating func key(_ key: String, _ value: String?) {
+        guard let value else {
+            plain(key, "~")
+            return
+        }
+        let isSecret = key.contains("password") && !key.hasSuffix("_file")
+        plain(key, Self.scalar(maskingSecrets && isSecret ? URLCredentials.mask : value))
+    }
+
+    mutating func key(_ key: String, url: String?) {
+        self.key(key, maskingSecrets ? url.map(URLCredentials.masked) : url)
+    }
+
+    mutating func key(_ key: String, _ value: Int) {
+        plain(key, String(value))
+    }
+
+    mutating func key(_ key: String, _ value: Bool) {
+        plain(key, value ? "true" : "false")
+    }
+
+    mutating func key(_ key: String, duration value: Duration?) {
+        plain(key, value?.configurationString ?? "~")
+    }
+
+    mutating func key(_ key: String, list: [String]) {
+        guard !list.isEmpty else {
+            plain(key, "[]")
+            return
+        }
+        lines.append("\(indent)\(key):")
+        for item in list {
+            lines.append("\(indent)  - \(Self.scalar(item))")
+        }
+    }
+
+    /// Characters that may start a plain scalar here, and that may follow; anything else is quoted.
+    private static let plainFirst = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._")
+    private static let plainRest = plainFirst.union("@%:+~=?&*-")
+
+    static func scalar(_ text: String) -> String {
+        if let first = text.first, plainFirst.contains(first), text.allSatisfy(plainRest.contains),
+            text.last != ":", Node(text).tag.rawValue == Tag.Name.str.rawValue
+        {
+            return text
+        }
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\t": result += "\\t"
+            case "\r": result += "\\r"
+            default:
+                // Control characters, and U+2028/U+2029, which YAML would fold as line breaks.
+                let category = scalar.properties.generalCategory
+                if category == .control || category == .lineSeparator || category == .paragraphSeparator
+                    || scalar == "\u{FEFF}"
+                {
+                    let hex = String(scalar.value, radix: 16, uppercase: true)
+                    result += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+                } else {
+                    result.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return result + "\""
+    }
+}
