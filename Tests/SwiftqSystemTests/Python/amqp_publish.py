@@ -17,8 +17,12 @@ def main() -> None:
     with Connection(request["broker"]) as connection:
         producer = connection.Producer()
         for message in request["messages"]:
+            body = message["body"]
+            if message.get("content_encoding") == "binary":
+                # kombu sends bytes as they are; a str would be encoded with the content encoding's codec.
+                body = body.encode("utf-8")
             producer.publish(
-                message["body"],
+                body,
                 exchange=queue.exchange,
                 routing_key=name,
                 declare=[queue],
