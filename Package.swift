@@ -81,7 +81,11 @@ let package = Package(
             dependencies: ["SwiftqWorker"],
             path: "Examples/ExampleWorker"
         ),
-        .testTarget(name: "SwiftqCoreTests", dependencies: ["SwiftqCore"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "SwiftqCoreTests",
+            dependencies: ["SwiftqCore", .product(name: "Yams", package: "Yams")],
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(name: "SwiftqBootstepsTests", dependencies: ["SwiftqBootsteps"]),
         .testTarget(name: "SwiftqPlatformTests", dependencies: ["SwiftqPlatform", "SwiftqCore"]),
         .testTarget(name: "SwiftqControlTests", dependencies: ["SwiftqControl", "SwiftqCore"]),

@@ -8,7 +8,7 @@ extension Configuration {
     public static func parse(_ yaml: String, file: String) throws(ConfigurationError) -> Configuration {
         let root: Node?
         do {
-            root = try Yams.compose(yaml: yaml, .default, .default, .utf8)
+            root = try YAMLImplicitTags.compose(yaml)
         } catch let error as YamlError {
             throw ConfigurationError(diagnostics: [YAMLSyntaxDiagnostic.make(error, file: file, yaml: yaml)])
         } catch {
