@@ -27,20 +27,15 @@ let package = Package(
         ),
         // Bootsteps dependency graph: ordering, start/stop, DOT rendering. Pure.
         .target(name: "SwiftqBootsteps"),
-        // libsystemd (sd_notify, sd_watchdog_enabled).
-        .systemLibrary(
-            name: "CSystemd",
-            pkgConfig: "libsystemd",
-            providers: [.apt(["libsystemd-dev"])]
-        ),
         // hiredis 0.14 (no pkgConfig: its cflags make every build warn about -D_FILE_OFFSET_BITS).
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // rabbitmq-c 0.11 (amqp.h, tcp and ssl sockets) plus a shim for its variadic login.
         .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
-        // Linux calls that Swift's Glibc module does not expose (prctl, ucred, closefrom, signal pipe).
+        // Linux calls that Swift's Glibc module does not expose (prctl, ucred, closefrom, signal pipe, sd_notify's
+        // datagram).
         .target(name: "CSwiftqPlatform"),
         // The one place where syscalls meet Swift: descriptors, sockets, spawning, signals, poll loop.
-        .target(name: "SwiftqPlatform", dependencies: ["CSwiftqPlatform", "CSystemd", "SwiftqCore"]),
+        .target(name: "SwiftqPlatform", dependencies: ["CSwiftqPlatform", "SwiftqCore"]),
         // kombu-compatible Redis transport and Celery's Redis result backend; the only importer of CHiredis.
         .target(
             name: "SwiftqRedis",
@@ -95,7 +90,11 @@ let package = Package(
             dependencies: ["SwiftqWorker"],
             path: "Examples/ExampleWorker"
         ),
-        .testTarget(name: "SwiftqCoreTests", dependencies: ["SwiftqCore"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "SwiftqCoreTests",
+            dependencies: ["SwiftqCore", .product(name: "Yams", package: "Yams")],
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(name: "SwiftqBootstepsTests", dependencies: ["SwiftqBootsteps"]),
         .testTarget(name: "SwiftqPlatformTests", dependencies: ["SwiftqPlatform", "SwiftqCore"]),
         .testTarget(name: "SwiftqControlTests", dependencies: ["SwiftqControl", "SwiftqCore"]),

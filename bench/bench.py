@@ -37,11 +37,12 @@ def free_port():
 
 
 def tree_memory_kib(root_pid):
-    """(RSS, PSS) summed over root_pid and all its descendants, in KiB.
+    """(RSS, PSS, USS) summed over root_pid and all its descendants, in KiB.
 
-    RSS counts every shared page (shared libraries, copy-on-write pages of forked children) once per
-    process; PSS divides each shared page among the processes that map it, so it adds up to the memory the
-    tree really uses. Both are reported."""
+    RSS counts every shared page (shared libraries, the executable's code, copy-on-write pages of forked
+    children) once per process; PSS divides each shared page among the processes that map it, so it adds up
+    to the memory the tree really uses; USS counts only pages private to one process (what killing it would
+    free). All three are reported."""
     children = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -52,7 +53,7 @@ def tree_memory_kib(root_pid):
             children.setdefault(int(fields[1]), []).append(int(entry))
         except OSError:
             continue
-    rss, pss, stack = 0, 0, [root_pid]
+    rss, pss, uss, stack = 0, 0, 0, [root_pid]
     while stack:
         pid = stack.pop()
         stack.extend(children.get(pid, []))
@@ -63,21 +64,24 @@ def tree_memory_kib(root_pid):
                         rss += int(line.split()[1])
                     elif line.startswith("Pss:"):
                         pss += int(line.split()[1])
+                    elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                        uss += int(line.split()[1])
         except OSError:
             pass
-    return rss, pss
+    return rss, pss, uss
 
 
 class RSSSampler(threading.Thread):
     def __init__(self, pid):
         super().__init__(daemon=True)
-        self.pid, self.peak, self.peak_pss, self.running = pid, 0, 0, True
+        self.pid, self.peak, self.peak_pss, self.peak_uss, self.running = pid, 0, 0, 0, True
 
     def run(self):
         while self.running:
-            rss, pss = tree_memory_kib(self.pid)
+            rss, pss, uss = tree_memory_kib(self.pid)
             self.peak = max(self.peak, rss)
             self.peak_pss = max(self.peak_pss, pss)
+            self.peak_uss = max(self.peak_uss, uss)
             time.sleep(0.2)
 
 
@@ -214,6 +218,7 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
         sampler.join()
         results["rss_mib"] = sampler.peak / 1024
         results["pss_mib"] = sampler.peak_pss / 1024
+        results["uss_mib"] = sampler.peak_uss / 1024
         worker.stop()
     return results
 
@@ -245,17 +250,17 @@ def main():
             table[kind] = run_scenarios(kind, args, urls, workdir, args.swiftqd)
         print(f"\nconcurrency {args.concurrency}, {os.cpu_count()} CPUs, redis-server on loopback\n")
         print("| worker | drain (tasks/s) | with results (tasks/s) | round trip p50 (ms) | p99 (ms) "
-              "| peak RSS (MiB) | peak PSS (MiB) |")
-        print("|---|---|---|---|---|---|---|")
+              "| peak RSS (MiB) | peak PSS (MiB) | peak USS (MiB) |")
+        print("|---|---|---|---|---|---|---|---|")
         for kind, r in table.items():
             fmt = lambda v, d=0: "timeout" if v is None else f"{v:,.{d}f}"
             print(f"| {kind} | {fmt(r['drain'])} | {fmt(r['results'])} | {fmt(r['p50'], 2)} | "
-                  f"{fmt(r['p99'], 2)} | {fmt(r['rss_mib'], 1)} | {fmt(r['pss_mib'], 1)} |")
+                  f"{fmt(r['p99'], 2)} | {fmt(r['rss_mib'], 1)} | {fmt(r['pss_mib'], 1)} | {fmt(r['uss_mib'], 1)} |")
         if "swiftqd" in table and "celery" in table:
             s, c = table["swiftqd"], table["celery"]
             if s["drain"] and c["drain"]:
                 print(f"\ndrain: {s['drain'] / c['drain']:.1f}× Celery; RSS: {s['rss_mib'] / c['rss_mib']:.2f}× Celery; "
-                      f"PSS: {s['pss_mib'] / c['pss_mib']:.2f}× Celery")
+                      f"PSS: {s['pss_mib'] / c['pss_mib']:.2f}× Celery; USS: {s['uss_mib'] / c['uss_mib']:.2f}× Celery")
         print(json.dumps(table), file=sys.stderr)
     finally:
         server.terminate()

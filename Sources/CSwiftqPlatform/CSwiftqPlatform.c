@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int CSwiftqPlatform_pipeCloseOnExec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
@@ -189,4 +190,32 @@ ssize_t CSwiftqPlatform_receiveWithDescriptors(int sock, void *buf, size_t len, 
         }
     }
     return n;
+}
+
+ssize_t CSwiftqPlatform_notifyServiceManager(const char *socketPath, const void *message, size_t length) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    size_t pathLength = strlen(socketPath);
+    if ((socketPath[0] != '/' && socketPath[0] != '@') || pathLength < 2 || pathLength >= sizeof(address.sun_path)) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(address.sun_path, socketPath, pathLength);
+    socklen_t addressLength = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + pathLength);
+    if (socketPath[0] == '@') {
+        address.sun_path[0] = '\0';  // Abstract namespace: no terminating NUL counted.
+    } else {
+        addressLength += 1;
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    ssize_t sent;
+    do {
+        sent = sendto(fd, message, length, MSG_NOSIGNAL, (struct sockaddr *)&address, addressLength);
+    } while (sent < 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return sent;
 }

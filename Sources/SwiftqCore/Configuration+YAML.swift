@@ -21,7 +21,7 @@ extension Configuration {
     /// The YAML node tree of `yaml`, or its syntax error as a one-line diagnostic.
     static func compose(_ yaml: String, file: String) throws(ConfigurationError) -> Node? {
         do {
-            return try Yams.compose(yaml: yaml, .default, .default, .utf8)
+            return try YAMLImplicitTags.compose(yaml)
         } catch let error as YamlError {
             throw ConfigurationError(diagnostics: [YAMLSyntaxDiagnostic.make(error, file: file, yaml: yaml)])
         } catch {

@@ -261,7 +261,7 @@ struct ConfigurationDecoder {
             var found = Self.describe(node)
             // A quoted "4" looks like a number in the message; say why it was not read as one.
             if case .scalar(let scalar) = node, !node.isPlain,
-                [Tag.Name.int.rawValue, Tag.Name.float.rawValue].contains(Node(scalar.string).tag.rawValue)
+                [Tag.Name.int, Tag.Name.float].contains(YAMLImplicitTags.resolve(scalar.string))
             {
                 found += " (a quoted string)"
             }
@@ -341,7 +341,7 @@ struct ConfigurationDecoder {
         }
         var found = Self.describe(node)
         // A quoted "true" looks like a boolean in the message; say why it was not read as one.
-        if case .scalar(let scalar) = node, !node.isPlain, Node(scalar.string).tag.rawValue == Tag.Name.bool.rawValue {
+        if case .scalar(let scalar) = node, !node.isPlain, YAMLImplicitTags.resolve(scalar.string) == .bool {
             found += " (a quoted string)"
         }
         report("expected true or false, got \(found)", at: node, keyPath: keyPath)

@@ -31,7 +31,10 @@ public final class FramedChannel {
     private var receivedDescriptors: [CInt] = []
     private var outgoing: [(bytes: [UInt8], offset: Int, descriptors: [CInt])] = []
     private var isClosed = false
-    private var readBuffer = [UInt8](repeating: 0, count: 256 * 1024)
+    /// Allocated, never initialised: a zero-filled array made all 256 KiB resident at once, in every channel of
+    /// every process (five channels with two pool children), while frames are mostly a few hundred bytes. Pages
+    /// of this buffer become resident only as large frames actually arrive.
+    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
 
     /// Wraps a connected stream socket and starts watching it.
     public init(descriptor: CInt, loop: EventLoop, maximumPayload: Int = ChannelFrame.defaultMaximumPayload) {
@@ -42,6 +45,10 @@ public final class FramedChannel {
         loop.watch(descriptor, for: .readable) { [unowned self] readiness in
             self.handle(readiness)
         }
+    }
+
+    deinit {
+        readBuffer.deallocate()
     }
 
     /// Whether the channel is still open.
@@ -99,16 +106,14 @@ public final class FramedChannel {
     private func readAvailable() {
         var descriptors = [CInt](repeating: -1, count: 16)
         var count: CInt = 0
-        let received = readBuffer.withUnsafeMutableBytes { buffer in
-            CSwiftqPlatform_receiveWithDescriptors(
-                descriptor,
-                buffer.baseAddress,
-                buffer.count,
-                &descriptors,
-                16,
-                &count
-            )
-        }
+        let received = CSwiftqPlatform_receiveWithDescriptors(
+            descriptor,
+            readBuffer.baseAddress,
+            readBuffer.count,
+            &descriptors,
+            16,
+            &count
+        )
         if received < 0 {
             if errno == EINTR || errno == EAGAIN { return }
             fail(.error(SystemError.current("recvmsg")))
@@ -119,7 +124,7 @@ public final class FramedChannel {
             fail(.peerClosed)
             return
         }
-        decoder.append(readBuffer[0..<received])
+        decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<received]))
         while !isClosed {
             let frame: (payload: [UInt8], descriptorCount: Int)?
             do {

@@ -51,5 +51,10 @@ ssize_t CSwiftqPlatform_sendWithDescriptors(int sock, const void *buf, size_t le
 /// their number in `*nfds`. Descriptors beyond `maxfds` are closed.
 ssize_t CSwiftqPlatform_receiveWithDescriptors(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
 
+/// Sends one datagram to a service manager's notification socket (systemd's sd_notify protocol):
+/// `socketPath` is `NOTIFY_SOCKET` (a file path, or `@name` for the abstract namespace). Returns the number
+/// of bytes sent, or -1 with errno (EINVAL for an unsupported address, such as `vsock:`).
+ssize_t CSwiftqPlatform_notifyServiceManager(const char *socketPath, const void *message, size_t length);
+
 
 #endif

@@ -1,4 +1,0 @@
-#ifndef SWIFTQ_CSYSTEMD_SHIM_H
-#define SWIFTQ_CSYSTEMD_SHIM_H
-#include <systemd/sd-daemon.h>
-#endif
