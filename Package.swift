@@ -54,7 +54,8 @@ let package = Package(
         .target(
             name: "SwiftqClient",
             dependencies: [
-                "SwiftqCore", "SwiftqRedis", .product(name: "OrderedCollections", package: "swift-collections"),
+                "SwiftqCore", "SwiftqRedis", "SwiftqAMQP",
+                .product(name: "OrderedCollections", package: "swift-collections"),
             ]
         ),
         // Control-socket protocol: requests, replies, framing, and the client used by swiftqctl.

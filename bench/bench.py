@@ -6,6 +6,9 @@ Scenarios (each run against both workers, with the same concurrency):
   roundtrip  K sequential `send_task(...).get()` round trips from a Python client: p50/p99 ms
   rss        peak resident memory of the worker's whole process tree during the run
 
+With --broker amqp the same three scenarios run on a RabbitMQ node (results in Redis, as above): the queue is
+pre-filled while no worker consumes it, and the clock starts when the first message leaves it.
+
 Usage: bench/run (builds swiftqd in release mode and calls this with the venv's Python).
 """
 import argparse
@@ -25,6 +28,7 @@ import uuid
 
 import redis
 from celery import Celery
+from kombu import Connection, Exchange, Producer, Queue
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 QUEUE = "bench"
@@ -131,7 +135,7 @@ class Worker:
         self.workdir, self.swiftqd = workdir, swiftqd
         self.process = None
 
-    def start(self, broker):
+    def start(self, broker, ready=None):
         log = open(os.path.join(self.workdir, f"{self.kind}.log"), "ab")
         if self.kind == "swiftqd":
             config = os.path.join(self.workdir, "swiftqd.yaml")
@@ -156,6 +160,9 @@ logging:
                  "-c", str(self.concurrency), "-Q", QUEUE, "--loglevel", "WARNING", "--without-gossip",
                  "--without-mingle", "--without-heartbeat", "-n", f"bench-{uuid.uuid4().hex[:8]}@%h"],
                 stdout=log, stderr=log, env=env, cwd=HERE)
+        if ready is not None:
+            # AMQP: the caller watches the queue itself.
+            return
         # Ready when it has declared its queue binding and is waiting on the queue.
         if not wait_until(lambda: broker.exists(f"_kombu.binding.{QUEUE}"), 60):
             raise RuntimeError(f"{self.kind} did not start; see {self.workdir}/{self.kind}.log")
@@ -223,6 +230,108 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
     return results
 
 
+class AMQPQueue:
+    """The bench queue on RabbitMQ, declared as Celery declares it, with counts read by passive declares."""
+
+    def __init__(self, url):
+        self.connection = Connection(url)
+        self.channel = self.connection.channel()
+        self.queue = Queue(QUEUE, Exchange(QUEUE, type="direct"), routing_key=QUEUE)(self.channel)
+        self.queue.declare()
+        self.producer = Producer(self.channel)
+
+    def counts(self):
+        _, ready, consumers = self.channel.queue_declare(QUEUE, passive=True)
+        return ready, consumers
+
+    def purge(self):
+        self.queue.purge()
+
+    def prefill(self, app, task, args, ignore_result, count):
+        """Publishes `count` clones of the message Celery's client sends (fresh ids); returns the ids."""
+        name = "bench-template-" + uuid.uuid4().hex
+        scratch = Queue(name, Exchange(name, type="direct"), routing_key=name)(self.channel)
+        scratch.declare()
+        app.send_task(task, args=args, queue=name, ignore_result=ignore_result)
+        template = None
+        while template is None:
+            template = scratch.get(no_ack=True)
+        scratch.delete()
+        scratch.exchange.delete()
+        ids = []
+        for _ in range(count):
+            task_id = str(uuid.uuid4())
+            headers = dict(template.headers, id=task_id, root_id=task_id)
+            self.producer.publish(template.body, exchange="", routing_key=QUEUE, headers=headers,
+                                  content_type=template.content_type,
+                                  content_encoding=template.content_encoding,
+                                  correlation_id=task_id, reply_to=template.properties.get("reply_to"),
+                                  delivery_mode=2, serializer=None)
+            ids.append(task_id)
+        return ids
+
+
+def run_amqp_scenarios(kind, args, urls, workdir, swiftqd):
+    """drain and results: fill the queue with no consumer, start the worker, time from the first message taken
+    until the queue is empty (drain) or every result exists; round trips with the worker running."""
+    backend = redis.Redis.from_url(urls["backend"])
+    backend.flushdb()
+    bench_queue = AMQPQueue(urls["broker"])
+    bench_queue.purge()
+    app = Celery("bench-client", broker=urls["broker"], backend=urls["backend"])
+    results, peaks = {}, [0, 0, 0]
+
+    def timed(count, done):
+        worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd)
+        worker.start(None, ready=True)
+        sampler = RSSSampler(worker.process.pid)
+        sampler.start()
+        try:
+            if not wait_until(lambda: bench_queue.counts()[0] < count, 120, 0.001):
+                raise RuntimeError(f"{kind} took nothing; see {workdir}/{kind}.log")
+            started = time.monotonic()
+            ok = wait_until(done, 600, 0.002)
+            return (count / (time.monotonic() - started) if ok else None), worker, sampler
+        except BaseException:
+            sampler.running = False
+            worker.stop()
+            raise
+
+    def finish(worker, sampler):
+        sampler.running = False
+        sampler.join()
+        peaks[0] = max(peaks[0], sampler.peak)
+        peaks[1] = max(peaks[1], sampler.peak_pss)
+        peaks[2] = max(peaks[2], sampler.peak_uss)
+        worker.stop()
+
+    bench_queue.prefill(app, "swiftq.ping", [], True, args.drain)
+    rate, worker, sampler = timed(args.drain, lambda: bench_queue.counts()[0] == 0)
+    results["drain"] = rate
+    finish(worker, sampler)
+
+    ids = bench_queue.prefill(app, "swiftq.add", [2, 3], False, args.results)
+    rate, worker, sampler = timed(args.results, lambda: backend.dbsize() >= args.results)
+    results["results"] = rate
+    sample = backend.get(f"celery-task-meta-{ids[-1]}")
+    assert sample and json.loads(sample)["result"] == 5, f"{kind}: wrong result {sample!r}"
+    try:
+        latencies = []
+        for _ in range(args.roundtrips):
+            t0 = time.monotonic()
+            value = app.send_task("swiftq.add", args=(1, 2), queue=QUEUE).get(timeout=30)
+            latencies.append((time.monotonic() - t0) * 1000)
+            assert value == 3
+        latencies.sort()
+        results["p50"] = statistics.median(latencies)
+        results["p99"] = latencies[int(len(latencies) * 0.99) - 1]
+    finally:
+        finish(worker, sampler)
+    results["rss_mib"], results["pss_mib"], results["uss_mib"] = (p / 1024 for p in peaks)
+    bench_queue.connection.release()
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--swiftqd", required=True)
@@ -231,6 +340,8 @@ def main():
     parser.add_argument("--results", type=int, default=5000)
     parser.add_argument("--roundtrips", type=int, default=500)
     parser.add_argument("--only", choices=["swiftqd", "celery"])
+    parser.add_argument("--broker", choices=["redis", "amqp"], default="redis")
+    parser.add_argument("--amqp-url", help="RabbitMQ for --broker amqp (bench/run starts a private node)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="swiftq-bench-")
@@ -242,13 +353,20 @@ def main():
         wait_until(lambda: subprocess.call(["redis-cli", "-p", str(port), "ping"],
                                            stdout=subprocess.DEVNULL) == 0, 10, 0.05)
         urls = {"broker": f"redis://127.0.0.1:{port}/0", "backend": f"redis://127.0.0.1:{port}/1"}
+        scenarios = run_scenarios
+        if args.broker == "amqp":
+            if not args.amqp_url:
+                parser.error("--broker amqp needs --amqp-url")
+            urls["broker"] = args.amqp_url
+            scenarios = run_amqp_scenarios
         table = {}
         for kind in ["swiftqd", "celery"]:
             if args.only and kind != args.only:
                 continue
             print(f"running {kind}…", file=sys.stderr)
-            table[kind] = run_scenarios(kind, args, urls, workdir, args.swiftqd)
-        print(f"\nconcurrency {args.concurrency}, {os.cpu_count()} CPUs, redis-server on loopback\n")
+            table[kind] = scenarios(kind, args, urls, workdir, args.swiftqd)
+        where = "RabbitMQ node, results in redis-server" if args.broker == "amqp" else "redis-server"
+        print(f"\nconcurrency {args.concurrency}, {os.cpu_count()} CPUs, {where} on loopback\n")
         print("| worker | drain (tasks/s) | with results (tasks/s) | round trip p50 (ms) | p99 (ms) "
               "| peak RSS (MiB) | peak PSS (MiB) | peak USS (MiB) |")
         print("|---|---|---|---|---|---|---|---|")

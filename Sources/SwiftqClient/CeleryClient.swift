@@ -13,41 +13,44 @@ import SwiftqRedis
 /// ```
 /// One client owns its connections and is used from one thread at a time.
 public final class CeleryClient {
-    private let broker: KombuRedisBroker
-    private let backend: RedisResultBackend?
+    private let publisher: any TaskPublisher
+    private let results: (any ResultReader)?
+    /// Used by ``result(id:)`` for tasks this client did not send (an `rpc://` backend cannot serve them).
+    private let foreignResults: (any ResultReader)?
     /// The `origin` header: Celery's anonymous node name for clients, `gen<pid>@<host>`.
     private let origin: String
-    /// This client's reply address (`reply_to`), which Python always sets.
+    /// This client's reply address (`reply_to`), which Python always sets; the `rpc://` backend's reply queue.
     private let replyTo = UUID().uuidString.lowercased()
 
-    /// Connects to the broker (and the result backend, when given). Only Redis URLs are supported.
+    /// Connects to a broker (`redis://…`, `amqp://…`, `amqps://…`) and, optionally, a result backend
+    /// (`redis://…`, or `rpc://` with a RabbitMQ broker).
     public init(broker: String, backend: String?) throws(ClientError) {
-        do {
-            self.broker = KombuRedisBroker(
-                connection: try RedisConnection(
-                    url: try RedisURL(parsing: broker),
-                    connectTimeout: .seconds(5),
-                    commandTimeout: .seconds(10)
-                )
-            )
-            if let backend {
-                self.backend = RedisResultBackend(
-                    connection: try RedisConnection(
-                        url: try RedisURL(parsing: backend),
-                        connectTimeout: .seconds(5),
-                        commandTimeout: .seconds(10)
-                    )
-                )
+        let lowered = broker.lowercased()
+        let isAMQP = lowered.hasPrefix("amqp://") || lowered.hasPrefix("amqps://")
+        let usesRPC = backend?.lowercased().hasPrefix("rpc://") == true
+        if usesRPC && !isAMQP {
+            throw ClientError(.connection, "result backend rpc:// needs an amqp:// broker")
+        }
+        if isAMQP {
+            let session = try AMQPClientSession(url: broker, replyTo: replyTo, rpcResults: usesRPC)
+            publisher = session
+            if usesRPC {
+                results = session
+                foreignResults = UnreadableRPCResults()
             } else {
-                self.backend = nil
+                let reader = try backend.map { url throws(ClientError) in try RedisResultReader(url: url) }
+                results = reader
+                foreignResults = reader
             }
-        } catch {
-            throw ClientError(.connection, "\(error)")
+        } else {
+            publisher = try RedisTaskPublisher(url: broker, replyTo: replyTo)
+            let reader = try backend.map { url throws(ClientError) in try RedisResultReader(url: url) }
+            results = reader
+            foreignResults = reader
         }
         origin = "gen\(getpid())@\(NodeName.currentHostname())"
     }
 
-    /// Publishes a task and returns the handle to its result.
     public func send(
         _ name: String,
         args: [JSONValue] = [],
@@ -71,18 +74,13 @@ public final class CeleryClient {
         }
         message.replyTo = replyTo
         message.correlationID = id
-        let envelope = message.redisEnvelope(queue: options.queue, priority: options.priority ?? 0, replyTo: replyTo)
-        do {
-            try broker.publish(envelope: envelope, queue: options.queue, priority: options.priority ?? 0)
-        } catch {
-            throw ClientError(.connection, "cannot publish \(name): \(error)")
-        }
-        return AsyncResult(id: id, backend: backend)
+        try publisher.publish(message, queue: options.queue, priority: options.priority)
+        return AsyncResult(id: id, reader: results)
     }
 
     /// The result handle of a task sent earlier (by anyone), by id.
     public func result(id: String) -> AsyncResult {
-        AsyncResult(id: id, backend: backend)
+        AsyncResult(id: id, reader: foreignResults)
     }
 }
 
@@ -126,22 +124,21 @@ public struct SendOptions: Sendable {
 public final class AsyncResult {
     /// The task id.
     public let id: String
-    private let backend: RedisResultBackend?
+    private let reader: (any ResultReader)?
 
-    init(id: String, backend: RedisResultBackend?) {
+    init(id: String, reader: (any ResultReader)?) {
         self.id = id
-        self.backend = backend
+        self.reader = reader
     }
 
     /// The stored result meta (`status`, `result`, `traceback`, …), or nil while PENDING.
     public func meta() throws(ClientError) -> JSONValue? {
-        guard let backend else { throw ClientError(.noBackend, "no result backend configured") }
-        do {
-            guard let bytes = try backend.get(taskID: id) else { return nil }
-            return try JSONValue(parsing: bytes)
-        } catch {
-            throw ClientError(.connection, "cannot read the result of \(id): \(error)")
-        }
+        try meta(waitingUpTo: .zero)
+    }
+
+    private func meta(waitingUpTo wait: Duration) throws(ClientError) -> JSONValue? {
+        guard let reader else { throw ClientError(.noBackend, "no result backend configured") }
+        return try reader.meta(taskID: id, wait: wait)
     }
 
     /// The task's state: PENDING until a worker stores one.
@@ -155,7 +152,8 @@ public final class AsyncResult {
         let deadline = ContinuousClock.now + timeout
         var pause = Duration.milliseconds(2)
         while true {
-            if let meta = try meta(), let status = meta["status"]?.stringValue {
+            let remaining = max(.zero, deadline - .now)
+            if let meta = try meta(waitingUpTo: min(pause, remaining)), let status = meta["status"]?.stringValue {
                 switch status {
                 case "SUCCESS":
                     return meta["result"] ?? .null

@@ -262,6 +262,76 @@ import Testing
         #expect(eventually { (try? node.queueCounts(queue)).flatMap { $0 }.map { $0 == (0, 0) } ?? false })
     }
 
+    @Test func swiftqctlCallSendsTasksOverRabbitMQAndReadsRPCResults() throws {
+        let node = try RabbitMQNode.shared()
+        let queue = uniqueQueueName()
+        let daemon = try Self.daemon(broker: node.url, backend: "rpc://", queue: queue)
+        let common = ["--broker", node.url, "--backend", "rpc://", "--queue", queue]
+        let sum = try runCommand(Binaries.swiftqctl, ["call", "swiftq.add", "2", "3", "--wait"] + common)
+        #expect(sum.status == 0, "\(sum.stderr)")
+        #expect(RedisWorkloadTests.trimmed(sum.stdout) == "5")
+        let echo = try runCommand(
+            Binaries.swiftqctl,
+            ["call", "swiftq.echo", "--kwargs", #"{"value": {"a": [1, "ü"]}}"#, "--wait"] + common
+        )
+        #expect(RedisWorkloadTests.trimmed(echo.stdout) == #"{"a":[1,"ü"]}"#)
+        let failed = try runCommand(Binaries.swiftqctl, ["call", "swiftq.fail", "nope", "--wait"] + common)
+        #expect(failed.status == 1)
+        #expect(failed.stderr.contains("RuntimeError: nope"))
+        let sent = try runCommand(Binaries.swiftqctl, ["call", "swiftq.ping"] + common)
+        let id = RedisWorkloadTests.trimmed(sent.stdout)
+        #expect(UUID(uuidString: id) != nil, "\(sent.stdout) \(sent.stderr)")
+        // rpc:// results went to the sender's reply queue: a later reader is told why it cannot see them.
+        let later = try runCommand(Binaries.swiftqctl, ["result", id, "--broker", node.url, "--backend", "rpc://"])
+        #expect(later.status != 0)
+        #expect(later.stderr.contains("redis:// result backend"), "\(later.stderr)")
+        #expect(eventually { (try? daemon.stats())?["tasks"]?["completed"]?.intValue == 4 })
+        let unreachable = try runCommand(
+            Binaries.swiftqctl,
+            ["call", "swiftq.ping", "--broker", "amqp://guest:guest@127.0.0.1:1//"]
+        )
+        #expect(unreachable.status == 69)
+        #expect(unreachable.stderr.contains("127.0.0.1:1"))
+    }
+
+    @Test func aPythonWorkerRunsWhatSwiftqctlSendsOverRabbitMQ() throws {
+        let node = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFTQ_TEST_BROKER"] = node.url
+        environment["SWIFTQ_TEST_BACKEND"] = redis.url(db: 1)
+        environment["SWIFTQ_TEST_LEDGER"] = redis.url
+        environment["PYTHONPATH"] = Python.scripts
+        let python = try TestProcess(
+            Python.interpreter,
+            [
+                "-m", "celery", "-A", "shared_tasks", "worker", "-P", "solo", "-Q", queue, "--without-gossip",
+                "--without-mingle", "--without-heartbeat", "-n", "python-\(queue)@%h", "--loglevel", "WARNING",
+            ],
+            environment: environment
+        )
+        defer { python.stop() }
+        let sum = try runCommand(
+            Binaries.swiftqctl,
+            [
+                "call", "swiftq.add", "40", "2", "--wait", "--timeout", "60", "--broker", node.url, "--backend",
+                redis.url(db: 1), "--queue", queue,
+            ],
+            timeout: 90
+        )
+        #expect(sum.status == 0, "\(sum.stderr)")
+        #expect(RedisWorkloadTests.trimmed(sum.stdout) == "42")
+        let ran = try redis.cli(["LRANGE", "executed:python", "0", "-1"]).split(separator: "\n")
+        #expect(ran.count == 1, "the Python worker did not run it: \(ran)")
+        let id = try #require(ran.first.map(String.init))
+        let result = try runCommand(
+            Binaries.swiftqctl,
+            ["result", id, "--broker", node.url, "--backend", redis.url(db: 1)]
+        )
+        #expect(result.stdout.hasPrefix("SUCCESS  42"), "\(result.stdout)")
+    }
+
     @Test func malformedMessagesAreLoggedCountedAndSettledWhileGoodOnesRun() throws {
         let node = try RabbitMQNode.shared()
         let redis = try RedisServer()
@@ -397,6 +467,10 @@ import Testing
             prefetch: 8
         )
         #expect(eventually(timeout: 60) { (try? daemon.stats())?["tasks"]?["completed"]?.intValue ?? 0 >= 300 })
+        // First a cut connection (the broker stays up), then a restart of the whole node.
+        try node.ctl(["close_all_connections", "swiftq test: cut"])
+        #expect(eventually(timeout: 60) { (try? daemon.stats())?["tasks"]?["completed"]?.intValue ?? 0 >= 700 })
+        #expect(daemon.log.contains("swiftq test: cut"), "the cut was not logged with the broker's reason")
         try node.restart()
         #expect(
             eventually(timeout: 240) {
