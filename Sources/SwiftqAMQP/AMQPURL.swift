@@ -1,3 +1,5 @@
+import SwiftqCore
+
 /// Where a RabbitMQ broker is and how to log in: a parsed `amqp://` or `amqps://` broker URL.
 ///
 /// The form and the defaults are kombu's and py-amqp's, so a Celery user's `broker_url` means the same here:
@@ -179,31 +181,10 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
 
     /// Percent-decodes `text` as UTF-8; `+` stays a plus (kombu unquotes with `unquote`, not `unquote_plus`).
     private static func decode(_ text: Substring, _ part: String, _ url: String) throws(AMQPError) -> String {
-        guard text.contains("%") else { return String(text) }
-        var bytes: [UInt8] = []
-        var iterator = Array(text.utf8).makeIterator()
-        while let byte = iterator.next() {
-            guard byte == UInt8(ascii: "%") else {
-                bytes.append(byte)
-                continue
-            }
-            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
-                throw AMQPError.invalidURL(url, "the \(part) has a '%' that is not followed by two hex digits")
-            }
-            bytes.append(high << 4 | low)
-        }
-        guard let decoded = String(validating: bytes, as: UTF8.self) else {
-            throw AMQPError.invalidURL(url, "the \(part) is not UTF-8 after percent-decoding")
-        }
-        return decoded
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
+        do {
+            return try PercentDecoding.decode(text)
+        } catch {
+            throw AMQPError.invalidURL(url, "the \(part) \(error)")
         }
     }
 

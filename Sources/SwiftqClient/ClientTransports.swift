@@ -17,23 +17,26 @@ protocol ResultReader: AnyObject {
 
 // MARK: - Redis
 
+/// A client's Redis connection: 5 s to connect, 10 s per command.
+private func clientConnection(_ url: String) throws(ClientError) -> RedisConnection {
+    do {
+        return try RedisConnection(
+            url: try RedisURL(parsing: url),
+            connectTimeout: .seconds(5),
+            commandTimeout: .seconds(10)
+        )
+    } catch {
+        throw ClientError(.connection, "\(error)")
+    }
+}
+
 /// Publishes kombu Redis envelopes (`LPUSH` to the queue's list, or its priority list).
 final class RedisTaskPublisher: TaskPublisher {
     private let broker: KombuRedisBroker
     private let replyTo: String
 
     init(url: String, replyTo: String) throws(ClientError) {
-        do {
-            broker = KombuRedisBroker(
-                connection: try RedisConnection(
-                    url: try RedisURL(parsing: url),
-                    connectTimeout: .seconds(5),
-                    commandTimeout: .seconds(10)
-                )
-            )
-        } catch {
-            throw ClientError(.connection, "\(error)")
-        }
+        broker = KombuRedisBroker(connection: try clientConnection(url))
         self.replyTo = replyTo
     }
 
@@ -52,17 +55,7 @@ final class RedisResultReader: ResultReader {
     private let backend: RedisResultBackend
 
     init(url: String) throws(ClientError) {
-        do {
-            backend = RedisResultBackend(
-                connection: try RedisConnection(
-                    url: try RedisURL(parsing: url),
-                    connectTimeout: .seconds(5),
-                    commandTimeout: .seconds(10)
-                )
-            )
-        } catch {
-            throw ClientError(.connection, "\(error)")
-        }
+        backend = RedisResultBackend(connection: try clientConnection(url))
     }
 
     func meta(taskID: String, wait: Duration) throws(ClientError) -> JSONValue? {

@@ -1,3 +1,5 @@
+import SwiftqCore
+
 /// Where a Redis server is and how to log in: a parsed broker or result-backend URL.
 ///
 /// Accepted forms, as Celery users write them for kombu and redis-py:
@@ -271,31 +273,10 @@ extension RedisURL {
     /// Decodes `%XX` escapes; the result must be UTF-8. `+` is kept as is (it is not a space in a URL's user info
     /// or path, and redis-py does not turn it into one in query values either).
     private static func percentDecoded(_ text: Substring, part: String, url: String) throws(RedisError) -> String {
-        guard text.contains("%") else { return String(text) }
-        var bytes: [UInt8] = []
-        var iterator = Array(text.utf8).makeIterator()
-        while let byte = iterator.next() {
-            guard byte == UInt8(ascii: "%") else {
-                bytes.append(byte)
-                continue
-            }
-            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
-                throw invalid(url, "the \(part) has a '%' that is not followed by two hex digits")
-            }
-            bytes.append(high << 4 | low)
-        }
-        guard let decoded = String(validating: bytes, as: UTF8.self) else {
-            throw invalid(url, "the \(part) is not UTF-8 after percent-decoding")
-        }
-        return decoded
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
+        do {
+            return try PercentDecoding.decode(text)
+        } catch {
+            throw invalid(url, "the \(part) \(error)")
         }
     }
 }

@@ -116,18 +116,11 @@ import Testing
         let redis = try RedisServer()
         let queue = uniqueQueueName()
         let daemon = try Self.daemon(broker: node.url, backend: redis.url(db: 1), queue: queue, prefetch: 1)
-        var environment = ProcessInfo.processInfo.environment
-        environment["SWIFTQ_TEST_BROKER"] = node.url
-        environment["SWIFTQ_TEST_BACKEND"] = redis.url(db: 1)
-        environment["SWIFTQ_TEST_LEDGER"] = redis.url
-        environment["PYTHONPATH"] = Python.scripts
-        let python = try TestProcess(
-            Python.interpreter,
-            [
-                "-m", "celery", "-A", "shared_tasks", "worker", "-P", "solo", "-Q", queue, "--without-gossip",
-                "--without-mingle", "--without-heartbeat", "-n", "python-\(queue)@%h", "--loglevel", "WARNING",
-            ],
-            environment: environment
+        let python = try Python.sharedTasksWorker(
+            broker: node.url,
+            backend: redis.url(db: 1),
+            ledger: redis.url,
+            queue: queue
         )
         defer { python.stop() }
         let count = 300
@@ -298,18 +291,11 @@ import Testing
         let node = try RabbitMQNode.shared()
         let redis = try RedisServer()
         let queue = uniqueQueueName()
-        var environment = ProcessInfo.processInfo.environment
-        environment["SWIFTQ_TEST_BROKER"] = node.url
-        environment["SWIFTQ_TEST_BACKEND"] = redis.url(db: 1)
-        environment["SWIFTQ_TEST_LEDGER"] = redis.url
-        environment["PYTHONPATH"] = Python.scripts
-        let python = try TestProcess(
-            Python.interpreter,
-            [
-                "-m", "celery", "-A", "shared_tasks", "worker", "-P", "solo", "-Q", queue, "--without-gossip",
-                "--without-mingle", "--without-heartbeat", "-n", "python-\(queue)@%h", "--loglevel", "WARNING",
-            ],
-            environment: environment
+        let python = try Python.sharedTasksWorker(
+            broker: node.url,
+            backend: redis.url(db: 1),
+            ledger: redis.url,
+            queue: queue
         )
         defer { python.stop() }
         let sum = try runCommand(

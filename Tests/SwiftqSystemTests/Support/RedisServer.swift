@@ -102,6 +102,25 @@ enum Python {
 
     static var scripts: String { CommandLineTests.repositoryRoot + "/Tests/SwiftqSystemTests/Python" }
 
+    /// A stock Celery worker (`shared_tasks.py`, solo pool) consuming `queue`; each task it runs is recorded in the
+    /// Redis list `executed:python` of `ledger`.
+    static func sharedTasksWorker(broker: String, backend: String, ledger: String, queue: String) throws -> TestProcess
+    {
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFTQ_TEST_BROKER"] = broker
+        environment["SWIFTQ_TEST_BACKEND"] = backend
+        environment["SWIFTQ_TEST_LEDGER"] = ledger
+        environment["PYTHONPATH"] = scripts
+        return try TestProcess(
+            interpreter,
+            [
+                "-m", "celery", "-A", "shared_tasks", "worker", "-P", "solo", "-Q", queue, "--without-gossip",
+                "--without-mingle", "--without-heartbeat", "-n", "python-\(queue)@%h", "--loglevel", "WARNING",
+            ],
+            environment: environment
+        )
+    }
+
     /// Runs the Celery client script with a request; returns one JSON value per printed line.
     static func celeryClient(_ request: JSONValue, timeout: Double = 60) throws -> [JSONValue] {
         let result = try runCommand(
