@@ -357,7 +357,7 @@ struct ConfigurationDecoder {
         let scheme: String?
         if url.lowercased() == "embedded" {
             scheme = "embedded"
-        } else if let range = url.range(of: "://"), Self.isSchemeSyntax(url[..<range.lowerBound]) {
+        } else if let range = url.firstRange(of: "://"), Self.isSchemeSyntax(url[..<range.lowerBound]) {
             scheme = url[..<range.lowerBound].lowercased()
         } else {
             scheme = nil
