@@ -132,4 +132,22 @@ import Testing
             try YAMLComposer.compose("a: é\u{7}\n")
         }
     }
+
+    @Test func aReaderErrorIsLocatedInUnicodeScalars() {
+        do {
+            _ = try Configuration.parse("worker:\r\n  hostname: é\u{7}\n", file: "config.yaml")
+            Issue.record("accepted a control character")
+        } catch {
+            #expect(
+                error.diagnostics == [
+                    ConfigurationDiagnostic(
+                        file: "config.yaml",
+                        line: 2,
+                        column: 14,
+                        message: "control characters are not allowed (byte 0x7)"
+                    )
+                ]
+            )
+        }
+    }
 }
