@@ -1,7 +1,7 @@
 # swiftq: build and install swiftqd and swiftqctl.
 #
 #   make                      release build, Swift runtime linked statically (needs only Debian's librabbitmq4,
-#                             libhiredis0.14, libsystemd0 and libstdc++6 at run time)
+#                             libhiredis0.14, libyaml-0-2 and libstdc++6 at run time)
 #   sudo make install         into PREFIX (default /usr/local); DESTDIR=/tmp/pkg for a staging tree
 #   sudo make uninstall       removes what install put, except a configuration file that was edited
 #

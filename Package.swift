@@ -11,19 +11,17 @@ let package = Package(
         .library(name: "SwiftqClient", targets: ["SwiftqClient"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
+        // The system libyaml 0.2 (Debian libyaml-dev); only SwiftqCore's LibYAML.swift imports it.
+        .systemLibrary(name: "CLibYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         // Pure domain logic: JSON values, configuration model and YAML decoding. No I/O beyond reading a file.
         .target(
             name: "SwiftqCore",
-            dependencies: [
-                .product(name: "Yams", package: "Yams"),
-                .product(name: "OrderedCollections", package: "swift-collections"),
-            ]
+            dependencies: ["CLibYAML", .product(name: "OrderedCollections", package: "swift-collections")]
         ),
         // Bootsteps dependency graph: ordering, start/stop, DOT rendering. Pure.
         .target(name: "SwiftqBootsteps"),
@@ -93,7 +91,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SwiftqCoreTests",
-            dependencies: ["SwiftqCore", .product(name: "Yams", package: "Yams")],
+            dependencies: ["SwiftqCore"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "SwiftqBootstepsTests", dependencies: ["SwiftqBootsteps"]),

@@ -219,3 +219,5 @@ ssize_t CSwiftqPlatform_notifyServiceManager(const char *socketPath, const void 
     errno = saved;
     return sent;
 }
+
+int CSwiftqPlatform_setThreadName(const char *name) { return pthread_setname_np(pthread_self(), name); }

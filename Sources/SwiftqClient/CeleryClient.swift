@@ -1,7 +1,15 @@
-import Foundation
 import OrderedCollections
 import SwiftqCore
 import SwiftqRedis
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A Celery client for Swift producers: sends tasks the way Python's `send_task` does (same envelope,
 /// same queues, same result keys), so Python workers and swiftqd run them alike.
@@ -177,9 +185,7 @@ public final class AsyncResult {
             if ContinuousClock.now >= deadline {
                 throw ClientError(.timeout, "no result for \(id) within \(timeout)")
             }
-            Thread.sleep(
-                forTimeInterval: Double(pause.components.attoseconds) / 1e18 + Double(pause.components.seconds)
-            )
+            usleep(useconds_t(pause.components.seconds * 1_000_000 + pause.components.attoseconds / 1_000_000_000_000))
             pause = min(pause * 2, .milliseconds(50))
         }
     }

@@ -1,5 +1,3 @@
-import Yams
-
 extension Configuration {
     /// An environment variable that replaces one key of the file.
     public struct EnvironmentOverride: Sendable, Equatable {
@@ -45,7 +43,7 @@ extension Configuration {
                 continue
             }
             var overrideDecoder = ConfigurationDecoder(file: "$" + override.variable)
-            let node = Node.scalar(Node.Scalar(value, Tag(.str), .doubleQuoted))
+            let node = YAMLNode.scalar(YAMLNode.Scalar(value, .str, .doubleQuoted))
             ConfigurationSchema.field(at: override.keyPath)?.decode(
                 node,
                 override.keyPath,
@@ -100,7 +98,7 @@ extension ConfigurationSchema {
 /// Puts the password of a `password_file` into its URL, collecting problems at the `password_file` key.
 private struct PasswordFiles {
     let file: String
-    let keyMarks: [String: Mark]
+    let keyMarks: [String: YAMLMark]
     /// Key path → environment variable that set it.
     let sources: [String: String]
     /// Keys already reported as invalid: their password is not looked at, to avoid a second, confusing message.

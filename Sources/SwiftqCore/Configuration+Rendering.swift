@@ -1,5 +1,3 @@
-import Yams
-
 extension Configuration {
     /// The configuration as a YAML document with every key, defaults included, in the order of
     /// ``knownKeyPaths``: what `swiftqd --print-config` prints, and the text the supervisor hands its consumer.
@@ -127,7 +125,7 @@ private struct YAMLWriter {
 
     static func scalar(_ text: String) -> String {
         if let first = text.first, plainFirst.contains(first), text.allSatisfy(plainRest.contains),
-            text.last != ":", Node(text).tag.rawValue == Tag.Name.str.rawValue
+            text.last != ":", YAMLImplicitTags.resolve(text) == .str
         {
             return text
         }

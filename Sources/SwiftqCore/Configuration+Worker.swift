@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 extension Configuration {
     /// The worker's identity on the cluster and the shape of its process pool; these are the settings Celery's

@@ -1,5 +1,3 @@
-import Yams
-
 extension Configuration {
     /// Parses YAML text; `file` is used in error messages as given.
     ///
@@ -19,51 +17,59 @@ extension Configuration {
     }
 
     /// The YAML node tree of `yaml`, or its syntax error as a one-line diagnostic.
-    static func compose(_ yaml: String, file: String) throws(ConfigurationError) -> Node? {
+    static func compose(_ yaml: String, file: String) throws(ConfigurationError) -> YAMLNode? {
         do {
-            return try YAMLImplicitTags.compose(yaml)
-        } catch let error as YamlError {
-            throw ConfigurationError(diagnostics: [YAMLSyntaxDiagnostic.make(error, file: file, yaml: yaml)])
+            return try YAMLComposer.compose(yaml)
         } catch {
-            throw ConfigurationError(diagnostics: [ConfigurationDiagnostic(file: file, message: "\(error)")])
+            throw ConfigurationError(diagnostics: [YAMLSyntaxDiagnostic.make(error, file: file, yaml: yaml)])
         }
     }
 }
 
-/// Turns Yams' errors into one-line diagnostics: Yams' own descriptions span several lines, embed a source snippet
-/// and, for duplicate keys, the whole document.
+/// Turns ``YAMLError``s into one-line diagnostics at the problem's position.
 enum YAMLSyntaxDiagnostic {
-    static func make(_ error: YamlError, file: String, yaml: String) -> ConfigurationDiagnostic {
-        switch error {
-        case .scanner(let context, let problem, let mark, _),
-            .parser(let context, let problem, let mark, _),
-            .composer(let context, let problem, let mark, _):
-            var message = problem
-            if problem == "but found another document" {
-                message = "expected a single YAML document, found another one"
-            } else if let context {
+    static func make(_ error: YAMLError, file: String, yaml: String) -> ConfigurationDiagnostic {
+        switch error.code {
+        case .scanner, .parser, .undefinedAlias, .memory:
+            var message = error.problem
+            if let context = error.context {
                 message += " (\(context.text) at line \(context.mark.line), column \(context.mark.column))"
             }
-            return ConfigurationDiagnostic(file: file, line: mark.line, column: mark.column, message: message)
-        case .reader(let problem, let offset, let value, _):
-            let mark = offset.flatMap { position(ofCharacterOffset: $0, in: yaml) }
-            var message = problem
-            if value >= 0 {
+            return ConfigurationDiagnostic(
+                file: file,
+                line: error.mark?.line,
+                column: error.mark?.column,
+                message: message
+            )
+        case .multipleDocuments:
+            return ConfigurationDiagnostic(
+                file: file,
+                line: error.mark?.line,
+                column: error.mark?.column,
+                message: "expected a single YAML document, found another one"
+            )
+        case .reader:
+            let mark = error.byteOffset.flatMap { position(ofUTF8Offset: $0, in: yaml) }
+            var message = error.problem
+            if let value = error.value, value >= 0 {
                 message += " (byte 0x\(String(value, radix: 16, uppercase: true)))"
             }
             return ConfigurationDiagnostic(file: file, line: mark?.line, column: mark?.column, message: message)
-        case .duplicatedKeysInMapping(let duplicates, let context):
-            return duplicateKeys(duplicates, firstAt: context.mark, file: file, yaml: yaml)
-        default:
-            return ConfigurationDiagnostic(file: file, message: "\(error)")
+        case .duplicateKeys:
+            return duplicateKeys(
+                error.keys,
+                firstAt: error.mark ?? YAMLMark(line: 0, column: 0),
+                file: file,
+                yaml: yaml
+            )
         }
     }
 
-    /// Yams only says which key repeats and where its first occurrence is. In a block mapping the repetition sits
+    /// The composer only says which key repeats and where its first occurrence is. In a block mapping the repetition sits
     /// at the same indentation further down, and the parent keys at smaller indentations above: finding them points
     /// the message at the line to delete, with its key path. When the layout is not that simple (flow style, list
     /// items), the diagnostic falls back to the first occurrence without a key path.
-    static func duplicateKeys(_ keys: [String], firstAt first: Mark, file: String, yaml: String)
+    static func duplicateKeys(_ keys: [String], firstAt first: YAMLMark, file: String, yaml: String)
         -> ConfigurationDiagnostic
     {
         let lines = yaml.split(omittingEmptySubsequences: false, whereSeparator: isLineBreak)
@@ -164,23 +170,30 @@ enum YAMLSyntaxDiagnostic {
         return rest.isEmpty || rest.first == "#"
     }
 
-    /// 1-based line and column (in Unicode scalars) of the character at `offset` characters from the start.
-    static func position(ofCharacterOffset offset: Int, in text: String) -> (line: Int, column: Int)? {
-        guard let target = text.index(text.startIndex, offsetBy: offset, limitedBy: text.endIndex) else {
-            return nil
-        }
+    /// 1-based line and column (in Unicode scalars) of the byte at `offset` (libyaml's reader counts bytes);
+    /// a byte inside a scalar is located at that scalar.
+    static func position(ofUTF8Offset offset: Int, in text: String) -> (line: Int, column: Int)? {
         var line = 1
-        var lineStart = text.startIndex
-        var index = text.startIndex
-        while index < target {
-            if isLineBreak(text[index]) {
-                line += 1
-                lineStart = text.index(after: index)
+        var column = 1
+        var bytes = 0
+        var afterCarriageReturn = false
+        for scalar in text.unicodeScalars {
+            bytes += UTF8.width(scalar)
+            if bytes > offset {
+                return (line, column)
             }
-            index = text.index(after: index)
+            switch scalar {
+            case "\n" where afterCarriageReturn:
+                column = 1  // the second half of \r\n
+            case "\n", "\r", "\u{85}", "\u{2028}", "\u{2029}":
+                line += 1
+                column = 1
+            default:
+                column += 1
+            }
+            afterCarriageReturn = scalar == "\r"
         }
-        let column = text.unicodeScalars[lineStart..<target].count + 1
-        return (line, column)
+        return bytes == offset ? (line, column) : nil
     }
 
     /// YAML's line breaks (`\r\n` is one `Character` in Swift).

@@ -1,5 +1,3 @@
-import Yams
-
 /// Walks a composed YAML node tree by hand, reading values into a `Configuration` and collecting every problem
 /// with its position, instead of stopping at the first one the way `Decodable` does.
 ///
@@ -11,7 +9,7 @@ struct ConfigurationDecoder {
     private(set) var diagnostics: [ConfigurationDiagnostic] = []
     /// Where each key that was read is written (`"broker.password_file"` → its key node's mark), for problems
     /// found after decoding, such as a password file that cannot be read.
-    private(set) var keyMarks: [String: Mark] = [:]
+    private(set) var keyMarks: [String: YAMLMark] = [:]
 
     init(file: String) {
         self.file = file
@@ -19,7 +17,7 @@ struct ConfigurationDecoder {
 
     // MARK: - Reporting
 
-    mutating func report(_ message: String, at node: Node?, keyPath: String?) {
+    mutating func report(_ message: String, at node: YAMLNode?, keyPath: String?) {
         let mark = node?.mark
         diagnostics.append(
             ConfigurationDiagnostic(
@@ -32,28 +30,26 @@ struct ConfigurationDecoder {
         )
     }
 
-    private mutating func expected(_ expectation: String, at node: Node, keyPath: String?) {
+    private mutating func expected(_ expectation: String, at node: YAMLNode, keyPath: String?) {
         report("expected \(expectation), got \(Self.describe(node))", at: node, keyPath: keyPath)
     }
 
     /// How a value is shown after "got": strings in double quotes, other scalars as written, collections by kind.
-    static func describe(_ node: Node) -> String {
+    static func describe(_ node: YAMLNode) -> String {
         switch node {
         case .scalar(let scalar):
             let tag = node.tag.rawValue
             if node.isPlain {
-                if tag == Tag.Name.null.rawValue {
+                if tag == YAMLTag.null.rawValue {
                     return scalar.string.isEmpty ? "nothing" : scalar.string
                 }
-                return tag == Tag.Name.str.rawValue ? quoted(scalar.string) : scalar.string
+                return tag == YAMLTag.str.rawValue ? quoted(scalar.string) : scalar.string
             }
             return quoted(scalar.string)
         case .sequence(let sequence):
             return sequence.isEmpty ? "an empty list" : "a list"
         case .mapping(let mapping):
             return mapping.isEmpty ? "an empty mapping" : "a mapping"
-        case .alias:
-            return "an alias"
         }
     }
 
@@ -87,7 +83,7 @@ struct ConfigurationDecoder {
 
     // MARK: - Document and sections
 
-    mutating func decode(_ root: Node?) -> Configuration {
+    mutating func decode(_ root: YAMLNode?) -> Configuration {
         var configuration = Configuration()
         // No document (empty file, only comments) or an explicitly empty one: all defaults.
         guard let root, !root.isNull else {
@@ -112,7 +108,7 @@ struct ConfigurationDecoder {
         return configuration
     }
 
-    private mutating func decode(_ node: Node, as section: ConfigurationSection, into target: inout Configuration) {
+    private mutating func decode(_ node: YAMLNode, as section: ConfigurationSection, into target: inout Configuration) {
         // `worker:` with every key commented out is a normal sight in an annotated file: all defaults (for `tasks:`,
         // no tasks).
         guard !node.isNull else {
@@ -134,7 +130,7 @@ struct ConfigurationDecoder {
 
     /// Reads the named entries of a section such as `tasks`: each key is a name chosen in the file.
     private mutating func decodeEntries(
-        _ node: Node,
+        _ node: YAMLNode,
         as section: ConfigurationSection,
         _ entries: ConfigurationEntries,
         into target: inout Configuration
@@ -152,8 +148,8 @@ struct ConfigurationDecoder {
                 expected("a \(entries.noun) name", at: keyNode, keyPath: section.name)
                 continue
             }
-            // Yams only catches repeated keys with the same tag: a plain `yes:` (a boolean) and a quoted "yes" (a
-            // string) are different keys to it, but the same name here.
+            // The composer only catches repeated keys with the same tag: a plain `yes:` (a boolean) and a quoted
+            // "yes" (a string) are different keys to YAML, but the same name here.
             if let firstLine = firstLines[name] {
                 report(
                     "duplicate key; already set on line \(firstLine)",
@@ -171,11 +167,11 @@ struct ConfigurationDecoder {
     /// missing required keys at `owner` (the key that names the mapping). Returns whether nothing was reported.
     @discardableResult
     mutating func decodeMapping<Target>(
-        _ node: Node,
+        _ node: YAMLNode,
         at keyPath: String,
         expected expectation: String,
         fields: [ConfigurationField<Target>],
-        owner: Node,
+        owner: YAMLNode,
         into target: inout Target
     ) -> Bool {
         let reportedBefore = diagnostics.count
@@ -203,12 +199,12 @@ struct ConfigurationDecoder {
     }
 
     /// The text of a mapping key, or `nil` (after reporting) for keys that cannot name a setting.
-    private mutating func keyName(_ node: Node, parentPath: String?) -> String? {
+    private mutating func keyName(_ node: YAMLNode, parentPath: String?) -> String? {
         guard case .scalar(let scalar) = node else {
             expected("a key name", at: node, keyPath: parentPath)
             return nil
         }
-        if node.isPlain && node.tag.rawValue == Tag.Name.merge.rawValue {
+        if node.isPlain && node.tag.rawValue == YAMLTag.merge.rawValue {
             report(
                 "merge keys (<<) are not supported; write the settings out",
                 at: node,
@@ -219,7 +215,7 @@ struct ConfigurationDecoder {
         return scalar.string
     }
 
-    private mutating func reportUnknownKey(_ key: String, at node: Node, parentPath: String?, validKeys: [String]) {
+    private mutating func reportUnknownKey(_ key: String, at node: YAMLNode, parentPath: String?, validKeys: [String]) {
         let keyPath = parentPath.map { "\($0).\(key)" } ?? key
         if let suggestion = Suggestion.closest(to: key, among: validKeys) {
             report("unknown key; did you mean \(suggestion)?", at: node, keyPath: keyPath)
@@ -242,7 +238,7 @@ struct ConfigurationDecoder {
 
     /// The text of a scalar that is not null, verbatim (YAML 1.1 booleans and numbers included), or `nil` after
     /// reporting `expectation`.
-    mutating func text(_ node: Node, at keyPath: String, expected expectation: String) -> String? {
+    mutating func text(_ node: YAMLNode, at keyPath: String, expected expectation: String) -> String? {
         guard case .scalar(let scalar) = node, !node.isNull else {
             expected(expectation, at: node, keyPath: keyPath)
             return nil
@@ -252,16 +248,16 @@ struct ConfigurationDecoder {
 
     /// An integer within `range`, written the YAML 1.1 way (`8`, `1_000`, `0x10`, `0o17`, and `017` is octal).
     mutating func integer(
-        _ node: Node,
+        _ node: YAMLNode,
         at keyPath: String,
         in range: ClosedRange<Int>,
         expected expectation: String
     ) -> Int? {
-        guard case .scalar(let scalar) = node, node.isPlain, node.tag.rawValue == Tag.Name.int.rawValue else {
+        guard case .scalar(let scalar) = node, node.isPlain, node.tag.rawValue == YAMLTag.int.rawValue else {
             var found = Self.describe(node)
             // A quoted "4" looks like a number in the message; say why it was not read as one.
             if case .scalar(let scalar) = node, !node.isPlain,
-                [Tag.Name.int, Tag.Name.float].contains(YAMLImplicitTags.resolve(scalar.string))
+                [YAMLTag.int, YAMLTag.float].contains(YAMLImplicitTags.resolve(scalar.string))
             {
                 found += " (a quoted string)"
             }
@@ -302,9 +298,9 @@ struct ConfigurationDecoder {
     }
 
     /// A non-negative duration (`30s`, `1h30m`, `1.5`), or a positive one when `allowsZero` is false.
-    mutating func duration(_ node: Node, at keyPath: String, allowsZero: Bool) -> Duration? {
+    mutating func duration(_ node: YAMLNode, at keyPath: String, allowsZero: Bool) -> Duration? {
         let syntax = "a duration such as 30s, 5m or 1h30m"
-        guard case .scalar(let scalar) = node, !node.isNull, node.tag.rawValue != Tag.Name.bool.rawValue else {
+        guard case .scalar(let scalar) = node, !node.isNull, node.tag.rawValue != YAMLTag.bool.rawValue else {
             expected(syntax, at: node, keyPath: keyPath)
             return nil
         }
@@ -331,8 +327,8 @@ struct ConfigurationDecoder {
     /// A YAML 1.1 boolean written plain: `true`/`false`, or `yes`/`no`/`on`/`off`, each in lower case, capitalized
     /// or upper case. A quoted `"true"` or a number such as `1` is refused rather than guessed at: a switch that
     /// silently reads the wrong way is worse than an error.
-    mutating func boolean(_ node: Node, at keyPath: String) -> Bool? {
-        if case .scalar(let scalar) = node, node.isPlain, node.tag.rawValue == Tag.Name.bool.rawValue {
+    mutating func boolean(_ node: YAMLNode, at keyPath: String) -> Bool? {
+        if case .scalar(let scalar) = node, node.isPlain, node.tag.rawValue == YAMLTag.bool.rawValue {
             switch scalar.string.lowercased() {
             case "true", "yes", "on": return true
             case "false", "no", "off": return false
@@ -351,7 +347,7 @@ struct ConfigurationDecoder {
     // MARK: - Settings with their own syntax
 
     /// A URL whose scheme is one of `schemes`; `embedded` is accepted alone or as `embedded://`.
-    mutating func url(_ node: Node, at keyPath: String, schemes: [String]) -> String? {
+    mutating func url(_ node: YAMLNode, at keyPath: String, schemes: [String]) -> String? {
         let schemeList = Suggestion.list(schemes, quoted: false)
         let expectation = "a URL with scheme \(schemeList)"
         guard let text = text(node, at: keyPath, expected: expectation) else {
@@ -361,7 +357,7 @@ struct ConfigurationDecoder {
         let scheme: String?
         if url.lowercased() == "embedded" {
             scheme = "embedded"
-        } else if let range = url.range(of: "://"), Self.isSchemeSyntax(url[..<range.lowerBound]) {
+        } else if let range = url.firstRange(of: "://"), Self.isSchemeSyntax(url[..<range.lowerBound]) {
             scheme = url[..<range.lowerBound].lowercased()
         } else {
             scheme = nil
@@ -398,7 +394,7 @@ struct ConfigurationDecoder {
     }
 
     /// A Celery node name: any text without whitespace (placeholders are expanded later, at runtime).
-    mutating func nodeName(_ node: Node, at keyPath: String) -> String? {
+    mutating func nodeName(_ node: YAMLNode, at keyPath: String) -> String? {
         let expectation = "a node name such as celery@%h"
         guard let name = text(node, at: keyPath, expected: expectation) else {
             return nil
@@ -412,7 +408,7 @@ struct ConfigurationDecoder {
 
     /// At least one queue name, from a YAML list or a comma-separated string; names are trimmed, must not be empty
     /// and must not repeat.
-    mutating func queues(_ node: Node, at keyPath: String) -> [String]? {
+    mutating func queues(_ node: YAMLNode, at keyPath: String) -> [String]? {
         guard let entries = listEntries(node, at: keyPath, of: "queue names") else {
             return nil
         }
@@ -431,7 +427,7 @@ struct ConfigurationDecoder {
 
     /// An absolute path without NUL characters (a file the daemon reads, such as a password file: a relative
     /// path would depend on the working directory, which is `/` under systemd).
-    mutating func absolutePath(_ node: Node, at keyPath: String) -> String? {
+    mutating func absolutePath(_ node: YAMLNode, at keyPath: String) -> String? {
         guard let path = text(node, at: keyPath, expected: "an absolute path") else {
             return nil
         }
@@ -443,7 +439,7 @@ struct ConfigurationDecoder {
     }
 
     /// An absolute path that fits in `sockaddr_un.sun_path`.
-    mutating func socketPath(_ node: Node, at keyPath: String) -> String? {
+    mutating func socketPath(_ node: YAMLNode, at keyPath: String) -> String? {
         guard let path = text(node, at: keyPath, expected: "an absolute path") else {
             return nil
         }
@@ -468,7 +464,7 @@ struct ConfigurationDecoder {
     /// would bring a shell's quoting rules along) of non-empty strings taken verbatim. The program, the first item, is an
     /// absolute path or a bare command name to look up in `PATH`; a relative path would depend on the daemon's
     /// working directory. Every bad item is reported.
-    mutating func argv(_ node: Node, at keyPath: String) -> [String]? {
+    mutating func argv(_ node: YAMLNode, at keyPath: String) -> [String]? {
         guard case .sequence(let sequence) = node else {
             expected("a list of the program and its arguments", at: node, keyPath: keyPath)
             return nil
@@ -501,7 +497,7 @@ struct ConfigurationDecoder {
 
     /// Permission bits, always read as octal as chmod does: `0660`, `660`, `"0660"`, `0o660` all mean rw-rw----.
     /// YAML integers in other bases (`0x1b0`) are taken at their value.
-    mutating func fileMode(_ node: Node, at keyPath: String) -> UInt32? {
+    mutating func fileMode(_ node: YAMLNode, at keyPath: String) -> UInt32? {
         let expectation = "an octal file mode from 0 to 0777 such as 0660"
         guard case .scalar(let scalar) = node, !node.isNull else {
             expected(expectation, at: node, keyPath: keyPath)
@@ -514,7 +510,7 @@ struct ConfigurationDecoder {
         let value: Int?
         if !digits.isEmpty, digits.count <= 12, digits.unicodeScalars.allSatisfy({ ("0"..."7").contains($0) }) {
             value = Int(digits, radix: 8)
-        } else if node.isPlain && node.tag.rawValue == Tag.Name.int.rawValue {
+        } else if node.isPlain && node.tag.rawValue == YAMLTag.int.rawValue {
             value = Self.integerValue(scalar.string)
         } else {
             value = nil
@@ -546,7 +542,7 @@ struct ConfigurationDecoder {
 
     /// One user or group: all decimal digits is an id (0...4294967294; 4294967295 is `(uid_t)-1`, "no id"),
     /// anything else must be a plausible name (no whitespace, `:`, `/` or `,`, not starting with `-`).
-    mutating func principal(_ node: Node, at keyPath: String, kind: PrincipalKind) -> Principal? {
+    mutating func principal(_ node: YAMLNode, at keyPath: String, kind: PrincipalKind) -> Principal? {
         guard case .scalar = node, !node.isNull else {
             expected(kind.expectation, at: node, keyPath: keyPath)
             return nil
@@ -558,7 +554,7 @@ struct ConfigurationDecoder {
     }
 
     /// Users or groups from a YAML list or a comma-separated string; null means an empty list.
-    mutating func principals(_ node: Node, at keyPath: String, kind: PrincipalKind) -> [Principal]? {
+    mutating func principals(_ node: YAMLNode, at keyPath: String, kind: PrincipalKind) -> [Principal]? {
         guard !node.isNull else {
             return []
         }
@@ -594,7 +590,7 @@ struct ConfigurationDecoder {
             return .id(id)
         }
         // A YAML integer in another notation (`0x10`, `1_000`) is more likely a mistake than a name.
-        let isOtherInteger = entry.isWholeNode && entry.node.isPlain && entry.node.tag.rawValue == Tag.Name.int.rawValue
+        let isOtherInteger = entry.isWholeNode && entry.node.isPlain && entry.node.tag.rawValue == YAMLTag.int.rawValue
         guard !isOtherInteger, Self.isPlausiblePrincipalName(text) else {
             report("expected \(kind.expectation), got \(entry.found)", at: entry.node, keyPath: entry.keyPath)
             return nil
@@ -613,7 +609,7 @@ struct ConfigurationDecoder {
     }
 
     /// The log level name, case-insensitively.
-    mutating func logLevel(_ node: Node, at keyPath: String) -> LogLevel? {
+    mutating func logLevel(_ node: YAMLNode, at keyPath: String) -> LogLevel? {
         let names = LogLevel.allCases.map(\.rawValue)
         let expectation = "one of \(names.joined(separator: ", "))"
         guard let text = text(node, at: keyPath, expected: expectation) else {
@@ -637,7 +633,7 @@ struct ConfigurationDecoder {
         /// The item, trimmed.
         var text: String
         /// The item's own node, or the whole comma-separated string's node.
-        var node: Node
+        var node: YAMLNode
         /// `section.key[index]`.
         var keyPath: String
         /// Whether `node` is the item alone (a YAML list item or an uncut scalar) rather than a string it was
@@ -652,7 +648,7 @@ struct ConfigurationDecoder {
 
     /// The items of a YAML list of scalars, or of a comma-separated scalar (`celery, high`), trimmed and numbered
     /// in order. `nil` after reporting when the node or an item is not a scalar.
-    private mutating func listEntries(_ node: Node, at keyPath: String, of what: String) -> [ListEntry]? {
+    private mutating func listEntries(_ node: YAMLNode, at keyPath: String, of what: String) -> [ListEntry]? {
         let expectation = "a list or a comma-separated string of \(what)"
         switch node {
         case .sequence(let sequence):
@@ -704,13 +700,13 @@ struct ConfigurationDecoder {
     }
 }
 
-extension Node {
+extension YAMLNode {
     /// Null in YAML terms: `~`, `null` or nothing at all, when written plain.
     var isNull: Bool {
         guard case .scalar = self else {
             return false
         }
-        return isPlain && tag.rawValue == Tag.Name.null.rawValue
+        return isPlain && tag.rawValue == YAMLTag.null.rawValue
     }
 
     /// A plain (unquoted, non-block) scalar: the only style YAML resolves to numbers, booleans and null.
@@ -718,7 +714,7 @@ extension Node {
         guard case .scalar(let scalar) = self else {
             return false
         }
-        return scalar.style == .plain || scalar.style == .any
+        return scalar.style == .plain
     }
 }
 

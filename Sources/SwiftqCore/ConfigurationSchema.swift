@@ -1,12 +1,10 @@
-import Yams
-
 /// One key of a mapping: its YAML spelling and how its value node is read into `Target` (the configuration for
 /// section keys, the entry being built for the keys of a named entry such as a task).
 struct ConfigurationField<Target>: Sendable {
     /// Reads `value` (found at `keyPath`) into the target, reporting problems to the decoder.
     typealias Decode =
         @Sendable (
-            _ value: Node, _ keyPath: String, _ decoder: inout ConfigurationDecoder,
+            _ value: YAMLNode, _ keyPath: String, _ decoder: inout ConfigurationDecoder,
             _ target: inout Target
         ) -> Void
 
@@ -53,7 +51,8 @@ struct ConfigurationEntries: Sendable {
     /// Reads the entry `name` (a non-empty key, at `keyNode`) from `value`, found at `keyPath`.
     typealias Decode =
         @Sendable (
-            _ name: String, _ keyNode: Node, _ value: Node, _ keyPath: String, _ decoder: inout ConfigurationDecoder,
+            _ name: String, _ keyNode: YAMLNode, _ value: YAMLNode, _ keyPath: String,
+            _ decoder: inout ConfigurationDecoder,
             _ configuration: inout Configuration
         ) -> Void
 

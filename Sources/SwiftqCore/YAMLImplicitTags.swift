@@ -1,21 +1,14 @@
-import Yams
-
 /// YAML 1.1 implicit typing of plain scalars (`5` is an int, `yes` a bool, `~` null…), decided by hand-written
-/// matchers that give exactly the tags of Yams' `Resolver.default`.
+/// matchers that give exactly the tags of Yams' `Resolver.default` (the configuration was read with Yams before).
 ///
-/// Why not `Resolver.default`: its rules are `NSRegularExpression`s, so resolving the first scalar compiles seven
-/// ICU regular expressions, which initialises ICU's Unicode sets and touches about 2 MiB of ICU code and data in
-/// every process that reads the configuration (the supervisor, and the consumer, which re-reads it). The rules are
-/// small fixed patterns; matching them directly costs nothing at start. ``compose(_:)`` therefore gives Yams
-/// `Resolver.basic` (no rules) and assigns the tags afterwards. A unit test compares this type with
-/// `Resolver.default` over many generated strings.
-///
-/// Note: never let Yams build a `Tag` with its default arguments (`Tag.implicit`, `Node("…")`, `Node.Mapping(pairs)`
-/// without a tag): the default resolver argument is `Resolver.default`, whose first use compiles the expressions.
+/// Why by hand: Yams' rules were `NSRegularExpression`s, and the first match compiled seven ICU regular
+/// expressions, touching about 2 MiB of ICU code and data in every process that reads the configuration. The
+/// rules are small fixed patterns; matching them directly costs nothing at start. A unit test pins the tags of
+/// many generated strings, recorded from `Resolver.default` (Tests/SwiftqCoreTests/Fixtures/yaml-implicit-tags).
 enum YAMLImplicitTags {
     /// The tag a plain scalar with this text resolves to, in Yams' rule order: bool, int, float, merge, null,
     /// timestamp, value; otherwise str.
-    static func resolve(_ string: String) -> Tag.Name {
+    static func resolve(_ string: String) -> YAMLTag {
         var scalars = Array(string.unicodeScalars)
         // ICU's `$` also matches before one line terminator that ends the input (`\r\n` counts as one). No rule
         // matches a terminator itself, so matching the text without it decides.
@@ -33,57 +26,6 @@ enum YAMLImplicitTags {
         if text.isTimestamp() { return .timestamp }
         if scalars == ["="] { return .value }
         return .str
-    }
-
-    /// Composes `yaml` with `Resolver.basic` and types its plain scalars with ``resolve(_:)``: the tree
-    /// `Yams.compose(yaml:)` gives, without Yams' regular expressions.
-    ///
-    /// One difference has a fallback: under `.basic` every key is a string while Yams checks keys for duplicates,
-    /// so `yes` and `"yes"` in one mapping collide. Only then is the document composed again with
-    /// `Resolver.default` (which tells a bool from a string), so the result, and the decoder's message about one
-    /// name written two ways, stay as they were; that rare path alone pays for ICU.
-    static func compose(_ yaml: String) throws -> Node? {
-        do {
-            return try Yams.compose(yaml: yaml, .basic, .default, .utf8).map { retag($0) }
-        } catch YamlError.duplicatedKeysInMapping {
-            return try Yams.compose(yaml: yaml, .default, .default, .utf8)
-        }
-    }
-
-    /// The same tree with every implicitly typed plain scalar tagged by ``resolve(_:)``; quoted scalars and values
-    /// with an explicit tag (`!!str 5`) keep theirs. Expects a tree composed with `Resolver.basic`.
-    ///
-    /// Keys: Yams' duplicate check has already resolved every key's tag (to str, under `.basic`), so an explicit
-    /// `!!str` on a plain key cannot be told from no tag and the key is typed from its text. Only merge (`<<`) and
-    /// null keys, refused by the decoder, differ by this, and only for such explicitly tagged keys.
-    static func retag(_ node: Node, isKey: Bool = false) -> Node {
-        switch node {
-        case .scalar(var scalar):
-            // A plain value without an explicit tag still has the unresolved name here (`Tag.Name.implicit`).
-            let rawTag = scalar.tag.rawValue
-            let isImplicit =
-                rawTag == Tag.Name.implicit.rawValue || (isKey && rawTag == Tag.Name.str.rawValue)
-            if isImplicit && (scalar.style == .plain || scalar.style == .any) {
-                scalar.tag = Tag(resolve(scalar.string), .basic, .default)
-            }
-            return .scalar(scalar)
-        case .mapping(let mapping):
-            return .mapping(
-                Node.Mapping(
-                    mapping.map { (retag($0.key, isKey: true), retag($0.value)) },
-                    mapping.tag,
-                    mapping.style,
-                    mapping.mark,
-                    mapping.anchor
-                )
-            )
-        case .sequence(let sequence):
-            return .sequence(
-                Node.Sequence(sequence.map { retag($0) }, sequence.tag, sequence.style, sequence.mark, sequence.anchor)
-            )
-        case .alias:
-            return node
-        }
     }
 
     private static let lineTerminators: Set<Unicode.Scalar> = [

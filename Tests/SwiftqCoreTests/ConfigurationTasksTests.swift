@@ -124,7 +124,7 @@ struct ConfigurationTasksTests {
         }
     }
 
-    /// Yams treats a plain `yes` (a boolean) and a quoted `"yes"` as different keys; as task names they are one.
+    /// YAML treats a plain `yes` (a boolean) and a quoted `"yes"` as different keys; as task names they are one.
     @Test func sameNameWrittenTwoWaysIsADuplicate() {
         let yaml = """
             tasks:

@@ -76,6 +76,11 @@ import Testing
         let libraries = try runCommand("/usr/bin/ldd", [swiftqd])
         #expect(!libraries.stdout.contains("libswift"), "\(libraries.stdout)")
         #expect(!libraries.stdout.contains("not found"), "\(libraries.stdout)")
+        // Nor is Foundation (see FoundationFreeTests): CoreFoundation's initialiser would be in the symbol table.
+        let symbols = try runCommand("/usr/bin/nm", [swiftqd], timeout: 120)
+        #expect(symbols.status == 0 && symbols.stdout.contains("swift_retain"), "\(symbols.stderr)")
+        #expect(!symbols.stdout.contains("__CFInitialize"), "swiftqd links CoreFoundation")
+        #expect(!symbols.stdout.contains(" $s10Foundation"), "swiftqd links Foundation")
 
         // 3. The units start the installed binary, and the completion scripts are real.
         for unit in ["swiftqd.service", "swiftqd@.service"] {

@@ -56,5 +56,9 @@ ssize_t CSwiftqPlatform_receiveWithDescriptors(int sock, void *buf, size_t len, 
 /// of bytes sent, or -1 with errno (EINVAL for an unsupported address, such as `vsock:`).
 ssize_t CSwiftqPlatform_notifyServiceManager(const char *socketPath, const void *message, size_t length);
 
+/// pthread_setname_np() for the calling thread (a GNU extension Swift's Glibc module does not expose). Returns 0 or
+/// an error number (ERANGE for a name longer than 15 bytes).
+int CSwiftqPlatform_setThreadName(const char *name);
+
 
 #endif

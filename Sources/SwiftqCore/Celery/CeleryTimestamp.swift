@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// An instant as Celery writes it on the wire: the `eta` and `expires` headers (protocol.rst, "eta", "expires";
 /// celery-wire-protocol.md §1.4) and the result meta's `date_done` (§3.2).

@@ -1,5 +1,10 @@
-import Foundation
 import OrderedCollections
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 extension TaskMessage {
     /// The protocol 2 headers Python 5.7's `as_task_v2` writes, in its order (celery-wire-protocol.md §1.2).

@@ -1,4 +1,3 @@
-import Foundation
 import OrderedCollections
 import SwiftqAMQP
 import SwiftqCore
@@ -91,9 +90,7 @@ final class AMQPTransport: BrokerTransport {
 
     func start() {
         resultWriter?.start()
-        let thread = Thread { [self] in run() }
-        thread.name = "swiftq-amqp"
-        thread.start()
+        PlatformThread.startOrExit(name: "swiftq-amqp") { [self] in run() }
     }
 
     /// The broker's `basic.qos` bounds deliveries; credit is not needed.
@@ -203,7 +200,7 @@ final class AMQPTransport: BrokerTransport {
             tls: tls,
             heartbeat: heartbeat,
             connectTimeout: connectTimeout,
-            connectionName: "swiftqd consumer \(ProcessInfo.processInfo.processIdentifier)"
+            connectionName: "swiftqd consumer \(getpid())"
         )
         try connection.openChannel(consumeChannel)
         for queue in queues {

@@ -1,5 +1,8 @@
-import Foundation
 import SwiftqCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A broker transport as the consumer uses it: background threads that own the broker (and result-backend)
 /// connections, fed by the consumer's single-threaded loop and reporting back through ``events``.

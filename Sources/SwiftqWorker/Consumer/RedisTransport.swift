@@ -1,5 +1,5 @@
-import Foundation
 import SwiftqCore
+import SwiftqPlatform
 import SwiftqRedis
 import Synchronization
 
@@ -51,12 +51,8 @@ final class RedisTransport: BrokerTransport {
 
     /// Starts both threads. The fetcher first gives back what a previous consumer of this node still held.
     func start() {
-        let fetcher = Thread { [self] in fetchLoop() }
-        fetcher.name = "swiftq-fetch"
-        fetcher.start()
-        let writer = Thread { [self] in writeLoop() }
-        writer.name = "swiftq-write"
-        writer.start()
+        PlatformThread.startOrExit(name: "swiftq-fetch") { [self] in fetchLoop() }
+        PlatformThread.startOrExit(name: "swiftq-write") { [self] in writeLoop() }
     }
 
     /// Allows `count` more messages to be reserved.
@@ -142,7 +138,7 @@ final class RedisTransport: BrokerTransport {
                     events.post(.state(connected: true, detail: "connected to \(brokerURL.redacted)"))
                 } catch {
                     events.post(.state(connected: false, detail: "\(error)"))
-                    Thread.sleep(forTimeInterval: backoff.next().seconds)
+                    PlatformThread.sleep(for: backoff.next())
                     continue
                 }
             }
@@ -180,7 +176,7 @@ final class RedisTransport: BrokerTransport {
                 events.post(.state(connected: false, detail: "\(error)"))
                 broker = nil
                 watcher = nil
-                Thread.sleep(forTimeInterval: backoff.next().seconds)
+                PlatformThread.sleep(for: backoff.next())
             }
         }
     }
@@ -219,7 +215,7 @@ final class RedisTransport: BrokerTransport {
                     // Redis and come back through restore; nothing more can be done from here.
                     break
                 }
-                Thread.sleep(forTimeInterval: backoff.next().seconds)
+                PlatformThread.sleep(for: backoff.next())
             }
         }
         finished.post()

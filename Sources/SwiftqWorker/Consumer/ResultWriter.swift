@@ -1,5 +1,5 @@
-import Foundation
 import SwiftqCore
+import SwiftqPlatform
 import SwiftqRedis
 
 /// Stores results in a Redis result backend on its own thread, then passes each completion on (its result
@@ -32,9 +32,7 @@ final class ResultWriter: Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "swiftq-results"
-        thread.start()
+        PlatformThread.startOrExit(name: "swiftq-results") { [self] in run() }
     }
 
     func post(_ completions: [Completion]) { queue.post(completions) }
@@ -97,7 +95,7 @@ final class ResultWriter: Sendable {
                 failing = true
                 report("result backend \(url.redacted): \(error)")
                 if stopped && backoff.attempts > 20 { break }
-                Thread.sleep(forTimeInterval: backoff.next().seconds)
+                PlatformThread.sleep(for: backoff.next())
             }
         }
         finished.post()

@@ -1,5 +1,10 @@
-import Foundation
 import SwiftqCore
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// Typed Swift tasks: handlers with `Codable` parameters and results instead of raw JSON.
 ///
