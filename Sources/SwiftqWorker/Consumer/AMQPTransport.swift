@@ -112,12 +112,20 @@ final class AMQPTransport: BrokerTransport {
         return tagGeneration != generation.load(ordering: .acquiring)
     }
 
+    /// Completions with a result to store go through the result writer (Redis backend); bare acks skip it, as
+    /// nothing has to happen before them.
     func complete(_ completions: [Completion]) {
-        if let resultWriter {
-            resultWriter.post(completions)
-        } else {
+        guard let resultWriter else {
             inbox.post(completions)
+            return
         }
+        var stored: [Completion] = []
+        var bare: [Completion] = []
+        for completion in completions {
+            if completion.meta == nil { bare.append(completion) } else { stored.append(completion) }
+        }
+        if !bare.isEmpty { inbox.post(bare) }
+        if !stored.isEmpty { resultWriter.post(stored) }
     }
 
     func stop(restoreHeld: Bool, timeout: Duration) {
@@ -139,6 +147,10 @@ final class AMQPTransport: BrokerTransport {
         var queueByConsumer: [String: String] = [:]
         /// Published results waiting for the broker's confirm, by publish sequence number, with what to ack then.
         var unconfirmed: [UInt64: Completion] = [:]
+        /// Delivery tags received and neither acked nor rejected yet.
+        var outstanding = Set<UInt64>()
+        /// Acks decided in this turn, sent together by ``flushAcks(_:)``.
+        var pendingAcks: [UInt64] = []
         var prefetch: Int
     }
 
@@ -241,6 +253,7 @@ final class AMQPTransport: BrokerTransport {
         for completion in inbox.drain() {
             try settle(completion, in: &session, settled: &settled, lost: &lost)
         }
+        try flushAcks(&session)
         let prefetch = wantedPrefetch
         if prefetch != session.prefetch {
             try session.connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch))
@@ -257,6 +270,7 @@ final class AMQPTransport: BrokerTransport {
         while delivered.count < 256, let event = try session.connection.nextEvent(timeout: .zero) {
             try handle(event, in: &session, delivered: &delivered, settled: &settled, lost: &lost)
         }
+        try flushAcks(&session)
         if !delivered.isEmpty { events.post(.delivered(delivered)) }
         if !settled.isEmpty { events.post(.settled(tags: settled, results: 0)) }
     }
@@ -271,7 +285,7 @@ final class AMQPTransport: BrokerTransport {
         if publishesResults, let taskID = completion.taskID, let meta = completion.meta {
             guard let replyTo = completion.replyTo, !replyTo.isEmpty else {
                 // Celery publishes nothing for a task sent without a reply queue.
-                try acknowledge(completion, in: session, settled: &settled, lost: &lost)
+                try acknowledge(completion, in: &session, settled: &settled, lost: &lost)
                 return
             }
             var properties = AMQPProperties()
@@ -292,12 +306,37 @@ final class AMQPTransport: BrokerTransport {
             session.unconfirmed[sequence] = rest
             return
         }
-        try acknowledge(completion, in: session, settled: &settled, lost: &lost)
+        try acknowledge(completion, in: &session, settled: &settled, lost: &lost)
+    }
+
+    /// Sends the acks decided this turn: one `multiple` ack for the longest run of them that starts at the oldest
+    /// outstanding delivery (a `multiple` ack covers every lower tag, so only a run with no gap qualifies), then
+    /// the others one by one. Fewer frames for the broker to handle, the same acks.
+    private func flushAcks(_ session: inout Session) throws {
+        guard !session.pendingAcks.isEmpty else { return }
+        var rest = Set(session.pendingAcks)
+        session.pendingAcks.removeAll(keepingCapacity: true)
+        var runEnd: UInt64?
+        var runLength = 0
+        for tag in session.outstanding.sorted() {
+            guard rest.contains(tag) else { break }
+            runEnd = tag
+            runLength += 1
+        }
+        if let runEnd, runLength > 1 {
+            try session.connection.ack(channel: consumeChannel, deliveryTag: runEnd, multiple: true)
+            rest = rest.filter { $0 > runEnd }
+            session.outstanding = session.outstanding.filter { $0 > runEnd }
+        }
+        for tag in rest.sorted() {
+            try session.connection.ack(channel: consumeChannel, deliveryTag: tag)
+            session.outstanding.remove(tag)
+        }
     }
 
     private func acknowledge(
         _ completion: Completion,
-        in session: Session,
+        in session: inout Session,
         settled: inout [String],
         lost: inout OrderedSet<String>
     ) throws {
@@ -319,8 +358,9 @@ final class AMQPTransport: BrokerTransport {
         }
         if completion.requeue {
             try session.connection.reject(channel: consumeChannel, deliveryTag: deliveryTag, requeue: true)
+            session.outstanding.remove(deliveryTag)
         } else {
-            try session.connection.ack(channel: consumeChannel, deliveryTag: deliveryTag)
+            session.pendingAcks.append(deliveryTag)
         }
         settled.append(tag)
     }
@@ -341,6 +381,7 @@ final class AMQPTransport: BrokerTransport {
         switch event {
         case .delivery(let delivery):
             let tag = "\(session.generation):\(delivery.deliveryTag)"
+            session.outstanding.insert(delivery.deliveryTag)
             let queue = session.queueByConsumer[delivery.consumerTag] ?? delivery.routingKey
             let message: TaskMessage
             do {
@@ -351,7 +392,7 @@ final class AMQPTransport: BrokerTransport {
             }
             if delivery.redelivered, lost.contains(message.id) {
                 lost.remove(message.id)
-                try session.connection.ack(channel: consumeChannel, deliveryTag: delivery.deliveryTag)
+                session.pendingAcks.append(delivery.deliveryTag)
                 events.post(
                     .notice(
                         "redelivered task \(message.id) already ran here (its ack was lost with the "
@@ -371,7 +412,7 @@ final class AMQPTransport: BrokerTransport {
                         .notice("the broker refused the result of task \(completion.taskID ?? "?") (basic.nack)")
                     )
                 }
-                try acknowledge(completion, in: session, settled: &settled, lost: &lost)
+                try acknowledge(completion, in: &session, settled: &settled, lost: &lost)
             }
         case .returned(_, let code, let text, _, let routingKey, _, _):
             events.post(.notice("a result was returned by the broker (\(code) \(text), routing key \(routingKey))"))
@@ -393,11 +434,15 @@ final class AMQPTransport: BrokerTransport {
             for completion in inbox.drain() {
                 try settle(completion, in: &current, settled: &settled, lost: &lost)
             }
+            try flushAcks(&current)
             while !current.unconfirmed.isEmpty, ContinuousClock.now < deadline {
                 guard let event = try current.connection.nextEvent(timeout: .milliseconds(100)) else { continue }
+                // Deliveries that arrive now are not passed on (closing the connection returns them); their tags
+                // are above every outstanding one, so no `multiple` ack can cover them.
                 if case .delivery = event { continue }
                 var ignored: [InboundMessage] = []
                 try handle(event, in: &current, delivered: &ignored, settled: &settled, lost: &lost)
+                try flushAcks(&current)
             }
         } catch {
             events.post(.state(connected: false, detail: Self.describe(error)))
