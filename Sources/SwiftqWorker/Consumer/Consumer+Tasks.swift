@@ -10,25 +10,41 @@ import Glibc
 #endif
 
 /// A reserved message on its way through the consumer: decoded, waiting for a pool slot, or running.
-struct TaskDelivery {
-    var message: TaskMessage
+///
+/// A class: it moves from the transport's batch to the ready queue to a slot, and a decoded task message is a
+/// large value (every header) that would otherwise be copied, with all its references retained, at each step.
+final class TaskDelivery {
+    let message: TaskMessage
     var deliveryTag: String?
-    var queue: String
-    var receivedAt: ContinuousClock.Instant
+    let queue: String
+    let receivedAt: ContinuousClock.Instant
     var startedAt: ContinuousClock.Instant?
+
+    init(message: TaskMessage, deliveryTag: String?, queue: String, receivedAt: ContinuousClock.Instant) {
+        self.message = message
+        self.deliveryTag = deliveryTag
+        self.queue = queue
+        self.receivedAt = receivedAt
+    }
 }
 
 /// Per task name counters and recent runtimes, for `stats`.
 struct TaskStatistics {
     var succeeded = 0
     var failed = 0
-    /// The most recent runtimes (seconds), a bounded window for percentiles.
+    /// The most recent runtimes (seconds), a bounded window for percentiles: a ring of ``window`` entries.
     var runtimes: [Double] = []
+    private var next = 0
+    static let window = 1000
 
     mutating func record(runtime: Double, success: Bool) {
         if success { succeeded += 1 } else { failed += 1 }
-        runtimes.append(runtime)
-        if runtimes.count > 1000 { runtimes.removeFirst(runtimes.count - 1000) }
+        if runtimes.count < Self.window {
+            runtimes.append(runtime)
+        } else {
+            runtimes[next] = runtime
+            next = (next + 1) % Self.window
+        }
     }
 
     func percentile(_ fraction: Double) -> Double? {
@@ -280,9 +296,8 @@ extension Consumer {
                 continue
             }
             if revokeIfExpired(delivery) { continue }
-            var started = delivery
-            started.startedAt = .now
-            slot.task = started
+            delivery.startedAt = .now
+            slot.task = delivery
             slot.state = .busy
             // Early ack (worker.acks_late: false) is Celery's default: the message is settled as the task
             // starts, so a crash from here on loses it. STARTED is stored first when tracking is on.
@@ -364,43 +379,49 @@ extension Consumer {
     func finish(_ delivery: TaskDelivery, outcome: Result<JSONValue, TaskFailure>, runtime: Double) {
         let message = delivery.message
         var statistics = taskStatistics[message.name] ?? TaskStatistics()
-        var meta: JSONValue?
-        let extended = ResultMeta.ExtendedFields(
-            name: message.name,
-            args: message.args,
-            kwargs: message.kwargs,
-            worker: nodeName,
-            retries: message.retries,
-            queue: delivery.queue
-        )
+        tasksCompleted += 1
         switch outcome {
-        case .success(let value):
-            tasksCompleted += 1
-            statistics.record(runtime: runtime, success: true)
-            meta = ResultMeta.success(
-                taskID: message.id,
-                result: value,
-                dateDone: .now,
-                request: message,
-                extended: configuration.resultBackend.extended ? extended : nil
-            )
-        case .failure(let failure):
-            tasksCompleted += 1
+        case .success: statistics.record(runtime: runtime, success: true)
+        case .failure:
             tasksFailed += 1
             statistics.record(runtime: runtime, success: false)
-            meta = ResultMeta.failure(
-                taskID: message.id,
-                excType: failure.type,
-                excMessage: [.string(failure.message)],
-                excModule: failure.module,
-                traceback: failure.traceback,
-                dateDone: .now,
-                request: message,
-                extended: configuration.resultBackend.extended ? extended : nil
-            )
         }
         taskStatistics[message.name] = statistics
-        if message.ignoreResult == true { meta = nil }
+        // The meta (with its date and request fields) is built only when it will be stored.
+        var meta: JSONValue?
+        if configuration.resultBackend.url != nil && message.ignoreResult != true {
+            let extended =
+                configuration.resultBackend.extended
+                ? ResultMeta.ExtendedFields(
+                    name: message.name,
+                    args: message.args,
+                    kwargs: message.kwargs,
+                    worker: nodeName,
+                    retries: message.retries,
+                    queue: delivery.queue
+                ) : nil
+            switch outcome {
+            case .success(let value):
+                meta = ResultMeta.success(
+                    taskID: message.id,
+                    result: value,
+                    dateDone: .now,
+                    request: message,
+                    extended: extended
+                )
+            case .failure(let failure):
+                meta = ResultMeta.failure(
+                    taskID: message.id,
+                    excType: failure.type,
+                    excMessage: [.string(failure.message)],
+                    excModule: failure.module,
+                    traceback: failure.traceback,
+                    dateDone: .now,
+                    request: message,
+                    extended: extended
+                )
+            }
+        }
         if let tag = delivery.deliveryTag { transport?.setRunning(tag, false) }
         transport?.complete(
             Completion(

@@ -52,13 +52,20 @@ final class Consumer {
     /// Delivery tags received and not yet confirmed acked or requeued by the transport's writer.
     var unsettled: Set<String> = []
     var taskStatistics: [String: TaskStatistics] = [:]
+    var cachedNodeName: (pattern: String, name: String)?
 
     init(registry: TaskRegistry) {
         self.registry = registry
     }
 
     /// This worker's Celery node name (`worker.hostname` expanded).
-    var nodeName: String { NodeName.expand(configuration.worker.hostname) }
+    /// Expanded once per configuration: `%h` costs a `gethostname` call, and results name the worker.
+    var nodeName: String {
+        if let cachedNodeName, cachedNodeName.pattern == configuration.worker.hostname { return cachedNodeName.name }
+        let name = NodeName.expand(configuration.worker.hostname)
+        cachedNodeName = (configuration.worker.hostname, name)
+        return name
+    }
 
     /// The consumer's blueprint; later issues add Connection, Tasks/QoS, Control (pidbox), Events.
     static func blueprint() -> Blueprint<Consumer> {
