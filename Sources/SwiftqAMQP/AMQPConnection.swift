@@ -331,13 +331,17 @@ public final class AMQPConnection {
         release(channel)
     }
 
-    /// Limits the unacked deliveries per consumer on `channel` to `prefetchCount` (`basic.qos`, global false, as
-    /// Celery sets it); 0 means no limit. May be called again to change the window.
+    /// Limits the unacked deliveries on `channel` to `prefetchCount` (`basic.qos`); 0 means no limit. May be called
+    /// again to change the window.
     ///
     /// The corresponding C function is `amqp_basic_qos`.
-    public func qos(channel: UInt16, prefetchCount: UInt16) throws(AMQPError) {
+    ///
+    /// With `global`, RabbitMQ applies the limit to the whole channel (all its consumers together), and a new value
+    /// takes effect at once; without it, the limit is per consumer and RabbitMQ applies a new value only to
+    /// consumers started after it (RabbitMQ's reading of the spec). Quorum queues refuse global limits.
+    public func qos(channel: UInt16, prefetchCount: UInt16, global: Bool = false) throws(AMQPError) {
         let state = try openState(channel)
-        _ = amqp_basic_qos(state, channel, 0, prefetchCount, 0)
+        _ = amqp_basic_qos(state, channel, 0, prefetchCount, global ? 1 : 0)
         try checkReply(amqp_get_rpc_reply(state), channel: channel, operation: .qos)
         release(channel)
     }

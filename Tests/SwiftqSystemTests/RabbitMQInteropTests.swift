@@ -318,6 +318,89 @@ import Testing
         #expect(result.stdout.hasPrefix("SUCCESS  42"), "\(result.stdout)")
     }
 
+    @Test func tasksWaitingForTheirETADoNotStarveThePrefetchWindow() throws {
+        let node = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        let daemon = try Self.daemon(
+            broker: node.url,
+            backend: redis.url(db: 1),
+            queue: queue,
+            concurrency: 1,
+            prefetch: 1
+        )
+        // Three tasks due in 8 s, more than the whole window (1 × 1): a task sent after them must still run at
+        // once, because the prefetch count is raised for each task held for its ETA, as Celery does.
+        let later = try Python.celeryClient(
+            Self.request(
+                broker: node.url,
+                backend: redis.url(db: 1),
+                queue: queue,
+                calls: (0..<3).map { _ in ["task": "swiftq.add", "args": [1, 1], "options": ["countdown": 8]] },
+                wait: false
+            )
+        )
+        #expect(later.count == 3)
+        let started = ContinuousClock.now
+        let now = try Python.celeryClient(
+            Self.request(
+                broker: node.url,
+                backend: redis.url(db: 1),
+                queue: queue,
+                calls: [["task": "swiftq.add", "args": [2, 3]]]
+            )
+        )
+        #expect(now.first?["result"] == 5)
+        #expect(ContinuousClock.now - started < .seconds(5), "the task waited behind the ETA tasks")
+        #expect(
+            eventually(timeout: 30) {
+                Int(RedisWorkloadTests.trimmed((try? redis.cli(["-n", "1", "DBSIZE"])) ?? "0")) == 4
+            },
+            "the ETA tasks did not all run"
+        )
+        #expect(try daemon.stats()["tasks"]?["completed"]?.intValue == 4)
+    }
+
+    @Test func quorumQueuesAreDeclaredAndConsumed() throws {
+        let node = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        let daemon = try Self.daemon(
+            broker: node.url,
+            backend: redis.url(db: 1),
+            queue: queue,
+            brokerYAML: "  queue_type: quorum\n"
+        )
+        #expect(
+            eventually(timeout: 20) {
+                let listed = (try? node.ctl(["list_queues", "--no-table-headers", "name", "type"])) ?? ""
+                return listed.split(separator: "\n").contains { $0.contains(queue) && $0.contains("quorum") }
+            },
+            "no quorum queue \(queue)"
+        )
+        let request: JSONValue = [
+            "broker": .string(node.url), "queue": .string(queue), "declare": false,
+            "messages": [
+                [
+                    "body": "[[2, 3], {}, null]", "content_type": "application/json",
+                    "headers": ["task": "swiftq.add", "id": "quorum-task"],
+                ]
+            ],
+        ]
+        let published = try runCommand(
+            Python.interpreter,
+            [Python.scripts + "/amqp_publish.py", request.serializedText],
+            timeout: 30
+        )
+        #expect(published.status == 0, "\(published.stderr)")
+        #expect(
+            eventually(timeout: 20) {
+                (try? redis.cli(["-n", "1", "GET", "celery-task-meta-quorum-task"]))?.contains("\"SUCCESS\"") == true
+            },
+            "\(daemon.log)"
+        )
+    }
+
     @Test func malformedMessagesAreLoggedCountedAndSettledWhileGoodOnesRun() throws {
         let node = try RabbitMQNode.shared()
         let redis = try RedisServer()

@@ -31,6 +31,10 @@ final class AMQPTransport: BrokerTransport {
     private let queueArguments: OrderedDictionary<String, JSONValue>
     /// `worker.prefetch_multiplier` × concurrency; 0 means unlimited.
     private let window: Int
+    /// A channel-wide `basic.qos`, as Celery sets it on RabbitMQ: one window shared by the consumers of every queue,
+    /// which can be raised for ETA tasks at once (a per-consumer limit changes only for consumers started later).
+    /// Quorum queues refuse it; with them the window is per queue and is not raised for ETA tasks.
+    private let globalPrefetch: Bool
     private let publishesResults: Bool
     private let resultWriter: ResultWriter?
     /// Completions for this thread to settle (from the consumer, or from the result writer once stored).
@@ -66,6 +70,7 @@ final class AMQPTransport: BrokerTransport {
         if broker.queueType == .quorum { arguments["x-queue-type"] = .string("quorum") }
         self.queueArguments = arguments
         self.window = window
+        self.globalPrefetch = broker.queueType == .classic
         self.publishesResults = rpcResults
         let events = try Mailbox<BrokerEvent>()
         let inbox = try Mailbox<Completion>()
@@ -227,7 +232,7 @@ final class AMQPTransport: BrokerTransport {
             try connection.bindQueue(channel: consumeChannel, queue: queue, exchange: queue, routingKey: queue)
         }
         let prefetch = wantedPrefetch
-        try connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch))
+        try connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: globalPrefetch)
         var queueByConsumer: [String: String] = [:]
         for queue in queues {
             queueByConsumer[try connection.consume(channel: consumeChannel, queue: queue)] = queue
@@ -256,7 +261,7 @@ final class AMQPTransport: BrokerTransport {
         try flushAcks(&session)
         let prefetch = wantedPrefetch
         if prefetch != session.prefetch {
-            try session.connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch))
+            try session.connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: globalPrefetch)
             session.prefetch = prefetch
         }
         if !session.connection.hasBufferedFrames {

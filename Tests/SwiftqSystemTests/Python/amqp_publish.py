@@ -1,8 +1,9 @@
 """Publishes raw messages to a RabbitMQ queue for the swiftq system tests (malformed-input cases).
 
-Request (argv[1], JSON): {"broker": url, "queue": name,
+Request (argv[1], JSON): {"broker": url, "queue": name, "declare": true,
                           "messages": [{"body": str, "content_type": str, "content_encoding": str, "headers": {}}]}
-The queue is declared as Celery declares it (durable, direct exchange of the same name).
+The queue is declared as Celery declares it (durable, direct exchange of the same name), unless "declare" is
+false (a queue the worker declared with other arguments, such as a quorum queue).
 """
 import json
 import sys
@@ -25,7 +26,7 @@ def main() -> None:
                 body,
                 exchange=queue.exchange,
                 routing_key=name,
-                declare=[queue],
+                declare=[queue] if request.get("declare", True) else [],
                 content_type=message.get("content_type"),
                 content_encoding=message.get("content_encoding", "utf-8"),
                 headers=message.get("headers", {}),
