@@ -57,6 +57,10 @@ struct CommandResult {
 }
 
 /// Runs a program to completion (with a time limit) and captures its output.
+///
+/// Started with `posix_spawn` (``ChildProcess/spawn(path:arguments:environment:descriptors:firstDescriptor:)``), not
+/// Foundation's `Process`: its `run()` was seen to crash (a bad memmove inside it) when many test threads started
+/// programs at once, and to miss a child's exit; a spawned child also gets a clean signal mask.
 func runCommand(
     _ path: String,
     _ arguments: [String],
@@ -65,48 +69,81 @@ func runCommand(
     timeout: Double = 30
 ) throws -> CommandResult {
     ignoreBrokenPipes()
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    let inputPipe = Pipe()
-    process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
-    try process.run()
-    if let input {
-        DispatchQueue.global().async {
-            try? inputPipe.fileHandleForWriting.write(contentsOf: input)
-            try? inputPipe.fileHandleForWriting.close()
-        }
+    let stdin = try Descriptors.pipe()
+    let stdout = try Descriptors.pipe()
+    let stderr = try Descriptors.pipe()
+    let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+    let pid: pid_t
+    do {
+        pid = try ChildProcess.spawn(
+            path: path,
+            arguments: [path] + arguments,
+            environment: env,
+            descriptors: [stdin.read, stdout.write, stderr.write],
+            firstDescriptor: 0
+        )
+    } catch {
+        for fd in [stdin.read, stdin.write, stdout.read, stdout.write, stderr.read, stderr.write] { close(fd) }
+        throw error
     }
+    close(stdin.read)
+    close(stdout.write)
+    close(stderr.write)
+    let inputBytes = [UInt8](input ?? Data())
+    let writer = Thread {
+        inputBytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = write(stdin.write, buffer.baseAddress! + offset, buffer.count - offset)
+                if written <= 0 { break }
+                offset += written
+            }
+        }
+        close(stdin.write)
+    }
+    writer.start()
     // Read both pipes concurrently so a chatty child never blocks on a full pipe.
     let outData = LockedData()
     let errData = LockedData()
     let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async {
-        outData.set(out.fileHandleForReading.readDataToEndOfFile())
-        group.leave()
+    for (descriptor, sink) in [(stdout.read, outData), (stderr.read, errData)] {
+        group.enter()
+        DispatchQueue.global().async {
+            var collected = Data()
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = read(descriptor, &buffer, buffer.count)
+                if count > 0 {
+                    collected.append(contentsOf: buffer[0..<count])
+                } else if count == 0 || errno != EINTR {
+                    break
+                }
+            }
+            close(descriptor)
+            sink.set(collected)
+            group.leave()
+        }
     }
-    group.enter()
-    DispatchQueue.global().async {
-        errData.set(err.fileHandleForReading.readDataToEndOfFile())
-        group.leave()
-    }
-    // Reaped here rather than through Process.waitUntilExit: Foundation's SIGCHLD-driven reaping was seen to miss
-    // an exit (a `dev/servers start` whose bash stayed a zombie while the test waited forever).
-    let status = reap(process, timeout: timeout) {
+    var status = ChildProcess.wait(pid: pid, timeout: .milliseconds(Int64(timeout * 1000)))
+    if status == nil {
+        kill(pid, SIGKILL)
         Issue.record("\(path) \(arguments.prefix(3)) did not finish within \(timeout)s")
+        status = ChildProcess.wait(pid: pid, timeout: .seconds(10))
     }
     group.wait()
     return CommandResult(
-        status: status,
+        status: status.map { exitCode($0) } ?? -1,
         stdout: String(decoding: outData.get(), as: UTF8.self),
         stderr: String(decoding: errData.get(), as: UTF8.self)
     )
+}
+
+/// A shell-style exit code: the exit status, or 128 + the signal that ended the program.
+func exitCode(_ status: SwiftqPlatform.ExitStatus) -> Int32 {
+    switch status {
+    case .exited(let code): code
+    case .signaled(let signal, _): 128 + signal
+    }
 }
 
 /// Waits for a Foundation `Process` to end, reaping it with `waitpid` if Foundation has not; kills it after
