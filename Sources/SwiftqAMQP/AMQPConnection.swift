@@ -934,8 +934,9 @@ public final class AMQPConnection {
             return AMQPError(
                 .tls(text),
                 "TLS with \(url.redacted) failed: \(text)",
-                remedy: "check that \(endpoint) speaks TLS (RabbitMQ's TLS port is usually 5671), and broker.tls "
-                    + "(CA file, verify_peer, verify_hostname)",
+                remedy: "check that \(endpoint) speaks TLS (RabbitMQ's TLS port is usually 5671), and that "
+                    + "broker.tls_ca_file names the CA that signed its certificate (broker.tls_cert_file and "
+                    + "broker.tls_key_file if it wants a client certificate)",
                 isRecoverable: false
             )
         case AMQP_STATUS_SOCKET_ERROR.rawValue:

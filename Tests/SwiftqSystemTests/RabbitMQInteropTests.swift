@@ -513,6 +513,49 @@ import Testing
         )
     }
 
+    /// The shared node's TLS listener (dev/servers gives it a throw-away CA).
+    static func tlsEndpoint() throws -> (url: String, caFile: String) {
+        let environment = ProcessInfo.processInfo.environment
+        guard let url = environment["SWIFTQ_TEST_AMQPS_URL"], let ca = environment["SWIFTQ_TEST_TLS_CA"] else {
+            throw TestSetupError("SWIFTQ_TEST_AMQPS_URL/SWIFTQ_TEST_TLS_CA are not set: run the tests through dev/test")
+        }
+        return (url, ca)
+    }
+
+    @Test func amqpsWithTheBrokersCertificateAuthorityConsumesTasks() throws {
+        let node = try RabbitMQNode.shared()
+        let tls = try Self.tlsEndpoint()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        let daemon = try RabbitMQInteropTests.daemon(
+            broker: tls.url,
+            backend: redis.url(db: 1),
+            queue: queue,
+            brokerYAML: "  tls_ca_file: \(tls.caFile)\n"
+        )
+        #expect(eventually(timeout: 20) { (try? daemon.stats())?["broker"]?["connected"] == true }, "\(daemon.log)")
+        // Published by Python on the plain listener of the same node; consumed by swiftqd over TLS.
+        let results = try Python.celeryClient(
+            RabbitMQInteropTests.request(
+                broker: node.url,
+                backend: redis.url(db: 1),
+                queue: queue,
+                calls: [["task": "swiftq.add", "args": [2, 3]]]
+            )
+        )
+        #expect(results.first?["result"] == 5)
+    }
+
+    @Test func amqpsVerifiesTheBrokersCertificateByDefault() throws {
+        let tls = try Self.tlsEndpoint()
+        // Without the test CA, the broker's certificate is not trusted: refused, named, retried quietly.
+        try expectCleanRefusal(
+            broker: tls.url,
+            queue: uniqueQueueName(),
+            logs: ["TLS", "verification failed", "broker.tls_ca_file"]
+        )
+    }
+
     @Test func aBrokerRestartMidRunEndsEveryTaskWithExactlyOneResult() throws {
         let node = try RabbitMQNode.privateNode()
         let redis = try RedisServer()
