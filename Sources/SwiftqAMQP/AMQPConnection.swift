@@ -1019,6 +1019,17 @@ public final class AMQPConnection {
                     isRecoverable: true
                 )
             }
+            if url.usesTLS && status == AMQP_STATUS_SSL_ERROR.rawValue {
+                // With TLS 1.3 the client finishes its side of the handshake before the broker checks the client
+                // certificate, so a refused (or missing) certificate shows up here, at login.
+                throw AMQPError(
+                    .tls(rabbitMQStatusText(status)),
+                    "TLS with \(url.redacted) failed at login: \(rabbitMQStatusText(status))",
+                    remedy: "the broker ended the TLS session: if it requires client certificates, set "
+                        + "broker.tls_cert_file and broker.tls_key_file to a certificate its CA trusts",
+                    isRecoverable: false
+                )
+            }
             throw libraryError(status, "login to \(url.endpoint) failed", url: url)
         default:
             break

@@ -513,13 +513,18 @@ import Testing
         )
     }
 
-    /// The shared node's TLS listener (dev/servers gives it a throw-away CA).
-    static func tlsEndpoint() throws -> (url: String, caFile: String) {
+    /// The shared node's TLS listener, which requires a client certificate (dev/servers makes a throw-away CA,
+    /// and a server and a client certificate signed by it).
+    static func tlsEndpoint() throws -> (url: String, caFile: String, certFile: String, keyFile: String) {
         let environment = ProcessInfo.processInfo.environment
-        guard let url = environment["SWIFTQ_TEST_AMQPS_URL"], let ca = environment["SWIFTQ_TEST_TLS_CA"] else {
-            throw TestSetupError("SWIFTQ_TEST_AMQPS_URL/SWIFTQ_TEST_TLS_CA are not set: run the tests through dev/test")
+        guard let url = environment["SWIFTQ_TEST_AMQPS_URL"], let ca = environment["SWIFTQ_TEST_TLS_CA"],
+            let cert = environment["SWIFTQ_TEST_TLS_CLIENT_CERT"], let key = environment["SWIFTQ_TEST_TLS_CLIENT_KEY"]
+        else {
+            throw TestSetupError(
+                "SWIFTQ_TEST_AMQPS_URL and SWIFTQ_TEST_TLS_* are not set: run the tests through dev/test"
+            )
         }
-        return (url, ca)
+        return (url, ca, cert, key)
     }
 
     @Test func amqpsWithTheBrokersCertificateAuthorityConsumesTasks() throws {
@@ -531,7 +536,12 @@ import Testing
             broker: tls.url,
             backend: redis.url(db: 1),
             queue: queue,
-            brokerYAML: "  tls_ca_file: \(tls.caFile)\n"
+            brokerYAML: """
+                  tls_ca_file: \(tls.caFile)
+                  tls_cert_file: \(tls.certFile)
+                  tls_key_file: \(tls.keyFile)
+
+                """
         )
         #expect(eventually(timeout: 20) { (try? daemon.stats())?["broker"]?["connected"] == true }, "\(daemon.log)")
         // Published by Python on the plain listener of the same node; consumed by swiftqd over TLS.
@@ -544,6 +554,16 @@ import Testing
             )
         )
         #expect(results.first?["result"] == 5)
+    }
+
+    @Test func amqpsWithoutTheClientCertificateABrokerAsksForIsRefusedClearly() throws {
+        let tls = try Self.tlsEndpoint()
+        try expectCleanRefusal(
+            broker: tls.url,
+            queue: uniqueQueueName(),
+            brokerYAML: "  tls_ca_file: \(tls.caFile)\n",
+            logs: ["TLS", "broker.tls_cert_file"]
+        )
     }
 
     @Test func amqpsVerifiesTheBrokersCertificateByDefault() throws {
