@@ -96,7 +96,7 @@ import Testing
         #expect(stats["broker"]?["connected"] == true)
         #expect(stats["broker"]?["url"]?.stringValue?.contains("guest:****@") == true)
         // Everything was acked.
-        #expect(eventually { (try? node.queueCounts(queue)).flatMap { $0 }.map { $0 == (0, 0) } ?? false })
+        #expect(eventually { node.isEmpty(queue) })
     }
 
     @Test func aPythonClientGetsResultsFromRedisWithARabbitMQBroker() throws {
@@ -252,7 +252,7 @@ import Testing
             let meta = try JSONValue(parsing: try redis.cli(["-n", "1", "GET", "celery-task-meta-\(id)"]))
             #expect(meta["status"] == "SUCCESS")
         }
-        #expect(eventually { (try? node.queueCounts(queue)).flatMap { $0 }.map { $0 == (0, 0) } ?? false })
+        #expect(eventually { node.isEmpty(queue) })
     }
 
     @Test func swiftqctlCallSendsTasksOverRabbitMQAndReadsRPCResults() throws {
@@ -448,7 +448,7 @@ import Testing
         let meta = try JSONValue(parsing: try redis.cli(["-n", "1", "GET", "celery-task-meta-not-json-body"]))
         #expect(meta["status"] == "FAILURE")
         #expect(daemon.log.contains("protocol 1"))
-        #expect(eventually { (try? node.queueCounts(queue)).flatMap { $0 }.map { $0 == (0, 0) } ?? false })
+        #expect(eventually { node.isEmpty(queue) })
     }
 }
 
@@ -618,7 +618,7 @@ import Testing
         }
         #expect(daemon.log.contains("broker unreachable"))
         #expect(eventually(timeout: 30) { (try? daemon.stats())?["broker"]?["connected"] == true })
-        #expect(eventually { (try? node.queueCounts(queue)).flatMap { $0 }.map { $0 == (0, 0) } ?? false })
+        #expect(eventually { node.isEmpty(queue) })
         // A task runs a second time only when the broker redelivered it (a delivery in flight at the cut).
         let succeeded = try #require(try daemon.stats()["tasks"]?["by_name"]?["swiftq.add"]?["succeeded"]?.intValue)
         let redelivered = daemon.log.components(separatedBy: "redelivered task received").count - 1

@@ -92,6 +92,12 @@ final class RabbitMQNode {
         return nil
     }
 
+    /// Whether a queue exists with nothing ready and nothing unacknowledged.
+    func isEmpty(_ queue: String) -> Bool {
+        guard let counts = (try? queueCounts(queue)) ?? nil else { return false }
+        return counts == (0, 0)
+    }
+
     /// The URL with other credentials or another vhost.
     func url(user: String = "guest", password: String = "guest", vhost: String = "/") -> String {
         let hostPort = url.split(separator: "@", maxSplits: 1)[1].split(separator: "/", maxSplits: 1)[0]
