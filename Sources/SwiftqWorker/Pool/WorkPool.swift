@@ -1,0 +1,151 @@
+import OrderedCollections
+import SwiftqCore
+import SwiftqPlatform
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The pool as the consumer uses it: submit a job to an idle slot, terminate the job a slot runs, grow or
+/// shrink, and hear what happened through ``onEvent`` (always on the consumer loop's thread).
+///
+/// Celery's `BasePool` contract (`apply_async` with time limits, `terminate_job`), without the callbacks:
+/// every outcome is one ``PoolEvent``. Implementations: ``PreforkPool`` (child processes the consumer spawns
+/// and reaps) and ``InlinePool`` (runs jobs on the caller's thread; tests and, opt-in, trivially fast tasks).
+protocol WorkPool: AnyObject {
+    /// Called for every pool event, on the loop thread that owns the pool.
+    var onEvent: ((PoolEvent) -> Void)? { get set }
+    /// How many slots the pool is meant to have (`worker.concurrency`).
+    var targetSize: Int { get }
+    /// Slots whose child is up and not running a job.
+    var idleSlots: Int { get }
+    /// Starts the pool's slots.
+    func start() throws
+    /// Runs `job` in an idle slot; returns the slot, or nil when no slot is idle (nothing happens then).
+    func submit(_ job: PoolJob) -> Int?
+    /// Ends the job `jobID` (if a slot runs it) by signalling its child with `signal`; the child is replaced, and
+    /// a ``PoolEvent/lost(jobID:slot:pid:reason:)`` with `reason` follows.
+    func terminate(jobID: String, signal: CInt, reason: ExitReason)
+    /// Grows or shrinks to `size` slots; a shrunk slot finishes its job first (exit reason `.shrink`).
+    func resize(to size: Int)
+    /// Warm: let running jobs finish, then stop the children. Cold: kill them now.
+    func stop(cold: Bool)
+    /// One row per slot, for `stats`.
+    var snapshot: [PoolSlotSnapshot] { get }
+}
+
+/// One job for a pool slot.
+struct PoolJob: Sendable {
+    /// The task id.
+    var id: String
+    /// The registered task name.
+    var name: String
+    /// The task's positional and keyword arguments.
+    var args: [JSONValue]
+    var kwargs: OrderedDictionary<String, JSONValue>
+    /// The program to run, for an exec task (configuration that pool children do not read).
+    var exec: ExecSpec?
+    /// Soft and hard time limits in seconds (nil: none).
+    var softTimeLimit: Double?
+    var hardTimeLimit: Double?
+
+    /// An exec task's program and its own timeout.
+    struct ExecSpec: Sendable, Equatable {
+        var argv: [String]
+        var timeout: Double?
+    }
+}
+
+/// What a job returned.
+enum PoolOutcome: Sendable, Equatable {
+    case success(JSONValue)
+    case failure(TaskFailure)
+}
+
+/// Why a pool child exited. Only ``crash(_:)`` and ``oomKilled`` are the child's fault: they alone feed the
+/// restart backoff, crash-loop detection and the watchdog. Every other reason is a deliberate exit.
+enum ExitReason: Sendable, Equatable, CustomStringConvertible {
+    /// Died by a signal nobody sent on purpose, or exited non-zero (or zero, unasked).
+    case crash(ExitStatus)
+    /// Killed by the kernel's OOM killer (the cgroup's `memory.events` `oom_kill` count rose).
+    case oomKilled(ExitStatus)
+    /// Killed for exceeding the hard time limit of the job it ran.
+    case timeLimit
+    /// Killed on request (`revoke --terminate`).
+    case terminated(signal: CInt)
+    /// Retired after `worker.max_tasks_per_child` jobs.
+    case maxTasks
+    /// Retired after exceeding `worker.max_memory_per_child`.
+    case maxMemory
+    /// Retired because the pool shrank.
+    case shrink
+    /// Retired by a reload.
+    case reload
+    /// Stopped with the pool (shutdown).
+    case shutdown
+
+    /// Whether this exit counts as a crash (backoff, crash loop, watchdog).
+    var isCrash: Bool {
+        switch self {
+        case .crash, .oomKilled: true
+        default: false
+        }
+    }
+
+    /// Short machine-readable name, for `stats` (`exit_reason`).
+    var name: String {
+        switch self {
+        case .crash: "crash"
+        case .oomKilled: "oom"
+        case .timeLimit: "time_limit"
+        case .terminated: "terminated"
+        case .maxTasks: "max_tasks"
+        case .maxMemory: "max_memory"
+        case .shrink: "shrink"
+        case .reload: "reload"
+        case .shutdown: "shutdown"
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .crash(let status): "crashed: \(status)"
+        case .oomKilled(let status): "killed by the OOM killer: \(status)"
+        case .timeLimit: "killed: hard time limit exceeded"
+        case .terminated(let signal): "terminated on request with \(UnixSignal.name(of: signal))"
+        case .maxTasks: "retired after max_tasks_per_child"
+        case .maxMemory: "retired after max_memory_per_child"
+        case .shrink: "retired by a pool shrink"
+        case .reload: "retired by reload"
+        case .shutdown: "stopped by shutdown"
+        }
+    }
+}
+
+/// What a pool tells the consumer.
+enum PoolEvent: Sendable, Equatable {
+    /// A slot's child is up and can take jobs.
+    case slotReady(slot: Int, pid: Int32)
+    /// The job began running (the child acknowledged it).
+    case started(jobID: String, slot: Int, pid: Int32)
+    /// The job returned; `runtime` in seconds.
+    case finished(jobID: String, outcome: PoolOutcome, runtime: Double)
+    /// The child running the job exited before it returned.
+    case lost(jobID: String, slot: Int, pid: Int32, reason: ExitReason)
+    /// A slot's child exited (with or without a job) and why; the pool replaces it unless the slot was retired.
+    case slotExited(slot: Int, pid: Int32, reason: ExitReason)
+}
+
+/// One pool slot as `stats` shows it.
+struct PoolSlotSnapshot: Sendable, Equatable {
+    var slot: Int
+    var pid: Int32
+    /// `starting`, `idle`, `busy`, `retiring`, `backoff`.
+    var state: String
+    var jobID: String?
+    var tasksCompleted: Int
+    var restarts: Int
+    var lastExit: ExitStatus?
+    var lastExitReason: ExitReason?
+    var crashLooping: Bool
+}
