@@ -8,7 +8,7 @@ import SwiftqCore
 /// channel's unacked deliveries go back when it closes). Publishes are confirmed before the next step
 /// (AMQP publisher confirms; Redis replies). This is what makes a retry, a chain step or a callback safe:
 /// the follow-up exists before the result says so, and the result exists before the original is acked.
-struct Settlement: Sendable {
+struct Settlement: Sendable, Equatable {
     /// Messages to publish first (retry copies, callbacks, chain steps, pidbox replies, events), in order.
     var publishes: [OutboundMessage] = []
     /// The result to store (Redis backend) or send (`rpc://`, to `replyTo`), after the publishes.

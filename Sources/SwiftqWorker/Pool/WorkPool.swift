@@ -35,7 +35,7 @@ protocol WorkPool: AnyObject {
 }
 
 /// One job for a pool slot.
-struct PoolJob: Sendable {
+struct PoolJob: Sendable, Equatable {
     /// The task id.
     var id: String
     /// The registered task name.

@@ -1,0 +1,183 @@
+import Logging
+import SwiftqCore
+import SwiftqPlatform
+
+/// What the consumer core asks of a broker transport: settle plans, grant credit, keep held deliveries visible.
+/// ``BrokerTransport`` provides it; unit tests pass a recording fake.
+protocol BrokerPort: AnyObject {
+    func settle(_ plans: [Settlement])
+    func grant(_ count: Int)
+    func setHeldForETA(_ count: Int)
+    func setRunning(_ tag: String, _ isRunning: Bool)
+    func isStale(_ tag: String) -> Bool
+}
+
+/// Timers as the core needs them, named by the caller's token: start one, cancel one. ``EventLoopTimers`` puts
+/// them on the event loop; tests pass a manual clock.
+protocol TimerScheduling: AnyObject {
+    func startTimer(token: UInt64, after seconds: Double, _ body: @escaping () -> Void)
+    func cancelTimer(token: UInt64)
+    /// Timers started and neither fired nor cancelled.
+    var pendingTimers: Int { get }
+}
+
+/// ``TimerScheduling`` on an ``EventLoop``. *Owner*: the loop's thread.
+final class EventLoopTimers: TimerScheduling {
+    private let loop: EventLoop
+    private var ids: [UInt64: EventLoop.TimerID] = [:]
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    func startTimer(token: UInt64, after seconds: Double, _ body: @escaping () -> Void) {
+        ids[token] = loop.schedule(after: .microseconds(Int64((seconds * 1_000_000).rounded(.up)))) { [unowned self] in
+            ids[token] = nil
+            body()
+        }
+    }
+
+    func cancelTimer(token: UInt64) {
+        if let id = ids.removeValue(forKey: token) { loop.cancel(id) }
+    }
+
+    var pendingTimers: Int { ids.count }
+}
+
+/// The consumer's task path: a ``DeliveryMachine`` that decides, and the code that carries out its actions on an
+/// injected broker port, pool and timers. The consumer process builds it with the real transport, the prefork pool
+/// and its event loop; the unit tests with a fake transport, the inline pool and manual timers.
+///
+/// *Owner*: the consumer loop's thread; the machine, the timer table and the pool are only touched from there.
+final class ConsumerCore {
+    private(set) var machine: DeliveryMachine
+    let pool: any WorkPool
+    private let broker: any BrokerPort
+    private let timers: any TimerScheduling
+    var logger: Logger
+    /// The wall clock, injectable for tests.
+    var now: () -> CeleryTimestamp = { .now }
+    /// Set while actions are being performed: pool events raised meanwhile are queued, not handled re-entrantly.
+    private var performing = false
+    private var deferredEvents: [PoolEvent] = []
+
+    init(
+        machine: DeliveryMachine,
+        broker: any BrokerPort,
+        pool: any WorkPool,
+        timers: any TimerScheduling,
+        logger: Logger
+    ) {
+        self.machine = machine
+        self.broker = broker
+        self.pool = pool
+        self.timers = timers
+        self.logger = logger
+        pool.onEvent = { [unowned self] event in self.poolEvent(event) }
+    }
+
+    // MARK: Inputs
+
+    func received(_ messages: [InboundMessage]) {
+        perform(machine.received(messages, now: now()))
+        pump()
+    }
+
+    func settled(tags: [String], results: Int) {
+        perform(machine.settled(tags: tags, results: results))
+    }
+
+    func reconnected(held: [String]) {
+        perform(machine.reconnected(held: held))
+    }
+
+    func reconfigure(_ settings: DeliveryMachine.Settings) {
+        perform(machine.reconfigure(settings))
+        pump()
+    }
+
+    func revoke(_ taskID: String, terminate: Bool, signal: Int32) {
+        perform(machine.revoke(taskID, terminate: terminate, signal: signal, now: now()))
+        pump()
+    }
+
+    /// Stops taking work and returns what was reserved; running tasks go on.
+    func shutdown() {
+        perform(machine.shutdown())
+    }
+
+    /// Dispatches ready work to idle slots and refills credit.
+    func pump() {
+        perform(machine.dispatch(idleSlots: pool.idleSlots, isStale: broker.isStale, now: now()))
+        perform(machine.credit())
+    }
+
+    func poolEvent(_ event: PoolEvent) {
+        if performing {
+            deferredEvents.append(event)
+            return
+        }
+        perform(machine.pool(event, now: now()))
+        pump()
+    }
+
+    // MARK: Actions
+
+    private func perform(_ actions: [DeliveryMachine.Action]) {
+        let outer = !performing
+        performing = true
+        var plans: [Settlement] = []
+        for action in actions {
+            switch action {
+            case .settle(let plan):
+                plans.append(plan)
+            case .submit(let job):
+                if pool.submit(job) == nil {
+                    // The pool said it had room a moment ago; a child that exited meanwhile is reported as lost.
+                    logger.error(
+                        "pool refused a job although it reported an idle slot",
+                        metadata: ["task_id": "\(job.id)"]
+                    )
+                    deferredEvents.append(.lost(jobID: job.id, slot: -1, pid: 0, reason: .crash(.exited(code: 0))))
+                }
+            case .terminate(let jobID, let signal, let reason):
+                pool.terminate(jobID: jobID, signal: signal, reason: reason)
+            case .startTimer(let token, let seconds):
+                timers.startTimer(token: token, after: seconds) { [unowned self] in
+                    perform(machine.timerFired(token, now: now()))
+                    pump()
+                }
+            case .cancelTimer(let token):
+                timers.cancelTimer(token: token)
+            case .setRunning(let tag, let isRunning):
+                broker.setRunning(tag, isRunning)
+            case .setHeldForETA(let count):
+                broker.setHeldForETA(count)
+            case .grant(let count):
+                broker.grant(count)
+            case .log(let line):
+                log(line)
+            }
+        }
+        if !plans.isEmpty { broker.settle(plans) }
+        guard outer else { return }
+        performing = false
+        while !deferredEvents.isEmpty {
+            let event = deferredEvents.removeFirst()
+            poolEvent(event)
+        }
+    }
+
+    private func log(_ line: DeliveryMachine.LogLine) {
+        var metadata: Logger.Metadata = [:]
+        if let id = line.taskID { metadata[DaemonLog.Key.taskID] = "\(id)" }
+        if let name = line.taskName { metadata[DaemonLog.Key.taskName] = "\(name)" }
+        switch line.level {
+        case .debug: logger.debug("\(line.text)", metadata: metadata)
+        case .info: logger.info("\(line.text)", metadata: metadata)
+        case .warning: logger.warning("\(line.text)", metadata: metadata)
+        case .error: logger.error("\(line.text)", metadata: metadata)
+        }
+    }
+
+    /// Pending ETA timers (for tests and `stats`).
+    var pendingTimers: Int { timers.pendingTimers }
+}

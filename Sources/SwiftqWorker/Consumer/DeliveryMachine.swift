@@ -1,0 +1,712 @@
+import DequeModule
+import OrderedCollections
+import SwiftqCore
+
+/// The consumer's decisions over its deliveries, without I/O: fed with what happened (a delivery, a timer, a pool
+/// event, a settled plan, a revoke, a shutdown), it updates its state and returns the ``Action``s the consumer's
+/// loop performs, in order. Tested without processes or brokers (`DeliveryMachineTests`).
+///
+/// A delivery's life:
+///
+/// ```
+/// received ─┬─ held (ETA) ──timer──┐
+///           └──────────────────────┴─ ready ── running ── settling ── (forgotten when settled)
+///              any of them ─ revoked / expired / rejected ─ settling
+/// ```
+///
+/// *Owner*: the consumer's loop thread. Everything here is plain state of that thread.
+struct DeliveryMachine {
+    /// What the machine asks the loop to do.
+    enum Action: Equatable {
+        /// Hand the plan to the broker transport.
+        case settle(Settlement)
+        /// Run a job in the pool (the loop knows a slot is idle: it passed the count to ``dispatch(idleSlots:isStale:now:)``).
+        case submit(PoolJob)
+        /// Ask the pool to end a running job.
+        case terminate(jobID: String, signal: Int32, reason: ExitReason)
+        /// Start a timer that fires ``timerFired(_:now:)`` with `token` after `seconds`.
+        case startTimer(token: UInt64, seconds: Double)
+        case cancelTimer(token: UInt64)
+        /// Keep a delivery's visibility fresh (Redis) while it is held or running, or stop doing so.
+        case setRunning(tag: String, Bool)
+        /// Deliveries held for their ETA beyond the prefetch window (AMQP raises `basic.qos` by that much).
+        case setHeldForETA(Int)
+        /// Allow the transport to deliver this many more messages.
+        case grant(Int)
+        /// A line for the log.
+        case log(LogLine)
+    }
+
+    /// A log line the loop writes with its logger.
+    struct LogLine: Equatable {
+        enum Level: Equatable { case debug, info, warning, error }
+        var level: Level
+        var text: String
+        var taskID: String?
+        var taskName: String?
+    }
+
+    /// What the machine needs from the configuration; replaced whole on reload.
+    struct Settings: Equatable {
+        /// `worker.acks_late`: ack after the result is stored (true) or when the task starts.
+        var acksLate = true
+        /// `worker.track_started`: store STARTED when a task starts.
+        var trackStarted = false
+        /// `worker.reject_on_worker_lost`: with `acks_late`, a task whose child died is requeued, once.
+        var rejectOnWorkerLost = false
+        /// Whether a result backend is configured.
+        var storesResults = true
+        /// `result_backend.extended`.
+        var extendedResults = false
+        /// This worker's node name, for result meta.
+        var nodeName = "celery@localhost"
+        /// How many messages may be held (reserved and running) at once; ETA-held ones are not counted.
+        var window = 8
+        /// Programs of exec tasks, by task name.
+        var execTasks: [String: PoolJob.ExecSpec] = [:]
+    }
+
+    /// One reserved message, as far as the machine is concerned.
+    final class Delivery {
+        enum State: Equatable {
+            case held(timer: UInt64)
+            case ready
+            case running
+            case settling
+        }
+
+        let key: UInt64
+        let message: TaskMessage
+        let tag: String?
+        let queue: String
+        var state: State
+        /// Acked when it started (`acks_late: false`): its final plan stores the result only.
+        var ackedEarly = false
+
+        init(key: UInt64, message: TaskMessage, tag: String?, queue: String, state: State) {
+            self.key = key
+            self.message = message
+            self.tag = tag
+            self.queue = queue
+            self.state = state
+        }
+    }
+
+    /// Counters for `stats`.
+    struct Counters: Equatable {
+        var received = 0
+        var succeeded = 0
+        var failed = 0
+        var workerLost = 0
+        var timeLimited = 0
+        var revoked = 0
+        var rejected: [String: Int] = [:]
+        var resultsStored = 0
+        var acked = 0
+    }
+
+    /// The most task names kept in per-name statistics; names come from messages, so the table is bounded. Later
+    /// names are counted under ``otherTasksName``.
+    static let maximumTaskNames = 256
+    static let otherTasksName = "(other)"
+    /// The most revoked ids remembered (Celery keeps 50,000 by default, `REVOKES_MAX`).
+    static let maximumRevoked = 50_000
+
+    private(set) var settings: Settings
+    /// The known task names (registry and exec tasks); an unknown one is stored as `NotRegistered`.
+    private let isKnownTask: (String) -> Bool
+
+    private(set) var deliveries: [UInt64: Delivery] = [:]
+    /// Ready deliveries, oldest first.
+    private(set) var ready: Deque<UInt64> = []
+    /// Running deliveries by job (task) id.
+    private(set) var running: [String: UInt64] = [:]
+    /// Held deliveries by timer token.
+    private var heldByTimer: [UInt64: UInt64] = [:]
+    /// Delivery tags handed to the transport in a plan and not yet reported settled.
+    private(set) var unsettled: Set<String> = []
+    private(set) var revokedIDs: OrderedSet<String> = []
+    private(set) var counters = Counters()
+    private(set) var statistics: [String: TaskStatistics] = [:]
+    private(set) var outstandingCredit = 0
+    private(set) var isShuttingDown = false
+    private var nextKey: UInt64 = 1
+    private var nextTimer: UInt64 = 1
+
+    init(settings: Settings, isKnownTask: @escaping (String) -> Bool) {
+        self.settings = settings
+        self.isKnownTask = isKnownTask
+    }
+
+    // MARK: Queries
+
+    /// Deliveries that count against the prefetch window: ready and running (ETA-held ones do not).
+    var heldInWindow: Int { ready.count + running.count }
+    /// Deliveries waiting for their ETA.
+    var heldForETA: Int { heldByTimer.count }
+    /// Whether nothing runs any more (warm shutdown can finish).
+    var isDrained: Bool { running.isEmpty }
+    /// The ids of the running tasks.
+    var runningIDs: [String] { running.keys.sorted() }
+
+    // MARK: Events
+
+    /// A new configuration: the window may have changed, so credit is recomputed.
+    mutating func reconfigure(_ settings: Settings) -> [Action] {
+        self.settings = settings
+        return credit()
+    }
+
+    /// The transport delivered messages.
+    mutating func received(_ messages: [InboundMessage], now: CeleryTimestamp) -> [Action] {
+        outstandingCredit = max(0, outstandingCredit - messages.count)
+        var actions: [Action] = []
+        for inbound in messages { receive(inbound, now: now, into: &actions) }
+        return actions
+    }
+
+    private mutating func receive(_ inbound: InboundMessage, now: CeleryTimestamp, into actions: inout [Action]) {
+        counters.received += 1
+        switch inbound {
+        case .malformed(let payload, let queue):
+            counters.rejected["malformed_envelope", default: 0] += 1
+            actions.append(
+                .log(
+                    .init(
+                        level: .error,
+                        text: "dropping a message that is not a kombu envelope from \(queue): \(Self.preview(payload))"
+                    )
+                )
+            )
+        case .undecodable(let error, let tag, let queue):
+            counters.rejected[error.code.description, default: 0] += 1
+            actions.append(
+                .log(
+                    .init(
+                        level: .error,
+                        text: "rejecting message from \(queue) (\(error.code.description)): \(error.message)",
+                        taskID: error.taskID,
+                        taskName: error.taskName
+                    )
+                )
+            )
+            var plan = Settlement(deliveryTag: tag, disposition: .reject)
+            if let id = error.taskID, settings.storesResults {
+                let meta = ResultMeta.failure(
+                    taskID: id,
+                    excType: "MessageDecodeError",
+                    excMessage: [.string(error.message)],
+                    excModule: "swiftq",
+                    traceback: nil,
+                    dateDone: now,
+                    request: nil,
+                    extended: nil
+                )
+                plan.result = StoredResult(taskID: id, meta: meta.serialized(), replyTo: nil)
+            }
+            settle(plan, into: &actions)
+        case .task(let message, let tag, let queue):
+            let delivery = Delivery(key: nextKey, message: message, tag: tag, queue: queue, state: .ready)
+            nextKey += 1
+            accept(delivery, now: now, into: &actions)
+        }
+    }
+
+    private mutating func accept(_ delivery: Delivery, now: CeleryTimestamp, into actions: inout [Action]) {
+        let message = delivery.message
+        if message.redelivered {
+            actions.append(
+                .log(.init(level: .info, text: "redelivered task received", taskID: message.id, taskName: message.name))
+            )
+        }
+        if Self.hasWorkflowFields(message) {
+            counters.rejected["workflow_unsupported", default: 0] += 1
+            actions.append(
+                .log(
+                    .init(
+                        level: .warning,
+                        text: "workflow fields not supported yet (callbacks, errbacks, chain or chord): the task runs, "
+                            + "but what follows it is not sent",
+                        taskID: message.id,
+                        taskName: message.name
+                    )
+                )
+            )
+        }
+        guard isKnownTask(message.name) else {
+            counters.rejected["not_registered", default: 0] += 1
+            actions.append(
+                .log(
+                    .init(
+                        level: .error,
+                        text: "received unregistered task \(message.name); storing NotRegistered",
+                        taskID: message.id,
+                        taskName: message.name
+                    )
+                )
+            )
+            var plan = Settlement(deliveryTag: delivery.tag, disposition: .reject)
+            if settings.storesResults && message.ignoreResult != true {
+                let meta = ResultMeta.notRegistered(
+                    taskID: message.id,
+                    taskName: message.name,
+                    dateDone: now,
+                    resultExtended: settings.extendedResults
+                )
+                plan.result = StoredResult(taskID: message.id, meta: meta.serialized(), replyTo: message.replyTo)
+            }
+            counters.failed += 1
+            settle(plan, into: &actions)
+            return
+        }
+        if revokedIDs.contains(message.id) {
+            finishRevoked(delivery, reason: "revoked", now: now, into: &actions)
+            return
+        }
+        if let expires = message.expires, expires <= now {
+            finishRevoked(delivery, reason: "expired", now: now, into: &actions)
+            return
+        }
+        deliveries[delivery.key] = delivery
+        if let eta = message.eta, eta > now {
+            // Held in memory, still unacked, until its ETA; it does not count against the window (Celery raises
+            // its QoS for such tasks), and its visibility is kept fresh meanwhile.
+            let token = nextTimer
+            nextTimer += 1
+            delivery.state = .held(timer: token)
+            heldByTimer[token] = delivery.key
+            actions.append(.startTimer(token: token, seconds: max(0, eta.secondsSince1970 - now.secondsSince1970)))
+            actions.append(.setHeldForETA(heldByTimer.count))
+            if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
+            return
+        }
+        delivery.state = .ready
+        ready.append(delivery.key)
+    }
+
+    /// A timer the machine started fired.
+    mutating func timerFired(_ token: UInt64, now: CeleryTimestamp) -> [Action] {
+        guard let key = heldByTimer.removeValue(forKey: token), let delivery = deliveries[key] else { return [] }
+        var actions: [Action] = [.setHeldForETA(heldByTimer.count)]
+        if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
+        delivery.state = .ready
+        ready.append(key)
+        return actions
+    }
+
+    /// Hands ready deliveries to up to `idleSlots` pool slots. `isStale` tells whether a delivery tag belongs to a
+    /// lost connection (its ack can no longer be given and the broker delivers the message again): such a delivery
+    /// is dropped, not run.
+    mutating func dispatch(idleSlots: Int, isStale: (String) -> Bool, now: CeleryTimestamp) -> [Action] {
+        guard !isShuttingDown else { return [] }
+        var actions: [Action] = []
+        var free = idleSlots
+        while free > 0, let key = ready.first {
+            ready.removeFirst()
+            guard let delivery = deliveries[key] else { continue }
+            let message = delivery.message
+            if let tag = delivery.tag, isStale(tag) {
+                deliveries[key] = nil
+                actions.append(
+                    .log(
+                        .init(
+                            level: .info,
+                            text: "dropping a reserved task from a lost broker connection; the broker redelivers it",
+                            taskID: message.id,
+                            taskName: message.name
+                        )
+                    )
+                )
+                continue
+            }
+            if let expires = message.expires, expires <= now {
+                deliveries[key] = nil
+                finishRevoked(delivery, reason: "expired", now: now, into: &actions)
+                continue
+            }
+            if running[message.id] != nil {
+                // The same task id is already running here (a redelivered copy): run it once; settle this copy
+                // when that one is done, by requeueing it now (the broker hands it out again if still needed).
+                deliveries[key] = nil
+                settle(Settlement(deliveryTag: delivery.tag, disposition: .requeue), into: &actions)
+                continue
+            }
+            delivery.state = .running
+            running[message.id] = key
+            free -= 1
+            if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
+            actions.append(
+                .submit(
+                    PoolJob(
+                        id: message.id,
+                        name: message.name,
+                        args: message.args,
+                        kwargs: message.kwargs,
+                        exec: settings.execTasks[message.name],
+                        softTimeLimit: message.timeLimit.soft,
+                        hardTimeLimit: message.timeLimit.hard
+                    )
+                )
+            )
+        }
+        return actions
+    }
+
+    /// What the pool reports.
+    mutating func pool(_ event: PoolEvent, now: CeleryTimestamp) -> [Action] {
+        var actions: [Action] = []
+        switch event {
+        case .slotReady, .slotExited:
+            break
+        case .started(let jobID, _, let pid):
+            guard let key = running[jobID], let delivery = deliveries[key] else { break }
+            let message = delivery.message
+            // STARTED (with `track_started`) and the early ack (`acks_late: false`, Celery's default) happen when
+            // the pool accepted the job, as Celery's `on_accepted` does.
+            var plan = Settlement(deliveryTag: nil, disposition: .none)
+            if settings.trackStarted && settings.storesResults && message.ignoreResult != true {
+                let meta = ResultMeta.started(
+                    taskID: message.id,
+                    pid: Int(pid),
+                    hostname: settings.nodeName,
+                    request: message
+                )
+                plan.result = StoredResult(taskID: message.id, meta: meta.serialized(), replyTo: message.replyTo)
+            }
+            if !settings.acksLate, let tag = delivery.tag {
+                plan.deliveryTag = tag
+                plan.disposition = .ack
+                delivery.ackedEarly = true
+            }
+            if plan.result != nil || plan.deliveryTag != nil { settle(plan, into: &actions) }
+        case .finished(let jobID, let outcome, let runtime):
+            guard let delivery = takeRunning(jobID) else { break }
+            switch outcome {
+            case .success(let value):
+                complete(
+                    delivery,
+                    status: .success(value),
+                    runtime: runtime,
+                    disposition: .ack,
+                    now: now,
+                    into: &actions
+                )
+            case .failure(let failure):
+                complete(
+                    delivery,
+                    status: .failure(failure),
+                    runtime: runtime,
+                    disposition: .ack,
+                    now: now,
+                    into: &actions
+                )
+            }
+        case .lost(let jobID, let slot, let pid, let reason):
+            guard let delivery = takeRunning(jobID) else { break }
+            lost(delivery, slot: slot, pid: pid, reason: reason, now: now, into: &actions)
+        }
+        return actions
+    }
+
+    private mutating func lost(
+        _ delivery: Delivery,
+        slot: Int,
+        pid: Int32,
+        reason: ExitReason,
+        now: CeleryTimestamp,
+        into actions: inout [Action]
+    ) {
+        let message = delivery.message
+        let failure: TaskFailure
+        switch reason {
+        case .timeLimit:
+            counters.timeLimited += 1
+            let limit = message.timeLimit.hard.map { Self.pythonFloat($0) } ?? "None"
+            failure = TaskFailure(
+                type: "TimeLimitExceeded",
+                message: limit,
+                module: "billiard.exceptions"
+            )
+            actions.append(
+                .log(
+                    .init(
+                        level: .error,
+                        text: "hard time limit (\(limit)s) exceeded; pool child \(slot) (pid \(pid)) killed",
+                        taskID: message.id,
+                        taskName: message.name
+                    )
+                )
+            )
+        case .terminated:
+            counters.revoked += 1
+            finishRevoked(delivery, reason: "terminated", now: now, into: &actions)
+            return
+        default:
+            counters.workerLost += 1
+            failure = TaskFailure(
+                type: "WorkerLostError",
+                message: "Worker exited prematurely: \(reason).",
+                module: "billiard.exceptions"
+            )
+            actions.append(
+                .log(
+                    .init(
+                        level: .error,
+                        text: "pool child \(slot) (pid \(pid)) \(reason) while running the task (WorkerLostError)",
+                        taskID: message.id,
+                        taskName: message.name
+                    )
+                )
+            )
+            // Celery: with acks_late and reject_on_worker_lost the message goes back to the queue instead of
+            // failing; only once, so that a task that kills its child cannot loop forever.
+            if settings.rejectOnWorkerLost && settings.acksLate && !delivery.ackedEarly {
+                if !message.redelivered {
+                    actions.append(
+                        .log(.init(level: .warning, text: "requeueing it (reject_on_worker_lost)", taskID: message.id))
+                    )
+                    delivery.state = .settling
+                    settle(Settlement(deliveryTag: delivery.tag, disposition: .requeue), into: &actions)
+                    return
+                }
+                complete(
+                    delivery,
+                    status: .failure(failure),
+                    runtime: 0,
+                    disposition: .reject,
+                    now: now,
+                    into: &actions
+                )
+                return
+            }
+        }
+        complete(delivery, status: .failure(failure), runtime: 0, disposition: .ack, now: now, into: &actions)
+    }
+
+    /// The transport reports settled plans.
+    mutating func settled(tags: [String], results: Int) -> [Action] {
+        counters.resultsStored += results
+        counters.acked += tags.count
+        for tag in tags { unsettled.remove(tag) }
+        return []
+    }
+
+    /// After a reconnect, the broker lists what it records as held by this consumer; any it does not know were
+    /// reserved by a call whose reply the broken connection lost (Redis). They go back to the queue.
+    mutating func reconnected(held: [String]) -> [Action] {
+        let known = Set(deliveries.values.compactMap(\.tag)).union(unsettled)
+        let orphans = held.filter { !known.contains($0) }
+        guard !orphans.isEmpty else { return [] }
+        var actions: [Action] = [
+            .log(
+                .init(
+                    level: .warning,
+                    text:
+                        "re-queueing \(orphans.count) message(s) reserved in a call whose reply was lost with the connection"
+                )
+            )
+        ]
+        for tag in orphans { settle(Settlement(deliveryTag: tag, disposition: .requeue), into: &actions) }
+        return actions
+    }
+
+    /// Revokes a task: one that is held or ready is not run (REVOKED stored, message acked); one that runs is
+    /// terminated when `terminate` is set; one that arrives later is revoked on receipt.
+    mutating func revoke(_ taskID: String, terminate: Bool, signal: Int32, now: CeleryTimestamp) -> [Action] {
+        revokedIDs.append(taskID)
+        if revokedIDs.count > Self.maximumRevoked { revokedIDs.removeFirst(revokedIDs.count - Self.maximumRevoked) }
+        var actions: [Action] = []
+        if let key = running[taskID] {
+            if terminate {
+                actions.append(.terminate(jobID: taskID, signal: signal, reason: .terminated(signal: signal)))
+            }
+            _ = key
+            return actions
+        }
+        for delivery in deliveries.values where delivery.message.id == taskID {
+            switch delivery.state {
+            case .held(let timer):
+                heldByTimer[timer] = nil
+                actions.append(.cancelTimer(token: timer))
+                actions.append(.setHeldForETA(heldByTimer.count))
+                if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
+            case .ready:
+                ready.removeAll { $0 == delivery.key }
+            case .running, .settling:
+                continue
+            }
+            deliveries[delivery.key] = nil
+            finishRevoked(delivery, reason: "revoked", now: now, into: &actions)
+        }
+        return actions
+    }
+
+    /// Warm shutdown: stop taking work and give every reserved message that has not started back to the broker at
+    /// once; running tasks finish. Cold: the same, and the loop stops the transport, which returns the rest.
+    mutating func shutdown() -> [Action] {
+        isShuttingDown = true
+        var actions: [Action] = []
+        let reserved = deliveries.values.filter { if case .running = $0.state { false } else { $0.state != .settling } }
+        for delivery in reserved.sorted(by: { $0.key < $1.key }) {
+            if case .held(let timer) = delivery.state {
+                heldByTimer[timer] = nil
+                actions.append(.cancelTimer(token: timer))
+            }
+            deliveries[delivery.key] = nil
+            settle(Settlement(deliveryTag: delivery.tag, disposition: .requeue), into: &actions)
+        }
+        ready.removeAll()
+        if !reserved.isEmpty {
+            actions.append(.setHeldForETA(0))
+            actions.append(.log(.init(level: .info, text: "returned \(reserved.count) reserved task(s) to the broker")))
+        }
+        return actions
+    }
+
+    /// Grants the transport as much credit as the window allows.
+    mutating func credit() -> [Action] {
+        guard !isShuttingDown else { return [] }
+        let wanted = settings.window - heldInWindow - outstandingCredit
+        guard wanted > 0 else { return [] }
+        outstandingCredit += wanted
+        return [.grant(wanted)]
+    }
+
+    // MARK: Helpers
+
+    private mutating func takeRunning(_ jobID: String) -> Delivery? {
+        guard let key = running.removeValue(forKey: jobID), let delivery = deliveries.removeValue(forKey: key) else {
+            return nil
+        }
+        return delivery
+    }
+
+    private enum Status {
+        case success(JSONValue)
+        case failure(TaskFailure)
+    }
+
+    /// Records the outcome and settles: result (unless ignored) before the ack.
+    private mutating func complete(
+        _ delivery: Delivery,
+        status: Status,
+        runtime: Double,
+        disposition: Settlement.Disposition,
+        now: CeleryTimestamp,
+        into actions: inout [Action]
+    ) {
+        delivery.state = .settling
+        let message = delivery.message
+        let success: Bool
+        if case .success = status { success = true } else { success = false }
+        if success { counters.succeeded += 1 } else { counters.failed += 1 }
+        recordStatistics(name: message.name, runtime: runtime, success: success)
+        var plan = Settlement(
+            deliveryTag: delivery.ackedEarly ? nil : delivery.tag,
+            disposition: delivery.ackedEarly ? .none : disposition
+        )
+        if settings.storesResults && message.ignoreResult != true {
+            let extended =
+                settings.extendedResults
+                ? ResultMeta.ExtendedFields(
+                    name: message.name,
+                    args: message.args,
+                    kwargs: message.kwargs,
+                    worker: settings.nodeName,
+                    retries: message.retries,
+                    queue: delivery.queue
+                ) : nil
+            let meta: JSONValue
+            switch status {
+            case .success(let value):
+                meta = ResultMeta.success(
+                    taskID: message.id,
+                    result: value,
+                    dateDone: now,
+                    request: message,
+                    extended: extended
+                )
+            case .failure(let failure):
+                meta = ResultMeta.failure(
+                    taskID: message.id,
+                    excType: failure.type,
+                    excMessage: [.string(failure.message)],
+                    excModule: failure.module,
+                    traceback: failure.traceback,
+                    dateDone: now,
+                    request: message,
+                    extended: extended
+                )
+            }
+            plan.result = StoredResult(taskID: message.id, meta: meta.serialized(), replyTo: message.replyTo)
+        }
+        if let tag = delivery.tag, !delivery.ackedEarly { actions.append(.setRunning(tag: tag, false)) }
+        if plan.result != nil || plan.deliveryTag != nil { settle(plan, into: &actions) }
+    }
+
+    /// REVOKED with `TaskRevokedError(reason)` stored and the message acked, as Celery does for expired and
+    /// revoked tasks.
+    private mutating func finishRevoked(
+        _ delivery: Delivery,
+        reason: String,
+        now: CeleryTimestamp,
+        into actions: inout [Action]
+    ) {
+        let message = delivery.message
+        if reason == "expired" { counters.rejected["expired", default: 0] += 1 } else { counters.revoked += 1 }
+        actions.append(
+            .log(
+                .init(level: .info, text: "task \(reason); not running it", taskID: message.id, taskName: message.name)
+            )
+        )
+        var plan = Settlement(
+            deliveryTag: delivery.ackedEarly ? nil : delivery.tag,
+            disposition: delivery.ackedEarly ? .none : .ack
+        )
+        if settings.storesResults && message.ignoreResult != true {
+            let meta = ResultMeta.meta(
+                status: "REVOKED",
+                result: ResultMeta.exception(
+                    type: "TaskRevokedError",
+                    message: [.string(reason)],
+                    module: "celery.exceptions"
+                ),
+                traceback: nil,
+                children: .null,
+                dateDone: now,
+                request: nil,
+                extended: nil,
+                taskID: message.id
+            )
+            plan.result = StoredResult(taskID: message.id, meta: meta.serialized(), replyTo: message.replyTo)
+        }
+        if plan.result != nil || plan.deliveryTag != nil { settle(plan, into: &actions) }
+    }
+
+    private mutating func settle(_ plan: Settlement, into actions: inout [Action]) {
+        if let tag = plan.deliveryTag, plan.disposition != .none { unsettled.insert(tag) }
+        actions.append(.settle(plan))
+    }
+
+    private mutating func recordStatistics(name: String, runtime: Double, success: Bool) {
+        let key =
+            statistics[name] != nil || statistics.count < Self.maximumTaskNames ? name : Self.otherTasksName
+        statistics[key, default: TaskStatistics()].record(runtime: runtime, success: success)
+    }
+
+    /// Whether a task message carries canvas fields that this worker does not act on yet.
+    static func hasWorkflowFields(_ message: TaskMessage) -> Bool {
+        !message.callbacks.isEmpty || !message.errbacks.isEmpty || !message.chain.isEmpty || message.chord != nil
+    }
+
+    /// A number as Python's `repr(float)` writes it for the common cases (`1.0`, `2.5`).
+    static func pythonFloat(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? "\(Int64(value)).0" : "\(value)"
+    }
+
+    /// The first bytes of a payload, printable, for a log line.
+    static func preview(_ bytes: [UInt8]) -> String {
+        let text = String(decoding: bytes.prefix(120), as: UTF8.self)
+        return text.debugDescription + (bytes.count > 120 ? "…" : "")
+    }
+}

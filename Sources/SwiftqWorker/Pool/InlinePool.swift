@@ -1,0 +1,106 @@
+import SwiftqCore
+
+/// A ``WorkPool`` that runs jobs in the calling process, one turn at a time: ``submit(_:)`` queues a job and
+/// ``runPending()`` runs what is queued, reporting `started` and `finished` for each.
+///
+/// It serves the consumer's unit tests (deterministic: nothing runs until the test says so, and ``lose(jobID:reason:)``
+/// stands in for a child dying) and, later, opt-in trivially fast tasks. It has no crash isolation: a task that
+/// traps takes the caller with it. *Owner*: the thread that drives it.
+final class InlinePool: WorkPool {
+    var onEvent: ((PoolEvent) -> Void)?
+    private(set) var targetSize: Int
+    private let registry: TaskRegistry
+    /// Jobs by slot, submitted and not yet finished.
+    private var busy: [Int: PoolJob] = [:]
+    private var queued: [(slot: Int, job: PoolJob)] = []
+    private var completed: [Int: Int] = [:]
+    private(set) var isStopped = false
+    /// A fake pid per slot, for events and `stats`.
+    static let basePID: Int32 = 100_000
+
+    init(size: Int, registry: TaskRegistry) {
+        self.targetSize = size
+        self.registry = registry
+    }
+
+    var idleSlots: Int { isStopped ? 0 : max(0, targetSize - busy.count) }
+
+    func start() throws {
+        for slot in 0..<targetSize { onEvent?(.slotReady(slot: slot, pid: Self.basePID + Int32(slot))) }
+    }
+
+    func submit(_ job: PoolJob) -> Int? {
+        guard idleSlots > 0 else { return nil }
+        let slot = (0..<Int.max).first { busy[$0] == nil }!
+        busy[slot] = job
+        queued.append((slot, job))
+        return slot
+    }
+
+    /// Runs every queued job; returns how many ran.
+    @discardableResult
+    func runPending() -> Int {
+        let batch = queued
+        queued = []
+        for (slot, job) in batch where busy[slot]?.id == job.id {
+            let pid = Self.basePID + Int32(slot)
+            onEvent?(.started(jobID: job.id, slot: slot, pid: pid))
+            let outcome = registry.run(
+                TaskInvocation(id: job.id, name: job.name, args: job.args, kwargs: job.kwargs),
+                environment: .standalone
+            )
+            busy[slot] = nil
+            completed[slot, default: 0] += 1
+            switch outcome {
+            case .success(let value): onEvent?(.finished(jobID: job.id, outcome: .success(value), runtime: 0))
+            case .failure(let failure): onEvent?(.finished(jobID: job.id, outcome: .failure(failure), runtime: 0))
+            }
+        }
+        return batch.count
+    }
+
+    /// Reports `started` for every queued job without running it (a test then finishes or loses it).
+    func startPending() {
+        for (slot, job) in queued { onEvent?(.started(jobID: job.id, slot: slot, pid: Self.basePID + Int32(slot))) }
+    }
+
+    /// Stands in for the child running `jobID` dying for `reason`.
+    func lose(jobID: String, reason: ExitReason) {
+        guard let slot = busy.first(where: { $0.value.id == jobID })?.key else { return }
+        busy[slot] = nil
+        queued.removeAll { $0.job.id == jobID }
+        let pid = Self.basePID + Int32(slot)
+        onEvent?(.lost(jobID: jobID, slot: slot, pid: pid, reason: reason))
+        onEvent?(.slotExited(slot: slot, pid: pid, reason: reason))
+        onEvent?(.slotReady(slot: slot, pid: pid))
+    }
+
+    func terminate(jobID: String, signal: CInt, reason: ExitReason) {
+        lose(jobID: jobID, reason: reason)
+    }
+
+    func resize(to size: Int) {
+        targetSize = size
+    }
+
+    func stop(cold: Bool) {
+        isStopped = true
+        if cold { for job in busy.values { lose(jobID: job.id, reason: .shutdown) } }
+    }
+
+    var snapshot: [PoolSlotSnapshot] {
+        (0..<targetSize).map { slot in
+            PoolSlotSnapshot(
+                slot: slot,
+                pid: Self.basePID + Int32(slot),
+                state: busy[slot] == nil ? "idle" : "busy",
+                jobID: busy[slot]?.id,
+                tasksCompleted: completed[slot] ?? 0,
+                restarts: 0,
+                lastExit: nil,
+                lastExitReason: nil,
+                crashLooping: false
+            )
+        }
+    }
+}
