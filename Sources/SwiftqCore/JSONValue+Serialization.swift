@@ -11,6 +11,15 @@ extension JSONValue {
         return buffer
     }
 
+    /// The JSON text Python's `json.dumps` writes with its defaults, as kombu does for Celery's result meta: `", "` and
+    /// `": "` as separators and every non-ASCII character escaped as `\uXXXX` (`ensure_ascii`). Stored results are
+    /// written this way so that they are byte for byte what a Python worker stores.
+    public func pythonSerialized() -> [UInt8] {
+        var buffer: [UInt8] = []
+        serialize(into: &buffer, python: true)
+        return buffer
+    }
+
     /// The compact JSON text produced by ``serialized()``, as a `String`.
     public var jsonString: String {
         String(decoding: serialized(), as: UTF8.self)
@@ -19,6 +28,10 @@ extension JSONValue {
     /// Appends the compact JSON text produced by ``serialized()`` to `buffer`, so a message can be built in one buffer
     /// (for example after a frame header) without intermediate copies.
     public func serialize(into buffer: inout [UInt8]) {
+        serialize(into: &buffer, python: false)
+    }
+
+    private func serialize(into buffer: inout [UInt8], python: Bool) {
         switch self {
         case .null:
             buffer.append(contentsOf: "null".utf8)
@@ -31,24 +44,29 @@ extension JSONValue {
         case .double(let value):
             Self.appendDouble(value, to: &buffer)
         case .string(let value):
-            Self.appendString(value, to: &buffer)
+            Self.appendString(value, to: &buffer, asciiOnly: python)
         case .array(let elements):
             buffer.append(UInt8(ascii: "["))
             for (index, element) in elements.enumerated() {
-                if index > 0 { buffer.append(UInt8(ascii: ",")) }
-                element.serialize(into: &buffer)
+                if index > 0 { Self.appendSeparator(",", python: python, to: &buffer) }
+                element.serialize(into: &buffer, python: python)
             }
             buffer.append(UInt8(ascii: "]"))
         case .object(let members):
             buffer.append(UInt8(ascii: "{"))
             for (index, member) in members.enumerated() {
-                if index > 0 { buffer.append(UInt8(ascii: ",")) }
-                Self.appendString(member.key, to: &buffer)
-                buffer.append(UInt8(ascii: ":"))
-                member.value.serialize(into: &buffer)
+                if index > 0 { Self.appendSeparator(",", python: python, to: &buffer) }
+                Self.appendString(member.key, to: &buffer, asciiOnly: python)
+                Self.appendSeparator(":", python: python, to: &buffer)
+                member.value.serialize(into: &buffer, python: python)
             }
             buffer.append(UInt8(ascii: "}"))
         }
+    }
+
+    private static func appendSeparator(_ character: Unicode.Scalar, python: Bool, to buffer: inout [UInt8]) {
+        buffer.append(UInt8(ascii: character))
+        if python { buffer.append(UInt8(ascii: " ")) }
     }
 
     private static func appendInteger(_ value: Int64, to buffer: inout [UInt8]) {
@@ -81,8 +99,13 @@ extension JSONValue {
         }
     }
 
-    /// Writes a quoted string, escaping `"`, `\` and control characters; everything else is copied as UTF-8.
-    private static func appendString(_ string: String, to buffer: inout [UInt8]) {
+    /// Writes a quoted string, escaping `"`, `\` and control characters; everything else is copied as UTF-8, or, with
+    /// `asciiOnly`, escaped as Python's `ensure_ascii` does (`\u00e9`, surrogate pairs above U+FFFF).
+    private static func appendString(_ string: String, to buffer: inout [UInt8], asciiOnly: Bool = false) {
+        if asciiOnly && !string.utf8.allSatisfy({ $0 < 0x80 }) {
+            appendASCIIString(string, to: &buffer)
+            return
+        }
         buffer.append(UInt8(ascii: "\""))
         var string = string
         string.withUTF8 { utf8 in
@@ -109,6 +132,32 @@ extension JSONValue {
                 }
             }
             buffer.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...]))
+        }
+        buffer.append(UInt8(ascii: "\""))
+    }
+
+    private static func appendASCIIString(_ string: String, to buffer: inout [UInt8]) {
+        let hexDigits: StaticString = "0123456789abcdef"
+        func appendUnit(_ unit: UInt16) {
+            buffer.append(contentsOf: "\\u".utf8)
+            for shift in stride(from: 12, through: 0, by: -4) {
+                buffer.append(hexDigits.utf8Start[Int((unit >> UInt16(shift)) & 0xF)])
+            }
+        }
+        buffer.append(UInt8(ascii: "\""))
+        for scalar in string.unicodeScalars {
+            switch scalar.value {
+            case 0x22: buffer.append(contentsOf: "\\\"".utf8)
+            case 0x5C: buffer.append(contentsOf: "\\\\".utf8)
+            case 0x0A: buffer.append(contentsOf: "\\n".utf8)
+            case 0x0D: buffer.append(contentsOf: "\\r".utf8)
+            case 0x09: buffer.append(contentsOf: "\\t".utf8)
+            case 0x08: buffer.append(contentsOf: "\\b".utf8)
+            case 0x0C: buffer.append(contentsOf: "\\f".utf8)
+            case 0x20..<0x80: buffer.append(UInt8(scalar.value))
+            default:
+                for unit in String(scalar).utf16 { appendUnit(unit) }
+            }
         }
         buffer.append(UInt8(ascii: "\""))
     }

@@ -513,3 +513,20 @@ private struct ValueGenerator {
         #expect(try JSONValue(parsing: big) == ["123456789012345678901234567890"])
     }
 }
+
+/// The Python-style text used for stored result meta: kombu's `json.dumps` defaults.
+@Suite struct JSONValuePythonStyleTests {
+    @Test func separatorsAndEscapesAreThoseOfPythonsJsonDumps() throws {
+        let value: JSONValue = [
+            "status": "SUCCESS", "result": [1, 2.5, "é", "𝄞", nil, true, "tab\t\"q\"\\", "\u{1F}"], "children": [],
+        ]
+        // Python: json.dumps({"status": "SUCCESS", "result": [1, 2.5, "é", "𝄞", None, True, 'tab\t"q"\\', "\x1f"],
+        //                     "children": []})
+        let expected =
+            #"{"status": "SUCCESS", "result": [1, 2.5, "\u00e9", "\ud834\udd1e", null, true, "tab\t\"q\"\\", "\u001f"], "children": []}"#
+        #expect(String(decoding: value.pythonSerialized(), as: UTF8.self) == expected)
+        #expect(try JSONValue(parsing: value.pythonSerialized()) == value)
+        // The compact form is unchanged.
+        #expect(value.jsonString.hasPrefix(#"{"status":"SUCCESS","result":[1,2.5,"é""#))
+    }
+}

@@ -100,6 +100,48 @@ import Testing
         #expect(try redis.cli(["LLEN", "celery"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
     }
 
+    /// The stored meta of an unregistered task is byte for byte what a Python worker stores (but for the id and the
+    /// date): both workers get the same kind of message from the same Python client, on one Redis.
+    @Test func notRegisteredMetaIsByteIdenticalToAPythonWorkers() throws {
+        let redis = try RedisServer()
+        let python = try Python.sharedTasksWorker(
+            broker: redis.url,
+            backend: redis.url(db: 1),
+            ledger: redis.url,
+            queue: "py"
+        )
+        defer { python.stop() }
+        let daemon = try Self.daemon(broker: redis)
+        let sent = try Python.celeryClient(
+            Self.request(
+                redis,
+                calls: [
+                    ["task": "no.such.task", "args": [1], "options": ["queue": "py"]],
+                    ["task": "no.such.task", "args": [1]],
+                ]
+            )
+        )
+        #expect(sent.allSatisfy { $0["exception"]?["type"] == "NotRegistered" }, "\(sent)")
+        func stored(_ id: String) throws -> String {
+            try redis.cli(["-n", "1", "GET", "celery-task-meta-\(id)"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        func normalized(_ meta: String, id: String) -> String {
+            // The date differs between the two runs: blank its digits, keep its shape.
+            meta.replacingOccurrences(of: id, with: "ID").replacingOccurrences(
+                of: #""date_done": "[^"]*""#,
+                with: #""date_done": "D""#,
+                options: .regularExpression
+            )
+        }
+        let pythonID = try #require(sent[0]["id"]?.stringValue)
+        let swiftqID = try #require(sent[1]["id"]?.stringValue)
+        let fromPython = try stored(pythonID)
+        let fromSwiftq = try stored(swiftqID)
+        #expect(fromPython.contains("NotRegistered"))
+        #expect(normalized(fromSwiftq, id: swiftqID) == normalized(fromPython, id: pythonID))
+        #expect(daemon.log.contains("unregistered task no.such.task"))
+    }
+
     @Test func malformedMessagesAreLoggedCountedAndDroppedWhileGoodOnesRun() throws {
         let redis = try RedisServer()
         let daemon = try Self.daemon(broker: redis)

@@ -388,7 +388,7 @@ extension Settlement {
             taskName: "no.such.task",
             dateDone: harness.clock.now,
             resultExtended: false
-        ).serialized()
+        ).pythonSerialized()
         #expect(plan.result?.meta == expected)
         #expect(plan.resultJSON?["result"]?["exc_message"] == ["no.such.task"])
         #expect(harness.core.machine.counters.rejected["not_registered"] == 1)

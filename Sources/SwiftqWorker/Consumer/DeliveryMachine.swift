@@ -202,7 +202,7 @@ struct DeliveryMachine {
                     request: nil,
                     extended: nil
                 )
-                plan.result = StoredResult(taskID: id, meta: meta.serialized(), replyTo: nil)
+                plan.result = StoredResult(taskID: id, meta: meta.pythonSerialized(), replyTo: nil)
             }
             settle(plan, into: &actions)
         case .task(let message, let tag, let queue):
@@ -253,7 +253,7 @@ struct DeliveryMachine {
                     dateDone: now,
                     resultExtended: settings.extendedResults
                 )
-                plan.result = StoredResult(taskID: message.id, meta: meta.serialized(), replyTo: message.replyTo)
+                plan.result = StoredResult(taskID: message.id, meta: meta.pythonSerialized(), replyTo: message.replyTo)
             }
             counters.failed += 1
             settle(plan, into: &actions)
@@ -371,7 +371,7 @@ struct DeliveryMachine {
                     hostname: settings.nodeName,
                     request: message
                 )
-                plan.result = StoredResult(taskID: message.id, meta: meta.serialized(), replyTo: message.replyTo)
+                plan.result = StoredResult(taskID: message.id, meta: meta.pythonSerialized(), replyTo: message.replyTo)
             }
             if !settings.acksLate, let tag = delivery.tag {
                 plan.deliveryTag = tag
@@ -638,7 +638,7 @@ struct DeliveryMachine {
                     extended: extended
                 )
             }
-            plan.result = StoredResult(taskID: message.id, meta: meta.serialized(), replyTo: message.replyTo)
+            plan.result = StoredResult(taskID: message.id, meta: meta.pythonSerialized(), replyTo: message.replyTo)
         }
         if let tag = delivery.tag, !delivery.ackedEarly { actions.append(.setRunning(tag: tag, false)) }
         if plan.result != nil || plan.deliveryTag != nil { settle(plan, into: &actions) }
@@ -678,7 +678,7 @@ struct DeliveryMachine {
                 extended: nil,
                 taskID: message.id
             )
-            plan.result = StoredResult(taskID: message.id, meta: meta.serialized(), replyTo: message.replyTo)
+            plan.result = StoredResult(taskID: message.id, meta: meta.pythonSerialized(), replyTo: message.replyTo)
         }
         if plan.result != nil || plan.deliveryTag != nil { settle(plan, into: &actions) }
     }
