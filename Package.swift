@@ -33,7 +33,10 @@ let package = Package(
         // datagram).
         .target(name: "CSwiftqPlatform"),
         // The one place where syscalls meet Swift: descriptors, sockets, spawning, signals, poll loop.
-        .target(name: "SwiftqPlatform", dependencies: ["CSwiftqPlatform", "SwiftqCore"]),
+        .target(
+            name: "SwiftqPlatform",
+            dependencies: ["CSwiftqPlatform", "SwiftqCore", .product(name: "HeapModule", package: "swift-collections")]
+        ),
         // kombu-compatible Redis transport and Celery's Redis result backend; the only importer of CHiredis.
         .target(
             name: "SwiftqRedis",
@@ -88,6 +91,13 @@ let package = Package(
             name: "swiftq-example-worker",
             dependencies: ["SwiftqWorker"],
             path: "Examples/ExampleWorker"
+        ),
+        // Micro-benchmark of EventLoop timers against the loop before heap timers (bench/timers/run). Not a test.
+        .executableTarget(
+            name: "swiftq-bench-timers",
+            dependencies: ["SwiftqPlatform"],
+            path: "bench/timers",
+            exclude: ["run"]
         ),
         .testTarget(
             name: "SwiftqCoreTests",

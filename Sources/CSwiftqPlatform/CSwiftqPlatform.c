@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <time.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -221,3 +222,16 @@ ssize_t CSwiftqPlatform_notifyServiceManager(const char *socketPath, const void 
 }
 
 int CSwiftqPlatform_setThreadName(const char *name) { return pthread_setname_np(pthread_self(), name); }
+
+int CSwiftqPlatform_semaphoreWait(sem_t *sem, long long nanoseconds) {
+    struct timespec deadline;
+    if (clock_gettime(CLOCK_MONOTONIC, &deadline) != 0) return -1;
+    if (nanoseconds < 0) nanoseconds = 0;
+    long long carry = (long long)deadline.tv_nsec + nanoseconds % 1000000000LL;
+    deadline.tv_sec += (time_t)(nanoseconds / 1000000000LL + carry / 1000000000LL);
+    deadline.tv_nsec = (long)(carry % 1000000000LL);
+    int result;
+    while ((result = sem_clockwait(sem, CLOCK_MONOTONIC, &deadline)) != 0 && errno == EINTR) {
+    }
+    return result;
+}

@@ -1,3 +1,5 @@
+import HeapModule
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,41 +31,82 @@ public final class EventLoop {
         var handler: (Readiness) -> Void
     }
 
-    private struct Timer {
+    /// A heap entry: timers order by deadline, then by scheduling order (`sequence`, also the timer's id),
+    /// so timers with equal deadlines fire first in, first out.
+    private struct TimerEntry: Comparable {
         var deadline: ContinuousClock.Instant
-        var body: () -> Void
+        var sequence: UInt64
+
+        static func < (lhs: TimerEntry, rhs: TimerEntry) -> Bool {
+            lhs.deadline < rhs.deadline || (lhs.deadline == rhs.deadline && lhs.sequence < rhs.sequence)
+        }
+
+        static func == (lhs: TimerEntry, rhs: TimerEntry) -> Bool {
+            lhs.sequence == rhs.sequence
+        }
     }
 
+    /// Heaps this small are never compacted: their cancelled entries cost nothing worth a rebuild.
+    private static let compactionFloor = 64
+
     private var watchers: [CInt: Watcher] = [:]
-    private var timers: [UInt64: Timer] = [:]
+    /// The `poll(2)` set, rebuilt only when a watcher is added, removed or changes its interest.
+    private var pollSet: [pollfd] = []
+    private var pollSetIsStale = false
+    /// Pending timers by deadline. Cancelling removes only the body: the entry stays until it reaches the
+    /// top or until cancelled entries make up more than half the heap, when the heap is rebuilt without them.
+    private var timerHeap = Heap<TimerEntry>()
+    /// The bodies of the timers that are still pending, by sequence number.
+    private var timerBodies: [UInt64: () -> Void] = [:]
+    /// Timers scheduled by a callback while due timers run, already due themselves: they wait for the next
+    /// turn, so a callback that re-arms itself with no delay cannot keep one turn going for ever.
+    private var deferredTimers: [TimerEntry] = []
     private var nextTimer: UInt64 = 0
     private var stopped = false
 
     /// Creates an empty loop.
     public init() {}
 
+    /// How many timers are scheduled and neither fired nor cancelled.
+    public var pendingTimers: Int { timerBodies.count }
+
+    /// How many entries the timer heap holds, cancelled ones included (for tests of its compaction).
+    var timerStorage: Int { timerHeap.count + deferredTimers.count }
+
     /// Watches `fd`; `handler` is called with what it is ready for. Replaces an earlier watcher of `fd`.
     /// End of file, hang-up and errors are reported as `.readable`, so a read sees them.
     public func watch(_ fd: CInt, for interest: Readiness = .readable, handler: @escaping (Readiness) -> Void) {
+        if watchers[fd]?.interest != interest { pollSetIsStale = true }
         watchers[fd] = Watcher(interest: interest, handler: handler)
     }
 
     /// Changes what an existing watcher waits for.
     public func setInterest(_ fd: CInt, _ interest: Readiness) {
+        guard let current = watchers[fd]?.interest, current != interest else { return }
         watchers[fd]?.interest = interest
+        pollSetIsStale = true
     }
 
     /// Stops watching `fd` (it does not close it).
     public func unwatch(_ fd: CInt) {
-        watchers[fd] = nil
+        if watchers.removeValue(forKey: fd) != nil { pollSetIsStale = true }
     }
 
     /// Runs `body` once, after `delay`.
     @discardableResult
     public func schedule(after delay: Duration, _ body: @escaping () -> Void) -> TimerID {
+        schedule(at: .now + delay, body)
+    }
+
+    /// Runs `body` once, at `deadline` (at the next turn if it has passed). Timers with equal deadlines run
+    /// in the order they were scheduled.
+    @discardableResult
+    public func schedule(at deadline: ContinuousClock.Instant, _ body: @escaping () -> Void) -> TimerID {
         nextTimer += 1
-        timers[nextTimer] = Timer(deadline: .now + delay, body: body)
-        return TimerID(value: nextTimer)
+        let entry = TimerEntry(deadline: deadline, sequence: nextTimer)
+        timerBodies[entry.sequence] = body
+        timerHeap.insert(entry)
+        return TimerID(value: entry.sequence)
     }
 
     /// Runs `body` every `interval` until the returned handle is cancelled.
@@ -80,9 +123,10 @@ public final class EventLoop {
         return handle
     }
 
-    /// Cancels a timer that has not fired yet.
+    /// Cancels a timer that has not fired yet (cancelling a fired or cancelled timer does nothing).
     public func cancel(_ timer: TimerID) {
-        timers[timer.value] = nil
+        guard timerBodies.removeValue(forKey: timer.value) != nil else { return }
+        compactTimersIfNeeded()
     }
 
     /// Runs until ``stop()``.
@@ -117,20 +161,21 @@ public final class EventLoop {
 
     /// Waits once for readiness or the next timer (or `timeout`), then runs what is due.
     public func runOnce(timeout: Duration?) {
-        let now = ContinuousClock.now
         var wait = timeout
-        if let earliest = timers.values.map(\.deadline).min() {
-            let untilTimer = now.duration(to: earliest)
+        if let earliest = nextTimerDeadline() {
+            let untilTimer = ContinuousClock.now.duration(to: earliest)
             wait = min(wait ?? untilTimer, untilTimer)
         }
         var milliseconds: Int32 = -1
         if let wait { milliseconds = wait <= .zero ? 0 : Int32(clamping: wait.milliseconds) }
 
-        let order = Array(watchers.keys)
-        var pollfds = order.map { pollfd(fd: $0, events: watchers[$0]!.interest.rawValue, revents: 0) }
-        let ready = poll(&pollfds, nfds_t(pollfds.count), milliseconds)
+        if pollSetIsStale { rebuildPollSet() }
+        let ready = poll(&pollSet, nfds_t(pollSet.count), milliseconds)
         if ready > 0 {
-            for entry in pollfds where entry.revents != 0 {
+            // Handlers may change the watchers; the set they change is rebuilt at the next turn, and this
+            // one (shared, not copied) is read as poll returned it.
+            let polled = pollSet
+            for entry in polled where entry.revents != 0 {
                 // A previous handler in this round may have removed or replaced this watcher.
                 guard let watcher = watchers[entry.fd] else { continue }
                 var readiness: Readiness = []
@@ -139,7 +184,7 @@ public final class EventLoop {
                 readiness.formIntersection(watcher.interest.union(.readable))
                 if entry.revents & Int16(POLLNVAL) != 0 {
                     // A closed descriptor still watched: drop it rather than spin.
-                    watchers[entry.fd] = nil
+                    unwatch(entry.fd)
                 }
                 if !readiness.isEmpty { watcher.handler(readiness) }
             }
@@ -147,13 +192,52 @@ public final class EventLoop {
         runDueTimers()
     }
 
+    private func rebuildPollSet() {
+        pollSet.removeAll(keepingCapacity: true)
+        for (fd, watcher) in watchers {
+            pollSet.append(pollfd(fd: fd, events: watcher.interest.rawValue, revents: 0))
+        }
+        pollSetIsStale = false
+    }
+
+    /// The deadline of the earliest pending timer, dropping cancelled entries from the top of the heap.
+    private func nextTimerDeadline() -> ContinuousClock.Instant? {
+        while let top = timerHeap.min {
+            if timerBodies[top.sequence] != nil { return top.deadline }
+            timerHeap.removeMin()
+        }
+        return nil
+    }
+
+    /// Runs the timers due now, earliest first. Timers that callbacks schedule meanwhile and that are already
+    /// due wait for the next turn; timers that callbacks cancel meanwhile do not run.
     private func runDueTimers() {
         let now = ContinuousClock.now
-        let due = timers.filter { $0.value.deadline <= now }.sorted { $0.value.deadline < $1.value.deadline }
-        for (id, timer) in due where timers[id] != nil {
-            timers[id] = nil
-            timer.body()
+        let firstScheduledMeanwhile = nextTimer + 1
+        while let top = timerHeap.min, top.deadline <= now {
+            timerHeap.removeMin()
+            if top.sequence >= firstScheduledMeanwhile {
+                deferredTimers.append(top)
+                continue
+            }
+            guard let body = timerBodies.removeValue(forKey: top.sequence) else { continue }
+            body()
         }
+        if !deferredTimers.isEmpty {
+            for entry in deferredTimers { timerHeap.insert(entry) }
+            deferredTimers.removeAll(keepingCapacity: true)
+        }
+        compactTimersIfNeeded()
+    }
+
+    /// Rebuilds the heap without its cancelled entries once they are more than half of it, so that
+    /// scheduling and cancelling many timers keeps the storage proportional to the pending ones.
+    private func compactTimersIfNeeded() {
+        // While due timers run, some pending timers are in `deferredTimers` rather than in the heap: this
+        // then counts too few cancelled entries, never too many, and the rebuild keeps every pending one.
+        let cancelled = timerHeap.count - timerBodies.count
+        guard timerHeap.count > Self.compactionFloor, cancelled > timerHeap.count / 2 else { return }
+        timerHeap = Heap(timerHeap.unordered.filter { timerBodies[$0.sequence] != nil })
     }
 }
 

@@ -1,6 +1,7 @@
 #ifndef SWIFTQ_CSWIFTQPLATFORM_H
 #define SWIFTQ_CSWIFTQPLATFORM_H
 
+#include <semaphore.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -60,5 +61,10 @@ ssize_t CSwiftqPlatform_notifyServiceManager(const char *socketPath, const void 
 /// an error number (ERANGE for a name longer than 15 bytes).
 int CSwiftqPlatform_setThreadName(const char *name);
 
+
+/// Waits on `sem` until it is posted or `nanoseconds` pass, measured on CLOCK_MONOTONIC (sem_clockwait,
+/// glibc 2.30, needs _GNU_SOURCE), and waits on when a signal interrupts. Returns 0 when it was posted, or -1
+/// with errno (ETIMEDOUT).
+int CSwiftqPlatform_semaphoreWait(sem_t *sem, long long nanoseconds);
 
 #endif

@@ -1,4 +1,5 @@
 import SwiftqCore
+import SwiftqPlatform
 
 #if canImport(Glibc)
 import Glibc

@@ -1,0 +1,55 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A queue from background threads to an event loop: `post` from any thread, `drain` on the loop's thread,
+/// which is woken through a pipe it watches.
+///
+/// This is the one bridge between the blocking broker I/O threads and the single-threaded consumer loop;
+/// the wake-up pipe keeps the loop free of polling.
+public final class Mailbox<Item: Sendable>: Sendable {
+    private let items = Mutex<[Item]>([])
+    private let wakeRead: CInt
+    private let wakeWrite: CInt
+
+    public init() throws(SystemError) {
+        (wakeRead, wakeWrite) = try Descriptors.pipe(nonBlockingRead: true, nonBlockingWrite: true)
+    }
+
+    deinit {
+        Descriptors.close(wakeRead)
+        Descriptors.close(wakeWrite)
+    }
+
+    /// The descriptor the loop watches for readability.
+    public var descriptor: CInt { wakeRead }
+
+    /// Adds items and wakes the loop (a full pipe already means "wake up", so EAGAIN is fine).
+    public func post(_ newItems: [Item]) {
+        guard !newItems.isEmpty else { return }
+        let wasEmpty = items.withLock { queue in
+            let empty = queue.isEmpty
+            queue.append(contentsOf: newItems)
+            return empty
+        }
+        if wasEmpty {
+            var byte: UInt8 = 1
+            _ = write(wakeWrite, &byte, 1)
+        }
+    }
+
+    public func post(_ item: Item) { post([item]) }
+
+    /// Takes every queued item (call on the loop's thread when the descriptor is readable).
+    public func drain() -> [Item] {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while read(wakeRead, &buffer, 64) > 0 {}
+        return items.withLock { queue in
+            let taken = queue
+            queue.removeAll(keepingCapacity: true)
+            return taken
+        }
+    }
+}

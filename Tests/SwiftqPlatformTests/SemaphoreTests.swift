@@ -1,0 +1,47 @@
+import Testing
+
+@testable import SwiftqPlatform
+
+/// The monotonic timed wait of ``Semaphore`` and the queues built on it. Nothing here depends on speed: a
+/// wait either has a post to take or has none.
+@Suite struct SemaphoreTests {
+    @Test func aPostedSemaphoreIsTakenOnce() {
+        let semaphore = Semaphore()
+        semaphore.post()
+        #expect(semaphore.wait(timeout: .seconds(5)))
+        #expect(!semaphore.wait(timeout: .milliseconds(5)))
+    }
+
+    @Test func aWaitWithNoPostTimesOut() {
+        let semaphore = Semaphore()
+        #expect(!semaphore.wait(timeout: .zero))
+        #expect(!semaphore.wait(timeout: .milliseconds(-5)))
+        let start = ContinuousClock.now
+        #expect(!semaphore.wait(timeout: .milliseconds(20)))
+        // A timed wait never ends early (it may end late on a busy machine).
+        #expect(ContinuousClock.now - start >= .milliseconds(20))
+    }
+
+    @Test func aWorkQueueHandsOverItemsAndTheStop() {
+        let queue = WorkQueue<Int>()
+        queue.post([1, 2])
+        queue.post(3)
+        let first = queue.take(timeout: .seconds(5))
+        #expect(first.items == [1, 2, 3])
+        #expect(!first.stopped)
+        #expect(queue.take(timeout: .milliseconds(5)).items.isEmpty)
+        queue.stop()
+        #expect(queue.take(timeout: .seconds(5)).stopped)
+    }
+
+    @Test func aMailboxWakesItsDescriptorAndDrains() throws {
+        let mailbox = try Mailbox<String>()
+        let loop = EventLoop()
+        var drained: [String] = []
+        loop.watch(mailbox.descriptor) { _ in drained += mailbox.drain() }
+        mailbox.post(["a", "b"])
+        mailbox.post("c")
+        loop.runOnce(timeout: .seconds(5))
+        #expect(drained == ["a", "b", "c"])
+    }
+}
