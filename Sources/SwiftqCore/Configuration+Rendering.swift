@@ -37,6 +37,7 @@ extension Configuration {
         writer.key("prefetch_multiplier", worker.prefetchMultiplier)
         writer.key("acks_late", worker.acksLate)
         writer.key("track_started", worker.trackStarted)
+        writer.key("reject_on_worker_lost", worker.rejectOnWorkerLost)
         writer.key("shutdown_timeout", duration: worker.shutdownTimeout)
         writer.key("restart_backoff_max", duration: worker.restartBackoffMax)
         writer.section("control")

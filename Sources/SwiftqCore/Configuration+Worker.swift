@@ -44,6 +44,10 @@ extension Configuration {
         /// default, as in Celery: it costs one result-backend write per task, and most clients only wait for the
         /// final state.
         public var trackStarted: Bool
+        /// With ``acksLate``, whether a task whose pool child died (`WorkerLostError`) goes back to its queue instead
+        /// of failing, as Celery's `task_reject_on_worker_lost`. Only once: a redelivered task that loses its child
+        /// again is stored as a failure and rejected, so a task that kills its child cannot loop forever.
+        public var rejectOnWorkerLost: Bool
         /// How long a warm shutdown (SIGTERM) lets running tasks finish before it turns cold. Never negative.
         public var shutdownTimeout: Duration
         /// Cap of the exponential backoff between respawns of a crashing child. Always positive.
@@ -56,6 +60,7 @@ extension Configuration {
             prefetchMultiplier: Int = 4,
             acksLate: Bool = true,
             trackStarted: Bool = false,
+            rejectOnWorkerLost: Bool = false,
             shutdownTimeout: Duration = .seconds(30),
             restartBackoffMax: Duration = .seconds(30)
         ) {
@@ -65,6 +70,7 @@ extension Configuration {
             self.prefetchMultiplier = prefetchMultiplier
             self.acksLate = acksLate
             self.trackStarted = trackStarted
+            self.rejectOnWorkerLost = rejectOnWorkerLost
             self.shutdownTimeout = shutdownTimeout
             self.restartBackoffMax = restartBackoffMax
         }

@@ -289,6 +289,11 @@ enum ConfigurationSchema {
                     configuration.worker.trackStarted = value
                 }
             },
+            ConfigurationField(key: "reject_on_worker_lost") { node, path, decoder, configuration in
+                if let value = decoder.boolean(node, at: path) {
+                    configuration.worker.rejectOnWorkerLost = value
+                }
+            },
             ConfigurationField(key: "shutdown_timeout") { node, path, decoder, configuration in
                 if let value = decoder.duration(node, at: path, allowsZero: true) {
                     configuration.worker.shutdownTimeout = value

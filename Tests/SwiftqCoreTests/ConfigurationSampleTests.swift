@@ -61,6 +61,7 @@ struct ConfigurationSampleTests {
                 "worker.prefetch_multiplier",
                 "worker.acks_late",
                 "worker.track_started",
+                "worker.reject_on_worker_lost",
                 "worker.shutdown_timeout",
                 "worker.restart_backoff_max",
                 "control.socket",

@@ -1,0 +1,57 @@
+import OrderedCollections
+import SwiftqCore
+
+extension DeliveryMachine.Settings {
+    /// The settings a configuration implies, for the node `nodeName`.
+    init(configuration: Configuration, nodeName: String) {
+        let worker = configuration.worker
+        self.init(
+            acksLate: worker.acksLate,
+            trackStarted: worker.trackStarted,
+            rejectOnWorkerLost: worker.rejectOnWorkerLost,
+            storesResults: configuration.resultBackend.url != nil,
+            extendedResults: configuration.resultBackend.extended,
+            nodeName: nodeName,
+            // 0 means no limit, as in Celery; a bound still protects memory.
+            window: worker.prefetchMultiplier == 0 ? 100_000 : worker.prefetchMultiplier * worker.concurrency,
+            execTasks: Dictionary(
+                uniqueKeysWithValues: configuration.tasks.map { name, task in
+                    (name, PoolJob.ExecSpec(argv: task.argv, timeout: task.timeout?.seconds))
+                }
+            )
+        )
+    }
+}
+
+extension DeliveryMachine {
+    /// The `tasks` part of the consumer's `stats`.
+    var tasksJSON: JSONValue {
+        var names: OrderedDictionary<String, JSONValue> = [:]
+        for name in statistics.keys.sorted() {
+            let entry = statistics[name]!
+            names[name] = .object([
+                "succeeded": .int(Int64(entry.succeeded)),
+                "failed": .int(Int64(entry.failed)),
+                "runtime_p50": entry.percentile(0.5).map { .double($0) } ?? .null,
+                "runtime_p99": entry.percentile(0.99).map { .double($0) } ?? .null,
+            ])
+        }
+        var rejected: OrderedDictionary<String, JSONValue> = [:]
+        for reason in counters.rejected.keys.sorted() { rejected[reason] = .int(Int64(counters.rejected[reason]!)) }
+        return .object([
+            "received": .int(Int64(counters.received)),
+            "reserved": .int(Int64(ready.count)),
+            "held_for_eta": .int(Int64(heldForETA)),
+            "active": .int(Int64(running.count)),
+            "succeeded": .int(Int64(counters.succeeded)),
+            "failed": .int(Int64(counters.failed)),
+            "worker_lost": .int(Int64(counters.workerLost)),
+            "time_limited": .int(Int64(counters.timeLimited)),
+            "revoked": .int(Int64(counters.revoked)),
+            "rejected": .object(rejected),
+            "results_stored": .int(Int64(counters.resultsStored)),
+            "acked": .int(Int64(counters.acked)),
+            "by_name": .object(names),
+        ])
+    }
+}
