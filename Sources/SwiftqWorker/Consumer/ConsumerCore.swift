@@ -53,6 +53,9 @@ final class ConsumerCore {
     private let broker: any BrokerPort
     private let timers: any TimerScheduling
     var logger: Logger
+    /// Called with every pool event after the machine has handled it (the consumer's own bookkeeping: logs, the
+    /// supervisor's view of the pool).
+    var onPoolEvent: ((PoolEvent) -> Void)?
     /// The wall clock, injectable for tests.
     var now: () -> CeleryTimestamp = { .now }
     /// Set while actions are being performed: pool events raised meanwhile are queued, not handled re-entrantly.
@@ -116,6 +119,7 @@ final class ConsumerCore {
             return
         }
         perform(machine.pool(event, now: now()))
+        onPoolEvent?(event)
         pump()
     }
 
