@@ -178,6 +178,7 @@ extension Consumer {
             // Answered by the remote-control issue; for now only seen and counted.
             controlReceived += deliveries.count
             for delivery in deliveries {
+                controlByMethod[delivery.body["method"]?.stringValue ?? "?", default: 0] += 1
                 logger.debug(
                     "control message \(delivery.body["method"]?.stringValue ?? "?") from \(delivery.source)"
                 )

@@ -50,6 +50,7 @@ final class Consumer {
     var received = 0
     /// Control (pidbox) messages seen; see ``BrokerEvent/control(_:)``.
     var controlReceived = 0
+    var controlByMethod: [String: Int] = [:]
     var rejected: [String: Int] = [:]
     /// Delivery tags received and not yet confirmed acked or requeued by the transport's writer.
     var unsettled: Set<String> = []
@@ -381,10 +382,18 @@ final class Consumer {
             "broker": .object([
                 "url": .string(redactedBrokerURL), "connected": .bool(brokerConnected),
                 "detail": .string(brokerDetail),
+                // Under `broker`, which the supervisor's `stats` passes through whole.
+                "control_received": .int(Int64(controlReceived)),
+                "control_methods": .object(
+                    OrderedDictionary(
+                        uniqueKeysWithValues: controlByMethod.keys.sorted().map {
+                            ($0, .int(Int64(controlByMethod[$0]!)))
+                        }
+                    )
+                ),
+                "fetch": fetchStats,
             ]),
             "tasks": taskStats,
-            "control_received": .int(Int64(controlReceived)),
-            "fetch": fetchStats,
         ])
     }
 

@@ -42,7 +42,7 @@ final class RedisTransport: BrokerTransport {
     private let batchLimit = 64
     private let progress: Mutex<FetchProgress>
     /// How long an incarnation's alive key outlives its last heartbeat (every ``incarnationBeat``).
-    static let incarnationTTL: Duration = .seconds(30)
+    static let incarnationTTL: Duration = .seconds(20)
     static let incarnationBeat: Duration = .seconds(5)
 
     init(
@@ -145,6 +145,7 @@ final class RedisTransport: BrokerTransport {
         let housekeepingInterval = min(visibilityTimeout / 4, .seconds(60))
         var nextHousekeeping = ContinuousClock.now
         var nextBeat = ContinuousClock.now
+        var liveSiblings: Set<String> = []
         while !isStopping {
             if broker == nil {
                 do {
@@ -156,18 +157,7 @@ final class RedisTransport: BrokerTransport {
                     try kombu.heartbeat(node: node, owner: owner, ttl: Self.incarnationTTL)
                     nextBeat = .now + Self.incarnationBeat
                     if !restoredAtStart {
-                        let (restored, live) = try kombu.recoverDeadIncarnations(node: node, except: owner)
-                        if restored > 0 { events.post(.restored(restored)) }
-                        if !live.isEmpty {
-                            events.post(
-                                .notice(
-                                    "another worker with node name \(node) is running against this broker "
-                                        + "(\(live.joined(separator: ", "))): give each worker its own "
-                                        + "worker.hostname; their reservations are kept apart, but Celery's "
-                                        + "remote control and events cannot tell them apart"
-                                )
-                            )
-                        }
+                        try recoverSiblings(kombu, known: &liveSiblings)
                         restoredAtStart = true
                     } else if connectedBefore {
                         let reply = try made.command([
@@ -191,6 +181,9 @@ final class RedisTransport: BrokerTransport {
                 nextBeat = .now + Self.incarnationBeat
                 do {
                     try kombu.heartbeat(node: node, owner: owner, ttl: Self.incarnationTTL)
+                    // A previous consumer of this node killed moments ago is still "alive" at our start: its
+                    // reservations come back here once its key expires, not after the visibility timeout.
+                    try recoverSiblings(kombu, known: &liveSiblings)
                 } catch {
                     events.post(.state(connected: false, detail: "\(error)"))
                     broker = nil
@@ -237,6 +230,22 @@ final class RedisTransport: BrokerTransport {
                 PlatformThread.sleep(for: backoff.next())
             }
         }
+    }
+
+    /// Gives back what dead incarnations of this node held, and warns once per new live one (a duplicate node name).
+    private func recoverSiblings(_ kombu: KombuRedisBroker, known: inout Set<String>) throws(RedisError) {
+        let (restored, live) = try kombu.recoverDeadIncarnations(node: node, except: owner)
+        if restored > 0 { events.post(.restored(restored)) }
+        let new = Set(live).subtracting(known)
+        known = Set(live)
+        guard !new.isEmpty else { return }
+        events.post(
+            .notice(
+                "another worker with node name \(node) is running against this broker "
+                    + "(\(new.sorted().joined(separator: ", "))): give each worker its own worker.hostname; their "
+                    + "reservations are kept apart, but Celery's remote control and events cannot tell them apart"
+            )
+        )
     }
 
     // MARK: Writer

@@ -104,6 +104,9 @@ extension Supervisor {
             lastConsumerHeartbeat = .now
         case "heartbeat":
             lastConsumerHeartbeat = .now
+            consumerFetch = message["fetch_idle"]?.doubleValue.map {
+                ($0, message["fetch_starved"]?.boolValue ?? false)
+            }
         case "stats":
             if let request = message["request"]?.intValue,
                 let reply = pendingConsumerQueries.removeValue(forKey: request)

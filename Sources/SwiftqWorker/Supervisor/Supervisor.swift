@@ -45,6 +45,8 @@ final class Supervisor {
     var consumerChannel: FramedChannel?
     var consumerReady = false
     var lastConsumerHeartbeat: ContinuousClock.Instant?
+    /// The fetch progress of the consumer's last heartbeat (seconds idle, starved), for ``checkConsumerStall()``.
+    var consumerFetch: (idle: Double, starved: Bool)?
     var pool: [ManagedChild] = []
     /// The embedded dev broker's process, when enabled.
     var embeddedBroker: ManagedChild?
