@@ -185,6 +185,8 @@ import Testing
     @Test func aStoppedConsumerIsKilledAndReplaced() throws {
         let redis = try RedisServer()
         let daemon = try RedisInteropTests.daemon(broker: redis)
+        // Stopped once it is up and heartbeating (a consumer that never gets ready is the startup's concern).
+        #expect(eventually(timeout: 20) { (try? daemon.stats())?["broker"]?["connected"] == true })
         let consumer = try #require(try daemon.consumerPID())
         kill(consumer, SIGSTOP)
         defer { kill(consumer, SIGCONT) }
