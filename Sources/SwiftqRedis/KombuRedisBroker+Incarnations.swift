@@ -26,9 +26,13 @@ extension KombuRedisBroker {
         }
     }
 
-    /// The node's other incarnations, split into those still heartbeating and those that stopped.
-    public func incarnations(node: String, except owner: String) throws(RedisError) -> (live: [String], dead: [String])
-    {
+    /// The node's other incarnations, split into those still heartbeating and those that stopped (or that
+    /// `knownDead` says are, whatever their key says).
+    public func incarnations(
+        node: String,
+        except owner: String,
+        knownDead: (String) -> Bool = { _ in false }
+    ) throws(RedisError) -> (live: [String], dead: [String]) {
         let members = try connection.command("SMEMBERS", RedisArgument(layout.incarnationsKey(node: node)))
         let others = (members.array?.compactMap(\.string) ?? []).filter { $0 != owner }.sorted()
         if others.isEmpty { return ([], []) }
@@ -36,17 +40,19 @@ extension KombuRedisBroker {
         var live: [String] = []
         var dead: [String] = []
         for (other, reply) in zip(others, replies) {
-            if reply.integer == 1 { live.append(other) } else { dead.append(other) }
+            if reply.integer == 1 && !knownDead(other) { live.append(other) } else { dead.append(other) }
         }
         return (live, dead)
     }
 
     /// Gives back what the node's dead incarnations held and forgets them; returns how many messages and the live
     /// incarnations other than `owner` (a duplicate node name when not empty).
-    public func recoverDeadIncarnations(node: String, except owner: String) throws(RedisError)
-        -> (restored: Int, live: [String])
-    {
-        let (live, dead) = try incarnations(node: node, except: owner)
+    public func recoverDeadIncarnations(
+        node: String,
+        except owner: String,
+        knownDead: (String) -> Bool = { _ in false }
+    ) throws(RedisError) -> (restored: Int, live: [String]) {
+        let (live, dead) = try incarnations(node: node, except: owner, knownDead: knownDead)
         var restored = 0
         for other in dead {
             restored += try restoreOwned(owner: other).restored

@@ -108,6 +108,7 @@ extension Consumer {
                 backendURL: try backend.map { try RedisURL(parsing: $0) },
                 queues: configuration.worker.queues,
                 node: nodeName,
+                daemonID: daemonID,
                 resultExpires: expires,
                 visibilityTimeout: configuration.broker.visibilityTimeout
             )

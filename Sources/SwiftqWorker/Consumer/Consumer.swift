@@ -51,6 +51,8 @@ final class Consumer {
     /// Control (pidbox) messages seen; see ``BrokerEvent/control(_:)``.
     var controlReceived = 0
     var controlByMethod: [String: Int] = [:]
+    /// The supervisor's id for this daemon start (see ``Supervisor/daemonID``); nil from an older supervisor.
+    var daemonID: String?
     var rejected: [String: Int] = [:]
     /// Delivery tags received and not yet confirmed acked or requeued by the transport's writer.
     var unsettled: Set<String> = []
@@ -235,6 +237,7 @@ final class Consumer {
             return
         }
         let file = message["file"]?.stringValue ?? "config"
+        if let id = message["daemon_id"]?.stringValue { daemonID = id }
         do {
             let previousWindow = configured ? prefetchWindow : nil
             configuration = try Configuration.parse(yaml, file: file)

@@ -27,8 +27,10 @@ final class RedisTransport: BrokerTransport {
     private let backendURL: RedisURL?
     private let queues: [String]
     private let node: String
-    /// This incarnation's owner name, `<node>#<id>`.
+    /// This incarnation's owner name, `<node>#<daemon id>.<random>`.
     let owner: String
+    /// `<node>#<daemon id>.`: the owners of this daemon's earlier consumers.
+    private let daemonPrefix: String?
     private let resultExpires: Duration?
     private let visibilityTimeout: Duration
     /// Delivery tags of running tasks, whose `unacked_index` scores the fetcher refreshes so that no kombu
@@ -50,6 +52,7 @@ final class RedisTransport: BrokerTransport {
         backendURL: RedisURL?,
         queues: [String],
         node: String,
+        daemonID: String? = nil,
         resultExpires: Duration?,
         visibilityTimeout: Duration
     ) throws {
@@ -57,7 +60,9 @@ final class RedisTransport: BrokerTransport {
         self.backendURL = backendURL
         self.queues = queues
         self.node = node
-        self.owner = KombuRedisLayout.owner(node: node, incarnation: randomHex())
+        // Incarnations of the same daemon run one at a time: earlier ones with this prefix are dead for sure.
+        self.daemonPrefix = daemonID.map { KombuRedisLayout.owner(node: node, incarnation: $0 + ".") }
+        self.owner = (daemonPrefix ?? KombuRedisLayout.owner(node: node, incarnation: "")) + randomHex()
         self.progress = Mutex(FetchProgress(lastProgress: .now, lastDelivery: nil, starved: false))
         self.resultExpires = resultExpires
         self.visibilityTimeout = visibilityTimeout
@@ -234,7 +239,9 @@ final class RedisTransport: BrokerTransport {
 
     /// Gives back what dead incarnations of this node held, and warns once per new live one (a duplicate node name).
     private func recoverSiblings(_ kombu: KombuRedisBroker, known: inout Set<String>) throws(RedisError) {
-        let (restored, live) = try kombu.recoverDeadIncarnations(node: node, except: owner)
+        let (restored, live) = try kombu.recoverDeadIncarnations(node: node, except: owner) { other in
+            daemonPrefix.map { other.hasPrefix($0) } ?? false
+        }
         if restored > 0 { events.post(.restored(restored)) }
         let new = Set(live).subtracting(known)
         known = Set(live)

@@ -77,7 +77,10 @@ extension Supervisor {
         channel.send(
             ChannelMessage.make(
                 "configure",
-                ["yaml": .string(configurationText), "file": .string(configurationPath)]
+                [
+                    "yaml": .string(configurationText), "file": .string(configurationPath),
+                    "daemon_id": .string(daemonID),
+                ]
             )
         )
         for (slot, end) in pendingSlotEnds.sorted(by: { $0.key < $1.key }) {
