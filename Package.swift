@@ -124,7 +124,8 @@ let package = Package(
         .testTarget(
             name: "SwiftqWorkerTests",
             dependencies: [
-                "SwiftqWorker", "SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections"),
+                "SwiftqWorker", "SwiftqCore", "SwiftqRedis", "SwiftqAMQP",
+                .product(name: "OrderedCollections", package: "swift-collections"),
             ]
         ),
         .testTarget(

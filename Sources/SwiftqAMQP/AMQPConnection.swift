@@ -346,11 +346,16 @@ public final class AMQPConnection {
         release(channel)
     }
 
-    /// Starts a consumer on `queue` (manual acks, not exclusive) and returns its tag (the broker makes one up when
-    /// `consumerTag` is nil). Deliveries come from ``nextEvent(timeout:)``.
+    /// Starts a consumer on `queue` (not exclusive; manual acks unless `noAck`) and returns its tag (the broker makes
+    /// one up when `consumerTag` is nil). Deliveries come from ``nextEvent(timeout:)``.
     ///
     /// The corresponding C function is `amqp_basic_consume`.
-    public func consume(channel: UInt16, queue: String, consumerTag: String? = nil) throws(AMQPError) -> String {
+    public func consume(
+        channel: UInt16,
+        queue: String,
+        consumerTag: String? = nil,
+        noAck: Bool = false
+    ) throws(AMQPError) -> String {
         let state = try openState(channel)
         let pool = RabbitMQPool()
         let ok = amqp_basic_consume(
@@ -359,7 +364,7 @@ public final class AMQPConnection {
             try pool.bytes(queue),
             try pool.bytes(consumerTag ?? ""),
             0,
-            0,
+            noAck ? 1 : 0,
             0,
             amqp_empty_table
         )

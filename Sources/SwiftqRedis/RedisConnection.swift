@@ -71,6 +71,7 @@ public final class RedisConnection {
     @discardableResult
     public func command(_ arguments: [RedisArgument]) throws(RedisError) -> RedisReply {
         let reply = try use { context throws(RedisError) in try context.command(arguments) }
+        try checkAvailable([reply])
         if case .error(let text) = reply {
             throw RedisError(code: .server, message: "\(HiredisContext.name(of: arguments)) failed", cause: text)
         }
@@ -90,13 +91,26 @@ public final class RedisConnection {
     /// - Throws: only I/O, timeout, EOF or protocol errors, which break the connection.
     public func pipeline(_ commands: [[RedisArgument]]) throws(RedisError) -> [RedisReply] {
         if commands.isEmpty { return [] }
-        return try use { context throws(RedisError) in
+        let replies = try use { context throws(RedisError) in
             for command in commands { try context.append(command) }
             var replies: [RedisReply] = []
             replies.reserveCapacity(commands.count)
             for _ in commands { replies.append(try context.readReply()) }
             return replies
         }
+        try checkAvailable(replies)
+        return replies
+    }
+
+    /// Turns a `READONLY`/`LOADING`/`MASTERDOWN` reply into an error that breaks this connection, so that every
+    /// caller reconnects with backoff as after a dropped socket.
+    private func checkAvailable(_ replies: [RedisReply]) throws(RedisError) {
+        guard let text = replies.lazy.compactMap(\.errorMessage).first(where: RedisError.isUnavailableReply) else {
+            return
+        }
+        let error = RedisError(code: .unavailable, message: "\(url.redacted) cannot serve this client now", cause: text)
+        brokenBy = error
+        throw error
     }
 
     /// Changes how long later commands may wait for their replies; `nil` waits forever.

@@ -14,7 +14,7 @@ public struct RedisError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The kind of failure, extensible without breaking `switch`es in callers (compare with `==`).
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: Hashable, Sendable {
-            case connect, io, timeout, eof, protocolError, server, invalidURL, script
+            case connect, io, timeout, eof, protocolError, server, invalidURL, script, unavailable
         }
 
         private let base: Base
@@ -42,6 +42,10 @@ public struct RedisError: Error, CustomStringConvertible, Equatable, Sendable {
         public static let invalidURL = Code(.invalidURL)
         /// A Lua script failed on the server, or returned a reply of a shape its caller does not know.
         public static let script = Code(.script)
+        /// The server cannot serve this connection now: `READONLY` (a replica, after a failover or a
+        /// `REPLICAOF`), `LOADING` (restarting, loading its data) or `MASTERDOWN`. Treated like a dropped socket:
+        /// the connection is replaced after a backoff, by which time a proxy or DNS may point to the new primary.
+        public static let unavailable = Code(.unavailable)
 
         public var description: String {
             switch base {
@@ -53,6 +57,7 @@ public struct RedisError: Error, CustomStringConvertible, Equatable, Sendable {
             case .server: "server"
             case .invalidURL: "invalidURL"
             case .script: "script"
+            case .unavailable: "unavailable"
             }
         }
     }
@@ -73,7 +78,14 @@ public struct RedisError: Error, CustomStringConvertible, Equatable, Sendable {
 
     /// Whether the connection that produced this error can no longer be used (I/O, timeout, EOF, protocol).
     public var breaksConnection: Bool {
-        code == .io || code == .timeout || code == .eof || code == .protocol
+        code == .io || code == .timeout || code == .eof || code == .protocol || code == .unavailable
+    }
+
+    /// Whether an error reply means the server cannot serve writes or reads now (see ``Code-swift.struct/unavailable``).
+    /// Scripts report a refused write inside their own error text, hence the search past the start.
+    public static func isUnavailableReply(_ text: String) -> Bool {
+        text.hasPrefix("READONLY") || text.hasPrefix("LOADING") || text.hasPrefix("MASTERDOWN")
+            || text.contains("-READONLY ") || text.contains("READONLY You can't write")
     }
 
     /// `message: cause`, or just the message.

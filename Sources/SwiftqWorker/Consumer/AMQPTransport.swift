@@ -13,9 +13,15 @@ import Glibc
 /// thread-safe) and does everything on it: consuming, acks, publishing `rpc://` results with publisher confirms,
 /// and heartbeats, which therefore keep flowing however busy the pool is and during a warm shutdown.
 ///
-/// - Deliveries are decoded on that thread and posted to the consumer in batches. `basic.qos` bounds them:
-///   prefetch = `worker.prefetch_multiplier` × concurrency, raised by the number of tasks held for their ETA
-///   (as Celery does), so that those never starve the window.
+/// - Deliveries are decoded on that thread and posted to the consumer in batches. A per-consumer `basic.qos`
+///   bounds them: prefetch = `worker.prefetch_multiplier` × concurrency (changed by reloads, ``setWindow(_:)``),
+///   raised by the number of tasks held for their ETA (as Celery does), so that those never starve the window.
+///   RabbitMQ applies a per-consumer limit only to consumers started after it, so a change cancels the task
+///   consumers and starts them again (RabbitMQ 4.3 refuses channel-wide qos by default; per-consumer works from
+///   3.3 on, classic and quorum queues alike).
+/// - With a node name, the node's pidbox queue `<node>.celery.pidbox` (bound to the fanout exchange
+///   `celery.pidbox`, declared as kombu's Mailbox does) is consumed without acks on a channel of its own, and its
+///   messages are posted as ``BrokerEvent/control(_:)``, never decoded as tasks.
 /// - Delivery tags are only valid on the connection that delivered them, so each connection gets a generation
 ///   and a tag is `"<generation>:<tag>"`. After a reconnect, acks for older tags are not sent (the broker has
 ///   already put those messages back, marked redelivered); a task that *finished* meanwhile is remembered, and
@@ -30,23 +36,24 @@ final class AMQPTransport: BrokerTransport {
     private let queues: [String]
     private let queueArguments: OrderedDictionary<String, JSONValue>
     /// `worker.prefetch_multiplier` × concurrency; 0 means unlimited.
-    private let window: Int
-    /// A channel-wide `basic.qos`, as Celery sets it on RabbitMQ: one window shared by the consumers of every queue,
-    /// which can be raised for ETA tasks at once (a per-consumer limit changes only for consumers started later).
-    /// Quorum queues refuse it; with them the window is per queue and is not raised for ETA tasks.
-    private let globalPrefetch: Bool
+    private let window: Mutex<Int>
+    private let nodeName: String?
     private let publishesResults: Bool
     private let resultWriter: ResultWriter?
-    /// Completions for this thread to settle (from the consumer, or from the result writer once stored).
-    private let inbox: Mailbox<Completion>
+    /// Plans for this thread to carry on (from the consumer, or from the result writer once stored).
+    private let inbox: Mailbox<Settlement>
     private let generation = Atomic<Int>(0)
     private let heldForETA = Mutex(0)
     private let stopRequest = Mutex<ContinuousClock.Instant?>(nil)
     private let wake = Semaphore()
     private let finished = Semaphore()
-    /// Channel 1 consumes and acks; channel 2 publishes results in confirm mode.
+    private let progress: Mutex<FetchProgress>
+    /// Channel 1 consumes and acks; channel 2 publishes in confirm mode; channel 3 consumes the pidbox.
     private let consumeChannel: UInt16 = 1
     private let publishChannel: UInt16 = 2
+    private let controlChannel: UInt16 = 3
+    /// How often, while nothing is delivered and the window has room, the queues' message counts are checked.
+    static let starvationCheckInterval: Duration = .seconds(5)
 
     var redactedURL: String { url.redacted }
 
@@ -56,6 +63,7 @@ final class AMQPTransport: BrokerTransport {
         broker: Configuration.Broker,
         queues: [String],
         window: Int,
+        nodeName: String?,
         rpcResults: Bool,
         redisResults: RedisURL?,
         resultExpires: Duration?
@@ -69,19 +77,20 @@ final class AMQPTransport: BrokerTransport {
         if let priority = broker.queueMaxPriority { arguments["x-max-priority"] = .int(Int64(priority)) }
         if broker.queueType == .quorum { arguments["x-queue-type"] = .string("quorum") }
         self.queueArguments = arguments
-        self.window = window
-        self.globalPrefetch = broker.queueType == .classic
+        self.window = Mutex(window)
+        self.nodeName = nodeName
         self.publishesResults = rpcResults
+        self.progress = Mutex(FetchProgress(lastProgress: .now, lastDelivery: nil, starved: false))
         let events = try Mailbox<BrokerEvent>()
-        let inbox = try Mailbox<Completion>()
+        let inbox = try Mailbox<Settlement>()
         self.events = events
         self.inbox = inbox
         if let redisResults {
             resultWriter = ResultWriter(
                 url: redisResults,
                 expires: resultExpires,
-                forward: { completions, stored in
-                    inbox.post(completions)
+                forward: { plans, stored in
+                    inbox.post(plans)
                     if stored > 0 { events.post(.settled(tags: [], results: stored)) }
                 },
                 report: { problem in
@@ -103,8 +112,15 @@ final class AMQPTransport: BrokerTransport {
 
     func setHeldForETA(_ count: Int) {
         heldForETA.withLock { $0 = count }
-        inbox.post(Completion())
+        inbox.post([Settlement(disposition: .none)])
     }
+
+    func setWindow(_ count: Int) {
+        window.withLock { $0 = count }
+        inbox.post([Settlement(disposition: .none)])
+    }
+
+    var fetchProgress: FetchProgress { progress.withLock { $0 } }
 
     /// Nothing to refresh: RabbitMQ keeps an unacked delivery with its consumer for as long as the connection
     /// lives (up to its `consumer_timeout`).
@@ -117,19 +133,19 @@ final class AMQPTransport: BrokerTransport {
         return tagGeneration != generation.load(ordering: .acquiring)
     }
 
-    /// Completions with a result to store go through the result writer (Redis backend); bare acks skip it, as
-    /// nothing has to happen before them.
-    func complete(_ completions: [Completion]) {
+    /// Plans whose first step is a result to store go straight to the result writer (Redis backend), which hands
+    /// them back for the ack; the others start on the connection thread.
+    func settle(_ plans: [Settlement]) {
         guard let resultWriter else {
-            inbox.post(completions)
+            inbox.post(plans)
             return
         }
-        var stored: [Completion] = []
-        var bare: [Completion] = []
-        for completion in completions {
-            if completion.meta == nil { bare.append(completion) } else { stored.append(completion) }
+        var stored: [Settlement] = []
+        var rest: [Settlement] = []
+        for plan in plans {
+            if plan.publishes.isEmpty && plan.result != nil { stored.append(plan) } else { rest.append(plan) }
         }
-        if !bare.isEmpty { inbox.post(bare) }
+        if !rest.isEmpty { inbox.post(rest) }
         if !stored.isEmpty { resultWriter.post(stored) }
     }
 
@@ -137,7 +153,7 @@ final class AMQPTransport: BrokerTransport {
         let deadline = ContinuousClock.now + timeout
         resultWriter?.stop(timeout: timeout)
         stopRequest.withLock { $0 = deadline }
-        inbox.post(Completion())
+        inbox.post([Settlement(disposition: .none)])
         wake.post()
         finished.wait(timeout: max(.zero, deadline - .now) + .milliseconds(200))
     }
@@ -148,15 +164,22 @@ final class AMQPTransport: BrokerTransport {
     private struct Session {
         let connection: AMQPConnection
         let generation: Int
-        /// Consumer tag → queue name.
+        /// Consumer tag → queue name, for every task consumer of this connection (cancelled ones too: their
+        /// deliveries may still arrive).
         var queueByConsumer: [String: String] = [:]
-        /// Published results waiting for the broker's confirm, by publish sequence number, with what to ack then.
-        var unconfirmed: [UInt64: Completion] = [:]
+        /// The task consumers running now, by queue.
+        var consumerByQueue: [String: String] = [:]
+        /// The pidbox consumer's tag, when the pidbox could be declared.
+        var controlConsumer: String?
+        /// Plans waiting for the broker's confirm of a publish, by publish sequence number, with the rest to do.
+        var unconfirmed: [UInt64: Settlement] = [:]
         /// Delivery tags received and neither acked nor rejected yet.
         var outstanding = Set<UInt64>()
         /// Acks decided in this turn, sent together by ``flushAcks(_:)``.
         var pendingAcks: [UInt64] = []
         var prefetch: Int
+        var lastDelivery: ContinuousClock.Instant?
+        var nextStarvationCheck: ContinuousClock.Instant = .now
     }
 
     private var stopDeadline: ContinuousClock.Instant? { stopRequest.withLock { $0 } }
@@ -207,6 +230,7 @@ final class AMQPTransport: BrokerTransport {
     }
 
     private var wantedPrefetch: Int {
+        let window = window.withLock { $0 }
         guard window > 0 else { return 0 }
         return min(Int(UInt16.max), window + heldForETA.withLock { $0 })
     }
@@ -232,38 +256,118 @@ final class AMQPTransport: BrokerTransport {
             try connection.bindQueue(channel: consumeChannel, queue: queue, exchange: queue, routingKey: queue)
         }
         let prefetch = wantedPrefetch
-        try connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: globalPrefetch)
+        try connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: false)
         var queueByConsumer: [String: String] = [:]
+        var consumerByQueue: [String: String] = [:]
         for queue in queues {
-            queueByConsumer[try connection.consume(channel: consumeChannel, queue: queue)] = queue
+            let tag = try connection.consume(channel: consumeChannel, queue: queue)
+            queueByConsumer[tag] = queue
+            consumerByQueue[queue] = tag
         }
-        if publishesResults {
-            try connection.openChannel(publishChannel)
-            try connection.confirmSelect(channel: publishChannel)
-        }
+        try connection.openChannel(publishChannel)
+        try connection.confirmSelect(channel: publishChannel)
+        let controlConsumer = nodeName.flatMap { consumePidbox(connection, node: $0) }
         let current = generation.add(1, ordering: .releasing).newValue
         events.post(.state(connected: true, detail: "connected to \(url.redacted)"))
         return Session(
             connection: connection,
             generation: current,
             queueByConsumer: queueByConsumer,
+            consumerByQueue: consumerByQueue,
+            controlConsumer: controlConsumer,
             prefetch: prefetch
         )
+    }
+
+    /// Declares and consumes the node's pidbox as kombu's Mailbox does for a Celery worker: exchange
+    /// `celery.pidbox` (fanout, not durable), queue `<node>.celery.pidbox` (exclusive, auto-delete, not durable,
+    /// `x-message-ttl` 300 s and `x-expires` 10 s: Celery's `control_queue_ttl`/`control_queue_expires`), bound with
+    /// routing key `""`, consumed without acks. On its own channel: a refusal (another live worker with the same node
+    /// name holds the exclusive queue) closes only that channel, and tasks are still consumed.
+    private func consumePidbox(_ connection: AMQPConnection, node: String) -> String? {
+        let exchange = "celery.pidbox"
+        let queue = "\(node).\(exchange)"
+        do {
+            try connection.openChannel(controlChannel)
+            try connection.declareExchange(channel: controlChannel, name: exchange, type: "fanout", durable: false)
+            _ = try connection.declareQueue(
+                channel: controlChannel,
+                name: queue,
+                durable: false,
+                exclusive: true,
+                autoDelete: true,
+                arguments: ["x-message-ttl": .int(300_000), "x-expires": .int(10_000)]
+            )
+            try connection.bindQueue(channel: controlChannel, queue: queue, exchange: exchange, routingKey: "")
+            return try connection.consume(channel: controlChannel, queue: queue, noAck: true)
+        } catch {
+            events.post(
+                .notice(
+                    "cannot consume the control queue \(queue) (is another worker with node name \(node) "
+                        + "running?): \(Self.describe(error)); remote control will not reach this worker"
+                )
+            )
+            return nil
+        }
+    }
+
+    /// Follows a changed window: RabbitMQ applies a per-consumer `basic.qos` only to consumers started after it,
+    /// so the task consumers are cancelled and started again (deliveries already made stay unacked on the
+    /// channel and are settled as usual).
+    private func applyPrefetch(_ prefetch: Int, in session: inout Session) throws {
+        try session.connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: false)
+        for queue in queues {
+            if let tag = session.consumerByQueue[queue] {
+                try session.connection.cancel(channel: consumeChannel, consumerTag: tag)
+            }
+            let tag = try session.connection.consume(channel: consumeChannel, queue: queue)
+            session.queueByConsumer[tag] = queue
+            session.consumerByQueue[queue] = tag
+        }
+        session.prefetch = prefetch
+    }
+
+    /// Whether the window has room while the broker holds ready messages for a consumer that got nothing lately:
+    /// the sign of a consumer that silently stopped consuming. Checked with passive-equivalent declares (same
+    /// arguments, so nothing changes) at most every ``starvationCheckInterval``.
+    private func checkStarvation(_ session: inout Session) throws {
+        let now = ContinuousClock.now
+        guard now >= session.nextStarvationCheck else { return }
+        session.nextStarvationCheck = now + Self.starvationCheckInterval
+        let hasRoom = session.prefetch == 0 || session.outstanding.count < session.prefetch
+        let quiet = session.lastDelivery.map { $0.duration(to: now) >= Self.starvationCheckInterval } ?? true
+        var waiting = 0
+        if hasRoom && quiet {
+            for queue in queues {
+                waiting += Int(
+                    try session.connection.declareQueue(
+                        channel: consumeChannel,
+                        name: queue,
+                        durable: true,
+                        arguments: queueArguments
+                    ).messageCount
+                )
+            }
+        }
+        let starved = waiting > 0
+        progress.withLock { state in
+            state.starved = starved
+            // Progress: something arrived lately, or nothing waits.
+            if !starved { state.lastProgress = now }
+        }
     }
 
     /// One turn: settle what the consumer finished, follow prefetch changes, wait for the socket or the inbox
     /// (at most a second, so heartbeats and stops are never late), and read what arrived.
     private func step(_ session: inout Session, lost: inout OrderedSet<String>) throws {
         var settled: [String] = []
-        for completion in inbox.drain() {
-            try settle(completion, in: &session, settled: &settled, lost: &lost)
+        for plan in inbox.drain() {
+            try advance(plan, in: &session, settled: &settled, lost: &lost)
         }
         try flushAcks(&session)
         let prefetch = wantedPrefetch
-        if prefetch != session.prefetch {
-            try session.connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: globalPrefetch)
-            session.prefetch = prefetch
-        }
+        if prefetch != session.prefetch { try applyPrefetch(prefetch, in: &session) }
+        try checkStarvation(&session)
         if !session.connection.hasBufferedFrames {
             var descriptors = [
                 pollfd(fd: session.connection.descriptor, events: Int16(POLLIN), revents: 0),
@@ -272,46 +376,81 @@ final class AMQPTransport: BrokerTransport {
             _ = poll(&descriptors, 2, 1000)
         }
         var delivered: [InboundMessage] = []
+        var control: [ControlDelivery] = []
         while delivered.count < 256, let event = try session.connection.nextEvent(timeout: .zero) {
+            if case .delivery(let delivery) = event, delivery.consumerTag == session.controlConsumer {
+                if let message = ControlDelivery(json: delivery.body, source: "\(nodeName ?? "").celery.pidbox") {
+                    control.append(message)
+                } else {
+                    events.post(.notice("ignoring a control message that is not a pidbox request"))
+                }
+                continue
+            }
             try handle(event, in: &session, delivered: &delivered, settled: &settled, lost: &lost)
         }
         try flushAcks(&session)
-        if !delivered.isEmpty { events.post(.delivered(delivered)) }
+        if !delivered.isEmpty {
+            let now = ContinuousClock.now
+            session.lastDelivery = now
+            progress.withLock { state in
+                state.lastDelivery = now
+                state.lastProgress = now
+                state.starved = false
+            }
+            events.post(.delivered(delivered))
+        }
+        if !control.isEmpty { events.post(.control(control)) }
         if !settled.isEmpty { events.post(.settled(tags: settled, results: 0)) }
     }
 
-    /// Publishes a result (`rpc://`) or acks/requeues a delivery.
-    private func settle(
-        _ completion: Completion,
+    /// Carries a plan on from where it is: the next publish (the rest waits for its confirm), then the result
+    /// (to the result writer, or published to `reply_to` for `rpc://`, confirmed), then the disposition.
+    private func advance(
+        _ plan: Settlement,
         in session: inout Session,
         settled: inout [String],
         lost: inout OrderedSet<String>
     ) throws {
-        if publishesResults, let taskID = completion.taskID, let meta = completion.meta {
-            guard let replyTo = completion.replyTo, !replyTo.isEmpty else {
-                // Celery publishes nothing for a task sent without a reply queue.
-                try acknowledge(completion, in: &session, settled: &settled, lost: &lost)
-                return
-            }
-            var properties = AMQPProperties()
-            properties.contentType = "application/json"
-            properties.contentEncoding = "utf-8"
-            properties.correlationID = taskID
-            properties.deliveryMode = 1
-            properties.priority = 0
+        var plan = plan
+        if !plan.publishes.isEmpty {
+            let message = plan.publishes.removeFirst()
             let sequence = try session.connection.publish(
                 channel: publishChannel,
-                exchange: "",
-                routingKey: replyTo,
-                properties: properties,
-                body: meta
+                exchange: message.exchange,
+                routingKey: message.routingKey,
+                properties: message.amqpProperties,
+                body: message.body
             )
-            var rest = completion
-            rest.meta = nil
-            session.unconfirmed[sequence] = rest
+            session.unconfirmed[sequence] = plan
             return
         }
-        try acknowledge(completion, in: &session, settled: &settled, lost: &lost)
+        if let result = plan.result {
+            if let resultWriter {
+                // Stored there, then handed back here without its result.
+                resultWriter.post([plan])
+                return
+            }
+            plan.result = nil
+            // Celery publishes nothing for a task sent without a reply queue.
+            if publishesResults, let replyTo = result.replyTo, !replyTo.isEmpty {
+                var properties = AMQPProperties()
+                properties.contentType = "application/json"
+                properties.contentEncoding = "utf-8"
+                properties.correlationID = result.taskID
+                properties.deliveryMode = 1
+                properties.priority = 0
+                let sequence = try session.connection.publish(
+                    channel: publishChannel,
+                    exchange: "",
+                    routingKey: replyTo,
+                    properties: properties,
+                    body: result.meta
+                )
+                session.unconfirmed[sequence] = plan
+                return
+            }
+        }
+        try acknowledge(plan, in: &session, settled: &settled, lost: &lost)
     }
 
     /// Sends the acks decided this turn: one `multiple` ack for the longest run of them that starts at the oldest
@@ -340,32 +479,39 @@ final class AMQPTransport: BrokerTransport {
     }
 
     private func acknowledge(
-        _ completion: Completion,
+        _ plan: Settlement,
         in session: inout Session,
         settled: inout [String],
         lost: inout OrderedSet<String>
     ) throws {
-        guard let tag = completion.deliveryTag else { return }
+        guard let tag = plan.deliveryTag, plan.disposition != .none else { return }
         guard let (tagGeneration, deliveryTag) = Self.split(tag), tagGeneration == session.generation else {
             // Delivered on a lost connection: the broker has put the message back already.
-            if !completion.requeue, let taskID = completion.taskID {
+            if plan.disposition != .requeue, let taskID = plan.taskID {
                 lost.append(taskID)
                 if lost.count > 10_000 { lost.removeFirst(lost.count - 10_000) }
             }
             settled.append(tag)
             events.post(
                 .notice(
-                    "ack of \(completion.taskID ?? "a message") skipped: its connection was lost and the broker "
+                    "ack of \(plan.taskID ?? "a message") skipped: its connection was lost and the broker "
                         + "delivers it again"
                 )
             )
             return
         }
-        if completion.requeue {
-            try session.connection.reject(channel: consumeChannel, deliveryTag: deliveryTag, requeue: true)
+        switch plan.disposition {
+        case .requeue, .reject:
+            try session.connection.reject(
+                channel: consumeChannel,
+                deliveryTag: deliveryTag,
+                requeue: plan.disposition == .requeue
+            )
             session.outstanding.remove(deliveryTag)
-        } else {
+        case .ack:
             session.pendingAcks.append(deliveryTag)
+        case .none:
+            return
         }
         settled.append(tag)
     }
@@ -411,16 +557,22 @@ final class AMQPTransport: BrokerTransport {
             let confirmed =
                 multiple ? session.unconfirmed.keys.filter { $0 <= sequence } : [sequence]
             for number in confirmed.sorted() {
-                guard let completion = session.unconfirmed.removeValue(forKey: number) else { continue }
-                if !ack {
+                guard let plan = session.unconfirmed.removeValue(forKey: number) else { continue }
+                guard ack else {
+                    // A step that fails stops the plan: the message stays unacked and comes back when the
+                    // channel closes.
                     events.post(
-                        .notice("the broker refused the result of task \(completion.taskID ?? "?") (basic.nack)")
+                        .notice(
+                            "the broker refused a publish for task \(plan.taskID ?? "?") (basic.nack): its "
+                                + "settlement stopped and the message stays unacked"
+                        )
                     )
+                    continue
                 }
-                try acknowledge(completion, in: &session, settled: &settled, lost: &lost)
+                try advance(plan, in: &session, settled: &settled, lost: &lost)
             }
         case .returned(_, let code, let text, _, let routingKey, _, _):
-            events.post(.notice("a result was returned by the broker (\(code) \(text), routing key \(routingKey))"))
+            events.post(.notice("a message was returned by the broker (\(code) \(text), routing key \(routingKey))"))
         case .cancelled(_, let consumerTag):
             // The server cancelled a consumer (its queue was deleted): reconnecting declares it again.
             throw AMQPTransportError(
@@ -436,8 +588,8 @@ final class AMQPTransport: BrokerTransport {
         var current = session
         var settled: [String] = []
         do {
-            for completion in inbox.drain() {
-                try settle(completion, in: &current, settled: &settled, lost: &lost)
+            for plan in inbox.drain() {
+                try advance(plan, in: &current, settled: &settled, lost: &lost)
             }
             try flushAcks(&current)
             while !current.unconfirmed.isEmpty, ContinuousClock.now < deadline {

@@ -8,8 +8,8 @@ import Glibc
 /// A broker transport as the consumer uses it: background threads that own the broker (and result-backend)
 /// connections, fed by the consumer's single-threaded loop and reporting back through ``events``.
 ///
-/// The consumer never touches a broker library: it grants credit, hands over completions (a result to store,
-/// then an ack or a requeue, always in that order), and reads ``BrokerEvent``s. Redis and RabbitMQ differ
+/// The consumer never touches a broker library: it grants credit, hands over ``Settlement`` plans (publishes, then
+/// a result, then the message's fate, always in that order), and reads ``BrokerEvent``s. Redis and RabbitMQ differ
 /// underneath (kombu's `unacked` bookkeeping vs AMQP delivery tags and `basic.qos`), not in this contract.
 protocol BrokerTransport: AnyObject, Sendable {
     /// What the transport's threads report; the consumer loop watches its descriptor.
@@ -28,15 +28,31 @@ protocol BrokerTransport: AnyObject, Sendable {
     /// Whether a delivery tag belongs to a connection that has since been lost: its ack can no longer be
     /// given, and the broker will deliver the message again (AMQP). Such a delivery must not be started.
     func isStale(_ tag: String) -> Bool
-    /// Queues results and acks/requeues, settled in order.
-    func complete(_ completions: [Completion])
+    /// Changes the prefetch window (`worker.prefetch_multiplier` × concurrency; 0: unlimited) after a reload.
+    func setWindow(_ count: Int)
+    /// Queues settlement plans, each done in order; a failed step stops its plan (the message stays unacked).
+    func settle(_ plans: [Settlement])
+    /// What the fetch path has done lately, for the supervisor's stall detection.
+    var fetchProgress: FetchProgress { get }
     /// Stops receiving; settles what is queued, then gives back every message still held. Blocks until done or
     /// `timeout`.
     func stop(restoreHeld: Bool, timeout: Duration)
 }
 
 extension BrokerTransport {
-    func complete(_ completion: Completion) { complete([completion]) }
+    func settle(_ plan: Settlement) { settle([plan]) }
+}
+
+/// What a transport's fetch path reports so that a consumer that silently stopped consuming (Celery's "stops
+/// consuming after a broker reset") can be noticed: when it last made progress, and whether it is waiting with
+/// credit while the broker holds messages for it.
+struct FetchProgress: Sendable, Equatable {
+    /// When a delivery last arrived, or the fetch path last found the queues empty (both are progress).
+    var lastProgress: ContinuousClock.Instant
+    /// When the last message was delivered; nil before the first.
+    var lastDelivery: ContinuousClock.Instant?
+    /// Whether the transport can take more (credit or prefetch room) and the broker holds ready messages for it.
+    var starved: Bool
 }
 
 /// What the broker threads tell the consumer loop.
@@ -54,6 +70,8 @@ enum BrokerEvent: Sendable {
     case restored(Int)
     /// Something the transport's threads want logged (they have no logger of their own).
     case notice(String)
+    /// Messages from a control path (Celery's pidbox): never decoded as tasks.
+    case control([ControlDelivery])
 }
 
 /// One delivered message, decoded as far as it goes.
@@ -66,19 +84,6 @@ enum InboundMessage: Sendable {
     /// Not even an envelope (Redis: not a kombu JSON object). Already removed from the broker; only logged and
     /// counted.
     case malformed(payload: [UInt8], queue: String)
-}
-
-/// One unit of work for a transport's writer, done in order: store or publish the result (if any), then ack or
-/// requeue.
-struct Completion: Sendable {
-    var taskID: String?
-    var meta: [UInt8]?
-    /// The task message's `reply_to` (the client's reply queue), where the `rpc://` backend publishes results.
-    var replyTo: String?
-    var deliveryTag: String?
-    var requeue = false
-    /// Give back every message this consumer still holds (warm or cold shutdown), after what precedes it.
-    var restoreHeld = false
 }
 
 /// Capped, jittered exponential backoff for reconnects: 100 ms doubling to 5 s, ±20 %.

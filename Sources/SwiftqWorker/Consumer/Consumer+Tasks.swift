@@ -91,6 +91,7 @@ extension Consumer {
                 broker: configuration.broker,
                 queues: configuration.worker.queues,
                 window: configuration.worker.prefetchMultiplier == 0 ? 0 : prefetchWindow,
+                nodeName: nodeName,
                 rpcResults: usesRPC,
                 redisResults: usesRPC ? nil : try backend.map { try RedisURL(parsing: $0) },
                 resultExpires: expires
@@ -106,7 +107,8 @@ extension Consumer {
                 brokerURL: try RedisURL(parsing: url),
                 backendURL: try backend.map { try RedisURL(parsing: $0) },
                 queues: configuration.worker.queues,
-                owner: nodeName,
+                node: nodeName,
+                daemonID: daemonID,
                 resultExpires: expires,
                 visibilityTimeout: configuration.broker.visibilityTimeout
             )
@@ -167,12 +169,21 @@ extension Consumer {
                 logger.warning(
                     "re-queueing \(orphans.count) message(s) reserved in a call whose reply was lost with the connection"
                 )
-                transport?.complete(orphans.map { Completion(deliveryTag: $0, requeue: true) })
+                transport?.settle(orphans.map { Settlement(deliveryTag: $0, disposition: .requeue) })
             }
         case .restored(let count):
             if count > 0 { logger.info("gave \(count) reserved message(s) back to the broker") }
         case .notice(let text):
             logger.warning("broker: \(text)")
+        case .control(let deliveries):
+            // Answered by the remote-control issue; for now only seen and counted.
+            controlReceived += deliveries.count
+            for delivery in deliveries {
+                controlByMethod[delivery.body["method"]?.stringValue ?? "?", default: 0] += 1
+                logger.debug(
+                    "control message \(delivery.body["method"]?.stringValue ?? "?") from \(delivery.source)"
+                )
+            }
         }
     }
 
@@ -193,7 +204,7 @@ extension Consumer {
             if let id = error.taskID { metadata[DaemonLog.Key.taskID] = "\(id)" }
             if let name = error.taskName { metadata[DaemonLog.Key.taskName] = "\(name)" }
             logger.error("rejecting message from \(queue): \(error.message)", metadata: metadata)
-            var completion = Completion(deliveryTag: deliveryTag)
+            var plan = Settlement(deliveryTag: deliveryTag, taskID: error.taskID)
             if let id = error.taskID {
                 let meta = ResultMeta.failure(
                     taskID: id,
@@ -205,10 +216,9 @@ extension Consumer {
                     request: nil,
                     extended: nil
                 )
-                completion.taskID = id
-                completion.meta = meta.serialized()
+                plan.result = StoredResult(taskID: id, meta: meta.serialized())
             }
-            transport?.complete(completion)
+            transport?.settle(plan)
             return
         case .task(let task, let deliveryTag, let queue):
             if let tag = deliveryTag { unsettled.insert(tag) }
@@ -268,12 +278,15 @@ extension Consumer {
             extended: nil,
             taskID: delivery.message.id
         )
-        transport?.complete(
-            Completion(
-                taskID: delivery.message.id,
-                meta: meta.serialized(),
-                replyTo: delivery.message.replyTo,
-                deliveryTag: delivery.deliveryTag
+        transport?.settle(
+            Settlement(
+                result: StoredResult(
+                    taskID: delivery.message.id,
+                    meta: meta.serialized(),
+                    replyTo: delivery.message.replyTo
+                ),
+                deliveryTag: delivery.deliveryTag,
+                taskID: delivery.message.id
             )
         )
         return true
@@ -301,22 +314,25 @@ extension Consumer {
             slot.state = .busy
             // Early ack (worker.acks_late: false) is Celery's default: the message is settled as the task
             // starts, so a crash from here on loses it. STARTED is stored first when tracking is on.
-            var atStart = Completion()
+            var atStart = Settlement(taskID: delivery.message.id, disposition: .none)
             if configuration.worker.trackStarted && delivery.message.ignoreResult != true {
-                atStart.taskID = delivery.message.id
-                atStart.replyTo = delivery.message.replyTo
-                atStart.meta = ResultMeta.started(
+                atStart.result = StoredResult(
                     taskID: delivery.message.id,
-                    pid: Int(slot.pid),
-                    hostname: nodeName,
-                    request: delivery.message
-                ).serialized()
+                    meta: ResultMeta.started(
+                        taskID: delivery.message.id,
+                        pid: Int(slot.pid),
+                        hostname: nodeName,
+                        request: delivery.message
+                    ).serialized(),
+                    replyTo: delivery.message.replyTo
+                )
             }
             if !configuration.worker.acksLate {
                 atStart.deliveryTag = delivery.deliveryTag
+                atStart.disposition = .ack
                 slot.task?.deliveryTag = nil
             }
-            if atStart.meta != nil || atStart.deliveryTag != nil { transport?.complete(atStart) }
+            if atStart.result != nil || atStart.deliveryTag != nil { transport?.settle(atStart) }
             if let tag = slot.task?.deliveryTag { transport?.setRunning(tag, true) }
             var fields: OrderedDictionary<String, JSONValue> = [
                 "id": .string(delivery.message.id), "task": .string(delivery.message.name),
@@ -423,12 +439,11 @@ extension Consumer {
             }
         }
         if let tag = delivery.deliveryTag { transport?.setRunning(tag, false) }
-        transport?.complete(
-            Completion(
-                taskID: message.id,
-                meta: meta?.serialized(),
-                replyTo: message.replyTo,
-                deliveryTag: delivery.deliveryTag
+        transport?.settle(
+            Settlement(
+                result: meta.map { StoredResult(taskID: message.id, meta: $0.serialized(), replyTo: message.replyTo) },
+                deliveryTag: delivery.deliveryTag,
+                taskID: message.id
             )
         )
     }

@@ -48,6 +48,11 @@ final class Consumer {
     var resultsStored = 0
     var messagesAcked = 0
     var received = 0
+    /// Control (pidbox) messages seen; see ``BrokerEvent/control(_:)``.
+    var controlReceived = 0
+    var controlByMethod: [String: Int] = [:]
+    /// The supervisor's id for this daemon start (see ``Supervisor/daemonID``); nil from an older supervisor.
+    var daemonID: String?
     var rejected: [String: Int] = [:]
     /// Delivery tags received and not yet confirmed acked or requeued by the transport's writer.
     var unsettled: Set<String> = []
@@ -152,8 +157,32 @@ final class Consumer {
 
     func startHeartbeat() {
         heartbeat = loop.repeating(every: Self.heartbeatInterval) { [unowned self] in
-            supervisor.send(ChannelMessage.make("heartbeat", ["busy": .int(Int64(busyCount))]))
+            var fields: OrderedDictionary<String, JSONValue> = ["busy": .int(Int64(busyCount))]
+            if let stall = fetchStall {
+                fields["fetch_idle"] = .double(stall.idle)
+                fields["fetch_starved"] = .bool(stall.starved)
+            }
+            supervisor.send(ChannelMessage.make("heartbeat", fields))
         }
+    }
+
+    /// Seconds since the transport's fetch path last made progress, and whether it is starved (room in the
+    /// window, messages waiting at the broker) while the pool has an idle child: what the supervisor's stall
+    /// check reads from the heartbeat.
+    var fetchStall: (idle: Double, starved: Bool)? {
+        guard let progress = transport?.fetchProgress else { return nil }
+        let poolHasRoom = ready.isEmpty && slots.values.contains { $0.state == .idle }
+        return (progress.lastProgress.duration(to: .now).seconds, progress.starved && poolHasRoom && brokerConnected)
+    }
+
+    /// The `fetch` part of `stats`.
+    var fetchStats: JSONValue {
+        guard let progress = transport?.fetchProgress, let stall = fetchStall else { return .null }
+        return .object([
+            "last_progress_ago": .double(stall.idle),
+            "last_delivery_ago": progress.lastDelivery.map { .double($0.duration(to: .now).seconds) } ?? .null,
+            "starved": .bool(stall.starved),
+        ])
     }
 
     var busyCount: Int { slots.values.filter { $0.currentTaskID != nil }.count }
@@ -208,8 +237,15 @@ final class Consumer {
             return
         }
         let file = message["file"]?.stringValue ?? "config"
+        if let id = message["daemon_id"]?.stringValue { daemonID = id }
         do {
+            let previousWindow = configured ? prefetchWindow : nil
             configuration = try Configuration.parse(yaml, file: file)
+            // D1: the broker's prefetch follows a reload of concurrency or prefetch_multiplier.
+            if let previousWindow, previousWindow != prefetchWindow {
+                transport?.setWindow(configuration.worker.prefetchMultiplier == 0 ? 0 : prefetchWindow)
+                replenishCredit()
+            }
             DaemonLog.level = Logger.Level(configuration.logging.level)
             for slot in slots.values { sendLogLevel(to: slot) }
             if configured { logger.info("configuration reloaded") }
@@ -349,6 +385,16 @@ final class Consumer {
             "broker": .object([
                 "url": .string(redactedBrokerURL), "connected": .bool(brokerConnected),
                 "detail": .string(brokerDetail),
+                // Under `broker`, which the supervisor's `stats` passes through whole.
+                "control_received": .int(Int64(controlReceived)),
+                "control_methods": .object(
+                    OrderedDictionary(
+                        uniqueKeysWithValues: controlByMethod.keys.sorted().map {
+                            ($0, .int(Int64(controlByMethod[$0]!)))
+                        }
+                    )
+                ),
+                "fetch": fetchStats,
             ]),
             "tasks": taskStats,
         ])

@@ -11,15 +11,26 @@ import Synchronization
 /// - The **writer** owns a second broker connection and the result-backend connection. It stores results
 ///   and then acks, in the order the consumer completed them, batched into pipelines, so an ack never
 ///   precedes its task's result.
-/// Both reconnect with capped, jittered backoff and never drop work: a failed batch is retried whole
-/// (acks and result stores are idempotent, and a stored SUCCESS is never overwritten).
+/// - The **control reader** owns a third connection, subscribed to the node's pidbox (kombu's fanout channel of
+///   `celery.pidbox`), so that control messages are read however busy the queues are.
+/// Each reconnects with capped, jittered backoff (also after `READONLY`/`LOADING` replies) and never drops work:
+/// a failed batch is retried whole (acks and result stores are idempotent, a stored SUCCESS is never
+/// overwritten, and publishes already done are not repeated).
+///
+/// Reservations belong to this consumer's *incarnation* (`<node>#<random id>`, heartbeated with a TTL), never to
+/// the bare node name: a restart gives back only what dead incarnations of its node held, and a live sibling with
+/// the same name is reported, not robbed (REVIEW D2).
 /// Shared state is behind `Mutex`es; everything else belongs to its thread.
 final class RedisTransport: BrokerTransport {
     let events: Mailbox<BrokerEvent>
     private let brokerURL: RedisURL
     private let backendURL: RedisURL?
     private let queues: [String]
-    private let owner: String
+    private let node: String
+    /// This incarnation's owner name, `<node>#<daemon id>.<random>`.
+    let owner: String
+    /// `<node>#<daemon id>.`: the owners of this daemon's earlier consumers.
+    private let daemonPrefix: String?
     private let resultExpires: Duration?
     private let visibilityTimeout: Duration
     /// Delivery tags of running tasks, whose `unacked_index` scores the fetcher refreshes so that no kombu
@@ -28,22 +39,31 @@ final class RedisTransport: BrokerTransport {
     private let credit = Mutex(0)
     private let fetchSignal = Semaphore()
     private let stopping = Mutex(false)
-    private let outbox = WorkQueue<Completion>()
+    private let outbox = WorkQueue<Settlement>()
     private let finished = Semaphore()
     private let batchLimit = 64
+    private let progress: Mutex<FetchProgress>
+    /// How long an incarnation's alive key outlives its last heartbeat (every ``incarnationBeat``).
+    static let incarnationTTL: Duration = .seconds(20)
+    static let incarnationBeat: Duration = .seconds(5)
 
     init(
         brokerURL: RedisURL,
         backendURL: RedisURL?,
         queues: [String],
-        owner: String,
+        node: String,
+        daemonID: String? = nil,
         resultExpires: Duration?,
         visibilityTimeout: Duration
     ) throws {
         self.brokerURL = brokerURL
         self.backendURL = backendURL
         self.queues = queues
-        self.owner = owner
+        self.node = node
+        // Incarnations of the same daemon run one at a time: earlier ones with this prefix are dead for sure.
+        self.daemonPrefix = daemonID.map { KombuRedisLayout.owner(node: node, incarnation: $0 + ".") }
+        self.owner = (daemonPrefix ?? KombuRedisLayout.owner(node: node, incarnation: "")) + randomHex()
+        self.progress = Mutex(FetchProgress(lastProgress: .now, lastDelivery: nil, starved: false))
         self.resultExpires = resultExpires
         self.visibilityTimeout = visibilityTimeout
         self.events = try Mailbox()
@@ -53,6 +73,21 @@ final class RedisTransport: BrokerTransport {
     func start() {
         PlatformThread.startOrExit(name: "swiftq-fetch") { [self] in fetchLoop() }
         PlatformThread.startOrExit(name: "swiftq-write") { [self] in writeLoop() }
+        PlatformThread.startOrExit(name: "swiftq-control") { [self] in controlLoop() }
+    }
+
+    /// The consumer's credit already follows its window; nothing to change at the broker.
+    func setWindow(_ count: Int) {}
+
+    var fetchProgress: FetchProgress { progress.withLock { $0 } }
+
+    private func madeProgress(delivered: Bool) {
+        let hasCredit = credit.withLock { $0 > 0 }
+        progress.withLock { state in
+            state.lastProgress = .now
+            if delivered { state.lastDelivery = state.lastProgress }
+            state.starved = hasCredit
+        }
     }
 
     /// Allows `count` more messages to be reserved.
@@ -69,9 +104,9 @@ final class RedisTransport: BrokerTransport {
         }
     }
 
-    /// Queues results and/or acks for the writer.
-    func complete(_ completions: [Completion]) {
-        outbox.post(completions)
+    /// Queues plans for the writer.
+    func settle(_ plans: [Settlement]) {
+        outbox.post(plans)
     }
 
     /// ETA tasks need no extra room on Redis: they are not counted against the credit.
@@ -87,7 +122,7 @@ final class RedisTransport: BrokerTransport {
     func stop(restoreHeld: Bool, timeout: Duration) {
         stopping.withLock { $0 = true }
         fetchSignal.post()
-        if restoreHeld { outbox.post(Completion(restoreHeld: true)) }
+        if restoreHeld { outbox.post([Settlement(disposition: .none, restoreHeld: true)]) }
         outbox.stop()
         finished.wait(timeout: timeout)
     }
@@ -114,6 +149,8 @@ final class RedisTransport: BrokerTransport {
         // running tasks, and sweep messages whose consumer vanished, as every kombu consumer does.
         let housekeepingInterval = min(visibilityTimeout / 4, .seconds(60))
         var nextHousekeeping = ContinuousClock.now
+        var nextBeat = ContinuousClock.now
+        var liveSiblings: Set<String> = []
         while !isStopping {
             if broker == nil {
                 do {
@@ -121,9 +158,11 @@ final class RedisTransport: BrokerTransport {
                     let kombu = KombuRedisBroker(connection: made)
                     try kombu.declare(queues: queues)
                     watcher = try KombuQueueWatcher(url: brokerURL, layout: KombuRedisLayout(), queues: queues)
+                    // Alive before looking at the others: of two that start together, at least one sees the other.
+                    try kombu.heartbeat(node: node, owner: owner, ttl: Self.incarnationTTL)
+                    nextBeat = .now + Self.incarnationBeat
                     if !restoredAtStart {
-                        let restored = try kombu.restoreOwned(owner: owner).restored
-                        if restored > 0 { events.post(.restored(restored)) }
+                        try recoverSiblings(kombu, known: &liveSiblings)
                         restoredAtStart = true
                     } else if connectedBefore {
                         let reply = try made.command([
@@ -143,6 +182,20 @@ final class RedisTransport: BrokerTransport {
                 }
             }
             guard let kombu = broker else { continue }
+            if ContinuousClock.now >= nextBeat {
+                nextBeat = .now + Self.incarnationBeat
+                do {
+                    try kombu.heartbeat(node: node, owner: owner, ttl: Self.incarnationTTL)
+                    // A previous consumer of this node killed moments ago is still "alive" at our start: its
+                    // reservations come back here once its key expires, not after the visibility timeout.
+                    try recoverSiblings(kombu, known: &liveSiblings)
+                } catch {
+                    events.post(.state(connected: false, detail: "\(error)"))
+                    broker = nil
+                    watcher = nil
+                    continue
+                }
+            }
             if ContinuousClock.now >= nextHousekeeping {
                 nextHousekeeping = .now + housekeepingInterval
                 do {
@@ -159,6 +212,7 @@ final class RedisTransport: BrokerTransport {
             }
             let available = credit.withLock { $0 }
             if available <= 0 {
+                madeProgress(delivered: false)
                 fetchSignal.wait(timeout: .milliseconds(500))
                 continue
             }
@@ -166,10 +220,12 @@ final class RedisTransport: BrokerTransport {
                 let reserved = try kombu.reserve(queues: order, max: min(available, batchLimit), owner: owner)
                 if order.count > 1 { order.append(order.removeFirst()) }
                 if reserved.isEmpty {
+                    madeProgress(delivered: false)
                     // Wakes on any push to any of our lists (a hint: reserve again and see).
                     _ = try watcher?.wait(timeout: .seconds(1))
                 } else {
                     credit.withLock { $0 -= reserved.count }
+                    madeProgress(delivered: true)
                     events.post(.delivered(reserved.map(Self.inbound)))
                 }
             } catch {
@@ -181,13 +237,31 @@ final class RedisTransport: BrokerTransport {
         }
     }
 
+    /// Gives back what dead incarnations of this node held, and warns once per new live one (a duplicate node name).
+    private func recoverSiblings(_ kombu: KombuRedisBroker, known: inout Set<String>) throws(RedisError) {
+        let (restored, live) = try kombu.recoverDeadIncarnations(node: node, except: owner) { other in
+            daemonPrefix.map { other.hasPrefix($0) } ?? false
+        }
+        if restored > 0 { events.post(.restored(restored)) }
+        let new = Set(live).subtracting(known)
+        known = Set(live)
+        guard !new.isEmpty else { return }
+        events.post(
+            .notice(
+                "another worker with node name \(node) is running against this broker "
+                    + "(\(new.sorted().joined(separator: ", "))): give each worker its own worker.hostname; their "
+                    + "reservations are kept apart, but Celery's remote control and events cannot tell them apart"
+            )
+        )
+    }
+
     // MARK: Writer
 
     private func writeLoop() {
         var backoff = Backoff()
         var brokerConnection: KombuRedisBroker?
         var backend: RedisResultBackend?
-        var pending: [Completion] = []
+        var pending: [Settlement] = []
         var stopped = false
         while true {
             if pending.isEmpty {
@@ -203,8 +277,12 @@ final class RedisTransport: BrokerTransport {
                 if backend == nil, let backendURL {
                     backend = RedisResultBackend(connection: try connect(backendURL))
                 }
-                try flush(Array(pending.prefix(batchLimit)), broker: broker, backend: backend)
-                pending.removeFirst(min(batchLimit, pending.count))
+                var batch = Array(pending.prefix(batchLimit))
+                let taken = batch.count
+                // What is left of the batch (nothing once flushed) goes back in front of the queue.
+                defer { pending.replaceSubrange(0..<taken, with: batch) }
+                try flush(&batch, broker: broker, backend: backend)
+                batch.removeAll()
                 backoff.reset()
             } catch {
                 brokerConnection = nil
@@ -221,12 +299,35 @@ final class RedisTransport: BrokerTransport {
         finished.post()
     }
 
-    /// Results first, then acks and requeues, each as one round trip.
-    private func flush(_ batch: [Completion], broker: KombuRedisBroker, backend: RedisResultBackend?) throws {
-        let results = batch.compactMap { item -> (taskID: String, meta: [UInt8])? in
-            guard let id = item.taskID, let meta = item.meta else { return nil }
-            return (id, meta)
+    /// Publishes first (plan by plan; each one done is removed from its plan, so a retried batch does not repeat
+    /// it), then results, then acks and requeues, each phase one round trip for the batch. A plan whose publish
+    /// the broker refuses, or cannot route, stops there: its message stays unacked and comes back through restore.
+    private func flush(_ batch: inout [Settlement], broker: KombuRedisBroker, backend: RedisResultBackend?) throws {
+        var stoppedPlans = Set<Int>()
+        for index in batch.indices where !batch[index].publishes.isEmpty {
+            while let message = batch[index].publishes.first {
+                let routed = try publish(message, broker: broker)
+                if routed == 0 && message.exchangeType != .fanout {
+                    events.post(
+                        .notice(
+                            "nothing is bound to exchange \(message.exchange) with routing key \(message.routingKey)"
+                        )
+                    )
+                }
+                if routed < 0 || (routed == 0 && message.exchangeType != .fanout) {
+                    events.post(
+                        .notice(
+                            "settlement of \(batch[index].taskID ?? "a message") stopped; its message stays unacked"
+                        )
+                    )
+                    stoppedPlans.insert(index)
+                    break
+                }
+                batch[index].publishes.removeFirst()
+            }
         }
+        let plans = batch.indices.filter { !stoppedPlans.contains($0) }.map { batch[$0] }
+        let results = plans.compactMap(\.result)
         if let backend, !results.isEmpty {
             _ = try backend.storeBatch(
                 results.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: resultExpires) }
@@ -235,23 +336,102 @@ final class RedisTransport: BrokerTransport {
         var acks: [String] = []
         var requeued: [String] = []
         var restoreHeld = false
-        for item in batch {
-            if item.restoreHeld { restoreHeld = true }
-            guard let tag = item.deliveryTag else { continue }
-            if item.requeue {
+        for plan in plans {
+            if plan.restoreHeld { restoreHeld = true }
+            guard let tag = plan.deliveryTag else { continue }
+            switch plan.disposition {
+            case .requeue:
                 // A no-op when the message is no longer in `unacked` (already acked or restored).
                 _ = try broker.reject(tag: tag, owner: owner, requeue: true)
                 requeued.append(tag)
-            } else {
+            case .ack, .reject:
+                // kombu's reject without requeue is an ack on Redis.
                 acks.append(tag)
+            case .none:
+                break
             }
         }
         if !acks.isEmpty { _ = try broker.ack(tags: acks, owner: owner) }
         if restoreHeld {
             let restored = try broker.restoreOwned(owner: owner)
+            try broker.retire(node: node, owner: owner)
             events.post(.restored(restored.restored))
         }
         events.post(.settled(tags: acks + requeued, results: backend == nil ? 0 : results.count))
+    }
+
+    /// Publishes one message: how many queues it reached, or -1 when the server refused it (a connection error is
+    /// thrown, and the batch retried).
+    private func publish(_ message: OutboundMessage, broker: KombuRedisBroker) throws(RedisError) -> Int {
+        let result = Result { () throws(RedisError) -> Int in
+            try broker.publish(
+                envelope: message.redisEnvelope(deliveryTag: randomHex()),
+                exchange: message.exchange,
+                type: message.kombuExchangeType,
+                routingKey: message.routingKey,
+                priority: message.priority ?? 0
+            )
+        }
+        switch result {
+        case .success(let routed): return routed
+        case .failure(let error) where error.breaksConnection: throw error
+        case .failure(let error):
+            events.post(.notice("publishing to \(message.exchange)/\(message.routingKey) failed: \(error)"))
+            return -1
+        }
+    }
+
+    // MARK: Control reader
+
+    /// Reads the node's pidbox as a Celery worker subscribes to it: the binding `\x06\x16\x06\x16<node>.celery.pidbox`
+    /// in `_kombu.binding.celery.pidbox`, and `PSUBSCRIBE` on the exchange's fanout channel. Messages published while
+    /// it is reconnecting are lost, as with kombu (pub/sub keeps nothing).
+    private func controlLoop() {
+        var backoff = Backoff()
+        let layout = KombuRedisLayout()
+        let exchange = "celery.pidbox"
+        let channel = layout.fanoutChannel(exchange: exchange, routingKey: "", database: brokerURL.database)
+        while !isStopping {
+            do {
+                let connection = try RedisConnection(
+                    url: brokerURL,
+                    connectTimeout: .seconds(5),
+                    commandTimeout: .seconds(10),
+                    clientName: "swiftq-control"
+                )
+                let member = KombuRedisLayout.bindingMember(routingKey: "", queue: "\(node).\(exchange)")
+                try connection.command(
+                    "SADD",
+                    RedisArgument(layout.bindingKey(exchange: exchange)),
+                    RedisArgument(member)
+                )
+                let confirmation = try connection.command("PSUBSCRIBE", RedisArgument(channel))
+                guard confirmation.array?.first?.string == "psubscribe" else {
+                    throw RedisError(code: .protocol, message: "PSUBSCRIBE \(channel) returned \(confirmation)")
+                }
+                backoff.reset()
+                while !isStopping {
+                    guard let message = try connection.receive(timeout: .seconds(1)) else { continue }
+                    guard let parts = message.array, parts.count == 4, parts[0].string == "pmessage",
+                        let payload = parts[3].bytes
+                    else { continue }
+                    if let delivery = Self.control(payload, source: channel) {
+                        events.post(.control([delivery]))
+                    } else {
+                        events.post(.notice("ignoring a control message on \(channel) that is not a pidbox request"))
+                    }
+                }
+            } catch {
+                events.post(.notice("control channel \(channel): \(error); reconnecting"))
+                PlatformThread.sleep(for: backoff.next())
+            }
+        }
+    }
+
+    /// A pidbox request from a kombu envelope.
+    static func control(_ payload: [UInt8], source: String) -> ControlDelivery? {
+        guard let envelope = try? RedisEnvelope.decode(payload) else { return nil }
+        return ControlDelivery(json: envelope.body, source: source)
     }
 
     /// Decodes a reserved message on the fetcher's thread (the consumer loop only routes it).

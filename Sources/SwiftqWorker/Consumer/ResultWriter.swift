@@ -2,7 +2,7 @@ import SwiftqCore
 import SwiftqPlatform
 import SwiftqRedis
 
-/// Stores results in a Redis result backend on its own thread, then passes each completion on (its result
+/// Stores results in a Redis result backend on its own thread, then passes each plan on (its result
 /// dropped) to whoever acks it, in order: an ack never precedes its task's stored result.
 ///
 /// The AMQP transport uses it for `result_backend.url: redis://…`, so that a slow or restarting Redis never
@@ -11,18 +11,18 @@ import SwiftqRedis
 final class ResultWriter: Sendable {
     private let url: RedisURL
     private let expires: Duration?
-    private let queue = WorkQueue<Completion>()
+    private let queue = WorkQueue<Settlement>()
     private let finished = Semaphore()
     private let batchLimit = 64
     /// Receives each batch once its results are stored, with how many results that was.
-    private let forward: @Sendable ([Completion], Int) -> Void
+    private let forward: @Sendable ([Settlement], Int) -> Void
     /// Receives connection problems (`nil` once connected again).
     private let report: @Sendable (String?) -> Void
 
     init(
         url: RedisURL,
         expires: Duration?,
-        forward: @escaping @Sendable ([Completion], Int) -> Void,
+        forward: @escaping @Sendable ([Settlement], Int) -> Void,
         report: @escaping @Sendable (String?) -> Void
     ) {
         self.url = url
@@ -35,7 +35,7 @@ final class ResultWriter: Sendable {
         PlatformThread.startOrExit(name: "swiftq-results") { [self] in run() }
     }
 
-    func post(_ completions: [Completion]) { queue.post(completions) }
+    func post(_ plans: [Settlement]) { queue.post(plans) }
 
     /// Stores what is queued, then stops; waits at most `timeout`.
     func stop(timeout: Duration) {
@@ -46,7 +46,7 @@ final class ResultWriter: Sendable {
     private func run() {
         var backoff = Backoff()
         var backend: RedisResultBackend?
-        var pending: [Completion] = []
+        var pending: [Settlement] = []
         var stopped = false
         var failing = false
         while true {
@@ -58,9 +58,8 @@ final class ResultWriter: Sendable {
                 if pending.isEmpty { continue }
             }
             let batch = Array(pending.prefix(batchLimit))
-            let items = batch.compactMap { item -> ResultStoreItem? in
-                guard let id = item.taskID, let meta = item.meta else { return nil }
-                return ResultStoreItem(taskID: id, meta: meta, expires: expires)
+            let items = batch.compactMap { plan in
+                plan.result.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: expires) }
             }
             do {
                 if !items.isEmpty {
@@ -85,7 +84,7 @@ final class ResultWriter: Sendable {
                 forward(
                     batch.map { item in
                         var passed = item
-                        passed.meta = nil
+                        passed.result = nil
                         return passed
                     },
                     items.count

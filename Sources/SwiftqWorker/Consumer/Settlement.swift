@@ -15,6 +15,9 @@ struct Settlement: Sendable, Equatable {
     var result: StoredResult?
     /// The delivery this plan settles, if any (nil: a plan with no message of its own, e.g. a reply).
     var deliveryTag: String?
+    /// The task the delivery carries, when known: AMQP remembers finished tasks whose ack was lost with the
+    /// connection, so that their redelivered copies are not run again.
+    var taskID: String?
     /// What happens to the message last.
     var disposition: Disposition = .ack
     /// Give back every message this consumer still holds (warm or cold shutdown), after the rest.

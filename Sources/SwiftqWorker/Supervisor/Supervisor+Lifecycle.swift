@@ -209,7 +209,38 @@ extension Supervisor {
     }
 
     /// Sends `STATUS=` when the summary changed.
+    /// A consumer whose heartbeat is older than this is wedged (stopped, or its loop stuck): killed and replaced.
+    static let consumerHeartbeatLimit: Duration = .seconds(10)
+    /// A consumer whose fetch made no progress for this long while messages waited at the broker, its window had
+    /// room and the pool had an idle child has silently stopped consuming: killed and replaced.
+    static let consumerFetchStallLimit: Duration = .seconds(60)
+
+    /// Kills a consumer that is alive but no longer working (REVIEW D18; Celery's "stops consuming after a broker
+    /// reset"), so that the usual restart replaces it. Checked every second with the status.
+    func checkConsumerStall() {
+        guard state == .running, consumerReady, consumer.isAlive, consumer.state == .running,
+            let beat = lastConsumerHeartbeat
+        else { return }
+        let reason: String
+        if beat.duration(to: .now) > Self.consumerHeartbeatLimit {
+            reason = "no heartbeat for \(beat.duration(to: .now)) (limit \(Self.consumerHeartbeatLimit))"
+        } else if let fetch = consumerFetch, fetch.starved,
+            fetch.idle > Double(Self.consumerFetchStallLimit.components.seconds)
+        {
+            reason =
+                "its fetch made no progress for \(Int(fetch.idle))s while messages waited and the pool had room "
+                + "(limit \(Self.consumerFetchStallLimit))"
+        } else {
+            return
+        }
+        logger.error("killing the consumer (pid \(consumer.pid)): \(reason); it is replaced")
+        lastConsumerHeartbeat = nil
+        consumerFetch = nil
+        ChildProcess.signal(consumer.pid, SIGKILL)
+    }
+
     func refreshStatus() {
+        checkConsumerStall()
         guard state == .running || state == .reloading else { return }
         let status = statusLine
         if status != lastStatus {

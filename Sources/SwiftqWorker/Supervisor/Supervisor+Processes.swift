@@ -77,7 +77,10 @@ extension Supervisor {
         channel.send(
             ChannelMessage.make(
                 "configure",
-                ["yaml": .string(configurationText), "file": .string(configurationPath)]
+                [
+                    "yaml": .string(configurationText), "file": .string(configurationPath),
+                    "daemon_id": .string(daemonID),
+                ]
             )
         )
         for (slot, end) in pendingSlotEnds.sorted(by: { $0.key < $1.key }) {
@@ -104,6 +107,9 @@ extension Supervisor {
             lastConsumerHeartbeat = .now
         case "heartbeat":
             lastConsumerHeartbeat = .now
+            consumerFetch = message["fetch_idle"]?.doubleValue.map {
+                ($0, message["fetch_starved"]?.boolValue ?? false)
+            }
         case "stats":
             if let request = message["request"]?.intValue,
                 let reply = pendingConsumerQueries.removeValue(forKey: request)

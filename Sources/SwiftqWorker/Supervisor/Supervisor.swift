@@ -45,6 +45,12 @@ final class Supervisor {
     var consumerChannel: FramedChannel?
     var consumerReady = false
     var lastConsumerHeartbeat: ContinuousClock.Instant?
+    /// The fetch progress of the consumer's last heartbeat (seconds idle, starved), for ``checkConsumerStall()``.
+    var consumerFetch: (idle: Double, starved: Bool)?
+    /// Random per daemon start, given to each consumer: on Redis a consumer's reservations are owned by
+    /// `<node>#<daemonID>.<random>`, so a respawned consumer knows its predecessors (same daemon, one consumer at a
+    /// time) are dead and gives their messages back at once.
+    let daemonID = randomHex()
     var pool: [ManagedChild] = []
     /// The embedded dev broker's process, when enabled.
     var embeddedBroker: ManagedChild?

@@ -1,0 +1,206 @@
+import Foundation
+import SwiftqCore
+import Testing
+
+/// The transport contract end to end against real brokers: pidbox control deliveries from stock Celery, the
+/// prefetch window following reloads, incarnations of one node name on Redis, read-only Redis, and the supervisor
+/// replacing a consumer that stopped heartbeating.
+@Suite(.serialized) struct TransportContractTests {
+    /// Sends `broadcast('ping')` and `inspect().ping()` to `node` with stock Celery.
+    static func ping(broker: String, node: String) throws {
+        let result = try runCommand(
+            Python.interpreter,
+            [Python.scripts + "/control_ping.py", broker, node],
+            timeout: 60
+        )
+        guard result.status == 0 else { throw TestSetupError("control_ping.py failed: \(result.stderr)") }
+    }
+
+    static func pings(_ daemon: Daemon) -> Int64 {
+        (try? daemon.stats())?["broker"]?["control_methods"]?["ping"]?.intValue ?? 0
+    }
+
+    @Test func celeryPingsReachTheConsumerAsControlDeliveriesOnRedis() throws {
+        let redis = try RedisServer()
+        let node = "ping-\(UInt32.random(in: 0...UInt32.max))@test"
+        let daemon = try RedisInteropTests.daemon(broker: redis, workerYAMLExtra: "  hostname: \(node)\n")
+        #expect(eventually(timeout: 20) { (try? daemon.stats())?["broker"]?["connected"] == true })
+        // The control reader subscribes on its own connection; give it a moment after the fetcher connected.
+        #expect(
+            eventually(timeout: 20) {
+                (try? Self.ping(broker: redis.url, node: node)) != nil && Self.pings(daemon) >= 2
+            },
+            "pings seen: \(Self.pings(daemon)); log:\n\(daemon.log.suffix(3000))"
+        )
+        #expect(daemon.log.contains("control message ping"))
+    }
+
+    @Test func celeryPingsReachTheConsumerAsControlDeliveriesOnRabbitMQ() throws {
+        let rabbit = try RabbitMQNode.shared()
+        let queue = uniqueQueueName()
+        let node = "ping-\(queue)@test"
+        let daemon = try RabbitMQInteropTests.daemon(
+            broker: rabbit.url,
+            backend: nil,
+            queue: queue,
+            workerYAML: "  hostname: \(node)\n"
+        )
+        #expect(eventually(timeout: 20) { (try? daemon.stats())?["broker"]?["connected"] == true })
+        let queues = try rabbit.ctl(["list_queues", "--no-table-headers", "name", "exclusive", "auto_delete"])
+        #expect(queues.contains("\(node).celery.pidbox"), "pidbox queue missing: \(queues)")
+        try Self.ping(broker: rabbit.url, node: node)
+        #expect(
+            eventually(timeout: 10) { Self.pings(daemon) >= 2 },
+            "pings seen: \(Self.pings(daemon)); log:\n\(daemon.log.suffix(3000))"
+        )
+        // Control messages are never tasks.
+        #expect((try? daemon.stats())?["tasks"]?["received"]?.intValue == 0)
+    }
+
+    @Test func aReloadFromOneToFourChildrenRaisesTheRabbitMQWindowAndFeedsTheNewChildren() throws {
+        let rabbit = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        let count = 16
+        _ = try Python.celeryClient(
+            RabbitMQInteropTests.request(
+                broker: rabbit.url,
+                backend: redis.url(db: 1),
+                queue: queue,
+                calls: (0..<count).map { _ in ["task": "swiftq.sleep", "args": [1.5]] },
+                wait: false
+            )
+        )
+        let extraYAML = """
+            broker:
+              url: \(rabbit.url)
+            result_backend:
+              url: \(redis.url(db: 1))
+
+            """
+        let workerYAML = "  prefetch_multiplier: 1\n  queues: [\(queue)]\n"
+        let daemon = try Daemon(concurrency: 1, extraYAML: extraYAML, workerYAML: workerYAML)
+        #expect(eventually(timeout: 20) { ((try? rabbit.queueCounts(queue))?.unacked ?? 0) == 1 })
+        #expect(((try? rabbit.queueCounts(queue))?.unacked ?? 0) <= 1)
+        try Daemon.configuration(socket: daemon.socketPath, concurrency: 4, controlYAML: "", workerYAML: workerYAML)
+            .appending(extraYAML)
+            .write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        var samples: [Int] = []
+        #expect(
+            eventually(timeout: 30) {
+                let unacked = (try? rabbit.queueCounts(queue))?.unacked ?? 0
+                samples.append(unacked)
+                return unacked == 4
+            },
+            "unacked after the reload: \(samples)"
+        )
+        let consumers = try rabbit.ctl(["list_consumers", "--no-table-headers", "queue_name", "prefetch_count"])
+        #expect(
+            consumers.split(separator: "\n").contains { $0.hasPrefix(queue) && $0.hasSuffix("4") },
+            "consumers: \(consumers)"
+        )
+        #expect(
+            eventually(timeout: 20) { ((try? daemon.stats())?["tasks"]?["busy"]?.intValue ?? 0) == 4 },
+            "the new children were not fed"
+        )
+        #expect(samples.allSatisfy { $0 <= 4 }, "more than 4 unacked with 4 × 1: \(samples)")
+        #expect(
+            eventually(timeout: 60) {
+                (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue == Int64(count)
+            }
+        )
+    }
+
+    @Test func twoDaemonsWithOneNodeNameNeverTakeEachOthersReservations() throws {
+        let redis = try RedisServer()
+        let node = "twin@test"
+        let count = 24
+        var request = RedisInteropTests.request(
+            redis,
+            calls: (0..<count).map { _ in ["task": "swiftq.sleep", "args": [0.5]] },
+            timeout: 120
+        )
+        if case .object(var object) = request {
+            object["wait"] = false
+            request = .object(object)
+        }
+        let first = try RedisInteropTests.daemon(
+            broker: redis,
+            concurrency: 1,
+            prefetch: 4,
+            workerYAMLExtra: "  hostname: \(node)\n"
+        )
+        let sent = try Python.celeryClient(request)
+        #expect(eventually { ((try? first.stats())?["tasks"]?["received"]?.intValue ?? 0) >= 4 })
+        // The twin starts while the first holds reservations: before incarnations it gave them all back.
+        let second = try RedisInteropTests.daemon(
+            broker: redis,
+            concurrency: 1,
+            prefetch: 4,
+            workerYAMLExtra: "  hostname: \(node)\n"
+        )
+        #expect(eventually(timeout: 20) { second.log.contains("another worker with node name \(node)") })
+        #expect(
+            eventually(timeout: 90) {
+                let done = { (daemon: Daemon) in
+                    (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue ?? 0
+                }
+                return done(first) + done(second) >= Int64(count)
+            }
+        )
+        let executed = { (daemon: Daemon) in
+            (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue ?? 0
+        }
+        #expect(executed(first) + executed(second) == Int64(count), "a task ran twice")
+        #expect(!second.log.contains("back to the broker"), "the twin gave back the first daemon's reservations")
+        #expect(!first.log.contains("redelivered task received"))
+        for entry in sent {
+            let id = try #require(entry["id"]?.stringValue)
+            #expect(try redis.cli(["-n", "1", "GET", "celery-task-meta-\(id)"]).contains("SUCCESS"))
+        }
+        #expect(try redis.cli(["HLEN", "unacked"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+    }
+
+    @Test func aReadOnlyRedisIsALostConnectionUntilItIsWritableAgain() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis)
+        #expect(eventually(timeout: 20) { (try? daemon.stats())?["broker"]?["connected"] == true })
+        // A replica of a primary that is not there: it refuses writes with READONLY, as after a failover.
+        let nowhere = try freeLoopbackPort()
+        _ = try redis.cli(["REPLICAOF", "127.0.0.1", "\(nowhere)"])
+        #expect(
+            eventually(timeout: 20) { (try? daemon.stats())?["broker"]?["connected"] == false },
+            "log:\n\(daemon.log.suffix(2000))"
+        )
+        #expect(daemon.log.contains("READONLY"))
+        _ = try redis.cli(["REPLICAOF", "NO", "ONE"])
+        let results = try Python.celeryClient(
+            RedisInteropTests.request(redis, calls: [["task": "swiftq.add", "args": [2, 3]]], timeout: 30)
+        )
+        #expect(results.first?["result"] == 5)
+        #expect((try? daemon.stats())?["broker"]?["connected"] == true)
+    }
+
+    @Test func aStoppedConsumerIsKilledAndReplaced() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis)
+        // Stopped once it is up and heartbeating (a consumer that never gets ready is the startup's concern).
+        #expect(eventually(timeout: 20) { (try? daemon.stats())?["broker"]?["connected"] == true })
+        let consumer = try #require(try daemon.consumerPID())
+        kill(consumer, SIGSTOP)
+        defer { kill(consumer, SIGCONT) }
+        #expect(
+            eventually(timeout: 30) {
+                guard let pid = try? daemon.consumerPID() else { return false }
+                return pid != consumer
+            },
+            "log:\n\(daemon.log.suffix(2000))"
+        )
+        #expect(daemon.log.contains("killing the consumer (pid \(consumer)): no heartbeat"))
+        let results = try Python.celeryClient(
+            RedisInteropTests.request(redis, calls: [["task": "swiftq.add", "args": [1, 2]]], timeout: 30)
+        )
+        #expect(results.first?["result"] == 3)
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import SwiftqAMQP
+import SwiftqCore
+import Testing
+
+@testable import SwiftqWorker
+
+/// The RabbitMQ transport's settlement plans and pidbox against the node `SWIFTQ_TEST_AMQP_URL` names
+/// (`eval "$(dev/servers start DIR)"`); skipped without it.
+@Suite(.serialized) struct AMQPTransportTests {
+    static let url = ProcessInfo.processInfo.environment["SWIFTQ_TEST_AMQP_URL"]
+
+    /// Collects events until `done` says so (at most 15 s).
+    static func events(_ transport: AMQPTransport, until done: ([BrokerEvent]) -> Bool) -> [BrokerEvent] {
+        var seen: [BrokerEvent] = []
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            seen += transport.events.drain()
+            if done(seen) { break }
+            usleep(20_000)
+        }
+        return seen
+    }
+
+    static func tasks(_ events: [BrokerEvent]) -> [(id: String, tag: String, queue: String)] {
+        events.flatMap { event -> [(id: String, tag: String, queue: String)] in
+            guard case .delivered(let messages) = event else { return [] }
+            return messages.compactMap { message in
+                guard case .task(let task, let tag?, let queue) = message else { return nil }
+                return (task.id, tag, queue)
+            }
+        }
+    }
+
+    static func task(id: String, to queue: String) -> OutboundMessage {
+        var message = OutboundMessage(exchange: "", routingKey: queue, body: Array(#"[[1, 2], {}, {}]"#.utf8))
+        message.headers = ["lang": "py", "task": "swiftq.add", "id": .string(id), "retries": 0]
+        message.correlationID = id
+        return message
+    }
+
+    @Test(.enabled(if: url != nil)) func publishesAreConfirmedBeforeTheAckAndPidboxMessagesAreControl() throws {
+        let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let (first, second) = ("plans-a-\(suffix)", "plans-b-\(suffix)")
+        let node = "plans-\(suffix)@test"
+        let transport = try AMQPTransport(
+            url: try AMQPURL(parsing: try #require(Self.url)),
+            tls: nil,
+            broker: Configuration().broker,
+            queues: [first, second],
+            window: 4,
+            nodeName: node,
+            rpcResults: false,
+            redisResults: nil,
+            resultExpires: nil
+        )
+        transport.start()
+        defer { transport.stop(restoreHeld: false, timeout: .seconds(5)) }
+        let connected = Self.events(transport) { seen in
+            seen.contains { if case .state(true, _) = $0 { return true } else { return false } }
+        }
+        #expect(!connected.isEmpty)
+        // A plan of its own (no delivery): publish a task, which the transport then receives.
+        transport.settle(Settlement(publishes: [Self.task(id: "t-1", to: first)], disposition: .none))
+        let received = Self.tasks(Self.events(transport) { !Self.tasks($0).isEmpty })
+        let delivery = try #require(received.first)
+        #expect(delivery.id == "t-1" && delivery.queue == first)
+        // Settling it publishes a follow-up (a retry copy, say) first; the ack comes after its confirm.
+        transport.settle(
+            Settlement(
+                publishes: [Self.task(id: "t-2", to: second)],
+                deliveryTag: delivery.tag,
+                taskID: "t-1"
+            )
+        )
+        let after = Self.events(transport) { seen in
+            Self.tasks(seen).contains { $0.id == "t-2" }
+                && seen.contains {
+                    if case .settled(let tags, _) = $0 { return tags.contains(delivery.tag) } else { return false }
+                }
+        }
+        let followUp = try #require(Self.tasks(after).first { $0.id == "t-2" })
+        #expect(followUp.queue == second)
+        transport.settle(Settlement(deliveryTag: followUp.tag, taskID: "t-2"))
+        // A pidbox broadcast, as `app.control.broadcast('ping')` publishes it.
+        let ping: JSONValue = ["method": "ping", "arguments": [:], "destination": nil]
+        transport.settle(
+            Settlement(
+                publishes: [
+                    OutboundMessage(
+                        exchange: "celery.pidbox",
+                        exchangeType: .fanout,
+                        routingKey: "",
+                        body: ping.serialized()
+                    )
+                ],
+                disposition: .none
+            )
+        )
+        let control = Self.events(transport) { seen in
+            seen.contains { if case .control = $0 { return true } else { return false } }
+        }
+        let methods = control.flatMap { event -> [String] in
+            guard case .control(let deliveries) = event else { return [] }
+            return deliveries.compactMap { $0.body["method"]?.stringValue }
+        }
+        #expect(methods == ["ping"])
+        #expect(Self.tasks(control).isEmpty, "a control message was decoded as a task")
+    }
+}

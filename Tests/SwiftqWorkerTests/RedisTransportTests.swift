@@ -1,0 +1,202 @@
+import Foundation
+import OrderedCollections
+import SwiftqCore
+import SwiftqRedis
+import Testing
+
+@testable import SwiftqWorker
+
+/// Pure parts of the transport contract: envelopes for publishes, pidbox requests.
+@Suite struct SettlementEncodingTests {
+    @Test func anOutboundMessageIsAKombuEnvelopeThatRoutesBackToItsQueue() throws {
+        var message = OutboundMessage(exchange: "", routingKey: "retry-queue", body: Array(#"[[1], {}, {}]"#.utf8))
+        message.headers = ["id": "abc", "task": "tasks.add"]
+        message.priority = 6
+        message.correlationID = "abc"
+        let envelope = try RedisEnvelope.decode(message.redisEnvelope(deliveryTag: "tag-1"))
+        #expect(envelope.body == message.body)
+        #expect(envelope.routingKey == "retry-queue")
+        #expect(envelope.exchange == "")
+        #expect(envelope.priority == 6)
+        #expect(envelope.deliveryTag == "tag-1")
+        #expect(envelope.headers["task"] == "tasks.add")
+        #expect(envelope.properties["delivery_mode"] == 2)
+    }
+
+    @Test func aPidboxEnvelopeIsAControlDelivery() throws {
+        let body: JSONValue = [
+            "method": "ping", "arguments": [:], "destination": nil, "pattern": nil, "matcher": nil,
+            "ticket": "t-1", "reply_to": ["exchange": "reply.celery.pidbox", "routing_key": "r-1"],
+        ]
+        let request = OutboundMessage(
+            exchange: "celery.pidbox",
+            exchangeType: .fanout,
+            routingKey: "",
+            body: body.serialized()
+        )
+        let delivery = try #require(
+            RedisTransport.control(request.redisEnvelope(deliveryTag: "d"), source: "/0.celery.pidbox")
+        )
+        #expect(delivery.body["method"] == "ping")
+        #expect(delivery.body["reply_to"]?["routing_key"] == "r-1")
+        #expect(delivery.source == "/0.celery.pidbox")
+        #expect(RedisTransport.control(Array("not json".utf8), source: "x") == nil)
+        #expect(ControlDelivery(json: Array(#"{"id": 1}"#.utf8), source: "x") == nil)
+    }
+
+    @Test func incarnationIDsAreRandomHex() {
+        let first = randomHex()
+        #expect(first.count == 32)
+        #expect(first.allSatisfy { $0.isHexDigit })
+        #expect(first != randomHex())
+    }
+}
+
+/// The Redis transport's settlement plans against a private redis-server: publishes, then the result, then the
+/// ack; a publish that cannot be routed stops its plan with the message still unacked.
+@Suite(.serialized) struct RedisTransportTests {
+    final class Server {
+        let directory: String
+        let socket: String
+        let process = Process()
+
+        init() throws {
+            var template = Array("/tmp/swiftq-transport-XXXXXX".utf8CString)
+            guard let made = mkdtemp(&template) else { throw CancellationError() }
+            directory = String(cString: made)
+            socket = directory + "/redis.sock"
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+            process.arguments = [
+                "--port", "0", "--unixsocket", socket, "--save", "", "--appendonly", "no", "--dir", directory,
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            for _ in 0..<100 {
+                if (try? RedisConnection(url: url(0), connectTimeout: .seconds(1), commandTimeout: .seconds(1))) != nil
+                {
+                    return
+                }
+                usleep(50_000)
+            }
+        }
+
+        func url(_ database: Int) -> RedisURL { RedisURL(endpoint: .unix(path: socket), database: database) }
+
+        func connect(_ database: Int = 0) throws -> RedisConnection {
+            try RedisConnection(url: url(database), connectTimeout: .seconds(2), commandTimeout: .seconds(5))
+        }
+
+        deinit {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    /// Waits for events until `done` says so (at most 10 s); returns all seen.
+    static func events(
+        _ transport: RedisTransport,
+        until done: ([BrokerEvent]) -> Bool
+    ) -> [BrokerEvent] {
+        var seen: [BrokerEvent] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            seen += transport.events.drain()
+            if done(seen) { break }
+            usleep(20_000)
+        }
+        return seen
+    }
+
+    static func delivered(_ events: [BrokerEvent]) -> [String] {
+        events.flatMap { event -> [String] in
+            guard case .delivered(let messages) = event else { return [] }
+            return messages.compactMap { message in
+                if case .task(_, let tag, _) = message { return tag }
+                return nil
+            }
+        }
+    }
+
+    static func settled(_ events: [BrokerEvent]) -> [String] {
+        events.flatMap { event -> [String] in
+            guard case .settled(let tags, _) = event else { return [] }
+            return tags
+        }
+    }
+
+    func run(_ body: (Server, RedisTransport, RedisConnection) throws -> Void) throws {
+        let server = try Server()
+        let transport = try RedisTransport(
+            brokerURL: server.url(0),
+            backendURL: server.url(1),
+            queues: ["in"],
+            node: "plans@test",
+            resultExpires: nil,
+            visibilityTimeout: .seconds(3600)
+        )
+        transport.start()
+        defer { transport.stop(restoreHeld: false, timeout: .seconds(5)) }
+        let client = try server.connect()
+        try client.command("LPUSH", "in", RedisArgument(envelope(id: "task-1")))
+        transport.grant(1)
+        let tags = Self.delivered(Self.events(transport) { !Self.delivered($0).isEmpty })
+        #expect(tags.count == 1)
+        try body(server, transport, client)
+    }
+
+    func envelope(id: String) -> [UInt8] {
+        var message = OutboundMessage(exchange: "", routingKey: "in", body: Array(#"[[], {}, {}]"#.utf8))
+        message.headers = ["lang": "py", "task": "swiftq.add", "id": .string(id)]
+        return message.redisEnvelope(deliveryTag: id + "-tag")
+    }
+
+    @Test func publishesThenTheResultThenTheAck() throws {
+        try run { server, transport, client in
+            transport.settle(
+                Settlement(
+                    publishes: [OutboundMessage(exchange: "", routingKey: "out", body: Array("retry".utf8))],
+                    result: StoredResult(taskID: "task-1", meta: Array(#"{"status": "RETRY"}"#.utf8)),
+                    deliveryTag: "task-1-tag",
+                    taskID: "task-1"
+                )
+            )
+            let events = Self.events(transport) { Self.settled($0).contains("task-1-tag") }
+            #expect(Self.settled(events) == ["task-1-tag"])
+            let pushed = try client.command("LRANGE", "out", "0", "-1").array ?? []
+            #expect(pushed.count == 1)
+            let published = try RedisEnvelope.decode(try #require(pushed.first?.bytes))
+            #expect(published.body == Array("retry".utf8))
+            #expect(try server.connect(1).command("GET", "celery-task-meta-task-1").string == #"{"status": "RETRY"}"#)
+            #expect(try client.command("HLEN", "unacked").integer == 0)
+        }
+    }
+
+    @Test func anUnroutablePublishStopsThePlanAndLeavesTheMessageUnacked() throws {
+        try run { server, transport, client in
+            transport.settle(
+                Settlement(
+                    publishes: [OutboundMessage(exchange: "nobody-bound", routingKey: "x", body: Array("lost".utf8))],
+                    result: StoredResult(taskID: "task-1", meta: Array(#"{"status": "RETRY"}"#.utf8)),
+                    deliveryTag: "task-1-tag",
+                    taskID: "task-1"
+                )
+            )
+            let events = Self.events(transport) { seen in
+                seen.contains { event in
+                    if case .notice(let text) = event { return text.contains("stopped") }
+                    return false
+                }
+            }
+            #expect(Self.settled(events).isEmpty)
+            // A later plan still goes through: the writer is not stuck on the stopped one.
+            transport.settle(Settlement(deliveryTag: nil, taskID: nil, disposition: .none))
+            usleep(200_000)
+            let stored = try server.connect(1).command("EXISTS", "celery-task-meta-task-1").integer
+            let unacked = try client.command("HLEN", "unacked").integer
+            #expect(stored == 0)
+            #expect(unacked == 1)
+        }
+    }
+}
