@@ -68,9 +68,13 @@ struct BeatSchedulerTests {
     @Test func adoptingAnotherHoldersRecord() {
         var scheduler = BeatScheduler()
         scheduler.apply(Self.configured(Self.entry("a", every: 1)), lastRuns: [:], now: 100)
-        // The old holder published up to 104; this node takes over at 107: 105 and 106 are still due, one by one.
-        scheduler.adopt(lastRun: 104, for: "a", now: 107, window: 10)
-        #expect(scheduler.due(now: 107) == [.init(entry: "a", scheduledAt: 105)])
+        // The old holder published up to 104; this node takes over at 107.5: 105, 106 and 107 are handed back once.
+        let missed = scheduler.adopt(lastRun: 104, for: "a", now: 107.5, window: 10)
+        #expect(missed.map(\.scheduledAt) == [105, 106, 107])
+        #expect(scheduler.due(now: 107.5).isEmpty)
+        #expect(scheduler.nextDue?.at == 108)
+        // Runs older than the window are not replayed (catch_up none).
+        #expect(scheduler.adopt(lastRun: 50, for: "a", now: 107.5, window: 2).map(\.scheduledAt) == [106, 107])
     }
 
     @Test func leaseMachine() {

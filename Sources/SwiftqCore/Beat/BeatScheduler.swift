@@ -117,22 +117,30 @@ public struct BeatScheduler: Sendable {
         entries[run.entry] = state
     }
 
-    /// Adopts a last run recorded elsewhere (the broker's record, when this node takes the lease over): runs up to
-    /// it are not published again. Runs scheduled after it and before `now` within `window` are kept due, so a
-    /// takeover loses none; older ones follow the entry's catch-up rule.
-    public mutating func adopt(lastRun: Double, for name: String, now: Double, window: Double) {
-        guard var state = entries[name] else { return }
-        if let last = state.lastRun, last > lastRun { return }
+    /// Adopts a last run recorded elsewhere (the broker's record, when this node takes the lease over), and returns
+    /// the runs scheduled after it up to `now` that are no older than `window`: the caller publishes those, so a
+    /// takeover loses none. Older missed runs follow the entry's catch-up rule (`once`: one run now). The entry then
+    /// waits for its first time after `now`.
+    public mutating func adopt(lastRun: Double, for name: String, now: Double, window: Double) -> [Run] {
+        guard var state = entries[name] else { return [] }
         state.lastRun = lastRun
-        if let next = Self.next(state.entry, zone: state.zone, after: lastRun), next <= now - window {
-            switch state.entry.catchUp {
-            case .none: state.nextRun = Self.next(state.entry, zone: state.zone, after: now)
-            case .once: state.nextRun = now
+        var missed: [Run] = []
+        var skippedOlder = false
+        var next = Self.next(state.entry, zone: state.zone, after: lastRun)
+        while let time = next, time <= now, missed.count < 1000 {
+            if time > now - window {
+                missed.append(Run(entry: name, scheduledAt: time))
+            } else {
+                skippedOlder = true
             }
-        } else {
-            state.nextRun = Self.next(state.entry, zone: state.zone, after: lastRun)
+            next = Self.next(state.entry, zone: state.zone, after: time)
         }
+        if skippedOlder && missed.isEmpty && state.entry.catchUp == .once {
+            missed.append(Run(entry: name, scheduledAt: now))
+        }
+        state.nextRun = next
         entries[name] = state
+        return missed
     }
 
     /// The entry that runs soonest, and when.
@@ -143,7 +151,7 @@ public struct BeatScheduler: Sendable {
 
 extension Duration {
     /// The duration in seconds, as a `Double`.
-    var secondsValue: Double {
+    public var secondsValue: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }
