@@ -95,7 +95,7 @@ final class BeatProcess {
         let ticker = loop.repeating(every: Self.tickInterval) { [unowned self] in tick() }
         while !stopping { loop.runOnce(timeout: .milliseconds(500)) }
         ticker.cancel()
-        if lease.stop() == .release { try? lock?.release() }
+        if lease.stop() == .release { try? lock?.release(now: Self.now()) }
         saveState()
         supervisor?.flush(blockingFor: .seconds(1))
         logger.info("beat stopped")
@@ -187,7 +187,7 @@ final class BeatProcess {
             switch lease.tick(now: now) {
             case .none: break
             case .acquire:
-                if let fence = try lock?.acquire(ttl: lease.ttl) {
+                if let fence = try lock?.acquire(ttl: lease.ttl, now: now) {
                     lease.acquired(fence: fence, at: now)
                     logger.info("took the beat lease", metadata: ["fence": "\(fence)"])
                     try takeOver(now: now)
@@ -195,14 +195,14 @@ final class BeatProcess {
                     lease.acquireFailed(at: now)
                 }
             case .renew:
-                if try lock?.renew(ttl: lease.ttl) == true {
+                if try lock?.renew(ttl: lease.ttl, now: now) == true {
                     lease.renewed(at: now)
                 } else {
                     logger.warning("lost the beat lease")
                     lease.lost(at: now)
                 }
             case .release:
-                try lock?.release()
+                try lock?.release(now: now)
             }
             if lease.mayPublish(at: now) {
                 for run in scheduler.due(now: now) { try publish(run, now: now) }
@@ -266,13 +266,20 @@ final class BeatProcess {
         reconnectAt = now + 1
     }
 
-    /// After taking the lease: adopt what the previous holder recorded, and publish the runs it missed (scheduled
-    /// since its last record, within one lease time), so a takeover neither repeats nor loses a run.
+    /// After taking the lease: adopt what the previous holder recorded, and publish the runs it missed, so a
+    /// takeover neither repeats nor loses a run.
+    ///
+    /// Which runs were "missed in a takeover" and which "missed in downtime" is told by when a holder was last
+    /// alive (its last renewal or release, recorded with the runs): a takeover that follows within one lease time
+    /// and a retry replays every run since then; after a longer gap nobody was scheduling, and each entry's
+    /// `catch_up` applies instead.
     private func takeOver(now: Double) throws(RedisError) {
         guard let lock else { return }
-        let recorded = try lock.recordedRuns()
+        let (recorded, alive) = try lock.recordedRuns()
+        var window = 0.0
+        if let alive, now - alive <= lease.ttl + lease.retryInterval + 1 { window = now - alive + 1 }
         for (name, at) in recorded where scheduler.entries[name] != nil {
-            for run in scheduler.adopt(lastRun: at, for: name, now: now, window: lease.ttl * 2) {
+            for run in scheduler.adopt(lastRun: at, for: name, now: now, window: window) {
                 try publish(run, now: now)
             }
         }

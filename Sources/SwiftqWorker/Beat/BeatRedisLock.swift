@@ -28,21 +28,24 @@ final class BeatRedisLock {
             if redis.call('EXISTS', KEYS[1]) == 1 then return false end
             local fence = redis.call('INCR', KEYS[2])
             redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence, 'NX', 'PX', ARGV[2])
+            redis.call('HSET', KEYS[3], '.alive', ARGV[3])
             return fence
             """
     )
     static let renewScript = RedisScript(
         name: "beat-renew",
         source: """
-            if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-            return 0
+            if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+            redis.call('HSET', KEYS[2], '.alive', ARGV[3])
+            return redis.call('PEXPIRE', KEYS[1], ARGV[2])
             """
     )
     static let releaseScript = RedisScript(
         name: "beat-release",
         source: """
-            if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-            return 0
+            if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+            redis.call('HSET', KEYS[2], '.alive', ARGV[2])
+            return redis.call('DEL', KEYS[1])
             """
     )
     /// Checks the lease and the fence, refuses a run not newer than the recorded one, records it and (on a Redis
@@ -66,11 +69,11 @@ final class BeatRedisLock {
     )
 
     /// Tries to take the lease; returns the new fencing token, or nil when another node holds it.
-    func acquire(ttl: Double) throws(RedisError) -> Int64? {
+    func acquire(ttl: Double, now: Double) throws(RedisError) -> Int64? {
         let reply = try connection.run(
             Self.acquireScript,
-            keys: [RedisArgument(name), RedisArgument("\(name).fence")],
-            arguments: [RedisArgument(node), RedisArgument(Int(ttl * 1000))]
+            keys: [RedisArgument(name), RedisArgument("\(name).fence"), RedisArgument(runsKey)],
+            arguments: [RedisArgument(node), RedisArgument(Int(ttl * 1000)), RedisArgument(Self.format(now))]
         )
         guard let fence = reply.integer else { return nil }
         value = "\(node):\(fence)"
@@ -78,19 +81,23 @@ final class BeatRedisLock {
     }
 
     /// Extends the lease if it is still ours.
-    func renew(ttl: Double) throws(RedisError) -> Bool {
+    func renew(ttl: Double, now: Double) throws(RedisError) -> Bool {
         guard let value else { return false }
         let reply = try connection.run(
             Self.renewScript,
-            keys: [RedisArgument(name)],
-            arguments: [RedisArgument(value), RedisArgument(Int(ttl * 1000))]
+            keys: [RedisArgument(name), RedisArgument(runsKey)],
+            arguments: [RedisArgument(value), RedisArgument(Int(ttl * 1000)), RedisArgument(Self.format(now))]
         )
         return reply.integer == 1
     }
 
-    func release() throws(RedisError) {
+    func release(now: Double) throws(RedisError) {
         guard let value else { return }
-        _ = try connection.run(Self.releaseScript, keys: [RedisArgument(name)], arguments: [RedisArgument(value)])
+        _ = try connection.run(
+            Self.releaseScript,
+            keys: [RedisArgument(name), RedisArgument(runsKey)],
+            arguments: [RedisArgument(value), RedisArgument(Self.format(now))]
+        )
         self.value = nil
     }
 
@@ -99,19 +106,20 @@ final class BeatRedisLock {
         try connection.command("GET", RedisArgument(name)).string
     }
 
-    /// The recorded last run of every entry.
-    func recordedRuns() throws(RedisError) -> [String: Double] {
+    /// The recorded last run of every entry, and when a holder last renewed (or released) the lease.
+    func recordedRuns() throws(RedisError) -> (runs: [String: Double], alive: Double?) {
         let reply = try connection.command("HGETALL", RedisArgument(runsKey))
         var result: [String: Double] = [:]
+        var alive: Double?
         let items = reply.array ?? []
         var index = 0
         while index + 1 < items.count {
-            if let key = items[index].string, !key.hasPrefix("."), let at = items[index + 1].double {
-                result[key] = at
+            if let key = items[index].string, let at = items[index + 1].double {
+                if key == ".alive" { alive = at } else if !key.hasPrefix(".") { result[key] = at }
             }
             index += 2
         }
-        return result
+        return (result, alive)
     }
 
     /// What a fenced publish did.
