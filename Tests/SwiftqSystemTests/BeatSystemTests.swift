@@ -253,3 +253,59 @@ struct BeatSystemTests {
         #expect(daemon.waitForExit() == 0)
     }
 }
+
+/// The same singleton guarantee on RabbitMQ: the lease and the record of runs live in the Redis result backend,
+/// and runs are published to RabbitMQ with confirms.
+@Suite("Beat: system (RabbitMQ)", .serialized)
+struct BeatRabbitMQTests {
+    @Test(.timeLimit(.minutes(3)))
+    func twoDaemonsOneLeaseAndTakeoverOnRabbitMQ() throws {
+        let rabbit = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let scratch = try TemporaryDirectory()
+        let queue = uniqueQueueName("beat")
+        func yaml(_ state: String) -> String {
+            """
+            broker:
+              url: \(rabbit.url)
+            result_backend:
+              url: \(redis.url(db: 1))
+            beat:
+              enabled: true
+              state: \(scratch.path)/\(state)
+              lock_timeout: 3s
+              schedule:
+                tick:
+                  task: swiftq.add
+                  every: 1s
+                  queue: \(queue)
+            """
+        }
+        func count() -> Int { ((try? rabbit.queueCounts(queue)) ?? nil)?.ready ?? 0 }
+        let first = try Daemon(concurrency: 1, extraYAML: yaml("a.json"))
+        let second = try Daemon(concurrency: 1, extraYAML: yaml("b.json"))
+        #expect(eventually(timeout: 15) { count() >= 1 }, "\(first.log)")
+        // rabbitmqctl takes about a second per call, so counts here are within ±2 of the truth (a doubled or a lost
+        // takeover would be off by 3 or more).
+        let base = count()
+        let start = Date()
+        Thread.sleep(forTimeInterval: 10)
+        let published = count() - base
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(abs(Double(published) - elapsed) <= 2.5, "\(published) runs in \(elapsed)s")
+        let holders = [first, second].filter { (try? $0.stats()["beat"]?["holder"]?.boolValue) == true }
+        try #require(holders.count == 1, "holders: \(holders.count)")
+        let other = holders[0] === first ? second : first
+        let beforeKill = count()
+        let killedAt = Date()
+        kill(holders[0].pid, SIGKILL)
+        #expect(eventually(timeout: 5) { (try? other.stats()["beat"]?["holder"]?.boolValue) == true })
+        Thread.sleep(forTimeInterval: 6)
+        let afterTakeover = count() - beforeKill
+        let sinceKill = Date().timeIntervalSince(killedAt)
+        #expect(abs(Double(afterTakeover) - sinceKill) <= 2.5, "\(afterTakeover) runs in \(sinceKill)s after the kill")
+        other.signal(SIGTERM)
+        #expect(other.waitForExit() == 0)
+        _ = try? rabbit.ctl(["delete_queue", queue])
+    }
+}

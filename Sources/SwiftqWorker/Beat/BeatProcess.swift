@@ -38,6 +38,8 @@ final class BeatProcess {
     var scheduler = BeatScheduler()
     var lease = BeatLease(ttl: 10)
     var lock: BeatRedisLock?
+    /// The RabbitMQ publisher, when the broker is RabbitMQ (the lock is then in the Redis result backend).
+    var amqp: BeatAMQPPublisher?
     let layout = KombuRedisLayout()
     let node: String
     var lockHolder: String?
@@ -129,7 +131,10 @@ final class BeatProcess {
         let brokerChanged =
             new.broker.url != configuration.broker.url || new.beat.lockName != configuration.beat.lockName
         configuration = new
-        if initial || brokerChanged { lock = nil }
+        if initial || brokerChanged {
+            lock = nil
+            amqp = nil
+        }
         if initial { lease = BeatLease(ttl: new.beat.lockTimeout.secondsValue) }
         scheduler.apply(entries, lastRuns: initial ? BeatStateFile.load(new.beat.state) : [:], now: Self.now())
         configured = true
@@ -228,7 +233,8 @@ final class BeatProcess {
         guard now >= reconnectAt else { return false }
         guard let url = lockURL else {
             if lastError == nil {
-                lastError = "beat needs a Redis broker (RabbitMQ deployments: not supported yet)"
+                lastError =
+                    "beat needs Redis for its lease: a Redis broker, or with RabbitMQ a Redis result_backend.url"
                 logger.error("\(lastError ?? "")")
             }
             reconnectAt = now + 60
@@ -241,6 +247,7 @@ final class BeatProcess {
                 commandTimeout: .seconds(2),
                 clientName: "swiftq:beat"
             )
+            if isAMQPBroker && amqp == nil { amqp = try BeatAMQPPublisher(configuration: configuration) }
             lock = BeatRedisLock(connection: connection, name: configuration.beat.lockName, node: node)
             logger.info("beat connected", metadata: ["redis": "\(connection.url.redacted)"])
             return true
@@ -250,10 +257,18 @@ final class BeatProcess {
         }
     }
 
+    private var isAMQPBroker: Bool {
+        let scheme = configuration.broker.url.split(separator: ":").first.map { $0.lowercased() } ?? ""
+        return scheme == "amqp" || scheme == "amqps"
+    }
+
+    /// Where the lease lives: the Redis broker, or on RabbitMQ the Redis result backend.
     private var lockURL: String? {
-        var url = configuration.broker.url
-        if url == "embedded" { url = Configuration.EmbeddedBroker.url(for: configuration, database: 0) }
-        let scheme = url.split(separator: ":").first.map(String.init) ?? ""
+        var url = isAMQPBroker ? (configuration.resultBackend.url ?? "") : configuration.broker.url
+        if url == "embedded" {
+            url = Configuration.EmbeddedBroker.url(for: configuration, database: isAMQPBroker ? 1 : 0)
+        }
+        let scheme = url.split(separator: ":").first.map { $0.lowercased() } ?? ""
         return ["redis", "rediss", "redis+socket", "unix"].contains(scheme) ? url : nil
     }
 
@@ -270,14 +285,15 @@ final class BeatProcess {
     /// takeover neither repeats nor loses a run.
     ///
     /// Which runs were "missed in a takeover" and which "missed in downtime" is told by when a holder was last
-    /// alive (its last renewal or release, recorded with the runs): a takeover that follows within one lease time
+    /// alive (its last renewal or release, recorded with the runs): a takeover that follows within two lease times
     /// and a retry replays every run since then; after a longer gap nobody was scheduling, and each entry's
     /// `catch_up` applies instead.
     private func takeOver(now: Double) throws(RedisError) {
         guard let lock else { return }
         let (recorded, alive) = try lock.recordedRuns()
         var window = 0.0
-        if let alive, now - alive <= lease.ttl + lease.retryInterval + 1 { window = now - alive + 1 }
+        // The holder renews every third of the lease; a follower sees it expire within one retry.
+        if let alive, now - alive <= 2 * lease.ttl + lease.retryInterval { window = now - alive + 1 }
         for (name, at) in recorded where scheduler.entries[name] != nil {
             for run in scheduler.adopt(lastRun: at, for: name, now: now, window: window) {
                 try publish(run, now: now)
@@ -291,14 +307,23 @@ final class BeatProcess {
         let entry = state.entry
         let message = Self.message(for: entry, scheduledAt: run.scheduledAt, now: now)
         let priority = entry.priority ?? 0
-        let envelope = message.redisEnvelope(queue: entry.routingKey ?? entry.queue, priority: priority, replyTo: nil)
-        switch try lock.publish(
-            run,
-            fence: fence,
-            envelope: (envelope, entry.routingKey ?? entry.queue, priority),
-            layout: layout
-        ) {
+        let queue = entry.routingKey ?? entry.queue
+        // On RabbitMQ the run is recorded under the lease first, then published; on Redis both in one script.
+        let envelope =
+            isAMQPBroker
+            ? nil : (message.redisEnvelope(queue: queue, priority: priority, replyTo: nil), queue, priority)
+        switch try lock.publish(run, fence: fence, envelope: envelope, layout: layout) {
         case .published:
+            if isAMQPBroker {
+                do {
+                    if amqp == nil { amqp = try BeatAMQPPublisher(configuration: configuration) }
+                    try amqp?.publish(message, queue: queue, priority: entry.priority)
+                } catch {
+                    logger.error("run of \(entry.name) recorded but not published to RabbitMQ: \(error)")
+                    self.amqp = nil
+                    reconnectAt = now + 1
+                }
+            }
             published += 1
             logger.info(
                 "published \(entry.name)",
@@ -338,6 +363,16 @@ final class BeatProcess {
         let now = Self.now()
         let message = Self.message(for: entry, scheduledAt: now, now: now)
         let queue = entry.routingKey ?? entry.queue
+        if isAMQPBroker {
+            do {
+                if amqp == nil { amqp = try BeatAMQPPublisher(configuration: configuration) }
+                try amqp?.publish(message, queue: queue, priority: entry.priority)
+                return nil
+            } catch {
+                amqp = nil
+                return "\(error)"
+            }
+        }
         let envelope = message.redisEnvelope(queue: queue, priority: entry.priority ?? 0, replyTo: nil)
         do {
             let member = RedisArgument(KombuRedisLayout.bindingMember(routingKey: queue, queue: queue))
