@@ -195,6 +195,50 @@ struct BeatSystemTests {
         #expect(other.waitForExit() == 0)
     }
 
+    /// A holder paused past its lease (SIGSTOP) loses it to the other beat; when it resumes it publishes nothing
+    /// that the new holder published: the fenced publish script refuses it. Standalone `swiftqd beat` processes.
+    @Test(.timeLimit(.minutes(2)))
+    func pausedHolderCannotPublishAfterLosingTheLease() throws {
+        let redis = try RedisServer()
+        let scratch = try TemporaryDirectory()
+        let entries = """
+                tick:
+                  task: swiftq.add
+                  every: 1s
+                  queue: fenced
+            """
+        let configA = try scratch.write(
+            "a.yaml",
+            Self.beatYAML(redis: redis, state: scratch.path + "/a.json", entries: entries)
+        )
+        let configB = try scratch.write(
+            "b.yaml",
+            Self.beatYAML(redis: redis, state: scratch.path + "/b.json", entries: entries)
+        )
+        let a = try Self.standaloneBeat(configA, log: scratch.path + "/a.log")
+        defer { a.stop() }
+        #expect(eventually(timeout: 10) { Self.length(redis, "fenced") >= 1 })
+        let b = try Self.standaloneBeat(configB, log: scratch.path + "/b.log")
+        defer { b.stop() }
+        Thread.sleep(forTimeInterval: 1)
+        // The lease value is "<node>:<fence>", the node "beat@host:<pid>:<random>".
+        let holderValue = try redis.cli(["GET", "swiftq.beat.lock"])
+        #expect(holderValue.contains(":\(a.pid):"), "holder \(holderValue)")
+        let base = Self.length(redis, "fenced")
+        let start = Date()
+        kill(a.pid, SIGSTOP)
+        Thread.sleep(forTimeInterval: 5)
+        let during = try redis.cli(["GET", "swiftq.beat.lock"])
+        #expect(during.contains(":\(b.pid):"), "holder while A is stopped: \(during)")
+        kill(a.pid, SIGCONT)
+        Thread.sleep(forTimeInterval: 4)
+        let published = Self.length(redis, "fenced") - base
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(abs(Double(published) - elapsed) <= 1.5, "\(published) runs in \(elapsed)s")
+        let after = try redis.cli(["GET", "swiftq.beat.lock"])
+        #expect(after.contains(":\(b.pid):"), "holder after A resumed: \(after)")
+    }
+
     /// SIGHUP adds and removes entries in place; a broken schedule is rejected with its position and the old one
     /// keeps running.
     @Test(.timeLimit(.minutes(2)))
