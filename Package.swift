@@ -115,6 +115,8 @@ let package = Package(
             name: "SwiftqWorkerTests",
             dependencies: [
                 "SwiftqWorker", "SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections"),
+                // The beat lock's scripts are tested against a real redis-server.
+                "SwiftqRedis", "SwiftqPlatform",
             ]
         ),
         .testTarget(
