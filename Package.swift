@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(
             name: "SwiftqWorkerTests",
             dependencies: [
-                "SwiftqWorker", "SwiftqCore", "SwiftqRedis", "SwiftqAMQP",
+                "SwiftqWorker", "SwiftqCore", "SwiftqRedis", "SwiftqAMQP", "SwiftqPlatform",
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ]
         ),

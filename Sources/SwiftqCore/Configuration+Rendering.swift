@@ -60,7 +60,42 @@ extension Configuration {
                 writer.key("timeout", duration: task.timeout)
             }
         }
+        writer.beat(beat)
         return writer.lines.joined(separator: "\n") + "\n"
+    }
+}
+
+extension YAMLWriter {
+    /// Section `beat`; argument values are written as JSON, which YAML reads back as the same values.
+    fileprivate mutating func beat(_ beat: Configuration.Beat) {
+        section("beat")
+        key("enabled", beat.enabled)
+        key("timezone", beat.timezone)
+        key("state", beat.state)
+        key("lock_timeout", duration: beat.lockTimeout)
+        key("lock_name", beat.lockName)
+        // No schedule, no line: `schedule` is documented by its entries' keys, not as a key with a default.
+        guard !beat.schedule.isEmpty else { return }
+        lines.append("  schedule:")
+        for entry in beat.schedule.values {
+            lines.append("    \(Self.scalar(entry.name)):")
+            indent = "      "
+            key("task", entry.task)
+            switch entry.schedule {
+            case .interval(let every): key("every", duration: every)
+            case .cron(let expression): key("cron", expression.source)
+            }
+            if let zone = entry.timezone { key("timezone", zone) }
+            plain("args", String(decoding: JSONValue.array(entry.args).serialized(), as: UTF8.self))
+            plain("kwargs", String(decoding: JSONValue.object(entry.kwargs).serialized(), as: UTF8.self))
+            key("queue", entry.queue)
+            key("routing_key", entry.routingKey)
+            if let priority = entry.priority { key("priority", priority) } else { plain("priority", "~") }
+            key("expires", duration: entry.expires)
+            plain("headers", String(decoding: JSONValue.object(entry.headers).serialized(), as: UTF8.self))
+            key("catch_up", entry.catchUp.rawValue)
+        }
+        indent = "  "
     }
 }
 

@@ -22,6 +22,8 @@ public struct Configuration: Sendable, Equatable {
     /// Section `tasks`: programs run as Celery tasks, by task name, in file order. Empty by default: only the
     /// built-in `swiftq.*` tasks are served.
     public var tasks: OrderedDictionary<String, ExecTask>
+    /// Section `beat`: the embedded periodic-task scheduler.
+    public var beat = Beat()
 
     /// A configuration with every default, the same as parsing an empty file.
     public init() {
@@ -64,5 +66,11 @@ public struct Configuration: Sendable, Equatable {
         ConfigurationSchema.sections.flatMap { section in
             (section.entries?.keys ?? []).map { "\(section.name).\(ConfigurationEntries.placeholder).\($0)" }
         }
+    }
+
+    /// The keys of one `beat.schedule` entry, with the entry's name as `<name>`: `"beat.schedule.<name>.task"`, ….
+    /// Documentation tests check these as they check ``patternKeyPaths``.
+    public static var beatEntryKeyPaths: [String] {
+        ConfigurationSchema.beatPatternKeyPaths
     }
 }

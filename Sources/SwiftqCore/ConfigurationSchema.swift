@@ -11,6 +11,9 @@ struct ConfigurationField<Target>: Sendable {
     let key: String
     /// A required key missing from its mapping is an error; an optional one keeps its default.
     var isRequired = false
+    /// A key whose value is a mapping of named entries (`beat.schedule`): documented by the keys of its entries
+    /// (``Configuration/beatEntryKeyPaths``), not as a key of its own.
+    var hasNamedEntries = false
     let decode: Decode
 }
 
@@ -24,7 +27,7 @@ struct ConfigurationSection: Sendable {
     /// How named entries are read, or `nil` for a section of fixed keys.
     let entries: ConfigurationEntries?
 
-    var keys: [String] { fields.map(\.key) }
+    var keys: [String] { fields.filter { !$0.hasNamedEntries }.map(\.key) }
 
     init(name: String, contents: String, fields: [ConfigurationField<Configuration>]) {
         self.name = name
@@ -107,7 +110,7 @@ struct ConfigurationEntries: Sendable {
 /// `Configuration.knownKeyPaths` and `patternKeyPaths` (used by documentation coverage tests) are derived from it, so
 /// the two cannot drift.
 enum ConfigurationSchema {
-    static let sections: [ConfigurationSection] = [broker, resultBackend, worker, control, logging, tasks]
+    static let sections: [ConfigurationSection] = [broker, resultBackend, worker, control, logging, tasks, beat]
 
     static func section(named name: String) -> ConfigurationSection? {
         sections.first { $0.name == name }

@@ -71,6 +71,11 @@ struct ConfigurationSampleTests {
                 "control.allow_gids",
                 "control.max_request_bytes",
                 "logging.level",
+                "beat.enabled",
+                "beat.timezone",
+                "beat.state",
+                "beat.lock_timeout",
+                "beat.lock_name",
             ]
         )
         #expect(Configuration.patternKeyPaths == ["tasks.<name>.exec", "tasks.<name>.timeout"])

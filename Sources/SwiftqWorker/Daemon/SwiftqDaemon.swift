@@ -43,6 +43,11 @@ public enum SwiftqDaemon {
             let error = ChildProcess.execute(command)
             writeStandardError("swiftqd: cannot run \(command[0]): \(error)\n")
             code = 127
+        case InternalRole.beat?:
+            DaemonLog.bootstrap(role: "beat", level: logLevelFromEnvironment)
+            code = BeatProcess(configurationPath: nil).run()
+        case "beat"?:
+            code = BeatCommand.run(arguments: Array(arguments.dropFirst(2)))
         case InternalRole.consumer?:
             DaemonLog.bootstrap(role: "consumer", level: logLevelFromEnvironment)
             code = Consumer(registry: registry).run()
@@ -114,6 +119,9 @@ struct SwiftqdCommand: ParsableCommand {
     )
     var socket: String?
 
+    @Flag(help: "Run the embedded beat scheduler too, as if beat.enabled were true (see swiftq.yaml(5)).")
+    var beat = false
+
     @Flag(help: "Print the bootsteps graph as Graphviz DOT and exit.")
     var graph = false
 
@@ -171,6 +179,7 @@ struct SwiftqdCommand: ParsableCommand {
             return SwiftqDaemon.ExitCode.success
         }
         setenv("SWIFTQ_LOG_LEVEL", configuration.logging.level.rawValue, 1)
+        if beat { setenv(Supervisor.beatEnvironmentVariable, "1", 1) }
         return supervisor.run()
     }
 }

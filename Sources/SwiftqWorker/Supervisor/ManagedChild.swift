@@ -13,12 +13,15 @@ final class ManagedChild {
         case pool(slot: Int)
         /// The embedded dev broker (a private redis-server), when `broker.url` is `embedded`.
         case broker
+        /// The embedded beat scheduler, when `beat.enabled` (see Supervisor+Beat.swift).
+        case beat
 
         var name: String {
             switch self {
             case .consumer: "consumer"
             case .pool: "pool"
             case .broker: "broker"
+            case .beat: "beat"
             }
         }
     }

@@ -16,6 +16,8 @@ extension Supervisor {
         "stats": "process table, restarts, reloads, resource usage",
         "reload": "re-read and apply the configuration file (like SIGHUP)",
         "shutdown": "warm shutdown (like SIGTERM); arguments: {\"mode\": \"cold\"} for a cold one",
+        "beat":
+            "beat entries, last and next runs, lock holder; arguments: {\"run\": \"<entry>\"} publishes one run now",
         "help": "list the commands",
     ]
 
@@ -40,6 +42,8 @@ extension Supervisor {
             } else {
                 responder.reply(.success(id: id, .object(["reloaded": true, "status": .string(statusLine)])))
             }
+        case "beat":
+            handleBeatControl(request, reply: responder)  // Supervisor+Beat.swift
         case "shutdown":
             let mode = request.arguments["mode"]?.stringValue ?? "warm"
             guard mode == "warm" || mode == "cold" else {
@@ -116,6 +120,7 @@ extension Supervisor {
             "self": ResourceUsage.current(.process).json,
             "children": ResourceUsage.current(.children).json,
         ])
+        result["beat"] = beatStats
         result["load"] = .array(ResourceUsage.loadAverage().map { .double($0) })
         return .object(result)
     }

@@ -141,6 +141,7 @@ extension Supervisor {
         consumerChannel?.send(
             ChannelMessage.make("configure", ["yaml": .string(text), "file": .string(configurationPath)])
         )
+        reloadBeat()  // Supervisor+Beat.swift
         if updated.worker.concurrency != previous.worker.concurrency {
             logger.info("worker.concurrency \(previous.worker.concurrency) -> \(updated.worker.concurrency)")
             resizePool(to: updated.worker.concurrency)
@@ -204,6 +205,7 @@ extension Supervisor {
             }
             parts.append("crash loop: \(names.joined(separator: ", "))")
         }
+        if let beat = beatStatusFragment { parts.append(beat) }
         if reloads.lastOK == false { parts.append("last reload failed") }
         return parts.joined(separator: ", ")
     }

@@ -163,6 +163,8 @@ extension Supervisor {
                 childExited(consumer, status: status)
             } else if let broker = embeddedBroker, broker.pid == pid {
                 childExited(broker, status: status)
+            } else if beat.child.isAlive && beat.child.pid == pid {
+                beatExited(status: status)  // Supervisor+Beat.swift
             } else if let child = pool.first(where: { $0.pid == pid }) {
                 childExited(child, status: status)
             } else {
@@ -194,6 +196,8 @@ extension Supervisor {
         }
 
         switch child.role {
+        case .beat:
+            return  // Reaped by beatExited (Supervisor+Beat.swift).
         case .broker:
             if expected {
                 child.state = .stopped
@@ -287,6 +291,8 @@ extension Supervisor {
                 }
             case .broker:
                 try spawnEmbeddedBroker()
+            case .beat:
+                try spawnBeat()  // Supervisor+Beat.swift
             case .pool:
                 if !consumer.isAlive {
                     // Wait for the consumer; its respawn starts this slot.
@@ -371,4 +377,6 @@ public enum InternalRole {
     /// Arms the parent-death signal, then execs the rest of the command line (for helper programs such
     /// as the embedded broker's redis-server, which cannot arm it themselves).
     public static let exec = "_exec"
+    /// The embedded beat scheduler (Supervisor+Beat.swift, Beat/BeatProcess.swift).
+    public static let beat = "_beat"
 }

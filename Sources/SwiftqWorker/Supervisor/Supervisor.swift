@@ -54,9 +54,13 @@ final class Supervisor {
     var pool: [ManagedChild] = []
     /// The embedded dev broker's process, when enabled.
     var embeddedBroker: ManagedChild?
+    /// The embedded beat scheduler's child and what it reported (Supervisor+Beat.swift).
+    let beat = BeatSupervision()
 
     /// Every entry of the process table.
-    var allChildren: [ManagedChild] { [consumer] + pool + (embeddedBroker.map { [$0] } ?? []) }
+    var allChildren: [ManagedChild] {
+        [consumer] + pool + (embeddedBroker.map { [$0] } ?? []) + (beat.child.isAlive ? [beat.child] : [])
+    }
     /// Consumer ends of pool channels spawned while no consumer could take them, by slot.
     var pendingSlotEnds: [Int: CInt] = [:]
     var startedBlueprint: StartedBlueprint<Supervisor>?
@@ -116,6 +120,13 @@ final class Supervisor {
                     requires: ["Pool", "EmbeddedBroker"],
                     start: { try $0.startConsumer() },
                     stop: { $0.stopConsumer() }
+                ),
+                Bootstep(
+                    name: "Beat",
+                    requires: ["Consumer"],
+                    isEnabled: { $0.isBeatEnabled },
+                    start: { try $0.startBeat() },
+                    stop: { $0.stopBeat() }
                 ),
                 Bootstep(
                     name: "Watchdog",
