@@ -109,6 +109,25 @@ public enum ChildProcess {
         if CSwiftqPlatform_setParentDeathSignal(signal) != 0 { throw SystemError.current("prctl PR_SET_PDEATHSIG") }
     }
 
+    /// The variable through which a swiftq process tells a child it spawns its own pid (see ``parentIsGone``).
+    public static let parentPIDVariable = "SWIFTQ_PARENT_PID"
+
+    /// Whether the process that spawned this one has gone (checked once `PR_SET_PDEATHSIG` is armed, for a parent
+    /// that died just before). Compares `getppid()` with the pid the parent put in ``parentPIDVariable``: a plain
+    /// `getppid() == 1` test mistakes a parent that *is* PID 1 (swiftqd as a container's init) for a dead one,
+    /// and misses a dead parent whose orphans go to a subreaper. Without the variable (a child started by hand,
+    /// as the tests do) it falls back to `getppid() == 1`. The corresponding C function is `getppid`.
+    public static var parentIsGone: Bool {
+        let parent = getppid()
+        if let text = getenv(parentPIDVariable), let expected = pid_t(String(cString: text)), expected > 0 {
+            return parent != expected
+        }
+        return parent == 1
+    }
+
+    /// This process's pid. The corresponding C function is `getpid`.
+    public static var currentPID: pid_t { getpid() }
+
     /// Replaces this process with `arguments[0]` (looked up in `PATH`), keeping the environment; returns only
     /// on failure. The corresponding C function is `execvp`.
     public static func execute(_ arguments: [String]) -> SystemError {

@@ -89,8 +89,12 @@ final class Consumer {
 
     /// Runs the consumer until the supervisor tells it to stop or goes away; returns the exit code.
     func run() -> Int32 {
-        try? ChildProcess.setParentDeathSignal(SIGKILL)
-        if getppid() == 1 { return 70 }
+        do {
+            try ChildProcess.setParentDeathSignal(SIGKILL)
+        } catch {
+            logger.error("cannot arm the parent-death signal: \(error)")
+        }
+        if ChildProcess.parentIsGone { return 70 }
         UnixSignal.ignore(SIGINT)
         UnixSignal.ignore(SIGHUP)
         UnixSignal.ignore(SIGPIPE)

@@ -35,8 +35,12 @@ final class PoolChild {
 
     /// Runs until the channel or the lifeline closes; returns the exit code.
     func run() -> Int32 {
-        try? ChildProcess.setParentDeathSignal(SIGKILL)
-        if getppid() == 1 { return 70 }  // The supervisor died before the death signal was armed.
+        do {
+            try ChildProcess.setParentDeathSignal(SIGKILL)
+        } catch {
+            logger.error("cannot arm the parent-death signal: \(error)")
+        }
+        if ChildProcess.parentIsGone { return 70 }  // The parent died before the death signal was armed.
         // A terminal's Ctrl-C and a reload are the supervisor's business, never a pool child's.
         UnixSignal.ignore(SIGINT)
         UnixSignal.ignore(SIGHUP)

@@ -9,13 +9,9 @@ import Glibc
 
 /// Spawning, reaping and respawning of the consumer and the pool children.
 extension Supervisor {
-    /// The environment children get: the supervisor's, without systemd's notification variables (only
-    /// the main process talks to systemd; `NotifyAccess=main`).
-    var childEnvironment: [String] {
-        ChildProcess.currentEnvironment.filter { entry in
-            !entry.hasPrefix("NOTIFY_SOCKET=") && !entry.hasPrefix("WATCHDOG_") && !entry.hasPrefix("LISTEN_")
-        }
-    }
+    /// The environment children get: ``ChildEnvironment``'s allow-list (no secrets, no systemd notification
+    /// variables: only the main process talks to systemd; `NotifyAccess=main`), with the supervisor's pid.
+    var childEnvironment: [String] { ChildEnvironment.forChild }
 
     /// Re-executes this binary with an internal role: its channel (one end of a new socketpair) as fd 3,
     /// the lifeline as fd 4. Returns the pid and the other end of the channel, or nil before the lifeline
