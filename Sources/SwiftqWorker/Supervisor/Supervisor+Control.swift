@@ -64,21 +64,10 @@ extension Supervisor {
 
     /// The `stats` reply: the supervisor's process table, merged with the consumer's view of the slots.
     func stats(consumer consumerStats: JSONValue?) -> JSONValue {
-        var slotStates: [Int64: JSONValue] = [:]
-        for slot in consumerStats?["slots"]?.arrayValue ?? [] {
-            if let index = slot["slot"]?.intValue { slotStates[index] = slot }
-        }
+        // The pool rows are the consumer's (it owns the pool children), fresh from this query when it answered.
         var children: [JSONValue] = [childJSON(consumer, extra: [:])]
         if let broker = embeddedBroker { children.append(childJSON(broker, extra: [:])) }
-        for child in pool where child.state != .stopped {
-            var extra: OrderedDictionary<String, JSONValue> = [:]
-            if case .pool(let slot) = child.role, let state = slotStates[Int64(slot)] {
-                extra["task_state"] = state["state"] ?? .null
-                extra["task_id"] = state["task_id"] ?? .null
-                extra["tasks_completed"] = state["tasks_completed"] ?? .null
-            }
-            children.append(childJSON(child, extra: extra))
-        }
+        children += poolRows
         var result: OrderedDictionary<String, JSONValue> = [
             "pid": .int(Int64(getpid())),
             "version": .string(SwiftqVersion.current),
@@ -122,7 +111,6 @@ extension Supervisor {
 
     private func childJSON(_ child: ManagedChild, extra: OrderedDictionary<String, JSONValue>) -> JSONValue {
         var object: OrderedDictionary<String, JSONValue> = ["role": .string(child.role.name)]
-        if case .pool(let slot) = child.role { object["slot"] = .int(Int64(slot)) }
         object["pid"] = child.isAlive ? .int(Int64(child.pid)) : .null
         object["state"] = .string(child.state.rawValue)
         object["restarts"] = .int(Int64(child.restarts))
