@@ -64,14 +64,21 @@ public enum ChildProcess {
         return pid
     }
 
-    /// Reaps every child that has ended, without blocking. The corresponding C function is `waitpid`.
+    /// Reaps every child that has ended, without blocking.
     public static func reapAll() -> [(pid: pid_t, status: ExitStatus)] {
-        var reaped: [(pid_t, ExitStatus)] = []
+        reapAllWithUsage().map { ($0.pid, $0.status) }
+    }
+
+    /// Reaps every child that has ended, without blocking, with the resources each used (itself and the
+    /// children it reaped). The corresponding C function is `wait4`.
+    public static func reapAllWithUsage() -> [(pid: pid_t, status: ExitStatus, usage: ResourceUsage)] {
+        var reaped: [(pid_t, ExitStatus, ResourceUsage)] = []
         while true {
             var status: Int32 = 0
-            let pid = waitpid(-1, &status, WNOHANG)
+            var usage = rusage()
+            let pid = wait4(-1, &status, WNOHANG, &usage)
             if pid > 0 {
-                reaped.append((pid, ExitStatus(rawStatus: status)))
+                reaped.append((pid, ExitStatus(rawStatus: status), ResourceUsage(usage)))
             } else if pid == -1 && errno == EINTR {
                 continue
             } else {

@@ -64,6 +64,25 @@ import Testing
     }
 }
 
+extension ProcessHygieneTests {
+    /// `stats`' children CPU covers swiftqd's own children: not what the process reaped before it exec'd swiftqd
+    /// (here a shell burns two seconds of CPU in a child, waits for it, then execs swiftqd).
+    @Test func childrenCPUCoversSwiftqdsOwnChildrenOnly() throws {
+        let directory = try TemporaryDirectory()
+        let wrapper = try directory.write(
+            "burn-then-swiftqd",
+            "#!/bin/sh\ntimeout 2 sh -c 'while :; do :; done'\nexec \(Binaries.swiftqd) \"$@\"\n"
+        )
+        chmod(wrapper, 0o755)
+        let daemon = try Daemon(concurrency: 1, binary: wrapper)
+        #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 1 })
+        let children = try #require(try daemon.stats()["rusage"]?["children"])
+        let cpu = (children["utime"]?.doubleValue ?? -1) + (children["stime"]?.doubleValue ?? -1)
+        #expect(cpu >= 0 && cpu < 1.2, "children CPU \(cpu)s includes the burner run before swiftqd: \(children)")
+        #expect((children["maxrss_kib"]?.intValue ?? 0) > 0)
+    }
+}
+
 /// The allow-list as swiftqd(8) documents it (kept here, not imported: the test checks the documented list).
 enum ChildEnvironmentList {
     static let names: Set<String> = [

@@ -103,10 +103,19 @@ extension Supervisor {
         }
         result["rusage"] = .object([
             "self": ResourceUsage.current(.process).json,
-            "children": ResourceUsage.current(.children).json,
+            "children": childrenUsage.json,
         ])
         result["load"] = .array(ResourceUsage.loadAverage().map { .double($0) })
         return .object(result)
+    }
+
+    /// swiftqd's own children only: the ones it reaped (`wait4`) plus the live ones (`/proc/<pid>/stat`, which
+    /// covers the pool children the consumer reaped). Not `getrusage(RUSAGE_CHILDREN)`: that also counts what
+    /// the process reaped before it exec'd swiftqd (a shell's earlier commands, the compiler under `dev/run`).
+    var childrenUsage: ResourceUsage {
+        var pids = allChildren.filter(\.isAlive).map(\.pid)
+        pids += poolRows.compactMap { $0["pid"]?.intValue.map { Int32($0) } }
+        return pids.compactMap(ResourceUsage.ofLiveProcess).reduce(reapedUsage, +)
     }
 
     private func childJSON(_ child: ManagedChild, extra: OrderedDictionary<String, JSONValue>) -> JSONValue {

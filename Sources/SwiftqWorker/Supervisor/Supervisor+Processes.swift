@@ -120,7 +120,8 @@ extension Supervisor {
 
     /// Reaps every exited child and decides what happens to its role.
     func reapChildren() {
-        for (pid, status) in ChildProcess.reapAll() {
+        for (pid, status, usage) in ChildProcess.reapAllWithUsage() {
+            reapedUsage = reapedUsage + usage
             if consumer.pid == pid {
                 childExited(consumer, status: status)
             } else if let broker = embeddedBroker, broker.pid == pid {

@@ -60,6 +60,8 @@ final class Supervisor {
     var brokerConnected: Bool?
     var brokerDetail: String?
     var statusTimer: RepeatingTimer?
+    /// What the children this supervisor reaped used (with their own reaped children), for `stats`.
+    var reapedUsage = ResourceUsage.zero
     var lastStatus = ""
 
     // Shutdown and reload bookkeeping.
