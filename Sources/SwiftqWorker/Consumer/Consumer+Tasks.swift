@@ -151,9 +151,7 @@ extension Consumer {
                 } else {
                     logger.error("broker unreachable: \(detail); reconnecting")
                 }
-                supervisor.send(
-                    ChannelMessage.make("broker_state", ["connected": .bool(connected), "detail": .string(detail)])
-                )
+                supervisor.send(ConsumerMessage.brokerState(connected: connected, detail: detail).json)
             }
             brokerConnected = connected
             brokerDetail = detail

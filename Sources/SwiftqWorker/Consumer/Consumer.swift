@@ -127,13 +127,13 @@ final class Consumer {
             }
         } catch {
             logger.error("consumer failed to start: \(error)")
-            supervisor.send(ChannelMessage.make("failed", ["message": .string(error.message)]))
+            supervisor.send(ConsumerMessage.failed(message: error.message).json)
             supervisor.flush(blockingFor: .seconds(1))
             return 1
         }
         if !shuttingDown {
             let size = pool?.targetSize ?? 0
-            supervisor.send(ChannelMessage.make("ready", ["slots": .int(Int64(size)), "pool": poolRows]))
+            supervisor.send(ConsumerMessage.ready(slots: size, pool: poolRows).json)
             logger.info("consumer ready with \(size) pool children")
             loop.run()
         } else if !finished {
@@ -177,13 +177,13 @@ final class Consumer {
     }
 
     /// The pool's rows for the supervisor's `stats` and `STATUS=`.
-    var poolRows: JSONValue { .array((pool?.snapshot ?? []).map(\.json)) }
+    var poolRows: [JSONValue] { (pool?.snapshot ?? []).map(\.json) }
 
     /// What the pool says: a job's end (stored and acked), a slot's exit or start (reported to the supervisor).
     func handle(_ event: PoolEvent) {
         switch event {
         case .slotReady:
-            supervisor.send(ChannelMessage.make("pool", ["pool": poolRows]))
+            supervisor.send(ConsumerMessage.pool(poolRows).json)
         case .started:
             break
         case .finished(let jobID, let outcome, let runtime):
@@ -201,7 +201,7 @@ final class Consumer {
             )
             failLostTask(delivery, reason: reason)
         case .slotExited:
-            supervisor.send(ChannelMessage.make("pool", ["pool": poolRows]))
+            supervisor.send(ConsumerMessage.pool(poolRows).json)
         }
         if case .slotExited = event, shuttingDown { return }
         dispatch()
@@ -210,7 +210,7 @@ final class Consumer {
 
     func startHeartbeat() {
         heartbeat = loop.repeating(every: Self.heartbeatInterval) { [unowned self] in
-            supervisor.send(ChannelMessage.make("heartbeat", ["busy": .int(Int64(busyCount)), "pool": poolRows]))
+            supervisor.send(ConsumerMessage.heartbeat(busy: busyCount, pool: poolRows).json)
         }
     }
 
@@ -224,30 +224,27 @@ final class Consumer {
     // MARK: Supervisor messages
 
     func handleSupervisor(_ frame: ReceivedFrame) {
-        let message = frame.message
-        switch ChannelMessage.type(of: message) {
-        case "configure":
-            configure(message)
-        case "stats":
-            frame.descriptors.forEach(Descriptors.close)
-            supervisor.send(ChannelMessage.make("stats", ["request": message["request"] ?? .null, "consumer": stats]))
-        case "dump":
+        frame.descriptors.forEach(Descriptors.close)
+        let message: SupervisorMessage
+        do {
+            message = try SupervisorMessage(decoding: frame.message)
+        } catch {
+            logger.error("ignoring a malformed message from the supervisor: \(error)")
+            return
+        }
+        switch message {
+        case .configure(let yaml, let file):
+            configure(yaml: yaml, file: file)
+        case .stats(let request):
+            supervisor.send(ConsumerMessage.stats(request: request, consumer: stats).json)
+        case .dump:
             dumpState()
-        case "shutdown":
-            frame.descriptors.forEach(Descriptors.close)
-            shutdown(cold: message["mode"]?.stringValue == "cold")
-        default:
-            frame.descriptors.forEach(Descriptors.close)
-            logger.warning("ignoring a supervisor message of unknown type: \(message["type"] ?? .null)")
+        case .shutdown(let cold, _):
+            shutdown(cold: cold)
         }
     }
 
-    func configure(_ message: JSONValue) {
-        guard let yaml = message["yaml"]?.stringValue else {
-            logger.error("configure without yaml")
-            return
-        }
-        let file = message["file"]?.stringValue ?? "config"
+    func configure(yaml: String, file: String) {
         do {
             configuration = try Configuration.parse(yaml, file: file)
             DaemonLog.level = Logger.Level(configuration.logging.level)
@@ -296,7 +293,7 @@ final class Consumer {
             // The children exit on their own; one that cannot (stopped, hung) holds the shutdown until the
             // supervisor's deadline kills this process, and the child with it.
             if pool?.isStopped ?? true {
-                supervisor.send(ChannelMessage.make("drained"))
+                supervisor.send(ConsumerMessage.drained.json)
                 finish(code: 0)
             } else {
                 loop.schedule(after: .milliseconds(20)) { [unowned self] in checkDrained() }
@@ -309,7 +306,7 @@ final class Consumer {
     var stats: JSONValue {
         return .object([
             "pid": .int(Int64(getpid())),
-            "slots": poolRows,
+            "slots": .array(poolRows),
             "busy": .int(Int64(busyCount)),
             "tasks_completed": .int(Int64(tasksCompleted)),
             "tasks_failed": .int(Int64(tasksFailed)),

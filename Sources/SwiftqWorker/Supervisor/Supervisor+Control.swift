@@ -29,7 +29,7 @@ extension Supervisor {
             for (name, summary) in Self.controlCommands { commands[name] = .string(summary) }
             responder.reply(.success(id: id, .object(commands)))
         case "stats":
-            queryConsumer("stats", timeout: .seconds(1)) { [unowned self] consumerStats in
+            queryStats(timeout: .seconds(1)) { [unowned self] consumerStats in
                 responder.reply(.success(id: id, stats(consumer: consumerStats)))
             }
         case "reload":

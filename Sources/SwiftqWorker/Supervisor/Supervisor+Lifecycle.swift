@@ -51,7 +51,7 @@ extension Supervisor {
         let timeout = configuration.worker.shutdownTimeout
         if cold {
             notifier.stopping(status: "stopping (cold)")
-            consumerChannel?.send(ChannelMessage.make("shutdown", ["mode": "cold"]))
+            consumerChannel?.send(SupervisorMessage.shutdown(cold: true, timeout: nil).json)
             // The consumer gets a moment to hand unacknowledged messages back, then it is killed too.
             shutdownDeadline = .now + .seconds(2)
         } else {
@@ -59,7 +59,7 @@ extension Supervisor {
                 status: "stopping (warm): waiting up to \(timeout.configurationString) for running tasks"
             )
             if let channel = consumerChannel, consumer.isAlive {
-                channel.send(ChannelMessage.make("shutdown", ["mode": "warm", "timeout": .double(timeout.seconds)]))
+                channel.send(SupervisorMessage.shutdown(cold: false, timeout: timeout.seconds).json)
             }
             shutdownDeadline = .now + timeout + .seconds(1)
         }
@@ -132,7 +132,7 @@ extension Supervisor {
         configurationText = text
         policy.maximumDelay = effective.worker.restartBackoffMax
         consumerChannel?.send(
-            ChannelMessage.make("configure", ["yaml": .string(text), "file": .string(configurationPath)])
+            SupervisorMessage.configure(yaml: text, file: configurationPath).json
         )
         if updated.worker.concurrency != previous.worker.concurrency {
             // The consumer resizes its pool when it applies the configuration just sent.
@@ -149,7 +149,7 @@ extension Supervisor {
             if let exit = child.lastExit { line += ", last exit: \(exit)" }
             logger.notice("\(line)")
         }
-        consumerChannel?.send(ChannelMessage.make("dump"))
+        consumerChannel?.send(SupervisorMessage.dump.json)
     }
 
     // MARK: Health and status

@@ -50,61 +50,57 @@ extension Supervisor {
         }
         consumerChannel = channel
         logger.debug("spawned consumer (pid \(pid))")
-        channel.send(
-            ChannelMessage.make(
-                "configure",
-                ["yaml": .string(configurationText), "file": .string(configurationPath)]
-            )
-        )
+        channel.send(SupervisorMessage.configure(yaml: configurationText, file: configurationPath).json)
     }
 
     /// Handles what the consumer says.
     func handleConsumer(_ frame: ReceivedFrame) {
         frame.descriptors.forEach(Descriptors.close)
-        let message = frame.message
-        switch ChannelMessage.type(of: message) {
-        case "ready":
-            updatePool(message["pool"])
+        let message: ConsumerMessage
+        do {
+            message = try ConsumerMessage(decoding: frame.message)
+        } catch {
+            logger.error("ignoring a malformed message from the consumer: \(error)")
+            return
+        }
+        switch message {
+        case .ready(_, let pool):
+            updatePool(pool)
             consumerReady = true
             consumer.state = .running
             lastConsumerHeartbeat = .now
-        case "heartbeat":
-            updatePool(message["pool"])
+        case .heartbeat(_, let pool):
+            updatePool(pool)
             lastConsumerHeartbeat = .now
-        case "stats":
-            if let request = message["request"]?.intValue,
-                let reply = pendingConsumerQueries.removeValue(forKey: request)
-            {
-                updatePool(message["consumer"]?["slots"])
-                reply(message["consumer"])
+        case .stats(let request, let consumerStats):
+            if let reply = pendingConsumerQueries.removeValue(forKey: request) {
+                if let rows = consumerStats["slots"]?.arrayValue { updatePool(rows) }
+                reply(consumerStats)
             }
-        case "pool":
-            updatePool(message["pool"])
-        case "broker_state":
-            brokerConnected = message["connected"]?.boolValue
-            brokerDetail = message["detail"]?.stringValue
+        case .pool(let rows):
+            updatePool(rows)
+        case .brokerState(let connected, let detail):
+            brokerConnected = connected
+            brokerDetail = detail
             refreshStatus()
-        case "drained":
+        case .drained:
             logger.info("consumer drained its running tasks")
-        case "failed":
-            logger.error("consumer failed to start: \(message["message"]?.stringValue ?? "unknown reason")")
-        default:
-            logger.warning("ignoring a consumer message of unknown type: \(message["type"] ?? .null)")
+        case .failed(let text):
+            logger.error("consumer failed to start: \(text)")
         }
     }
 
     /// Takes the consumer's pool rows (with a heartbeat, a slot's exit or start, or a stats reply); a change
     /// of the crash-loop picture goes to `STATUS=` at once.
-    func updatePool(_ rows: JSONValue?) {
-        guard let rows = rows?.arrayValue else { return }
+    func updatePool(_ rows: [JSONValue]) {
         let looping = { (rows: [JSONValue]) in rows.filter { $0["crash_loop"]?.boolValue == true }.count }
         let changed = looping(rows) != looping(poolRows)
         poolRows = rows
         if changed { refreshStatus() }
     }
 
-    /// Asks the consumer a question and calls `reply` with its answer, or nil after `timeout`.
-    func queryConsumer(_ type: String, timeout: Duration, reply: @escaping (JSONValue?) -> Void) {
+    /// Asks the consumer for its stats and calls `reply` with its answer, or nil after `timeout`.
+    func queryStats(timeout: Duration, reply: @escaping (JSONValue?) -> Void) {
         guard let channel = consumerChannel, consumer.isAlive else {
             reply(nil)
             return
@@ -112,7 +108,7 @@ extension Supervisor {
         let request = nextQuery
         nextQuery += 1
         pendingConsumerQueries[request] = reply
-        channel.send(ChannelMessage.make(type, ["request": .int(request)]))
+        channel.send(SupervisorMessage.stats(request: request).json)
         loop.schedule(after: timeout) { [unowned self] in
             pendingConsumerQueries.removeValue(forKey: request)?(nil)
         }
