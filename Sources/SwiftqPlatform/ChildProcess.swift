@@ -64,14 +64,21 @@ public enum ChildProcess {
         return pid
     }
 
-    /// Reaps every child that has ended, without blocking. The corresponding C function is `waitpid`.
+    /// Reaps every child that has ended, without blocking.
     public static func reapAll() -> [(pid: pid_t, status: ExitStatus)] {
-        var reaped: [(pid_t, ExitStatus)] = []
+        reapAllWithUsage().map { ($0.pid, $0.status) }
+    }
+
+    /// Reaps every child that has ended, without blocking, with the resources each used (itself and the
+    /// children it reaped). The corresponding C function is `wait4`.
+    public static func reapAllWithUsage() -> [(pid: pid_t, status: ExitStatus, usage: ResourceUsage)] {
+        var reaped: [(pid_t, ExitStatus, ResourceUsage)] = []
         while true {
             var status: Int32 = 0
-            let pid = waitpid(-1, &status, WNOHANG)
+            var usage = rusage()
+            let pid = wait4(-1, &status, WNOHANG, &usage)
             if pid > 0 {
-                reaped.append((pid, ExitStatus(rawStatus: status)))
+                reaped.append((pid, ExitStatus(rawStatus: status), ResourceUsage(usage)))
             } else if pid == -1 && errno == EINTR {
                 continue
             } else {
@@ -108,6 +115,25 @@ public enum ChildProcess {
     public static func setParentDeathSignal(_ signal: Int32) throws(SystemError) {
         if CSwiftqPlatform_setParentDeathSignal(signal) != 0 { throw SystemError.current("prctl PR_SET_PDEATHSIG") }
     }
+
+    /// The variable through which a swiftq process tells a child it spawns its own pid (see ``parentIsGone``).
+    public static let parentPIDVariable = "SWIFTQ_PARENT_PID"
+
+    /// Whether the process that spawned this one has gone (checked once `PR_SET_PDEATHSIG` is armed, for a parent
+    /// that died just before). Compares `getppid()` with the pid the parent put in ``parentPIDVariable``: a plain
+    /// `getppid() == 1` test mistakes a parent that *is* PID 1 (swiftqd as a container's init) for a dead one,
+    /// and misses a dead parent whose orphans go to a subreaper. Without the variable (a child started by hand,
+    /// as the tests do) it falls back to `getppid() == 1`. The corresponding C function is `getppid`.
+    public static var parentIsGone: Bool {
+        let parent = getppid()
+        if let text = getenv(parentPIDVariable), let expected = pid_t(String(cString: text)), expected > 0 {
+            return parent != expected
+        }
+        return parent == 1
+    }
+
+    /// This process's pid. The corresponding C function is `getpid`.
+    public static var currentPID: pid_t { getpid() }
 
     /// Replaces this process with `arguments[0]` (looked up in `PATH`), keeping the environment; returns only
     /// on failure. The corresponding C function is `execvp`.

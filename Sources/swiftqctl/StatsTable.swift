@@ -35,6 +35,8 @@ enum StatsTable {
         var rows = [["ROLE", "SLOT", "PID", "STATE", "TASK", "RESTARTS", "UPTIME", "LAST EXIT"]]
         for child in stats["children"]?.arrayValue ?? [] {
             var last = child["last_exit"]?["description"]?.stringValue ?? "-"
+            // Why a pool child exited (crash, time_limit, shrink, ...): only crashes count as restarts.
+            if let reason = child["exit_reason"]?.stringValue { last += " (\(reason))" }
             if child["crash_loop"]?.boolValue == true { last += " [crash loop]" }
             rows.append([
                 child["role"]?.stringValue ?? "?",

@@ -70,7 +70,9 @@ import Testing
         )
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.hasPrefix("digraph \"supervisor\" {"))
-        #expect(result.stdout.contains("\"Consumer\" -> \"Pool\";"))
+        // The pool is the consumer's (its blueprint's "Pool" step), no longer a supervisor step.
+        #expect(result.stdout.contains("\"Consumer\" -> \"Lifeline\";"))
+        #expect(!result.stdout.contains("\"Pool\""))
         #expect(result.stdout.contains("\"Notify\" -> \"Consumer\";"))
         // Without WATCHDOG_USEC the watchdog step is disabled, drawn dashed.
         #expect(result.stdout.contains("\"Watchdog\" [style=dashed];"))

@@ -206,7 +206,8 @@ import Testing
         // Each step announced itself before READY, in blueprint order.
         let before = notify.messages[..<ready]
         var position = before.startIndex
-        for step in ["Signals", "Lifeline", "ControlSocket", "Pool", "Consumer", "Notify"] {
+        // The pool is the consumer's (its own "Pool" step runs before the consumer reports ready).
+        for step in ["Signals", "Lifeline", "ControlSocket", "Consumer", "Notify"] {
             let index = before[position...].firstIndex { $0.contains("STATUS=starting: \(step)") }
             #expect(index != nil, "no STATUS for step \(step) before READY: \(Array(before))")
             if let index { position = index }

@@ -274,10 +274,12 @@ extension Settlement {
             var jobs: [PoolJob] = []
             var idleSlots: Int { jobs.isEmpty ? 1 : 0 }
             func start() throws {}
-            func submit(_ job: PoolJob) -> Int? {
+            func submit(_ job: PoolJob) -> PoolSubmission? {
                 jobs.append(job)
-                return 0
+                return PoolSubmission(slot: 0, pid: 1)
             }
+            var isStopped: Bool { false }
+            func setLogLevel(_ level: LogLevel) {}
             func terminate(jobID: String, signal: CInt, reason: ExitReason) {}
             func resize(to size: Int) { targetSize = size }
             func stop(cold: Bool) {}

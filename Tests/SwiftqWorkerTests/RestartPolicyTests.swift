@@ -1,8 +1,13 @@
 import OrderedCollections
 import SwiftqCore
+import SwiftqPlatform
 import Testing
 
 @testable import SwiftqWorker
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct RestartPolicyTests {
     let policy = RestartPolicy()
@@ -46,6 +51,37 @@ import Testing
         _ = policy.recordDeath(&history, uptime: .seconds(20), at: start + .seconds(4))
         #expect(policy.isCrashLooping(history, at: start + .seconds(5)))
         #expect(!policy.isCrashLooping(history, at: start + .seconds(62)))
+    }
+
+    /// Deliberate exits (time limit, terminate, reload, shrink, shutdown) never enter the history: dozens of them
+    /// make no backoff and no crash loop; crashes and OOM kills do, as before.
+    @Test func onlyCrashesCountTowardBackoffAndTheCrashLoop() {
+        var history = RestartPolicy.History()
+        let deliberate: [ExitReason] = [
+            .timeLimit, .terminated(signal: SIGTERM), .reload, .maxTasks, .maxMemory, .shrink, .shutdown,
+        ]
+        for round in 0..<50 {
+            let reason = deliberate[round % deliberate.count]
+            let delay = policy.recordExit(reason, &history, uptime: .zero, at: start + .milliseconds(round))
+            switch reason {
+            case .shrink, .shutdown: #expect(delay == nil, "a slot let go is not replaced")
+            default: #expect(delay == .zero, "\(reason) is replaced at once")
+            }
+            #expect(!reason.isCrash)
+        }
+        #expect(history == RestartPolicy.History())
+        #expect(!policy.isCrashLooping(history, at: start + .seconds(1)))
+
+        let killed = ExitStatus.signaled(signal: SIGKILL, coreDumped: false)
+        var delays: [Duration?] = []
+        for round in 0..<5 {
+            let reason: ExitReason = round == 2 ? .oomKilled(killed) : .crash(killed)
+            #expect(reason.isCrash)
+            delays.append(policy.recordExit(reason, &history, uptime: .zero, at: start + .seconds(2 + round)))
+        }
+        #expect(delays == [.zero, .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800)])
+        #expect(history.deaths.count == 5)
+        #expect(policy.isCrashLooping(history, at: start + .seconds(7)))
     }
 }
 

@@ -139,7 +139,7 @@ extension Consumer {
     }
 
     /// Messages reserved and not yet completed.
-    var held: Int { ready.count + slots.values.filter { $0.task != nil }.count }
+    var held: Int { ready.count + running.count }
 
     func handle(_ event: BrokerEvent) {
         switch event {
@@ -153,9 +153,7 @@ extension Consumer {
                 } else {
                     logger.error("broker unreachable: \(detail); reconnecting")
                 }
-                supervisor.send(
-                    ChannelMessage.make("broker_state", ["connected": .bool(connected), "detail": .string(detail)])
-                )
+                supervisor.send(ConsumerMessage.brokerState(connected: connected, detail: detail).json)
             }
             brokerConnected = connected
             brokerDetail = detail
@@ -292,11 +290,12 @@ extension Consumer {
         return true
     }
 
-    /// Hands ready tasks to idle pool children.
+    /// Hands ready tasks to idle pool slots.
     func dispatch() {
-        guard !shuttingDown else { return }
-        for index in slots.keys.sorted() where !ready.isEmpty {
-            guard let slot = slots[index], slot.state == .idle, let channel = slot.channel else { continue }
+        guard !shuttingDown, let pool else { return }
+        while !ready.isEmpty && pool.idleSlots > 0 {
+            // Two copies of one task id never run at once (events are keyed by it): the second waits.
+            if let id = ready.first?.message.id, running[id] != nil { return }
             let delivery = ready.removeFirst()
             if let tag = delivery.deliveryTag, transport?.isStale(tag) == true {
                 // Delivered on a connection that has been lost: the broker delivers it again, and this copy
@@ -309,9 +308,25 @@ extension Consumer {
                 continue
             }
             if revokeIfExpired(delivery) { continue }
+            // Exec tasks are configuration, which pool children do not read: the job carries the program.
+            let exec = configuration.tasks[delivery.message.name].map {
+                PoolJob.ExecSpec(argv: $0.argv, timeout: $0.timeout?.seconds)
+            }
+            let job = PoolJob(
+                id: delivery.message.id,
+                name: delivery.message.name,
+                args: delivery.message.args,
+                kwargs: delivery.message.kwargs,
+                exec: exec,
+                softTimeLimit: delivery.message.timeLimit.soft,
+                hardTimeLimit: delivery.message.timeLimit.hard
+            )
+            guard let placed = pool.submit(job) else {
+                ready.prepend(delivery)
+                return
+            }
             delivery.startedAt = .now
-            slot.task = delivery
-            slot.state = .busy
+            running[job.id] = delivery
             // Early ack (worker.acks_late: false) is Celery's default: the message is settled as the task
             // starts, so a crash from here on loses it. STARTED is stored first when tracking is on.
             var atStart = Settlement(taskID: delivery.message.id, disposition: .none)
@@ -320,7 +335,7 @@ extension Consumer {
                     taskID: delivery.message.id,
                     meta: ResultMeta.started(
                         taskID: delivery.message.id,
-                        pid: Int(slot.pid),
+                        pid: Int(placed.pid),
                         hostname: nodeName,
                         request: delivery.message
                     ).serialized(),
@@ -330,65 +345,34 @@ extension Consumer {
             if !configuration.worker.acksLate {
                 atStart.deliveryTag = delivery.deliveryTag
                 atStart.disposition = .ack
-                slot.task?.deliveryTag = nil
+                delivery.deliveryTag = nil
             }
             if atStart.result != nil || atStart.deliveryTag != nil { transport?.settle(atStart) }
-            if let tag = slot.task?.deliveryTag { transport?.setRunning(tag, true) }
-            var fields: OrderedDictionary<String, JSONValue> = [
-                "id": .string(delivery.message.id), "task": .string(delivery.message.name),
-                "args": .array(delivery.message.args), "kwargs": .object(delivery.message.kwargs),
-            ]
-            // Exec tasks are configuration, which pool children do not read: the call carries the program.
-            if let exec = configuration.tasks[delivery.message.name] {
-                fields["exec"] = .object([
-                    "argv": .array(exec.argv.map { .string($0) }),
-                    "timeout": exec.timeout.map { .double($0.seconds) } ?? .null,
-                ])
-            }
-            channel.send(ChannelMessage.make("execute", fields))
+            if let tag = delivery.deliveryTag { transport?.setRunning(tag, true) }
         }
     }
 
-    /// A pool child's `result` frame: store the outcome and ack.
-    func completeRunningTask(in slot: ConsumerSlot, result message: JSONValue) {
-        guard let delivery = slot.task else { return }
-        slot.task = nil
-        let runtime = message["runtime"]?.doubleValue ?? 0
-        if message["state"]?.stringValue == "SUCCESS" {
-            finish(delivery, outcome: .success(message["result"] ?? .null), runtime: runtime)
+    /// The child running `delivery` exited before it returned. A hard time limit stores Celery's
+    /// `TimeLimitExceeded(<seconds>)` (as billiard raises it: the limit is the exception's one argument); any
+    /// other reason Celery's `WorkerLostError` (the message is acked, as Celery does without
+    /// `reject_on_worker_lost`).
+    func failLostTask(_ delivery: TaskDelivery, reason: ExitReason) {
+        let failure: TaskFailure
+        if case .timeLimit = reason, let limit = delivery.message.timeLimit.hard {
+            failure = .timeLimitExceeded(seconds: limit)
         } else {
-            let exception = message["exception"]
-            finish(
-                delivery,
-                outcome: .failure(
-                    TaskFailure(
-                        type: exception?["exc_type"]?.stringValue ?? "Exception",
-                        message: exception?["exc_message"]?.stringValue ?? "",
-                        module: exception?["exc_module"]?.stringValue ?? "builtins",
-                        traceback: message["traceback"]?.stringValue
-                    )
-                ),
-                runtime: runtime
+            let status: String
+            switch reason {
+            case .crash(let exit), .oomKilled(let exit): status = "\(exit)"
+            default: status = "\(reason)"
+            }
+            failure = TaskFailure(
+                type: "WorkerLostError",
+                message: "Worker exited prematurely: \(status).",
+                module: "billiard.exceptions"
             )
         }
-    }
-
-    /// The child running `slot`'s task died: Celery's `WorkerLostError` (the message is acked, as Celery
-    /// does without `reject_on_worker_lost`).
-    func failLostTask(in slot: ConsumerSlot, status: String) {
-        guard let delivery = slot.task else { return }
-        slot.task = nil
-        finish(
-            delivery,
-            outcome: .failure(
-                TaskFailure(
-                    type: "WorkerLostError",
-                    message: "Worker exited prematurely: \(status).",
-                    module: "billiard.exceptions"
-                )
-            ),
-            runtime: delivery.receivedAt.duration(to: .now).seconds
-        )
+        finish(delivery, outcome: .failure(failure), runtime: delivery.receivedAt.duration(to: .now).seconds)
     }
 
     /// Records the outcome, queues the result (unless ignored) and the ack, in that order.
@@ -429,7 +413,7 @@ extension Consumer {
                 meta = ResultMeta.failure(
                     taskID: message.id,
                     excType: failure.type,
-                    excMessage: [.string(failure.message)],
+                    excMessage: failure.arguments ?? [.string(failure.message)],
                     excModule: failure.module,
                     traceback: failure.traceback,
                     dateDone: .now,

@@ -10,13 +10,13 @@ import SwiftqRedis
 import Glibc
 #endif
 
-/// The consumer process: owns the pool channels (and, with the broker transports, the broker
-/// connection, the prefetch window, acks and results), and runs its own blueprint of bootsteps.
+/// The consumer process: owns the pool (it is the parent of the pool children: ``PreforkPool``) and, with the
+/// broker transports, the broker connection, the prefetch window, acks and results; runs its own blueprint of
+/// bootsteps.
 ///
-/// Talks to the supervisor over fd 3 and holds a lifeline on fd 4. The supervisor hands it one channel
-/// per pool slot (`attach_slot`, descriptor passed with `SCM_RIGHTS`) and tells it when a slot's child
-/// died (`slot_exited`), so the task that child was running can be failed or redelivered.
-/// Single-threaded: all state below belongs to the event loop's thread.
+/// Talks to the supervisor over fd 3 and holds a lifeline on fd 4. It tells the supervisor how its pool is
+/// doing (the slots' rows, with every exit's reason and crash loops) with each heartbeat and whenever a slot's
+/// child exits or comes up. Single-threaded: all state below belongs to the event loop's thread.
 final class Consumer {
     static let supervisorDescriptor: CInt = 3
     static let lifelineDescriptor: CInt = 4
@@ -27,8 +27,15 @@ final class Consumer {
     var supervisor: FramedChannel!
     var configuration = Configuration()
     var configured = false
-    var slots: [Int: ConsumerSlot] = [:]
+    /// The pool (started by the "Pool" step).
+    var pool: (any WorkPool)?
+    /// Running deliveries by job id (the task id), from ``WorkPool/submit(_:)`` to their ``PoolEvent``.
+    var running: [String: TaskDelivery] = [:]
     var shuttingDown = false
+    /// Whether the warm shutdown has told the pool to stop.
+    var poolStopped = false
+    /// Whether ``finish(code:)`` was called (the loop is to end).
+    var finished = false
     var exitCode: Int32 = 0
     var heartbeat: RepeatingTimer?
     var tasksCompleted = 0
@@ -79,7 +86,7 @@ final class Consumer {
         try! Blueprint(
             name: "consumer",
             steps: [
-                Bootstep(name: "Pool", start: { try $0.waitForPool() }),
+                Bootstep(name: "Pool", start: { try $0.startPool() }, stop: { $0.pool?.stop(cold: true) }),
                 Bootstep(name: "Connection", requires: ["Pool"], start: { try $0.startConnection() }),
                 Bootstep(name: "Tasks", requires: ["Connection"], start: { $0.replenishCredit() }),
                 Bootstep(
@@ -94,8 +101,12 @@ final class Consumer {
 
     /// Runs the consumer until the supervisor tells it to stop or goes away; returns the exit code.
     func run() -> Int32 {
-        try? ChildProcess.setParentDeathSignal(SIGKILL)
-        if getppid() == 1 { return 70 }
+        do {
+            try ChildProcess.setParentDeathSignal(SIGKILL)
+        } catch {
+            logger.error("cannot arm the parent-death signal: \(error)")
+        }
+        if ChildProcess.parentIsGone { return 70 }
         UnixSignal.ignore(SIGINT)
         UnixSignal.ignore(SIGHUP)
         UnixSignal.ignore(SIGPIPE)
@@ -121,48 +132,98 @@ final class Consumer {
             }
         } catch {
             logger.error("consumer failed to start: \(error)")
-            supervisor.send(ChannelMessage.make("failed", ["message": .string(error.message)]))
+            supervisor.send(ConsumerMessage.failed(message: error.message).json)
             supervisor.flush(blockingFor: .seconds(1))
             return 1
         }
         if !shuttingDown {
-            supervisor.send(ChannelMessage.make("ready", ["slots": .int(Int64(slots.count))]))
-            logger.info("consumer ready with \(slots.count) pool children")
+            let size = pool?.targetSize ?? 0
+            supervisor.send(ConsumerMessage.ready(slots: size, pool: poolRows).json)
+            logger.info("consumer ready with \(size) pool children")
+            loop.run()
+        } else if !finished {
+            // A warm shutdown began during startup: it still waits for the pool to go.
             loop.run()
         }
         started.stop(self)
-        for slot in slots.values { slot.channel?.close() }
         supervisor.flush(blockingFor: .seconds(2))
         return exitCode
     }
 
     func finish(code: Int32) {
+        finished = true
         exitCode = code
         loop.stop()
     }
 
     // MARK: Steps
 
-    func waitForPool() throws {
+    /// Starts the pool children and waits until every one said hello.
+    func startPool() throws {
         let expected = configuration.worker.concurrency
-        let ready = loop.run(
-            until: { self.shuttingDown || self.slots.values.filter { $0.state == .idle }.count >= expected },
-            timeout: .seconds(30)
+        var policy = RestartPolicy()
+        policy.maximumDelay = configuration.worker.restartBackoffMax
+        let pool = PreforkPool(
+            size: expected,
+            loop: loop,
+            policy: policy,
+            logLevel: configuration.logging.level,
+            executable: ChildProcess.currentExecutable
         )
+        pool.onEvent = { [unowned self] event in handle(event) }
+        self.pool = pool
+        try pool.start()
+        let ready = loop.run(until: { self.shuttingDown || pool.readySlots >= expected }, timeout: .seconds(30))
         if !ready {
-            let count = slots.values.filter { $0.state == .idle }.count
-            throw ConsumerStartError(message: "only \(count) of \(expected) pool children said hello within 30s")
+            throw ConsumerStartError(
+                message: "only \(pool.readySlots) of \(expected) pool children said hello within 30s"
+            )
         }
+    }
+
+    /// The pool's rows for the supervisor's `stats` and `STATUS=`.
+    var poolRows: [JSONValue] { (pool?.snapshot ?? []).map(\.json) }
+
+    /// What the pool says: a job's end (stored and acked), a slot's exit or start (reported to the supervisor).
+    func handle(_ event: PoolEvent) {
+        switch event {
+        case .slotReady:
+            supervisor.send(ConsumerMessage.pool(poolRows).json)
+        case .started:
+            break
+        case .finished(let jobID, let outcome, let runtime):
+            guard let delivery = running.removeValue(forKey: jobID) else { return }
+            switch outcome {
+            case .success(let value): finish(delivery, outcome: .success(value), runtime: runtime)
+            case .failure(let failure): finish(delivery, outcome: .failure(failure), runtime: runtime)
+            }
+        case .lost(let jobID, let slot, let pid, let reason):
+            guard let delivery = running.removeValue(forKey: jobID) else { return }
+            workerLost += 1
+            logger.error(
+                "pool child \(slot) (pid \(pid)) \(reason) while running a task",
+                metadata: [DaemonLog.Key.taskID: "\(jobID)", DaemonLog.Key.taskName: "\(delivery.message.name)"]
+            )
+            failLostTask(delivery, reason: reason)
+        case .slotExited:
+            supervisor.send(ConsumerMessage.pool(poolRows).json)
+        }
+        if case .slotExited = event, shuttingDown { return }
+        dispatch()
+        replenishCredit()
     }
 
     func startHeartbeat() {
         heartbeat = loop.repeating(every: Self.heartbeatInterval) { [unowned self] in
-            var fields: OrderedDictionary<String, JSONValue> = ["busy": .int(Int64(busyCount))]
-            if let stall = fetchStall {
-                fields["fetch_idle"] = .double(stall.idle)
-                fields["fetch_starved"] = .bool(stall.starved)
-            }
-            supervisor.send(ChannelMessage.make("heartbeat", fields))
+            let stall = fetchStall
+            supervisor.send(
+                ConsumerMessage.heartbeat(
+                    busy: busyCount,
+                    pool: poolRows,
+                    fetchIdle: stall?.idle,
+                    fetchStarved: stall?.starved ?? false
+                ).json
+            )
         }
     }
 
@@ -171,7 +232,7 @@ final class Consumer {
     /// check reads from the heartbeat.
     var fetchStall: (idle: Double, starved: Bool)? {
         guard let progress = transport?.fetchProgress else { return nil }
-        let poolHasRoom = ready.isEmpty && slots.values.contains { $0.state == .idle }
+        let poolHasRoom = ready.isEmpty && (pool?.idleSlots ?? 0) > 0
         return (progress.lastProgress.duration(to: .now).seconds, progress.starved && poolHasRoom && brokerConnected)
     }
 
@@ -185,7 +246,7 @@ final class Consumer {
         ])
     }
 
-    var busyCount: Int { slots.values.filter { $0.currentTaskID != nil }.count }
+    var busyCount: Int { running.count }
 
     /// The broker URL with its password masked, for stats and logs.
     var redactedBrokerURL: String {
@@ -195,49 +256,28 @@ final class Consumer {
     // MARK: Supervisor messages
 
     func handleSupervisor(_ frame: ReceivedFrame) {
-        let message = frame.message
-        switch ChannelMessage.type(of: message) {
-        case "configure":
-            configure(message)
-        case "attach_slot":
-            guard let slot = message["slot"]?.intValue, let pid = message["pid"]?.intValue,
-                let descriptor = frame.descriptors.first
-            else {
-                frame.descriptors.forEach(Descriptors.close)
-                logger.error("malformed attach_slot from the supervisor: \(message)")
-                return
-            }
-            frame.descriptors.dropFirst().forEach(Descriptors.close)
-            attach(slot: Int(slot), pid: Int32(pid), descriptor: descriptor)
-        case "slot_exited":
-            frame.descriptors.forEach(Descriptors.close)
-            guard let slot = message["slot"]?.intValue, let pid = message["pid"]?.intValue else { return }
-            slotExited(Int(slot), pid: Int32(pid), status: message["status"]?["description"]?.stringValue ?? "exited")
-        case "retire_slot":
-            frame.descriptors.forEach(Descriptors.close)
-            guard let slot = message["slot"]?.intValue else { return }
-            retire(Int(slot))
-        case "stats":
-            frame.descriptors.forEach(Descriptors.close)
-            supervisor.send(ChannelMessage.make("stats", ["request": message["request"] ?? .null, "consumer": stats]))
-        case "dump":
+        frame.descriptors.forEach(Descriptors.close)
+        let message: SupervisorMessage
+        do {
+            message = try SupervisorMessage(decoding: frame.message)
+        } catch {
+            logger.error("ignoring a malformed message from the supervisor: \(error)")
+            return
+        }
+        switch message {
+        case .configure(let yaml, let file, let daemonID):
+            configure(yaml: yaml, file: file, daemonID: daemonID)
+        case .stats(let request):
+            supervisor.send(ConsumerMessage.stats(request: request, consumer: stats).json)
+        case .dump:
             dumpState()
-        case "shutdown":
-            frame.descriptors.forEach(Descriptors.close)
-            shutdown(cold: message["mode"]?.stringValue == "cold")
-        default:
-            frame.descriptors.forEach(Descriptors.close)
-            logger.warning("ignoring a supervisor message of unknown type: \(message["type"] ?? .null)")
+        case .shutdown(let cold, _):
+            shutdown(cold: cold)
         }
     }
 
-    func configure(_ message: JSONValue) {
-        guard let yaml = message["yaml"]?.stringValue else {
-            logger.error("configure without yaml")
-            return
-        }
-        let file = message["file"]?.stringValue ?? "config"
-        if let id = message["daemon_id"]?.stringValue { daemonID = id }
+    func configure(yaml: String, file: String, daemonID id: String) {
+        daemonID = id
         do {
             let previousWindow = configured ? prefetchWindow : nil
             configuration = try Configuration.parse(yaml, file: file)
@@ -247,7 +287,11 @@ final class Consumer {
                 replenishCredit()
             }
             DaemonLog.level = Logger.Level(configuration.logging.level)
-            for slot in slots.values { sendLogLevel(to: slot) }
+            pool?.setLogLevel(configuration.logging.level)
+            if let pool, configuration.worker.concurrency != pool.targetSize {
+                logger.info("worker.concurrency \(pool.targetSize) -> \(configuration.worker.concurrency)")
+                pool.resize(to: configuration.worker.concurrency)
+            }
             if configured { logger.info("configuration reloaded") }
             configured = true
         } catch {
@@ -256,89 +300,13 @@ final class Consumer {
         }
     }
 
-    func attach(slot index: Int, pid: Int32, descriptor: CInt) {
-        if let old = slots[index] { old.channel?.close() }
-        let channel = FramedChannel(descriptor: descriptor, loop: loop)
-        let slot = ConsumerSlot(index: index, pid: pid, channel: channel)
-        slots[index] = slot
-        channel.onFrame = { [unowned self, unowned slot] frame in self.handlePool(slot, frame) }
-        channel.onClose = { [unowned self, unowned slot] reason in
-            logger.debug("pool channel \(slot.index) closed: \(reason)")
-            slot.channel = nil
-        }
-        logger.debug("pool slot \(index) attached (pid \(pid))")
-    }
-
-    /// Pool children log at the consumer's level; a reload changes it in place.
-    func sendLogLevel(to slot: ConsumerSlot) {
-        slot.channel?.send(ChannelMessage.make("log_level", ["level": .string(configuration.logging.level.rawValue)]))
-    }
-
-    func handlePool(_ slot: ConsumerSlot, _ frame: ReceivedFrame) {
-        frame.descriptors.forEach(Descriptors.close)
-        let message = frame.message
-        switch ChannelMessage.type(of: message) {
-        case "hello":
-            if slot.state == .starting { slot.state = .idle }
-            sendLogLevel(to: slot)
-            dispatch()
-        case "result":
-            slot.tasksCompleted += 1
-            completeRunningTask(in: slot, result: message)
-            if slot.state == .retiring {
-                releaseRetired(slot)
-            } else {
-                slot.state = .idle
-            }
-            dispatch()
-            replenishCredit()
-        case "error":
-            logger.error("pool child \(slot.index) reported: \(message["message"] ?? .null)")
-        default:
-            logger.warning("ignoring a pool message of unknown type: \(message["type"] ?? .null)")
-        }
-    }
-
-    func slotExited(_ index: Int, pid: Int32, status: String) {
-        guard let slot = slots[index], slot.pid == pid else { return }
-        if let task = slot.currentTaskID {
-            workerLost += 1
-            logger.error(
-                "pool child \(index) (pid \(pid)) \(status) while running a task (WorkerLostError)",
-                metadata: [DaemonLog.Key.taskID: "\(task)"]
-            )
-            failLostTask(in: slot, status: status)
-        }
-        slot.channel?.close()
-        slot.channel = nil
-        slot.state = .gone
-        slots[index] = nil
-    }
-
-    func retire(_ index: Int) {
-        guard let slot = slots[index] else {
-            supervisor.send(ChannelMessage.make("slot_retired", ["slot": .int(Int64(index))]))
-            return
-        }
-        slot.state = .retiring
-        if slot.currentTaskID == nil { releaseRetired(slot) }
-    }
-
-    /// Lets a retired slot's child go: closing its channel makes it exit on its own.
-    func releaseRetired(_ slot: ConsumerSlot) {
-        slot.channel?.close()
-        slot.channel = nil
-        slot.state = .gone
-        slots[slot.index] = nil
-        supervisor.send(ChannelMessage.make("slot_retired", ["slot": .int(Int64(slot.index))]))
-    }
-
     /// Warm: stop taking work, let running tasks finish (the supervisor enforces the deadline), then
     /// report `drained` and exit. Cold: exit now.
     func shutdown(cold: Bool) {
         shuttingDown = true
         if cold {
             logger.info("cold shutdown")
+            pool?.stop(cold: true)
             // Nothing more is acked; every held message, running ones included, goes back to the broker.
             transport?.stop(restoreHeld: true, timeout: .seconds(1))
             finish(code: 0)
@@ -351,31 +319,33 @@ final class Consumer {
     func checkDrained() {
         guard shuttingDown else { return }
         if busyCount == 0 {
-            // Results and acks of the finished tasks are written first, then every message still held
-            // (reserved, never started) goes back to the broker.
-            let released = ready.count
-            ready.removeAll()
-            transport?.stop(restoreHeld: true, timeout: configuration.worker.shutdownTimeout)
-            if released > 0 { logger.info("returned \(released) reserved task(s) to the broker") }
-            supervisor.send(ChannelMessage.make("drained"))
-            finish(code: 0)
+            if !poolStopped {
+                // Results and acks of the finished tasks are written first, then every message still held
+                // (reserved, never started) goes back to the broker.
+                let released = ready.count
+                ready.removeAll()
+                transport?.stop(restoreHeld: true, timeout: configuration.worker.shutdownTimeout)
+                if released > 0 { logger.info("returned \(released) reserved task(s) to the broker") }
+                pool?.stop(cold: false)
+                poolStopped = true
+            }
+            // The children exit on their own; one that cannot (stopped, hung) holds the shutdown until the
+            // supervisor's deadline kills this process, and the child with it.
+            if pool?.isStopped ?? true {
+                supervisor.send(ConsumerMessage.drained.json)
+                finish(code: 0)
+            } else {
+                loop.schedule(after: .milliseconds(20)) { [unowned self] in checkDrained() }
+            }
         } else {
             loop.schedule(after: .milliseconds(20)) { [unowned self] in checkDrained() }
         }
     }
 
     var stats: JSONValue {
-        let slotList = slots.keys.sorted().map { index -> JSONValue in
-            let slot = slots[index]!
-            return .object([
-                "slot": .int(Int64(index)), "pid": .int(Int64(slot.pid)), "state": .string(slot.stateName),
-                "task_id": slot.currentTaskID.map { .string($0) } ?? .null,
-                "tasks_completed": .int(Int64(slot.tasksCompleted)),
-            ])
-        }
         return .object([
             "pid": .int(Int64(getpid())),
-            "slots": .array(slotList),
+            "slots": .array(poolRows),
             "busy": .int(Int64(busyCount)),
             "tasks_completed": .int(Int64(tasksCompleted)),
             "tasks_failed": .int(Int64(tasksFailed)),
@@ -401,12 +371,13 @@ final class Consumer {
     }
 
     func dumpState() {
+        let slots = pool?.snapshot ?? []
         logger.notice("state dump: \(slots.count) pool slot(s), \(busyCount) busy, shutting down: \(shuttingDown)")
-        for index in slots.keys.sorted() {
-            let slot = slots[index]!
-            let task = slot.currentTaskID ?? "-"
+        for slot in slots {
+            let reason = slot.lastExitReason.map { ", last exit: \($0)" } ?? ""
+            let task = slot.jobID ?? "-"
             logger.notice(
-                "slot \(index): pid \(slot.pid), \(slot.stateName), task \(task), \(slot.tasksCompleted) completed"
+                "slot \(slot.slot): pid \(slot.pid), \(slot.state), task \(task), \(slot.tasksCompleted) completed, \(slot.restarts) restart(s)\(reason)"
             )
         }
     }

@@ -39,7 +39,7 @@ public enum SwiftqDaemon {
             guard !command.isEmpty else { exit(ExitCode.usage) }
             // SIGTERM, not SIGKILL: the program gets to clean up (redis-server removes its socket file).
             try? ChildProcess.setParentDeathSignal(SIGTERM)
-            if getppid() == 1 { exit(70) }
+            if ChildProcess.parentIsGone { exit(70) }
             let error = ChildProcess.execute(command)
             writeStandardError("swiftqd: cannot run \(command[0]): \(error)\n")
             code = 127

@@ -6,8 +6,9 @@ import SwiftqPlatform
 /// apart by their `"type"`.
 ///
 /// Consumer → pool child: `execute`, `log_level`. Pool child → consumer: `hello`, `result`, `error`.
-/// Supervisor → consumer: `configure`, `attach_slot` (+1 descriptor), `slot_exited`, `retire_slot`,
-/// `stats`, `shutdown`. Consumer → supervisor: `ready`, `heartbeat`, `stats`, `slot_retired`, `drained`.
+/// Supervisor → consumer: `configure`, `stats`, `dump`, `shutdown`. Consumer → supervisor: `ready`, `heartbeat`
+/// and `pool` (each with the pool's `stats` rows), `stats`, `broker_state`, `failed`, `drained`. The pool
+/// children are the consumer's own (``PreforkPool``): no message hands their channels or exits around.
 /// These are internal (both ends are the same binary) but documented and tested at the frame level,
 /// because the tests drive a pool child over its channel directly.
 enum ChannelMessage {

@@ -29,13 +29,14 @@ final class InlinePool: WorkPool {
         for slot in 0..<targetSize { onEvent?(.slotReady(slot: slot, pid: Self.basePID + Int32(slot))) }
     }
 
-    func submit(_ job: PoolJob) -> Int? {
-        guard idleSlots > 0 else { return nil }
-        let slot = (0..<Int.max).first { busy[$0] == nil }!
+    func submit(_ job: PoolJob) -> PoolSubmission? {
+        guard idleSlots > 0, let slot = (0..<targetSize).first(where: { busy[$0] == nil }) else { return nil }
         busy[slot] = job
         queued.append((slot, job))
-        return slot
+        return PoolSubmission(slot: slot, pid: Self.basePID + Int32(slot))
     }
+
+    func setLogLevel(_ level: LogLevel) {}
 
     /// Runs every queued job; returns how many ran.
     @discardableResult
@@ -99,7 +100,9 @@ final class InlinePool: WorkPool {
                 restarts: 0,
                 lastExit: nil,
                 lastExitReason: nil,
-                crashLooping: false
+                crashLooping: false,
+                uptime: nil,
+                lastExitAt: nil
             )
         }
     }

@@ -9,9 +9,9 @@ import Glibc
 
 /// A prefork pool child: executes one task at a time, sent by the consumer over its channel (fd 3).
 ///
-/// It never touches a broker. It exits when its channel closes (the consumer retired it or died) or its
-/// lifeline (fd 4, a pipe whose write end only the supervisor holds) reaches end of file, and the kernel
-/// kills it (`PR_SET_PDEATHSIG`) if the supervisor dies first. Single-threaded: the task runs inside the
+/// It never touches a broker. Its parent is the consumer (``PreforkPool``). It exits when its channel closes
+/// (the pool let it go, or the consumer died) or its lifeline (fd 4, a pipe whose write end only the consumer
+/// holds) reaches end of file, and the kernel kills it (`PR_SET_PDEATHSIG`) if the consumer dies first. Single-threaded: the task runs inside the
 /// loop's callback, which is fine because the child has nothing else to do meanwhile; sleeps go through
 /// ``TaskEnvironment/sleep`` so they end early when the lifeline breaks.
 final class PoolChild {
@@ -35,8 +35,12 @@ final class PoolChild {
 
     /// Runs until the channel or the lifeline closes; returns the exit code.
     func run() -> Int32 {
-        try? ChildProcess.setParentDeathSignal(SIGKILL)
-        if getppid() == 1 { return 70 }  // The supervisor died before the death signal was armed.
+        do {
+            try ChildProcess.setParentDeathSignal(SIGKILL)
+        } catch {
+            logger.error("cannot arm the parent-death signal: \(error)")
+        }
+        if ChildProcess.parentIsGone { return 70 }  // The parent died before the death signal was armed.
         // A terminal's Ctrl-C and a reload are the supervisor's business, never a pool child's.
         UnixSignal.ignore(SIGINT)
         UnixSignal.ignore(SIGHUP)

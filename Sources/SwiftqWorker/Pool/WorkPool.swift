@@ -21,8 +21,9 @@ protocol WorkPool: AnyObject {
     var idleSlots: Int { get }
     /// Starts the pool's slots.
     func start() throws
-    /// Runs `job` in an idle slot; returns the slot, or nil when no slot is idle (nothing happens then).
-    func submit(_ job: PoolJob) -> Int?
+    /// Runs `job` in an idle slot; returns the slot and its child's pid, or nil when no slot is idle (nothing
+    /// happens then).
+    func submit(_ job: PoolJob) -> PoolSubmission?
     /// Ends the job `jobID` (if a slot runs it) by signalling its child with `signal`; the child is replaced, and
     /// a ``PoolEvent/lost(jobID:slot:pid:reason:)`` with `reason` follows.
     func terminate(jobID: String, signal: CInt, reason: ExitReason)
@@ -30,8 +31,19 @@ protocol WorkPool: AnyObject {
     func resize(to size: Int)
     /// Warm: let running jobs finish, then stop the children. Cold: kill them now.
     func stop(cold: Bool)
+    /// Whether, after ``stop(cold:)``, every worker is gone (a warm shutdown waits for it).
+    var isStopped: Bool { get }
+    /// The log level of the pool's workers (children log at the consumer's level; a reload changes it).
+    func setLogLevel(_ level: LogLevel)
     /// One row per slot, for `stats`.
     var snapshot: [PoolSlotSnapshot] { get }
+}
+
+/// Where ``WorkPool/submit(_:)`` placed a job: the slot, and the pid of the process that runs it (for the
+/// STARTED meta; the consumer's own pid for an in-process pool).
+struct PoolSubmission: Sendable, Equatable {
+    var slot: Int
+    var pid: Int32
 }
 
 /// One job for a pool slot.
@@ -148,4 +160,32 @@ struct PoolSlotSnapshot: Sendable, Equatable {
     var lastExit: ExitStatus?
     var lastExitReason: ExitReason?
     var crashLooping: Bool
+    /// Seconds the slot's current child has been up (nil while none is).
+    var uptime: Double?
+    /// When the last exit happened (seconds since the epoch).
+    var lastExitAt: Double?
+}
+
+extension PoolSlotSnapshot {
+    /// The slot as a `stats` row of `children` (role `pool`), the shape the supervisor shows as is.
+    var json: JSONValue {
+        var object: OrderedDictionary<String, JSONValue> = [
+            "role": "pool", "slot": .int(Int64(slot)), "pid": pid > 0 ? .int(Int64(pid)) : .null,
+            "state": .string(pid > 0 ? "running" : state), "restarts": .int(Int64(restarts)),
+            "uptime": uptime.map { .double($0) } ?? .null,
+        ]
+        if let lastExit {
+            var last = lastExit.json.objectValue ?? [:]
+            last["at"] = lastExitAt.map { .double($0) } ?? .null
+            object["last_exit"] = .object(last)
+        } else {
+            object["last_exit"] = .null
+        }
+        object["exit_reason"] = lastExitReason.map { .string($0.name) } ?? .null
+        object["crash_loop"] = .bool(crashLooping)
+        object["task_state"] = .string(state)
+        object["task_id"] = jobID.map { .string($0) } ?? .null
+        object["tasks_completed"] = .int(Int64(tasksCompleted))
+        return .object(object)
+    }
 }

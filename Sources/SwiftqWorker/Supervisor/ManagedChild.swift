@@ -1,16 +1,13 @@
 import SwiftqPlatform
 
-/// One entry of the supervisor's process table: a role (consumer or a pool slot), the process that
-/// currently fills it, and its history.
+/// One entry of the supervisor's process table: a role (the consumer or the embedded broker; pool children
+/// are the consumer's), the process that currently fills it, and its history.
 ///
-/// States: `spawning` (spawned, not yet confirmed by the consumer) → `running`; `backoff` (dead, waiting
-/// to respawn); `retiring` (being let go after a pool shrink); `awaitingConsumer` (a pool slot taken down
-/// with a dead consumer, to be started afresh with the next one; not the slot's fault, so not counted as a
-/// restart); `stopped` (will not be respawned).
+/// States: `spawning` (spawned, not yet confirmed) → `running`; `backoff` (dead, waiting to respawn);
+/// `stopped` (will not be respawned).
 final class ManagedChild {
     enum Role: Equatable {
         case consumer
-        case pool(slot: Int)
         /// The embedded dev broker (a private redis-server), when `broker.url` is `embedded`.
         case broker
         /// The embedded beat scheduler, when `beat.enabled` (see Supervisor+Beat.swift).
@@ -19,7 +16,6 @@ final class ManagedChild {
         var name: String {
             switch self {
             case .consumer: "consumer"
-            case .pool: "pool"
             case .broker: "broker"
             case .beat: "beat"
             }
@@ -30,8 +26,6 @@ final class ManagedChild {
         case spawning
         case running
         case backoff
-        case retiring
-        case awaitingConsumer = "awaiting-consumer"
         case stopped
     }
 

@@ -31,7 +31,7 @@ extension Supervisor {
             for (name, summary) in Self.controlCommands { commands[name] = .string(summary) }
             responder.reply(.success(id: id, .object(commands)))
         case "stats":
-            queryConsumer("stats", timeout: .seconds(1)) { [unowned self] consumerStats in
+            queryStats(timeout: .seconds(1)) { [unowned self] consumerStats in
                 responder.reply(.success(id: id, stats(consumer: consumerStats)))
             }
         case "reload":
@@ -68,21 +68,10 @@ extension Supervisor {
 
     /// The `stats` reply: the supervisor's process table, merged with the consumer's view of the slots.
     func stats(consumer consumerStats: JSONValue?) -> JSONValue {
-        var slotStates: [Int64: JSONValue] = [:]
-        for slot in consumerStats?["slots"]?.arrayValue ?? [] {
-            if let index = slot["slot"]?.intValue { slotStates[index] = slot }
-        }
+        // The pool rows are the consumer's (it owns the pool children), fresh from this query when it answered.
         var children: [JSONValue] = [childJSON(consumer, extra: [:])]
         if let broker = embeddedBroker { children.append(childJSON(broker, extra: [:])) }
-        for child in pool where child.state != .stopped {
-            var extra: OrderedDictionary<String, JSONValue> = [:]
-            if case .pool(let slot) = child.role, let state = slotStates[Int64(slot)] {
-                extra["task_state"] = state["state"] ?? .null
-                extra["task_id"] = state["task_id"] ?? .null
-                extra["tasks_completed"] = state["tasks_completed"] ?? .null
-            }
-            children.append(childJSON(child, extra: extra))
-        }
+        children += poolRows
         var result: OrderedDictionary<String, JSONValue> = [
             "pid": .int(Int64(getpid())),
             "version": .string(SwiftqVersion.current),
@@ -118,16 +107,24 @@ extension Supervisor {
         }
         result["rusage"] = .object([
             "self": ResourceUsage.current(.process).json,
-            "children": ResourceUsage.current(.children).json,
+            "children": childrenUsage.json,
         ])
         result["beat"] = beatStats
         result["load"] = .array(ResourceUsage.loadAverage().map { .double($0) })
         return .object(result)
     }
 
+    /// swiftqd's own children only: the ones it reaped (`wait4`) plus the live ones (`/proc/<pid>/stat`, which
+    /// covers the pool children the consumer reaped). Not `getrusage(RUSAGE_CHILDREN)`: that also counts what
+    /// the process reaped before it exec'd swiftqd (a shell's earlier commands, the compiler under `dev/run`).
+    var childrenUsage: ResourceUsage {
+        var pids = allChildren.filter(\.isAlive).map(\.pid)
+        pids += poolRows.compactMap { $0["pid"]?.intValue.map { Int32($0) } }
+        return pids.compactMap(ResourceUsage.ofLiveProcess).reduce(reapedUsage, +)
+    }
+
     private func childJSON(_ child: ManagedChild, extra: OrderedDictionary<String, JSONValue>) -> JSONValue {
         var object: OrderedDictionary<String, JSONValue> = ["role": .string(child.role.name)]
-        if case .pool(let slot) = child.role { object["slot"] = .int(Int64(slot)) }
         object["pid"] = child.isAlive ? .int(Int64(child.pid)) : .null
         object["state"] = .string(child.state.rawValue)
         object["restarts"] = .int(Int64(child.restarts))

@@ -38,9 +38,9 @@ extension Supervisor {
     /// the children go. Cold: kill every child now. Either way `STOPPING=1` goes out first.
     ///
     /// Order (written down, as shutdown order matters): 1. STOPPING=1; 2. tell the consumer (it stops
-    /// fetching and reports `drained` when no task runs); 3. the consumer exits, which closes every
-    /// pool channel, so the pool children exit by themselves; 4. past the deadline, SIGKILL whoever is
-    /// left; 5. the blueprint's stop closes the control socket and the lifeline.
+    /// fetching, lets its pool finish the running tasks and stops it, reports `drained` and exits; cold, it
+    /// kills its pool at once); 3. past the deadline, SIGKILL the consumer, whose pool children die with it
+    /// (`PR_SET_PDEATHSIG`); 4. the blueprint's stop closes the control socket and the lifeline.
     func beginShutdown(cold: Bool) {
         if case .stopping(let alreadyCold) = state, alreadyCold || !cold { return }
         state = .stopping(cold: cold)
@@ -51,8 +51,7 @@ extension Supervisor {
         let timeout = configuration.worker.shutdownTimeout
         if cold {
             notifier.stopping(status: "stopping (cold)")
-            consumerChannel?.send(ChannelMessage.make("shutdown", ["mode": "cold"]))
-            for child in pool where child.isAlive { ChildProcess.signal(child.pid, SIGKILL) }
+            consumerChannel?.send(SupervisorMessage.shutdown(cold: true, timeout: nil).json)
             // The consumer gets a moment to hand unacknowledged messages back, then it is killed too.
             shutdownDeadline = .now + .seconds(2)
         } else {
@@ -60,22 +59,16 @@ extension Supervisor {
                 status: "stopping (warm): waiting up to \(timeout.configurationString) for running tasks"
             )
             if let channel = consumerChannel, consumer.isAlive {
-                channel.send(ChannelMessage.make("shutdown", ["mode": "warm", "timeout": .double(timeout.seconds)]))
-            } else {
-                for child in pool where child.isAlive { ChildProcess.signal(child.pid, SIGTERM) }
+                channel.send(SupervisorMessage.shutdown(cold: false, timeout: timeout.seconds).json)
             }
             shutdownDeadline = .now + timeout + .seconds(1)
-        }
-        if !consumer.isAlive {
-            // No consumer to drain the pool: the pool children have nothing to finish for anyone.
-            for child in pool where child.isAlive { ChildProcess.signal(child.pid, SIGTERM) }
         }
     }
 
     /// Past the shutdown deadline, kills what is left.
     func enforceShutdownDeadline() {
         guard case .stopping = state, let deadline = shutdownDeadline, ContinuousClock.now >= deadline else { return }
-        let left = ([consumer] + pool).filter(\.isAlive)
+        let left = [consumer].filter(\.isAlive)
         if !left.isEmpty {
             logger.warning("shutdown deadline passed: killing \(left.count) child process(es)")
             for child in left { ChildProcess.signal(child.pid, SIGKILL) }
@@ -139,12 +132,12 @@ extension Supervisor {
         configurationText = text
         policy.maximumDelay = effective.worker.restartBackoffMax
         consumerChannel?.send(
-            ChannelMessage.make("configure", ["yaml": .string(text), "file": .string(configurationPath)])
+            SupervisorMessage.configure(yaml: text, file: configurationPath, daemonID: daemonID).json
         )
         reloadBeat()  // Supervisor+Beat.swift
         if updated.worker.concurrency != previous.worker.concurrency {
+            // The consumer resizes its pool when it applies the configuration just sent.
             logger.info("worker.concurrency \(previous.worker.concurrency) -> \(updated.worker.concurrency)")
-            resizePool(to: updated.worker.concurrency)
         }
     }
 
@@ -153,12 +146,11 @@ extension Supervisor {
         logger.notice("state dump: \(stateName); \(statusLine)")
         for child in allChildren {
             var line = "\(child.role.name)"
-            if case .pool(let slot) = child.role { line += " \(slot)" }
             line += ": pid \(child.pid), \(child.state.rawValue), \(child.restarts) restart(s)"
             if let exit = child.lastExit { line += ", last exit: \(exit)" }
             logger.notice("\(line)")
         }
-        consumerChannel?.send(ChannelMessage.make("dump"))
+        consumerChannel?.send(SupervisorMessage.dump.json)
     }
 
     // MARK: Health and status
@@ -171,8 +163,14 @@ extension Supervisor {
         return !crashLooping
     }
 
+    /// A crash loop of the supervisor's own children, or of a pool slot as the consumer reports it.
     var crashLooping: Bool {
-        allChildren.contains { policy.isCrashLooping($0.history, at: .now) }
+        allChildren.contains { policy.isCrashLooping($0.history, at: .now) } || !loopingPoolSlots.isEmpty
+    }
+
+    /// Pool slots the consumer reports as crash-looping.
+    var loopingPoolSlots: [Int64] {
+        poolRows.filter { $0["crash_loop"]?.boolValue == true }.compactMap { $0["slot"]?.intValue }
     }
 
     var stateName: String {
@@ -186,8 +184,8 @@ extension Supervisor {
 
     /// The one-line summary for `STATUS=` and logs.
     var statusLine: String {
-        let wanted = pool.filter { $0.state != .retiring && $0.state != .stopped }.count
-        let alive = pool.filter { $0.isAlive && $0.state != .retiring }.count
+        let wanted = configuration.worker.concurrency
+        let alive = poolRows.filter { $0["pid"]?.intValue != nil }.count
         var parts = ["\(stateName)", "consumer \(consumer.isAlive ? (consumerReady ? "up" : "starting") : "down")"]
         parts.append("pool \(alive)/\(wanted)")
         switch brokerConnected {
@@ -195,14 +193,12 @@ extension Supervisor {
         case false?: parts.append("broker unreachable")
         case nil: break
         }
-        let restarts = allChildren.reduce(0) { $0 + $1.restarts }
+        let restarts =
+            allChildren.reduce(0) { $0 + $1.restarts } + poolRows.reduce(0) { $0 + Int($1["restarts"]?.intValue ?? 0) }
         if restarts > 0 { parts.append("\(restarts) restart(s)") }
         let looping = allChildren.filter { policy.isCrashLooping($0.history, at: .now) }
-        if !looping.isEmpty {
-            let names = looping.map { child -> String in
-                if case .pool(let slot) = child.role { return "pool \(slot)" }
-                return child.role.name
-            }
+        if !looping.isEmpty || !loopingPoolSlots.isEmpty {
+            let names = looping.map(\.role.name) + loopingPoolSlots.map { "pool \($0)" }
             parts.append("crash loop: \(names.joined(separator: ", "))")
         }
         if let beat = beatStatusFragment { parts.append(beat) }

@@ -9,12 +9,14 @@ import Glibc
 
 /// The `swiftqd` main process: one process table, signals, sd_notify, the control socket.
 ///
-/// It starts its parts through its blueprint (Signals → Lifeline → ControlSocket → Pool → Consumer →
-/// Watchdog → Notify), then runs one event loop on the main thread until shutdown. Every child is
-/// spawned from this thread (so `PR_SET_PDEATHSIG` stays armed as long as the supervisor lives), reaped
-/// here with a `waitpid(-1, WNOHANG)` loop on SIGCHLD, and respawned with the backoff of
-/// ``RestartPolicy``. All state below belongs to the loop's thread; signals only queue a byte in the
-/// ``SignalPipe`` and are handled by the loop.
+/// It starts its parts through its blueprint (Signals → Lifeline → ControlSocket → EmbeddedBroker? →
+/// Consumer → Watchdog → Notify), then runs one event loop on the main thread until shutdown. Its children
+/// are the consumer and the embedded broker: spawned from this thread (so `PR_SET_PDEATHSIG` stays armed as
+/// long as the supervisor lives), reaped here with a `waitpid(-1, WNOHANG)` loop on SIGCHLD, and respawned
+/// with the backoff of ``RestartPolicy``. The pool children are the consumer's (``PreforkPool``): the
+/// supervisor only shows the rows the consumer reports (``poolRows``) and counts their crash loops. All
+/// state below belongs to the loop's thread; signals only queue a byte in the ``SignalPipe`` and are handled
+/// by the loop.
 final class Supervisor {
     /// Lifecycle of the supervisor as a whole.
     enum State: Equatable {
@@ -51,7 +53,8 @@ final class Supervisor {
     /// `<node>#<daemonID>.<random>`, so a respawned consumer knows its predecessors (same daemon, one consumer at a
     /// time) are dead and gives their messages back at once.
     let daemonID = randomHex()
-    var pool: [ManagedChild] = []
+    /// The pool's rows as the consumer last reported them (`stats` `children` rows of role `pool`).
+    var poolRows: [JSONValue] = []
     /// The embedded dev broker's process, when enabled.
     var embeddedBroker: ManagedChild?
     /// The embedded beat scheduler's child and what it reported (Supervisor+Beat.swift).
@@ -59,16 +62,16 @@ final class Supervisor {
 
     /// Every entry of the process table.
     var allChildren: [ManagedChild] {
-        [consumer] + pool + (embeddedBroker.map { [$0] } ?? []) + (beat.child.isAlive ? [beat.child] : [])
+        [consumer] + (embeddedBroker.map { [$0] } ?? []) + (beat.child.isAlive ? [beat.child] : [])
     }
-    /// Consumer ends of pool channels spawned while no consumer could take them, by slot.
-    var pendingSlotEnds: [Int: CInt] = [:]
     var startedBlueprint: StartedBlueprint<Supervisor>?
     var watchdog: RepeatingTimer?
     /// The consumer's last word on the broker connection (nil until it reports).
     var brokerConnected: Bool?
     var brokerDetail: String?
     var statusTimer: RepeatingTimer?
+    /// What the children this supervisor reaped used (with their own reaped children), for `stats`.
+    var reapedUsage = ResourceUsage.zero
     var lastStatus = ""
 
     // Shutdown and reload bookkeeping.
@@ -110,14 +113,8 @@ final class Supervisor {
                     stop: { $0.stopEmbeddedBroker() }
                 ),
                 Bootstep(
-                    name: "Pool",
-                    requires: ["Lifeline", "Signals"],
-                    start: { try $0.startPool() },
-                    stop: { $0.stopPool() }
-                ),
-                Bootstep(
                     name: "Consumer",
-                    requires: ["Pool", "EmbeddedBroker"],
+                    requires: ["Lifeline", "Signals", "EmbeddedBroker"],
                     start: { try $0.startConsumer() },
                     stop: { $0.stopConsumer() }
                 ),
@@ -184,7 +181,7 @@ final class Supervisor {
         guard case .stopping = state else { return false }
         // The embedded broker is not waited for here: its bootstep stops it last, after the consumer has
         // finished acking and handing messages back.
-        return !consumer.isAlive && pool.allSatisfy { !$0.isAlive }
+        return !consumer.isAlive
     }
 
     // MARK: Steps
@@ -224,17 +221,6 @@ final class Supervisor {
     func stopControlSocket() {
         controlServer?.close()
         controlServer = nil
-    }
-
-    func startPool() throws {
-        pool = (0..<configuration.worker.concurrency).map { ManagedChild(role: .pool(slot: $0)) }
-        for child in pool { try spawnPoolChild(child) }
-    }
-
-    func stopPool() {
-        for child in pool where child.isAlive { ChildProcess.signal(child.pid, SIGKILL) }
-        pendingSlotEnds.values.forEach(Descriptors.close)
-        pendingSlotEnds = [:]
     }
 
     func startConsumer() throws {

@@ -22,9 +22,11 @@ enum ExecTask {
             "id": .string(invocation.id), "task": .string(invocation.name), "args": .array(invocation.args),
             "kwargs": .object(invocation.kwargs),
         ]
-        var environment = ChildProcess.currentEnvironment
-        environment.append("SWIFTQ_TASK_ID=\(invocation.id)")
-        environment.append("SWIFTQ_TASK_NAME=\(invocation.name)")
+        // The allow-list only: a program never sees swiftqd's secrets (broker URLs with passwords).
+        let environment = ChildEnvironment.filtered(
+            ChildProcess.currentEnvironment,
+            extra: ["SWIFTQ_TASK_ID=\(invocation.id)", "SWIFTQ_TASK_NAME=\(invocation.name)"]
+        )
         let outcome: ProgramOutcome
         do {
             // Through `swiftqd _exec`, which arms the parent-death signal before it execs the program: the

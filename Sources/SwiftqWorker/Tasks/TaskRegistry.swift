@@ -42,6 +42,9 @@ public struct TaskFailure: Error, Equatable, Sendable, CustomStringConvertible {
     public var module: String
     /// A traceback text, when there is something more useful than the message.
     public var traceback: String?
+    /// The exception's arguments as the result stores them (`exc_message`), when they are not the one string
+    /// ``message`` (billiard's `TimeLimitExceeded` carries the limit as a number).
+    public var arguments: [JSONValue]?
 
     /// Creates a failure.
     public init(type: String, message: String, module: String = "builtins", traceback: String? = nil) {
@@ -64,6 +67,20 @@ public struct TaskFailure: Error, Equatable, Sendable, CustomStringConvertible {
     /// Celery's `NotRegistered`, for a task name no handler is registered under.
     public static func notRegistered(_ name: String) -> TaskFailure {
         TaskFailure(type: "NotRegistered", message: "'\(name)'", module: "celery.exceptions")
+    }
+
+    /// billiard's `TimeLimitExceeded(seconds)` (what `celery.exceptions.TimeLimitExceeded` names), for a task
+    /// killed at its hard time limit; Celery stores the limit as the exception's one argument.
+    public static func timeLimitExceeded(seconds: Double) -> TaskFailure {
+        let argument: JSONValue =
+            seconds == seconds.rounded() && abs(seconds) < 1e15 ? .int(Int64(seconds)) : .double(seconds)
+        var failure = TaskFailure(
+            type: "TimeLimitExceeded",
+            message: "TimeLimitExceeded(\(String(decoding: argument.serialized(), as: UTF8.self)))",
+            module: "billiard.exceptions"
+        )
+        failure.arguments = [argument]
+        return failure
     }
 
     public var description: String { "\(type): \(message)" }

@@ -1,7 +1,7 @@
 """An exec task for the system tests: reads the call on stdin, answers on stdout.
 
 argv[1] selects the behaviour: `sum` returns the sum of args; `fail` writes to stderr and exits 3;
-`garbage` prints something that is not JSON; `sleep` sleeps args[0] seconds.
+`garbage` prints something that is not JSON; `sleep` sleeps args[0] seconds; `env` returns its environment.
 """
 import json
 import os
@@ -21,3 +21,5 @@ elif mode == "garbage":
 elif mode == "sleep":
     time.sleep(call["args"][0])
     json.dump("slept", sys.stdout)
+elif mode == "env":
+    json.dump(dict(os.environ), sys.stdout)

@@ -45,3 +45,22 @@ struct RestartPolicy: Equatable {
         history.deaths.filter { now - $0 <= crashLoopWindow }.count >= crashLoopThreshold
     }
 }
+
+extension RestartPolicy {
+    /// Records an exit whose reason is known and returns the delay before the replacement, or nil when the slot
+    /// is not to be replaced. Only a crash (``ExitReason/isCrash``) enters the history, so only crashes feed
+    /// backoff and crash-loop detection (and through it the watchdog); a deliberate exit (time limit, terminate,
+    /// shrink, reload, shutdown) is replaced at once, or not at all when the slot was let go.
+    func recordExit(
+        _ reason: ExitReason,
+        _ history: inout History,
+        uptime: Duration,
+        at now: ContinuousClock.Instant
+    ) -> Duration? {
+        switch reason {
+        case .crash, .oomKilled: return recordDeath(&history, uptime: uptime, at: now)
+        case .shrink, .shutdown: return nil
+        case .timeLimit, .terminated, .maxTasks, .maxMemory, .reload: return .zero
+        }
+    }
+}

@@ -1,0 +1,202 @@
+import OrderedCollections
+import SwiftqCore
+
+/// What the supervisor tells the consumer, one case per message with its fields typed: a typo or a missing
+/// field is a compile error, not a `message["slot"]?.intValue` that quietly yields nil. One encoder
+/// (``json``) and one decoder (``init(decoding:)``), shared by both ends (the same binary).
+///
+/// On the wire still a JSON object with `"type"` first, in a ``ChannelFrame`` (a binary header is the next
+/// step; the consumer ↔ pool child messages are still ``ChannelMessage`` objects).
+enum SupervisorMessage: Equatable, Sendable {
+    /// The resolved configuration as YAML text (and the file it came from, for messages), and the daemon's
+    /// random id (a consumer's Redis reservations are owned by `<node>#<daemonID>.<random>`).
+    case configure(yaml: String, file: String, daemonID: String)
+    /// A `stats` query; the answer is ``ConsumerMessage/stats(request:consumer:)`` with the same `request`.
+    case stats(request: Int64)
+    /// SIGUSR1: log the state.
+    case dump
+    /// Warm (with the shutdown timeout in seconds) or cold.
+    case shutdown(cold: Bool, timeout: Double?)
+}
+
+/// What the consumer tells the supervisor (see ``SupervisorMessage``).
+enum ConsumerMessage: Equatable, Sendable {
+    /// Every bootstep started; `pool` is the pool's `stats` rows.
+    case ready(slots: Int, pool: [JSONValue])
+    /// Every ``Consumer/heartbeatInterval``, with the pool's rows.
+    /// `fetchIdle`: seconds since the fetch path last made progress; `fetchStarved`: it has room while the broker
+    /// holds messages for it (the supervisor's stall detection).
+    case heartbeat(busy: Int, pool: [JSONValue], fetchIdle: Double?, fetchStarved: Bool)
+    /// A pool slot's child exited or came up: the pool's rows at once (crash loops reach `STATUS=` promptly).
+    case pool([JSONValue])
+    /// The answer to ``SupervisorMessage/stats(request:)``.
+    case stats(request: Int64, consumer: JSONValue)
+    /// The broker connection went up or down.
+    case brokerState(connected: Bool, detail: String)
+    /// A bootstep failed; the consumer exits.
+    case failed(message: String)
+    /// A warm shutdown finished its running tasks.
+    case drained
+}
+
+/// A frame that is not a valid message of its direction.
+struct ChannelDecodeError: Error, Equatable, CustomStringConvertible {
+    enum Problem: Equatable {
+        case notAnObject
+        case unknownType
+        case missingField(String)
+        case wrongType(field: String, expected: String)
+    }
+
+    /// The message's `"type"`, when it had one.
+    var type: String?
+    var problem: Problem
+
+    var description: String {
+        let name = type.map { "\"\($0)\"" } ?? "message"
+        switch problem {
+        case .notAnObject: return "a channel message must be a JSON object"
+        case .unknownType: return "unknown message type \(name)"
+        case .missingField(let field): return "\(name) lacks the field \"\(field)\""
+        case .wrongType(let field, let expected): return "\(name): field \"\(field)\" must be \(expected)"
+        }
+    }
+}
+
+/// Reads typed fields of one message object, failing with a ``ChannelDecodeError`` that names the field.
+private struct FieldReader {
+    let type: String
+    let object: OrderedDictionary<String, JSONValue>
+
+    init(_ message: JSONValue) throws(ChannelDecodeError) {
+        guard let object = message.objectValue else { throw ChannelDecodeError(type: nil, problem: .notAnObject) }
+        guard let type = object["type"]?.stringValue else {
+            throw ChannelDecodeError(type: nil, problem: .missingField("type"))
+        }
+        self.type = type
+        self.object = object
+    }
+
+    func value(_ field: String) throws(ChannelDecodeError) -> JSONValue {
+        guard let value = object[field] else { throw ChannelDecodeError(type: type, problem: .missingField(field)) }
+        return value
+    }
+
+    func string(_ field: String) throws(ChannelDecodeError) -> String {
+        guard let value = try value(field).stringValue else { throw wrong(field, "a string") }
+        return value
+    }
+
+    func int(_ field: String) throws(ChannelDecodeError) -> Int64 {
+        guard let value = try value(field).intValue else { throw wrong(field, "an integer") }
+        return value
+    }
+
+    func bool(_ field: String) throws(ChannelDecodeError) -> Bool {
+        guard let value = try value(field).boolValue else { throw wrong(field, "a boolean") }
+        return value
+    }
+
+    func array(_ field: String) throws(ChannelDecodeError) -> [JSONValue] {
+        guard let value = try value(field).arrayValue else { throw wrong(field, "an array") }
+        return value
+    }
+
+    func optionalDouble(_ field: String) throws(ChannelDecodeError) -> Double? {
+        switch object[field] {
+        case nil, .null?: return nil
+        case let value?:
+            guard let number = value.doubleValue else { throw wrong(field, "a number") }
+            return number
+        }
+    }
+
+    func wrong(_ field: String, _ expected: String) -> ChannelDecodeError {
+        ChannelDecodeError(type: type, problem: .wrongType(field: field, expected: expected))
+    }
+
+    var unknown: ChannelDecodeError { ChannelDecodeError(type: type, problem: .unknownType) }
+}
+
+extension SupervisorMessage {
+    var json: JSONValue {
+        switch self {
+        case .configure(let yaml, let file, let daemonID):
+            ChannelMessage.make(
+                "configure",
+                ["yaml": .string(yaml), "file": .string(file), "daemon_id": .string(daemonID)]
+            )
+        case .stats(let request): ChannelMessage.make("stats", ["request": .int(request)])
+        case .dump: ChannelMessage.make("dump")
+        case .shutdown(let cold, let timeout):
+            ChannelMessage.make(
+                "shutdown",
+                ["mode": cold ? "cold" : "warm", "timeout": timeout.map { .double($0) } ?? .null]
+            )
+        }
+    }
+
+    init(decoding message: JSONValue) throws(ChannelDecodeError) {
+        let reader = try FieldReader(message)
+        switch reader.type {
+        case "configure":
+            self = .configure(
+                yaml: try reader.string("yaml"),
+                file: try reader.string("file"),
+                daemonID: try reader.string("daemon_id")
+            )
+        case "stats": self = .stats(request: try reader.int("request"))
+        case "dump": self = .dump
+        case "shutdown":
+            let mode = try reader.string("mode")
+            guard mode == "warm" || mode == "cold" else { throw reader.wrong("mode", "\"warm\" or \"cold\"") }
+            self = .shutdown(cold: mode == "cold", timeout: try reader.optionalDouble("timeout"))
+        default: throw reader.unknown
+        }
+    }
+}
+
+extension ConsumerMessage {
+    var json: JSONValue {
+        switch self {
+        case .ready(let slots, let pool):
+            ChannelMessage.make("ready", ["slots": .int(Int64(slots)), "pool": .array(pool)])
+        case .heartbeat(let busy, let pool, let fetchIdle, let fetchStarved):
+            ChannelMessage.make(
+                "heartbeat",
+                [
+                    "busy": .int(Int64(busy)), "pool": .array(pool),
+                    "fetch_idle": fetchIdle.map { .double($0) } ?? .null, "fetch_starved": .bool(fetchStarved),
+                ]
+            )
+        case .pool(let rows): ChannelMessage.make("pool", ["pool": .array(rows)])
+        case .stats(let request, let consumer):
+            ChannelMessage.make("stats", ["request": .int(request), "consumer": consumer])
+        case .brokerState(let connected, let detail):
+            ChannelMessage.make("broker_state", ["connected": .bool(connected), "detail": .string(detail)])
+        case .failed(let message): ChannelMessage.make("failed", ["message": .string(message)])
+        case .drained: ChannelMessage.make("drained")
+        }
+    }
+
+    init(decoding message: JSONValue) throws(ChannelDecodeError) {
+        let reader = try FieldReader(message)
+        switch reader.type {
+        case "ready": self = .ready(slots: Int(try reader.int("slots")), pool: try reader.array("pool"))
+        case "heartbeat":
+            self = .heartbeat(
+                busy: Int(try reader.int("busy")),
+                pool: try reader.array("pool"),
+                fetchIdle: try reader.optionalDouble("fetch_idle"),
+                fetchStarved: try reader.bool("fetch_starved")
+            )
+        case "pool": self = .pool(try reader.array("pool"))
+        case "stats": self = .stats(request: try reader.int("request"), consumer: try reader.value("consumer"))
+        case "broker_state":
+            self = .brokerState(connected: try reader.bool("connected"), detail: try reader.string("detail"))
+        case "failed": self = .failed(message: try reader.string("message"))
+        case "drained": self = .drained
+        default: throw reader.unknown
+        }
+    }
+}

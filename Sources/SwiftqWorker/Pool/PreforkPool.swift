@@ -1,0 +1,407 @@
+import Logging
+import OrderedCollections
+import SwiftqCore
+import SwiftqPlatform
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The prefork pool: child processes the consumer spawns, feeds, reaps and replaces itself (Celery's model,
+/// where the worker's main process is the parent of its pool).
+///
+/// Being the parent is what lets the pool know *why* a child exited: it sent the SIGKILL of a hard time limit or
+/// a terminate, it closed the channel of a slot it shrank away, or nobody did anything and the child crashed
+/// (an OOM kill is told apart by the cgroup's `oom_kill` counter). The reason travels with the exit
+/// (``PoolEvent/lost(jobID:slot:pid:reason:)``, ``PoolEvent/slotExited(slot:pid:reason:)``, the snapshot), and
+/// only crashes feed ``RestartPolicy``'s backoff and crash-loop detection.
+///
+/// Children are `posix_spawn`ed re-executions of this binary (`_pool-child`): their channel as fd 3, the read
+/// end of a lifeline pipe whose write end only this process holds as fd 4, and `PR_SET_PDEATHSIG` SIGKILL armed
+/// in the child. All spawns happen on the loop's thread (the consumer's main thread, which lives as long as the
+/// process), so the death signal fires exactly when the consumer dies. Reaping is a `waitpid(-1, WNOHANG)` loop
+/// on SIGCHLD, delivered through a ``SignalPipe`` the loop watches.
+///
+/// Owner: the loop thread of the consumer. Every stored property below belongs to it; events are delivered on it.
+final class PreforkPool: WorkPool {
+    var onEvent: ((PoolEvent) -> Void)?
+    private(set) var targetSize: Int
+
+    private let loop: EventLoop
+    private let executable: String
+    private var logger: Logger
+    private let policy: RestartPolicy
+    private var logLevel: LogLevel
+    /// Active slots by index (`0..<targetSize`, plus any still finishing a job before a shrink lets them go).
+    private var slots: [Int: Slot] = [:]
+    /// Children that were let go (shrink, shutdown) and have not been reaped yet, by pid.
+    private var departing: [pid_t: Slot] = [:]
+    /// What outlives a slot's children, by index: restarts, crash history, the last exit and its reason.
+    private var records: [Int: SlotRecord] = [:]
+    private var lifeline: (read: CInt, write: CInt)?
+    private var signalPipe: SignalPipe?
+    private let memory = CgroupMemory.current()
+    private var stopping = false
+
+    /// One slot and the child that fills it. States: `starting` (spawned, no hello yet) → `idle` ⇄ `busy`;
+    /// `retiring` (finish the job, then let the child go); `backoff` (dead, waiting for its respawn timer).
+    private final class Slot {
+        enum State: String {
+            case starting, idle, busy, retiring, backoff
+        }
+
+        let index: Int
+        var pid: pid_t = 0
+        var channel: FramedChannel?
+        var state: State = .starting
+        var job: PoolJob?
+        var jobStartedAt: ContinuousClock.Instant?
+        var hardLimitTimer: EventLoop.TimerID?
+        var respawnTimer: EventLoop.TimerID?
+        /// Why this pool is about to end the child (set before the kill or the channel close); nil means
+        /// nobody asked, so an exit is a crash.
+        var intendedExit: ExitReason?
+        var startedAt: ContinuousClock.Instant = .now
+        /// The `oom_kill` count when the child was spawned.
+        var oomKillsAtSpawn: Int?
+
+        init(index: Int) {
+            self.index = index
+        }
+    }
+
+    /// A slot's history across its children (and across a shrink and a later grow).
+    struct SlotRecord {
+        var restarts = 0
+        var tasksCompleted = 0
+        var history = RestartPolicy.History()
+        var lastExit: ExitStatus?
+        var lastExitReason: ExitReason?
+        var lastExitAt: Double?
+    }
+
+    init(size: Int, loop: EventLoop, policy: RestartPolicy, logLevel: LogLevel, executable: String) {
+        self.targetSize = size
+        self.loop = loop
+        self.policy = policy
+        self.logLevel = logLevel
+        self.executable = executable
+        self.logger = DaemonLog.logger(role: "consumer")
+    }
+
+    var idleSlots: Int { slots.values.filter { $0.state == .idle }.count }
+
+    /// Slots whose child said hello (idle or busy).
+    var readySlots: Int { slots.values.filter { $0.state == .idle || $0.state == .busy }.count }
+
+    func start() throws {
+        lifeline = try Descriptors.pipe()
+        let pipe = try SignalPipe(signals: [SIGCHLD])
+        signalPipe = pipe
+        loop.watch(pipe.readDescriptor) { [unowned self] _ in
+            if pipe.drain().contains(SIGCHLD) { reap() }
+        }
+        for index in 0..<targetSize { try spawn(slot(index)) }
+    }
+
+    func submit(_ job: PoolJob) -> PoolSubmission? {
+        guard !stopping, let slot = slots.values.filter({ $0.state == .idle }).min(by: { $0.index < $1.index }),
+            let channel = slot.channel
+        else { return nil }
+        slot.state = .busy
+        slot.job = job
+        slot.jobStartedAt = .now
+        var fields: OrderedDictionary<String, JSONValue> = [
+            "id": .string(job.id), "task": .string(job.name), "args": .array(job.args), "kwargs": .object(job.kwargs),
+        ]
+        if let exec = job.exec {
+            fields["exec"] = .object([
+                "argv": .array(exec.argv.map { .string($0) }), "timeout": exec.timeout.map { .double($0) } ?? .null,
+            ])
+        }
+        channel.send(ChannelMessage.make("execute", fields))
+        if let limit = job.hardTimeLimit, limit > 0 {
+            let pid = slot.pid
+            slot.hardLimitTimer = loop.schedule(after: .milliseconds(Int64(limit * 1000))) {
+                [unowned self, unowned slot] in
+                slot.hardLimitTimer = nil
+                guard slot.pid == pid, slot.job?.id == job.id else { return }
+                logger.error(
+                    "hard time limit (\(limit)s) exceeded; killing pool child \(slot.index) (pid \(pid))",
+                    metadata: [DaemonLog.Key.taskID: "\(job.id)", DaemonLog.Key.taskName: "\(job.name)"]
+                )
+                end(slot, signal: SIGKILL, reason: .timeLimit)
+            }
+        }
+        onEvent?(.started(jobID: job.id, slot: slot.index, pid: slot.pid))
+        return PoolSubmission(slot: slot.index, pid: slot.pid)
+    }
+
+    func terminate(jobID: String, signal: CInt, reason: ExitReason) {
+        guard let slot = slots.values.first(where: { $0.job?.id == jobID }) else { return }
+        end(slot, signal: signal, reason: reason)
+    }
+
+    func resize(to size: Int) {
+        let size = max(0, size)
+        targetSize = size
+        guard !stopping else { return }
+        for index in 0..<size where slots[index] == nil {
+            do {
+                try spawn(slot(index))
+            } catch {
+                logger.error("cannot start pool child \(index): \(error)")
+                scheduleRespawn(slot(index), after: policy.initialDelay)
+            }
+        }
+        for (index, slot) in slots where index >= size {
+            letGo(slot, reason: .shrink)
+        }
+    }
+
+    func stop(cold: Bool) {
+        stopping = true
+        for slot in Array(slots.values) {
+            if cold {
+                if let timer = slot.respawnTimer { loop.cancel(timer) }
+                slot.respawnTimer = nil
+                if slot.pid > 0 {
+                    slot.intendedExit = .shutdown
+                    ChildProcess.signal(slot.pid, SIGKILL)
+                }
+            } else {
+                letGo(slot, reason: .shutdown)
+            }
+        }
+    }
+
+    func setLogLevel(_ level: LogLevel) {
+        logLevel = level
+        for slot in slots.values { sendLogLevel(slot) }
+    }
+
+    var snapshot: [PoolSlotSnapshot] {
+        slots.keys.sorted().map { index in
+            let slot = slots[index]!
+            let record = records[index] ?? SlotRecord()
+            return PoolSlotSnapshot(
+                slot: index,
+                pid: slot.pid,
+                state: slot.state.rawValue,
+                jobID: slot.job?.id,
+                tasksCompleted: record.tasksCompleted,
+                restarts: record.restarts,
+                lastExit: record.lastExit,
+                lastExitReason: record.lastExitReason,
+                crashLooping: policy.isCrashLooping(record.history, at: .now),
+                uptime: slot.pid > 0 ? slot.startedAt.duration(to: .now).seconds : nil,
+                lastExitAt: record.lastExitAt
+            )
+        }
+    }
+
+    // MARK: Children
+
+    private func slot(_ index: Int) -> Slot {
+        if let existing = slots[index] { return existing }
+        let slot = Slot(index: index)
+        slots[index] = slot
+        return slot
+    }
+
+    private func spawn(_ slot: Slot) throws(SystemError) {
+        guard let lifeline else { return }
+        let (ours, theirs) = try Descriptors.socketPair()
+        defer { Descriptors.close(theirs) }
+        let pid: pid_t
+        do {
+            pid = try ChildProcess.spawn(
+                path: executable,
+                arguments: [executable, InternalRole.poolChild, "--slot", "\(slot.index)"],
+                environment: ChildEnvironment.forChild,
+                descriptors: [theirs, lifeline.read]
+            )
+        } catch {
+            Descriptors.close(ours)
+            throw error
+        }
+        slot.pid = pid
+        slot.state = .starting
+        slot.startedAt = .now
+        slot.intendedExit = nil
+        slot.oomKillsAtSpawn = memory?.oomKills()
+        let channel = FramedChannel(descriptor: ours, loop: loop)
+        slot.channel = channel
+        channel.onFrame = { [unowned self, unowned slot] frame in handle(frame, from: slot, pid: pid) }
+        channel.onClose = { [unowned self, unowned slot] reason in
+            logger.debug("pool channel \(slot.index) closed: \(reason)")
+            if slot.pid == pid { slot.channel = nil }
+        }
+        logger.debug("spawned pool child \(slot.index) (pid \(pid))")
+    }
+
+    private func handle(_ frame: ReceivedFrame, from slot: Slot, pid: pid_t) {
+        frame.descriptors.forEach(Descriptors.close)
+        guard slot.pid == pid else { return }
+        let message = frame.message
+        switch ChannelMessage.type(of: message) {
+        case "hello":
+            if slot.state == .starting { slot.state = .idle }
+            sendLogLevel(slot)
+            onEvent?(.slotReady(slot: slot.index, pid: pid))
+        case "result":
+            guard let job = slot.job, message["id"]?.stringValue == job.id else {
+                logger.warning("pool child \(slot.index) sent a result for no job it runs")
+                return
+            }
+            if let timer = slot.hardLimitTimer { loop.cancel(timer) }
+            slot.hardLimitTimer = nil
+            slot.job = nil
+            slot.jobStartedAt = nil
+            records[slot.index, default: SlotRecord()].tasksCompleted += 1
+            if slot.state == .retiring {
+                release(slot)
+            } else {
+                slot.state = .idle
+            }
+            onEvent?(
+                .finished(
+                    jobID: job.id,
+                    outcome: Self.outcome(of: message),
+                    runtime: message["runtime"]?.doubleValue ?? 0
+                )
+            )
+        case "error":
+            logger.error("pool child \(slot.index) reported: \(message["message"] ?? .null)")
+        default:
+            logger.warning("ignoring a pool message of unknown type: \(message["type"] ?? .null)")
+        }
+    }
+
+    private static func outcome(of message: JSONValue) -> PoolOutcome {
+        if message["state"]?.stringValue == "SUCCESS" { return .success(message["result"] ?? .null) }
+        let exception = message["exception"]
+        return .failure(
+            TaskFailure(
+                type: exception?["exc_type"]?.stringValue ?? "Exception",
+                message: exception?["exc_message"]?.stringValue ?? "",
+                module: exception?["exc_module"]?.stringValue ?? "builtins",
+                traceback: message["traceback"]?.stringValue
+            )
+        )
+    }
+
+    private func sendLogLevel(_ slot: Slot) {
+        slot.channel?.send(ChannelMessage.make("log_level", ["level": .string(logLevel.rawValue)]))
+    }
+
+    /// Ends a slot's child on purpose: the exit that follows carries `reason`, not a crash.
+    private func end(_ slot: Slot, signal: CInt, reason: ExitReason) {
+        guard slot.pid > 0 else { return }
+        slot.intendedExit = reason
+        ChildProcess.signal(slot.pid, signal)
+    }
+
+    /// Takes a slot out of the pool: an idle child is let go now (its channel closes, so it exits 0), a busy one
+    /// after its job; a slot in backoff just goes.
+    private func letGo(_ slot: Slot, reason: ExitReason) {
+        slots[slot.index] = nil
+        if let timer = slot.respawnTimer { loop.cancel(timer) }
+        slot.respawnTimer = nil
+        guard slot.pid > 0 else { return }
+        departing[slot.pid] = slot
+        slot.intendedExit = reason
+        if slot.job == nil || slot.state == .starting {
+            release(slot)
+        } else {
+            slot.state = .retiring
+        }
+    }
+
+    /// Closes a departing child's channel: it exits on its own.
+    private func release(_ slot: Slot) {
+        slot.channel?.close()
+        slot.channel = nil
+        slot.state = .retiring
+    }
+
+    private func reap() {
+        for (pid, status) in ChildProcess.reapAll() {
+            if let slot = departing.removeValue(forKey: pid) {
+                exited(slot, pid: pid, status: status, active: false)
+            } else if let slot = slots.values.first(where: { $0.pid == pid }) {
+                exited(slot, pid: pid, status: status, active: true)
+            } else {
+                logger.debug("reaped an unknown child \(pid): \(status)")
+            }
+        }
+    }
+
+    private func exited(_ slot: Slot, pid: pid_t, status: ExitStatus, active: Bool) {
+        let reason = exitReason(slot, status: status)
+        let uptime = slot.startedAt.duration(to: .now)
+        if let timer = slot.hardLimitTimer { loop.cancel(timer) }
+        slot.hardLimitTimer = nil
+        slot.channel?.close()
+        slot.channel = nil
+        slot.pid = 0
+        var record = records[slot.index] ?? SlotRecord()
+        record.lastExit = status
+        record.lastExitReason = reason
+        record.lastExitAt = wallClockSeconds()
+        var metadata: Logger.Metadata = [DaemonLog.Key.slot: "\(slot.index)", "pid": "\(pid)", "status": "\(status)"]
+        metadata["reason"] = "\(reason.name)"
+        if reason.isCrash {
+            logger.error("pool child died unexpectedly: \(reason)", metadata: metadata)
+        } else {
+            logger.debug("pool child exited: \(reason)", metadata: metadata)
+        }
+        let job = slot.job
+        slot.job = nil
+        slot.jobStartedAt = nil
+        let delay = (active && !stopping) ? policy.recordExit(reason, &record.history, uptime: uptime, at: .now) : nil
+        if delay != nil && reason.isCrash { record.restarts += 1 }
+        if reason.isCrash && policy.isCrashLooping(record.history, at: .now) {
+            logger.critical(
+                "pool \(slot.index) is crash-looping: \(record.history.deaths.count) deaths within \(policy.crashLoopWindow)"
+            )
+        }
+        records[slot.index] = record
+        if let job { onEvent?(.lost(jobID: job.id, slot: slot.index, pid: pid, reason: reason)) }
+        if let delay {
+            if delay > .zero { logger.warning("respawning pool \(slot.index) in \(delay)") }
+            scheduleRespawn(slot, after: delay)
+        } else if active {
+            slots[slot.index] = nil
+        }
+        onEvent?(.slotExited(slot: slot.index, pid: pid, reason: reason))
+    }
+
+    private func exitReason(_ slot: Slot, status: ExitStatus) -> ExitReason {
+        if let intended = slot.intendedExit { return intended }
+        if stopping { return .shutdown }
+        if case .signaled(SIGKILL, _) = status, let before = slot.oomKillsAtSpawn, let now = memory?.oomKills(),
+            now > before
+        {
+            return .oomKilled(status)
+        }
+        return .crash(status)
+    }
+
+    private func scheduleRespawn(_ slot: Slot, after delay: Duration) {
+        slot.state = .backoff
+        slot.respawnTimer = loop.schedule(after: delay) { [unowned self, unowned slot] in
+            slot.respawnTimer = nil
+            guard !stopping, slots[slot.index] === slot else { return }
+            do {
+                try spawn(slot)
+                logger.info("respawned pool \(slot.index) (pid \(slot.pid))")
+            } catch {
+                logger.error("cannot respawn pool \(slot.index): \(error)")
+                scheduleRespawn(slot, after: max(policy.initialDelay, delay * 2))
+            }
+        }
+    }
+
+    var isStopped: Bool { stopping && slots.values.allSatisfy { $0.pid == 0 } && departing.isEmpty }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import SwiftqCore
+import Testing
+
+/// The consumer is the parent of its pool children and knows why each one exited: only crashes count.
+@Suite(.serialized) struct PoolExitReasonTests {
+    /// Ten reloads 4 → 1 → 4 within a minute retire thirty children: none of that is a crash, so no crash loop,
+    /// and the watchdog keeps being fed. A `kill -9` after that is a crash, and stats tell the two apart.
+    @Test func reloadsThatShrinkAndGrowThePoolAreNotCrashes() throws {
+        let daemon = try Daemon(concurrency: 4, environment: ["WATCHDOG_USEC": "400000"], withNotify: true)
+        let notify = try #require(daemon.notify)
+        #expect(notify.waitFor { $0.contains("READY=1") } != nil)
+        #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 4 })
+        let started = Date()
+        for round in 1...10 {
+            // The listener's queue holds only a few datagrams and the supervisor's sd_notify blocks when it is
+            // full (as with a stalled systemd): keep reading it.
+            notify.drain()
+            try daemon.rewriteConfiguration(concurrency: 1)
+            daemon.signal(SIGHUP)
+            let shrunk = eventually {
+                notify.drain()
+                return ((try? daemon.poolPIDs()) ?? [:]).count == 1
+            }
+            #expect(shrunk, "round \(round): the pool did not shrink to 1\n\(daemon.log.suffix(4000))")
+            try daemon.rewriteConfiguration(concurrency: 4)
+            daemon.signal(SIGHUP)
+            let grown = eventually {
+                notify.drain()
+                let rows = (try? daemon.stats())?["children"]?.arrayValue ?? []
+                let pool = rows.filter { $0["role"]?.stringValue == "pool" }
+                return pool.count == 4 && pool.allSatisfy { $0["task_state"]?.stringValue == "idle" }
+            }
+            #expect(grown, "round \(round): the pool did not grow back to 4\n\(daemon.log.suffix(4000))")
+            if !shrunk || !grown { return }
+        }
+        #expect(Date().timeIntervalSince(started) < 60)
+        let victim = try #require(try daemon.poolPIDs()[0])
+        kill(victim, SIGKILL)
+        #expect(eventually { ((try? daemon.poolPIDs())?[0]).map { $0 != victim } == true })
+
+        let stats = try daemon.stats()
+        #expect(stats["crash_loop"]?.boolValue == false)
+        #expect(stats["status"]?.stringValue?.contains("crash loop") == false, "\(stats["status"] ?? .null)")
+        let pool = (stats["children"]?.arrayValue ?? []).filter { $0["role"]?.stringValue == "pool" }
+        let bySlot = Dictionary(uniqueKeysWithValues: pool.map { (Int($0["slot"]?.intValue ?? -1), $0) })
+        // Slot 0 stayed through the reloads and was killed once: a crash, counted.
+        #expect(bySlot[0]?["exit_reason"] == "crash")
+        #expect(bySlot[0]?["last_exit"]?["signal"]?.intValue == Int64(SIGKILL))
+        #expect(bySlot[0]?["restarts"]?.intValue == 1)
+        // Slots 1-3 were retired by the shrinks (exit 0, reason shrink), not counted.
+        for slot in 1...3 {
+            #expect(bySlot[slot]?["exit_reason"] == "shrink", "\(bySlot[slot] ?? .null)")
+            #expect(bySlot[slot]?["last_exit"]?["code"]?.intValue == 0)
+            #expect(bySlot[slot]?["restarts"]?.intValue == 0)
+            #expect(bySlot[slot]?["crash_loop"]?.boolValue == false)
+        }
+        let table = try daemon.ctl(["stats"])
+        #expect(table.stdout.contains("killed by signal 9 (SIGKILL) (crash)"), "\(table.stdout)")
+        #expect(table.stdout.contains("exited with code 0 (shrink)"), "\(table.stdout)")
+        #expect(!table.stdout.contains("[crash loop]"))
+
+        // The watchdog is still fed.
+        notify.drain()
+        let seen = notify.messages.count
+        #expect(
+            eventually(timeout: 3) {
+                notify.drain()
+                return notify.messages[seen...].contains("WATCHDOG=1")
+            },
+            "the watchdog is starved"
+        )
+    }
+
+    /// `time_limit=1` from a Python Celery client: the pool kills the child at its hard limit, Python sees
+    /// billiard's `TimeLimitExceeded`, and the slot's replacement is not counted as a crash.
+    @Test func aHardTimeLimitFromPythonKillsTheTaskAndIsNotACrash() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, concurrency: 1, prefetch: 1)
+        #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 1 })
+        let before = try #require(try daemon.poolPIDs()[0])
+        let sentAt = Date()
+        let results = try Python.celeryClient(
+            RedisInteropTests.request(
+                redis,
+                calls: [
+                    ["task": "swiftq.sleep", "args": [3], "options": ["time_limit": 1]],
+                    ["task": "swiftq.add", "args": [2, 2]],
+                ],
+                timeout: 20
+            )
+        )
+        let elapsed = Date().timeIntervalSince(sentAt)
+        #expect(results.count == 2)
+        let failed = results.first
+        #expect(failed?["state"] == "FAILURE")
+        #expect(failed?["exception"]?["type"] == "TimeLimitExceeded", "\(failed ?? .null)")
+        #expect(failed?["exception"]?["args"] == ["1"], "\(failed ?? .null)")
+        // The second task ran on the replacement child once the first was killed at 1s (not at 3s).
+        #expect(results.last?["result"] == 4)
+        #expect(elapsed < 2.9, "took \(elapsed)s: the limit was not enforced")
+        let meta = try JSONValue(
+            parsing: try redis.cli(["-n", "1", "GET", "celery-task-meta-\(failed?["id"]?.stringValue ?? "")"])
+        )
+        #expect(meta["result"]?["exc_type"] == "TimeLimitExceeded")
+        #expect(meta["result"]?["exc_message"] == [1])
+
+        #expect(eventually { ((try? daemon.poolPIDs())?[0]).map { $0 != before } == true })
+        let stats = try daemon.stats()
+        let slot = try #require(stats["children"]?.arrayValue?.first { $0["role"]?.stringValue == "pool" })
+        #expect(slot["exit_reason"] == "time_limit")
+        #expect(slot["restarts"]?.intValue == 0)
+        #expect(slot["crash_loop"]?.boolValue == false)
+        #expect(stats["tasks"]?["worker_lost"]?.intValue == 1)
+        #expect(daemon.log.contains("hard time limit (1.0s) exceeded"))
+    }
+}
