@@ -11,7 +11,7 @@ import Glibc
 /// The consumer never touches a broker library: it grants credit, hands over ``Settlement`` plans (publishes, then
 /// a result, then the message's fate, always in that order), and reads ``BrokerEvent``s. Redis and RabbitMQ differ
 /// underneath (kombu's `unacked` bookkeeping vs AMQP delivery tags and `basic.qos`), not in this contract.
-protocol BrokerTransport: AnyObject, Sendable {
+protocol BrokerTransport: BrokerPort, Sendable {
     /// What the transport's threads report; the consumer loop watches its descriptor.
     var events: Mailbox<BrokerEvent> { get }
     /// The broker URL with its password masked, for logs and `stats`.

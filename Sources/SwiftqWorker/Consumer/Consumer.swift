@@ -29,8 +29,6 @@ final class Consumer {
     var configured = false
     /// The pool (started by the "Pool" step).
     var pool: (any WorkPool)?
-    /// Running deliveries by job id (the task id), from ``WorkPool/submit(_:)`` to their ``PoolEvent``.
-    var running: [String: TaskDelivery] = [:]
     var shuttingDown = false
     /// Whether the warm shutdown has told the pool to stop.
     var poolStopped = false
@@ -38,32 +36,19 @@ final class Consumer {
     var finished = false
     var exitCode: Int32 = 0
     var heartbeat: RepeatingTimer?
-    var tasksCompleted = 0
-    var tasksFailed = 0
-    var workerLost = 0
 
     // Tasks (see Consumer+Tasks.swift).
     let registry: TaskRegistry
     var transport: (any BrokerTransport)?
-    /// Decoded deliveries waiting for a free pool child, oldest first (a deque: taking the first is O(1)
-    /// however large the prefetch window).
-    var ready: Deque<TaskDelivery> = []
-    var outstandingCredit = 0
-    var waitingForETA = 0
+    /// The task path: deliveries, timers, settlement (started by the "Connection" step, with the transport).
+    var core: ConsumerCore?
     var brokerConnected = false
     var brokerDetail = "not connected"
-    var resultsStored = 0
-    var messagesAcked = 0
-    var received = 0
     /// Control (pidbox) messages seen; see ``BrokerEvent/control(_:)``.
     var controlReceived = 0
     var controlByMethod: [String: Int] = [:]
     /// The supervisor's id for this daemon start (see ``Supervisor/daemonID``); nil from an older supervisor.
     var daemonID: String?
-    var rejected: [String: Int] = [:]
-    /// Delivery tags received and not yet confirmed acked or requeued by the transport's writer.
-    var unsettled: Set<String> = []
-    var taskStatistics: [String: TaskStatistics] = [:]
     var cachedNodeName: (pattern: String, name: String)?
 
     init(registry: TaskRegistry) {
@@ -170,7 +155,8 @@ final class Consumer {
             logLevel: configuration.logging.level,
             executable: ChildProcess.currentExecutable
         )
-        pool.onEvent = { [unowned self] event in handle(event) }
+        // Until the transport and the core exist (the "Connection" step), only slots come and go.
+        pool.onEvent = { [unowned self] event in poolEvent(event) }
         self.pool = pool
         try pool.start()
         let ready = loop.run(until: { self.shuttingDown || pool.readySlots >= expected }, timeout: .seconds(30))
@@ -184,33 +170,15 @@ final class Consumer {
     /// The pool's rows for the supervisor's `stats` and `STATUS=`.
     var poolRows: [JSONValue] { (pool?.snapshot ?? []).map(\.json) }
 
-    /// What the pool says: a job's end (stored and acked), a slot's exit or start (reported to the supervisor).
-    func handle(_ event: PoolEvent) {
+    /// What the pool says, beyond jobs (which the ``ConsumerCore`` settles): a slot's exit or start goes to the
+    /// supervisor at once, so a crash loop reaches `STATUS=` promptly.
+    func poolEvent(_ event: PoolEvent) {
         switch event {
-        case .slotReady:
+        case .slotReady, .slotExited:
             supervisor.send(ConsumerMessage.pool(poolRows).json)
-        case .started:
+        case .started, .finished, .lost:
             break
-        case .finished(let jobID, let outcome, let runtime):
-            guard let delivery = running.removeValue(forKey: jobID) else { return }
-            switch outcome {
-            case .success(let value): finish(delivery, outcome: .success(value), runtime: runtime)
-            case .failure(let failure): finish(delivery, outcome: .failure(failure), runtime: runtime)
-            }
-        case .lost(let jobID, let slot, let pid, let reason):
-            guard let delivery = running.removeValue(forKey: jobID) else { return }
-            workerLost += 1
-            logger.error(
-                "pool child \(slot) (pid \(pid)) \(reason) while running a task",
-                metadata: [DaemonLog.Key.taskID: "\(jobID)", DaemonLog.Key.taskName: "\(delivery.message.name)"]
-            )
-            failLostTask(delivery, reason: reason)
-        case .slotExited:
-            supervisor.send(ConsumerMessage.pool(poolRows).json)
         }
-        if case .slotExited = event, shuttingDown { return }
-        dispatch()
-        replenishCredit()
     }
 
     func startHeartbeat() {
@@ -232,7 +200,7 @@ final class Consumer {
     /// check reads from the heartbeat.
     var fetchStall: (idle: Double, starved: Bool)? {
         guard let progress = transport?.fetchProgress else { return nil }
-        let poolHasRoom = ready.isEmpty && (pool?.idleSlots ?? 0) > 0
+        let poolHasRoom = (core?.machine.ready.isEmpty ?? true) && (pool?.idleSlots ?? 0) > 0
         return (progress.lastProgress.duration(to: .now).seconds, progress.starved && poolHasRoom && brokerConnected)
     }
 
@@ -246,7 +214,7 @@ final class Consumer {
         ])
     }
 
-    var busyCount: Int { running.count }
+    var busyCount: Int { core?.machine.running.count ?? 0 }
 
     /// The broker URL with its password masked, for stats and logs.
     var redactedBrokerURL: String {
@@ -284,8 +252,8 @@ final class Consumer {
             // D1: the broker's prefetch follows a reload of concurrency or prefetch_multiplier.
             if let previousWindow, previousWindow != prefetchWindow {
                 transport?.setWindow(configuration.worker.prefetchMultiplier == 0 ? 0 : prefetchWindow)
-                replenishCredit()
             }
+            core?.reconfigure(DeliveryMachine.Settings(configuration: configuration, nodeName: nodeName))
             DaemonLog.level = Logger.Level(configuration.logging.level)
             pool?.setLogLevel(configuration.logging.level)
             if let pool, configuration.worker.concurrency != pool.targetSize {
@@ -313,6 +281,8 @@ final class Consumer {
             return
         }
         logger.info("warm shutdown: waiting for \(busyCount) running task(s)")
+        // Reserved messages that have not started go back to the broker now, not after the running ones.
+        core?.shutdown()
         checkDrained()
     }
 
@@ -320,12 +290,8 @@ final class Consumer {
         guard shuttingDown else { return }
         if busyCount == 0 {
             if !poolStopped {
-                // Results and acks of the finished tasks are written first, then every message still held
-                // (reserved, never started) goes back to the broker.
-                let released = ready.count
-                ready.removeAll()
+                // Results and acks of the finished tasks are written first, then anything still held goes back.
                 transport?.stop(restoreHeld: true, timeout: configuration.worker.shutdownTimeout)
-                if released > 0 { logger.info("returned \(released) reserved task(s) to the broker") }
                 pool?.stop(cold: false)
                 poolStopped = true
             }
@@ -343,13 +309,14 @@ final class Consumer {
     }
 
     var stats: JSONValue {
+        let counters = core?.machine.counters ?? DeliveryMachine.Counters()
         return .object([
             "pid": .int(Int64(getpid())),
             "slots": .array(poolRows),
             "busy": .int(Int64(busyCount)),
-            "tasks_completed": .int(Int64(tasksCompleted)),
-            "tasks_failed": .int(Int64(tasksFailed)),
-            "worker_lost": .int(Int64(workerLost)),
+            "tasks_completed": .int(Int64(counters.succeeded + counters.failed)),
+            "tasks_failed": .int(Int64(counters.failed)),
+            "worker_lost": .int(Int64(counters.workerLost)),
             "prefetch": .int(Int64(prefetchWindow)),
             "queues": .array(configuration.worker.queues.map { .string($0) }),
             "broker": .object([
@@ -366,7 +333,7 @@ final class Consumer {
                 ),
                 "fetch": fetchStats,
             ]),
-            "tasks": taskStats,
+            "tasks": core?.machine.tasksJSON ?? .null,
         ])
     }
 

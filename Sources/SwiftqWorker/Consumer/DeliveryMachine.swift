@@ -233,7 +233,7 @@ struct DeliveryMachine {
                 )
             )
         }
-        guard isKnownTask(message.name) else {
+        guard isKnownTask(message.name) || settings.execTasks[message.name] != nil else {
             counters.rejected["not_registered", default: 0] += 1
             actions.append(
                 .log(
@@ -245,7 +245,7 @@ struct DeliveryMachine {
                     )
                 )
             )
-            var plan = Settlement(deliveryTag: delivery.tag, disposition: .reject)
+            var plan = Settlement(deliveryTag: delivery.tag, taskID: message.id, disposition: .reject)
             if settings.storesResults && message.ignoreResult != true {
                 let meta = ResultMeta.notRegistered(
                     taskID: message.id,
@@ -363,7 +363,7 @@ struct DeliveryMachine {
             let message = delivery.message
             // STARTED (with `track_started`) and the early ack (`acks_late: false`, Celery's default) happen when
             // the pool accepted the job, as Celery's `on_accepted` does.
-            var plan = Settlement(deliveryTag: nil, disposition: .none)
+            var plan = Settlement(deliveryTag: nil, taskID: message.id, disposition: .none)
             if settings.trackStarted && settings.storesResults && message.ignoreResult != true {
                 let meta = ResultMeta.started(
                     taskID: message.id,
@@ -421,12 +421,9 @@ struct DeliveryMachine {
         switch reason {
         case .timeLimit:
             counters.timeLimited += 1
-            let limit = message.timeLimit.hard.map { Self.pythonFloat($0) } ?? "None"
-            failure = TaskFailure(
-                type: "TimeLimitExceeded",
-                message: limit,
-                module: "billiard.exceptions"
-            )
+            let seconds = message.timeLimit.hard ?? 0
+            let limit = Self.pythonFloat(seconds)
+            failure = .timeLimitExceeded(seconds: seconds)
             actions.append(
                 .log(
                     .init(
@@ -438,8 +435,10 @@ struct DeliveryMachine {
                 )
             )
         case .terminated:
-            counters.revoked += 1
             finishRevoked(delivery, reason: "terminated", now: now, into: &actions)
+            return
+        case .shutdown:
+            // A cold shutdown: the transport gives every held message back, this one included; nothing is stored.
             return
         default:
             counters.workerLost += 1
@@ -603,6 +602,7 @@ struct DeliveryMachine {
         recordStatistics(name: message.name, runtime: runtime, success: success)
         var plan = Settlement(
             deliveryTag: delivery.ackedEarly ? nil : delivery.tag,
+            taskID: message.id,
             disposition: delivery.ackedEarly ? .none : disposition
         )
         if settings.storesResults && message.ignoreResult != true {
@@ -630,7 +630,7 @@ struct DeliveryMachine {
                 meta = ResultMeta.failure(
                     taskID: message.id,
                     excType: failure.type,
-                    excMessage: [.string(failure.message)],
+                    excMessage: failure.arguments ?? [.string(failure.message)],
                     excModule: failure.module,
                     traceback: failure.traceback,
                     dateDone: now,
@@ -661,6 +661,7 @@ struct DeliveryMachine {
         )
         var plan = Settlement(
             deliveryTag: delivery.ackedEarly ? nil : delivery.tag,
+            taskID: message.id,
             disposition: delivery.ackedEarly ? .none : .ack
         )
         if settings.storesResults && message.ignoreResult != true {
@@ -684,6 +685,8 @@ struct DeliveryMachine {
     }
 
     private mutating func settle(_ plan: Settlement, into actions: inout [Action]) {
+        var plan = plan
+        if plan.taskID == nil { plan.taskID = plan.result?.taskID }
         if let tag = plan.deliveryTag, plan.disposition != .none { unsettled.insert(tag) }
         actions.append(.settle(plan))
     }
