@@ -111,7 +111,9 @@ import Testing
         #expect(slot["exit_reason"] == "time_limit")
         #expect(slot["restarts"]?.intValue == 0)
         #expect(slot["crash_loop"]?.boolValue == false)
-        #expect(stats["tasks"]?["worker_lost"]?.intValue == 1)
+        // A time limit is counted as such, not as a lost worker.
+        #expect(stats["tasks"]?["time_limited"]?.intValue == 1)
+        #expect(stats["tasks"]?["worker_lost"]?.intValue == 0)
         #expect(daemon.log.contains("hard time limit (1.0s) exceeded"))
     }
 }

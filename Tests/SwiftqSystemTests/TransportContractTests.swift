@@ -95,10 +95,11 @@ import Testing
             },
             "unacked after the reload: \(samples)"
         )
-        let consumers = try rabbit.ctl(["list_consumers", "--no-table-headers", "queue_name", "prefetch_count"])
+        // Classic queues: one channel-wide window (as Celery sets it), changed in place.
+        let channels = try rabbit.ctl(["list_channels", "--no-table-headers", "global_prefetch_count"])
         #expect(
-            consumers.split(separator: "\n").contains { $0.hasPrefix(queue) && $0.hasSuffix("4") },
-            "consumers: \(consumers)"
+            channels.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces) == "4" },
+            "channels' global prefetch: \(channels)"
         )
         #expect(
             eventually(timeout: 20) { ((try? daemon.stats())?["tasks"]?["busy"]?.intValue ?? 0) == 4 },

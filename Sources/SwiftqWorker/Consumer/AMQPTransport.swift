@@ -16,9 +16,11 @@ import Glibc
 /// - Deliveries are decoded on that thread and posted to the consumer in batches. A per-consumer `basic.qos`
 ///   bounds them: prefetch = `worker.prefetch_multiplier` × concurrency (changed by reloads, ``setWindow(_:)``),
 ///   raised by the number of tasks held for their ETA (as Celery does), so that those never starve the window.
-///   RabbitMQ applies a per-consumer limit only to consumers started after it, so a change cancels the task
-///   consumers and starts them again (RabbitMQ 4.3 refuses channel-wide qos by default; per-consumer works from
-///   3.3 on, classic and quorum queues alike).
+///   On classic queues the limit is channel-wide (`global`, as Celery sets it): one window shared by every queue,
+///   changed in place at once, never exceeded. Quorum queues refuse a channel-wide limit, so there it is
+///   per consumer; RabbitMQ applies a changed per-consumer limit only to consumers started after it, so a change
+///   cancels the task consumers and starts them again (deliveries of the cancelled consumers stay unacked until
+///   settled, so right after a change the total can exceed the new window by what was outstanding).
 /// - With a node name, the node's pidbox queue `<node>.celery.pidbox` (bound to the fanout exchange
 ///   `celery.pidbox`, declared as kombu's Mailbox does) is consumed without acks on a channel of its own, and its
 ///   messages are posted as ``BrokerEvent/control(_:)``, never decoded as tasks.
@@ -36,6 +38,8 @@ final class AMQPTransport: BrokerTransport {
     private let queues: [String]
     private let queueArguments: OrderedDictionary<String, JSONValue>
     /// `worker.prefetch_multiplier` × concurrency; 0 means unlimited.
+    /// Whether `basic.qos` is channel-wide (classic queues) or per consumer (quorum queues refuse channel-wide).
+    private let channelWideQoS: Bool
     private let window: Mutex<Int>
     private let nodeName: String?
     private let publishesResults: Bool
@@ -77,6 +81,7 @@ final class AMQPTransport: BrokerTransport {
         if let priority = broker.queueMaxPriority { arguments["x-max-priority"] = .int(Int64(priority)) }
         if broker.queueType == .quorum { arguments["x-queue-type"] = .string("quorum") }
         self.queueArguments = arguments
+        self.channelWideQoS = broker.queueType != .quorum
         self.window = Mutex(window)
         self.nodeName = nodeName
         self.publishesResults = rpcResults
@@ -256,7 +261,7 @@ final class AMQPTransport: BrokerTransport {
             try connection.bindQueue(channel: consumeChannel, queue: queue, exchange: queue, routingKey: queue)
         }
         let prefetch = wantedPrefetch
-        try connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: false)
+        try connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: channelWideQoS)
         var queueByConsumer: [String: String] = [:]
         var consumerByQueue: [String: String] = [:]
         for queue in queues {
@@ -315,6 +320,12 @@ final class AMQPTransport: BrokerTransport {
     /// so the task consumers are cancelled and started again (deliveries already made stay unacked on the
     /// channel and are settled as usual).
     private func applyPrefetch(_ prefetch: Int, in session: inout Session) throws {
+        if channelWideQoS {
+            // A channel-wide limit applies at once to the consumers there are, and counts what they hold.
+            try session.connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: true)
+            session.prefetch = prefetch
+            return
+        }
         try session.connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: false)
         for queue in queues {
             if let tag = session.consumerByQueue[queue] {

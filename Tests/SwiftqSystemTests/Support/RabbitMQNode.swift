@@ -92,6 +92,16 @@ final class RabbitMQNode {
         return nil
     }
 
+    /// How many consumers a queue has, or nil when it does not exist.
+    func consumerCount(_ queue: String) throws -> Int? {
+        let output = try ctl(["list_queues", "--no-table-headers", "name", "consumers"])
+        for line in output.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+            if fields.count == 2, fields[0] == queue, let consumers = Int(fields[1]) { return consumers }
+        }
+        return nil
+    }
+
     /// Whether a queue exists with nothing ready and nothing unacknowledged.
     func isEmpty(_ queue: String) -> Bool {
         guard let counts = (try? queueCounts(queue)) ?? nil else { return false }
