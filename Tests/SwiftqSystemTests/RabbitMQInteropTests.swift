@@ -125,7 +125,10 @@ import Testing
         defer { python.stop() }
         // Both workers consume before the first task is sent: otherwise swiftqd, up first, may drain all 300
         // before the Python worker has started (its start takes seconds on a loaded machine).
-        #expect(eventually(timeout: 60) { ((try? node.consumerCount(queue)) ?? 0) >= 2 }, "the Python worker never consumed")
+        #expect(
+            eventually(timeout: 60) { ((try? node.consumerCount(queue)) ?? 0) >= 2 },
+            "the Python worker never consumed"
+        )
         let count = 300
         let results = try Python.celeryClient(
             Self.request(

@@ -85,9 +85,14 @@ struct BeatRedisLockTests {
         #expect(try a.publish(next, fence: fenceA, envelope: envelope, layout: layout) == .fenced)
         #expect(try b.publish(next, fence: fenceB, envelope: envelope, layout: layout) == .published)
         #expect(try a.connection.command("LLEN", "q").integer == 2)
+        // Taking the lease does not overwrite when the previous holder was last alive: the new holder reads it to
+        // tell how many runs the takeover missed (found by the takeover system test: it replayed none).
         let (runs, alive) = try b.recordedRuns()
         #expect(runs == ["tick": 101])
-        #expect(alive == 102)
+        #expect(alive == 100.3)
+        // Its own renewals record it from then on.
+        #expect(try b.renew(ttl: 5, now: 102.5))
+        #expect(try b.recordedRuns().alive == 102.5)
 
         // A's release does not delete B's lease; B's does.
         try a.release(now: 103)

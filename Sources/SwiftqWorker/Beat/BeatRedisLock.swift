@@ -28,7 +28,6 @@ final class BeatRedisLock {
             if redis.call('EXISTS', KEYS[1]) == 1 then return false end
             local fence = redis.call('INCR', KEYS[2])
             redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence, 'NX', 'PX', ARGV[2])
-            redis.call('HSET', KEYS[3], '.alive', ARGV[3])
             return fence
             """
     )
