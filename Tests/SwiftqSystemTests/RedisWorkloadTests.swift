@@ -17,6 +17,12 @@ import Testing
             queue: "celery"
         )
         defer { python.stop() }
+        // Both workers consume before the first task is sent: otherwise swiftqd, up first, may drain all 300
+        // before the Python worker has started (its start takes seconds on a loaded machine).
+        #expect(
+            eventually(timeout: 60) { ((try? redis.cli(["GET", "ready:python"])) ?? "").contains("1") },
+            "the Python worker never became ready"
+        )
         let count = 300
         let results = try Python.celeryClient(
             RedisInteropTests.request(

@@ -46,9 +46,14 @@ extension Consumer {
         return multiplier == 0 ? 100_000 : multiplier * configuration.worker.concurrency
     }
 
-    /// Starts the broker transport (bootstep "Connection"): the URL's scheme picks Redis or RabbitMQ; nothing
-    /// else in the consumer depends on the choice.
-    func startConnection() throws {
+    /// The transport for a configuration (the default ``Consumer/makeTransport``): the URL's scheme picks Redis or
+    /// RabbitMQ; nothing else in the consumer depends on the choice.
+    static func transport(
+        for configuration: Configuration,
+        nodeName: String,
+        daemonID: String?
+    ) throws -> any BrokerTransport {
+        let prefetchWindow = DeliveryMachine.Settings(configuration: configuration, nodeName: nodeName).window
         var url = configuration.broker.url
         if url == "embedded" { url = Configuration.EmbeddedBroker.url(for: configuration, database: 0) }
         var backend = configuration.resultBackend.url
@@ -56,11 +61,10 @@ extension Consumer {
         let expires = configuration.resultBackend.expires == .zero ? nil : configuration.resultBackend.expires
         let isAMQP = url.lowercased().hasPrefix("amqp://") || url.lowercased().hasPrefix("amqps://")
         let usesRPC = backend?.lowercased().hasPrefix("rpc://") == true
-        let transport: any BrokerTransport
         if isAMQP {
             let brokerURL = try AMQPURL(parsing: url)
             let tls = configuration.broker.tls
-            transport = try AMQPTransport(
+            return try AMQPTransport(
                 url: brokerURL,
                 tls: brokerURL.usesTLS
                     ? AMQPTLSOptions(
@@ -85,7 +89,7 @@ extension Consumer {
                         + "with a Redis broker use a redis:// result backend"
                 )
             }
-            transport = try RedisTransport(
+            return try RedisTransport(
                 brokerURL: try RedisURL(parsing: url),
                 backendURL: try backend.map { try RedisURL(parsing: $0) },
                 queues: configuration.worker.queues,
@@ -95,6 +99,11 @@ extension Consumer {
                 visibilityTimeout: configuration.broker.visibilityTimeout
             )
         }
+    }
+
+    /// Starts the broker transport (bootstep "Connection") with ``makeTransport``, and the task path on it.
+    func startConnection() throws {
+        let transport = try makeTransport(configuration, nodeName, daemonID)
         self.transport = transport
         guard let pool else { throw ConsumerStartError(message: "the pool is not running") }
         let registry = registry

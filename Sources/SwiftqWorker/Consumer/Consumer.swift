@@ -51,8 +51,16 @@ final class Consumer {
     var daemonID: String?
     var cachedNodeName: (pattern: String, name: String)?
 
-    init(registry: TaskRegistry) {
+    /// Builds the broker transport for the "Connection" step; injected so that the transport is not decided inside
+    /// a bootstep (tests and embedders can pass their own).
+    let makeTransport: (Configuration, String, String?) throws -> any BrokerTransport
+
+    init(
+        registry: TaskRegistry,
+        makeTransport: @escaping (Configuration, String, String?) throws -> any BrokerTransport = Consumer.transport
+    ) {
         self.registry = registry
+        self.makeTransport = makeTransport
     }
 
     /// This worker's Celery node name (`worker.hostname` expanded).

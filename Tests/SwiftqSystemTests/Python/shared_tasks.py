@@ -7,6 +7,7 @@ import os
 
 import redis
 from celery import Celery
+from celery.signals import worker_ready
 
 app = Celery("shared", broker=os.environ["SWIFTQ_TEST_BROKER"], backend=os.environ["SWIFTQ_TEST_BACKEND"])
 app.conf.worker_prefetch_multiplier = 1
@@ -18,3 +19,9 @@ ledger = redis.Redis.from_url(os.environ.get("SWIFTQ_TEST_LEDGER", os.environ["S
 def add(self, *numbers):
     ledger.rpush("executed:python", self.request.id)
     return sum(numbers)
+
+
+@worker_ready.connect
+def announce_ready(**_):
+    """Tells the tests that this worker consumes, so they can send work only once both workers do."""
+    ledger.set("ready:python", "1")
