@@ -64,7 +64,7 @@ struct ChannelDecodeError: Error, Equatable, CustomStringConvertible {
 }
 
 /// Reads typed fields of one message object, failing with a ``ChannelDecodeError`` that names the field.
-private struct FieldReader {
+struct FieldReader {
     let type: String
     let object: OrderedDictionary<String, JSONValue>
 

@@ -10,7 +10,9 @@ import SwiftqPlatform
 /// and `pool` (each with the pool's `stats` rows), `stats`, `broker_state`, `failed`, `drained`. The pool
 /// children are the consumer's own (``PreforkPool``): no message hands their channels or exits around.
 /// These are internal (both ends are the same binary) but documented and tested at the frame level,
-/// because the tests drive a pool child over its channel directly.
+/// because the tests drive a pool child over its channel directly. Code builds and reads them only through the
+/// typed enums (``SupervisorMessage``, ``ConsumerMessage``, ``PoolRequest``, ``PoolReply``); this is their common
+/// object builder.
 enum ChannelMessage {
     /// The `"type"` field of a message.
     static func type(of message: JSONValue) -> String? {

@@ -61,7 +61,7 @@ final class PoolChild {
             logger.debug("lifeline closed: the supervisor is gone; exiting")
             loop.stop()
         }
-        channel.send(ChannelMessage.make("hello", ["pid": .int(Int64(getpid())), "slot": .int(Int64(slot))]))
+        channel.send(PoolReply.hello(pid: getpid(), slot: slot).json)
         loop.run()
         channel.flush(blockingFor: .seconds(1))
         return exitCode
@@ -69,67 +69,41 @@ final class PoolChild {
 
     private func handle(_ frame: ReceivedFrame) {
         frame.descriptors.forEach(Descriptors.close)
-        let message = frame.message
-        switch ChannelMessage.type(of: message) {
-        case "execute":
-            execute(message)
-        case "log_level":
-            if let name = message["level"]?.stringValue, let level = LogLevel(rawValue: name),
-                Logger.Level(level) != DaemonLog.level
-            {
-                DaemonLog.level = Logger.Level(level)
-                logger.info("log level is now \(name)")
+        let request: PoolRequest
+        do {
+            request = try PoolRequest(decoding: frame.message)
+        } catch {
+            switch error {
+            case .badArguments(let id, let failure):
+                channel.send(PoolReply.result(id: id, outcome: .failure(failure), runtime: 0).json)
+            case .malformed(let problem, let id):
+                logger.warning("ignoring a malformed channel message: \(problem)")
+                channel.send(PoolReply.error(message: problem.description, id: id).json)
             }
-        default:
-            logger.warning("ignoring a channel message of unknown type: \(message["type"] ?? .null)")
-            channel.send(
-                ChannelMessage.make(
-                    "error",
-                    [
-                        "message": .string("unknown message type \(message["type"] ?? .null)"),
-                        "id": message["id"] ?? .null,
-                    ]
-                )
-            )
+            return
+        }
+        switch request {
+        case .execute(let job):
+            execute(job)
+        case .logLevel(let level):
+            if Logger.Level(level) != DaemonLog.level {
+                DaemonLog.level = Logger.Level(level)
+                logger.info("log level is now \(level.rawValue)")
+            }
         }
     }
 
-    private func execute(_ message: JSONValue) {
-        guard let id = message["id"]?.stringValue, let name = message["task"]?.stringValue else {
-            channel.send(
-                ChannelMessage.make(
-                    "error",
-                    ["message": "execute needs string \"id\" and \"task\"", "id": message["id"] ?? .null]
-                )
-            )
-            return
-        }
-        let args: [JSONValue]
-        switch message["args"] {
-        case nil, .null?: args = []
-        case .array(let values)?: args = values
-        case let other?:
-            sendFailure(id: id, TaskFailure.typeError("args must be a list, got \(other.typeName)"), runtime: 0)
-            return
-        }
-        let kwargs: OrderedDictionary<String, JSONValue>
-        switch message["kwargs"] {
-        case nil, .null?: kwargs = [:]
-        case .object(let values)?: kwargs = values
-        case let other?:
-            sendFailure(id: id, TaskFailure.typeError("kwargs must be a dict, got \(other.typeName)"), runtime: 0)
-            return
-        }
+    private func execute(_ job: PoolJob) {
         var taskLogger = logger
-        taskLogger[metadataKey: DaemonLog.Key.taskID] = "\(id)"
-        taskLogger[metadataKey: DaemonLog.Key.taskName] = "\(name)"
+        taskLogger[metadataKey: DaemonLog.Key.taskID] = "\(job.id)"
+        taskLogger[metadataKey: DaemonLog.Key.taskName] = "\(job.name)"
         taskLogger.debug("task started")
         let started = ContinuousClock.now
-        let invocation = TaskInvocation(id: id, name: name, args: args, kwargs: kwargs)
+        let invocation = TaskInvocation(id: job.id, name: job.name, args: job.args, kwargs: job.kwargs)
         let outcome: Result<JSONValue, TaskFailure>
-        if let exec = message["exec"], let argv = exec["argv"]?.arrayValue?.compactMap(\.stringValue), !argv.isEmpty {
-            let timeout = exec["timeout"]?.doubleValue.map { Duration.milliseconds(Int64($0 * 1000)) }
-            outcome = ExecTask.run(invocation, argv: argv, timeout: timeout, lifeline: Self.lifelineDescriptor)
+        if let exec = job.exec {
+            let timeout = exec.timeout.map { Duration.milliseconds(Int64($0 * 1000)) }
+            outcome = ExecTask.run(invocation, argv: exec.argv, timeout: timeout, lifeline: Self.lifelineDescriptor)
         } else {
             outcome = registry.run(invocation, environment: environment)
         }
@@ -137,33 +111,11 @@ final class PoolChild {
         switch outcome {
         case .success(let value):
             taskLogger.debug("task succeeded in \(runtime)s")
-            channel.send(
-                ChannelMessage.make(
-                    "result",
-                    ["id": .string(id), "state": "SUCCESS", "result": value, "runtime": .double(runtime)]
-                )
-            )
+            channel.send(PoolReply.result(id: job.id, outcome: .success(value), runtime: runtime).json)
         case .failure(let failure):
             taskLogger.info("task failed: \(failure)")
-            sendFailure(id: id, failure, runtime: runtime)
+            channel.send(PoolReply.result(id: job.id, outcome: .failure(failure), runtime: runtime).json)
         }
-    }
-
-    private func sendFailure(id: String, _ failure: TaskFailure, runtime: Double) {
-        channel.send(
-            ChannelMessage.make(
-                "result",
-                [
-                    "id": .string(id), "state": "FAILURE",
-                    "exception": .object([
-                        "exc_type": .string(failure.type), "exc_message": .string(failure.message),
-                        "exc_module": .string(failure.module),
-                    ]),
-                    "traceback": failure.traceback.map { .string($0) } ?? .null,
-                    "runtime": .double(runtime),
-                ]
-            )
-        )
     }
 
     /// Sleeps wake up early when the lifeline breaks (the supervisor is gone).

@@ -111,15 +111,7 @@ final class PreforkPool: WorkPool {
         slot.state = .busy
         slot.job = job
         slot.jobStartedAt = .now
-        var fields: OrderedDictionary<String, JSONValue> = [
-            "id": .string(job.id), "task": .string(job.name), "args": .array(job.args), "kwargs": .object(job.kwargs),
-        ]
-        if let exec = job.exec {
-            fields["exec"] = .object([
-                "argv": .array(exec.argv.map { .string($0) }), "timeout": exec.timeout.map { .double($0) } ?? .null,
-            ])
-        }
-        channel.send(ChannelMessage.make("execute", fields))
+        channel.send(PoolRequest.execute(job).json)
         if let limit = job.hardTimeLimit, limit > 0 {
             let pid = slot.pid
             slot.hardLimitTimer = loop.schedule(after: .milliseconds(Int64(limit * 1000))) {
@@ -243,14 +235,20 @@ final class PreforkPool: WorkPool {
     private func handle(_ frame: ReceivedFrame, from slot: Slot, pid: pid_t) {
         frame.descriptors.forEach(Descriptors.close)
         guard slot.pid == pid else { return }
-        let message = frame.message
-        switch ChannelMessage.type(of: message) {
-        case "hello":
+        let reply: PoolReply
+        do {
+            reply = try PoolReply(decoding: frame.message)
+        } catch {
+            logger.error("ignoring a malformed message from pool child \(slot.index): \(error)")
+            return
+        }
+        switch reply {
+        case .hello:
             if slot.state == .starting { slot.state = .idle }
             sendLogLevel(slot)
             onEvent?(.slotReady(slot: slot.index, pid: pid))
-        case "result":
-            guard let job = slot.job, message["id"]?.stringValue == job.id else {
+        case .result(let id, let outcome, let runtime):
+            guard let job = slot.job, id == job.id else {
                 logger.warning("pool child \(slot.index) sent a result for no job it runs")
                 return
             }
@@ -264,35 +262,14 @@ final class PreforkPool: WorkPool {
             } else {
                 slot.state = .idle
             }
-            onEvent?(
-                .finished(
-                    jobID: job.id,
-                    outcome: Self.outcome(of: message),
-                    runtime: message["runtime"]?.doubleValue ?? 0
-                )
-            )
-        case "error":
-            logger.error("pool child \(slot.index) reported: \(message["message"] ?? .null)")
-        default:
-            logger.warning("ignoring a pool message of unknown type: \(message["type"] ?? .null)")
+            onEvent?(.finished(jobID: job.id, outcome: outcome, runtime: runtime))
+        case .error(let message, _):
+            logger.error("pool child \(slot.index) reported: \(message)")
         }
     }
 
-    private static func outcome(of message: JSONValue) -> PoolOutcome {
-        if message["state"]?.stringValue == "SUCCESS" { return .success(message["result"] ?? .null) }
-        let exception = message["exception"]
-        return .failure(
-            TaskFailure(
-                type: exception?["exc_type"]?.stringValue ?? "Exception",
-                message: exception?["exc_message"]?.stringValue ?? "",
-                module: exception?["exc_module"]?.stringValue ?? "builtins",
-                traceback: message["traceback"]?.stringValue
-            )
-        )
-    }
-
     private func sendLogLevel(_ slot: Slot) {
-        slot.channel?.send(ChannelMessage.make("log_level", ["level": .string(logLevel.rawValue)]))
+        slot.channel?.send(PoolRequest.logLevel(logLevel).json)
     }
 
     /// Ends a slot's child on purpose: the exit that follows carries `reason`, not a crash.

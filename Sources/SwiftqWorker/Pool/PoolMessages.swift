@@ -1,0 +1,162 @@
+import OrderedCollections
+import SwiftqCore
+
+/// What the consumer tells a pool child, one case per message with typed fields; one encoder (``json``) and one
+/// decoder (``init(decoding:)``) for both ends (the same binary). On the wire a JSON object with `"type"` first, in a
+/// ``ChannelFrame``; the pool-child tests drive a child with such frames directly.
+enum PoolRequest: Equatable, Sendable {
+    /// Run this job (`execute`: `id`, `task`, `args`, `kwargs`, and `exec` for an exec task).
+    case execute(PoolJob)
+    /// Log at this level from now on.
+    case logLevel(LogLevel)
+}
+
+/// What a pool child tells the consumer (see ``PoolRequest``).
+enum PoolReply: Equatable, Sendable {
+    /// The child is up.
+    case hello(pid: Int32, slot: Int)
+    /// A job returned (`state` `SUCCESS` with `result`, or `FAILURE` with `exception` and `traceback`).
+    case result(id: String, outcome: PoolOutcome, runtime: Double)
+    /// A request the child could not take (malformed, unknown type).
+    case error(message: String, id: JSONValue)
+}
+
+/// Why an `execute` request is not run: malformed (no task id or name: nothing to answer for), or well-formed but with
+/// arguments a Python call would refuse (answered as that task's `TypeError`).
+enum PoolRequestError: Error, Equatable {
+    case malformed(ChannelDecodeError, id: JSONValue)
+    case badArguments(id: String, TaskFailure)
+}
+
+extension PoolRequest {
+    var json: JSONValue {
+        switch self {
+        case .execute(let job):
+            var fields: OrderedDictionary<String, JSONValue> = [
+                "id": .string(job.id), "task": .string(job.name), "args": .array(job.args),
+                "kwargs": .object(job.kwargs),
+            ]
+            if let exec = job.exec {
+                fields["exec"] = .object([
+                    "argv": .array(exec.argv.map { .string($0) }), "timeout": exec.timeout.map { .double($0) } ?? .null,
+                ])
+            }
+            return ChannelMessage.make("execute", fields)
+        case .logLevel(let level):
+            return ChannelMessage.make("log_level", ["level": .string(level.rawValue)])
+        }
+    }
+
+    init(decoding message: JSONValue) throws(PoolRequestError) {
+        let id = message["id"] ?? .null
+        let reader: FieldReader
+        do {
+            reader = try FieldReader(message)
+        } catch {
+            throw .malformed(error, id: id)
+        }
+        switch reader.type {
+        case "execute":
+            let jobID: String
+            let name: String
+            do {
+                jobID = try reader.string("id")
+                name = try reader.string("task")
+            } catch {
+                throw .malformed(error, id: id)
+            }
+            let args: [JSONValue]
+            switch message["args"] {
+            case nil, .null?: args = []
+            case .array(let values)?: args = values
+            case let other?: throw .badArguments(id: jobID, .typeError("args must be a list, got \(other.typeName)"))
+            }
+            let kwargs: OrderedDictionary<String, JSONValue>
+            switch message["kwargs"] {
+            case nil, .null?: kwargs = [:]
+            case .object(let values)?: kwargs = values
+            case let other?:
+                throw .badArguments(id: jobID, .typeError("kwargs must be a dict, got \(other.typeName)"))
+            }
+            var exec: PoolJob.ExecSpec?
+            if let spec = message["exec"], let argv = spec["argv"]?.arrayValue?.compactMap(\.stringValue), !argv.isEmpty
+            {
+                exec = PoolJob.ExecSpec(argv: argv, timeout: spec["timeout"]?.doubleValue)
+            }
+            self = .execute(PoolJob(id: jobID, name: name, args: args, kwargs: kwargs, exec: exec))
+        case "log_level":
+            let name: String
+            do {
+                name = try reader.string("level")
+            } catch {
+                throw .malformed(error, id: id)
+            }
+            guard let level = LogLevel(rawValue: name) else {
+                throw .malformed(reader.wrong("level", "a log level"), id: id)
+            }
+            self = .logLevel(level)
+        default:
+            throw .malformed(reader.unknown, id: id)
+        }
+    }
+}
+
+extension PoolReply {
+    var json: JSONValue {
+        switch self {
+        case .hello(let pid, let slot):
+            return ChannelMessage.make("hello", ["pid": .int(Int64(pid)), "slot": .int(Int64(slot))])
+        case .result(let id, .success(let value), let runtime):
+            return ChannelMessage.make(
+                "result",
+                ["id": .string(id), "state": "SUCCESS", "result": value, "runtime": .double(runtime)]
+            )
+        case .result(let id, .failure(let failure), let runtime):
+            var exception: OrderedDictionary<String, JSONValue> = [
+                "exc_type": .string(failure.type), "exc_message": .string(failure.message),
+                "exc_module": .string(failure.module),
+            ]
+            if let arguments = failure.arguments { exception["exc_args"] = .array(arguments) }
+            return ChannelMessage.make(
+                "result",
+                [
+                    "id": .string(id), "state": "FAILURE", "exception": .object(exception),
+                    "traceback": failure.traceback.map { .string($0) } ?? .null, "runtime": .double(runtime),
+                ]
+            )
+        case .error(let message, let id):
+            return ChannelMessage.make("error", ["message": .string(message), "id": id])
+        }
+    }
+
+    init(decoding message: JSONValue) throws(ChannelDecodeError) {
+        let reader = try FieldReader(message)
+        switch reader.type {
+        case "hello":
+            self = .hello(pid: Int32(truncatingIfNeeded: try reader.int("pid")), slot: Int(try reader.int("slot")))
+        case "result":
+            let id = try reader.string("id")
+            let runtime = try reader.optionalDouble("runtime") ?? 0
+            switch try reader.string("state") {
+            case "SUCCESS":
+                self = .result(id: id, outcome: .success(try reader.value("result")), runtime: runtime)
+            case "FAILURE":
+                let exception = try reader.value("exception")
+                var failure = TaskFailure(
+                    type: exception["exc_type"]?.stringValue ?? "Exception",
+                    message: exception["exc_message"]?.stringValue ?? "",
+                    module: exception["exc_module"]?.stringValue ?? "builtins",
+                    traceback: message["traceback"]?.stringValue
+                )
+                failure.arguments = exception["exc_args"]?.arrayValue
+                self = .result(id: id, outcome: .failure(failure), runtime: runtime)
+            default:
+                throw reader.wrong("state", "\"SUCCESS\" or \"FAILURE\"")
+            }
+        case "error":
+            self = .error(message: try reader.string("message"), id: message["id"] ?? .null)
+        default:
+            throw reader.unknown
+        }
+    }
+}

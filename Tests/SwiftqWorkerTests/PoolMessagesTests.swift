@@ -1,0 +1,103 @@
+import OrderedCollections
+import SwiftqCore
+import Testing
+
+@testable import SwiftqWorker
+
+/// The consumer ↔ pool child messages: every one survives its encoder and decoder; malformed ones are typed errors.
+@Suite struct PoolMessagesTests {
+    static func roundTrip(_ value: JSONValue) throws -> JSONValue {
+        try JSONValue(parsing: String(decoding: value.serialized(), as: UTF8.self))
+    }
+
+    @Test func everyRequestRoundTrips() throws {
+        let requests: [PoolRequest] = [
+            .execute(PoolJob(id: "a", name: "swiftq.add", args: [1, 2.5], kwargs: ["x": ["y": nil]])),
+            .execute(
+                PoolJob(
+                    id: "b",
+                    name: "shop.report",
+                    args: [],
+                    kwargs: [:],
+                    exec: .init(argv: ["/bin/report", "--fast"], timeout: 2.5)
+                )
+            ),
+            .logLevel(.debug),
+        ]
+        for request in requests {
+            #expect(try PoolRequest(decoding: Self.roundTrip(request.json)) == request)
+        }
+    }
+
+    @Test func everyReplyRoundTrips() throws {
+        var limit = TaskFailure.timeLimitExceeded(seconds: 1)
+        limit.traceback = "Traceback: …"
+        let replies: [PoolReply] = [
+            .hello(pid: 4242, slot: 3),
+            .result(id: "a", outcome: .success(["ü": [1, nil, true]]), runtime: 0.25),
+            .result(id: "b", outcome: .failure(.valueError("bad")), runtime: 0),
+            .result(id: "c", outcome: .failure(limit), runtime: 1),
+            .error(message: "unknown message type \"teleport\"", id: .null),
+        ]
+        for reply in replies {
+            #expect(try PoolReply(decoding: Self.roundTrip(reply.json)) == reply)
+        }
+    }
+
+    @Test func requestsThatCannotRunAreTypedErrors() {
+        func failure(_ message: JSONValue) -> PoolRequestError? {
+            do {
+                _ = try PoolRequest(decoding: message)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(
+            failure(["type": "execute", "id": 5])
+                == .malformed(.init(type: "execute", problem: .wrongType(field: "id", expected: "a string")), id: 5)
+        )
+        #expect(
+            failure(["type": "execute", "id": "x"])
+                == .malformed(.init(type: "execute", problem: .missingField("task")), id: "x")
+        )
+        #expect(failure(["type": "teleport"]) == .malformed(.init(type: "teleport", problem: .unknownType), id: .null))
+        #expect(
+            failure(["type": "log_level", "level": "loud"])
+                == .malformed(
+                    .init(type: "log_level", problem: .wrongType(field: "level", expected: "a log level")),
+                    id: .null
+                )
+        )
+        #expect(failure("just text") == .malformed(.init(type: nil, problem: .notAnObject), id: .null))
+        // Well-formed but with arguments Python would refuse: answered as the task's TypeError.
+        #expect(
+            failure(["type": "execute", "id": "x", "task": "swiftq.echo", "args": "notalist"])
+                == .badArguments(id: "x", .typeError("args must be a list, got string"))
+        )
+        #expect(
+            failure(["type": "execute", "id": "x", "task": "swiftq.echo", "kwargs": [1]])
+                == .badArguments(id: "x", .typeError("kwargs must be a dict, got array"))
+        )
+    }
+
+    @Test func malformedRepliesAreTypedErrors() {
+        func failure(_ message: JSONValue) -> ChannelDecodeError? {
+            do {
+                _ = try PoolReply(decoding: message)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(failure(["type": "hello", "pid": 1]) == .init(type: "hello", problem: .missingField("slot")))
+        #expect(
+            failure(["type": "result", "id": "a", "state": "MAYBE"])
+                == .init(type: "result", problem: .wrongType(field: "state", expected: "\"SUCCESS\" or \"FAILURE\""))
+        )
+        #expect(
+            failure(["type": "result", "id": "a", "state": "SUCCESS"])
+                == .init(type: "result", problem: .missingField("result"))
+        )
+    }
+}
