@@ -66,11 +66,18 @@ let package = Package(
                 "SwiftqCore", "SwiftqPlatform", .product(name: "OrderedCollections", package: "swift-collections"),
             ]
         ),
+        // The task API a user's task library imports: registry, invocation, failures, typed registration, the
+        // built-in tasks. No broker, pool or daemon code.
+        .target(
+            name: "SwiftqTasks",
+            dependencies: ["SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections")]
+        ),
         // Supervisor, consumer, pool child, task registry; the public API to build a worker binary.
         .target(
             name: "SwiftqWorker",
             dependencies: [
-                "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl", "SwiftqRedis", "SwiftqAMQP",
+                "SwiftqTasks", "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl", "SwiftqRedis",
+                "SwiftqAMQP",
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -124,7 +131,7 @@ let package = Package(
         .testTarget(
             name: "SwiftqWorkerTests",
             dependencies: [
-                "SwiftqWorker", "SwiftqCore", "SwiftqRedis", "SwiftqAMQP", "SwiftqPlatform",
+                "SwiftqWorker", "SwiftqTasks", "SwiftqCore", "SwiftqRedis", "SwiftqAMQP", "SwiftqPlatform",
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ]
         ),

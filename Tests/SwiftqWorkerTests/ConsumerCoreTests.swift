@@ -1,6 +1,7 @@
 import Logging
 import OrderedCollections
 import SwiftqCore
+import SwiftqTasks
 import Testing
 
 @testable import SwiftqWorker

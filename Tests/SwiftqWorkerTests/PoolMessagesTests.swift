@@ -1,5 +1,6 @@
 import OrderedCollections
 import SwiftqCore
+import SwiftqTasks
 import Testing
 
 @testable import SwiftqWorker

@@ -3,6 +3,7 @@ import Logging
 import OrderedCollections
 import SwiftqBootsteps
 import SwiftqCore
+import SwiftqTasks
 import SwiftqPlatform
 import SwiftqRedis
 

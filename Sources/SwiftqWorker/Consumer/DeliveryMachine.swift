@@ -1,6 +1,7 @@
 import DequeModule
 import OrderedCollections
 import SwiftqCore
+import SwiftqTasks
 
 /// The consumer's decisions over its deliveries, without I/O: fed with what happened (a delivery, a timer, a pool
 /// event, a settled plan, a revoke, a shutdown), it updates its state and returns the ``Action``s the consumer's

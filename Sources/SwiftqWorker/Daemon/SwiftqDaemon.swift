@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import SwiftqCore
+@_exported import SwiftqTasks
 import SwiftqPlatform
 
 #if canImport(Glibc)

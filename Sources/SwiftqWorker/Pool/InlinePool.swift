@@ -1,4 +1,5 @@
 import SwiftqCore
+import SwiftqTasks
 
 /// A ``WorkPool`` that runs jobs in the calling process, one turn at a time: ``submit(_:)`` queues a job and
 /// ``runPending()`` runs what is queued, reporting `started` and `finished` for each.

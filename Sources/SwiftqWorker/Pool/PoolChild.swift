@@ -1,6 +1,7 @@
 import Logging
 import OrderedCollections
 import SwiftqCore
+import SwiftqTasks
 import SwiftqPlatform
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import OrderedCollections
 import SwiftqCore
+import SwiftqTasks
 
 /// What the consumer tells a pool child, one case per message with typed fields; one encoder (``json``) and one
 /// decoder (``init(decoding:)``) for both ends (the same binary). On the wire a JSON object with `"type"` first, in a

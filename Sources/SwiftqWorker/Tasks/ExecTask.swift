@@ -1,4 +1,5 @@
 import SwiftqCore
+import SwiftqTasks
 import SwiftqPlatform
 
 #if canImport(Glibc)
