@@ -1,7 +1,7 @@
 import OrderedCollections
 import SwiftqCore
-import SwiftqTasks
 import SwiftqPlatform
+import SwiftqTasks
 import Testing
 
 @testable import SwiftqWorker

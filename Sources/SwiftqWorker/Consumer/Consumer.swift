@@ -3,9 +3,9 @@ import Logging
 import OrderedCollections
 import SwiftqBootsteps
 import SwiftqCore
-import SwiftqTasks
 import SwiftqPlatform
 import SwiftqRedis
+import SwiftqTasks
 
 #if canImport(Glibc)
 import Glibc

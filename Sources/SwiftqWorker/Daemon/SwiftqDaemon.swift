@@ -1,8 +1,8 @@
 import ArgumentParser
 import Logging
 import SwiftqCore
-@_exported import SwiftqTasks
 import SwiftqPlatform
+@_exported import SwiftqTasks
 
 #if canImport(Glibc)
 import Glibc

@@ -1,8 +1,8 @@
 import Logging
 import SwiftqBootsteps
 import SwiftqCore
-import SwiftqTasks
 import SwiftqPlatform
+import SwiftqTasks
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,6 @@
 import SwiftqCore
-import SwiftqTasks
 import SwiftqPlatform
+import SwiftqTasks
 
 #if canImport(Glibc)
 import Glibc
