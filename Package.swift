@@ -72,12 +72,22 @@ let package = Package(
             name: "SwiftqTasks",
             dependencies: ["SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections")]
         ),
+        // The pool: the WorkPool contract, the prefork pool (the consumer's children), the inline pool, the pool
+        // child, exec tasks, the typed pool channel, the daemon's log. No broker code (the import check holds it).
+        .target(
+            name: "SwiftqPool",
+            dependencies: [
+                "SwiftqTasks", "SwiftqCore", "SwiftqPlatform",
+                .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Supervisor, consumer, pool child, task registry; the public API to build a worker binary.
         .target(
             name: "SwiftqWorker",
             dependencies: [
-                "SwiftqTasks", "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl", "SwiftqRedis",
-                "SwiftqAMQP",
+                "SwiftqPool", "SwiftqTasks", "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl",
+                "SwiftqRedis", "SwiftqAMQP",
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -131,7 +141,8 @@ let package = Package(
         .testTarget(
             name: "SwiftqWorkerTests",
             dependencies: [
-                "SwiftqWorker", "SwiftqTasks", "SwiftqCore", "SwiftqRedis", "SwiftqAMQP", "SwiftqPlatform",
+                "SwiftqWorker", "SwiftqPool", "SwiftqTasks", "SwiftqCore", "SwiftqRedis", "SwiftqAMQP",
+                "SwiftqPlatform",
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ]
         ),

@@ -4,6 +4,7 @@ import SwiftqCore
 import SwiftqTasks
 import Testing
 
+@testable import SwiftqPool
 @testable import SwiftqWorker
 
 /// A broker port that records what the core asks of it, in order.

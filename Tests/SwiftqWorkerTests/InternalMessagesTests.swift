@@ -1,6 +1,7 @@
 import SwiftqCore
 import Testing
 
+@testable import SwiftqPool
 @testable import SwiftqWorker
 
 /// The typed supervisor ↔ consumer messages: every case survives its own encoder and decoder (through the

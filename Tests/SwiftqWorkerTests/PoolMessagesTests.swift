@@ -3,6 +3,7 @@ import SwiftqCore
 import SwiftqTasks
 import Testing
 
+@testable import SwiftqPool
 @testable import SwiftqWorker
 
 /// The consumer ↔ pool child messages: every one survives its encoder and decoder; malformed ones are typed errors.

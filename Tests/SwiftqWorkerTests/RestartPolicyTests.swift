@@ -4,6 +4,7 @@ import SwiftqPlatform
 import SwiftqTasks
 import Testing
 
+@testable import SwiftqPool
 @testable import SwiftqWorker
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import OrderedCollections
 import SwiftqAMQP
 import SwiftqCore
+import SwiftqPool
 
 /// Publishes beat runs to RabbitMQ, with publisher confirms: the beat process's AMQP connection.
 ///

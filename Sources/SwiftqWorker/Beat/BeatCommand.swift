@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import SwiftqCore
+import SwiftqPool
 
 /// `swiftqd beat`: the scheduler alone, without a pool or a control socket, for hosts that only schedule.
 struct BeatCommand: ParsableCommand {

@@ -2,6 +2,7 @@ import Logging
 import OrderedCollections
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 import SwiftqRedis
 
 #if canImport(FoundationEssentials)

@@ -1,4 +1,5 @@
 import SwiftqCore
+import SwiftqPool
 import SwiftqRedis
 
 /// The beat lease, its fencing counter and the record of published runs, kept in Redis; the I/O half of

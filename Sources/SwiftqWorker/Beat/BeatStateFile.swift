@@ -1,6 +1,7 @@
 import OrderedCollections
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 
 #if canImport(Glibc)
 import Glibc

@@ -2,6 +2,7 @@ import OrderedCollections
 import SwiftqAMQP
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 import SwiftqRedis
 import Synchronization
 

@@ -1,5 +1,6 @@
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 
 #if canImport(Glibc)
 import Glibc

@@ -3,6 +3,7 @@ import OrderedCollections
 import SwiftqAMQP
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 import SwiftqRedis
 
 #if canImport(Glibc)

@@ -4,6 +4,7 @@ import OrderedCollections
 import SwiftqBootsteps
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 import SwiftqRedis
 import SwiftqTasks
 
@@ -362,19 +363,4 @@ final class Consumer {
 struct ConsumerStartError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
-}
-
-extension Logger.Level {
-    /// Maps the configuration's level (Core does not import swift-log).
-    init(_ level: LogLevel) {
-        switch level {
-        case .trace: self = .trace
-        case .debug: self = .debug
-        case .info: self = .info
-        case .notice: self = .notice
-        case .warning: self = .warning
-        case .error: self = .error
-        case .critical: self = .critical
-        }
-    }
 }

@@ -1,6 +1,7 @@
 import Logging
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 
 /// What the consumer core asks of a broker transport: settle plans, grant credit, keep held deliveries visible.
 /// ``BrokerTransport`` provides it; unit tests pass a recording fake.

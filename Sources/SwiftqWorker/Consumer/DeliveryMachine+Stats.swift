@@ -1,5 +1,6 @@
 import OrderedCollections
 import SwiftqCore
+import SwiftqPool
 
 extension DeliveryMachine.Settings {
     /// The settings a configuration implies, for the node `nodeName`.

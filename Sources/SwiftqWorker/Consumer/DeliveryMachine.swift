@@ -1,6 +1,7 @@
 import DequeModule
 import OrderedCollections
 import SwiftqCore
+import SwiftqPool
 import SwiftqTasks
 
 /// The consumer's decisions over its deliveries, without I/O: fed with what happened (a delivery, a timer, a pool

@@ -1,6 +1,7 @@
 import OrderedCollections
 import SwiftqAMQP
 import SwiftqCore
+import SwiftqPool
 import SwiftqRedis
 
 extension OutboundMessage {

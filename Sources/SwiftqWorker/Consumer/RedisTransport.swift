@@ -1,5 +1,6 @@
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 import SwiftqRedis
 import Synchronization
 

@@ -1,5 +1,6 @@
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 import SwiftqRedis
 
 /// Stores results in a Redis result backend on its own thread, then passes each plan on (its result

@@ -1,5 +1,6 @@
 import OrderedCollections
 import SwiftqCore
+import SwiftqPool
 
 /// How one delivery is settled: an ordered plan of publishes, then the result, then the message's fate.
 ///

@@ -1,5 +1,6 @@
 import OrderedCollections
 import SwiftqCore
+import SwiftqPool
 
 /// What the supervisor tells the consumer, one case per message with its fields typed: a typo or a missing
 /// field is a compile error, not a `message["slot"]?.intValue` that quietly yields nil. One encoder
@@ -37,85 +38,6 @@ enum ConsumerMessage: Equatable, Sendable {
     case failed(message: String)
     /// A warm shutdown finished its running tasks.
     case drained
-}
-
-/// A frame that is not a valid message of its direction.
-struct ChannelDecodeError: Error, Equatable, CustomStringConvertible {
-    enum Problem: Equatable {
-        case notAnObject
-        case unknownType
-        case missingField(String)
-        case wrongType(field: String, expected: String)
-    }
-
-    /// The message's `"type"`, when it had one.
-    var type: String?
-    var problem: Problem
-
-    var description: String {
-        let name = type.map { "\"\($0)\"" } ?? "message"
-        switch problem {
-        case .notAnObject: return "a channel message must be a JSON object"
-        case .unknownType: return "unknown message type \(name)"
-        case .missingField(let field): return "\(name) lacks the field \"\(field)\""
-        case .wrongType(let field, let expected): return "\(name): field \"\(field)\" must be \(expected)"
-        }
-    }
-}
-
-/// Reads typed fields of one message object, failing with a ``ChannelDecodeError`` that names the field.
-struct FieldReader {
-    let type: String
-    let object: OrderedDictionary<String, JSONValue>
-
-    init(_ message: JSONValue) throws(ChannelDecodeError) {
-        guard let object = message.objectValue else { throw ChannelDecodeError(type: nil, problem: .notAnObject) }
-        guard let type = object["type"]?.stringValue else {
-            throw ChannelDecodeError(type: nil, problem: .missingField("type"))
-        }
-        self.type = type
-        self.object = object
-    }
-
-    func value(_ field: String) throws(ChannelDecodeError) -> JSONValue {
-        guard let value = object[field] else { throw ChannelDecodeError(type: type, problem: .missingField(field)) }
-        return value
-    }
-
-    func string(_ field: String) throws(ChannelDecodeError) -> String {
-        guard let value = try value(field).stringValue else { throw wrong(field, "a string") }
-        return value
-    }
-
-    func int(_ field: String) throws(ChannelDecodeError) -> Int64 {
-        guard let value = try value(field).intValue else { throw wrong(field, "an integer") }
-        return value
-    }
-
-    func bool(_ field: String) throws(ChannelDecodeError) -> Bool {
-        guard let value = try value(field).boolValue else { throw wrong(field, "a boolean") }
-        return value
-    }
-
-    func array(_ field: String) throws(ChannelDecodeError) -> [JSONValue] {
-        guard let value = try value(field).arrayValue else { throw wrong(field, "an array") }
-        return value
-    }
-
-    func optionalDouble(_ field: String) throws(ChannelDecodeError) -> Double? {
-        switch object[field] {
-        case nil, .null?: return nil
-        case let value?:
-            guard let number = value.doubleValue else { throw wrong(field, "a number") }
-            return number
-        }
-    }
-
-    func wrong(_ field: String, _ expected: String) -> ChannelDecodeError {
-        ChannelDecodeError(type: type, problem: .wrongType(field: field, expected: expected))
-    }
-
-    var unknown: ChannelDecodeError { ChannelDecodeError(type: type, problem: .unknownType) }
 }
 
 extension SupervisorMessage {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 @_exported import SwiftqTasks
 
 #if canImport(Glibc)

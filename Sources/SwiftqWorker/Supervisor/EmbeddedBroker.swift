@@ -1,6 +1,7 @@
 import Logging
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 
 #if canImport(Glibc)
 import Glibc

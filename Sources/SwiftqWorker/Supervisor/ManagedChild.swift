@@ -1,4 +1,5 @@
 import SwiftqPlatform
+import SwiftqPool
 
 /// One entry of the supervisor's process table: a role (the consumer or the embedded broker; pool children
 /// are the consumer's), the process that currently fills it, and its history.

@@ -2,6 +2,7 @@ import OrderedCollections
 import SwiftqControl
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 
 #if canImport(Glibc)
 import Glibc

@@ -2,6 +2,7 @@ import Logging
 import SwiftqBootsteps
 import SwiftqCore
 import SwiftqPlatform
+import SwiftqPool
 import SwiftqTasks
 
 #if canImport(Glibc)
@@ -274,11 +275,4 @@ struct ReloadHistory {
     var lastOK: Bool?
     var lastError: String?
     var lastAt: Double?
-}
-
-/// Seconds since the epoch, for timestamps shown to people.
-func wallClockSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

@@ -13,7 +13,7 @@ import Glibc
 /// Celery's `BasePool` contract (`apply_async` with time limits, `terminate_job`), without the callbacks:
 /// every outcome is one ``PoolEvent``. Implementations: ``PreforkPool`` (child processes the consumer spawns
 /// and reaps) and ``InlinePool`` (runs jobs on the caller's thread; tests and, opt-in, trivially fast tasks).
-protocol WorkPool: AnyObject {
+package protocol WorkPool: AnyObject {
     /// Called for every pool event, on the loop thread that owns the pool.
     var onEvent: ((PoolEvent) -> Void)? { get set }
     /// How many slots the pool is meant to have (`worker.concurrency`).
@@ -42,42 +42,70 @@ protocol WorkPool: AnyObject {
 
 /// Where ``WorkPool/submit(_:)`` placed a job: the slot, and the pid of the process that runs it (for the
 /// STARTED meta; the consumer's own pid for an in-process pool).
-struct PoolSubmission: Sendable, Equatable {
-    var slot: Int
-    var pid: Int32
+package struct PoolSubmission: Sendable, Equatable {
+    package var slot: Int
+    package var pid: Int32
+
+    package init(slot: Int, pid: Int32) {
+        self.slot = slot
+        self.pid = pid
+    }
 }
 
 /// One job for a pool slot.
-struct PoolJob: Sendable, Equatable {
+package struct PoolJob: Sendable, Equatable {
     /// The task id.
-    var id: String
+    package var id: String
     /// The registered task name.
-    var name: String
+    package var name: String
     /// The task's positional and keyword arguments.
-    var args: [JSONValue]
-    var kwargs: OrderedDictionary<String, JSONValue>
+    package var args: [JSONValue]
+    package var kwargs: OrderedDictionary<String, JSONValue>
     /// The program to run, for an exec task (configuration that pool children do not read).
-    var exec: ExecSpec?
+    package var exec: ExecSpec?
     /// Soft and hard time limits in seconds (nil: none).
-    var softTimeLimit: Double?
-    var hardTimeLimit: Double?
+    package var softTimeLimit: Double?
+    package var hardTimeLimit: Double?
+
+    package init(
+        id: String,
+        name: String,
+        args: [JSONValue],
+        kwargs: OrderedDictionary<String, JSONValue>,
+        exec: ExecSpec? = nil,
+        softTimeLimit: Double? = nil,
+        hardTimeLimit: Double? = nil
+    ) {
+        self.id = id
+        self.name = name
+        self.args = args
+        self.kwargs = kwargs
+        self.exec = exec
+        self.softTimeLimit = softTimeLimit
+        self.hardTimeLimit = hardTimeLimit
+    }
 
     /// An exec task's program and its own timeout.
-    struct ExecSpec: Sendable, Equatable {
-        var argv: [String]
-        var timeout: Double?
+    package struct ExecSpec: Sendable, Equatable {
+        package var argv: [String]
+        package var timeout: Double?
+
+        package init(argv: [String], timeout: Double?) {
+            self.argv = argv
+            self.timeout = timeout
+        }
     }
 }
 
 /// What a job returned.
-enum PoolOutcome: Sendable, Equatable {
+package enum PoolOutcome: Sendable, Equatable {
     case success(JSONValue)
     case failure(TaskFailure)
 }
 
 /// Why a pool child exited. Only ``crash(_:)`` and ``oomKilled`` are the child's fault: they alone feed the
 /// restart backoff, crash-loop detection and the watchdog. Every other reason is a deliberate exit.
-enum ExitReason: Sendable, Equatable, CustomStringConvertible {
+package enum ExitReason: Sendable, Equatable, CustomStringConvertible {
     /// Died by a signal nobody sent on purpose, or exited non-zero (or zero, unasked).
     case crash(ExitStatus)
     /// Killed by the kernel's OOM killer (the cgroup's `memory.events` `oom_kill` count rose).
@@ -98,7 +126,7 @@ enum ExitReason: Sendable, Equatable, CustomStringConvertible {
     case shutdown
 
     /// Whether this exit counts as a crash (backoff, crash loop, watchdog).
-    var isCrash: Bool {
+    package var isCrash: Bool {
         switch self {
         case .crash, .oomKilled: true
         default: false
@@ -106,7 +134,7 @@ enum ExitReason: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Short machine-readable name, for `stats` (`exit_reason`).
-    var name: String {
+    package var name: String {
         switch self {
         case .crash: "crash"
         case .oomKilled: "oom"
@@ -120,7 +148,7 @@ enum ExitReason: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    var description: String {
+    package var description: String {
         switch self {
         case .crash(let status): "crashed: \(status)"
         case .oomKilled(let status): "killed by the OOM killer: \(status)"
@@ -136,7 +164,7 @@ enum ExitReason: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// What a pool tells the consumer.
-enum PoolEvent: Sendable, Equatable {
+package enum PoolEvent: Sendable, Equatable {
     /// A slot's child is up and can take jobs.
     case slotReady(slot: Int, pid: Int32)
     /// The job began running (the child acknowledged it).
@@ -150,24 +178,24 @@ enum PoolEvent: Sendable, Equatable {
 }
 
 /// One pool slot as `stats` shows it.
-struct PoolSlotSnapshot: Sendable, Equatable {
-    var slot: Int
-    var pid: Int32
+package struct PoolSlotSnapshot: Sendable, Equatable {
+    package var slot: Int
+    package var pid: Int32
     /// `starting`, `idle`, `busy`, `retiring`, `backoff`.
-    var state: String
-    var jobID: String?
-    var tasksCompleted: Int
-    var restarts: Int
-    var lastExit: ExitStatus?
-    var lastExitReason: ExitReason?
-    var crashLooping: Bool
+    package var state: String
+    package var jobID: String?
+    package var tasksCompleted: Int
+    package var restarts: Int
+    package var lastExit: ExitStatus?
+    package var lastExitReason: ExitReason?
+    package var crashLooping: Bool
     /// Seconds the slot's current child has been up (nil while none is).
-    var uptime: Double?
+    package var uptime: Double?
     /// When the last exit happened (seconds since the epoch).
-    var lastExitAt: Double?
+    package var lastExitAt: Double?
 }
 
-extension PoolSlotSnapshot {
+package extension PoolSlotSnapshot {
     /// The slot as a `stats` row of `children` (role `pool`), the shape the supervisor shows as is.
     var json: JSONValue {
         var object: OrderedDictionary<String, JSONValue> = [

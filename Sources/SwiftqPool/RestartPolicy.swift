@@ -6,24 +6,28 @@
 /// `maximumDelay`, so a child that cannot start does not burn a core. `crashLoopThreshold` deaths within
 /// `crashLoopWindow` mark a crash loop, which the supervisor reports in `STATUS=` and `stats` and which
 /// stops the systemd watchdog pings.
-struct RestartPolicy: Equatable {
-    var stableAfter: Duration = .seconds(10)
-    var initialDelay: Duration = .milliseconds(100)
-    var maximumDelay: Duration = .seconds(30)
-    var crashLoopWindow: Duration = .seconds(60)
-    var crashLoopThreshold = 5
+package struct RestartPolicy: Equatable {
+    package init() {}
+
+    package var stableAfter: Duration = .seconds(10)
+    package var initialDelay: Duration = .milliseconds(100)
+    package var maximumDelay: Duration = .seconds(30)
+    package var crashLoopWindow: Duration = .seconds(60)
+    package var crashLoopThreshold = 5
 
     /// The restart history of one child slot.
-    struct History: Equatable {
+    package struct History: Equatable {
+        package init() {}
+
         /// Quick deaths in a row (reset by a child that stayed up for `stableAfter`).
-        var quickDeaths = 0
+        package var quickDeaths = 0
         /// When recent deaths happened (only those inside the crash-loop window are kept).
-        var deaths: [ContinuousClock.Instant] = []
+        package var deaths: [ContinuousClock.Instant] = []
     }
 
     /// Records a death of a child that had run for `uptime`, and returns how long to wait before the
     /// respawn.
-    func recordDeath(_ history: inout History, uptime: Duration, at now: ContinuousClock.Instant) -> Duration {
+    package func recordDeath(_ history: inout History, uptime: Duration, at now: ContinuousClock.Instant) -> Duration {
         history.deaths.append(now)
         history.deaths.removeAll { now - $0 > crashLoopWindow }
         if uptime >= stableAfter {
@@ -41,12 +45,12 @@ struct RestartPolicy: Equatable {
     }
 
     /// Whether the history shows a crash loop at `now`.
-    func isCrashLooping(_ history: History, at now: ContinuousClock.Instant) -> Bool {
+    package func isCrashLooping(_ history: History, at now: ContinuousClock.Instant) -> Bool {
         history.deaths.filter { now - $0 <= crashLoopWindow }.count >= crashLoopThreshold
     }
 }
 
-extension RestartPolicy {
+package extension RestartPolicy {
     /// Records an exit whose reason is known and returns the delay before the replacement, or nil when the slot
     /// is not to be replaced. Only a crash (``ExitReason/isCrash``) enters the history, so only crashes feed
     /// backoff and crash-loop detection (and through it the watchdog); a deliberate exit (time limit, terminate,

@@ -5,7 +5,7 @@ import SwiftqTasks
 /// What the consumer tells a pool child, one case per message with typed fields; one encoder (``json``) and one
 /// decoder (``init(decoding:)``) for both ends (the same binary). On the wire a JSON object with `"type"` first, in a
 /// ``ChannelFrame``; the pool-child tests drive a child with such frames directly.
-enum PoolRequest: Equatable, Sendable {
+package enum PoolRequest: Equatable, Sendable {
     /// Run this job (`execute`: `id`, `task`, `args`, `kwargs`, and `exec` for an exec task).
     case execute(PoolJob)
     /// Log at this level from now on.
@@ -13,7 +13,7 @@ enum PoolRequest: Equatable, Sendable {
 }
 
 /// What a pool child tells the consumer (see ``PoolRequest``).
-enum PoolReply: Equatable, Sendable {
+package enum PoolReply: Equatable, Sendable {
     /// The child is up.
     case hello(pid: Int32, slot: Int)
     /// A job returned (`state` `SUCCESS` with `result`, or `FAILURE` with `exception` and `traceback`).
@@ -24,12 +24,12 @@ enum PoolReply: Equatable, Sendable {
 
 /// Why an `execute` request is not run: malformed (no task id or name: nothing to answer for), or well-formed but with
 /// arguments a Python call would refuse (answered as that task's `TypeError`).
-enum PoolRequestError: Error, Equatable {
+package enum PoolRequestError: Error, Equatable {
     case malformed(ChannelDecodeError, id: JSONValue)
     case badArguments(id: String, TaskFailure)
 }
 
-extension PoolRequest {
+package extension PoolRequest {
     var json: JSONValue {
         switch self {
         case .execute(let job):
@@ -102,7 +102,7 @@ extension PoolRequest {
     }
 }
 
-extension PoolReply {
+package extension PoolReply {
     var json: JSONValue {
         switch self {
         case .hello(let pid, let slot):

@@ -8,9 +8,9 @@ import SwiftqPlatform
 /// credentials at all. So nothing is inherited unless it is on this list (documented in swiftqd(8) and the
 /// README): what a program needs to find its tools, its home, its locale and time zone and a temporary
 /// directory, and swiftqd's own logging settings.
-enum ChildEnvironment {
+package enum ChildEnvironment {
     /// Variables passed on by exact name.
-    static let allowedNames: Set<String> = [
+    package static let allowedNames: Set<String> = [
         "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "TMPDIR",
         // How swiftq's own processes log: the level, and whether stderr is the journal (a device:inode pair).
         "SWIFTQ_LOG_LEVEL", "JOURNAL_STREAM",
@@ -18,11 +18,11 @@ enum ChildEnvironment {
         "SSL_CERT_FILE", "SSL_CERT_DIR",
     ]
     /// Variables passed on by prefix (the locale categories).
-    static let allowedPrefixes = ["LC_"]
+    package static let allowedPrefixes = ["LC_"]
 
     /// `environment` (`KEY=VALUE` strings) reduced to the allow-list, with ``ChildProcess/parentPIDVariable``
     /// set to this process's pid, so the child can tell its parent's death from a parent that is PID 1.
-    static func filtered(_ environment: [String], extra: [String] = []) -> [String] {
+    package static func filtered(_ environment: [String], extra: [String] = []) -> [String] {
         var result = environment.filter { entry in
             let name = entry.split(separator: "=", maxSplits: 1).first.map(String.init) ?? entry
             return allowedNames.contains(name) || allowedPrefixes.contains { name.hasPrefix($0) }
@@ -33,5 +33,5 @@ enum ChildEnvironment {
     }
 
     /// This process's environment, filtered for a child.
-    static var forChild: [String] { filtered(ChildProcess.currentEnvironment) }
+    package static var forChild: [String] { filtered(ChildProcess.currentEnvironment) }
 }

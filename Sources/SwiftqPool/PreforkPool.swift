@@ -23,9 +23,9 @@ import Glibc
 /// on SIGCHLD, delivered through a ``SignalPipe`` the loop watches.
 ///
 /// Owner: the loop thread of the consumer. Every stored property below belongs to it; events are delivered on it.
-final class PreforkPool: WorkPool {
-    var onEvent: ((PoolEvent) -> Void)?
-    private(set) var targetSize: Int
+package final class PreforkPool: WorkPool {
+    package var onEvent: ((PoolEvent) -> Void)?
+    package private(set) var targetSize: Int
 
     private let loop: EventLoop
     private let executable: String
@@ -71,16 +71,16 @@ final class PreforkPool: WorkPool {
     }
 
     /// A slot's history across its children (and across a shrink and a later grow).
-    struct SlotRecord {
-        var restarts = 0
-        var tasksCompleted = 0
-        var history = RestartPolicy.History()
-        var lastExit: ExitStatus?
-        var lastExitReason: ExitReason?
-        var lastExitAt: Double?
+    package struct SlotRecord {
+        package var restarts = 0
+        package var tasksCompleted = 0
+        package var history = RestartPolicy.History()
+        package var lastExit: ExitStatus?
+        package var lastExitReason: ExitReason?
+        package var lastExitAt: Double?
     }
 
-    init(size: Int, loop: EventLoop, policy: RestartPolicy, logLevel: LogLevel, executable: String) {
+    package init(size: Int, loop: EventLoop, policy: RestartPolicy, logLevel: LogLevel, executable: String) {
         self.targetSize = size
         self.loop = loop
         self.policy = policy
@@ -89,12 +89,12 @@ final class PreforkPool: WorkPool {
         self.logger = DaemonLog.logger(role: "consumer")
     }
 
-    var idleSlots: Int { slots.values.filter { $0.state == .idle }.count }
+    package var idleSlots: Int { slots.values.filter { $0.state == .idle }.count }
 
     /// Slots whose child said hello (idle or busy).
-    var readySlots: Int { slots.values.filter { $0.state == .idle || $0.state == .busy }.count }
+    package var readySlots: Int { slots.values.filter { $0.state == .idle || $0.state == .busy }.count }
 
-    func start() throws {
+    package func start() throws {
         lifeline = try Descriptors.pipe()
         let pipe = try SignalPipe(signals: [SIGCHLD])
         signalPipe = pipe
@@ -104,7 +104,7 @@ final class PreforkPool: WorkPool {
         for index in 0..<targetSize { try spawn(slot(index)) }
     }
 
-    func submit(_ job: PoolJob) -> PoolSubmission? {
+    package func submit(_ job: PoolJob) -> PoolSubmission? {
         guard !stopping, let slot = slots.values.filter({ $0.state == .idle }).min(by: { $0.index < $1.index }),
             let channel = slot.channel
         else { return nil }
@@ -129,12 +129,12 @@ final class PreforkPool: WorkPool {
         return PoolSubmission(slot: slot.index, pid: slot.pid)
     }
 
-    func terminate(jobID: String, signal: CInt, reason: ExitReason) {
+    package func terminate(jobID: String, signal: CInt, reason: ExitReason) {
         guard let slot = slots.values.first(where: { $0.job?.id == jobID }) else { return }
         end(slot, signal: signal, reason: reason)
     }
 
-    func resize(to size: Int) {
+    package func resize(to size: Int) {
         let size = max(0, size)
         targetSize = size
         guard !stopping else { return }
@@ -151,7 +151,7 @@ final class PreforkPool: WorkPool {
         }
     }
 
-    func stop(cold: Bool) {
+    package func stop(cold: Bool) {
         stopping = true
         for slot in Array(slots.values) {
             if cold {
@@ -167,12 +167,12 @@ final class PreforkPool: WorkPool {
         }
     }
 
-    func setLogLevel(_ level: LogLevel) {
+    package func setLogLevel(_ level: LogLevel) {
         logLevel = level
         for slot in slots.values { sendLogLevel(slot) }
     }
 
-    var snapshot: [PoolSlotSnapshot] {
+    package var snapshot: [PoolSlotSnapshot] {
         slots.keys.sorted().map { index in
             let slot = slots[index]!
             let record = records[index] ?? SlotRecord()
@@ -380,5 +380,5 @@ final class PreforkPool: WorkPool {
         }
     }
 
-    var isStopped: Bool { stopping && slots.values.allSatisfy { $0.pid == 0 } && departing.isEmpty }
+    package var isStopped: Bool { stopping && slots.values.allSatisfy { $0.pid == 0 } && departing.isEmpty }
 }

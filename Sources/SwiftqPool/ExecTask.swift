@@ -12,8 +12,8 @@ import Glibc
 /// (also `SWIFTQ_TASK_ID` and `SWIFTQ_TASK_NAME` in its environment), writes its JSON result on stdout
 /// (nothing means `null`), and exits 0. A non-zero exit, a signal, output that is not JSON, or the time limit
 /// fail the task; the tail of stderr becomes the traceback Python shows.
-enum ExecTask {
-    static func run(
+package enum ExecTask {
+    package static func run(
         _ invocation: TaskInvocation,
         argv: [String],
         timeout: Duration?,
@@ -76,7 +76,7 @@ enum ExecTask {
         }
     }
 
-    static func failure(_ message: String, traceback: String?) -> TaskFailure {
+    package static func failure(_ message: String, traceback: String?) -> TaskFailure {
         TaskFailure(type: "ExecTaskFailed", message: message, module: "swiftq", traceback: traceback)
     }
 }

@@ -15,9 +15,9 @@ import Glibc
 /// holds) reaches end of file, and the kernel kills it (`PR_SET_PDEATHSIG`) if the consumer dies first. Single-threaded: the task runs inside the
 /// loop's callback, which is fine because the child has nothing else to do meanwhile; sleeps go through
 /// ``TaskEnvironment/sleep`` so they end early when the lifeline breaks.
-final class PoolChild {
-    static let channelDescriptor: CInt = 3
-    static let lifelineDescriptor: CInt = 4
+package final class PoolChild {
+    package static let channelDescriptor: CInt = 3
+    package static let lifelineDescriptor: CInt = 4
 
     private let slot: Int
     private let registry: TaskRegistry
@@ -26,7 +26,7 @@ final class PoolChild {
     private var channel: FramedChannel!
     private var exitCode: Int32 = 0
 
-    init(slot: Int, registry: TaskRegistry) {
+    package init(slot: Int, registry: TaskRegistry) {
         self.slot = slot
         self.registry = registry
         var logger = DaemonLog.logger(role: "pool")
@@ -35,7 +35,7 @@ final class PoolChild {
     }
 
     /// Runs until the channel or the lifeline closes; returns the exit code.
-    func run() -> Int32 {
+    package func run() -> Int32 {
         do {
             try ChildProcess.setParentDeathSignal(SIGKILL)
         } catch {

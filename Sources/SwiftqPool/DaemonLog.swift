@@ -1,4 +1,5 @@
 import Logging
+import SwiftqCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -54,25 +55,25 @@ public enum DaemonLog {
 }
 
 /// Formats events as `time swiftqd[pid] role level: message key=value …`.
-struct StderrLogHandler: LogHandler {
-    let label: String
-    let role: String
-    let journal: Bool
-    var metadata: Logger.Metadata = [:]
-    var metadataProvider: Logger.MetadataProvider?
+package struct StderrLogHandler: LogHandler {
+    package let label: String
+    package let role: String
+    package let journal: Bool
+    package var metadata: Logger.Metadata = [:]
+    package var metadataProvider: Logger.MetadataProvider?
 
-    var logLevel: Logger.Level {
+    package var logLevel: Logger.Level {
         get { DaemonLog.level }
         // The level is process-wide on purpose; a per-logger level would not follow SIGHUP reloads.
         set {}
     }
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(event: LogEvent) {
+    package func log(event: LogEvent) {
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
         if let extra = event.metadata { merged.merge(extra) { $1 } }
@@ -106,7 +107,7 @@ struct StderrLogHandler: LogHandler {
         }
     }
 
-    static func quoted(_ value: String) -> String {
+    package static func quoted(_ value: String) -> String {
         if !value.isEmpty && !value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) {
             return value
         }
@@ -123,7 +124,7 @@ struct StderrLogHandler: LogHandler {
         return escaped + "\""
     }
 
-    static func syslogPriority(_ level: Logger.Level) -> Int {
+    package static func syslogPriority(_ level: Logger.Level) -> Int {
         switch level {
         case .trace, .debug: 7
         case .info: 6
@@ -134,7 +135,7 @@ struct StderrLogHandler: LogHandler {
         }
     }
 
-    static func timestamp() -> String {
+    package static func timestamp() -> String {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         var seconds = now.tv_sec
@@ -145,5 +146,20 @@ struct StderrLogHandler: LogHandler {
         let millisText = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):"
             + "\(two(parts.tm_min)):\(two(parts.tm_sec)).\(millisText)Z"
+    }
+}
+
+extension Logger.Level {
+    /// Maps the configuration's level (Core does not import swift-log).
+    package init(_ level: LogLevel) {
+        switch level {
+        case .trace: self = .trace
+        case .debug: self = .debug
+        case .info: self = .info
+        case .notice: self = .notice
+        case .warning: self = .warning
+        case .error: self = .error
+        case .critical: self = .critical
+        }
     }
 }

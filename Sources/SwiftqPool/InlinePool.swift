@@ -7,41 +7,41 @@ import SwiftqTasks
 /// It serves the consumer's unit tests (deterministic: nothing runs until the test says so, and ``lose(jobID:reason:)``
 /// stands in for a child dying) and, later, opt-in trivially fast tasks. It has no crash isolation: a task that
 /// traps takes the caller with it. *Owner*: the thread that drives it.
-final class InlinePool: WorkPool {
-    var onEvent: ((PoolEvent) -> Void)?
-    private(set) var targetSize: Int
+package final class InlinePool: WorkPool {
+    package var onEvent: ((PoolEvent) -> Void)?
+    package private(set) var targetSize: Int
     private let registry: TaskRegistry
     /// Jobs by slot, submitted and not yet finished.
     private var busy: [Int: PoolJob] = [:]
     private var queued: [(slot: Int, job: PoolJob)] = []
     private var completed: [Int: Int] = [:]
-    private(set) var isStopped = false
+    package private(set) var isStopped = false
     /// A fake pid per slot, for events and `stats`.
-    static let basePID: Int32 = 100_000
+    package static let basePID: Int32 = 100_000
 
-    init(size: Int, registry: TaskRegistry) {
+    package init(size: Int, registry: TaskRegistry) {
         self.targetSize = size
         self.registry = registry
     }
 
-    var idleSlots: Int { isStopped ? 0 : max(0, targetSize - busy.count) }
+    package var idleSlots: Int { isStopped ? 0 : max(0, targetSize - busy.count) }
 
-    func start() throws {
+    package func start() throws {
         for slot in 0..<targetSize { onEvent?(.slotReady(slot: slot, pid: Self.basePID + Int32(slot))) }
     }
 
-    func submit(_ job: PoolJob) -> PoolSubmission? {
+    package func submit(_ job: PoolJob) -> PoolSubmission? {
         guard idleSlots > 0, let slot = (0..<targetSize).first(where: { busy[$0] == nil }) else { return nil }
         busy[slot] = job
         queued.append((slot, job))
         return PoolSubmission(slot: slot, pid: Self.basePID + Int32(slot))
     }
 
-    func setLogLevel(_ level: LogLevel) {}
+    package func setLogLevel(_ level: LogLevel) {}
 
     /// Runs every queued job; returns how many ran.
     @discardableResult
-    func runPending() -> Int {
+    package func runPending() -> Int {
         let batch = queued
         queued = []
         for (slot, job) in batch where busy[slot]?.id == job.id {
@@ -62,12 +62,12 @@ final class InlinePool: WorkPool {
     }
 
     /// Reports `started` for every queued job without running it (a test then finishes or loses it).
-    func startPending() {
+    package func startPending() {
         for (slot, job) in queued { onEvent?(.started(jobID: job.id, slot: slot, pid: Self.basePID + Int32(slot))) }
     }
 
     /// Stands in for the child running `jobID` dying for `reason`.
-    func lose(jobID: String, reason: ExitReason) {
+    package func lose(jobID: String, reason: ExitReason) {
         guard let slot = busy.first(where: { $0.value.id == jobID })?.key else { return }
         busy[slot] = nil
         queued.removeAll { $0.job.id == jobID }
@@ -77,20 +77,20 @@ final class InlinePool: WorkPool {
         onEvent?(.slotReady(slot: slot, pid: pid))
     }
 
-    func terminate(jobID: String, signal: CInt, reason: ExitReason) {
+    package func terminate(jobID: String, signal: CInt, reason: ExitReason) {
         lose(jobID: jobID, reason: reason)
     }
 
-    func resize(to size: Int) {
+    package func resize(to size: Int) {
         targetSize = size
     }
 
-    func stop(cold: Bool) {
+    package func stop(cold: Bool) {
         isStopped = true
         if cold { for job in busy.values { lose(jobID: job.id, reason: .shutdown) } }
     }
 
-    var snapshot: [PoolSlotSnapshot] {
+    package var snapshot: [PoolSlotSnapshot] {
         (0..<targetSize).map { slot in
             PoolSlotSnapshot(
                 slot: slot,

@@ -13,14 +13,14 @@ import SwiftqPlatform
 /// because the tests drive a pool child over its channel directly. Code builds and reads them only through the
 /// typed enums (``SupervisorMessage``, ``ConsumerMessage``, ``PoolRequest``, ``PoolReply``); this is their common
 /// object builder.
-enum ChannelMessage {
+package enum ChannelMessage {
     /// The `"type"` field of a message.
-    static func type(of message: JSONValue) -> String? {
+    package static func type(of message: JSONValue) -> String? {
         message["type"]?.stringValue
     }
 
     /// Builds a message object with `type` first.
-    static func make(_ type: String, _ fields: OrderedDictionary<String, JSONValue> = [:]) -> JSONValue {
+    package static func make(_ type: String, _ fields: OrderedDictionary<String, JSONValue> = [:]) -> JSONValue {
         var object: OrderedDictionary<String, JSONValue> = ["type": .string(type)]
         for (key, value) in fields { object[key] = value }
         return .object(object)
@@ -28,7 +28,7 @@ enum ChannelMessage {
 
 }
 
-extension ExitStatus {
+package extension ExitStatus {
     /// As JSON, for `slot_exited` and `stats`: a description, and the exit code or the signal.
     var json: JSONValue {
         switch self {
