@@ -82,12 +82,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Supervisor, consumer, pool child, task registry; the public API to build a worker binary.
+        // The consumer: its delivery state machine and the core that carries it out, the broker transports (Redis,
+        // RabbitMQ), settlement plans, the typed supervisor <-> consumer messages.
+        .target(
+            name: "SwiftqConsumer",
+            dependencies: [
+                "SwiftqPool", "SwiftqTasks", "SwiftqCore", "SwiftqPlatform", "SwiftqBootsteps", "SwiftqRedis",
+                "SwiftqAMQP", .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Supervisor, beat, control server and the daemon's entry point; the public API to build a worker binary.
         .target(
             name: "SwiftqWorker",
             dependencies: [
-                "SwiftqPool", "SwiftqTasks", "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform", "SwiftqControl",
-                "SwiftqRedis", "SwiftqAMQP",
+                "SwiftqConsumer", "SwiftqPool", "SwiftqTasks", "SwiftqCore", "SwiftqBootsteps", "SwiftqPlatform",
+                "SwiftqControl", "SwiftqRedis", "SwiftqAMQP",
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -141,7 +152,8 @@ let package = Package(
         .testTarget(
             name: "SwiftqWorkerTests",
             dependencies: [
-                "SwiftqWorker", "SwiftqPool", "SwiftqTasks", "SwiftqCore", "SwiftqRedis", "SwiftqAMQP",
+                "SwiftqWorker", "SwiftqConsumer", "SwiftqPool", "SwiftqTasks", "SwiftqCore", "SwiftqRedis",
+                "SwiftqAMQP",
                 "SwiftqPlatform",
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ]

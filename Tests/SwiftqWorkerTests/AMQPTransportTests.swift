@@ -3,6 +3,7 @@ import SwiftqAMQP
 import SwiftqCore
 import Testing
 
+@testable import SwiftqConsumer
 @testable import SwiftqWorker
 
 /// The RabbitMQ transport's settlement plans and pidbox against the node `SWIFTQ_TEST_AMQP_URL` names

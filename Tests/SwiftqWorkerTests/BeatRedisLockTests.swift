@@ -3,6 +3,7 @@ import SwiftqPlatform
 import SwiftqRedis
 import Testing
 
+@testable import SwiftqConsumer
 @testable import SwiftqWorker
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import SwiftqCore
 import Testing
 
+@testable import SwiftqConsumer
 @testable import SwiftqPool
 @testable import SwiftqWorker
 

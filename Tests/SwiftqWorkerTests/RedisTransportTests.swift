@@ -4,6 +4,7 @@ import SwiftqCore
 import SwiftqRedis
 import Testing
 
+@testable import SwiftqConsumer
 @testable import SwiftqWorker
 
 /// Pure parts of the transport contract: envelopes for publishes, pidbox requests.

@@ -4,6 +4,7 @@ import SwiftqPlatform
 import SwiftqTasks
 import Testing
 
+@testable import SwiftqConsumer
 @testable import SwiftqPool
 @testable import SwiftqWorker
 

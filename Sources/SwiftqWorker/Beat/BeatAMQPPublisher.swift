@@ -1,5 +1,6 @@
 import OrderedCollections
 import SwiftqAMQP
+import SwiftqConsumer
 import SwiftqCore
 import SwiftqPool
 

@@ -1,3 +1,4 @@
+import SwiftqConsumer
 import SwiftqCore
 import SwiftqPool
 import SwiftqRedis

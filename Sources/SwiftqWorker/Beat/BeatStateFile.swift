@@ -1,4 +1,5 @@
 import OrderedCollections
+import SwiftqConsumer
 import SwiftqCore
 import SwiftqPlatform
 import SwiftqPool

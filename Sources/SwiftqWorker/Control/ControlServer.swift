@@ -1,4 +1,5 @@
 import Logging
+import SwiftqConsumer
 import SwiftqControl
 import SwiftqCore
 import SwiftqPlatform

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import SwiftqConsumer
 import SwiftqCore
 import SwiftqPlatform
 import SwiftqPool

@@ -1,4 +1,5 @@
 import OrderedCollections
+import SwiftqConsumer
 import SwiftqControl
 import SwiftqCore
 import SwiftqPlatform

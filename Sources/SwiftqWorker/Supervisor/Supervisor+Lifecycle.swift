@@ -1,4 +1,5 @@
 import Logging
+import SwiftqConsumer
 import SwiftqCore
 import SwiftqPlatform
 import SwiftqPool

@@ -1,5 +1,6 @@
 import Logging
 import OrderedCollections
+import SwiftqConsumer
 import SwiftqCore
 import SwiftqPlatform
 import SwiftqPool

@@ -17,9 +17,9 @@ import SwiftqTasks
 /// ```
 ///
 /// *Owner*: the consumer's loop thread. Everything here is plain state of that thread.
-struct DeliveryMachine {
+package struct DeliveryMachine {
     /// What the machine asks the loop to do.
-    enum Action: Equatable {
+    package enum Action: Equatable {
         /// Hand the plan to the broker transport.
         case settle(Settlement)
         /// Run a job in the pool (the loop knows a slot is idle: it passed the count to ``dispatch(idleSlots:isStale:now:)``).
@@ -40,52 +40,52 @@ struct DeliveryMachine {
     }
 
     /// A log line the loop writes with its logger.
-    struct LogLine: Equatable {
-        enum Level: Equatable { case debug, info, warning, error }
-        var level: Level
-        var text: String
-        var taskID: String?
-        var taskName: String?
+    package struct LogLine: Equatable {
+        package enum Level: Equatable { case debug, info, warning, error }
+        package var level: Level
+        package var text: String
+        package var taskID: String?
+        package var taskName: String?
     }
 
     /// What the machine needs from the configuration; replaced whole on reload.
-    struct Settings: Equatable {
+    package struct Settings: Equatable {
         /// `worker.acks_late`: ack after the result is stored (true) or when the task starts.
-        var acksLate = true
+        package var acksLate = true
         /// `worker.track_started`: store STARTED when a task starts.
-        var trackStarted = false
+        package var trackStarted = false
         /// `worker.reject_on_worker_lost`: with `acks_late`, a task whose child died is requeued, once.
-        var rejectOnWorkerLost = false
+        package var rejectOnWorkerLost = false
         /// Whether a result backend is configured.
-        var storesResults = true
+        package var storesResults = true
         /// `result_backend.extended`.
-        var extendedResults = false
+        package var extendedResults = false
         /// This worker's node name, for result meta.
-        var nodeName = "celery@localhost"
+        package var nodeName = "celery@localhost"
         /// How many messages may be held (reserved and running) at once; ETA-held ones are not counted.
-        var window = 8
+        package var window = 8
         /// Programs of exec tasks, by task name.
-        var execTasks: [String: PoolJob.ExecSpec] = [:]
+        package var execTasks: [String: PoolJob.ExecSpec] = [:]
     }
 
     /// One reserved message, as far as the machine is concerned.
-    final class Delivery {
-        enum State: Equatable {
+    package final class Delivery {
+        package enum State: Equatable {
             case held(timer: UInt64)
             case ready
             case running
             case settling
         }
 
-        let key: UInt64
-        let message: TaskMessage
-        let tag: String?
-        let queue: String
-        var state: State
+        package let key: UInt64
+        package let message: TaskMessage
+        package let tag: String?
+        package let queue: String
+        package var state: State
         /// Acked when it started (`acks_late: false`): its final plan stores the result only.
-        var ackedEarly = false
+        package var ackedEarly = false
 
-        init(key: UInt64, message: TaskMessage, tag: String?, queue: String, state: State) {
+        package init(key: UInt64, message: TaskMessage, tag: String?, queue: String, state: State) {
             self.key = key
             self.message = message
             self.tag = tag
@@ -95,47 +95,47 @@ struct DeliveryMachine {
     }
 
     /// Counters for `stats`.
-    struct Counters: Equatable {
-        var received = 0
-        var succeeded = 0
-        var failed = 0
-        var workerLost = 0
-        var timeLimited = 0
-        var revoked = 0
-        var rejected: [String: Int] = [:]
-        var resultsStored = 0
-        var acked = 0
+    package struct Counters: Equatable {
+        package var received = 0
+        package var succeeded = 0
+        package var failed = 0
+        package var workerLost = 0
+        package var timeLimited = 0
+        package var revoked = 0
+        package var rejected: [String: Int] = [:]
+        package var resultsStored = 0
+        package var acked = 0
     }
 
     /// The most task names kept in per-name statistics; names come from messages, so the table is bounded. Later
     /// names are counted under ``otherTasksName``.
-    static let maximumTaskNames = 256
-    static let otherTasksName = "(other)"
+    package static let maximumTaskNames = 256
+    package static let otherTasksName = "(other)"
     /// The most revoked ids remembered (Celery keeps 50,000 by default, `REVOKES_MAX`).
-    static let maximumRevoked = 50_000
+    package static let maximumRevoked = 50_000
 
-    private(set) var settings: Settings
+    package private(set) var settings: Settings
     /// The known task names (registry and exec tasks); an unknown one is stored as `NotRegistered`.
     private let isKnownTask: (String) -> Bool
 
-    private(set) var deliveries: [UInt64: Delivery] = [:]
+    package private(set) var deliveries: [UInt64: Delivery] = [:]
     /// Ready deliveries, oldest first.
-    private(set) var ready: Deque<UInt64> = []
+    package private(set) var ready: Deque<UInt64> = []
     /// Running deliveries by job (task) id.
-    private(set) var running: [String: UInt64] = [:]
+    package private(set) var running: [String: UInt64] = [:]
     /// Held deliveries by timer token.
     private var heldByTimer: [UInt64: UInt64] = [:]
     /// Delivery tags handed to the transport in a plan and not yet reported settled.
-    private(set) var unsettled: Set<String> = []
-    private(set) var revokedIDs: OrderedSet<String> = []
-    private(set) var counters = Counters()
-    private(set) var statistics: [String: TaskStatistics] = [:]
-    private(set) var outstandingCredit = 0
-    private(set) var isShuttingDown = false
+    package private(set) var unsettled: Set<String> = []
+    package private(set) var revokedIDs: OrderedSet<String> = []
+    package private(set) var counters = Counters()
+    package private(set) var statistics: [String: TaskStatistics] = [:]
+    package private(set) var outstandingCredit = 0
+    package private(set) var isShuttingDown = false
     private var nextKey: UInt64 = 1
     private var nextTimer: UInt64 = 1
 
-    init(settings: Settings, isKnownTask: @escaping (String) -> Bool) {
+    package init(settings: Settings, isKnownTask: @escaping (String) -> Bool) {
         self.settings = settings
         self.isKnownTask = isKnownTask
     }
@@ -143,24 +143,24 @@ struct DeliveryMachine {
     // MARK: Queries
 
     /// Deliveries that count against the prefetch window: ready and running (ETA-held ones do not).
-    var heldInWindow: Int { ready.count + running.count }
+    package var heldInWindow: Int { ready.count + running.count }
     /// Deliveries waiting for their ETA.
-    var heldForETA: Int { heldByTimer.count }
+    package var heldForETA: Int { heldByTimer.count }
     /// Whether nothing runs any more (warm shutdown can finish).
-    var isDrained: Bool { running.isEmpty }
+    package var isDrained: Bool { running.isEmpty }
     /// The ids of the running tasks.
-    var runningIDs: [String] { running.keys.sorted() }
+    package var runningIDs: [String] { running.keys.sorted() }
 
     // MARK: Events
 
     /// A new configuration: the window may have changed, so credit is recomputed.
-    mutating func reconfigure(_ settings: Settings) -> [Action] {
+    package mutating func reconfigure(_ settings: Settings) -> [Action] {
         self.settings = settings
         return credit()
     }
 
     /// The transport delivered messages.
-    mutating func received(_ messages: [InboundMessage], now: CeleryTimestamp) -> [Action] {
+    package mutating func received(_ messages: [InboundMessage], now: CeleryTimestamp) -> [Action] {
         outstandingCredit = max(0, outstandingCredit - messages.count)
         var actions: [Action] = []
         for inbound in messages { receive(inbound, now: now, into: &actions) }
@@ -287,7 +287,7 @@ struct DeliveryMachine {
     }
 
     /// A timer the machine started fired.
-    mutating func timerFired(_ token: UInt64, now: CeleryTimestamp) -> [Action] {
+    package mutating func timerFired(_ token: UInt64, now: CeleryTimestamp) -> [Action] {
         guard let key = heldByTimer.removeValue(forKey: token), let delivery = deliveries[key] else { return [] }
         var actions: [Action] = [.setHeldForETA(heldByTimer.count)]
         if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
@@ -299,7 +299,7 @@ struct DeliveryMachine {
     /// Hands ready deliveries to up to `idleSlots` pool slots. `isStale` tells whether a delivery tag belongs to a
     /// lost connection (its ack can no longer be given and the broker delivers the message again): such a delivery
     /// is dropped, not run.
-    mutating func dispatch(idleSlots: Int, isStale: (String) -> Bool, now: CeleryTimestamp) -> [Action] {
+    package mutating func dispatch(idleSlots: Int, isStale: (String) -> Bool, now: CeleryTimestamp) -> [Action] {
         guard !isShuttingDown else { return [] }
         var actions: [Action] = []
         var free = idleSlots
@@ -355,7 +355,7 @@ struct DeliveryMachine {
     }
 
     /// What the pool reports.
-    mutating func pool(_ event: PoolEvent, now: CeleryTimestamp) -> [Action] {
+    package mutating func pool(_ event: PoolEvent, now: CeleryTimestamp) -> [Action] {
         var actions: [Action] = []
         switch event {
         case .slotReady, .slotExited:
@@ -485,7 +485,7 @@ struct DeliveryMachine {
     }
 
     /// The transport reports settled plans.
-    mutating func settled(tags: [String], results: Int) -> [Action] {
+    package mutating func settled(tags: [String], results: Int) -> [Action] {
         counters.resultsStored += results
         counters.acked += tags.count
         for tag in tags { unsettled.remove(tag) }
@@ -494,7 +494,7 @@ struct DeliveryMachine {
 
     /// After a reconnect, the broker lists what it records as held by this consumer; any it does not know were
     /// reserved by a call whose reply the broken connection lost (Redis). They go back to the queue.
-    mutating func reconnected(held: [String]) -> [Action] {
+    package mutating func reconnected(held: [String]) -> [Action] {
         let known = Set(deliveries.values.compactMap(\.tag)).union(unsettled)
         let orphans = held.filter { !known.contains($0) }
         guard !orphans.isEmpty else { return [] }
@@ -513,7 +513,7 @@ struct DeliveryMachine {
 
     /// Revokes a task: one that is held or ready is not run (REVOKED stored, message acked); one that runs is
     /// terminated when `terminate` is set; one that arrives later is revoked on receipt.
-    mutating func revoke(_ taskID: String, terminate: Bool, signal: Int32, now: CeleryTimestamp) -> [Action] {
+    package mutating func revoke(_ taskID: String, terminate: Bool, signal: Int32, now: CeleryTimestamp) -> [Action] {
         revokedIDs.append(taskID)
         if revokedIDs.count > Self.maximumRevoked { revokedIDs.removeFirst(revokedIDs.count - Self.maximumRevoked) }
         var actions: [Action] = []
@@ -544,7 +544,7 @@ struct DeliveryMachine {
 
     /// Warm shutdown: stop taking work and give every reserved message that has not started back to the broker at
     /// once; running tasks finish. Cold: the same, and the loop stops the transport, which returns the rest.
-    mutating func shutdown() -> [Action] {
+    package mutating func shutdown() -> [Action] {
         isShuttingDown = true
         var actions: [Action] = []
         let reserved = deliveries.values.filter { if case .running = $0.state { false } else { $0.state != .settling } }
@@ -565,7 +565,7 @@ struct DeliveryMachine {
     }
 
     /// Grants the transport as much credit as the window allows.
-    mutating func credit() -> [Action] {
+    package mutating func credit() -> [Action] {
         guard !isShuttingDown else { return [] }
         let wanted = settings.window - heldInWindow - outstandingCredit
         guard wanted > 0 else { return [] }
@@ -700,17 +700,17 @@ struct DeliveryMachine {
     }
 
     /// Whether a task message carries canvas fields that this worker does not act on yet.
-    static func hasWorkflowFields(_ message: TaskMessage) -> Bool {
+    package static func hasWorkflowFields(_ message: TaskMessage) -> Bool {
         !message.callbacks.isEmpty || !message.errbacks.isEmpty || !message.chain.isEmpty || message.chord != nil
     }
 
     /// A number as Python's `repr(float)` writes it for the common cases (`1.0`, `2.5`).
-    static func pythonFloat(_ value: Double) -> String {
+    package static func pythonFloat(_ value: Double) -> String {
         value == value.rounded() && abs(value) < 1e15 ? "\(Int64(value)).0" : "\(value)"
     }
 
     /// The first bytes of a payload, printable, for a log line.
-    static func preview(_ bytes: [UInt8]) -> String {
+    package static func preview(_ bytes: [UInt8]) -> String {
         let text = String(decoding: bytes.prefix(120), as: UTF8.self)
         return text.debugDescription + (bytes.count > 120 ? "…" : "")
     }

@@ -9,7 +9,7 @@ import SwiftqRedis
 /// The AMQP transport uses it for `result_backend.url: redis://…`, so that a slow or restarting Redis never
 /// stalls the thread that keeps the AMQP connection's heartbeats going. A failed batch is retried whole after
 /// a reconnect (storing is idempotent, and a stored SUCCESS is never overwritten).
-final class ResultWriter: Sendable {
+package final class ResultWriter: Sendable {
     private let url: RedisURL
     private let expires: Duration?
     private let queue = WorkQueue<Settlement>()
@@ -20,7 +20,7 @@ final class ResultWriter: Sendable {
     /// Receives connection problems (`nil` once connected again).
     private let report: @Sendable (String?) -> Void
 
-    init(
+    package init(
         url: RedisURL,
         expires: Duration?,
         forward: @escaping @Sendable ([Settlement], Int) -> Void,
@@ -32,14 +32,14 @@ final class ResultWriter: Sendable {
         self.report = report
     }
 
-    func start() {
+    package func start() {
         PlatformThread.startOrExit(name: "swiftq-results") { [self] in run() }
     }
 
-    func post(_ plans: [Settlement]) { queue.post(plans) }
+    package func post(_ plans: [Settlement]) { queue.post(plans) }
 
     /// Stores what is queued, then stops; waits at most `timeout`.
-    func stop(timeout: Duration) {
+    package func stop(timeout: Duration) {
         queue.stop()
         finished.wait(timeout: timeout)
     }

@@ -9,23 +9,23 @@ import SwiftqPool
 /// channel's unacked deliveries go back when it closes). Publishes are confirmed before the next step
 /// (AMQP publisher confirms; Redis replies). This is what makes a retry, a chain step or a callback safe:
 /// the follow-up exists before the result says so, and the result exists before the original is acked.
-struct Settlement: Sendable, Equatable {
+package struct Settlement: Sendable, Equatable {
     /// Messages to publish first (retry copies, callbacks, chain steps, pidbox replies, events), in order.
-    var publishes: [OutboundMessage] = []
+    package var publishes: [OutboundMessage] = []
     /// The result to store (Redis backend) or send (`rpc://`, to `replyTo`), after the publishes.
-    var result: StoredResult?
+    package var result: StoredResult?
     /// The delivery this plan settles, if any (nil: a plan with no message of its own, e.g. a reply).
-    var deliveryTag: String?
+    package var deliveryTag: String?
     /// The task the delivery carries, when known: AMQP remembers finished tasks whose ack was lost with the
     /// connection, so that their redelivered copies are not run again.
-    var taskID: String?
+    package var taskID: String?
     /// What happens to the message last.
-    var disposition: Disposition = .ack
+    package var disposition: Disposition = .ack
     /// Give back every message this consumer still holds (warm or cold shutdown), after the rest.
-    var restoreHeld = false
+    package var restoreHeld = false
 
     /// A message's fate at the end of a plan.
-    enum Disposition: Sendable, Equatable {
+    package enum Disposition: Sendable, Equatable {
         /// Done with: removed from the broker.
         case ack
         /// Back to its queue, for this or another worker.
@@ -38,11 +38,11 @@ struct Settlement: Sendable, Equatable {
 }
 
 /// A result for the backend: the task id and its serialized meta (Celery's `celery-task-meta-<id>` value).
-struct StoredResult: Sendable, Equatable {
-    var taskID: String
-    var meta: [UInt8]
+package struct StoredResult: Sendable, Equatable {
+    package var taskID: String
+    package var meta: [UInt8]
     /// The task message's `reply_to` (the client's reply queue), where the `rpc://` backend publishes results.
-    var replyTo: String?
+    package var replyTo: String?
 }
 
 /// A message to publish through the broker connection, in kombu's terms: an exchange (of a type), a routing
@@ -51,35 +51,35 @@ struct StoredResult: Sendable, Equatable {
 /// Redis: `direct` exchanges route through kombu's `_kombu.binding.<exchange>` sets (the default exchange `""`
 /// straight to the queue named by the routing key), `fanout` and `topic` publish on kombu's pub/sub channel;
 /// priorities go to kombu's priority-bucket lists. RabbitMQ: `basic.publish`, confirmed.
-struct OutboundMessage: Sendable, Equatable {
-    enum ExchangeType: String, Sendable {
+package struct OutboundMessage: Sendable, Equatable {
+    package enum ExchangeType: String, Sendable {
         case direct
         case fanout
         case topic
     }
 
-    var exchange: String
-    var exchangeType: ExchangeType = .direct
-    var routingKey: String
-    var body: [UInt8]
-    var contentType = "application/json"
-    var contentEncoding = "utf-8"
-    var headers: OrderedDictionary<String, JSONValue> = [:]
+    package var exchange: String
+    package var exchangeType: ExchangeType = .direct
+    package var routingKey: String
+    package var body: [UInt8]
+    package var contentType = "application/json"
+    package var contentEncoding = "utf-8"
+    package var headers: OrderedDictionary<String, JSONValue> = [:]
     /// AMQP properties kombu sets: `correlation_id`, `reply_to`, `priority`, `delivery_mode` (2 = persistent),
     /// `expiration` (milliseconds, as text).
-    var correlationID: String?
-    var replyTo: String?
-    var priority: Int?
-    var persistent = true
-    var expiration: String?
+    package var correlationID: String?
+    package var replyTo: String?
+    package var priority: Int?
+    package var persistent = true
+    package var expiration: String?
 }
 
 /// A message that arrived on a control path (a pidbox broadcast or a direct control message), not a task: it is
 /// never decoded as one.
-struct ControlDelivery: Sendable, Equatable {
+package struct ControlDelivery: Sendable, Equatable {
     /// The decoded body (kombu's pidbox message: `method`, `arguments`, `destination`, `pattern`, `matcher`,
     /// `ticket`, `reply_to`).
-    var body: JSONValue
+    package var body: JSONValue
     /// Where the broker took it from (queue or pub/sub channel), for logs.
-    var source: String
+    package var source: String
 }

@@ -22,14 +22,14 @@ import Synchronization
 /// the bare node name: a restart gives back only what dead incarnations of its node held, and a live sibling with
 /// the same name is reported, not robbed (REVIEW D2).
 /// Shared state is behind `Mutex`es; everything else belongs to its thread.
-final class RedisTransport: BrokerTransport {
-    let events: Mailbox<BrokerEvent>
+package final class RedisTransport: BrokerTransport {
+    package let events: Mailbox<BrokerEvent>
     private let brokerURL: RedisURL
     private let backendURL: RedisURL?
     private let queues: [String]
     private let node: String
     /// This incarnation's owner name, `<node>#<daemon id>.<random>`.
-    let owner: String
+    package let owner: String
     /// `<node>#<daemon id>.`: the owners of this daemon's earlier consumers.
     private let daemonPrefix: String?
     private let resultExpires: Duration?
@@ -45,10 +45,10 @@ final class RedisTransport: BrokerTransport {
     private let batchLimit = 64
     private let progress: Mutex<FetchProgress>
     /// How long an incarnation's alive key outlives its last heartbeat (every ``incarnationBeat``).
-    static let incarnationTTL: Duration = .seconds(20)
-    static let incarnationBeat: Duration = .seconds(5)
+    package static let incarnationTTL: Duration = .seconds(20)
+    package static let incarnationBeat: Duration = .seconds(5)
 
-    init(
+    package init(
         brokerURL: RedisURL,
         backendURL: RedisURL?,
         queues: [String],
@@ -71,16 +71,16 @@ final class RedisTransport: BrokerTransport {
     }
 
     /// Starts both threads. The fetcher first gives back what a previous consumer of this node still held.
-    func start() {
+    package func start() {
         PlatformThread.startOrExit(name: "swiftq-fetch") { [self] in fetchLoop() }
         PlatformThread.startOrExit(name: "swiftq-write") { [self] in writeLoop() }
         PlatformThread.startOrExit(name: "swiftq-control") { [self] in controlLoop() }
     }
 
     /// The consumer's credit already follows its window; nothing to change at the broker.
-    func setWindow(_ count: Int) {}
+    package func setWindow(_ count: Int) {}
 
-    var fetchProgress: FetchProgress { progress.withLock { $0 } }
+    package var fetchProgress: FetchProgress { progress.withLock { $0 } }
 
     private func madeProgress(delivered: Bool) {
         let hasCredit = credit.withLock { $0 > 0 }
@@ -92,35 +92,35 @@ final class RedisTransport: BrokerTransport {
     }
 
     /// Allows `count` more messages to be reserved.
-    func grant(_ count: Int) {
+    package func grant(_ count: Int) {
         guard count > 0 else { return }
         credit.withLock { $0 += count }
         fetchSignal.post()
     }
 
     /// Marks a delivery as running (its visibility deadline is refreshed) or no longer running.
-    func setRunning(_ tag: String, _ isRunning: Bool) {
+    package func setRunning(_ tag: String, _ isRunning: Bool) {
         running.withLock { tags in
             if isRunning { tags.insert(tag) } else { tags.remove(tag) }
         }
     }
 
     /// Queues plans for the writer.
-    func settle(_ plans: [Settlement]) {
+    package func settle(_ plans: [Settlement]) {
         outbox.post(plans)
     }
 
     /// ETA tasks need no extra room on Redis: they are not counted against the credit.
-    func setHeldForETA(_ count: Int) {}
+    package func setHeldForETA(_ count: Int) {}
 
     /// Redis delivery tags stay valid across reconnects (they are keys of the `unacked` hash).
-    func isStale(_ tag: String) -> Bool { false }
+    package func isStale(_ tag: String) -> Bool { false }
 
-    var redactedURL: String { brokerURL.redacted }
+    package var redactedURL: String { brokerURL.redacted }
 
     /// Stops fetching; the writer finishes its queue, then (if asked) gives back every message this
     /// owner still holds. Blocks until done or `timeout`.
-    func stop(restoreHeld: Bool, timeout: Duration) {
+    package func stop(restoreHeld: Bool, timeout: Duration) {
         stopping.withLock { $0 = true }
         fetchSignal.post()
         if restoreHeld { outbox.post([Settlement(disposition: .none, restoreHeld: true)]) }
@@ -430,13 +430,13 @@ final class RedisTransport: BrokerTransport {
     }
 
     /// A pidbox request from a kombu envelope.
-    static func control(_ payload: [UInt8], source: String) -> ControlDelivery? {
+    package static func control(_ payload: [UInt8], source: String) -> ControlDelivery? {
         guard let envelope = try? RedisEnvelope.decode(payload) else { return nil }
         return ControlDelivery(json: envelope.body, source: source)
     }
 
     /// Decodes a reserved message on the fetcher's thread (the consumer loop only routes it).
-    static func inbound(_ reserved: ReservedMessage) -> InboundMessage {
+    package static func inbound(_ reserved: ReservedMessage) -> InboundMessage {
         if reserved.isMalformed { return .malformed(payload: reserved.payload, queue: reserved.queue) }
         do {
             let envelope = try RedisEnvelope.decode(reserved.payload)

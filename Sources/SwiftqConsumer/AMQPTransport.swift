@@ -30,8 +30,8 @@ import Glibc
 ///   already put those messages back, marked redelivered); a task that *finished* meanwhile is remembered, and
 ///   its redelivered copy is acked without running it again.
 /// - With a Redis result backend, a ``ResultWriter`` thread stores results first and hands the acks back here.
-final class AMQPTransport: BrokerTransport {
-    let events: Mailbox<BrokerEvent>
+package final class AMQPTransport: BrokerTransport {
+    package let events: Mailbox<BrokerEvent>
     private let url: AMQPURL
     private let tls: AMQPTLSOptions?
     private let heartbeat: Duration
@@ -58,11 +58,11 @@ final class AMQPTransport: BrokerTransport {
     private let publishChannel: UInt16 = 2
     private let controlChannel: UInt16 = 3
     /// How often, while nothing is delivered and the window has room, the queues' message counts are checked.
-    static let starvationCheckInterval: Duration = .seconds(5)
+    package static let starvationCheckInterval: Duration = .seconds(5)
 
-    var redactedURL: String { url.redacted }
+    package var redactedURL: String { url.redacted }
 
-    init(
+    package init(
         url: AMQPURL,
         tls: AMQPTLSOptions?,
         broker: Configuration.Broker,
@@ -108,31 +108,31 @@ final class AMQPTransport: BrokerTransport {
         }
     }
 
-    func start() {
+    package func start() {
         resultWriter?.start()
         PlatformThread.startOrExit(name: "swiftq-amqp") { [self] in run() }
     }
 
     /// The broker's `basic.qos` bounds deliveries; credit is not needed.
-    func grant(_ count: Int) {}
+    package func grant(_ count: Int) {}
 
-    func setHeldForETA(_ count: Int) {
+    package func setHeldForETA(_ count: Int) {
         heldForETA.withLock { $0 = count }
         inbox.post([Settlement(disposition: .none)])
     }
 
-    func setWindow(_ count: Int) {
+    package func setWindow(_ count: Int) {
         window.withLock { $0 = count }
         inbox.post([Settlement(disposition: .none)])
     }
 
-    var fetchProgress: FetchProgress { progress.withLock { $0 } }
+    package var fetchProgress: FetchProgress { progress.withLock { $0 } }
 
     /// Nothing to refresh: RabbitMQ keeps an unacked delivery with its consumer for as long as the connection
     /// lives (up to its `consumer_timeout`).
-    func setRunning(_ tag: String, _ isRunning: Bool) {}
+    package func setRunning(_ tag: String, _ isRunning: Bool) {}
 
-    func isStale(_ tag: String) -> Bool {
+    package func isStale(_ tag: String) -> Bool {
         guard let generationText = tag.split(separator: ":", maxSplits: 1).first,
             let tagGeneration = Int(generationText)
         else { return true }
@@ -141,7 +141,7 @@ final class AMQPTransport: BrokerTransport {
 
     /// Plans whose first step is a result to store go straight to the result writer (Redis backend), which hands
     /// them back for the ack; the others start on the connection thread.
-    func settle(_ plans: [Settlement]) {
+    package func settle(_ plans: [Settlement]) {
         guard let resultWriter else {
             inbox.post(plans)
             return
@@ -155,7 +155,7 @@ final class AMQPTransport: BrokerTransport {
         if !stored.isEmpty { resultWriter.post(stored) }
     }
 
-    func stop(restoreHeld: Bool, timeout: Duration) {
+    package func stop(restoreHeld: Bool, timeout: Duration) {
         let deadline = ContinuousClock.now + timeout
         resultWriter?.stop(timeout: timeout)
         stopRequest.withLock { $0 = deadline }
@@ -621,7 +621,7 @@ final class AMQPTransport: BrokerTransport {
 }
 
 /// A transport-level problem that is not a library error.
-struct AMQPTransportError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
+package struct AMQPTransportError: Error, CustomStringConvertible {
+    package var message: String
+    package var description: String { message }
 }

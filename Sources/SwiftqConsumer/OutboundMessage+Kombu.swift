@@ -4,7 +4,7 @@ import SwiftqCore
 import SwiftqPool
 import SwiftqRedis
 
-extension OutboundMessage {
+package extension OutboundMessage {
     /// The kombu envelope a Python producer would push or PUBLISH for this message on Redis
     /// (celery-wire-protocol.md §2.1): the body base64-encoded, `delivery_info` naming the exchange and routing key
     /// so that a restore routes it back.
@@ -51,7 +51,7 @@ extension OutboundMessage {
     }
 }
 
-extension ControlDelivery {
+package extension ControlDelivery {
     /// A pidbox message from its body bytes (JSON); nil when it is not a JSON object with a `method`.
     init?(json body: [UInt8], source: String) {
         guard let value = try? JSONValue(parsing: body), value["method"]?.stringValue != nil else { return nil }
@@ -60,7 +60,7 @@ extension ControlDelivery {
 }
 
 /// 128 random bits in hex: delivery tags of published messages and incarnation ids.
-func randomHex() -> String {
+package func randomHex() -> String {
     var generator = SystemRandomNumberGenerator()
     let high = generator.next() as UInt64
     let low = generator.next() as UInt64

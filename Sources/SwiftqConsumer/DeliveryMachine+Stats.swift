@@ -2,7 +2,7 @@ import OrderedCollections
 import SwiftqCore
 import SwiftqPool
 
-extension DeliveryMachine.Settings {
+package extension DeliveryMachine.Settings {
     /// The settings a configuration implies, for the node `nodeName`.
     init(configuration: Configuration, nodeName: String) {
         let worker = configuration.worker
@@ -24,7 +24,7 @@ extension DeliveryMachine.Settings {
     }
 }
 
-extension DeliveryMachine {
+package extension DeliveryMachine {
     /// The `tasks` part of the consumer's `stats`.
     var tasksJSON: JSONValue {
         var names: OrderedDictionary<String, JSONValue> = [:]

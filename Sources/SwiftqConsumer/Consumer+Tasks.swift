@@ -11,15 +11,15 @@ import Glibc
 #endif
 
 /// Per task name counters and recent runtimes, for `stats`.
-struct TaskStatistics {
-    var succeeded = 0
-    var failed = 0
+package struct TaskStatistics {
+    package var succeeded = 0
+    package var failed = 0
     /// The most recent runtimes (seconds), a bounded window for percentiles: a ring of ``window`` entries.
-    var runtimes: [Double] = []
+    package var runtimes: [Double] = []
     private var next = 0
-    static let window = 1000
+    package static let window = 1000
 
-    mutating func record(runtime: Double, success: Bool) {
+    package mutating func record(runtime: Double, success: Bool) {
         if success { succeeded += 1 } else { failed += 1 }
         if runtimes.count < Self.window {
             runtimes.append(runtime)
@@ -29,7 +29,7 @@ struct TaskStatistics {
         }
     }
 
-    func percentile(_ fraction: Double) -> Double? {
+    package func percentile(_ fraction: Double) -> Double? {
         guard !runtimes.isEmpty else { return nil }
         let sorted = runtimes.sorted()
         let index = min(sorted.count - 1, Int((Double(sorted.count) * fraction).rounded(.up)) - 1)
@@ -39,7 +39,7 @@ struct TaskStatistics {
 
 /// Connecting the transport and routing its events; the decisions about deliveries are the
 /// ``DeliveryMachine``'s, carried out by the ``ConsumerCore``.
-extension Consumer {
+package extension Consumer {
     /// The prefetch window: how many messages may be held (reserved and running) at once.
     var prefetchWindow: Int {
         let multiplier = configuration.worker.prefetchMultiplier

@@ -5,7 +5,7 @@ import SwiftqPool
 
 /// What the consumer core asks of a broker transport: settle plans, grant credit, keep held deliveries visible.
 /// ``BrokerTransport`` provides it; unit tests pass a recording fake.
-protocol BrokerPort: AnyObject {
+package protocol BrokerPort: AnyObject {
     func settle(_ plans: [Settlement])
     func grant(_ count: Int)
     func setHeldForETA(_ count: Int)
@@ -15,7 +15,7 @@ protocol BrokerPort: AnyObject {
 
 /// Timers as the core needs them, named by the caller's token: start one, cancel one. ``EventLoopTimers`` puts
 /// them on the event loop; tests pass a manual clock.
-protocol TimerScheduling: AnyObject {
+package protocol TimerScheduling: AnyObject {
     func startTimer(token: UInt64, after seconds: Double, _ body: @escaping () -> Void)
     func cancelTimer(token: UInt64)
     /// Timers started and neither fired nor cancelled.
@@ -23,24 +23,24 @@ protocol TimerScheduling: AnyObject {
 }
 
 /// ``TimerScheduling`` on an ``EventLoop``. *Owner*: the loop's thread.
-final class EventLoopTimers: TimerScheduling {
+package final class EventLoopTimers: TimerScheduling {
     private let loop: EventLoop
     private var ids: [UInt64: EventLoop.TimerID] = [:]
 
-    init(loop: EventLoop) { self.loop = loop }
+    package init(loop: EventLoop) { self.loop = loop }
 
-    func startTimer(token: UInt64, after seconds: Double, _ body: @escaping () -> Void) {
+    package func startTimer(token: UInt64, after seconds: Double, _ body: @escaping () -> Void) {
         ids[token] = loop.schedule(after: .microseconds(Int64((seconds * 1_000_000).rounded(.up)))) { [unowned self] in
             ids[token] = nil
             body()
         }
     }
 
-    func cancelTimer(token: UInt64) {
+    package func cancelTimer(token: UInt64) {
         if let id = ids.removeValue(forKey: token) { loop.cancel(id) }
     }
 
-    var pendingTimers: Int { ids.count }
+    package var pendingTimers: Int { ids.count }
 }
 
 /// The consumer's task path: a ``DeliveryMachine`` that decides, and the code that carries out its actions on an
@@ -48,22 +48,22 @@ final class EventLoopTimers: TimerScheduling {
 /// and its event loop; the unit tests with a fake transport, the inline pool and manual timers.
 ///
 /// *Owner*: the consumer loop's thread; the machine, the timer table and the pool are only touched from there.
-final class ConsumerCore {
-    private(set) var machine: DeliveryMachine
-    let pool: any WorkPool
+package final class ConsumerCore {
+    package private(set) var machine: DeliveryMachine
+    package let pool: any WorkPool
     private let broker: any BrokerPort
     private let timers: any TimerScheduling
-    var logger: Logger
+    package var logger: Logger
     /// Called with every pool event after the machine has handled it (the consumer's own bookkeeping: logs, the
     /// supervisor's view of the pool).
-    var onPoolEvent: ((PoolEvent) -> Void)?
+    package var onPoolEvent: ((PoolEvent) -> Void)?
     /// The wall clock, injectable for tests.
-    var now: () -> CeleryTimestamp = { .now }
+    package var now: () -> CeleryTimestamp = { .now }
     /// Set while actions are being performed: pool events raised meanwhile are queued, not handled re-entrantly.
     private var performing = false
     private var deferredEvents: [PoolEvent] = []
 
-    init(
+    package init(
         machine: DeliveryMachine,
         broker: any BrokerPort,
         pool: any WorkPool,
@@ -80,41 +80,41 @@ final class ConsumerCore {
 
     // MARK: Inputs
 
-    func received(_ messages: [InboundMessage]) {
+    package func received(_ messages: [InboundMessage]) {
         perform(machine.received(messages, now: now()))
         pump()
     }
 
-    func settled(tags: [String], results: Int) {
+    package func settled(tags: [String], results: Int) {
         perform(machine.settled(tags: tags, results: results))
     }
 
-    func reconnected(held: [String]) {
+    package func reconnected(held: [String]) {
         perform(machine.reconnected(held: held))
     }
 
-    func reconfigure(_ settings: DeliveryMachine.Settings) {
+    package func reconfigure(_ settings: DeliveryMachine.Settings) {
         perform(machine.reconfigure(settings))
         pump()
     }
 
-    func revoke(_ taskID: String, terminate: Bool, signal: Int32) {
+    package func revoke(_ taskID: String, terminate: Bool, signal: Int32) {
         perform(machine.revoke(taskID, terminate: terminate, signal: signal, now: now()))
         pump()
     }
 
     /// Stops taking work and returns what was reserved; running tasks go on.
-    func shutdown() {
+    package func shutdown() {
         perform(machine.shutdown())
     }
 
     /// Dispatches ready work to idle slots and refills credit.
-    func pump() {
+    package func pump() {
         perform(machine.dispatch(idleSlots: pool.idleSlots, isStale: broker.isStale, now: now()))
         perform(machine.credit())
     }
 
-    func poolEvent(_ event: PoolEvent) {
+    package func poolEvent(_ event: PoolEvent) {
         if performing {
             deferredEvents.append(event)
             return
@@ -184,5 +184,5 @@ final class ConsumerCore {
     }
 
     /// Pending ETA timers (for tests and `stats`).
-    var pendingTimers: Int { timers.pendingTimers }
+    package var pendingTimers: Int { timers.pendingTimers }
 }

@@ -12,7 +12,7 @@ import Glibc
 /// The consumer never touches a broker library: it grants credit, hands over ``Settlement`` plans (publishes, then
 /// a result, then the message's fate, always in that order), and reads ``BrokerEvent``s. Redis and RabbitMQ differ
 /// underneath (kombu's `unacked` bookkeeping vs AMQP delivery tags and `basic.qos`), not in this contract.
-protocol BrokerTransport: BrokerPort, Sendable {
+package protocol BrokerTransport: BrokerPort, Sendable {
     /// What the transport's threads report; the consumer loop watches its descriptor.
     var events: Mailbox<BrokerEvent> { get }
     /// The broker URL with its password masked, for logs and `stats`.
@@ -40,24 +40,24 @@ protocol BrokerTransport: BrokerPort, Sendable {
     func stop(restoreHeld: Bool, timeout: Duration)
 }
 
-extension BrokerTransport {
+package extension BrokerTransport {
     func settle(_ plan: Settlement) { settle([plan]) }
 }
 
 /// What a transport's fetch path reports so that a consumer that silently stopped consuming (Celery's "stops
 /// consuming after a broker reset") can be noticed: when it last made progress, and whether it is waiting with
 /// credit while the broker holds messages for it.
-struct FetchProgress: Sendable, Equatable {
+package struct FetchProgress: Sendable, Equatable {
     /// When a delivery last arrived, or the fetch path last found the queues empty (both are progress).
-    var lastProgress: ContinuousClock.Instant
+    package var lastProgress: ContinuousClock.Instant
     /// When the last message was delivered; nil before the first.
-    var lastDelivery: ContinuousClock.Instant?
+    package var lastDelivery: ContinuousClock.Instant?
     /// Whether the transport can take more (credit or prefetch room) and the broker holds ready messages for it.
-    var starved: Bool
+    package var starved: Bool
 }
 
 /// What the broker threads tell the consumer loop.
-enum BrokerEvent: Sendable {
+package enum BrokerEvent: Sendable {
     /// Messages delivered to this worker, decoded on the transport's thread.
     case delivered([InboundMessage])
     /// The connection state changed: `connected`, or `disconnected` with the reason.
@@ -76,7 +76,7 @@ enum BrokerEvent: Sendable {
 }
 
 /// One delivered message, decoded as far as it goes.
-enum InboundMessage: Sendable {
+package enum InboundMessage: Sendable {
     /// A task, ready to run.
     case task(TaskMessage, deliveryTag: String?, queue: String)
     /// A message that is not a task the worker can run: content type, protocol 1, body or headers. It is settled
@@ -88,12 +88,12 @@ enum InboundMessage: Sendable {
 }
 
 /// Capped, jittered exponential backoff for reconnects: 100 ms doubling to 5 s, ±20 %.
-struct Backoff {
-    private(set) var attempts = 0
+package struct Backoff {
+    package private(set) var attempts = 0
 
-    mutating func reset() { attempts = 0 }
+    package mutating func reset() { attempts = 0 }
 
-    mutating func next() -> Duration {
+    package mutating func next() -> Duration {
         attempts += 1
         let base = min(5.0, 0.1 * pow(2.0, Double(min(attempts - 1, 10))))
         return .milliseconds(Int64(base * Double.random(in: 0.8...1.2) * 1000))

@@ -8,7 +8,7 @@ import SwiftqPool
 ///
 /// On the wire still a JSON object with `"type"` first, in a ``ChannelFrame`` (a binary header is the next
 /// step; the consumer ↔ pool child messages are still ``ChannelMessage`` objects).
-enum SupervisorMessage: Equatable, Sendable {
+package enum SupervisorMessage: Equatable, Sendable {
     /// The resolved configuration as YAML text (and the file it came from, for messages), and the daemon's
     /// random id (a consumer's Redis reservations are owned by `<node>#<daemonID>.<random>`).
     case configure(yaml: String, file: String, daemonID: String)
@@ -21,7 +21,7 @@ enum SupervisorMessage: Equatable, Sendable {
 }
 
 /// What the consumer tells the supervisor (see ``SupervisorMessage``).
-enum ConsumerMessage: Equatable, Sendable {
+package enum ConsumerMessage: Equatable, Sendable {
     /// Every bootstep started; `pool` is the pool's `stats` rows.
     case ready(slots: Int, pool: [JSONValue])
     /// Every ``Consumer/heartbeatInterval``, with the pool's rows.
@@ -40,7 +40,7 @@ enum ConsumerMessage: Equatable, Sendable {
     case drained
 }
 
-extension SupervisorMessage {
+package extension SupervisorMessage {
     var json: JSONValue {
         switch self {
         case .configure(let yaml, let file, let daemonID):
@@ -78,7 +78,7 @@ extension SupervisorMessage {
     }
 }
 
-extension ConsumerMessage {
+package extension ConsumerMessage {
     var json: JSONValue {
         switch self {
         case .ready(let slots, let pool):

@@ -19,45 +19,45 @@ import Glibc
 /// Talks to the supervisor over fd 3 and holds a lifeline on fd 4. It tells the supervisor how its pool is
 /// doing (the slots' rows, with every exit's reason and crash loops) with each heartbeat and whenever a slot's
 /// child exits or comes up. Single-threaded: all state below belongs to the event loop's thread.
-final class Consumer {
-    static let supervisorDescriptor: CInt = 3
-    static let lifelineDescriptor: CInt = 4
-    static let heartbeatInterval: Duration = .seconds(1)
+package final class Consumer {
+    package static let supervisorDescriptor: CInt = 3
+    package static let lifelineDescriptor: CInt = 4
+    package static let heartbeatInterval: Duration = .seconds(1)
 
-    let loop = EventLoop()
-    var logger = DaemonLog.logger(role: "consumer")
-    var supervisor: FramedChannel!
-    var configuration = Configuration()
-    var configured = false
+    package let loop = EventLoop()
+    package var logger = DaemonLog.logger(role: "consumer")
+    package var supervisor: FramedChannel!
+    package var configuration = Configuration()
+    package var configured = false
     /// The pool (started by the "Pool" step).
-    var pool: (any WorkPool)?
-    var shuttingDown = false
+    package var pool: (any WorkPool)?
+    package var shuttingDown = false
     /// Whether the warm shutdown has told the pool to stop.
-    var poolStopped = false
+    package var poolStopped = false
     /// Whether ``finish(code:)`` was called (the loop is to end).
-    var finished = false
-    var exitCode: Int32 = 0
-    var heartbeat: RepeatingTimer?
+    package var finished = false
+    package var exitCode: Int32 = 0
+    package var heartbeat: RepeatingTimer?
 
     // Tasks (see Consumer+Tasks.swift).
-    let registry: TaskRegistry
-    var transport: (any BrokerTransport)?
+    package let registry: TaskRegistry
+    package var transport: (any BrokerTransport)?
     /// The task path: deliveries, timers, settlement (started by the "Connection" step, with the transport).
-    var core: ConsumerCore?
-    var brokerConnected = false
-    var brokerDetail = "not connected"
+    package var core: ConsumerCore?
+    package var brokerConnected = false
+    package var brokerDetail = "not connected"
     /// Control (pidbox) messages seen; see ``BrokerEvent/control(_:)``.
-    var controlReceived = 0
-    var controlByMethod: [String: Int] = [:]
+    package var controlReceived = 0
+    package var controlByMethod: [String: Int] = [:]
     /// The supervisor's id for this daemon start (see ``Supervisor/daemonID``); nil from an older supervisor.
-    var daemonID: String?
-    var cachedNodeName: (pattern: String, name: String)?
+    package var daemonID: String?
+    package var cachedNodeName: (pattern: String, name: String)?
 
     /// Builds the broker transport for the "Connection" step; injected so that the transport is not decided inside
     /// a bootstep (tests and embedders can pass their own).
-    let makeTransport: (Configuration, String, String?) throws -> any BrokerTransport
+    package let makeTransport: (Configuration, String, String?) throws -> any BrokerTransport
 
-    init(
+    package init(
         registry: TaskRegistry,
         makeTransport: @escaping (Configuration, String, String?) throws -> any BrokerTransport = Consumer.transport
     ) {
@@ -67,7 +67,7 @@ final class Consumer {
 
     /// This worker's Celery node name (`worker.hostname` expanded).
     /// Expanded once per configuration: `%h` costs a `gethostname` call, and results name the worker.
-    var nodeName: String {
+    package var nodeName: String {
         if let cachedNodeName, cachedNodeName.pattern == configuration.worker.hostname { return cachedNodeName.name }
         let name = NodeName.expand(configuration.worker.hostname)
         cachedNodeName = (configuration.worker.hostname, name)
@@ -75,7 +75,7 @@ final class Consumer {
     }
 
     /// The consumer's blueprint; later issues add Connection, Tasks/QoS, Control (pidbox), Events.
-    static func blueprint() -> Blueprint<Consumer> {
+    package static func blueprint() -> Blueprint<Consumer> {
         // The steps are fixed and acyclic; a failure here is a programming error.
         // swift-format-ignore: NeverUseForceTry
         try! Blueprint(
@@ -95,7 +95,7 @@ final class Consumer {
     }
 
     /// Runs the consumer until the supervisor tells it to stop or goes away; returns the exit code.
-    func run() -> Int32 {
+    package func run() -> Int32 {
         do {
             try ChildProcess.setParentDeathSignal(SIGKILL)
         } catch {
@@ -145,7 +145,7 @@ final class Consumer {
         return exitCode
     }
 
-    func finish(code: Int32) {
+    package func finish(code: Int32) {
         finished = true
         exitCode = code
         loop.stop()
@@ -154,7 +154,7 @@ final class Consumer {
     // MARK: Steps
 
     /// Starts the pool children and waits until every one said hello.
-    func startPool() throws {
+    package func startPool() throws {
         let expected = configuration.worker.concurrency
         var policy = RestartPolicy()
         policy.maximumDelay = configuration.worker.restartBackoffMax
@@ -178,11 +178,11 @@ final class Consumer {
     }
 
     /// The pool's rows for the supervisor's `stats` and `STATUS=`.
-    var poolRows: [JSONValue] { (pool?.snapshot ?? []).map(\.json) }
+    package var poolRows: [JSONValue] { (pool?.snapshot ?? []).map(\.json) }
 
     /// What the pool says, beyond jobs (which the ``ConsumerCore`` settles): a slot's exit or start goes to the
     /// supervisor at once, so a crash loop reaches `STATUS=` promptly.
-    func poolEvent(_ event: PoolEvent) {
+    package func poolEvent(_ event: PoolEvent) {
         switch event {
         case .slotReady, .slotExited:
             supervisor.send(ConsumerMessage.pool(poolRows).json)
@@ -191,7 +191,7 @@ final class Consumer {
         }
     }
 
-    func startHeartbeat() {
+    package func startHeartbeat() {
         heartbeat = loop.repeating(every: Self.heartbeatInterval) { [unowned self] in
             let stall = fetchStall
             supervisor.send(
@@ -208,14 +208,14 @@ final class Consumer {
     /// Seconds since the transport's fetch path last made progress, and whether it is starved (room in the
     /// window, messages waiting at the broker) while the pool has an idle child: what the supervisor's stall
     /// check reads from the heartbeat.
-    var fetchStall: (idle: Double, starved: Bool)? {
+    package var fetchStall: (idle: Double, starved: Bool)? {
         guard let progress = transport?.fetchProgress else { return nil }
         let poolHasRoom = (core?.machine.ready.isEmpty ?? true) && (pool?.idleSlots ?? 0) > 0
         return (progress.lastProgress.duration(to: .now).seconds, progress.starved && poolHasRoom && brokerConnected)
     }
 
     /// The `fetch` part of `stats`.
-    var fetchStats: JSONValue {
+    package var fetchStats: JSONValue {
         guard let progress = transport?.fetchProgress, let stall = fetchStall else { return .null }
         return .object([
             "last_progress_ago": .double(stall.idle),
@@ -224,16 +224,16 @@ final class Consumer {
         ])
     }
 
-    var busyCount: Int { core?.machine.running.count ?? 0 }
+    package var busyCount: Int { core?.machine.running.count ?? 0 }
 
     /// The broker URL with its password masked, for stats and logs.
-    var redactedBrokerURL: String {
+    package var redactedBrokerURL: String {
         transport?.redactedURL ?? (try? RedisURL(parsing: configuration.broker.url))?.redacted ?? "(not connected)"
     }
 
     // MARK: Supervisor messages
 
-    func handleSupervisor(_ frame: ReceivedFrame) {
+    package func handleSupervisor(_ frame: ReceivedFrame) {
         frame.descriptors.forEach(Descriptors.close)
         let message: SupervisorMessage
         do {
@@ -254,7 +254,7 @@ final class Consumer {
         }
     }
 
-    func configure(yaml: String, file: String, daemonID id: String) {
+    package func configure(yaml: String, file: String, daemonID id: String) {
         daemonID = id
         do {
             let previousWindow = configured ? prefetchWindow : nil
@@ -280,7 +280,7 @@ final class Consumer {
 
     /// Warm: stop taking work, let running tasks finish (the supervisor enforces the deadline), then
     /// report `drained` and exit. Cold: exit now.
-    func shutdown(cold: Bool) {
+    package func shutdown(cold: Bool) {
         shuttingDown = true
         if cold {
             logger.info("cold shutdown")
@@ -296,7 +296,7 @@ final class Consumer {
         checkDrained()
     }
 
-    func checkDrained() {
+    package func checkDrained() {
         guard shuttingDown else { return }
         if busyCount == 0 {
             if !poolStopped {
@@ -318,7 +318,7 @@ final class Consumer {
         }
     }
 
-    var stats: JSONValue {
+    package var stats: JSONValue {
         let counters = core?.machine.counters ?? DeliveryMachine.Counters()
         return .object([
             "pid": .int(Int64(getpid())),
@@ -347,7 +347,7 @@ final class Consumer {
         ])
     }
 
-    func dumpState() {
+    package func dumpState() {
         let slots = pool?.snapshot ?? []
         logger.notice("state dump: \(slots.count) pool slot(s), \(busyCount) busy, shutting down: \(shuttingDown)")
         for slot in slots {
@@ -360,7 +360,7 @@ final class Consumer {
     }
 }
 
-struct ConsumerStartError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
+package struct ConsumerStartError: Error, CustomStringConvertible {
+    package var message: String
+    package var description: String { message }
 }
