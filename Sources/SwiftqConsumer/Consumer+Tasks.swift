@@ -121,8 +121,8 @@ package extension Consumer {
         core.onPoolEvent = { [unowned self] event in poolEvent(event) }
         self.core = core
         loop.watch(transport.events.descriptor) { [unowned self] _ in
+            // Deliveries are dispatched by the core as they are received; nothing else here frees a slot.
             for event in transport.events.drain() { handle(event) }
-            core.pump()
         }
         transport.start()
         logger.info(

@@ -136,12 +136,12 @@ package final class ConsumerCore {
                 plans.append(plan)
             case .submit(let job):
                 if pool.submit(job) == nil {
-                    // The pool said it had room a moment ago; a child that exited meanwhile is reported as lost.
-                    logger.error(
-                        "pool refused a job although it reported an idle slot",
+                    // The pool said it had room a moment ago (a child exited meanwhile): the task waits again.
+                    logger.warning(
+                        "pool refused a job; it waits for the next idle slot",
                         metadata: ["task_id": "\(job.id)"]
                     )
-                    deferredEvents.append(.lost(jobID: job.id, slot: -1, pid: 0, reason: .crash(.exited(code: 0))))
+                    machine.submitRefused(job.id)
                 }
             case .terminate(let jobID, let signal, let reason):
                 pool.terminate(jobID: jobID, signal: signal, reason: reason)

@@ -148,8 +148,6 @@ package struct DeliveryMachine {
     package var heldForETA: Int { heldByTimer.count }
     /// Whether nothing runs any more (warm shutdown can finish).
     package var isDrained: Bool { running.isEmpty }
-    /// The ids of the running tasks.
-    package var runningIDs: [String] { running.keys.sorted() }
 
     // MARK: Events
 
@@ -354,6 +352,14 @@ package struct DeliveryMachine {
         return actions
     }
 
+    /// The pool refused a job that ``dispatch(idleSlots:isStale:now:)`` handed it (its slot's child exited in
+    /// between): the delivery is ready again, first in line.
+    package mutating func submitRefused(_ jobID: String) {
+        guard let key = running.removeValue(forKey: jobID), let delivery = deliveries[key] else { return }
+        delivery.state = .ready
+        ready.prepend(key)
+    }
+
     /// What the pool reports.
     package mutating func pool(_ event: PoolEvent, now: CeleryTimestamp) -> [Action] {
         var actions: [Action] = []
@@ -424,7 +430,7 @@ package struct DeliveryMachine {
         case .timeLimit:
             counters.timeLimited += 1
             let seconds = message.timeLimit.hard ?? 0
-            let limit = Self.pythonFloat(seconds)
+            let limit = PythonRepr.repr(.double(seconds))
             failure = .timeLimitExceeded(seconds: seconds)
             actions.append(
                 .log(
@@ -517,11 +523,10 @@ package struct DeliveryMachine {
         revokedIDs.append(taskID)
         if revokedIDs.count > Self.maximumRevoked { revokedIDs.removeFirst(revokedIDs.count - Self.maximumRevoked) }
         var actions: [Action] = []
-        if let key = running[taskID] {
+        if running[taskID] != nil {
             if terminate {
                 actions.append(.terminate(jobID: taskID, signal: signal, reason: .terminated(signal: signal)))
             }
-            _ = key
             return actions
         }
         for delivery in deliveries.values where delivery.message.id == taskID {
@@ -702,11 +707,6 @@ package struct DeliveryMachine {
     /// Whether a task message carries canvas fields that this worker does not act on yet.
     package static func hasWorkflowFields(_ message: TaskMessage) -> Bool {
         !message.callbacks.isEmpty || !message.errbacks.isEmpty || !message.chain.isEmpty || message.chord != nil
-    }
-
-    /// A number as Python's `repr(float)` writes it for the common cases (`1.0`, `2.5`).
-    package static func pythonFloat(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e15 ? "\(Int64(value)).0" : "\(value)"
     }
 
     /// The first bytes of a payload, printable, for a log line.

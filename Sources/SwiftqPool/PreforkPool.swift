@@ -89,10 +89,11 @@ package final class PreforkPool: WorkPool {
         self.logger = DaemonLog.logger(role: "consumer")
     }
 
-    package var idleSlots: Int { slots.values.filter { $0.state == .idle }.count }
+    /// Asked on every dispatch: counted without building an array.
+    package var idleSlots: Int { slots.values.count { $0.state == .idle } }
 
     /// Slots whose child said hello (idle or busy).
-    package var readySlots: Int { slots.values.filter { $0.state == .idle || $0.state == .busy }.count }
+    package var readySlots: Int { slots.values.count { $0.state == .idle || $0.state == .busy } }
 
     package func start() throws {
         lifeline = try Descriptors.pipe()
@@ -105,7 +106,7 @@ package final class PreforkPool: WorkPool {
     }
 
     package func submit(_ job: PoolJob) -> PoolSubmission? {
-        guard !stopping, let slot = slots.values.filter({ $0.state == .idle }).min(by: { $0.index < $1.index }),
+        guard !stopping, let slot = slots.values.lazy.filter({ $0.state == .idle }).min(by: { $0.index < $1.index }),
             let channel = slot.channel
         else { return nil }
         slot.state = .busy

@@ -303,6 +303,48 @@ extension Settlement {
         #expect(pool.jobs.first?.softTimeLimit == 1)
     }
 
+    @Test func aJobThePoolRefusesWaitsForTheNextSlotInsteadOfFailing() {
+        /// A pool that says it has a slot but refuses the first job (its child exited in between).
+        final class RefusingPool: WorkPool {
+            var onEvent: ((PoolEvent) -> Void)?
+            var targetSize = 1
+            var refusals = 1
+            var jobs: [PoolJob] = []
+            var idleSlots: Int { jobs.isEmpty ? 1 : 0 }
+            var isStopped: Bool { false }
+            func start() throws {}
+            func submit(_ job: PoolJob) -> PoolSubmission? {
+                if refusals > 0 {
+                    refusals -= 1
+                    return nil
+                }
+                jobs.append(job)
+                return PoolSubmission(slot: 0, pid: 1)
+            }
+            func terminate(jobID: String, signal: CInt, reason: ExitReason) {}
+            func resize(to size: Int) {}
+            func stop(cold: Bool) {}
+            func setLogLevel(_ level: LogLevel) {}
+            var snapshot: [PoolSlotSnapshot] { [] }
+        }
+        let pool = RefusingPool()
+        let broker = RecordingBroker()
+        let core = ConsumerCore(
+            machine: DeliveryMachine(settings: .init()) { _ in true },
+            broker: broker,
+            pool: pool,
+            timers: ManualTimers(),
+            logger: Logger(label: "test")
+        )
+        core.received([.task(TaskMessage(id: "r", name: "swiftq.add"), deliveryTag: "1", queue: "celery")])
+        #expect(pool.jobs.isEmpty)
+        #expect(broker.plans.isEmpty, "a refused job must not be failed")
+        #expect(core.machine.ready.count == 1)
+        // The slot comes back: the task runs.
+        pool.onEvent?(.slotReady(slot: 0, pid: 1))
+        #expect(pool.jobs.map(\.id) == ["r"])
+    }
+
     @Test func growingThePoolDispatchesWaitingTasksAndShrinkingHoldsThemBack() {
         let harness = CoreHarness(concurrency: 1)
         for index in 0..<4 { harness.deliver(harness.task("t\(index)"), tag: "\(index)") }

@@ -69,15 +69,26 @@ final class BeatProcess {
                 logger.critical("\(error)")
                 return SwiftqDaemon.ExitCode.configuration
             }
-            guard let signals = try? SignalPipe(signals: [SIGTERM, SIGINT, SIGHUP]) else { return 1 }
+            let signals: SignalPipe
+            do {
+                signals = try SignalPipe(signals: [SIGTERM, SIGINT, SIGHUP])
+            } catch {
+                logger.critical("cannot handle signals: \(error)")
+                return 1
+            }
             loop.watch(signals.readDescriptor) { [unowned self] _ in
                 for signal in signals.drain() {
                     if signal == SIGHUP { reloadStandalone(path) } else { stop() }
                 }
             }
         } else {
-            try? ChildProcess.setParentDeathSignal(SIGKILL)
-            if getppid() == 1 { return 70 }
+            do {
+                try ChildProcess.setParentDeathSignal(SIGKILL)
+            } catch {
+                logger.error("cannot arm the parent-death signal: \(error)")
+            }
+            // Not `getppid() == 1`: the supervisor may itself be PID 1 (a container's init).
+            if ChildProcess.parentIsGone { return 70 }
             UnixSignal.ignore(SIGINT)
             UnixSignal.ignore(SIGHUP)
             let channel = FramedChannel(descriptor: Self.supervisorDescriptor, loop: loop)
@@ -85,7 +96,13 @@ final class BeatProcess {
             channel.onClose = { [unowned self] _ in stop() }
             supervisor = channel
             loop.watch(Self.lifelineDescriptor) { [unowned self] _ in stop() }
-            guard let signals = try? SignalPipe(signals: [SIGTERM]) else { return 1 }
+            let signals: SignalPipe
+            do {
+                signals = try SignalPipe(signals: [SIGTERM])
+            } catch {
+                logger.critical("cannot handle signals: \(error)")
+                return 1
+            }
             loop.watch(signals.readDescriptor) { [unowned self] _ in
                 _ = signals.drain()
                 stop()
@@ -99,7 +116,14 @@ final class BeatProcess {
         let ticker = loop.repeating(every: Self.tickInterval) { [unowned self] in tick() }
         while !stopping { loop.runOnce(timeout: .milliseconds(500)) }
         ticker.cancel()
-        if lease.stop() == .release { try? lock?.release(now: Self.now()) }
+        if lease.stop() == .release {
+            do {
+                try lock?.release(now: Self.now())
+            } catch {
+                // The lease then expires by itself within beat.lock_timeout.
+                logger.warning("cannot release the beat lease: \(error)")
+            }
+        }
         saveState()
         supervisor?.flush(blockingFor: .seconds(1))
         logger.info("beat stopped")
@@ -138,7 +162,13 @@ final class BeatProcess {
             amqp = nil
         }
         if initial { lease = BeatLease(ttl: new.beat.lockTimeout.secondsValue) }
-        scheduler.apply(entries, lastRuns: initial ? BeatStateFile.load(new.beat.state) : [:], now: Self.now())
+        var lastRuns: [String: (at: Double, fingerprint: String)] = [:]
+        if initial {
+            let (stored, problem) = BeatStateFile.load(new.beat.state)
+            if let problem { logger.warning("beat.state not used, the schedule starts afresh: \(problem)") }
+            lastRuns = stored
+        }
+        scheduler.apply(entries, lastRuns: lastRuns, now: Self.now())
         configured = true
         if !initial {
             logger.info("schedule reloaded", metadata: ["entries": "\(scheduler.entries.count)"])
