@@ -42,4 +42,11 @@ registry.register("example.invoice", keywords: Order.self) { order in
     let total = order.items.reduce(0) { $0 + $1.price * Double($1.quantity) }
     return Invoice(lines: lines, total: total, currency: order.currency)
 }
+// A memory-hungry task (think image processing): touches `mib` MiB and returns their checksum. Under a cgroup memory
+// limit the kernel's OOM killer ends the pool child running it, which swiftqd reports as an `oom` exit.
+registry.register("example.allocate") { (mib: Int) in
+    guard mib >= 0 else { throw EmptyOrder() }
+    let bytes = [UInt8](repeating: 1, count: mib << 20)
+    return bytes.reduce(0) { $0 &+ Int($1) }
+}
 SwiftqDaemon.main(registry: registry)

@@ -117,3 +117,106 @@ import Testing
         #expect(daemon.log.contains("hard time limit (1.0s) exceeded"))
     }
 }
+
+/// A memory cgroup of its own with a hard limit, made under this machine's cgroup tree (v1 memory controller or
+/// v2), for a daemon started inside it through ``wrapper(for:)``. Removed when released.
+final class MemoryCgroup {
+    let directory: String
+    private let limitFile: String
+
+    /// Nil when this host gives no writable memory controller (not root, no controller in the container).
+    init?(limitMiB: Int) {
+        let name = "swiftq-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let candidates = [
+            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes"),  // v1 or hybrid
+            ("/sys/fs/cgroup", "memory.max"),  // v2, with memory in the root's subtree_control
+        ]
+        for (root, file) in candidates where FileManager.default.fileExists(atPath: root + "/cgroup.procs") {
+            let path = root + "/" + name
+            guard mkdir(path, 0o755) == 0 else { continue }
+            guard FileManager.default.fileExists(atPath: path + "/" + file),
+                (try? "\(limitMiB << 20)".write(toFile: path + "/" + file, atomically: false, encoding: .utf8)) != nil
+            else {
+                rmdir(path)
+                continue
+            }
+            directory = path
+            limitFile = file
+            return
+        }
+        return nil
+    }
+
+    /// A shell script that moves itself into the cgroup and then runs `binary` with its arguments (same pid).
+    func wrapper(for binary: String, in temporary: TemporaryDirectory) throws -> String {
+        let script = try temporary.write(
+            "in-cgroup.sh",
+            "#!/bin/sh\necho $$ > \(directory)/cgroup.procs || exit 1\nexec \(binary) \"$@\"\n"
+        )
+        chmod(script, 0o755)
+        return script
+    }
+
+    deinit {
+        // The daemon is gone by now (its own deinit ran first); retry briefly while the kernel empties the group.
+        _ = eventually(timeout: 5) { rmdir(self.directory) == 0 || errno == ENOENT }
+    }
+}
+
+@Suite(.serialized) struct OOMKillTests {
+    /// The kernel's OOM killer ends the pool child running a task that outgrows the daemon's cgroup: the task ends
+    /// as WorkerLostError saying so, `stats` shows the exit reason `oom` (counted, as a crash is), and the next task
+    /// runs on the replacement child.
+    @Test func anOOMKilledChildIsReportedAsSuch() throws {
+        let scratch = try TemporaryDirectory()
+        guard let cgroup = MemoryCgroup(limitMiB: 200) else {
+            Issue.record("no writable memory cgroup on this host (root with a memory controller is needed)")
+            return
+        }
+        // The daemon (and so its children) must be gone before the cgroup is removed.
+        try withExtendedLifetime(cgroup) { try runOutOfMemory(in: cgroup, scratch: scratch) }
+    }
+
+    private func runOutOfMemory(in cgroup: MemoryCgroup, scratch: TemporaryDirectory) throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(
+            broker: redis,
+            concurrency: 1,
+            prefetch: 1,
+            binary: try cgroup.wrapper(for: Binaries.exampleWorker, in: scratch)
+        )
+        #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 1 })
+        let before = try #require(try daemon.poolPIDs()[0])
+        let results = try Python.celeryClient(
+            RedisInteropTests.request(
+                redis,
+                calls: [
+                    ["task": "example.allocate", "args": [1024]],
+                    ["task": "example.allocate", "args": [8]],
+                ],
+                timeout: 30
+            )
+        )
+        #expect(results.count == 2)
+        let killed = results.first
+        #expect(killed?["state"] == "FAILURE", "\(killed ?? .null)\n\(daemon.log.suffix(3000))")
+        #expect(killed?["exception"]?["type"] == "WorkerLostError", "\(killed ?? .null)")
+        #expect(
+            killed?["exception"]?["args"]?[0]?.stringValue?.contains("killed by the OOM killer") == true,
+            "\(killed ?? .null)"
+        )
+        #expect(results.last?["result"] == .int(8 << 20))
+
+        #expect(eventually { ((try? daemon.poolPIDs())?[0]).map { $0 != before } == true })
+        let stats = try daemon.stats()
+        let slot = try #require(stats["children"]?.arrayValue?.first { $0["role"]?.stringValue == "pool" })
+        #expect(slot["exit_reason"] == "oom", "\(slot)")
+        #expect(slot["last_exit"]?["signal"]?.intValue == Int64(SIGKILL))
+        #expect(slot["restarts"]?.intValue == 1, "an OOM kill counts, as a crash does")
+        #expect(stats["tasks"]?["worker_lost"]?.intValue == 1)
+        let table = try daemon.ctl(["stats"])
+        #expect(table.stdout.contains("(oom)"), "\(table.stdout)")
+        daemon.signal(SIGKILL)
+        _ = daemon.waitForExit()
+    }
+}
