@@ -18,8 +18,11 @@ import Glibc
 ///   bounds them: prefetch = `worker.prefetch_multiplier` × concurrency (changed by reloads, ``setWindow(_:)``),
 ///   raised by the number of tasks held for their ETA (as Celery does), so that those never starve the window.
 ///   On classic queues the limit is channel-wide (`global`, as Celery sets it): one window shared by every queue,
-///   changed in place at once, never exceeded. Quorum queues refuse a channel-wide limit, so there it is
-///   per consumer; RabbitMQ applies a changed per-consumer limit only to consumers started after it, so a change
+///   changed in place at once, never exceeded. Quorum queues refuse a channel-wide limit, and RabbitMQ ≥ 4.3
+///   refuses it by default (the deprecated feature `global_qos`), so there it is per consumer: with
+///   `broker.global_qos: false`, on quorum queues, and from the first refusal on (the broker closes the channel
+///   or connection in reply to the channel-wide `basic.qos`; the transport logs it, reconnects and stays per
+///   consumer). RabbitMQ applies a changed per-consumer limit only to consumers started after it, so a change
 ///   cancels the task consumers and starts them again (deliveries of the cancelled consumers stay unacked until
 ///   settled, so right after a change the total can exceed the new window by what was outstanding).
 /// - With a node name, the node's pidbox queue `<node>.celery.pidbox` (bound to the fanout exchange
@@ -39,8 +42,9 @@ package final class AMQPTransport: BrokerTransport {
     private let queues: [String]
     private let queueArguments: OrderedDictionary<String, JSONValue>
     /// `worker.prefetch_multiplier` × concurrency; 0 means unlimited.
-    /// Whether `basic.qos` is channel-wide (classic queues) or per consumer (quorum queues refuse channel-wide).
-    private let channelWideQoS: Bool
+    /// Whether `basic.qos` is channel-wide (classic queues) or per consumer (quorum queues and RabbitMQ ≥ 4.3
+    /// refuse channel-wide). Set at start; turned off for good when the broker refuses a channel-wide limit.
+    private let channelWideQoS: Mutex<Bool>
     private let window: Mutex<Int>
     private let nodeName: String?
     private let publishesResults: Bool
@@ -82,7 +86,7 @@ package final class AMQPTransport: BrokerTransport {
         if let priority = broker.queueMaxPriority { arguments["x-max-priority"] = .int(Int64(priority)) }
         if broker.queueType == .quorum { arguments["x-queue-type"] = .string("quorum") }
         self.queueArguments = arguments
-        self.channelWideQoS = broker.queueType != .quorum
+        self.channelWideQoS = Mutex(broker.queueType != .quorum && broker.globalQoS != .never)
         self.window = Mutex(window)
         self.nodeName = nodeName
         self.publishesResults = rpcResults
@@ -230,6 +234,17 @@ package final class AMQPTransport: BrokerTransport {
         finished.post()
     }
 
+    /// Whether the broker closed the channel or the connection in answer to a channel-wide `basic.qos`: RabbitMQ
+    /// ≥ 4.3 does so while its deprecated feature `global_qos` is denied (530 NOT_ALLOWED or 540/541 with the
+    /// feature's name), and so may any broker that implements only per-consumer limits. A socket error or a
+    /// time-out is not a refusal.
+    package static func refusesChannelWideQoS(_ error: AMQPError) -> Bool {
+        switch error.kind {
+        case .channelClosed, .connectionClosed: error.replyCode != 320  // 320 CONNECTION_FORCED: a node shutting down
+        default: false
+        }
+    }
+
     private static func describe(_ error: any Error) -> String {
         guard let error = error as? AMQPError else { return "\(error)" }
         return error.remedy.map { "\(error.message): \($0)" } ?? error.message
@@ -262,7 +277,21 @@ package final class AMQPTransport: BrokerTransport {
             try connection.bindQueue(channel: consumeChannel, queue: queue, exchange: queue, routingKey: queue)
         }
         let prefetch = wantedPrefetch
-        try connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: channelWideQoS)
+        let channelWide = channelWideQoS.withLock { $0 }
+        do {
+            try connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: channelWide)
+        } catch {
+            guard channelWide && Self.refusesChannelWideQoS(error) else { throw error }
+            channelWideQoS.withLock { $0 = false }
+            events.post(
+                .notice(
+                    "the broker refused a channel-wide basic.qos (\(error.message)): using per-consumer prefetch "
+                        + "from now on (RabbitMQ ≥ 4.3 denies the deprecated global_qos by default; set "
+                        + "broker.global_qos: false to skip this attempt)"
+                )
+            )
+            throw error
+        }
         var queueByConsumer: [String: String] = [:]
         var consumerByQueue: [String: String] = [:]
         for queue in queues {
@@ -321,7 +350,7 @@ package final class AMQPTransport: BrokerTransport {
     /// so the task consumers are cancelled and started again (deliveries already made stay unacked on the
     /// channel and are settled as usual).
     private func applyPrefetch(_ prefetch: Int, in session: inout Session) throws {
-        if channelWideQoS {
+        if channelWideQoS.withLock({ $0 }) {
             // A channel-wide limit applies at once to the consumers there are, and counts what they hold.
             try session.connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: true)
             session.prefetch = prefetch

@@ -30,6 +30,18 @@ extension Configuration {
         public var queueMaxPriority: Int?
         /// The RabbitMQ queue type of the queues the worker declares (Celery's `task_default_queue_type`).
         public var queueType: QueueType
+        /// Whether the RabbitMQ prefetch window may be one channel-wide `basic.qos` (`global`, as Celery sets it on
+        /// classic queues) or is always per consumer (what RabbitMQ ≥ 4.3 requires unless `global_qos` is permitted).
+        public var globalQoS: GlobalQoS
+
+        /// `broker.global_qos`.
+        public enum GlobalQoS: String, Sendable, Equatable, CaseIterable {
+            /// Channel-wide on classic queues, per consumer on quorum queues, and per consumer from the first time
+            /// the broker refuses a channel-wide limit.
+            case auto
+            /// Always per consumer (`false` in the file).
+            case never = "false"
+        }
 
         /// RabbitMQ queue types the worker can declare.
         public enum QueueType: String, Sendable, Equatable, CaseIterable {
@@ -67,6 +79,7 @@ extension Configuration {
             tls: TLS = TLS(),
             queueMaxPriority: Int? = nil,
             queueType: QueueType = .classic,
+            globalQoS: GlobalQoS = .auto,
             passwordFile: String? = nil
         ) {
             self.url = url
@@ -76,6 +89,7 @@ extension Configuration {
             self.tls = tls
             self.queueMaxPriority = queueMaxPriority
             self.queueType = queueType
+            self.globalQoS = globalQoS
             self.passwordFile = passwordFile
         }
     }

@@ -24,6 +24,7 @@ extension Configuration {
             writer.plain("queue_max_priority", "~")
         }
         writer.key("queue_type", broker.queueType.rawValue)
+        writer.plain("global_qos", broker.globalQoS.rawValue)
         writer.key("password_file", broker.passwordFile)
         writer.section("result_backend")
         writer.key("url", url: resultBackend.url)

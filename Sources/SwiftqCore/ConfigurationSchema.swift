@@ -197,6 +197,24 @@ enum ConfigurationSchema {
                     )
                 }
             },
+            ConfigurationField(key: "global_qos") { node, path, decoder, configuration in
+                // `auto`, or YAML's boolean `false` (a channel-wide limit cannot be forced: quorum queues refuse it).
+                if case .scalar(let scalar) = node, node.isPlain, scalar.string == "auto" {
+                    configuration.broker.globalQoS = .auto
+                    return
+                }
+                if case .scalar(let scalar) = node, node.isPlain, node.tag.rawValue == YAMLTag.bool.rawValue,
+                    ["false", "no", "off"].contains(scalar.string.lowercased())
+                {
+                    configuration.broker.globalQoS = .never
+                    return
+                }
+                decoder.report(
+                    "expected auto or false, got \(ConfigurationDecoder.describe(node))",
+                    at: node,
+                    keyPath: path
+                )
+            },
             ConfigurationField(key: "password_file") { node, path, decoder, configuration in
                 guard !node.isNull else {
                     configuration.broker.passwordFile = nil

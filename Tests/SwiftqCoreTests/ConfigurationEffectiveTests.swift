@@ -209,7 +209,11 @@ struct ConfigurationEffectiveTests {
     // MARK: - YAML output
 
     static let tricky = Configuration(
-        broker: Configuration.Broker(url: "amqp://user:p%40ss@mq:5672/v", visibilityTimeout: .milliseconds(1500)),
+        broker: Configuration.Broker(
+            url: "amqp://user:p%40ss@mq:5672/v",
+            visibilityTimeout: .milliseconds(1500),
+            globalQoS: .never
+        ),
         resultBackend: Configuration.ResultBackend(
             url: "unix://:pw@/run/redis.sock?db=1",
             expires: .zero,

@@ -316,6 +316,7 @@ struct ConfigurationErrorTests {
             "expected a positive duration such as 30s, got \"0s\""
         ),
         .init("queue-type-invalid.yaml", 2, 15, "broker.queue_type", "expected classic or quorum, got \"lazy\""),
+        .init("global-qos-invalid.yaml", 2, 15, "broker.global_qos", "expected auto or false, got true"),
         .init(
             "queue-max-priority-too-large.yaml",
             2,

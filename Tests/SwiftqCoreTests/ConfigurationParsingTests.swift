@@ -16,6 +16,7 @@ struct ConfigurationParsingTests {
         )
         #expect(configuration.broker.queueMaxPriority == nil)
         #expect(configuration.broker.queueType == .classic)
+        #expect(configuration.broker.globalQoS == .auto)
         #expect(configuration.resultBackend.url == nil)
         #expect(configuration.resultBackend.expires == .seconds(86400))
         #expect(configuration.resultBackend.extended == false)
@@ -64,7 +65,8 @@ struct ConfigurationParsingTests {
                 verify: false
             ),
             queueMaxPriority: 10,
-            queueType: .quorum
+            queueType: .quorum,
+            globalQoS: .never
         )
         expected.resultBackend = Configuration.ResultBackend(
             url: "redis://redis.example:6379/1",

@@ -50,6 +50,7 @@ struct ConfigurationSampleTests {
                 "broker.tls_verify",
                 "broker.queue_max_priority",
                 "broker.queue_type",
+                "broker.global_qos",
                 "broker.password_file",
                 "result_backend.url",
                 "result_backend.expires",

@@ -113,6 +113,63 @@ import Testing
         )
     }
 
+    /// `broker.global_qos: false` (what RabbitMQ ≥ 4.3 needs, and where swiftqd goes by itself once a broker refuses
+    /// a channel-wide limit): the window is a per-consumer `basic.qos`, and a reload from 1 to 4 children restarts
+    /// the consumer with the new limit, so the new children are fed.
+    @Test func aPerConsumerWindowFollowsAReloadToo() throws {
+        let rabbit = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        let count = 16
+        _ = try Python.celeryClient(
+            RabbitMQInteropTests.request(
+                broker: rabbit.url,
+                backend: redis.url(db: 1),
+                queue: queue,
+                calls: (0..<count).map { _ in ["task": "swiftq.sleep", "args": [1.5]] },
+                wait: false
+            )
+        )
+        let extraYAML = """
+            broker:
+              url: \(rabbit.url)
+              global_qos: false
+            result_backend:
+              url: \(redis.url(db: 1))
+
+            """
+        let workerYAML = "  prefetch_multiplier: 1\n  queues: [\(queue)]\n"
+        let daemon = try Daemon(concurrency: 1, extraYAML: extraYAML, workerYAML: workerYAML)
+        #expect(eventually(timeout: 20) { ((try? rabbit.queueCounts(queue))?.unacked ?? 0) == 1 })
+        let consumers = {
+            (try? rabbit.ctl(["list_consumers", "--no-table-headers", "queue_name", "prefetch_count"])) ?? ""
+        }
+        #expect(
+            consumers().split(separator: "\n").contains { $0.contains(queue) && $0.hasSuffix("1") },
+            "consumers: \(consumers())"
+        )
+        try Daemon.configuration(socket: daemon.socketPath, concurrency: 4, controlYAML: "", workerYAML: workerYAML)
+            .appending(extraYAML)
+            .write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        #expect(
+            eventually(timeout: 20) { ((try? daemon.stats())?["tasks"]?["busy"]?.intValue ?? 0) == 4 },
+            "the new children were not fed"
+        )
+        #expect(
+            consumers().split(separator: "\n").contains { $0.contains(queue) && $0.hasSuffix("4") },
+            "consumers: \(consumers())"
+        )
+        // No channel-wide limit was set.
+        let channels = try rabbit.ctl(["list_channels", "--no-table-headers", "global_prefetch_count"])
+        #expect(!channels.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces) == "4" })
+        #expect(
+            eventually(timeout: 60) {
+                (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue == Int64(count)
+            }
+        )
+    }
+
     @Test func twoDaemonsWithOneNodeNameNeverTakeEachOthersReservations() throws {
         let redis = try RedisServer()
         let node = "twin@test"

@@ -109,3 +109,42 @@ import Testing
         #expect(Self.tasks(control).isEmpty, "a control message was decoded as a task")
     }
 }
+
+/// Which errors in reply to a channel-wide `basic.qos` mean "the broker refuses it" (RabbitMQ ≥ 4.3 while its
+/// deprecated `global_qos` is denied), after which the transport stays per consumer.
+@Suite struct ChannelWideQoSRefusalTests {
+    @Test func aBrokerCloseInReplyIsARefusal() {
+        let denied = AMQPError(
+            .connectionClosed(
+                replyCode: 541,
+                replyText: "INTERNAL_ERROR - Feature `global_qos` is deprecated.",
+                classID: 60,
+                methodID: 10
+            ),
+            "closed",
+            isRecoverable: false
+        )
+        #expect(AMQPTransport.refusesChannelWideQoS(denied))
+        let channel = AMQPError(
+            .channelClosed(channel: 1, replyCode: 530, replyText: "NOT_ALLOWED", classID: 60, methodID: 10),
+            "closed",
+            isRecoverable: false
+        )
+        #expect(AMQPTransport.refusesChannelWideQoS(channel))
+    }
+
+    @Test func aShutdownOrASocketErrorIsNot() {
+        let forced = AMQPError(
+            .connectionClosed(replyCode: 320, replyText: "CONNECTION_FORCED", classID: 0, methodID: 0),
+            "closed",
+            isRecoverable: true
+        )
+        #expect(!AMQPTransport.refusesChannelWideQoS(forced))
+        #expect(!AMQPTransport.refusesChannelWideQoS(AMQPError(.timeout, "timed out", isRecoverable: true)))
+        #expect(
+            !AMQPTransport.refusesChannelWideQoS(
+                AMQPError(.library(status: -9, message: "socket closed"), "lost", isRecoverable: true)
+            )
+        )
+    }
+}
