@@ -335,19 +335,17 @@ package struct DeliveryMachine {
             running[message.id] = key
             free -= 1
             if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
-            actions.append(
-                .submit(
-                    PoolJob(
-                        id: message.id,
-                        name: message.name,
-                        args: message.args,
-                        kwargs: message.kwargs,
-                        exec: settings.execTasks[message.name],
-                        softTimeLimit: message.timeLimit.soft,
-                        hardTimeLimit: message.timeLimit.hard
-                    )
-                )
+            var job = PoolJob(
+                id: message.id,
+                name: message.name,
+                args: message.args,
+                kwargs: message.kwargs,
+                exec: settings.execTasks[message.name],
+                softTimeLimit: message.timeLimit.soft,
+                hardTimeLimit: message.timeLimit.hard
             )
+            job.body = message.body
+            actions.append(.submit(job))
         }
         return actions
     }

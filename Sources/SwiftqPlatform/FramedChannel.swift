@@ -60,11 +60,16 @@ public final class FramedChannel {
     /// Queues a message; `descriptors` travel with it and are closed here once sent (ownership moves
     /// to the channel).
     public func send(_ message: JSONValue, descriptors: [CInt] = []) {
+        send(serialized: message.serialized(), descriptors: descriptors)
+    }
+
+    /// Queues a message already serialized as one JSON object (e.g. with a task body spliced in as it arrived).
+    public func send(serialized payload: [UInt8], descriptors: [CInt] = []) {
         guard !isClosed else {
             descriptors.forEach(Descriptors.close)
             return
         }
-        outgoing.append((ChannelFrame.encode(message.serialized(), descriptorCount: descriptors.count), 0, descriptors))
+        outgoing.append((ChannelFrame.encode(payload, descriptorCount: descriptors.count), 0, descriptors))
         flush()
     }
 

@@ -30,6 +30,26 @@ package enum PoolRequestError: Error, Equatable {
 }
 
 package extension PoolRequest {
+    /// The frame's payload. An `execute` whose job has the message ``PoolJob/body`` carries it as `"body"`, spliced in
+    /// as the bytes that arrived (they are JSON: the consumer parsed them), so arguments are never encoded again;
+    /// without a body, `args` and `kwargs` are encoded as in ``json``.
+    var serialized: [UInt8] {
+        guard case .execute(let job) = self, !job.body.isEmpty else { return json.serialized() }
+        var header = job
+        header.args = []
+        header.kwargs = [:]
+        guard case .object(var fields) = PoolRequest.execute(header).json else { return json.serialized() }
+        fields["args"] = nil
+        fields["kwargs"] = nil
+        var bytes = JSONValue.object(fields).serialized()
+        // `{…}` → `{…,"body":<body>}`: the header object always has fields (`type`, `id`, `task`).
+        bytes.removeLast()
+        bytes.append(contentsOf: #","body":"#.utf8)
+        bytes.append(contentsOf: job.body)
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
+
     var json: JSONValue {
         switch self {
         case .execute(let job):
@@ -65,6 +85,14 @@ package extension PoolRequest {
                 name = try reader.string("task")
             } catch {
                 throw .malformed(error, id: id)
+            }
+            // The message body as it arrived, `[args, kwargs, embed]` (the consumer checked its shape), or
+            // separate `args` and `kwargs`.
+            var message = message
+            if case .array(let parts)? = message["body"], parts.count >= 2, case .object(var fields) = message {
+                fields["args"] = parts[0]
+                fields["kwargs"] = parts[1]
+                message = .object(fields)
             }
             let args: [JSONValue]
             switch message["args"] {

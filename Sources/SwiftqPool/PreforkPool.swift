@@ -112,7 +112,7 @@ package final class PreforkPool: WorkPool {
         slot.state = .busy
         slot.job = job
         slot.jobStartedAt = .now
-        channel.send(PoolRequest.execute(job).json)
+        channel.send(serialized: PoolRequest.execute(job).serialized)
         if let limit = job.hardTimeLimit, limit > 0 {
             let pid = slot.pid
             slot.hardLimitTimer = loop.schedule(after: .milliseconds(Int64(limit * 1000))) {

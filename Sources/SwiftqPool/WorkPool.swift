@@ -61,6 +61,9 @@ package struct PoolJob: Sendable, Equatable {
     /// The task's positional and keyword arguments.
     package var args: [JSONValue]
     package var kwargs: OrderedDictionary<String, JSONValue>
+    /// The message body these were decoded from (JSON `[args, kwargs, embed]`), when there is one: the pool child
+    /// gets these bytes as they arrived instead of ``args`` and ``kwargs`` encoded again (see ``PoolRequest``).
+    package var body: [UInt8] = []
     /// The program to run, for an exec task (configuration that pool children do not read).
     package var exec: ExecSpec?
     /// Soft and hard time limits in seconds (nil: none).

@@ -32,6 +32,44 @@ import Testing
         }
     }
 
+    /// The message body reaches the child as the bytes that arrived: spliced into the frame, not encoded again
+    /// (`2.50`, `1e3` and `\u00e9` would each be written differently by an encoder), and decoded there into the
+    /// same arguments.
+    @Test func theTaskBodyIsPassedThroughAsItArrived() throws {
+        let body = Array(#"[[1, 2.50, "\u00e9"], {"k": 1e3, "n": null}, {"callbacks": null}]"#.utf8)
+        let message = try TaskMessage.decode(
+            contentType: "application/json",
+            contentEncoding: "utf-8",
+            headers: ["task": "swiftq.echo", "id": "t-1"],
+            properties: [:],
+            body: body,
+            redelivered: false
+        )
+        #expect(message.body == body)
+        var job = PoolJob(id: "t-1", name: "swiftq.echo", args: message.args, kwargs: message.kwargs)
+        job.body = message.body
+        let frame = PoolRequest.execute(job).serialized
+        #expect(
+            String(decoding: frame, as: UTF8.self).hasSuffix(#","body":"# + String(decoding: body, as: UTF8.self) + "}")
+        )
+        #expect(!String(decoding: frame, as: UTF8.self).contains(#""args""#), "arguments encoded a second time")
+        guard case .execute(let decoded) = try PoolRequest(decoding: JSONValue(parsing: frame)) else {
+            Issue.record("not an execute request")
+            return
+        }
+        #expect(decoded.id == "t-1" && decoded.name == "swiftq.echo")
+        #expect(decoded.args == [1, 2.5, "é"])
+        #expect(decoded.kwargs == ["k": 1000.0, "n": nil])
+        // A body whose arguments Python would refuse is answered as the task's TypeError, as before.
+        let bad = Array(#"{"type":"execute","id":"x","task":"swiftq.echo","body":["no", {}, {}]}"#.utf8)
+        #expect(throws: PoolRequestError.badArguments(id: "x", .typeError("args must be a list, got string"))) {
+            try PoolRequest(decoding: JSONValue(parsing: bad))
+        }
+        // A job built in code (no body) is encoded as before.
+        let plain = PoolRequest.execute(PoolJob(id: "p", name: "swiftq.add", args: [1, 2], kwargs: [:]))
+        #expect(plain.serialized == plain.json.serialized())
+    }
+
     @Test func everyReplyRoundTrips() throws {
         var limit = TaskFailure.timeLimitExceeded(seconds: 1)
         limit.traceback = "Traceback: …"

@@ -106,6 +106,7 @@ extension TaskMessage {
         message.replyTo = properties["reply_to"]?.stringValue
         message.correlationID = properties["correlation_id"]?.stringValue
         message.redelivered = redelivered
+        message.body = bodyBytes
         return message
     }
 

@@ -76,6 +76,10 @@ public struct TaskMessage: Sendable, Equatable {
     public var correlationID: String?
     /// Whether kombu restored this message after another consumer failed to ack it (§2.6).
     public var redelivered: Bool
+    /// The body as it arrived (inflated when compressed): the JSON text `[args, kwargs, embed]` that ``args``,
+    /// ``kwargs`` and ``embed`` were decoded from. Handed to the pool child as it is, never encoded again; empty for
+    /// a message built in code.
+    public var body: [UInt8] = []
 
     /// The embed Python 5.7 sends when there is nothing to embed (§1.3). A Python worker also accepts `null` and `{}`.
     public static let defaultEmbed: JSONValue = ["callbacks": nil, "errbacks": nil, "chain": nil, "chord": nil]
