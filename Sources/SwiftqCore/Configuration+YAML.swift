@@ -30,7 +30,7 @@ extension Configuration {
 enum YAMLSyntaxDiagnostic {
     static func make(_ error: YAMLError, file: String, yaml: String) -> ConfigurationDiagnostic {
         switch error.code {
-        case .scanner, .parser, .undefinedAlias, .memory:
+        case .scanner, .parser, .undefinedAlias, .memory, .tooDeep, .tooLarge:
             var message = error.problem
             if let context = error.context {
                 message += " (\(context.text) at line \(context.mark.line), column \(context.mark.column))"

@@ -317,6 +317,15 @@ struct ConfigurationErrorTests {
         ),
         .init("queue-type-invalid.yaml", 2, 15, "broker.queue_type", "expected classic or quorum, got \"lazy\""),
         .init("global-qos-invalid.yaml", 2, 15, "broker.global_qos", "expected auto or false, got true"),
+        // A reload must never crash the supervisor: nesting and alias expansion are bounded (found by FuzzTests).
+        .init("yaml-too-deep.yaml", 2, 73, nil, "collections nested deeper than 64 levels"),
+        .init(
+            "yaml-alias-bomb.yaml",
+            5,
+            36,
+            nil,
+            "the document stands for more than 100000 nodes once its aliases are expanded"
+        ),
         .init(
             "queue-max-priority-too-large.yaml",
             2,

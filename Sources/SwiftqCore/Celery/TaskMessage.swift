@@ -37,12 +37,12 @@ public struct TaskMessage: Sendable, Equatable {
     /// `shadow` header: a display name that replaces ``name`` in logs and events (§1.2).
     public var shadow: String?
     /// Positional arguments: the body's first element.
-    public var args: [JSONValue]
+    public var args: [JSONValue] { didSet { wire.bytes = [] } }
     /// Keyword arguments: the body's second element.
-    public var kwargs: OrderedDictionary<String, JSONValue>
+    public var kwargs: OrderedDictionary<String, JSONValue> { didSet { wire.bytes = [] } }
     /// The body's third element: `{"callbacks", "errbacks", "chain", "chord"}` (§1.3), or `.null`. Kept whole,
     /// since signatures are passed on rather than interpreted here.
-    public var embed: JSONValue
+    public var embed: JSONValue { didSet { wire.bytes = [] } }
     /// Every header as received, custom ones included, in wire order.
     public var headers: OrderedDictionary<String, JSONValue>
     /// `root_id` header: the id of the first task of the workflow; Python sends the task's own id by default.
@@ -77,9 +77,20 @@ public struct TaskMessage: Sendable, Equatable {
     /// Whether kombu restored this message after another consumer failed to ack it (§2.6).
     public var redelivered: Bool
     /// The body as it arrived (inflated when compressed): the JSON text `[args, kwargs, embed]` that ``args``,
-    /// ``kwargs`` and ``embed`` were decoded from. Handed to the pool child as it is, never encoded again; empty for
-    /// a message built in code.
-    public var body: [UInt8] = []
+    /// ``kwargs`` and ``embed`` were decoded from. Handed to the pool child as it is, never encoded again. Empty for
+    /// a message built in code, and emptied when ``args``, ``kwargs`` or ``embed`` change, so it never disagrees
+    /// with them. Not part of a message's identity (`==`): the same task formatted differently is the same message.
+    public var body: [UInt8] {
+        get { wire.bytes }
+        set { wire.bytes = newValue }
+    }
+    private var wire = WireBody()
+
+    /// The wire form of the body, equal to any other: see ``body``.
+    private struct WireBody: Sendable, Equatable {
+        var bytes: [UInt8] = []
+        static func == (_: WireBody, _: WireBody) -> Bool { true }
+    }
 
     /// The embed Python 5.7 sends when there is nothing to embed (§1.3). A Python worker also accepts `null` and `{}`.
     public static let defaultEmbed: JSONValue = ["callbacks": nil, "errbacks": nil, "chain": nil, "chord": nil]

@@ -19,6 +19,10 @@ struct YAMLError: Error, Sendable, Equatable {
         case multipleDocuments
         /// A mapping repeats a key; ``YAMLError/keys`` names them.
         case duplicateKeys
+        /// Collections nest deeper than ``YAMLComposer/maximumDepth``.
+        case tooDeep
+        /// Aliases expand to more than ``YAMLComposer/maximumNodes`` nodes.
+        case tooLarge
     }
 
     /// What libyaml says was being read when the problem was found ("while scanning a quoted scalar") and where
