@@ -16,6 +16,11 @@ import Glibc
 /// connection stays usable; a line over `control.max_request_bytes` gets an error reply and the
 /// connection is closed (its stream cannot be resynchronised). Replies may come later (a `stats` that
 /// asks the consumer), through the ``ControlResponder`` handed to the handler. Owned by the supervisor.
+///
+/// Bounded against clients that misbehave: at most ``maximumConnections`` at once, and when the table is full the
+/// connection idle the longest (nothing owed to it) makes room for the new one, so connections opened and left
+/// silent cannot lock operators out; a client that sends requests without reading the replies is not read from
+/// while more than ``ControlConnection/maximumPendingOutput`` bytes of replies wait for it.
 final class ControlServer {
     /// Called for each well-formed request.
     var handler: ((ControlRequest, ControlResponder) -> Void)?
@@ -62,10 +67,20 @@ final class ControlServer {
             }
             let connection = ControlConnection(descriptor: fd, loop: loop, limit: configuration.maxRequestBytes)
             if connections.count >= Self.maximumConnections {
-                connection.sendAndClose(
-                    ControlReply.failure(id: .null, ControlError(.unavailable, "too many control connections"))
-                )
-                continue
+                if let idlest = connections.values.filter(\.isIdle).min(by: { $0.lastActivity < $1.lastActivity }) {
+                    logger.warning("control socket full: closing the connection idle the longest")
+                    idlest.sendAndClose(
+                        ControlReply.failure(
+                            id: .null,
+                            ControlError(.unavailable, "closed: idle while the control socket was full")
+                        )
+                    )
+                } else {
+                    connection.sendAndClose(
+                        ControlReply.failure(id: .null, ControlError(.unavailable, "too many control connections"))
+                    )
+                    continue
+                }
             }
             guard let credentials = try? PeerCredentials(of: fd) else {
                 connection.close()
@@ -132,6 +147,13 @@ final class ControlConnection {
     /// (`echo … | socat`) still gets every answer, even one that waits for the consumer.
     private var pendingReplies = 0
     private var peerFinished = false
+    /// When the client last sent something (or connected).
+    private(set) var lastActivity = ContinuousClock.now
+    /// Replies waiting to be written above which the client is not read from until it reads them.
+    static let maximumPendingOutput = 1 << 20
+
+    /// Nothing is owed to the client: closing it loses no answer.
+    var isIdle: Bool { pendingReplies == 0 && output.isEmpty && !isClosed }
 
     init(descriptor: CInt, loop: EventLoop, limit: Int) {
         self.descriptor = descriptor
@@ -171,6 +193,11 @@ final class ControlConnection {
     private func handle(_ readiness: EventLoop.Readiness) {
         if readiness.contains(.writable) { flush() }
         guard readiness.contains(.readable), !isClosed, !peerFinished, !closeAfterFlush else { return }
+        guard output.count <= Self.maximumPendingOutput else {
+            loop.setInterest(descriptor, .writable)
+            return
+        }
+        lastActivity = .now
         let bytes: [UInt8]
         do {
             bytes = try Descriptors.read(descriptor, maximum: 65536)
@@ -238,6 +265,8 @@ final class ControlConnection {
                     if readiness.contains(.writable) { flush() }
                 }
             }
+        } else if output.count > Self.maximumPendingOutput {
+            loop.setInterest(descriptor, .writable)
         } else {
             loop.setInterest(descriptor, output.isEmpty ? .readable : [.readable, .writable])
         }
