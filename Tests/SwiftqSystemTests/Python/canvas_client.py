@@ -28,8 +28,12 @@ def main() -> None:
     scenario = request["scenario"]
     out = {"scenario": scenario}
 
+    raw = redis.Redis.from_url(request["backend"])
+
     def meta(task_id):
-        return app.backend.get_task_meta(task_id)
+        """The stored meta as JSON, exactly as the worker wrote it."""
+        stored = raw.get("celery-task-meta-" + task_id)
+        return json.loads(stored) if stored else None
 
     if scenario == "chain":
         result = chain(sig("swiftq.add", (1, 2)), sig("swiftq.add", (3,)), sig("swiftq.add", (4,)))()
@@ -96,7 +100,12 @@ def main() -> None:
         except Exception as error:
             out["exception"] = describe(error)
         out["body_id"] = result.id
+        # The client re-raises a failed header task at once; the body's own result comes when the chord completes.
+        deadline = time.time() + timeout
+        while meta(result.id) is None and time.time() < deadline:
+            time.sleep(0.1)
         out["body_state"] = result.state
+        out["body_meta"] = meta(result.id)
     elif scenario == "link_options":
         callback = sig("swiftq.echo").set(queue=request["queue"], countdown=request["countdown"])
         sent = time.time()
