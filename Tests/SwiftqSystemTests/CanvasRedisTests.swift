@@ -146,3 +146,39 @@ import Testing
         #expect(daemon.log.contains("side"))
     }
 }
+
+extension CanvasRedisTests {
+    /// The consumer is killed (SIGKILL) after a chain's first task succeeded and before its next step is published
+    /// (the writer pauses there: `SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH`). The task's message was never acked, so the
+    /// restarted consumer takes it back, runs it again and publishes the next step: the chain completes.
+    @Test func aConsumerKilledBeforeTheNextStepIsPublishedDoesNotLoseTheChain() throws {
+        let redis = try RedisServer()
+        let daemon = try Daemon(
+            concurrency: 1,
+            extraYAML: """
+                broker:
+                  url: \(redis.url)
+                result_backend:
+                  url: \(redis.url(db: 1))
+
+                """,
+            workerYAML: "  queues: celery\n",
+            environment: ["SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH": "3"]
+        )
+        let firstConsumer = try #require(try daemon.consumerPID())
+        let sent = try Self.canvas(redis, "send_chain", ["sleep": 0.2])
+        let firstID = try #require(sent["first_id"]?.stringValue)
+        let lastID = try #require(sent["last_id"]?.stringValue)
+        #expect(eventually(timeout: 20) { daemon.log.contains("pausing before publishing") }, "\(daemon.log)")
+        // The first task has succeeded; nothing of it is settled yet.
+        #expect(try redis.cli(["-n", "1", "EXISTS", "celery-task-meta-\(firstID)"]).contains("0"))
+        kill(firstConsumer, SIGKILL)
+        #expect(eventually(timeout: 30) { (try? daemon.consumerPID()).flatMap { $0 }.map { $0 != firstConsumer } ?? false })
+        let waited = try Self.canvas(redis, "wait", ["id": .string(lastID)], timeout: 40)
+        // swiftq.sleep returns null, which the chain passes on to swiftq.echo.
+        #expect(waited["value"] == .null, "\(waited)\n\(daemon.log.suffix(4000))")
+        #expect(daemon.log.contains("canvas: sending swiftq.echo"))
+        // The first task ran twice (once per consumer); its next step exists once it has settled.
+        #expect(try redis.cli(["-n", "1", "GET", "celery-task-meta-\(firstID)"]).contains("SUCCESS"))
+    }
+}
