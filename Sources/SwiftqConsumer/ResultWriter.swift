@@ -58,9 +58,9 @@ package final class ResultWriter: Sendable {
                 stopped = isStopped
                 if pending.isEmpty { continue }
             }
-            let batch = Array(pending.prefix(batchLimit))
-            let items = batch.compactMap { plan in
-                plan.result.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: expires) }
+            var batch = Array(pending.prefix(batchLimit))
+            let items = batch.flatMap { plan in
+                plan.allResults.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: expires) }
             }
             do {
                 if !items.isEmpty {
@@ -76,6 +76,19 @@ package final class ResultWriter: Sendable {
                     backend = connected
                     _ = try connected.storeBatch(items)
                 }
+                if batch.contains(where: { $0.chordPart != nil || $0.chordCleanup != nil }) {
+                    let connected =
+                        try backend
+                        ?? RedisResultBackend(
+                            connection: RedisConnection(
+                                url: url,
+                                connectTimeout: .seconds(5),
+                                commandTimeout: .seconds(10)
+                            )
+                        )
+                    backend = connected
+                    try chords(&batch, backend: connected)
+                }
                 if failing {
                     failing = false
                     report(nil)
@@ -86,6 +99,7 @@ package final class ResultWriter: Sendable {
                     batch.map { item in
                         var passed = item
                         passed.result = nil
+                        passed.followingResults = []
                         return passed
                     },
                     items.count
@@ -99,5 +113,30 @@ package final class ResultWriter: Sendable {
             }
         }
         finished.post()
+    }
+
+    /// Chord parts (after the results) and cleanups (after a body was confirmed), see ``ChordStep``: a completed
+    /// chord's body goes back with the plan, to be published before the ack; a chord whose claim another worker
+    /// holds sends its header task back to the queue, to be counted again once that worker is done or gone.
+    private func chords(_ batch: inout [Settlement], backend: RedisResultBackend) throws(RedisError) {
+        for index in batch.indices {
+            if let claim = batch[index].chordCleanup, batch[index].chordPart == nil {
+                if !(try backend.chordCleanup(claim.groupID, token: claim.token, doneExpires: ChordStep.doneExpires)) {
+                    report("chord \(claim.groupID): its claim ran out before cleanup; its keys expire")
+                }
+                batch[index].chordCleanup = nil
+            }
+            guard let part = batch[index].chordPart else { continue }
+            switch try ChordStep.perform(part, backend: backend, resultExpires: expires) {
+            case .wait(let reason):
+                report(reason)
+                if batch[index].disposition != .none { batch[index].disposition = .requeue }
+            case .proceed(let publishes, let cleanup, let notice):
+                if let notice { report(notice) }
+                batch[index].afterResult += publishes
+                batch[index].chordCleanup = cleanup
+            }
+            batch[index].chordPart = nil
+        }
     }
 }

@@ -24,11 +24,16 @@ def main() -> None:
     app.conf.broker_connection_retry_on_startup = False
     app.conf.result_expires = 3600
     timeout = request.get("timeout", 30)
-    sig = app.signature
+    queue = request.get("queue")
+
+    def sig(name, *args, **kwargs):
+        """A signature by name; routed to the request's queue when it names one (RabbitMQ tests use their own)."""
+        signature = app.signature(name, *args, **kwargs)
+        return signature.set(queue=queue) if queue else signature
     scenario = request["scenario"]
     out = {"scenario": scenario}
 
-    raw = redis.Redis.from_url(request["backend"])
+    raw = redis.Redis.from_url(request["backend"]) if request["backend"].startswith("redis") else None
 
     def meta(task_id):
         """The stored meta as JSON, exactly as the worker wrote it."""
@@ -71,6 +76,21 @@ def main() -> None:
                 if stored.get("parent_id") == middle.id and stored.get("status") == "SUCCESS":
                     out["errback_results"].append(stored)
             time.sleep(0.2)
+    elif scenario == "chain_rpc":
+        # rpc:// has no stored results to read back: only the value.
+        result = chain(sig("swiftq.add", (1, 2)), sig("swiftq.add", (3,)), sig("swiftq.add", (4,)))()
+        out["value"] = result.get(timeout=timeout)
+    elif scenario == "chain_fail_rpc":
+        workflow = chain(
+            sig("swiftq.add", (1, 2)),
+            sig("swiftq.fail", ("middle broke",), kwargs={"exc_type": "ValueError"}, immutable=True),
+            sig("swiftq.add", (4,)),
+        )
+        result = workflow.apply_async(link_error=sig("swiftq.echo"))
+        try:
+            out["value"] = result.get(timeout=timeout)
+        except Exception as error:
+            out["exception"] = describe(error)
     elif scenario == "group":
         count = request.get("count", 50)
         result = group(sig("swiftq.add", (i, i)) for i in range(count))()
@@ -88,7 +108,7 @@ def main() -> None:
                 part = sig("swiftq.fail", ("header broke",), kwargs={"exc_type": "ValueError"}, immutable=True)
             else:
                 part = sig("swiftq.add", (i, i))
-            if python_queue and i % 2 == 1:
+            if python_queue and i % 2 == 1 and not queue:
                 part = part.set(queue=python_queue)
             header.append(part)
         body = sig("swiftq.echo")
