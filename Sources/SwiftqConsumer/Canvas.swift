@@ -26,7 +26,8 @@ import SwiftqCore
 ///   `add_to_parent`, `delivery_mode`, `subtask_type`) are accepted; anything else is reported in
 ///   ``Outcome/ignoredOptions`` (logged and counted by the caller), never silently dropped.
 package enum Canvas {
-    /// The queue Celery routes to when a signature names none (`task_default_queue`).
+    /// The queue Celery routes to when a signature names none (`task_default_queue`); `worker.default_queue`
+    /// changes it.
     package static let defaultQueue = "celery"
 
     /// Options Celery's `apply_async` understands that need nothing from swiftq.
@@ -76,20 +77,30 @@ package enum Canvas {
         package var replyTo: String?
         /// This worker's node name: the `origin` header.
         package var origin: String
+        /// Where a signature without a queue goes (`worker.default_queue`, Celery's `task_default_queue`).
+        package var defaultQueue: String
 
-        package init(parentID: String, rootID: String, replyTo: String?, origin: String) {
+        package init(
+            parentID: String,
+            rootID: String,
+            replyTo: String?,
+            origin: String,
+            defaultQueue: String = Canvas.defaultQueue
+        ) {
             self.parentID = parentID
             self.rootID = rootID
             self.replyTo = replyTo
             self.origin = origin
+            self.defaultQueue = defaultQueue
         }
 
-        package init(finished message: TaskMessage, origin: String) {
+        package init(finished message: TaskMessage, origin: String, defaultQueue: String = Canvas.defaultQueue) {
             self.init(
                 parentID: message.id,
                 rootID: message.rootID ?? message.id,
                 replyTo: message.replyTo,
-                origin: origin
+                origin: origin,
+                defaultQueue: defaultQueue
             )
         }
     }
@@ -578,7 +589,7 @@ package enum Canvas {
         )
         message.correlationID = id
 
-        let queue = options["queue"]?.stringValue ?? defaultQueue
+        let queue = options["queue"]?.stringValue ?? context.defaultQueue
         var exchange = options["exchange"]?.stringValue ?? ""
         var routingKey = options["routing_key"]?.stringValue ?? ""
         let exchangeType = options["exchange_type"]?.stringValue.flatMap(OutboundMessage.ExchangeType.init) ?? .direct

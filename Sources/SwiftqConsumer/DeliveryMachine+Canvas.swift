@@ -12,7 +12,7 @@ extension DeliveryMachine {
         into plan: inout Settlement,
         actions: inout [Action]
     ) -> Canvas.Outcome {
-        let context = Canvas.Context(finished: message, origin: settings.nodeName)
+        let context = Canvas.Context(finished: message, origin: settings.nodeName, defaultQueue: settings.defaultQueue)
         let outcome: Canvas.Outcome
         let state: String
         let stored: JSONValue
@@ -53,7 +53,7 @@ extension DeliveryMachine {
     /// fails with `ChordError` instead of waiting forever (Celery's `mark_as_revoked`).
     mutating func revokedChordPart(_ message: TaskMessage, reason: String, into plan: inout Settlement) {
         guard settings.storesResults else { return }
-        let context = Canvas.Context(finished: message, origin: settings.nodeName)
+        let context = Canvas.Context(finished: message, origin: settings.nodeName, defaultQueue: settings.defaultQueue)
         let exception = ResultMeta.exception(
             type: "TaskRevokedError",
             message: [.string(reason)],

@@ -15,6 +15,7 @@ package extension DeliveryMachine.Settings {
             nodeName: nodeName,
             // 0 means no limit, as in Celery; a bound still protects memory.
             window: worker.prefetchMultiplier == 0 ? 100_000 : worker.prefetchMultiplier * worker.concurrency,
+            defaultQueue: worker.defaultQueue,
             execTasks: Dictionary(
                 uniqueKeysWithValues: configuration.tasks.map { name, task in
                     (name, PoolJob.ExecSpec(argv: task.argv, timeout: task.timeout?.seconds))

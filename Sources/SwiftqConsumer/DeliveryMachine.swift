@@ -64,6 +64,8 @@ package struct DeliveryMachine {
         package var nodeName = "celery@localhost"
         /// How many messages may be held (reserved and running) at once; ETA-held ones are not counted.
         package var window = 8
+        /// `worker.default_queue`: where canvas follow-ups go when their signature names no queue.
+        package var defaultQueue = Canvas.defaultQueue
         /// Programs of exec tasks, by task name.
         package var execTasks: [String: PoolJob.ExecSpec] = [:]
     }

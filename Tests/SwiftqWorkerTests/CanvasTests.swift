@@ -292,3 +292,27 @@ struct CanvasTests {
         #expect(try Self.body(outcome.publishes[0])[0] == ["b1"], "the body's errback gets the body's id")
     }
 }
+
+extension CanvasTests {
+    @Test func aSignatureWithoutAQueueGoesToTheConfiguredDefaultQueue() throws {
+        var context = Self.context
+        context.defaultQueue = "tasks"
+        let outcome = Canvas.afterSuccess(
+            Self.finished(callbacks: [Self.signature("x")]),
+            value: 1,
+            context: context,
+            now: Self.now,
+            newID: IDs().make
+        )
+        #expect(outcome.publishes.first?.routingKey == "tasks")
+        let configuration = try Configuration.parse(
+            "worker:\n  default_queue: tasks\n",
+            file: "config.yaml"
+        )
+        #expect(configuration.worker.defaultQueue == "tasks")
+        #expect(DeliveryMachine.Settings(configuration: configuration, nodeName: "n").defaultQueue == "tasks")
+        #expect(throws: ConfigurationError.self) {
+            try Configuration.parse("worker:\n  default_queue: ''\n", file: "config.yaml")
+        }
+    }
+}
