@@ -149,7 +149,8 @@ package final class AMQPTransport: BrokerTransport {
         var stored: [Settlement] = []
         var rest: [Settlement] = []
         for plan in plans {
-            if plan.publishes.isEmpty && (plan.result != nil || !plan.followingResults.isEmpty || plan.chordPart != nil) {
+            if plan.publishes.isEmpty && (plan.result != nil || !plan.followingResults.isEmpty || plan.chordPart != nil)
+            {
                 stored.append(plan)
             } else {
                 rest.append(plan)

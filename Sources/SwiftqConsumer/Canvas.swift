@@ -235,7 +235,9 @@ package enum Canvas {
             let element = pending.removeFirst()
             guard let signature = Signature(element) else { continue }
             if let id = signature.taskID {
-                results.append(failure(id: id, signature: signature, exception: exception, traceback: traceback, now: now))
+                results.append(
+                    failure(id: id, signature: signature, exception: exception, traceback: traceback, now: now)
+                )
             }
             if signature.subtaskType == "chord", let body = signature.kwargs["body"] {
                 pending.append(body)
@@ -381,7 +383,11 @@ package enum Canvas {
             taskID: bodyID
         )
         outcome.results.append(
-            StoredResult(taskID: bodyID, meta: meta.pythonSerialized(), replyTo: signature?.options["reply_to"]?.stringValue)
+            StoredResult(
+                taskID: bodyID,
+                meta: meta.pythonSerialized(),
+                replyTo: signature?.options["reply_to"]?.stringValue
+            )
         )
         outcome.results += failChain(
             signature?.options["chain"]?.arrayValue ?? [],
@@ -419,7 +425,9 @@ package enum Canvas {
     ) -> Outcome {
         guard let signature = Signature(json) else {
             var outcome = Outcome()
-            outcome.unsupported.append("a signature that is not an object with a task name: \(json.serialized().count) bytes")
+            outcome.unsupported.append(
+                "a signature that is not an object with a task name: \(json.serialized().count) bytes"
+            )
             return outcome
         }
         switch signature.subtaskType {
@@ -477,7 +485,9 @@ package enum Canvas {
                 ids.append((id, body))
             }
             for (id, failed) in ids {
-                outcome.results.append(failure(id: id, signature: failed, exception: exception, traceback: nil, now: now))
+                outcome.results.append(
+                    failure(id: id, signature: failed, exception: exception, traceback: nil, now: now)
+                )
             }
             outcome.results += failChain(chain, exception: exception, traceback: nil, now: now)
             return outcome

@@ -44,7 +44,8 @@ enum ChordStep {
         }
         var notice: String?
         if try backend.groupResultExists(part.groupID) {
-            notice = "chord \(part.groupID) has a saved GroupResult (nested groups in its header); swiftq passes the "
+            notice =
+                "chord \(part.groupID) has a saved GroupResult (nested groups in its header); swiftq passes the "
                 + "flat list of header results to the body"
         }
         let entries = try backend.chordEntries(part.groupID).map { bytes in

@@ -53,7 +53,13 @@ package extension DeliveryMachine {
             "rejected": .object(rejected),
             "results_stored": .int(Int64(counters.resultsStored)),
             "acked": .int(Int64(counters.acked)),
-            "canvas": .object(.init(uniqueKeysWithValues: counters.canvas.sorted { $0.key < $1.key }.map { ($0.key, .int(Int64($0.value))) })),
+            "canvas": .object(
+                .init(
+                    uniqueKeysWithValues: counters.canvas.sorted { $0.key < $1.key }.map {
+                        ($0.key, .int(Int64($0.value)))
+                    }
+                )
+            ),
             "by_name": .object(names),
         ])
     }

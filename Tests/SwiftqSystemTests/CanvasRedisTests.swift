@@ -173,7 +173,9 @@ extension CanvasRedisTests {
         // The first task has succeeded; nothing of it is settled yet.
         #expect(try redis.cli(["-n", "1", "EXISTS", "celery-task-meta-\(firstID)"]).contains("0"))
         kill(firstConsumer, SIGKILL)
-        #expect(eventually(timeout: 30) { (try? daemon.consumerPID()).flatMap { $0 }.map { $0 != firstConsumer } ?? false })
+        #expect(
+            eventually(timeout: 30) { (try? daemon.consumerPID()).flatMap { $0 }.map { $0 != firstConsumer } ?? false }
+        )
         let waited = try Self.canvas(redis, "wait", ["id": .string(lastID)], timeout: 40)
         // swiftq.sleep returns null, which the chain passes on to swiftq.echo.
         #expect(waited["value"] == .null, "\(waited)\n\(daemon.log.suffix(4000))")

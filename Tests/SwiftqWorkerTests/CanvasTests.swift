@@ -48,7 +48,8 @@ struct CanvasTests {
             name: "swiftq.add",
             args: [1, 2],
             embed: [
-                "callbacks": callbacks.map(JSONValue.array) ?? .null, "errbacks": errbacks.map(JSONValue.array) ?? .null,
+                "callbacks": callbacks.map(JSONValue.array) ?? .null,
+                "errbacks": errbacks.map(JSONValue.array) ?? .null,
                 "chain": chain.map(JSONValue.array) ?? .null, "chord": chord ?? .null,
             ],
             rootID: "r1",
