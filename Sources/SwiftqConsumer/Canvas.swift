@@ -345,13 +345,8 @@ package enum Canvas {
             }
         }
         guard let failure else {
-            var body = part.body
-            if var object = body.objectValue, var options = object["options"]?.objectValue {
-                // The body's group is the chord's; Celery's result for it has no group of its own.
-                options["group_id"] = nil
-                object["options"] = .object(options)
-                body = .object(object)
-            }
+            // The body keeps the chord's group id (its `group` header, as Celery sends it).
+            let body = part.body
             var outcome = apply(body, prepending: [.array(values)], context: part.context, now: now, newID: newID)
             outcome.children = []
             return outcome

@@ -264,6 +264,7 @@ struct CanvasTests {
         let outcome = Canvas.chordCompleted(part, entries: entries, now: Self.now, newID: IDs().make)
         let sent = try #require(outcome.publishes.first)
         #expect(sent.headers["id"] == "b1")
+        #expect(sent.headers["group"] == "g1", "Celery sends the body with the chord's group id")
         #expect(sent.headers["parent_id"] == "p1" && sent.headers["root_id"] == "r1")
         #expect(try Self.body(sent)[0] == [[0, 2]])
         #expect(outcome.results.isEmpty)
