@@ -130,20 +130,16 @@ import Testing
 
     @Test func callbackOptionsQueueAndCountdownAreHonoured() throws {
         let redis = try RedisServer()
-        let daemon = try RedisInteropTests.daemon(
-            broker: redis,
-            queues: "celery,side",
-            extraYAML: "",
-            workerYAMLExtra: ""
-        )
-        _ = daemon
+        // result_backend.extended: the stored meta names the queue each task was delivered from.
+        let daemon = try RedisInteropTests.daemon(broker: redis, queues: "celery,side", extraYAML: "  extended: true\n")
         let out = try Self.canvas(redis, "link_options", ["queue": "side", "countdown": 3])
         #expect(out["value"] == 42, "\(out)")
         #expect(out["callback_value"] == 42)
         #expect((out["callback_delay"]?.doubleValue ?? 0) >= 3)
         #expect(try daemon.stats()["tasks"]?["canvas"]?["published"]?.intValue == 1)
         // Routed to the queue named in its options.
-        #expect(daemon.log.contains("side"))
+        #expect(out["callback_meta"]?["queue"] == "side", "\(out)")
+        #expect(out["callback_meta"]?["args"] == [42])
     }
 }
 
