@@ -144,6 +144,17 @@ import Testing
 }
 
 extension CanvasRedisTests {
+    /// A stamped chain (`Signature.stamp`): the step swiftqd sends carries the stamps unchanged, so its stored meta
+    /// (result_extended) lists them as a Python worker's would.
+    @Test func stampsAreCarriedToTheNextStep() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, extraYAML: "  extended: true\n")
+        let out = try Self.canvas(redis, "chain_stamped")
+        #expect(out["value"] == 6, "\(out)\n\(daemon.log.suffix(2000))")
+        #expect(out["last_meta"]?["stamped_headers"] == ["mystamp"], "\(out)")
+        #expect(out["last_meta"]?["mystamp"] == "v1")
+    }
+
     /// The consumer is killed (SIGKILL) after a chain's first task succeeded and before its next step is published
     /// (the writer pauses there: `SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH`). The task's message was never acked, so the
     /// restarted consumer takes it back, runs it again and publishes the next step: the chain completes.

@@ -76,6 +76,12 @@ def main() -> None:
                 if stored.get("parent_id") == middle.id and stored.get("status") == "SUCCESS":
                     out["errback_results"].append(stored)
             time.sleep(0.2)
+    elif scenario == "chain_stamped":
+        workflow = chain(sig("swiftq.add", (1, 2)), sig("swiftq.add", (3,)))
+        workflow.stamp(mystamp="v1")
+        result = workflow()
+        out["value"] = result.get(timeout=timeout)
+        out["last_meta"] = meta(result.id)
     elif scenario == "chain_rpc":
         # rpc:// has no stored results to read back: only the value.
         result = chain(sig("swiftq.add", (1, 2)), sig("swiftq.add", (3,)), sig("swiftq.add", (4,)))()
