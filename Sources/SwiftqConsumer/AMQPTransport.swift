@@ -430,6 +430,10 @@ package final class AMQPTransport: BrokerTransport {
     ) throws {
         var plan = plan
         if !plan.publishes.isEmpty {
+            if let pause = TestHooks.pauseBeforePublish, plan.result != nil {
+                events.post(.notice("pausing before publishing (SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH)"))
+                PlatformThread.sleep(for: pause)
+            }
             let message = plan.publishes.removeFirst()
             let sequence = try session.connection.publish(
                 channel: publishChannel,

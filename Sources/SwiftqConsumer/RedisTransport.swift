@@ -4,10 +4,6 @@ import SwiftqPool
 import SwiftqRedis
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The Redis transport as the consumer uses it: two threads, because hiredis blocks.
 ///
 /// - The **fetcher** owns one broker connection. It reserves up to the credit the consumer granted
@@ -51,15 +47,6 @@ package final class RedisTransport: BrokerTransport {
     /// How long an incarnation's alive key outlives its last heartbeat (every ``incarnationBeat``).
     package static let incarnationTTL: Duration = .seconds(20)
     package static let incarnationBeat: Duration = .seconds(5)
-    /// Test hook (documented in swiftqd(8)): `SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH=<seconds>` makes the writer log
-    /// "pausing before publishing" and sleep before it publishes a plan's messages (a task's callbacks or next chain
-    /// step), so that a test can kill the consumer between a task's success and the publish of what follows it.
-    private let pauseBeforePublish: Duration? = {
-        guard let text = getenv("SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH").map({ String(cString: $0) }),
-            let seconds = Double(text), seconds > 0
-        else { return nil }
-        return .milliseconds(Int64(seconds * 1000))
-    }()
 
     package init(
         brokerURL: RedisURL,
@@ -319,7 +306,7 @@ package final class RedisTransport: BrokerTransport {
     /// the broker refuses, or cannot route, stops there: its message stays unacked and comes back through restore.
     private func flush(_ batch: inout [Settlement], broker: KombuRedisBroker, backend: RedisResultBackend?) throws {
         var stoppedPlans = Set<Int>()
-        if let pauseBeforePublish, batch.contains(where: { !$0.publishes.isEmpty }) {
+        if let pauseBeforePublish = TestHooks.pauseBeforePublish, batch.contains(where: { !$0.publishes.isEmpty }) {
             events.post(.notice("pausing before publishing (SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH)"))
             PlatformThread.sleep(for: pauseBeforePublish)
         }

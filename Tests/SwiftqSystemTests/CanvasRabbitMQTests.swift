@@ -68,4 +68,47 @@ import Testing
         #expect(failed["exception"]?["type"] == "ValueError", "\(failed)")
         #expect(eventually { (try? daemon.stats()["tasks"]?["by_name"]?["swiftq.echo"]?["succeeded"]?.intValue) == 1 })
     }
+
+    /// As on Redis: the consumer is killed (SIGKILL) after a chain's first task succeeded and before its next step is
+    /// published; the broker redelivers the unacked message to the restarted consumer, which runs the task again and
+    /// publishes the step.
+    @Test func aConsumerKilledBeforeTheNextStepIsPublishedDoesNotLoseTheChain() throws {
+        let node = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        let daemon = try Daemon(
+            concurrency: 1,
+            extraYAML: """
+                broker:
+                  url: \(node.url)
+                result_backend:
+                  url: \(redis.url(db: 1))
+
+                """,
+            workerYAML: "  queues: [\(queue)]\n",
+            environment: ["SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH": "3"]
+        )
+        let firstConsumer = try #require(try daemon.consumerPID())
+        let sent = try Self.canvas(broker: node.url, backend: redis.url(db: 1), queue: queue, "send_chain")
+        let firstID = try #require(sent["first_id"]?.stringValue)
+        let lastID = try #require(sent["last_id"]?.stringValue)
+        #expect(eventually(timeout: 20) { daemon.log.contains("pausing before publishing") }, "\(daemon.log)")
+        #expect(try redis.cli(["-n", "1", "EXISTS", "celery-task-meta-\(firstID)"]).contains("0"))
+        kill(firstConsumer, SIGKILL)
+        #expect(
+            eventually(timeout: 30) {
+                (try? daemon.consumerPID()).flatMap { $0 }.map { $0 != firstConsumer } ?? false
+            }
+        )
+        let waited = try Self.canvas(
+            broker: node.url,
+            backend: redis.url(db: 1),
+            queue: queue,
+            "wait",
+            ["id": .string(lastID)]
+        )
+        #expect(waited["value"] == .null, "\(waited)\n\(daemon.log.suffix(4000))")
+        #expect(daemon.log.contains("canvas: sending swiftq.echo"))
+        #expect(eventually { node.isEmpty(queue) })
+    }
 }
