@@ -429,6 +429,15 @@ package final class AMQPTransport: BrokerTransport {
         lost: inout OrderedSet<String>
     ) throws {
         var plan = plan
+        if !plan.chordSetups.isEmpty {
+            if let resultWriter {
+                // The chord's size goes into the Redis backend first; the plan comes back for its publishes.
+                resultWriter.post([plan])
+                return
+            }
+            events.post(.notice("a chord started by a task needs the Redis result backend"))
+            plan.chordSetups = []
+        }
         if !plan.publishes.isEmpty {
             if let pause = TestHooks.pauseBeforePublish, plan.result != nil {
                 events.post(.notice("pausing before publishing (SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH)"))

@@ -115,12 +115,15 @@ package enum Canvas {
         package var children: [JSONValue] = []
         /// Signature options that swiftq does not act on, by name: logged and counted as `canvas_option_ignored`.
         package var ignoredOptions: [String] = []
-        /// Canvas parts swiftq cannot start from a worker (a chord as a callback or chain step): logged and counted as
+        /// Canvas parts swiftq cannot start from a worker (a custom canvas type): logged and counted as
         /// `canvas_unsupported`; their results are stored as FAILURE so that nobody waits for them forever.
         package var unsupported: [String] = []
+        /// Chords started by these publishes: their size is set in the Redis backend before anything is published.
+        package var chordSetups: [ChordSetup] = []
 
         package var isEmpty: Bool {
             publishes.isEmpty && results.isEmpty && ignoredOptions.isEmpty && unsupported.isEmpty
+                && chordSetups.isEmpty
         }
 
         mutating func append(_ other: Outcome) {
@@ -129,6 +132,7 @@ package enum Canvas {
             children += other.children
             ignoredOptions += other.ignoredOptions
             unsupported += other.unsupported
+            chordSetups += other.chordSetups
         }
     }
 
@@ -464,9 +468,10 @@ package enum Canvas {
             outcome.children.append([[.string(message.id), nil], nil])
             outcome.ignoredOptions = message.ignored
             return outcome
+        case "chord":
+            return applyChord(signature, prepending: prepending, chain: chain, context: context, now: now, newID: newID)
         case let other?:
-            // A chord (or a custom canvas type) needs the backend's chord setup, which a worker cannot do here: its
-            // results are failed loudly rather than left pending.
+            // A custom canvas type: its results are failed loudly rather than left pending.
             var outcome = Outcome()
             outcome.unsupported.append("\(signature.task) (subtask_type \(other))")
             let exception = ResultMeta.exception(
@@ -487,6 +492,62 @@ package enum Canvas {
             outcome.results += failChain(chain, exception: exception, traceback: nil, now: now)
             return outcome
         }
+    }
+
+    /// A chord started from a worker (a group followed by more steps in a chain, which Celery turns into a chord),
+    /// as Celery's `chord.run` does it: the header's id is the chord's group id; the chord's size is set in the
+    /// backend first (``ChordSetup``); each header task is sent with the body as its `chord`, the group id and its
+    /// `group_index`, the finished task's result first in its args; the rest of the chain goes to the body.
+    static func applyChord(
+        _ signature: Signature,
+        prepending: [JSONValue],
+        chain: [JSONValue],
+        context: Context,
+        now: CeleryTimestamp,
+        newID: () -> String
+    ) -> Outcome {
+        let header = signature.kwargs["header"].flatMap(Signature.init)
+        let members = header?.kwargs["tasks"]?.arrayValue ?? []
+        guard var body = signature.kwargs["body"]?.objectValue, body["task"]?.stringValue != nil else {
+            var outcome = Outcome()
+            outcome.unsupported.append("\(signature.task) without a body")
+            return outcome
+        }
+        let groupID = header?.taskID ?? signature.taskID ?? newID()
+        var bodyOptions = body["options"]?.objectValue ?? [:]
+        if bodyOptions["task_id"] == nil { bodyOptions["task_id"] = .string(newID()) }
+        bodyOptions["group_id"] = .string(groupID)
+        if !chain.isEmpty { bodyOptions["chain"] = .array(chain) }
+        body["options"] = .object(bodyOptions)
+        let immutable = signature.immutable || header?.immutable == true
+        guard !members.isEmpty else {
+            // An empty header: Celery applies the body at once, with no results.
+            return apply(.object(body), prepending: [[]], context: context, now: now, newID: newID)
+        }
+        let withChord = members.map { member -> JSONValue in
+            guard var object = member.objectValue else { return member }
+            var options = object["options"]?.objectValue ?? [:]
+            options["chord"] = .object(body)
+            object["options"] = .object(options)
+            return .object(object)
+        }
+        var outcome = applyGroup(
+            withChord,
+            groupID: groupID,
+            prepending: immutable ? [] : prepending,
+            context: context,
+            now: now,
+            newID: newID
+        )
+        outcome.chordSetups.insert(ChordSetup(groupID: groupID, size: members.count), at: 0)
+        return outcome
+    }
+
+    /// A chord this worker starts: `celery-taskset-meta-<gid>.s` = `size` (and `.c` deleted, as Celery's
+    /// `set_chord_size` does), before its header tasks are published.
+    package struct ChordSetup: Sendable, Equatable {
+        package var groupID: String
+        package var size: Int
     }
 
     /// Members applied as one group: each gets `group` = `groupID` and `group_index` = its position (or the one it

@@ -20,6 +20,7 @@ extension DeliveryMachine {
         case .success(let value):
             outcome = Canvas.afterSuccess(message, value: value, context: context, now: now, newID: newID)
             plan.publishes += outcome.publishes
+            plan.chordSetups += outcome.chordSetups
             state = "SUCCESS"
             stored = value
         case .failure(let failure):
@@ -72,6 +73,7 @@ extension DeliveryMachine {
         if !outcome.publishes.isEmpty { counters.canvas["published", default: 0] += outcome.publishes.count }
         if !outcome.results.isEmpty { counters.canvas["failed_in_chain", default: 0] += outcome.results.count }
         if chordPart { counters.canvas["chord_parts", default: 0] += 1 }
+        if !outcome.chordSetups.isEmpty { counters.canvas["chords_started", default: 0] += outcome.chordSetups.count }
         if !outcome.ignoredOptions.isEmpty {
             counters.canvas["canvas_option_ignored", default: 0] += outcome.ignoredOptions.count
             let names = Array(Set(outcome.ignoredOptions)).sorted().joined(separator: ", ")

@@ -306,6 +306,18 @@ package final class RedisTransport: BrokerTransport {
     /// the broker refuses, or cannot route, stops there: its message stays unacked and comes back through restore.
     private func flush(_ batch: inout [Settlement], broker: KombuRedisBroker, backend: RedisResultBackend?) throws {
         var stoppedPlans = Set<Int>()
+        for index in batch.indices where !batch[index].chordSetups.isEmpty {
+            // A chord this task starts: its size is in the backend before any header task can finish.
+            for setup in batch[index].chordSetups {
+                guard let backend else {
+                    events.post(.notice("chord \(setup.groupID): no Redis result backend to start it on"))
+                    continue
+                }
+                let expires = resultExpires.map { Int($0.components.seconds) } ?? 0
+                try backend.setChordSize(setup.groupID, size: setup.size, expires: max(0, expires))
+            }
+            batch[index].chordSetups = []
+        }
         if let pauseBeforePublish = TestHooks.pauseBeforePublish, batch.contains(where: { !$0.publishes.isEmpty }) {
             events.post(.notice("pausing before publishing (SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH)"))
             PlatformThread.sleep(for: pauseBeforePublish)

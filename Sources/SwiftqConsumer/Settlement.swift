@@ -10,6 +10,8 @@ import SwiftqPool
 /// (AMQP publisher confirms; Redis replies). This is what makes a retry, a chain step or a callback safe:
 /// the follow-up exists before the result says so, and the result exists before the original is acked.
 package struct Settlement: Sendable, Equatable {
+    /// Chords started by the publishes: their size set in the Redis result backend first.
+    package var chordSetups: [Canvas.ChordSetup] = []
     /// Messages to publish first (retry copies, callbacks, chain steps, pidbox replies, events), in order.
     package var publishes: [OutboundMessage] = []
     /// The result to store (Redis backend) or send (`rpc://`, to `replyTo`), after the publishes.

@@ -176,6 +176,23 @@ extension RedisResultBackend {
         return reply.integer == 1
     }
 
+    /// Starts a chord as Celery's `set_chord_size` does: `.c` deleted (a re-applied chord is a new run), then `.s` =
+    /// `size`, expiring after `expires` seconds (0: never).
+    public func setChordSize(_ groupID: String, size: Int, expires: Int) throws(RedisError) {
+        _ = try connection.command("DEL", RedisArgument(groupKey(groupID, ".c")))
+        if expires > 0 {
+            _ = try connection.command(
+                "SET",
+                RedisArgument(groupKey(groupID, ".s")),
+                RedisArgument(size),
+                "EX",
+                RedisArgument(expires)
+            )
+        } else {
+            _ = try connection.command("SET", RedisArgument(groupKey(groupID, ".s")), RedisArgument(size))
+        }
+    }
+
     /// Drops the chord size after a chord error, so a late copy of a header task does not fail it again.
     public func chordDropSize(_ groupID: String) throws(RedisError) {
         _ = try connection.command("DEL", RedisArgument(groupKey(groupID, ".s")))

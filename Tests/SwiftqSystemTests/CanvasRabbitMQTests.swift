@@ -38,6 +38,8 @@ import Testing
         #expect(chain["value"] == 10, "\(chain)\n\(daemon.log.suffix(3000))")
         let chord = try Self.canvas(broker: node.url, backend: redis.url(db: 1), queue: queue, "chord", ["count": 20])
         #expect(chord["value"] == .array((0..<20).map { .int(Int64(2 * $0)) }), "\(chord)\n\(daemon.log.suffix(3000))")
+        let started = try Self.canvas(broker: node.url, backend: redis.url(db: 1), queue: queue, "chain_group_body")
+        #expect(started["value"] == [3, 4, 5, 6], "\(started)\n\(daemon.log.suffix(3000))")
         let failed = try Self.canvas(
             broker: node.url,
             backend: redis.url(db: 1),
@@ -47,7 +49,7 @@ import Testing
         )
         #expect(failed["body_meta"]?["result"]?["exc_type"] == "ChordError", "\(failed)")
         let stats = try daemon.stats()
-        #expect(stats["tasks"]?["by_name"]?["swiftq.echo"]?["succeeded"]?.intValue == 1)
+        #expect(stats["tasks"]?["by_name"]?["swiftq.echo"]?["succeeded"]?.intValue == 2)
         // The chord's keys are cleaned up once the body is confirmed.
         #expect(
             eventually {

@@ -144,6 +144,17 @@ import Testing
 }
 
 extension CanvasRedisTests {
+    /// `chain(add.s(1, 2), group(add.s(i) for i in range(4)), echo.s())`: the worker that runs the first step starts
+    /// the chord (its size in the backend, then the header tasks), and the body gets the header's results.
+    @Test func aGroupInTheMiddleOfAChainBecomesAChordStartedBySwiftqd() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis)
+        let out = try Self.canvas(redis, "chain_group_body")
+        #expect(out["value"] == [3, 4, 5, 6], "\(out)\n\(daemon.log.suffix(3000))")
+        #expect(try daemon.stats()["tasks"]?["canvas"]?["chords_started"]?.intValue == 1)
+        #expect(try Self.succeeded(daemon, "swiftq.echo") == 1)
+    }
+
     /// A stamped chain (`Signature.stamp`): the step swiftqd sends carries the stamps unchanged, so its stored meta
     /// (result_extended) lists them as a Python worker's would.
     @Test func stampsAreCarriedToTheNextStep() throws {

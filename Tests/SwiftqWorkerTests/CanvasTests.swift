@@ -186,16 +186,54 @@ struct CanvasTests {
         #expect(try Self.body(outcome.publishes[1])[0] == [5, 1])
     }
 
-    @Test func aChordStepIsUnsupportedAndItsBodyFailedLoudly() {
-        let body = Self.signature("echo", options: ["task_id": "body1"])
+    @Test func aChordStepStartsTheChordAsCeleryDoes() throws {
+        // chain(add.s(1, 2), group(add.s(0), add.s(1)), echo.s(), last.s()) as the Python client sends it: the group
+        // and the task after it became a chord; `last` is what follows it.
+        let members: [JSONValue] = [
+            Self.signature("swiftq.add", args: [0], options: ["task_id": "m0", "group_index": 0]),
+            Self.signature("swiftq.add", args: [1], options: ["task_id": "m1", "group_index": 1]),
+        ]
+        let body = Self.signature("swiftq.echo", options: ["task_id": "body1", "reply_to": "oid"])
         let chord = Self.signature(
             "celery.chord",
-            options: ["task_id": "c1"],
+            options: ["task_id": "g1"],
             subtaskType: "chord",
-            kwargs: ["header": Self.signature("celery.group", subtaskType: "group"), "body": body]
+            kwargs: [
+                "kwargs": [:],
+                "header": Self.signature(
+                    "celery.group",
+                    options: ["task_id": "g1"],
+                    subtaskType: "group",
+                    kwargs: ["tasks": .array(members)]
+                ),
+                "body": body,
+            ]
         )
+        let last = Self.signature("last", options: ["task_id": "l1"])
         let outcome = Canvas.afterSuccess(
-            Self.finished(chain: [chord]),
+            Self.finished(chain: [last, chord]),
+            value: 3,
+            context: Self.context,
+            now: Self.now,
+            newID: IDs().make
+        )
+        #expect(outcome.unsupported.isEmpty)
+        #expect(outcome.chordSetups == [Canvas.ChordSetup(groupID: "g1", size: 2)])
+        #expect(outcome.publishes.map { $0.headers["id"] } == ["m0", "m1"])
+        #expect(outcome.publishes.map { $0.headers["group"] } == ["g1", "g1"])
+        #expect(outcome.publishes.map { $0.headers["group_index"] } == [0, 1])
+        let header = try Self.body(outcome.publishes[1])
+        #expect(header[0] == [3, 1])
+        let embeddedBody = try #require(header[2]?["chord"])
+        #expect(embeddedBody["options"]?["task_id"] == "body1")
+        #expect(embeddedBody["options"]?["group_id"] == "g1")
+        #expect(embeddedBody["options"]?["chain"] == [last], "the rest of the chain follows the body")
+    }
+
+    @Test func anUnknownCanvasTypeIsUnsupportedAndItsResultFailedLoudly() {
+        let odd = Self.signature("celery.odd", options: ["task_id": "o1"], subtaskType: "odd")
+        let outcome = Canvas.afterSuccess(
+            Self.finished(chain: [odd]),
             value: 5,
             context: Self.context,
             now: Self.now,
@@ -203,7 +241,7 @@ struct CanvasTests {
         )
         #expect(outcome.publishes.isEmpty)
         #expect(outcome.unsupported.count == 1)
-        #expect(outcome.results.map(\.taskID) == ["c1", "body1"])
+        #expect(outcome.results.map(\.taskID) == ["o1"])
     }
 
     @Test func aFailureFailsTheRestOfTheChainAndSendsOldStyleErrbacks() throws {

@@ -82,6 +82,12 @@ def main() -> None:
         result = workflow()
         out["value"] = result.get(timeout=timeout)
         out["last_meta"] = meta(result.id)
+    elif scenario == "chain_group_body":
+        # A group in the middle of a chain: Celery makes it a chord, started by the worker that runs the first step.
+        result = chain(
+            sig("swiftq.add", (1, 2)), group(sig("swiftq.add", (i,)) for i in range(4)), sig("swiftq.echo")
+        )()
+        out["value"] = result.get(timeout=timeout)
     elif scenario == "chain_rpc":
         # rpc:// has no stored results to read back: only the value.
         result = chain(sig("swiftq.add", (1, 2)), sig("swiftq.add", (3,)), sig("swiftq.add", (4,)))()
