@@ -153,7 +153,12 @@ package final class AMQPTransport: BrokerTransport {
         var stored: [Settlement] = []
         var rest: [Settlement] = []
         for plan in plans {
-            if plan.publishes.isEmpty && plan.result != nil { stored.append(plan) } else { rest.append(plan) }
+            if plan.publishes.isEmpty && (plan.result != nil || !plan.followingResults.isEmpty || plan.chordPart != nil)
+            {
+                stored.append(plan)
+            } else {
+                rest.append(plan)
+            }
         }
         if !rest.isEmpty { inbox.post(rest) }
         if !stored.isEmpty { resultWriter.post(stored) }
@@ -453,7 +458,20 @@ package final class AMQPTransport: BrokerTransport {
         lost: inout OrderedSet<String>
     ) throws {
         var plan = plan
+        if !plan.chordSetups.isEmpty {
+            if let resultWriter {
+                // The chord's size goes into the Redis backend first; the plan comes back for its publishes.
+                resultWriter.post([plan])
+                return
+            }
+            events.post(.notice("a chord started by a task needs the Redis result backend"))
+            plan.chordSetups = []
+        }
         if !plan.publishes.isEmpty {
+            if let pause = TestHooks.pauseBeforePublish, plan.result != nil {
+                events.post(.notice("pausing before publishing (SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH)"))
+                PlatformThread.sleep(for: pause)
+            }
             let message = plan.publishes.removeFirst()
             let sequence = try session.connection.publish(
                 channel: publishChannel,
@@ -465,13 +483,15 @@ package final class AMQPTransport: BrokerTransport {
             session.unconfirmed[sequence] = plan
             return
         }
+        if let resultWriter, plan.result != nil || !plan.followingResults.isEmpty || plan.chordPart != nil {
+            // Stored there (and the chord part counted), then handed back here without them.
+            resultWriter.post([plan])
+            return
+        }
+        if plan.result == nil, !plan.followingResults.isEmpty { plan.result = plan.followingResults.removeFirst() }
         if let result = plan.result {
-            if let resultWriter {
-                // Stored there, then handed back here without its result.
-                resultWriter.post([plan])
-                return
-            }
             plan.result = nil
+            if !plan.followingResults.isEmpty { plan.result = plan.followingResults.removeFirst() }
             // Celery publishes nothing for a task sent without a reply queue.
             if publishesResults, let replyTo = result.replyTo, !replyTo.isEmpty {
                 var properties = AMQPProperties()
@@ -490,6 +510,27 @@ package final class AMQPTransport: BrokerTransport {
                 session.unconfirmed[sequence] = plan
                 return
             }
+            if plan.result != nil {
+                try advance(plan, in: &session, settled: &settled, lost: &lost)
+                return
+            }
+        }
+        if plan.chordPart != nil {
+            events.post(.notice("chord \(plan.chordPart?.groupID ?? ""): chords need the Redis result backend"))
+            plan.chordPart = nil
+        }
+        if !plan.afterResult.isEmpty {
+            // Errbacks and a chord body: published after the results, confirmed before the ack.
+            plan.publishes = plan.afterResult
+            plan.afterResult = []
+            try advance(plan, in: &session, settled: &settled, lost: &lost)
+            return
+        }
+        if let claim = plan.chordCleanup, let resultWriter {
+            // The body is confirmed: release the claim there; the ack does not wait for it (at worst the claim
+            // runs out and the keys expire).
+            plan.chordCleanup = nil
+            resultWriter.post([Settlement(chordCleanup: claim, disposition: .none)])
         }
         try acknowledge(plan, in: &session, settled: &settled, lost: &lost)
     }

@@ -15,6 +15,7 @@ package extension DeliveryMachine.Settings {
             nodeName: nodeName,
             // 0 means no limit, as in Celery; a bound still protects memory.
             window: worker.prefetchMultiplier == 0 ? 100_000 : worker.prefetchMultiplier * worker.concurrency,
+            defaultQueue: worker.defaultQueue,
             execTasks: Dictionary(
                 uniqueKeysWithValues: configuration.tasks.map { name, task in
                     (name, PoolJob.ExecSpec(argv: task.argv, timeout: task.timeout?.seconds))
@@ -52,6 +53,13 @@ package extension DeliveryMachine {
             "rejected": .object(rejected),
             "results_stored": .int(Int64(counters.resultsStored)),
             "acked": .int(Int64(counters.acked)),
+            "canvas": .object(
+                .init(
+                    uniqueKeysWithValues: counters.canvas.sorted { $0.key < $1.key }.map {
+                        ($0.key, .int(Int64($0.value)))
+                    }
+                )
+            ),
             "by_name": .object(names),
         ])
     }

@@ -64,6 +64,8 @@ package struct DeliveryMachine {
         package var nodeName = "celery@localhost"
         /// How many messages may be held (reserved and running) at once; ETA-held ones are not counted.
         package var window = 8
+        /// `worker.default_queue`: where canvas follow-ups go when their signature names no queue.
+        package var defaultQueue = Canvas.defaultQueue
         /// Programs of exec tasks, by task name.
         package var execTasks: [String: PoolJob.ExecSpec] = [:]
     }
@@ -105,6 +107,9 @@ package struct DeliveryMachine {
         package var rejected: [String: Int] = [:]
         package var resultsStored = 0
         package var acked = 0
+        /// Canvas follow-ups: `callbacks`, `chain_steps`, `errbacks`, `chain_failed`, `chord_parts`, and what swiftq
+        /// could not honour: `canvas_option_ignored`, `canvas_unsupported`.
+        package var canvas: [String: Int] = [:]
     }
 
     /// The most task names kept in per-name statistics; names come from messages, so the table is bounded. Later
@@ -128,10 +133,12 @@ package struct DeliveryMachine {
     /// Delivery tags handed to the transport in a plan and not yet reported settled.
     package private(set) var unsettled: Set<String> = []
     package private(set) var revokedIDs: OrderedSet<String> = []
-    package private(set) var counters = Counters()
+    package internal(set) var counters = Counters()
     package private(set) var statistics: [String: TaskStatistics] = [:]
     package private(set) var outstandingCredit = 0
     package private(set) var isShuttingDown = false
+    /// Ids for messages the canvas sends without a frozen id (a random UUID; injectable for tests).
+    package var newID: () -> String = uuid4
     private var nextKey: UInt64 = 1
     private var nextTimer: UInt64 = 1
 
@@ -217,20 +224,6 @@ package struct DeliveryMachine {
         if message.redelivered {
             actions.append(
                 .log(.init(level: .info, text: "redelivered task received", taskID: message.id, taskName: message.name))
-            )
-        }
-        if Self.hasWorkflowFields(message) {
-            counters.rejected["workflow_unsupported", default: 0] += 1
-            actions.append(
-                .log(
-                    .init(
-                        level: .warning,
-                        text: "workflow fields not supported yet (callbacks, errbacks, chain or chord): the task runs, "
-                            + "but what follows it is not sent",
-                        taskID: message.id,
-                        taskName: message.name
-                    )
-                )
             )
         }
         guard isKnownTask(message.name) || settings.execTasks[message.name] != nil else {
@@ -585,7 +578,7 @@ package struct DeliveryMachine {
         return delivery
     }
 
-    private enum Status {
+    enum Status {
         case success(JSONValue)
         case failure(TaskFailure)
     }
@@ -610,6 +603,7 @@ package struct DeliveryMachine {
             taskID: message.id,
             disposition: delivery.ackedEarly ? .none : disposition
         )
+        let canvas = canvasFollowUps(message, status: status, now: now, into: &plan, actions: &actions)
         if settings.storesResults && message.ignoreResult != true {
             let extended =
                 settings.extendedResults
@@ -629,7 +623,8 @@ package struct DeliveryMachine {
                     result: value,
                     dateDone: now,
                     request: message,
-                    extended: extended
+                    extended: extended,
+                    children: .array(canvas.children)
                 )
             case .failure(let failure):
                 meta = ResultMeta.failure(
@@ -646,7 +641,11 @@ package struct DeliveryMachine {
             plan.result = StoredResult(taskID: message.id, meta: meta.pythonSerialized(), replyTo: message.replyTo)
         }
         if let tag = delivery.tag, !delivery.ackedEarly { actions.append(.setRunning(tag: tag, false)) }
-        if plan.result != nil || plan.deliveryTag != nil { settle(plan, into: &actions) }
+        if plan.result != nil || plan.deliveryTag != nil || !plan.publishes.isEmpty || plan.chordPart != nil
+            || !plan.afterResult.isEmpty || !plan.followingResults.isEmpty
+        {
+            settle(plan, into: &actions)
+        }
     }
 
     /// REVOKED with `TaskRevokedError(reason)` stored and the message acked, as Celery does for expired and
@@ -686,7 +685,8 @@ package struct DeliveryMachine {
             )
             plan.result = StoredResult(taskID: message.id, meta: meta.pythonSerialized(), replyTo: message.replyTo)
         }
-        if plan.result != nil || plan.deliveryTag != nil { settle(plan, into: &actions) }
+        revokedChordPart(message, reason: reason, into: &plan)
+        if plan.result != nil || plan.deliveryTag != nil || plan.chordPart != nil { settle(plan, into: &actions) }
     }
 
     private mutating func settle(_ plan: Settlement, into actions: inout [Action]) {
@@ -700,11 +700,6 @@ package struct DeliveryMachine {
         let key =
             statistics[name] != nil || statistics.count < Self.maximumTaskNames ? name : Self.otherTasksName
         statistics[key, default: TaskStatistics()].record(runtime: runtime, success: success)
-    }
-
-    /// Whether a task message carries canvas fields that this worker does not act on yet.
-    package static func hasWorkflowFields(_ message: TaskMessage) -> Bool {
-        !message.callbacks.isEmpty || !message.errbacks.isEmpty || !message.chain.isEmpty || message.chord != nil
     }
 
     /// The first bytes of a payload, printable, for a log line.

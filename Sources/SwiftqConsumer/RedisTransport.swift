@@ -301,39 +301,71 @@ package final class RedisTransport: BrokerTransport {
     }
 
     /// Publishes first (plan by plan; each one done is removed from its plan, so a retried batch does not repeat
-    /// it), then results, then acks and requeues, each phase one round trip for the batch. A plan whose publish
+    /// it), then results, then chord parts (a completed chord's body is added to its plan), then the publishes that
+    /// follow the results (errbacks, chord bodies) and chord cleanups, then acks and requeues. A plan whose publish
     /// the broker refuses, or cannot route, stops there: its message stays unacked and comes back through restore.
     private func flush(_ batch: inout [Settlement], broker: KombuRedisBroker, backend: RedisResultBackend?) throws {
         var stoppedPlans = Set<Int>()
+        for index in batch.indices where !batch[index].chordSetups.isEmpty {
+            // A chord this task starts: its size is in the backend before any header task can finish.
+            for setup in batch[index].chordSetups {
+                guard let backend else {
+                    events.post(.notice("chord \(setup.groupID): no Redis result backend to start it on"))
+                    continue
+                }
+                let expires = resultExpires.map { Int($0.components.seconds) } ?? 0
+                try backend.setChordSize(setup.groupID, size: setup.size, expires: max(0, expires))
+            }
+            batch[index].chordSetups = []
+        }
+        if let pauseBeforePublish = TestHooks.pauseBeforePublish, batch.contains(where: { !$0.publishes.isEmpty }) {
+            events.post(.notice("pausing before publishing (SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH)"))
+            PlatformThread.sleep(for: pauseBeforePublish)
+        }
         for index in batch.indices where !batch[index].publishes.isEmpty {
-            while let message = batch[index].publishes.first {
-                let routed = try publish(message, broker: broker)
-                if routed == 0 && message.exchangeType != .fanout {
-                    events.post(
-                        .notice(
-                            "nothing is bound to exchange \(message.exchange) with routing key \(message.routingKey)"
-                        )
-                    )
-                }
-                if routed < 0 || (routed == 0 && message.exchangeType != .fanout) {
-                    events.post(
-                        .notice(
-                            "settlement of \(batch[index].taskID ?? "a message") stopped; its message stays unacked"
-                        )
-                    )
-                    stoppedPlans.insert(index)
-                    break
-                }
-                batch[index].publishes.removeFirst()
+            if !(try publishAll(&batch[index].publishes, of: batch[index], broker: broker)) {
+                stoppedPlans.insert(index)
             }
         }
-        let plans = batch.indices.filter { !stoppedPlans.contains($0) }.map { batch[$0] }
-        let results = plans.compactMap(\.result)
+        let results = batch.indices.filter { !stoppedPlans.contains($0) }.flatMap { batch[$0].allResults }
         if let backend, !results.isEmpty {
             _ = try backend.storeBatch(
                 results.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: resultExpires) }
             )
         }
+        for index in batch.indices where !stoppedPlans.contains(index) {
+            batch[index].result = nil
+            batch[index].followingResults = []
+            guard let part = batch[index].chordPart else { continue }
+            guard let backend else {
+                events.post(.notice("chord \(part.groupID): no Redis result backend to count its header on"))
+                batch[index].chordPart = nil
+                continue
+            }
+            switch try ChordStep.perform(part, backend: backend, resultExpires: resultExpires) {
+            case .wait(let reason):
+                events.post(.notice(reason))
+                stoppedPlans.insert(index)
+            case .proceed(let publishes, let cleanup, let notice):
+                if let notice { events.post(.notice(notice)) }
+                batch[index].afterResult += publishes
+                batch[index].chordCleanup = cleanup
+            }
+            batch[index].chordPart = nil
+        }
+        for index in batch.indices where !stoppedPlans.contains(index) && !batch[index].afterResult.isEmpty {
+            if !(try publishAll(&batch[index].afterResult, of: batch[index], broker: broker)) {
+                stoppedPlans.insert(index)
+            }
+        }
+        for index in batch.indices where !stoppedPlans.contains(index) {
+            guard let claim = batch[index].chordCleanup, let backend else { continue }
+            if !(try backend.chordCleanup(claim.groupID, token: claim.token, doneExpires: ChordStep.doneExpires)) {
+                events.post(.notice("chord \(claim.groupID): its claim ran out before cleanup; its keys expire"))
+            }
+            batch[index].chordCleanup = nil
+        }
+        let plans = batch.indices.filter { !stoppedPlans.contains($0) }.map { batch[$0] }
         var acks: [String] = []
         var requeued: [String] = []
         var restoreHeld = false
@@ -359,6 +391,28 @@ package final class RedisTransport: BrokerTransport {
             events.post(.restored(restored.restored))
         }
         events.post(.settled(tags: acks + requeued, results: backend == nil ? 0 : results.count))
+    }
+
+    /// Publishes messages in order, removing each one done; false when the broker refused or could not route one.
+    private func publishAll(
+        _ messages: inout [OutboundMessage],
+        of plan: Settlement,
+        broker: KombuRedisBroker
+    ) throws -> Bool {
+        while let message = messages.first {
+            let routed = try publish(message, broker: broker)
+            if routed == 0 && message.exchangeType != .fanout {
+                events.post(
+                    .notice("nothing is bound to exchange \(message.exchange) with routing key \(message.routingKey)")
+                )
+            }
+            if routed < 0 || (routed == 0 && message.exchangeType != .fanout) {
+                events.post(.notice("settlement of \(plan.taskID ?? "a message") stopped; its message stays unacked"))
+                return false
+            }
+            messages.removeFirst()
+        }
+        return true
     }
 
     /// Publishes one message: how many queues it reached, or -1 when the server refused it (a connection error is

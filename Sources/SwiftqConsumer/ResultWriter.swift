@@ -58,9 +58,12 @@ package final class ResultWriter: Sendable {
                 stopped = isStopped
                 if pending.isEmpty { continue }
             }
-            let batch = Array(pending.prefix(batchLimit))
-            let items = batch.compactMap { plan in
-                plan.result.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: expires) }
+            var batch = Array(pending.prefix(batchLimit))
+            // Plans that start chords come here before their publishes: only the chord sizes are set now; their
+            // results come back later, after the publishes.
+            let starting = Set(batch.indices.filter { !batch[$0].chordSetups.isEmpty })
+            let items = batch.indices.filter { !starting.contains($0) }.flatMap { index in
+                batch[index].allResults.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: expires) }
             }
             do {
                 if !items.isEmpty {
@@ -76,6 +79,19 @@ package final class ResultWriter: Sendable {
                     backend = connected
                     _ = try connected.storeBatch(items)
                 }
+                if batch.contains(where: { $0.chordPart != nil || $0.chordCleanup != nil || !$0.chordSetups.isEmpty }) {
+                    let connected =
+                        try backend
+                        ?? RedisResultBackend(
+                            connection: RedisConnection(
+                                url: url,
+                                connectTimeout: .seconds(5),
+                                commandTimeout: .seconds(10)
+                            )
+                        )
+                    backend = connected
+                    try chords(&batch, starting: starting, backend: connected)
+                }
                 if failing {
                     failing = false
                     report(nil)
@@ -83,9 +99,12 @@ package final class ResultWriter: Sendable {
                 backoff.reset()
                 pending.removeFirst(batch.count)
                 forward(
-                    batch.map { item in
-                        var passed = item
-                        passed.result = nil
+                    batch.indices.map { index in
+                        var passed = batch[index]
+                        if !starting.contains(index) {
+                            passed.result = nil
+                            passed.followingResults = []
+                        }
                         return passed
                     },
                     items.count
@@ -99,5 +118,42 @@ package final class ResultWriter: Sendable {
             }
         }
         finished.post()
+    }
+
+    /// Chord parts (after the results) and cleanups (after a body was confirmed), see ``ChordStep``: a completed
+    /// chord's body goes back with the plan, to be published before the ack; a chord whose claim another worker
+    /// holds sends its header task back to the queue, to be counted again once that worker is done or gone.
+    private func chords(
+        _ batch: inout [Settlement],
+        starting: Set<Int>,
+        backend: RedisResultBackend
+    ) throws(RedisError) {
+        let seconds = expires.map { Int($0.components.seconds) } ?? 0
+        for index in batch.indices where !batch[index].chordSetups.isEmpty {
+            for setup in batch[index].chordSetups {
+                try backend.setChordSize(setup.groupID, size: setup.size, expires: max(0, seconds))
+            }
+            batch[index].chordSetups = []
+        }
+        // A plan that started chords is back later with its results; its own chord part is counted then.
+        for index in batch.indices where !starting.contains(index) {
+            if let claim = batch[index].chordCleanup, batch[index].chordPart == nil {
+                if !(try backend.chordCleanup(claim.groupID, token: claim.token, doneExpires: ChordStep.doneExpires)) {
+                    report("chord \(claim.groupID): its claim ran out before cleanup; its keys expire")
+                }
+                batch[index].chordCleanup = nil
+            }
+            guard let part = batch[index].chordPart else { continue }
+            switch try ChordStep.perform(part, backend: backend, resultExpires: expires) {
+            case .wait(let reason):
+                report(reason)
+                if batch[index].disposition != .none { batch[index].disposition = .requeue }
+            case .proceed(let publishes, let cleanup, let notice):
+                if let notice { report(notice) }
+                batch[index].afterResult += publishes
+                batch[index].chordCleanup = cleanup
+            }
+            batch[index].chordPart = nil
+        }
     }
 }

@@ -10,10 +10,21 @@ import SwiftqPool
 /// (AMQP publisher confirms; Redis replies). This is what makes a retry, a chain step or a callback safe:
 /// the follow-up exists before the result says so, and the result exists before the original is acked.
 package struct Settlement: Sendable, Equatable {
+    /// Chords started by the publishes: their size set in the Redis result backend first.
+    package var chordSetups: [Canvas.ChordSetup] = []
     /// Messages to publish first (retry copies, callbacks, chain steps, pidbox replies, events), in order.
     package var publishes: [OutboundMessage] = []
     /// The result to store (Redis backend) or send (`rpc://`, to `replyTo`), after the publishes.
     package var result: StoredResult?
+    /// Results stored after ``result`` (canvas: the rest of a failed chain, a failed chord body).
+    package var followingResults: [StoredResult] = []
+    /// A chord header task's part, reported to the Redis backend's chord counter after the results; the last part
+    /// fires the chord body (see ``Canvas/chordCompleted(_:entries:now:newID:)``) before the ack.
+    package var chordPart: Canvas.ChordPart?
+    /// Messages published after the results, before the ack (errbacks: they may read the failed task's result).
+    package var afterResult: [OutboundMessage] = []
+    /// A chord whose body was published: its claim is released and its keys removed (AMQP: after the ack).
+    package var chordCleanup: ChordClaim?
     /// The delivery this plan settles, if any (nil: a plan with no message of its own, e.g. a reply).
     package var deliveryTag: String?
     /// The task the delivery carries, when known: AMQP remembers finished tasks whose ack was lost with the
@@ -23,6 +34,9 @@ package struct Settlement: Sendable, Equatable {
     package var disposition: Disposition = .ack
     /// Give back every message this consumer still holds (warm or cold shutdown), after the rest.
     package var restoreHeld = false
+
+    /// ``result`` then ``followingResults``.
+    package var allResults: [StoredResult] { (result.map { [$0] } ?? []) + followingResults }
 
     /// A message's fate at the end of a plan.
     package enum Disposition: Sendable, Equatable {
@@ -34,6 +48,17 @@ package struct Settlement: Sendable, Equatable {
         case reject
         /// Left as it is (settled earlier, e.g. acked when the task started).
         case none
+    }
+}
+
+/// A chord body dispatch claim held by this worker (`<group>.c` = token).
+package struct ChordClaim: Sendable, Equatable {
+    package var groupID: String
+    package var token: String
+
+    package init(groupID: String, token: String) {
+        self.groupID = groupID
+        self.token = token
     }
 }
 

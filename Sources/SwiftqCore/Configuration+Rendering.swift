@@ -34,6 +34,7 @@ extension Configuration {
         writer.section("worker")
         writer.key("hostname", worker.hostname)
         writer.key("queues", list: worker.queues)
+        writer.key("default_queue", worker.defaultQueue)
         writer.key("concurrency", worker.concurrency)
         writer.key("prefetch_multiplier", worker.prefetchMultiplier)
         writer.key("acks_late", worker.acksLate)

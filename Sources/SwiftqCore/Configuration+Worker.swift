@@ -27,6 +27,9 @@ extension Configuration {
         public var hostname: String
         /// Queues to consume from, in order. At least one; no duplicates.
         public var queues: [String]
+        /// Where canvas follow-ups (callbacks, chain steps, errbacks, chord bodies) go when their signature names no
+        /// queue, as Celery's `task_default_queue`: published to exchange `""` with this routing key. Never empty.
+        public var defaultQueue: String
         /// Number of pool children, that is tasks executed at the same time.
         public var concurrency: Int
         /// Messages reserved per pool child (the prefetch window is `concurrency × prefetchMultiplier`); 0 means
@@ -56,6 +59,7 @@ extension Configuration {
         public init(
             hostname: String = "celery@%h",
             queues: [String] = ["celery"],
+            defaultQueue: String = "celery",
             concurrency: Int = Worker.defaultConcurrency,
             prefetchMultiplier: Int = 4,
             acksLate: Bool = true,
@@ -66,6 +70,7 @@ extension Configuration {
         ) {
             self.hostname = hostname
             self.queues = queues
+            self.defaultQueue = defaultQueue
             self.concurrency = concurrency
             self.prefetchMultiplier = prefetchMultiplier
             self.acksLate = acksLate

@@ -278,6 +278,14 @@ enum ConfigurationSchema {
                     configuration.worker.queues = queues
                 }
             },
+            ConfigurationField(key: "default_queue") { node, path, decoder, configuration in
+                guard let queue = decoder.text(node, at: path, expected: "a queue name") else { return }
+                if queue.isEmpty {
+                    decoder.report("expected a queue name, got an empty text", at: node, keyPath: path)
+                } else {
+                    configuration.worker.defaultQueue = queue
+                }
+            },
             ConfigurationField(key: "concurrency") { node, path, decoder, configuration in
                 let value = decoder.integer(
                     node,

@@ -16,6 +16,8 @@ package enum ChildEnvironment {
         "SWIFTQ_LOG_LEVEL", "JOURNAL_STREAM",
         // Where OpenSSL finds CA certificates (amqps:// and a TLS-speaking exec task rely on the system store).
         "SSL_CERT_FILE", "SSL_CERT_DIR",
+        // Test hook of the consumer's transports (swiftqd(8), ENVIRONMENT): a pause before canvas publishes.
+        "SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH",
     ]
     /// Variables passed on by prefix (the locale categories).
     package static let allowedPrefixes = ["LC_"]

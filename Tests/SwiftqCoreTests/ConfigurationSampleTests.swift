@@ -58,6 +58,7 @@ struct ConfigurationSampleTests {
                 "result_backend.password_file",
                 "worker.hostname",
                 "worker.queues",
+                "worker.default_queue",
                 "worker.concurrency",
                 "worker.prefetch_multiplier",
                 "worker.acks_late",

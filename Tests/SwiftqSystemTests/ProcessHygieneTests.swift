@@ -87,6 +87,6 @@ extension ProcessHygieneTests {
 enum ChildEnvironmentList {
     static let names: Set<String> = [
         "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "TMPDIR", "SWIFTQ_LOG_LEVEL", "JOURNAL_STREAM",
-        "SWIFTQ_PARENT_PID", "SSL_CERT_FILE", "SSL_CERT_DIR",
+        "SWIFTQ_PARENT_PID", "SSL_CERT_FILE", "SSL_CERT_DIR", "SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH",
     ]
 }

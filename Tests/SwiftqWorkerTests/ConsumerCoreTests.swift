@@ -458,19 +458,34 @@ extension Settlement {
         #expect(harness.core.machine.counters.received == 2)
     }
 
-    @Test func workflowFieldsAreCountedNotDroppedSilently() {
+    @Test func callbacksArePublishedInTheTasksPlanBeforeItsResultAndAck() throws {
         let harness = CoreHarness()
+        let callback: JSONValue = [
+            "task": "x", "args": [10], "kwargs": [:], "options": ["task_id": "cb1", "queue": "q2"],
+            "subtask_type": nil, "immutable": false,
+        ]
         let message = TaskMessage(
             id: "c1",
             name: "swiftq.add",
             args: [1, 2],
-            embed: ["callbacks": [["task": "x"]], "errbacks": nil, "chain": nil, "chord": nil]
+            embed: ["callbacks": [callback], "errbacks": nil, "chain": nil, "chord": nil]
         )
         harness.deliver(message, tag: "1")
-        #expect(harness.core.machine.counters.rejected["workflow_unsupported"] == 1)
-        // The task itself still runs.
         #expect(harness.pool.runPending() == 1)
-        #expect(harness.broker.plans.last?.status == "SUCCESS")
+        let plan = try #require(harness.broker.plans.last)
+        #expect(plan.status == "SUCCESS")
+        #expect(plan.deliveryTag == "1" && plan.disposition == .ack)
+        #expect(plan.publishes.count == 1)
+        let published = try #require(plan.publishes.first)
+        #expect(published.routingKey == "q2" && published.exchange == "")
+        #expect(published.headers["id"] == "cb1")
+        #expect(published.headers["parent_id"] == "c1")
+        #expect(published.headers["root_id"] == "c1")
+        #expect(try JSONValue(parsing: published.body)[0] == [3, 10])
+        // The result names what it sent, as Celery's `children`.
+        let meta = try JSONValue(parsing: try #require(plan.result?.meta))
+        #expect(meta["children"] == [[["cb1", nil], nil]])
+        #expect(harness.core.machine.counters.canvas["published"] == 1)
     }
 
     @Test func perTaskStatisticsAreBounded() {

@@ -1,0 +1,165 @@
+"""A stock Celery client sending canvas workflows (chain, group, chord, link, link_error) for the swiftq canvas tests.
+
+Reads one JSON request from stdin: {"broker": url, "backend": url, "timeout": s, "scenario": name, ...} and prints
+one JSON object describing what Python saw (values, raised exceptions, states of the parts).
+Tasks are sent by name (`app.signature`), so they run wherever a worker has them: swiftqd's built-ins
+`swiftq.add`, `swiftq.echo`, `swiftq.fail`, or the Python worker of `shared_tasks.py`.
+"""
+import json
+import sys
+import time
+
+import redis
+from celery import Celery, chain, chord, group
+from celery.result import AsyncResult
+
+
+def describe(error):
+    return {"type": type(error).__name__, "module": type(error).__module__, "message": str(error)}
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.read())
+    app = Celery("swiftq-canvas-tests", broker=request["broker"], backend=request.get("backend"))
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.result_expires = 3600
+    timeout = request.get("timeout", 30)
+    queue = request.get("queue")
+
+    def sig(name, *args, **kwargs):
+        """A signature by name; routed to the request's queue when it names one (RabbitMQ tests use their own)."""
+        signature = app.signature(name, *args, **kwargs)
+        return signature.set(queue=queue) if queue else signature
+    scenario = request["scenario"]
+    out = {"scenario": scenario}
+
+    raw = redis.Redis.from_url(request["backend"]) if request["backend"].startswith("redis") else None
+
+    def meta(task_id):
+        """The stored meta as JSON, exactly as the worker wrote it."""
+        stored = raw.get("celery-task-meta-" + task_id)
+        return json.loads(stored) if stored else None
+
+    if scenario == "chain":
+        result = chain(sig("swiftq.add", (1, 2)), sig("swiftq.add", (3,)), sig("swiftq.add", (4,)))()
+        out["value"] = result.get(timeout=timeout)
+        ids = []
+        node = result
+        while node is not None:
+            ids.append(node.id)
+            node = node.parent
+        ids.reverse()
+        out["ids"] = ids
+        out["metas"] = [meta(i) for i in ids]
+    elif scenario == "chain_fail":
+        errback = sig("swiftq.echo")
+        workflow = chain(
+            sig("swiftq.add", (1, 2)),
+            sig("swiftq.fail", ("middle broke",), kwargs={"exc_type": "ValueError"}, immutable=True),
+            sig("swiftq.add", (4,)),
+        )
+        result = workflow.apply_async(link_error=errback)
+        try:
+            out["value"] = result.get(timeout=timeout)
+        except Exception as error:
+            out["exception"] = describe(error)
+        middle = result.parent
+        out["middle_id"] = middle.id
+        out["last_state"] = result.state
+        # The errback (swiftq.echo) gets the failed task's id: find its stored result.
+        backend = redis.Redis.from_url(request["backend"])
+        deadline = time.time() + timeout
+        out["errback_results"] = []
+        while time.time() < deadline and not out["errback_results"]:
+            for key in backend.scan_iter("celery-task-meta-*"):
+                stored = json.loads(backend.get(key))
+                if stored.get("parent_id") == middle.id and stored.get("status") == "SUCCESS":
+                    out["errback_results"].append(stored)
+            time.sleep(0.2)
+    elif scenario == "chain_stamped":
+        workflow = chain(sig("swiftq.add", (1, 2)), sig("swiftq.add", (3,)))
+        workflow.stamp(mystamp="v1")
+        result = workflow()
+        out["value"] = result.get(timeout=timeout)
+        out["last_meta"] = meta(result.id)
+    elif scenario == "chain_group_body":
+        # A group in the middle of a chain: Celery makes it a chord, started by the worker that runs the first step.
+        result = chain(
+            sig("swiftq.add", (1, 2)), group(sig("swiftq.add", (i,)) for i in range(4)), sig("swiftq.echo")
+        )()
+        out["value"] = result.get(timeout=timeout)
+    elif scenario == "chain_rpc":
+        # rpc:// has no stored results to read back: only the value.
+        result = chain(sig("swiftq.add", (1, 2)), sig("swiftq.add", (3,)), sig("swiftq.add", (4,)))()
+        out["value"] = result.get(timeout=timeout)
+    elif scenario == "chain_fail_rpc":
+        workflow = chain(
+            sig("swiftq.add", (1, 2)),
+            sig("swiftq.fail", ("middle broke",), kwargs={"exc_type": "ValueError"}, immutable=True),
+            sig("swiftq.add", (4,)),
+        )
+        result = workflow.apply_async(link_error=sig("swiftq.echo"))
+        try:
+            out["value"] = result.get(timeout=timeout)
+        except Exception as error:
+            out["exception"] = describe(error)
+    elif scenario == "group":
+        count = request.get("count", 50)
+        result = group(sig("swiftq.add", (i, i)) for i in range(count))()
+        out["value"] = result.get(timeout=timeout)
+        out["joined"] = result.join(timeout=timeout)
+        out["group_ids"] = sorted({meta(r.id).get("group_id") for r in result.results})
+        out["group_id"] = result.id
+    elif scenario == "chord":
+        count = request.get("count", 20)
+        python_queue = request.get("python_queue")
+        fail_index = request.get("fail_index")
+        header = []
+        for i in range(count):
+            if fail_index is not None and i == fail_index:
+                part = sig("swiftq.fail", ("header broke",), kwargs={"exc_type": "ValueError"}, immutable=True)
+            else:
+                part = sig("swiftq.add", (i, i))
+            if python_queue and i % 2 == 1 and not queue:
+                part = part.set(queue=python_queue)
+            header.append(part)
+        body = sig("swiftq.echo")
+        if request.get("body_link_error"):
+            body.link_error(sig("swiftq.echo", immutable=False))
+        result = chord(header, body)()
+        try:
+            out["value"] = result.get(timeout=timeout)
+        except Exception as error:
+            out["exception"] = describe(error)
+        out["body_id"] = result.id
+        # The client re-raises a failed header task at once; the body's own result comes when the chord completes.
+        deadline = time.time() + timeout
+        while meta(result.id) is None and time.time() < deadline:
+            time.sleep(0.1)
+        out["body_state"] = result.state
+        out["body_meta"] = meta(result.id)
+    elif scenario == "link_options":
+        callback = sig("swiftq.echo").set(queue=request["queue"], countdown=request["countdown"])
+        sent = time.time()
+        result = sig("swiftq.add", (20, 22)).apply_async(link=callback)
+        out["value"] = result.get(timeout=timeout)
+        children = result.children or []
+        out["children"] = [child.id for child in children]
+        if children:
+            out["callback_value"] = children[0].get(timeout=timeout)
+            out["callback_delay"] = time.time() - sent
+            out["callback_meta"] = meta(children[0].id)
+    elif scenario == "send_chain":
+        # Sends a chain and returns at once: the test disturbs the worker, then waits with "wait_chain".
+        result = chain(sig("swiftq.sleep", (request.get("sleep", 1),), immutable=True), sig("swiftq.echo"))()
+        out["first_id"] = result.parent.id
+        out["last_id"] = result.id
+    elif scenario == "wait":
+        out["value"] = AsyncResult(request["id"], app=app).get(timeout=timeout)
+    else:
+        raise SystemExit(f"unknown scenario {scenario}")
+    print(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    main()
