@@ -42,4 +42,12 @@ registry.register("example.invoice", keywords: Order.self) { order in
     let total = order.items.reduce(0) { $0 + $1.price * Double($1.quantity) }
     return Invoice(lines: lines, total: total, currency: order.currency)
 }
+// Celery's `self.retry(countdown=1)`: asks to run again a second later, twice, then succeeds. The retry is a new
+// message with the same id and `retries + 1`; the client's `.get()` sees RETRY meanwhile, then the result.
+registry.register("example.flaky") { invocation, _ in
+    guard invocation.retries >= 2 else {
+        throw TaskRetry(countdown: 1, cause: TaskFailure(type: "ConnectionError", message: "not yet"))
+    }
+    return .string("succeeded after \(invocation.retries) retries")
+}
 SwiftqDaemon.main(registry: registry)

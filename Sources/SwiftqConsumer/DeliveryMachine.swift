@@ -66,6 +66,10 @@ package struct DeliveryMachine {
         package var window = 8
         /// Programs of exec tasks, by task name.
         package var execTasks: [String: PoolJob.ExecSpec] = [:]
+        /// Retries, limits and acknowledgement of tasks without settings of their own (`tasks.defaults`).
+        package var defaultPolicy = TaskPolicy()
+        /// Those of tasks with settings of their own (`tasks.<name>`), by task name.
+        package var policies: [String: TaskPolicy] = [:]
     }
 
     /// One reserved message, as far as the machine is concerned.
@@ -102,6 +106,7 @@ package struct DeliveryMachine {
         package var workerLost = 0
         package var timeLimited = 0
         package var revoked = 0
+        package var retried = 0
         package var rejected: [String: Int] = [:]
         package var resultsStored = 0
         package var acked = 0
@@ -128,7 +133,11 @@ package struct DeliveryMachine {
     /// Delivery tags handed to the transport in a plan and not yet reported settled.
     package private(set) var unsettled: Set<String> = []
     package private(set) var revokedIDs: OrderedSet<String> = []
-    package private(set) var counters = Counters()
+    package internal(set) var counters = Counters()
+    /// Runtime changes of task policies by name (remote control), kept across reloads.
+    package internal(set) var overrides: [String: PolicyOverride] = [:]
+    /// A uniform random number in 0..<1, for retry jitter (injected by tests).
+    package var random: () -> Double = { Double.random(in: 0..<1) }
     package private(set) var statistics: [String: TaskStatistics] = [:]
     package private(set) var outstandingCredit = 0
     package private(set) var isShuttingDown = false
@@ -335,6 +344,7 @@ package struct DeliveryMachine {
             running[message.id] = key
             free -= 1
             if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
+            let limits = timeLimits(message)
             actions.append(
                 .submit(
                     PoolJob(
@@ -343,8 +353,9 @@ package struct DeliveryMachine {
                         args: message.args,
                         kwargs: message.kwargs,
                         exec: settings.execTasks[message.name],
-                        softTimeLimit: message.timeLimit.soft,
-                        hardTimeLimit: message.timeLimit.hard
+                        softTimeLimit: limits.soft,
+                        hardTimeLimit: limits.hard,
+                        retries: message.retries
                     )
                 )
             )
@@ -381,7 +392,7 @@ package struct DeliveryMachine {
                 )
                 plan.result = StoredResult(taskID: message.id, meta: meta.pythonSerialized(), replyTo: message.replyTo)
             }
-            if !settings.acksLate, let tag = delivery.tag {
+            if !acksLate(message.name), let tag = delivery.tag {
                 plan.deliveryTag = tag
                 plan.disposition = .ack
                 delivery.ackedEarly = true
@@ -400,14 +411,20 @@ package struct DeliveryMachine {
                     into: &actions
                 )
             case .failure(let failure):
+                if policy(for: delivery.message.name).autoretry {
+                    retry(delivery, TaskRetry(cause: failure), runtime: runtime, now: now, into: &actions)
+                    break
+                }
                 complete(
                     delivery,
                     status: .failure(failure),
                     runtime: runtime,
-                    disposition: .ack,
+                    disposition: failureDisposition(delivery.message.name, timedOut: false),
                     now: now,
                     into: &actions
                 )
+            case .retry(let request):
+                retry(delivery, request, runtime: runtime, now: now, into: &actions)
             }
         case .lost(let jobID, let slot, let pid, let reason):
             guard let delivery = takeRunning(jobID) else { break }
@@ -429,7 +446,7 @@ package struct DeliveryMachine {
         switch reason {
         case .timeLimit:
             counters.timeLimited += 1
-            let seconds = message.timeLimit.hard ?? 0
+            let seconds = timeLimits(message).hard ?? 0
             let limit = PythonRepr.repr(.double(seconds))
             failure = .timeLimitExceeded(seconds: seconds)
             actions.append(
@@ -467,7 +484,7 @@ package struct DeliveryMachine {
             )
             // Celery: with acks_late and reject_on_worker_lost the message goes back to the queue instead of
             // failing; only once, so that a task that kills its child cannot loop forever.
-            if settings.rejectOnWorkerLost && settings.acksLate && !delivery.ackedEarly {
+            if rejectsOnWorkerLost(message.name) && acksLate(message.name) && !delivery.ackedEarly {
                 if !message.redelivered {
                     actions.append(
                         .log(.init(level: .warning, text: "requeueing it (reject_on_worker_lost)", taskID: message.id))
@@ -487,7 +504,23 @@ package struct DeliveryMachine {
                 return
             }
         }
-        complete(delivery, status: .failure(failure), runtime: 0, disposition: .ack, now: now, into: &actions)
+        let timedOut: Bool
+        if case .timeLimit = reason { timedOut = true } else { timedOut = false }
+        complete(
+            delivery,
+            status: .failure(failure),
+            runtime: 0,
+            disposition: failureDisposition(message.name, timedOut: timedOut),
+            now: now,
+            into: &actions
+        )
+    }
+
+    /// What happens to the message of a failed task (acked late): acked, unless `acks_on_failure_or_timeout` is
+    /// off, when a failure is rejected (dropped or dead-lettered) and a timeout requeued, as Celery does.
+    private func failureDisposition(_ name: String, timedOut: Bool) -> Settlement.Disposition {
+        if policy(for: name).acksOnFailureOrTimeout { return .ack }
+        return timedOut ? .requeue : .reject
     }
 
     /// The transport reports settled plans.
@@ -587,13 +620,13 @@ package struct DeliveryMachine {
         return delivery
     }
 
-    private enum Status {
+    enum Status {
         case success(JSONValue)
         case failure(TaskFailure)
     }
 
     /// Records the outcome and settles: result (unless ignored) before the ack.
-    private mutating func complete(
+    mutating func complete(
         _ delivery: Delivery,
         status: Status,
         runtime: Double,
@@ -691,14 +724,14 @@ package struct DeliveryMachine {
         if plan.result != nil || plan.deliveryTag != nil { settle(plan, into: &actions) }
     }
 
-    private mutating func settle(_ plan: Settlement, into actions: inout [Action]) {
+    mutating func settle(_ plan: Settlement, into actions: inout [Action]) {
         var plan = plan
         if plan.taskID == nil { plan.taskID = plan.result?.taskID }
         if let tag = plan.deliveryTag, plan.disposition != .none { unsettled.insert(tag) }
         actions.append(.settle(plan))
     }
 
-    private mutating func recordStatistics(name: String, runtime: Double, success: Bool) {
+    mutating func recordStatistics(name: String, runtime: Double, success: Bool) {
         let key =
             statistics[name] != nil || statistics.count < Self.maximumTaskNames ? name : Self.otherTasksName
         statistics[key, default: TaskStatistics()].record(runtime: runtime, success: success)

@@ -100,23 +100,30 @@ package final class PoolChild {
         taskLogger[metadataKey: DaemonLog.Key.taskName] = "\(job.name)"
         taskLogger.debug("task started")
         let started = ContinuousClock.now
-        let invocation = TaskInvocation(id: job.id, name: job.name, args: job.args, kwargs: job.kwargs)
-        let outcome: Result<JSONValue, TaskFailure>
+        let invocation = TaskInvocation(
+            id: job.id,
+            name: job.name,
+            args: job.args,
+            kwargs: job.kwargs,
+            retries: job.retries
+        )
+        let outcome: TaskResult
         if let exec = job.exec {
             let timeout = exec.timeout.map { Duration.milliseconds(Int64($0 * 1000)) }
             outcome = ExecTask.run(invocation, argv: exec.argv, timeout: timeout, lifeline: Self.lifelineDescriptor)
         } else {
-            outcome = registry.run(invocation, environment: environment)
+            outcome = registry.execute(invocation, environment: environment)
         }
         let runtime = started.duration(to: .now).seconds
         switch outcome {
-        case .success(let value):
+        case .success:
             taskLogger.debug("task succeeded in \(runtime)s")
-            channel.send(PoolReply.result(id: job.id, outcome: .success(value), runtime: runtime).json)
         case .failure(let failure):
             taskLogger.info("task failed: \(failure)")
-            channel.send(PoolReply.result(id: job.id, outcome: .failure(failure), runtime: runtime).json)
+        case .retry(let retry):
+            taskLogger.info("task asked to be retried: \(retry)")
         }
+        channel.send(PoolReply.result(id: job.id, outcome: PoolOutcome(outcome), runtime: runtime).json)
     }
 
     /// Sleeps wake up early when the lifeline breaks (the supervisor is gone).

@@ -66,6 +66,8 @@ package struct PoolJob: Sendable, Equatable {
     /// Soft and hard time limits in seconds (nil: none).
     package var softTimeLimit: Double?
     package var hardTimeLimit: Double?
+    /// The message's `retries` (what the task sees as its retry count).
+    package var retries: Int
 
     package init(
         id: String,
@@ -74,7 +76,8 @@ package struct PoolJob: Sendable, Equatable {
         kwargs: OrderedDictionary<String, JSONValue>,
         exec: ExecSpec? = nil,
         softTimeLimit: Double? = nil,
-        hardTimeLimit: Double? = nil
+        hardTimeLimit: Double? = nil,
+        retries: Int = 0
     ) {
         self.id = id
         self.name = name
@@ -83,6 +86,7 @@ package struct PoolJob: Sendable, Equatable {
         self.exec = exec
         self.softTimeLimit = softTimeLimit
         self.hardTimeLimit = hardTimeLimit
+        self.retries = retries
     }
 
     /// An exec task's program and its own timeout.
@@ -101,6 +105,16 @@ package struct PoolJob: Sendable, Equatable {
 package enum PoolOutcome: Sendable, Equatable {
     case success(JSONValue)
     case failure(TaskFailure)
+    /// The task asked to run again (a thrown ``TaskRetry``, an exec program's exit code 75).
+    case retry(TaskRetry)
+
+    package init(_ result: TaskResult) {
+        switch result {
+        case .success(let value): self = .success(value)
+        case .failure(let failure): self = .failure(failure)
+        case .retry(let retry): self = .retry(retry)
+        }
+    }
 }
 
 /// Why a pool child exited. Only ``crash(_:)`` and ``oomKilled`` are the child's fault: they alone feed the

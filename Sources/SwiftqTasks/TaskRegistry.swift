@@ -15,18 +15,22 @@ public struct TaskInvocation: Sendable {
     public var args: [JSONValue]
     /// Keyword arguments, in the order the client gave them.
     public var kwargs: OrderedDictionary<String, JSONValue>
+    /// How many times the task has been retried so far (Celery's `self.request.retries`).
+    public var retries: Int
 
     /// Creates an invocation.
     public init(
         id: String,
         name: String,
         args: [JSONValue] = [],
-        kwargs: OrderedDictionary<String, JSONValue> = [:]
+        kwargs: OrderedDictionary<String, JSONValue> = [:],
+        retries: Int = 0
     ) {
         self.id = id
         self.name = name
         self.args = args
         self.kwargs = kwargs
+        self.retries = retries
     }
 }
 
@@ -145,18 +149,15 @@ public struct TaskRegistry: Sendable {
 
     /// Runs a task; an unknown name fails with Celery's `NotRegistered`. Errors that are not
     /// ``TaskFailure`` are reported with their Swift type name.
+    /// A retry request is reported as Celery's `Retry` exception; ``execute(_:environment:)`` tells it apart.
     public func run(_ invocation: TaskInvocation, environment: TaskEnvironment) -> Result<JSONValue, TaskFailure> {
-        guard let handler = handlers[invocation.name] else {
-            return .failure(.notRegistered(invocation.name))
-        }
-        do {
-            return .success(try handler(invocation, environment))
-        } catch let failure as TaskFailure {
-            return .failure(failure)
-        } catch {
-            return .failure(
-                TaskFailure(type: String(describing: Swift.type(of: error)), message: "\(error)", module: "swiftq")
-            )
+        switch execute(invocation, environment: environment) {
+        case .success(let value): .success(value)
+        case .failure(let failure): .failure(failure)
+        case .retry(let retry):
+            .failure(TaskFailure(type: "Retry", message: retry.description, module: "celery.exceptions"))
         }
     }
+
+    func handler(named name: String) -> TaskHandler? { handlers[name] }
 }

@@ -75,10 +75,17 @@ struct CoreHarness {
     final class Clock: @unchecked Sendable { var now = CeleryTimestamp(secondsSince1970: 1_800_000_000) }
     let clock = Clock()
 
-    init(settings: DeliveryMachine.Settings = .init(), concurrency: Int = 2) {
-        pool = InlinePool(size: concurrency, registry: .builtIn)
+    init(
+        settings: DeliveryMachine.Settings = .init(),
+        concurrency: Int = 2,
+        registry: TaskRegistry = .builtIn,
+        random: @escaping () -> Double = { Double.random(in: 0..<1) }
+    ) {
+        pool = InlinePool(size: concurrency, registry: registry)
+        var machine = DeliveryMachine(settings: settings) { registry.contains($0) }
+        machine.random = random
         core = ConsumerCore(
-            machine: DeliveryMachine(settings: settings) { TaskRegistry.builtIn.contains($0) },
+            machine: machine,
             broker: broker,
             pool: pool,
             timers: timers,

@@ -5,12 +5,14 @@ a Python producer sees: values, exceptions re-raised with their type and message
 
 Request: {"broker": url, "backend": url, "timeout": s,
           "calls": [{"task": name, "args": [...], "kwargs": {...}, "options": {...}}, ...],
-          "wait": true}
+          "wait": true, "track_states": false}
+With "track_states", each line also has "states": every distinct state the backend showed while waiting (polled).
 Output per call: {"id": ..., "state": ..., "result": ...} or {"id": ..., "exception": {"type": ..., "module": ...,
           "message": ...}}
 """
 import json
 import sys
+import time
 
 from celery import Celery
 
@@ -30,13 +32,27 @@ def main() -> None:
             print(json.dumps({"id": result.id}))
         return
     for result in sent:
+        states = []
+        if request.get("track_states"):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                state = result.state
+                if not states or states[-1] != state:
+                    states.append(state)
+                if state in ("SUCCESS", "FAILURE", "REVOKED"):
+                    break
+                time.sleep(0.02)
         try:
             value = result.get(timeout=timeout)
-            print(json.dumps({"id": result.id, "state": result.state, "result": value}, ensure_ascii=False))
+            line = {"id": result.id, "state": result.state, "result": value}
+            if request.get("track_states"):
+                line["states"] = states
+            print(json.dumps(line, ensure_ascii=False))
         except Exception as error:  # the test inspects exactly what Python raised
             print(json.dumps({
                 "id": result.id,
                 "state": result.state,
+                "states": states,
                 "exception": {
                     "type": type(error).__name__,
                     "module": type(error).__module__,
