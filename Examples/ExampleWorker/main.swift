@@ -50,4 +50,13 @@ registry.register("example.flaky") { invocation, _ in
     }
     return .string("succeeded after \(invocation.retries) retries")
 }
+// An async task: its soft time limit cancels it, so it can clean up and still return something.
+registry.register("example.patient") { (seconds: Double) async throws -> String in
+    do {
+        try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+        return "slept \(seconds)s"
+    } catch is CancellationError {
+        return "cleaned up after the soft time limit"
+    }
+}
 SwiftqDaemon.main(registry: registry)

@@ -18,6 +18,7 @@ package enum ExecTask {
         _ invocation: TaskInvocation,
         argv: [String],
         timeout: Duration?,
+        softTimeout: Duration? = nil,
         lifeline: CInt
     ) -> TaskResult {
         let input: JSONValue = [
@@ -39,7 +40,8 @@ package enum ExecTask {
                 environment: environment,
                 input: input.serialized(),
                 timeout: timeout,
-                abortDescriptor: lifeline
+                abortDescriptor: lifeline,
+                softTimeout: softTimeout
             )
         } catch {
             return .failure(failure("cannot start \(argv[0]): \(error.reason)", traceback: nil))
@@ -59,6 +61,14 @@ package enum ExecTask {
         if outcome.aborted { return .failure(failure("aborted: the worker is shutting down", traceback: traceback)) }
         if outcome.outputTooLarge {
             return .failure(failure("\(argv[0]) wrote more output than allowed", traceback: traceback))
+        }
+        if outcome.softTimedOut, let status = outcome.status, status != .exited(code: 0),
+            status != .exited(code: retryExitCode)
+        {
+            // It was told to stop (SIGTERM at the soft limit) and did: Celery's SoftTimeLimitExceeded.
+            var failure = TaskFailure.softTimeLimitExceeded
+            failure.traceback = traceback
+            return .failure(failure)
         }
         switch outcome.status {
         case .exited(code: 0)?:

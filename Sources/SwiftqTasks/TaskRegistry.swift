@@ -68,6 +68,18 @@ public struct TaskFailure: Error, Equatable, Sendable, CustomStringConvertible {
         TaskFailure(type: "ValueError", message: message)
     }
 
+    /// billiard's `SoftTimeLimitExceeded()`, for a task stopped at its soft time limit (a Python task gets it raised
+    /// where it is; Celery stores it with no arguments).
+    public static var softTimeLimitExceeded: TaskFailure {
+        var failure = TaskFailure(
+            type: "SoftTimeLimitExceeded",
+            message: "SoftTimeLimitExceeded()",
+            module: "billiard.exceptions"
+        )
+        failure.arguments = []
+        return failure
+    }
+
     /// Celery's `NotRegistered`, for a task name no handler is registered under.
     public static func notRegistered(_ name: String) -> TaskFailure {
         TaskFailure(type: "NotRegistered", message: "'\(name)'", module: "celery.exceptions")
@@ -95,10 +107,19 @@ public struct TaskEnvironment: Sendable {
     /// Sleeps up to `duration`, returning early (false) when the process is being told to go away:
     /// a task's sleeps should go through this, so shutdown and parent death are never delayed by them.
     public var sleep: @Sendable (Duration) -> Bool
+    /// When the soft time limit passes (nil: none). A task checks ``isPastSoftTimeLimit`` and stops, as a Celery task
+    /// gets `SoftTimeLimitExceeded`; sleeps end there; async tasks are cancelled then.
+    public var softDeadline: ContinuousClock.Instant?
 
     /// Creates an environment.
-    public init(sleep: @escaping @Sendable (Duration) -> Bool) {
+    public init(sleep: @escaping @Sendable (Duration) -> Bool, softDeadline: ContinuousClock.Instant? = nil) {
         self.sleep = sleep
+        self.softDeadline = softDeadline
+    }
+
+    /// Whether the soft time limit has passed.
+    public var isPastSoftTimeLimit: Bool {
+        softDeadline.map { ContinuousClock.now >= $0 } ?? false
     }
 
     /// An environment whose sleep is a plain sleep (for running handlers outside a pool child).

@@ -102,4 +102,132 @@ import Testing
         )
         #expect(meta["parent_id"]?.stringValue == id)
     }
+
+    // MARK: Time limits
+
+    @Test func aHardLimitFromTheHeaderEndsSleepTenWithinThreeSecondsAndTheNextTaskRuns() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, concurrency: 1, prefetch: 1)
+        let started = Date()
+        let results = try Python.celeryClient(
+            RedisInteropTests.request(
+                redis,
+                calls: [["task": "swiftq.sleep", "args": [10], "options": ["time_limit": 1]]],
+                timeout: 20
+            )
+        )
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(results.first?["exception"]?["type"] == "TimeLimitExceeded", "\(results)")
+        #expect(elapsed < 3, "took \(elapsed)s")
+        let next = try Python.celeryClient(
+            RedisInteropTests.request(redis, calls: [["task": "swiftq.add", "args": [20, 22]]])
+        )
+        #expect(next.first?["result"] == 42)
+        withExtendedLifetime(daemon) {}
+    }
+
+    @Test func softLimitsTellTheBuiltInTheAsyncSwiftTaskAndTheExecProgram() throws {
+        let redis = try RedisServer()
+        let marks = try TemporaryDirectory()
+        let daemon = try RedisInteropTests.daemon(
+            broker: redis,
+            concurrency: 3,
+            extraYAML: """
+                tasks:
+                  exec.soft:
+                    exec: [\(Python.interpreter), \(Self.execScript), soft, \(marks.path)]
+
+                """,
+            binary: Binaries.exampleWorker
+        )
+        let started = Date()
+        let results = try Python.celeryClient(
+            RedisInteropTests.request(
+                redis,
+                calls: [
+                    ["task": "swiftq.sleep", "args": [10], "options": ["soft_time_limit": 1, "time_limit": 8]],
+                    ["task": "example.patient", "args": [10], "options": ["soft_time_limit": 1]],
+                    ["task": "exec.soft", "args": [10], "options": ["soft_time_limit": 1, "time_limit": 8]],
+                ],
+                timeout: 20
+            )
+        )
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(results.count == 3)
+        #expect(results[0]["exception"]?["type"] == "SoftTimeLimitExceeded", "\(results)")
+        #expect(results[0]["exception"]?["module"] == "billiard.exceptions")
+        #expect(results[1]["result"] == "cleaned up after the soft time limit", "\(results)")
+        #expect(results[2]["exception"]?["type"] == "SoftTimeLimitExceeded", "\(results)")
+        let id = try #require(results[2]["id"]?.stringValue)
+        #expect(Self.lines(marks.path + "/" + id) == ["cleaned up after signal 15"])
+        #expect(elapsed < 5, "took \(elapsed)s: the soft limits did not stop the tasks")
+        // The children stayed (a soft limit does not kill).
+        let stats = try daemon.stats()
+        #expect(stats["tasks"]?["time_limited"] == 0)
+        #expect(stats["children"]?.arrayValue?.allSatisfy { $0["restarts"] == 0 || $0["role"] != "pool" } == true)
+    }
+
+    @Test func configuredLimitsApplyWhenTheMessageHasNone() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(
+            broker: redis,
+            concurrency: 3,
+            extraYAML: """
+                tasks:
+                  defaults:
+                    time_limit: 1s
+                  swiftq.sleep:
+                    soft_time_limit: 500ms
+                    time_limit: 4s
+                  exec.slow:
+                    exec: [\(Python.interpreter), \(Self.execScript), sleep]
+
+                """
+        )
+        let started = Date()
+        let results = try Python.celeryClient(
+            RedisInteropTests.request(
+                redis,
+                calls: [
+                    ["task": "swiftq.sleep", "args": [10]],
+                    ["task": "swiftq.sleep", "args": [10], "options": ["soft_time_limit": 30]],
+                    ["task": "exec.slow", "args": [10]],
+                ],
+                timeout: 20
+            )
+        )
+        let elapsed = Date().timeIntervalSince(started)
+        // The task's soft limit.
+        #expect(results[0]["exception"]?["type"] == "SoftTimeLimitExceeded", "\(results)")
+        // The header's soft limit (30 s) wins; the task's hard limit (4 s) ends it.
+        #expect(results[1]["exception"]?["type"] == "TimeLimitExceeded", "\(results)")
+        #expect(results[1]["exception"]?["args"] == ["4"], "\(results)")
+        // tasks.defaults' hard limit, for a task without settings of its own.
+        #expect(results[2]["exception"]?["type"] == "TimeLimitExceeded", "\(results)")
+        #expect(results[2]["exception"]?["args"] == ["1"], "\(results)")
+        #expect(elapsed < 7, "took \(elapsed)s")
+        withExtendedLifetime(daemon) {}
+    }
+
+    @Test func twentyHardLimitKillsInAMinuteAreNoCrashLoop() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, concurrency: 2, prefetch: 1)
+        let calls: [JSONValue] = (0..<20).map { _ in
+            ["task": "swiftq.sleep", "args": [5], "options": ["time_limit": 0.3]]
+        }
+        let results = try Python.celeryClient(RedisInteropTests.request(redis, calls: calls, timeout: 40), timeout: 90)
+        #expect(results.count == 20)
+        #expect(results.allSatisfy { $0["exception"]?["type"] == "TimeLimitExceeded" }, "\(results)")
+        let after = try Python.celeryClient(RedisInteropTests.request(redis, calls: [["task": "swiftq.ping"]]))
+        #expect(after.first?["result"] == "pong")
+        let stats = try daemon.stats()
+        #expect(stats["tasks"]?["time_limited"] == 20)
+        let pool = stats["children"]?.arrayValue?.filter { $0["role"] == "pool" } ?? []
+        #expect(pool.count == 2)
+        for child in pool {
+            #expect(child["crash_loop"] == false)
+            #expect(child["restarts"] == 0, "a time-limit kill counted as a crash: \(child)")
+        }
+        #expect(!daemon.log.contains("crash-looping"))
+    }
 }
