@@ -125,11 +125,20 @@ package struct DeliveryMachine {
 
     package private(set) var deliveries: [UInt64: Delivery] = [:]
     /// Ready deliveries, oldest first.
-    package private(set) var ready: Deque<UInt64> = []
+    package internal(set) var ready: Deque<UInt64> = []
     /// Running deliveries by job (task) id.
     package private(set) var running: [String: UInt64] = [:]
     /// Held deliveries by timer token.
     private var heldByTimer: [UInt64: UInt64] = [:]
+    /// Rate limiting: a token bucket per task name, the deliveries waiting for a token by name (oldest first), and
+    /// the timer that ends each wait.
+    package internal(set) var buckets: [String: TokenBucket] = [:]
+    package internal(set) var parked: [String: Deque<UInt64>] = [:]
+    package internal(set) var parkedCount = 0
+    var rateTimers: [UInt64: String] = [:]
+    var rateTimerByName: [String: UInt64] = [:]
+    /// Deliveries a rate timer put back first in line: they take the token without waiting behind the others.
+    var releasedByRate: Set<UInt64> = []
     /// Delivery tags handed to the transport in a plan and not yet reported settled.
     package private(set) var unsettled: Set<String> = []
     package private(set) var revokedIDs: OrderedSet<String> = []
@@ -142,7 +151,7 @@ package struct DeliveryMachine {
     package private(set) var outstandingCredit = 0
     package private(set) var isShuttingDown = false
     private var nextKey: UInt64 = 1
-    private var nextTimer: UInt64 = 1
+    var nextTimer: UInt64 = 1
 
     package init(settings: Settings, isKnownTask: @escaping (String) -> Bool) {
         self.settings = settings
@@ -151,8 +160,11 @@ package struct DeliveryMachine {
 
     // MARK: Queries
 
-    /// Deliveries that count against the prefetch window: ready and running (ETA-held ones do not).
+    /// Deliveries that count against the prefetch window: ready and running (those held for an ETA or waiting for
+    /// a rate limit do not, so they never starve other tasks of the window).
     package var heldInWindow: Int { ready.count + running.count }
+    /// Deliveries held outside the window: for their ETA or for their rate limit's next token.
+    package var heldOutsideWindow: Int { heldByTimer.count + parkedCount }
     /// Deliveries waiting for their ETA.
     package var heldForETA: Int { heldByTimer.count }
     /// Whether nothing runs any more (warm shutdown can finish).
@@ -285,7 +297,7 @@ package struct DeliveryMachine {
             delivery.state = .held(timer: token)
             heldByTimer[token] = delivery.key
             actions.append(.startTimer(token: token, seconds: max(0, eta.secondsSince1970 - now.secondsSince1970)))
-            actions.append(.setHeldForETA(heldByTimer.count))
+            actions.append(.setHeldForETA(heldOutsideWindow))
             if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
             return
         }
@@ -295,8 +307,9 @@ package struct DeliveryMachine {
 
     /// A timer the machine started fired.
     package mutating func timerFired(_ token: UInt64, now: CeleryTimestamp) -> [Action] {
+        if let name = rateTimers.removeValue(forKey: token) { return rateTimerFired(name) }
         guard let key = heldByTimer.removeValue(forKey: token), let delivery = deliveries[key] else { return [] }
-        var actions: [Action] = [.setHeldForETA(heldByTimer.count)]
+        var actions: [Action] = [.setHeldForETA(heldOutsideWindow)]
         if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
         delivery.state = .ready
         ready.append(key)
@@ -340,6 +353,7 @@ package struct DeliveryMachine {
                 settle(Settlement(deliveryTag: delivery.tag, disposition: .requeue), into: &actions)
                 continue
             }
+            if !takeToken(delivery, now: now, into: &actions) { continue }
             delivery.state = .running
             running[message.id] = key
             free -= 1
@@ -360,6 +374,7 @@ package struct DeliveryMachine {
                 )
             )
         }
+        startRateTimers(now: now, into: &actions)
         return actions
     }
 
@@ -567,10 +582,11 @@ package struct DeliveryMachine {
             case .held(let timer):
                 heldByTimer[timer] = nil
                 actions.append(.cancelTimer(token: timer))
-                actions.append(.setHeldForETA(heldByTimer.count))
+                actions.append(.setHeldForETA(heldOutsideWindow))
                 if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
             case .ready:
                 ready.removeAll { $0 == delivery.key }
+                unpark(delivery, into: &actions)
             case .running, .settling:
                 continue
             }
@@ -585,6 +601,7 @@ package struct DeliveryMachine {
     package mutating func shutdown() -> [Action] {
         isShuttingDown = true
         var actions: [Action] = []
+        clearRateLimitWaits(into: &actions)
         let reserved = deliveries.values.filter { if case .running = $0.state { false } else { $0.state != .settling } }
         for delivery in reserved.sorted(by: { $0.key < $1.key }) {
             if case .held(let timer) = delivery.state {

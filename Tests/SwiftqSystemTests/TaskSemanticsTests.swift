@@ -230,4 +230,36 @@ import Testing
         }
         #expect(!daemon.log.contains("crash-looping"))
     }
+
+    // MARK: Rate limits
+
+    @Test func tenPerSecondOnOneNameDoesNotHoldUpAnother() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(
+            broker: redis,
+            extraYAML: """
+                tasks:
+                  swiftq.add:
+                    rate_limit: 10/s
+
+                """
+        )
+        let calls: [JSONValue] =
+            (0..<30).map { ["task": "swiftq.add", "args": [.int(Int64($0)), 1]] }
+            + (0..<100).map { ["task": "swiftq.echo", "args": [.int(Int64($0))]] }
+        var request = RedisInteropTests.request(redis, calls: calls, timeout: 30).objectValue ?? [:]
+        request["date_done"] = true
+        let results = try Python.celeryClient(.object(request), timeout: 90)
+        try #require(results.count == 130)
+        let done = results.map { $0["date_done"]?.stringValue.flatMap(CeleryTimestamp.init(iso8601:)) }
+        try #require(done.allSatisfy { $0 != nil }, "\(results.prefix(3))")
+        let adds = done[0..<30].map { $0!.secondsSince1970 }
+        let echoes = done[30...].map { $0!.secondsSince1970 }
+        let addSpan = adds.max()! - adds.min()!
+        #expect(addSpan >= 2, "30 tasks at 10/s took \(addSpan)s")
+        let echoesDone = echoes.max()! - adds.min()!
+        #expect(echoesDone < 3, "100 tasks of another name finished \(echoesDone)s after the first limited one")
+        #expect(echoes.max()! < adds.max()!, "the other name waited behind the limited one")
+        withExtendedLifetime(daemon) {}
+    }
 }

@@ -6,6 +6,7 @@ a Python producer sees: values, exceptions re-raised with their type and message
 Request: {"broker": url, "backend": url, "timeout": s,
           "calls": [{"task": name, "args": [...], "kwargs": {...}, "options": {...}}, ...],
           "wait": true, "track_states": false}
+With "date_done", each successful line also has the backend's "date_done" (ISO 8601).
 With "track_states", each line also has "states": every distinct state the backend showed while waiting (polled).
 Output per call: {"id": ..., "state": ..., "result": ...} or {"id": ..., "exception": {"type": ..., "module": ...,
           "message": ...}}
@@ -45,6 +46,8 @@ def main() -> None:
         try:
             value = result.get(timeout=timeout)
             line = {"id": result.id, "state": result.state, "result": value}
+            if request.get("date_done"):
+                line["date_done"] = result.date_done.isoformat() if result.date_done else None
             if request.get("track_states"):
                 line["states"] = states
             print(json.dumps(line, ensure_ascii=False))
