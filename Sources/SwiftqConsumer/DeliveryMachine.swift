@@ -1,6 +1,7 @@
 import DequeModule
 import OrderedCollections
 import SwiftqCore
+import SwiftqPlatform
 import SwiftqPool
 import SwiftqTasks
 
@@ -484,7 +485,7 @@ package struct DeliveryMachine {
             counters.workerLost += 1
             failure = TaskFailure(
                 type: "WorkerLostError",
-                message: "Worker exited prematurely: \(reason).",
+                message: "Worker exited prematurely: \(Self.workerLostText(reason)).",
                 module: "billiard.exceptions"
             )
             actions.append(
@@ -529,6 +530,22 @@ package struct DeliveryMachine {
             now: now,
             into: &actions
         )
+    }
+
+    /// How Celery's `WorkerLostError` names the exit: `signal 9 (SIGKILL)`, `exitcode 3`, and when the cgroup says
+    /// so, that the OOM killer did it.
+    static func workerLostText(_ reason: ExitReason) -> String {
+        func text(_ status: ExitStatus) -> String {
+            switch status {
+            case .exited(let code): "exitcode \(code)"
+            case .signaled(let signal, _): "signal \(signal) (\(UnixSignal.name(of: signal)))"
+            }
+        }
+        switch reason {
+        case .crash(let status): return text(status)
+        case .oomKilled(let status): return "\(text(status)), killed by the OOM killer"
+        default: return "\(reason)"
+        }
     }
 
     /// What happens to the message of a failed task (acked late): acked, unless `acks_on_failure_or_timeout` is

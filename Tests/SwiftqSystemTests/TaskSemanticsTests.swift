@@ -262,4 +262,90 @@ import Testing
         #expect(echoes.max()! < adds.max()!, "the other name waited behind the limited one")
         withExtendedLifetime(daemon) {}
     }
+
+    // MARK: Acknowledgement and lost workers
+
+    /// The stored meta of `id` once it is ready (SUCCESS or FAILURE), polled from the backend.
+    static func finalMeta(_ redis: RedisServer, _ id: String, timeout: Double = 20) -> JSONValue? {
+        var meta: JSONValue?
+        _ = eventually(timeout: timeout) {
+            let text = (try? redis.cli(["-n", "1", "GET", "celery-task-meta-\(id)"])) ?? ""
+            meta = try? JSONValue(parsing: text.trimmingCharacters(in: .whitespacesAndNewlines))
+            let status = meta?["status"]?.stringValue
+            return status == "SUCCESS" || status == "FAILURE"
+        }
+        return meta
+    }
+
+    /// Sends one `exec.slow` task, waits until a pool child runs it, `kill -9`s that child and returns the task id.
+    static func killBusyChild(_ daemon: Daemon, _ redis: RedisServer) throws -> String {
+        let sent = try Python.celeryClient(
+            [
+                "broker": .string(redis.url), "backend": .string(redis.url(db: 1)), "wait": false,
+                "calls": [["task": "exec.slow", "args": []]],
+            ]
+        )
+        let id = try #require(sent.first?["id"]?.stringValue)
+        var busy: Int32?
+        #expect(
+            eventually(timeout: 15) {
+                let children = (try? daemon.stats())?["children"]?.arrayValue ?? []
+                busy = children.first { $0["task_id"]?.stringValue == id }?["pid"]?.intValue.map { Int32($0) }
+                return busy != nil
+            }
+        )
+        let pid = try #require(busy)
+        Thread.sleep(forTimeInterval: 0.3)
+        kill(pid, SIGKILL)
+        return id
+    }
+
+    static func slowTaskDaemon(_ redis: RedisServer, runs: TemporaryDirectory, settings: String) throws -> Daemon {
+        try RedisInteropTests.daemon(
+            broker: redis,
+            extraYAML: """
+                tasks:
+                  exec.slow:
+                    exec: [\(Python.interpreter), \(Self.execScript), slowcount, \(runs.path), "1.5"]
+                \(settings)
+
+                """
+        )
+    }
+
+    @Test func aLateAckedTaskWhoseChildIsKilledRunsAgainWithRejectOnWorkerLost() throws {
+        let redis = try RedisServer()
+        let runs = try TemporaryDirectory()
+        let daemon = try Self.slowTaskDaemon(
+            redis,
+            runs: runs,
+            settings: "    acks_late: true\n    reject_on_worker_lost: true"
+        )
+        let id = try Self.killBusyChild(daemon, redis)
+        let meta = try #require(Self.finalMeta(redis, id))
+        #expect(meta["status"] == "SUCCESS", "\(meta)")
+        #expect(meta["result"] == ["runs": 2])
+        Thread.sleep(forTimeInterval: 1)
+        #expect(Self.lines(runs.path + "/" + id).count == 2, "it ran exactly twice: killed once, then succeeded")
+        #expect(try daemon.stats()["tasks"]?["succeeded"] == 1)
+    }
+
+    @Test(arguments: ["    acks_late: true\n    reject_on_worker_lost: false", "    acks_late: false"])
+    func aKilledChildFailsTheTaskWithWorkerLostErrorNamingTheSignal(settings: String) throws {
+        let redis = try RedisServer()
+        let runs = try TemporaryDirectory()
+        let daemon = try Self.slowTaskDaemon(redis, runs: runs, settings: settings)
+        let id = try Self.killBusyChild(daemon, redis)
+        let meta = try #require(Self.finalMeta(redis, id))
+        #expect(meta["status"] == "FAILURE", "\(meta)")
+        #expect(meta["result"]?["exc_type"] == "WorkerLostError")
+        #expect(meta["result"]?["exc_module"] == "billiard.exceptions")
+        let message = meta["result"]?["exc_message"]?.arrayValue?.first?.stringValue ?? ""
+        #expect(message.contains("signal 9 (SIGKILL)"), "\(message)")
+        Thread.sleep(forTimeInterval: 2.5)
+        #expect(Self.lines(runs.path + "/" + id).count == 1, "not run again")
+        #expect(try redis.cli(["HLEN", "unacked"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        #expect(try redis.cli(["LLEN", "celery"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        withExtendedLifetime(daemon) {}
+    }
 }

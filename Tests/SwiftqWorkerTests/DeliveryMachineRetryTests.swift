@@ -230,4 +230,23 @@ import Testing
         machine.setTimeLimits(task: "swiftq.add", soft: 1, hard: 2)
         #expect(machine.timeLimits(TaskMessage(id: "x", name: "swiftq.add")) == (1, 2))
     }
+
+    @Test func workerLostErrorNamesTheSignalAndTheOOMKiller() {
+        #expect(DeliveryMachine.workerLostText(.crash(.signaled(signal: 9, coreDumped: false))) == "signal 9 (SIGKILL)")
+        #expect(DeliveryMachine.workerLostText(.crash(.exited(code: 3))) == "exitcode 3")
+        #expect(
+            DeliveryMachine.workerLostText(.oomKilled(.signaled(signal: 9, coreDumped: false)))
+                == "signal 9 (SIGKILL), killed by the OOM killer"
+        )
+        let harness = CoreHarness()
+        harness.deliver(harness.task("w1"), tag: "1")
+        harness.pool.startPending()
+        harness.pool.lose(jobID: "w1", reason: .oomKilled(.signaled(signal: 9, coreDumped: false)))
+        let meta = harness.broker.plans.last?.resultJSON
+        #expect(meta?["result"]?["exc_type"] == "WorkerLostError")
+        #expect(
+            meta?["result"]?["exc_message"]
+                == ["Worker exited prematurely: signal 9 (SIGKILL), killed by the OOM killer."]
+        )
+    }
 }

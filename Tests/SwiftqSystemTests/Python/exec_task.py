@@ -4,7 +4,7 @@ argv[1] selects the behaviour: `sum` returns the sum of args; `fail` writes to s
 `garbage` prints something that is not JSON; `sleep` sleeps args[0] seconds; `env` returns its environment;
 `flaky DIR N` asks for a retry (exit 75, countdown 0.5 s) on its first N runs of a task id, counted in DIR, then
 returns the number of runs; `soft DIR` sleeps args[0] seconds and, on SIGTERM, writes "cleaned up" to DIR/<id> and
-exits 1.
+exits 1; `slowcount DIR S` records a run in DIR/<id>, sleeps S seconds and returns the number of runs.
 """
 import json
 import os
@@ -47,3 +47,10 @@ elif mode == "soft":
     signal.signal(signal.SIGTERM, cleanup)
     time.sleep(call["args"][0])
     json.dump("not interrupted", sys.stdout)
+elif mode == "slowcount":
+    runs_file = os.path.join(sys.argv[2], call["id"])
+    with open(runs_file, "a") as runs:
+        runs.write("run %d\n" % os.getpid())
+    time.sleep(float(sys.argv[3]))
+    with open(runs_file) as runs:
+        json.dump({"runs": len(runs.read().splitlines())}, sys.stdout)
