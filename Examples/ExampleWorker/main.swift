@@ -59,4 +59,13 @@ registry.register("example.patient") { (seconds: Double) async throws -> String 
         return "cleaned up after the soft time limit"
     }
 }
+// Keeps `mib` MiB for as long as its pool child lives: with `worker.max_memory_per_child`, the child is replaced
+// after such a task (never during it).
+enum Hoard {
+    nonisolated(unsafe) static var chunks: [[UInt8]] = []
+}
+registry.register("example.hoard") { (mib: Int) in
+    Hoard.chunks.append([UInt8](repeating: 1, count: mib << 20))
+    return mib
+}
 SwiftqDaemon.main(registry: registry)

@@ -38,6 +38,14 @@ package protocol WorkPool: AnyObject {
     func setLogLevel(_ level: LogLevel)
     /// One row per slot, for `stats`.
     var snapshot: [PoolSlotSnapshot] { get }
+    /// Replace a child after it ran `maxTasks` tasks or when its resident memory exceeds `maxMemoryKiB` after a
+    /// task (nil: no limit); between tasks, never during one.
+    func setChildLimits(maxTasks: Int?, maxMemoryKiB: Int?)
+}
+
+package extension WorkPool {
+    /// Pools without children have nothing to replace.
+    func setChildLimits(maxTasks: Int?, maxMemoryKiB: Int?) {}
 }
 
 /// Where ``WorkPool/submit(_:)`` placed a job: the slot, and the pid of the process that runs it (for the
@@ -207,6 +215,9 @@ package struct PoolSlotSnapshot: Sendable, Equatable {
     package var uptime: Double?
     /// When the last exit happened (seconds since the epoch).
     package var lastExitAt: Double?
+    /// How many times the slot's child was replaced on purpose, by reason name (`max_tasks`, `max_memory`,
+    /// `time_limit`, `terminated`, `reload`).
+    package var replaced: [String: Int] = [:]
 }
 
 package extension PoolSlotSnapshot {
@@ -229,6 +240,9 @@ package extension PoolSlotSnapshot {
         object["task_state"] = .string(state)
         object["task_id"] = jobID.map { .string($0) } ?? .null
         object["tasks_completed"] = .int(Int64(tasksCompleted))
+        var replacements: OrderedDictionary<String, JSONValue> = [:]
+        for reason in replaced.keys.sorted() { replacements[reason] = .int(Int64(replaced[reason]!)) }
+        object["replaced"] = .object(replacements)
         return .object(object)
     }
 }

@@ -348,4 +348,66 @@ import Testing
         #expect(try redis.cli(["LLEN", "celery"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
         withExtendedLifetime(daemon) {}
     }
+
+    // MARK: Child limits
+
+    /// Runs `count` pings through the client (waiting for each batch).
+    static func ping(_ redis: RedisServer, _ count: Int) throws {
+        let calls: [JSONValue] = (0..<count).map { _ in ["task": "swiftq.ping"] }
+        let results = try Python.celeryClient(RedisInteropTests.request(redis, calls: calls))
+        #expect(results.allSatisfy { $0["result"] == "pong" })
+    }
+
+    @Test func maxTasksPerChildReplacesTheChildEveryFiveTasks() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(
+            broker: redis,
+            concurrency: 1,
+            prefetch: 1,
+            workerYAMLExtra: "  max_tasks_per_child: 5\n"
+        )
+        #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 1 })
+        var pid = try #require(try daemon.poolPIDs()[0])
+        var seen: Set<Int32> = [pid]
+        for round in 1...3 {
+            try Self.ping(redis, 4)
+            #expect(try daemon.poolPIDs()[0] == pid, "replaced before its 5th task in round \(round)")
+            try Self.ping(redis, 1)
+            #expect(eventually { ((try? daemon.poolPIDs())?[0]).map { $0 != pid } == true }, "round \(round)")
+            pid = try #require(try daemon.poolPIDs()[0])
+            #expect(!seen.contains(pid))
+            seen.insert(pid)
+        }
+        let slot = try #require(try daemon.stats()["children"]?.arrayValue?.first { $0["role"] == "pool" })
+        #expect(slot["exit_reason"] == "max_tasks")
+        #expect(slot["replaced"]?["max_tasks"] == 3)
+        #expect(slot["restarts"] == 0)
+        #expect(slot["tasks_completed"] == 15)
+    }
+
+    @Test func maxMemoryPerChildReplacesTheChildAfterTheTaskThatGrewIt() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(
+            broker: redis,
+            concurrency: 1,
+            prefetch: 1,
+            workerYAMLExtra: "  max_memory_per_child: 100000\n",
+            binary: Binaries.exampleWorker
+        )
+        #expect(eventually { ((try? daemon.poolPIDs()) ?? [:]).count == 1 })
+        let before = try #require(try daemon.poolPIDs()[0])
+        try Self.ping(redis, 3)
+        #expect(try daemon.poolPIDs()[0] == before, "a small child is not replaced")
+        let results = try Python.celeryClient(
+            RedisInteropTests.request(redis, calls: [["task": "example.hoard", "args": [200]]])
+        )
+        // The task that grew the child finished: it was not killed during its run.
+        #expect(results.first?["result"] == 200, "\(results)")
+        #expect(eventually { ((try? daemon.poolPIDs())?[0]).map { $0 != before } == true })
+        let slot = try #require(try daemon.stats()["children"]?.arrayValue?.first { $0["role"] == "pool" })
+        #expect(slot["exit_reason"] == "max_memory")
+        #expect(slot["replaced"]?["max_memory"] == 1)
+        #expect(slot["restarts"] == 0)
+        try Self.ping(redis, 1)
+    }
 }
