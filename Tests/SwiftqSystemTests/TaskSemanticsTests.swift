@@ -410,4 +410,93 @@ import Testing
         #expect(slot["restarts"] == 0)
         try Self.ping(redis, 1)
     }
+
+    // MARK: Countdown and ETA
+
+    static func withDates(_ request: JSONValue) -> JSONValue {
+        var fields = request.objectValue ?? [:]
+        fields["date_done"] = true
+        return .object(fields)
+    }
+
+    static func seconds(_ line: JSONValue, _ key: String) -> Double? {
+        line[key]?.stringValue.flatMap(CeleryTimestamp.init(iso8601:))?.secondsSince1970
+    }
+
+    @Test func countdownTwoRunsBetweenTwoAndThreeSeconds() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis)
+        let results = try Python.celeryClient(
+            Self.withDates(
+                RedisInteropTests.request(
+                    redis,
+                    calls: [["task": "swiftq.echo", "args": ["later"], "options": ["countdown": 2]]]
+                )
+            )
+        )
+        let line = try #require(results.first)
+        #expect(line["result"] == "later")
+        let delay = try #require(Self.seconds(line, "date_done")) - (try #require(Self.seconds(line, "sent_at")))
+        #expect(delay >= 2 && delay <= 3, "ran \(delay)s after it was sent")
+        withExtendedLifetime(daemon) {}
+    }
+
+    @Test func twoHundredHeldETATasksDoNotSlowAThousandPlainOnes() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, concurrency: 2, prefetch: 4)
+        let held: [JSONValue] = (0..<200).map {
+            ["task": "swiftq.echo", "args": [.int(Int64($0))], "options": ["countdown": 8]]
+        }
+        let plain: [JSONValue] = (0..<1000).map { ["task": "swiftq.add", "args": [.int(Int64($0)), 1]] }
+        let results = try Python.celeryClient(
+            Self.withDates(RedisInteropTests.request(redis, calls: held + plain, timeout: 60)),
+            timeout: 180
+        )
+        try #require(results.count == 1200)
+        #expect(results.allSatisfy { $0["state"] == "SUCCESS" })
+        let firstSent = try #require(results.compactMap { Self.seconds($0, "sent_at") }.min())
+        let plainDone = results[200...].compactMap { Self.seconds($0, "date_done") }
+        let heldDone = results[..<200].compactMap { Self.seconds($0, "date_done") }
+        try #require(plainDone.count == 1000 && heldDone.count == 200)
+        // The plain tasks all finished before the first held one was due: none waited behind the held ones.
+        #expect(plainDone.max()! < heldDone.min()!, "plain tasks waited behind held ETA tasks")
+        #expect(plainDone.max()! - firstSent < 8, "1,000 plain tasks took \(plainDone.max()! - firstSent)s")
+        #expect(heldDone.min()! - firstSent >= 7.5)
+        withExtendedLifetime(daemon) {}
+    }
+
+    /// kombu restores unacked messages older than the visibility timeout; swiftqd keeps the deadline of a message it
+    /// holds for an ETA fresh, so a second worker never takes it while the first holds it.
+    @Test func anETATaskDueAfterTheVisibilityTimeoutRunsOnceWithTwoWorkers() throws {
+        let redis = try RedisServer()
+        func worker(_ name: String) throws -> Daemon {
+            try Daemon(
+                concurrency: 2,
+                extraYAML: """
+                    broker:
+                      url: \(redis.url)
+                      visibility_timeout: 2s
+                    result_backend:
+                      url: \(redis.url(db: 1))
+
+                    """,
+                workerYAML: "  hostname: \(name)@%h\n"
+            )
+        }
+        let first = try worker("first")
+        let second = try worker("second")
+        let results = try Python.celeryClient(
+            RedisInteropTests.request(
+                redis,
+                calls: [["task": "swiftq.echo", "args": ["once"], "options": ["countdown": 5]]],
+                timeout: 20
+            )
+        )
+        #expect(results.first?["result"] == "once")
+        // Long enough for a restore after the 2 s timeout and a second run to show.
+        Thread.sleep(forTimeInterval: 3)
+        let runs = try [first, second].map { try $0.stats()["tasks"]?["succeeded"]?.intValue ?? -1 }
+        #expect(runs.reduce(0, +) == 1, "runs per worker: \(runs)")
+        #expect(try redis.cli(["HLEN", "unacked"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+    }
 }

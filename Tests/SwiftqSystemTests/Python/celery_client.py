@@ -6,11 +6,12 @@ a Python producer sees: values, exceptions re-raised with their type and message
 Request: {"broker": url, "backend": url, "timeout": s,
           "calls": [{"task": name, "args": [...], "kwargs": {...}, "options": {...}}, ...],
           "wait": true, "track_states": false}
-With "date_done", each successful line also has the backend's "date_done" (ISO 8601).
+With "date_done", each successful line also has the backend's "date_done" and the client's "sent_at" (ISO 8601).
 With "track_states", each line also has "states": every distinct state the backend showed while waiting (polled).
 Output per call: {"id": ..., "state": ..., "result": ...} or {"id": ..., "exception": {"type": ..., "module": ...,
           "message": ...}}
 """
+import datetime
 import json
 import sys
 import time
@@ -25,9 +26,12 @@ def main() -> None:
     app.conf.result_expires = 3600
     timeout = request.get("timeout", 10)
     sent = []
+    sent_at = {}
     for call in request["calls"]:
         options = call.get("options", {})
+        before = datetime.datetime.now(datetime.timezone.utc).isoformat()
         sent.append(app.send_task(call["task"], args=call.get("args", []), kwargs=call.get("kwargs", {}), **options))
+        sent_at[sent[-1].id] = before
     if not request.get("wait", True):
         for result in sent:
             print(json.dumps({"id": result.id}))
@@ -47,7 +51,11 @@ def main() -> None:
             value = result.get(timeout=timeout)
             line = {"id": result.id, "state": result.state, "result": value}
             if request.get("date_done"):
-                line["date_done"] = result.date_done.isoformat() if result.date_done else None
+                done = result.date_done
+                if done is not None and done.tzinfo is None:
+                    done = done.replace(tzinfo=datetime.timezone.utc)
+                line["date_done"] = done.isoformat() if done else None
+                line["sent_at"] = sent_at[result.id]
             if request.get("track_states"):
                 line["states"] = states
             print(json.dumps(line, ensure_ascii=False))
