@@ -12,6 +12,8 @@ package extension DeliveryMachine.Settings {
             nodeName: nodeName
         )
         applyTaskPolicies(configuration)
+        poisonThreshold = configuration.worker.poisonThreshold
+        deadLetterQueue = configuration.worker.deadLetterQueue
     }
 
     private init(configuration: Configuration, worker: Configuration.Worker, nodeName: String) {
@@ -59,6 +61,7 @@ package extension DeliveryMachine {
             "time_limited": .int(Int64(counters.timeLimited)),
             "revoked": .int(Int64(counters.revoked)),
             "retried": .int(Int64(counters.retried)),
+            "dead_lettered": .int(Int64(counters.deadLettered)),
             "rejected": .object(rejected),
             "results_stored": .int(Int64(counters.resultsStored)),
             "acked": .int(Int64(counters.acked)),

@@ -71,6 +71,10 @@ package struct DeliveryMachine {
         package var defaultPolicy = TaskPolicy()
         /// Those of tasks with settings of their own (`tasks.<name>`), by task name.
         package var policies: [String: TaskPolicy] = [:]
+        /// `worker.poison_threshold`: child kills after which a message is dead-lettered instead of requeued.
+        package var poisonThreshold = 3
+        /// `worker.dead_letter_queue`; nil: `<queue>.dead`.
+        package var deadLetterQueue: String?
     }
 
     /// One reserved message, as far as the machine is concerned.
@@ -108,6 +112,7 @@ package struct DeliveryMachine {
         package var timeLimited = 0
         package var revoked = 0
         package var retried = 0
+        package var deadLettered = 0
         package var rejected: [String: Int] = [:]
         package var resultsStored = 0
         package var acked = 0
@@ -499,24 +504,10 @@ package struct DeliveryMachine {
                 )
             )
             // Celery: with acks_late and reject_on_worker_lost the message goes back to the queue instead of
-            // failing; only once, so that a task that kills its child cannot loop forever.
+            // failing; up to worker.poison_threshold kills, counted in the message itself, then the dead-letter
+            // queue, so that a task that kills its child cannot loop forever.
             if rejectsOnWorkerLost(message.name) && acksLate(message.name) && !delivery.ackedEarly {
-                if !message.redelivered {
-                    actions.append(
-                        .log(.init(level: .warning, text: "requeueing it (reject_on_worker_lost)", taskID: message.id))
-                    )
-                    delivery.state = .settling
-                    settle(Settlement(deliveryTag: delivery.tag, disposition: .requeue), into: &actions)
-                    return
-                }
-                complete(
-                    delivery,
-                    status: .failure(failure),
-                    runtime: 0,
-                    disposition: .reject,
-                    now: now,
-                    into: &actions
-                )
+                requeueOrDeadLetter(delivery, failure: failure, reason: reason, now: now, into: &actions)
                 return
             }
         }

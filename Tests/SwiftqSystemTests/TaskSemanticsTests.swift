@@ -499,4 +499,88 @@ import Testing
         #expect(runs.reduce(0, +) == 1, "runs per worker: \(runs)")
         #expect(try redis.cli(["HLEN", "unacked"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
     }
+
+    // MARK: Poison messages
+
+    static func poisonDaemon(_ redis: RedisServer, runs: TemporaryDirectory, name: String) throws -> Daemon {
+        try Daemon(
+            concurrency: 2,
+            extraYAML: """
+                broker:
+                  url: \(redis.url)
+                  visibility_timeout: 2s
+                result_backend:
+                  url: \(redis.url(db: 1))
+                tasks:
+                  exec.poison:
+                    exec: [\(Python.interpreter), \(Self.execScript), poison, \(runs.path), "2"]
+                    acks_late: true
+                    reject_on_worker_lost: true
+
+                """,
+            workerYAML: "  hostname: \(name)@%h\n  poison_threshold: 3\n"
+        )
+    }
+
+    static func send(_ redis: RedisServer, _ task: String) throws -> String {
+        let sent = try Python.celeryClient(
+            [
+                "broker": .string(redis.url), "backend": .string(redis.url(db: 1)), "wait": false,
+                "calls": [["task": .string(task), "args": []]],
+            ]
+        )
+        return try #require(sent.first?["id"]?.stringValue)
+    }
+
+    static func count(_ redis: RedisServer, _ arguments: [String]) -> Int {
+        Int(((try? redis.cli(arguments)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    /// Two kills under one swiftqd, which is then killed outright while the third run is in flight; the next
+    /// swiftqd gets the message back (visibility timeout) with its count and dead-letters it at the third kill.
+    @Test func aTaskThatAlwaysKillsItsChildIsDeadLetteredAtTheThresholdAcrossARestart() throws {
+        let redis = try RedisServer()
+        let runs = try TemporaryDirectory()
+        var first: Daemon? = try Self.poisonDaemon(redis, runs: runs, name: "first")
+        let consumer = try first?.consumerPID()
+        let id = try Self.send(redis, "exec.poison")
+        let runsFile = runs.path + "/" + id
+        #expect(eventually(timeout: 20) { Self.lines(runsFile).count >= 3 }, "runs: \(Self.lines(runsFile))")
+        // The third run waits 3 s before it kills: stop this swiftqd outright meanwhile.
+        if let pid = first?.pid { kill(pid, SIGKILL) }
+        #expect(eventually(timeout: 10) { consumer.map(processHasEnded) ?? true })
+        first = nil
+        #expect(Self.count(redis, ["LLEN", "celery.dead"]) == 0)
+
+        let second = try Self.poisonDaemon(redis, runs: runs, name: "second")
+        #expect(eventually(timeout: 30) { Self.count(redis, ["LLEN", "celery.dead"]) == 1 }, "\(second.log)")
+        // Killed twice under the first swiftqd, once under the second: the count survived the restart.
+        #expect(Self.lines(runsFile).count == 4, "runs: \(Self.lines(runsFile).count)")
+        let meta = try #require(Self.finalMeta(redis, id))
+        #expect(meta["status"] == "FAILURE")
+        #expect(meta["result"]?["exc_type"] == "WorkerLostError")
+        let stats = try second.stats()
+        #expect(stats["tasks"]?["dead_lettered"] == 1)
+        let pong = try Python.celeryClient(RedisInteropTests.request(redis, calls: [["task": "swiftq.ping"]]))
+        #expect(pong.first?["result"] == "pong", "the worker stays healthy")
+        #expect(
+            (stats["children"]?.arrayValue ?? []).allSatisfy { $0["crash_loop"] != true },
+            "three kills are no crash loop"
+        )
+
+        // swiftqctl dead list shows it with the reason; requeue puts it back with a clean count; purge drops it.
+        let list = try runCommand(Binaries.swiftqctl, ["dead", "list", "--broker", redis.url])
+        #expect(list.status == 0, "\(list.stderr)")
+        #expect(list.stdout.contains(id) && list.stdout.contains("killed its pool child 3 times"), "\(list.stdout)")
+        Thread.sleep(forTimeInterval: 1)
+        let requeued = try runCommand(Binaries.swiftqctl, ["dead", "requeue", "--broker", redis.url, "celery"])
+        #expect(requeued.stdout.contains("requeued 1 message"), "\(requeued.stdout) \(requeued.stderr)")
+        #expect(Self.count(redis, ["LLEN", "celery.dead"]) == 0)
+        // It runs again (from a clean count: three more kills) and ends dead again.
+        #expect(eventually(timeout: 30) { Self.count(redis, ["LLEN", "celery.dead"]) == 1 })
+        #expect(Self.lines(runsFile).count == 7, "runs: \(Self.lines(runsFile).count)")
+        let purged = try runCommand(Binaries.swiftqctl, ["dead", "purge", "--broker", redis.url])
+        #expect(purged.stdout.contains("purged 1 message"), "\(purged.stdout) \(purged.stderr)")
+        #expect(Self.count(redis, ["LLEN", "celery.dead"]) == 0)
+    }
 }

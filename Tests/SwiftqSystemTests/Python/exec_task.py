@@ -4,7 +4,8 @@ argv[1] selects the behaviour: `sum` returns the sum of args; `fail` writes to s
 `garbage` prints something that is not JSON; `sleep` sleeps args[0] seconds; `env` returns its environment;
 `flaky DIR N` asks for a retry (exit 75, countdown 0.5 s) on its first N runs of a task id, counted in DIR, then
 returns the number of runs; `soft DIR` sleeps args[0] seconds and, on SIGTERM, writes "cleaned up" to DIR/<id> and
-exits 1; `slowcount DIR S` records a run in DIR/<id>, sleeps S seconds and returns the number of runs.
+exits 1; `slowcount DIR S` records a run in DIR/<id>, sleeps S seconds and returns the number of runs;
+`poison DIR N` records a run and kills its parent (the pool child), after 3 s from its (N+1)th run on.
 """
 import json
 import os
@@ -54,3 +55,15 @@ elif mode == "slowcount":
     time.sleep(float(sys.argv[3]))
     with open(runs_file) as runs:
         json.dump({"runs": len(runs.read().splitlines())}, sys.stdout)
+elif mode == "poison":
+    import signal
+
+    runs_file = os.path.join(sys.argv[2], call["id"])
+    with open(runs_file, "a") as runs:
+        runs.write("run\n")
+    with open(runs_file) as runs:
+        count = len(runs.read().splitlines())
+    if count > int(sys.argv[3]):
+        time.sleep(3)
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(10)
