@@ -70,7 +70,9 @@ let package = Package(
         // built-in tasks. No broker, pool or daemon code.
         .target(
             name: "SwiftqTasks",
-            dependencies: ["SwiftqCore", .product(name: "OrderedCollections", package: "swift-collections")]
+            dependencies: [
+                "SwiftqCore", "SwiftqPlatform", .product(name: "OrderedCollections", package: "swift-collections"),
+            ]
         ),
         // The pool: the WorkPool contract, the prefork pool (the consumer's children), the inline pool, the pool
         // child, exec tasks, the typed pool channel, the daemon's log. No broker code (the import check holds it).

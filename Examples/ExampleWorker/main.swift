@@ -49,4 +49,30 @@ registry.register("example.allocate") { (mib: Int) in
     let bytes = [UInt8](repeating: 1, count: mib << 20)
     return bytes.reduce(0) { $0 &+ Int($1) }
 }
+// Celery's `self.retry(countdown=1)`: asks to run again a second later, twice, then succeeds. The retry is a new
+// message with the same id and `retries + 1`; the client's `.get()` sees RETRY meanwhile, then the result.
+registry.register("example.flaky") { invocation, _ in
+    guard invocation.retries >= 2 else {
+        throw TaskRetry(countdown: 1, cause: TaskFailure(type: "ConnectionError", message: "not yet"))
+    }
+    return .string("succeeded after \(invocation.retries) retries")
+}
+// An async task: its soft time limit cancels it, so it can clean up and still return something.
+registry.register("example.patient") { (seconds: Double) async throws -> String in
+    do {
+        try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+        return "slept \(seconds)s"
+    } catch is CancellationError {
+        return "cleaned up after the soft time limit"
+    }
+}
+// Keeps `mib` MiB for as long as its pool child lives: with `worker.max_memory_per_child`, the child is replaced
+// after such a task (never during it).
+enum Hoard {
+    nonisolated(unsafe) static var chunks: [[UInt8]] = []
+}
+registry.register("example.hoard") { (mib: Int) in
+    Hoard.chunks.append([UInt8](repeating: 1, count: mib << 20))
+    return mib
+}
 SwiftqDaemon.main(registry: registry)

@@ -18,7 +18,7 @@ protocol ResultReader: AnyObject {
 // MARK: - Redis
 
 /// A client's Redis connection: 5 s to connect, 10 s per command.
-private func clientConnection(_ url: String) throws(ClientError) -> RedisConnection {
+func clientConnection(_ url: String) throws(ClientError) -> RedisConnection {
     do {
         return try RedisConnection(
             url: try RedisURL(parsing: url),

@@ -40,6 +40,8 @@ package final class AMQPTransport: BrokerTransport {
     private let heartbeat: Duration
     private let connectTimeout: Duration
     private let queues: [String]
+    /// Where poison messages go (`worker.dead_letter_queue`): declared so a publish to them is never dropped.
+    private let deadLetterQueues: [String]
     private let queueArguments: OrderedDictionary<String, JSONValue>
     /// `worker.prefetch_multiplier` × concurrency; 0 means unlimited.
     /// Whether `basic.qos` is channel-wide (classic queues) or per consumer (quorum queues and RabbitMQ ≥ 4.3
@@ -71,6 +73,7 @@ package final class AMQPTransport: BrokerTransport {
         tls: AMQPTLSOptions?,
         broker: Configuration.Broker,
         queues: [String],
+        deadLetterQueues: [String] = [],
         window: Int,
         nodeName: String?,
         rpcResults: Bool,
@@ -82,6 +85,7 @@ package final class AMQPTransport: BrokerTransport {
         self.heartbeat = url.heartbeat ?? broker.heartbeat
         self.connectTimeout = url.connectTimeout ?? broker.connectTimeout
         self.queues = queues
+        self.deadLetterQueues = deadLetterQueues.filter { !queues.contains($0) }
         var arguments: OrderedDictionary<String, JSONValue> = [:]
         if let priority = broker.queueMaxPriority { arguments["x-max-priority"] = .int(Int64(priority)) }
         if broker.queueType == .quorum { arguments["x-queue-type"] = .string("quorum") }
@@ -280,6 +284,10 @@ package final class AMQPTransport: BrokerTransport {
                 arguments: queueArguments
             )
             try connection.bindQueue(channel: consumeChannel, queue: queue, exchange: queue, routingKey: queue)
+        }
+        for queue in deadLetterQueues {
+            // Plain durable queues: nothing consumes them; swiftqctl dead reads them.
+            _ = try connection.declareQueue(channel: consumeChannel, name: queue, durable: true, arguments: [:])
         }
         let prefetch = wantedPrefetch
         let channelWide = channelWideQoS.withLock { $0 }

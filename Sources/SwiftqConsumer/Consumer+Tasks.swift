@@ -77,6 +77,10 @@ package extension Consumer {
                     ) : nil,
                 broker: configuration.broker,
                 queues: configuration.worker.queues,
+                deadLetterQueues: Array(
+                    Set(configuration.worker.queues.map(configuration.worker.deadLetterQueue(for:)))
+                )
+                .sorted(),
                 window: configuration.worker.prefetchMultiplier == 0 ? 0 : prefetchWindow,
                 nodeName: nodeName,
                 rpcResults: usesRPC,

@@ -165,6 +165,8 @@ package final class Consumer {
             logLevel: configuration.logging.level,
             executable: ChildProcess.currentExecutable
         )
+        pool.maxTasksPerChild = configuration.worker.maxTasksPerChild
+        pool.maxMemoryPerChild = configuration.worker.maxMemoryPerChild
         // Until the transport and the core exist (the "Connection" step), only slots come and go.
         pool.onEvent = { [unowned self] event in poolEvent(event) }
         self.pool = pool
@@ -266,6 +268,10 @@ package final class Consumer {
             core?.reconfigure(DeliveryMachine.Settings(configuration: configuration, nodeName: nodeName))
             DaemonLog.level = Logger.Level(configuration.logging.level)
             pool?.setLogLevel(configuration.logging.level)
+            pool?.setChildLimits(
+                maxTasks: configuration.worker.maxTasksPerChild,
+                maxMemoryKiB: configuration.worker.maxMemoryPerChild
+            )
             if let pool, configuration.worker.concurrency != pool.targetSize {
                 logger.info("worker.concurrency \(pool.targetSize) -> \(configuration.worker.concurrency)")
                 pool.resize(to: configuration.worker.concurrency)

@@ -103,6 +103,17 @@ package final class ConsumerCore {
         pump()
     }
 
+    /// Changes a task's rate limit at runtime (tasks per second; nil or 0: none), as Celery's `rate_limit` command.
+    package func setRateLimit(task name: String, rate: Double?) {
+        perform(machine.setRateLimit(task: name, rate: rate))
+        pump()
+    }
+
+    /// Changes a task's time limits at runtime, as Celery's `time_limit` command.
+    package func setTimeLimits(task name: String, soft: Double?, hard: Double?) {
+        machine.setTimeLimits(task: name, soft: soft, hard: hard)
+    }
+
     /// Stops taking work and returns what was reserved; running tasks go on.
     package func shutdown() {
         perform(machine.shutdown())

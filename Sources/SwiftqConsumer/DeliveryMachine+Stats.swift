@@ -7,6 +7,17 @@ package extension DeliveryMachine.Settings {
     init(configuration: Configuration, nodeName: String) {
         let worker = configuration.worker
         self.init(
+            configuration: configuration,
+            worker: worker,
+            nodeName: nodeName
+        )
+        applyTaskPolicies(configuration)
+        poisonThreshold = configuration.worker.poisonThreshold
+        deadLetterQueue = configuration.worker.deadLetterQueue
+    }
+
+    private init(configuration: Configuration, worker: Configuration.Worker, nodeName: String) {
+        self.init(
             acksLate: worker.acksLate,
             trackStarted: worker.trackStarted,
             rejectOnWorkerLost: worker.rejectOnWorkerLost,
@@ -50,6 +61,8 @@ package extension DeliveryMachine {
             "worker_lost": .int(Int64(counters.workerLost)),
             "time_limited": .int(Int64(counters.timeLimited)),
             "revoked": .int(Int64(counters.revoked)),
+            "retried": .int(Int64(counters.retried)),
+            "dead_lettered": .int(Int64(counters.deadLettered)),
             "rejected": .object(rejected),
             "results_stored": .int(Int64(counters.resultsStored)),
             "acked": .int(Int64(counters.acked)),

@@ -1,6 +1,7 @@
 import DequeModule
 import OrderedCollections
 import SwiftqCore
+import SwiftqPlatform
 import SwiftqPool
 import SwiftqTasks
 
@@ -68,6 +69,14 @@ package struct DeliveryMachine {
         package var defaultQueue = Canvas.defaultQueue
         /// Programs of exec tasks, by task name.
         package var execTasks: [String: PoolJob.ExecSpec] = [:]
+        /// Retries, limits and acknowledgement of tasks without settings of their own (`tasks.defaults`).
+        package var defaultPolicy = TaskPolicy()
+        /// Those of tasks with settings of their own (`tasks.<name>`), by task name.
+        package var policies: [String: TaskPolicy] = [:]
+        /// `worker.poison_threshold`: child kills after which a message is dead-lettered instead of requeued.
+        package var poisonThreshold = 3
+        /// `worker.dead_letter_queue`; nil: `<queue>.dead`.
+        package var deadLetterQueue: String?
     }
 
     /// One reserved message, as far as the machine is concerned.
@@ -104,6 +113,8 @@ package struct DeliveryMachine {
         package var workerLost = 0
         package var timeLimited = 0
         package var revoked = 0
+        package var retried = 0
+        package var deadLettered = 0
         package var rejected: [String: Int] = [:]
         package var resultsStored = 0
         package var acked = 0
@@ -125,22 +136,35 @@ package struct DeliveryMachine {
 
     package private(set) var deliveries: [UInt64: Delivery] = [:]
     /// Ready deliveries, oldest first.
-    package private(set) var ready: Deque<UInt64> = []
+    package internal(set) var ready: Deque<UInt64> = []
     /// Running deliveries by job (task) id.
     package private(set) var running: [String: UInt64] = [:]
     /// Held deliveries by timer token.
     private var heldByTimer: [UInt64: UInt64] = [:]
+    /// Rate limiting: a token bucket per task name, the deliveries waiting for a token by name (oldest first), and
+    /// the timer that ends each wait.
+    package internal(set) var buckets: [String: TokenBucket] = [:]
+    package internal(set) var parked: [String: Deque<UInt64>] = [:]
+    package internal(set) var parkedCount = 0
+    var rateTimers: [UInt64: String] = [:]
+    var rateTimerByName: [String: UInt64] = [:]
+    /// Deliveries a rate timer put back first in line: they take the token without waiting behind the others.
+    var releasedByRate: Set<UInt64> = []
     /// Delivery tags handed to the transport in a plan and not yet reported settled.
     package private(set) var unsettled: Set<String> = []
     package private(set) var revokedIDs: OrderedSet<String> = []
     package internal(set) var counters = Counters()
+    /// Runtime changes of task policies by name (remote control), kept across reloads.
+    package internal(set) var overrides: [String: PolicyOverride] = [:]
+    /// A uniform random number in 0..<1, for retry jitter (injected by tests).
+    package var random: () -> Double = { Double.random(in: 0..<1) }
     package private(set) var statistics: [String: TaskStatistics] = [:]
     package private(set) var outstandingCredit = 0
     package private(set) var isShuttingDown = false
     /// Ids for messages the canvas sends without a frozen id (a random UUID; injectable for tests).
     package var newID: () -> String = uuid4
     private var nextKey: UInt64 = 1
-    private var nextTimer: UInt64 = 1
+    var nextTimer: UInt64 = 1
 
     package init(settings: Settings, isKnownTask: @escaping (String) -> Bool) {
         self.settings = settings
@@ -149,8 +173,11 @@ package struct DeliveryMachine {
 
     // MARK: Queries
 
-    /// Deliveries that count against the prefetch window: ready and running (ETA-held ones do not).
+    /// Deliveries that count against the prefetch window: ready and running (those held for an ETA or waiting for
+    /// a rate limit do not, so they never starve other tasks of the window).
     package var heldInWindow: Int { ready.count + running.count }
+    /// Deliveries held outside the window: for their ETA or for their rate limit's next token.
+    package var heldOutsideWindow: Int { heldByTimer.count + parkedCount }
     /// Deliveries waiting for their ETA.
     package var heldForETA: Int { heldByTimer.count }
     /// Whether nothing runs any more (warm shutdown can finish).
@@ -269,7 +296,7 @@ package struct DeliveryMachine {
             delivery.state = .held(timer: token)
             heldByTimer[token] = delivery.key
             actions.append(.startTimer(token: token, seconds: max(0, eta.secondsSince1970 - now.secondsSince1970)))
-            actions.append(.setHeldForETA(heldByTimer.count))
+            actions.append(.setHeldForETA(heldOutsideWindow))
             if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
             return
         }
@@ -279,8 +306,9 @@ package struct DeliveryMachine {
 
     /// A timer the machine started fired.
     package mutating func timerFired(_ token: UInt64, now: CeleryTimestamp) -> [Action] {
+        if let name = rateTimers.removeValue(forKey: token) { return rateTimerFired(name) }
         guard let key = heldByTimer.removeValue(forKey: token), let delivery = deliveries[key] else { return [] }
-        var actions: [Action] = [.setHeldForETA(heldByTimer.count)]
+        var actions: [Action] = [.setHeldForETA(heldOutsideWindow)]
         if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
         delivery.state = .ready
         ready.append(key)
@@ -324,22 +352,26 @@ package struct DeliveryMachine {
                 settle(Settlement(deliveryTag: delivery.tag, disposition: .requeue), into: &actions)
                 continue
             }
+            if !takeToken(delivery, now: now, into: &actions) { continue }
             delivery.state = .running
             running[message.id] = key
             free -= 1
             if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
+            let limits = timeLimits(message)
             var job = PoolJob(
                 id: message.id,
                 name: message.name,
                 args: message.args,
                 kwargs: message.kwargs,
                 exec: settings.execTasks[message.name],
-                softTimeLimit: message.timeLimit.soft,
-                hardTimeLimit: message.timeLimit.hard
+                softTimeLimit: limits.soft,
+                hardTimeLimit: limits.hard,
+                retries: message.retries
             )
             job.body = message.body
             actions.append(.submit(job))
         }
+        startRateTimers(now: now, into: &actions)
         return actions
     }
 
@@ -372,7 +404,7 @@ package struct DeliveryMachine {
                 )
                 plan.result = StoredResult(taskID: message.id, meta: meta.pythonSerialized(), replyTo: message.replyTo)
             }
-            if !settings.acksLate, let tag = delivery.tag {
+            if !acksLate(message.name), let tag = delivery.tag {
                 plan.deliveryTag = tag
                 plan.disposition = .ack
                 delivery.ackedEarly = true
@@ -391,14 +423,20 @@ package struct DeliveryMachine {
                     into: &actions
                 )
             case .failure(let failure):
+                if policy(for: delivery.message.name).autoretry {
+                    retry(delivery, TaskRetry(cause: failure), runtime: runtime, now: now, into: &actions)
+                    break
+                }
                 complete(
                     delivery,
                     status: .failure(failure),
                     runtime: runtime,
-                    disposition: .ack,
+                    disposition: failureDisposition(delivery.message.name, timedOut: false),
                     now: now,
                     into: &actions
                 )
+            case .retry(let request):
+                retry(delivery, request, runtime: runtime, now: now, into: &actions)
             }
         case .lost(let jobID, let slot, let pid, let reason):
             guard let delivery = takeRunning(jobID) else { break }
@@ -420,7 +458,7 @@ package struct DeliveryMachine {
         switch reason {
         case .timeLimit:
             counters.timeLimited += 1
-            let seconds = message.timeLimit.hard ?? 0
+            let seconds = timeLimits(message).hard ?? 0
             let limit = PythonRepr.repr(.double(seconds))
             failure = .timeLimitExceeded(seconds: seconds)
             actions.append(
@@ -443,7 +481,7 @@ package struct DeliveryMachine {
             counters.workerLost += 1
             failure = TaskFailure(
                 type: "WorkerLostError",
-                message: "Worker exited prematurely: \(reason).",
+                message: "Worker exited prematurely: \(Self.workerLostText(reason)).",
                 module: "billiard.exceptions"
             )
             actions.append(
@@ -457,28 +495,46 @@ package struct DeliveryMachine {
                 )
             )
             // Celery: with acks_late and reject_on_worker_lost the message goes back to the queue instead of
-            // failing; only once, so that a task that kills its child cannot loop forever.
-            if settings.rejectOnWorkerLost && settings.acksLate && !delivery.ackedEarly {
-                if !message.redelivered {
-                    actions.append(
-                        .log(.init(level: .warning, text: "requeueing it (reject_on_worker_lost)", taskID: message.id))
-                    )
-                    delivery.state = .settling
-                    settle(Settlement(deliveryTag: delivery.tag, disposition: .requeue), into: &actions)
-                    return
-                }
-                complete(
-                    delivery,
-                    status: .failure(failure),
-                    runtime: 0,
-                    disposition: .reject,
-                    now: now,
-                    into: &actions
-                )
+            // failing; up to worker.poison_threshold kills, counted in the message itself, then the dead-letter
+            // queue, so that a task that kills its child cannot loop forever.
+            if rejectsOnWorkerLost(message.name) && acksLate(message.name) && !delivery.ackedEarly {
+                requeueOrDeadLetter(delivery, failure: failure, reason: reason, now: now, into: &actions)
                 return
             }
         }
-        complete(delivery, status: .failure(failure), runtime: 0, disposition: .ack, now: now, into: &actions)
+        let timedOut: Bool
+        if case .timeLimit = reason { timedOut = true } else { timedOut = false }
+        complete(
+            delivery,
+            status: .failure(failure),
+            runtime: 0,
+            disposition: failureDisposition(message.name, timedOut: timedOut),
+            now: now,
+            into: &actions
+        )
+    }
+
+    /// How Celery's `WorkerLostError` names the exit: `signal 9 (SIGKILL)`, `exitcode 3`, and when the cgroup says
+    /// so, that the OOM killer did it.
+    static func workerLostText(_ reason: ExitReason) -> String {
+        func text(_ status: ExitStatus) -> String {
+            switch status {
+            case .exited(let code): "exitcode \(code)"
+            case .signaled(let signal, _): "signal \(signal) (\(UnixSignal.name(of: signal)))"
+            }
+        }
+        switch reason {
+        case .crash(let status): return text(status)
+        case .oomKilled(let status): return "\(text(status)), killed by the OOM killer"
+        default: return "\(reason)"
+        }
+    }
+
+    /// What happens to the message of a failed task (acked late): acked, unless `acks_on_failure_or_timeout` is
+    /// off, when a failure is rejected (dropped or dead-lettered) and a timeout requeued, as Celery does.
+    private func failureDisposition(_ name: String, timedOut: Bool) -> Settlement.Disposition {
+        if policy(for: name).acksOnFailureOrTimeout { return .ack }
+        return timedOut ? .requeue : .reject
     }
 
     /// The transport reports settled plans.
@@ -525,10 +581,11 @@ package struct DeliveryMachine {
             case .held(let timer):
                 heldByTimer[timer] = nil
                 actions.append(.cancelTimer(token: timer))
-                actions.append(.setHeldForETA(heldByTimer.count))
+                actions.append(.setHeldForETA(heldOutsideWindow))
                 if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
             case .ready:
                 ready.removeAll { $0 == delivery.key }
+                unpark(delivery, into: &actions)
             case .running, .settling:
                 continue
             }
@@ -543,6 +600,7 @@ package struct DeliveryMachine {
     package mutating func shutdown() -> [Action] {
         isShuttingDown = true
         var actions: [Action] = []
+        clearRateLimitWaits(into: &actions)
         let reserved = deliveries.values.filter { if case .running = $0.state { false } else { $0.state != .settling } }
         for delivery in reserved.sorted(by: { $0.key < $1.key }) {
             if case .held(let timer) = delivery.state {
@@ -584,7 +642,7 @@ package struct DeliveryMachine {
     }
 
     /// Records the outcome and settles: result (unless ignored) before the ack.
-    private mutating func complete(
+    mutating func complete(
         _ delivery: Delivery,
         status: Status,
         runtime: Double,
@@ -689,14 +747,14 @@ package struct DeliveryMachine {
         if plan.result != nil || plan.deliveryTag != nil || plan.chordPart != nil { settle(plan, into: &actions) }
     }
 
-    private mutating func settle(_ plan: Settlement, into actions: inout [Action]) {
+    mutating func settle(_ plan: Settlement, into actions: inout [Action]) {
         var plan = plan
         if plan.taskID == nil { plan.taskID = plan.result?.taskID }
         if let tag = plan.deliveryTag, plan.disposition != .none { unsettled.insert(tag) }
         actions.append(.settle(plan))
     }
 
-    private mutating func recordStatistics(name: String, runtime: Double, success: Bool) {
+    mutating func recordStatistics(name: String, runtime: Double, success: Bool) {
         let key =
             statistics[name] != nil || statistics.count < Self.maximumTaskNames ? name : Self.otherTasksName
         statistics[key, default: TaskStatistics()].record(runtime: runtime, success: success)

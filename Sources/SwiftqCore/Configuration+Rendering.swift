@@ -42,6 +42,10 @@ extension Configuration {
         writer.key("reject_on_worker_lost", worker.rejectOnWorkerLost)
         writer.key("shutdown_timeout", duration: worker.shutdownTimeout)
         writer.key("restart_backoff_max", duration: worker.restartBackoffMax)
+        writer.key("max_tasks_per_child", worker.maxTasksPerChild)
+        writer.key("max_memory_per_child", worker.maxMemoryPerChild)
+        writer.key("poison_threshold", worker.poisonThreshold)
+        writer.key("dead_letter_queue", worker.deadLetterQueue)
         writer.section("control")
         writer.key("socket", control.socket)
         writer.plain("mode", "0" + String(control.mode, radix: 8))
@@ -51,15 +55,29 @@ extension Configuration {
         writer.key("max_request_bytes", control.maxRequestBytes)
         writer.section("logging")
         writer.key("level", logging.level.rawValue)
-        if tasks.isEmpty {
+        if tasks.isEmpty && taskSettings.isEmpty && taskDefaults.isEmpty {
             writer.lines.append("tasks: {}")
         } else {
             writer.section("tasks")
+            if !taskDefaults.isEmpty {
+                writer.lines.append("  \(Configuration.taskDefaultsName):")
+                writer.indent = "    "
+                writer.taskSettings(taskDefaults)
+            }
             for task in tasks.values {
                 writer.lines.append("  \(YAMLWriter.scalar(task.name)):")
                 writer.indent = "    "
                 writer.key("exec", list: task.argv)
                 writer.key("timeout", duration: task.timeout)
+                writer.taskSettings(task.settings)
+            }
+            for (name, settings) in taskSettings {
+                writer.lines.append("  \(YAMLWriter.scalar(name)): {}")
+                writer.indent = "    "
+                if !settings.isEmpty {
+                    writer.lines[writer.lines.count - 1].removeLast(3)
+                    writer.taskSettings(settings)
+                }
             }
         }
         writer.beat(beat)
@@ -68,6 +86,22 @@ extension Configuration {
 }
 
 extension YAMLWriter {
+    /// The keys of a `tasks` entry that are set (unset ones are left out: they fall back to `tasks.defaults`).
+    fileprivate mutating func taskSettings(_ settings: Configuration.TaskSettings) {
+        if let value = settings.maxRetries { key("max_retries", value) }
+        if let value = settings.defaultRetryDelay { key("default_retry_delay", duration: value) }
+        if let value = settings.retryBackoff { key("retry_backoff", value) }
+        if let value = settings.retryBackoffMax { key("retry_backoff_max", duration: value) }
+        if let value = settings.retryJitter { key("retry_jitter", value) }
+        if let value = settings.autoretry { key("autoretry", value) }
+        if let value = settings.softTimeLimit { key("soft_time_limit", duration: value) }
+        if let value = settings.timeLimit { key("time_limit", duration: value) }
+        if let value = settings.rateLimit { key("rate_limit", value.description) }
+        if let value = settings.acksLate { key("acks_late", value) }
+        if let value = settings.rejectOnWorkerLost { key("reject_on_worker_lost", value) }
+        if let value = settings.acksOnFailureOrTimeout { key("acks_on_failure_or_timeout", value) }
+    }
+
     /// Section `beat`; argument values are written as JSON, which YAML reads back as the same values.
     fileprivate mutating func beat(_ beat: Configuration.Beat) {
         section("beat")
@@ -136,6 +170,10 @@ private struct YAMLWriter {
 
     mutating func key(_ key: String, _ value: Int) {
         plain(key, String(value))
+    }
+
+    mutating func key(_ key: String, _ value: Int?) {
+        plain(key, value.map { String($0) } ?? "~")
     }
 
     mutating func key(_ key: String, _ value: Bool) {

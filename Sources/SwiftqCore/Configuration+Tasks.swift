@@ -15,11 +15,14 @@ extension Configuration {
         /// How long one run may take before it is killed and the task fails, or `nil` for no limit. Always
         /// positive.
         public var timeout: Duration?
+        /// Retries, limits and acknowledgement of this task (the other keys of its entry).
+        public var settings: TaskSettings
 
-        public init(name: String, argv: [String], timeout: Duration? = nil) {
+        public init(name: String, argv: [String], timeout: Duration? = nil, settings: TaskSettings = TaskSettings()) {
             self.name = name
             self.argv = argv
             self.timeout = timeout
+            self.settings = settings
         }
     }
 }

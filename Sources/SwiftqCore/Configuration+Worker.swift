@@ -55,6 +55,16 @@ extension Configuration {
         public var shutdownTimeout: Duration
         /// Cap of the exponential backoff between respawns of a crashing child. Always positive.
         public var restartBackoffMax: Duration
+        /// Replace a pool child after it ran this many tasks (Celery's `worker_max_tasks_per_child`); nil: never.
+        public var maxTasksPerChild: Int?
+        /// Replace a pool child, after its task, when its resident memory exceeds this many KiB (Celery's
+        /// `worker_max_memory_per_child`); nil: never. Never mid-task.
+        public var maxMemoryPerChild: Int?
+        /// How many times a message may kill its pool child before it is moved to the dead-letter queue instead
+        /// of being run again. At least 1.
+        public var poisonThreshold: Int
+        /// Where poison messages go; nil means `<queue>.dead` for the queue they came from.
+        public var deadLetterQueue: String?
 
         public init(
             hostname: String = "celery@%h",
@@ -66,7 +76,11 @@ extension Configuration {
             trackStarted: Bool = false,
             rejectOnWorkerLost: Bool = false,
             shutdownTimeout: Duration = .seconds(30),
-            restartBackoffMax: Duration = .seconds(30)
+            restartBackoffMax: Duration = .seconds(30),
+            maxTasksPerChild: Int? = nil,
+            maxMemoryPerChild: Int? = nil,
+            poisonThreshold: Int = 3,
+            deadLetterQueue: String? = nil
         ) {
             self.hostname = hostname
             self.queues = queues
@@ -78,6 +92,15 @@ extension Configuration {
             self.rejectOnWorkerLost = rejectOnWorkerLost
             self.shutdownTimeout = shutdownTimeout
             self.restartBackoffMax = restartBackoffMax
+            self.maxTasksPerChild = maxTasksPerChild
+            self.maxMemoryPerChild = maxMemoryPerChild
+            self.poisonThreshold = poisonThreshold
+            self.deadLetterQueue = deadLetterQueue
+        }
+
+        /// The dead-letter queue for messages taken from `queue`.
+        public func deadLetterQueue(for queue: String) -> String {
+            deadLetterQueue ?? "\(queue).dead"
         }
     }
 }

@@ -22,6 +22,11 @@ public struct Configuration: Sendable, Equatable {
     /// Section `tasks`: programs run as Celery tasks, by task name, in file order. Empty by default: only the
     /// built-in `swiftq.*` tasks are served.
     public var tasks: OrderedDictionary<String, ExecTask>
+    /// `tasks.defaults`: settings for every task (each unset key falls back to `worker` and Celery's defaults).
+    public var taskDefaults = TaskSettings()
+    /// Settings of tasks that are not exec tasks (built-in `swiftq.*` and Swift tasks), by task name, in file
+    /// order; an exec task's settings are in its ``ExecTask/settings``.
+    public var taskSettings: OrderedDictionary<String, TaskSettings> = [:]
     /// Section `beat`: the embedded periodic-task scheduler.
     public var beat = Beat()
 

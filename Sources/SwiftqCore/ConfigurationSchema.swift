@@ -68,14 +68,16 @@ struct ConfigurationEntries: Sendable {
     /// - Parameters:
     ///   - contents: How messages call an entry's mapping ("task settings").
     ///   - fields: The keys of an entry and how each is read into `Entry`.
-    ///   - nameProblem: Why a name may not be used (reserved names), or `nil` when it may.
+    ///   - nameProblem: Why a name may not be used (reserved names) with this value, or `nil` when it may.
+    ///   - entryProblem: What is wrong with an entry whose keys all read well (keys that need one another).
     ///   - makeEntry: The entry with every default, before its keys are read.
     ///   - store: Adds a complete, valid entry to the configuration.
     init<Entry>(
         noun: String,
         contents: String,
         fields: [ConfigurationField<Entry>],
-        nameProblem: @escaping @Sendable (_ name: String) -> String?,
+        nameProblem: @escaping @Sendable (_ name: String, _ value: YAMLNode) -> String?,
+        entryProblem: @escaping @Sendable (_ entry: Entry) -> String? = { _ in nil },
         makeEntry: @escaping @Sendable (_ name: String) -> Entry,
         store: @escaping @Sendable (_ entry: Entry, _ configuration: inout Configuration) -> Void
     ) {
@@ -85,7 +87,7 @@ struct ConfigurationEntries: Sendable {
         let expectation = "a mapping of \(contents) (\(keys.joined(separator: ", ")))"
         self.decode = { name, keyNode, value, keyPath, decoder, configuration in
             var valid = true
-            if let problem = nameProblem(name) {
+            if let problem = nameProblem(name, value) {
                 decoder.report(problem, at: keyNode, keyPath: keyPath)
                 valid = false
             }
@@ -99,6 +101,10 @@ struct ConfigurationEntries: Sendable {
                 owner: keyNode,
                 into: &entry
             )
+            if read, let problem = entryProblem(entry) {
+                decoder.report(problem, at: keyNode, keyPath: keyPath)
+                valid = false
+            }
             if valid && read {
                 store(entry, &configuration)
             }
@@ -333,6 +339,49 @@ enum ConfigurationSchema {
                     configuration.worker.restartBackoffMax = value
                 }
             },
+            ConfigurationField(key: "max_tasks_per_child") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.worker.maxTasksPerChild = nil
+                    return
+                }
+                let value = decoder.integer(node, at: path, in: 1...Int(Int32.max), expected: "a positive integer")
+                if let value {
+                    configuration.worker.maxTasksPerChild = value
+                }
+            },
+            ConfigurationField(key: "max_memory_per_child") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.worker.maxMemoryPerChild = nil
+                    return
+                }
+                let value = decoder.integer(
+                    node,
+                    at: path,
+                    in: 1...Int(Int32.max),
+                    expected: "a positive integer (KiB of resident memory)"
+                )
+                if let value {
+                    configuration.worker.maxMemoryPerChild = value
+                }
+            },
+            ConfigurationField(key: "poison_threshold") { node, path, decoder, configuration in
+                if let value = decoder.integer(node, at: path, in: 1...1000, expected: "a positive integer") {
+                    configuration.worker.poisonThreshold = value
+                }
+            },
+            ConfigurationField(key: "dead_letter_queue") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.worker.deadLetterQueue = nil
+                    return
+                }
+                if let queue = decoder.text(node, at: path, expected: "a queue name"),
+                    !queue.trimmingWhitespace().isEmpty
+                {
+                    configuration.worker.deadLetterQueue = queue.trimmingWhitespace()
+                } else if node.scalar != nil {
+                    decoder.report("expected a queue name, got \"\"", at: node, keyPath: path)
+                }
+            },
         ]
     )
 
@@ -398,13 +447,14 @@ enum ConfigurationSchema {
             noun: "task",
             contents: "task settings",
             fields: [
-                ConfigurationField<Configuration.ExecTask>(key: "exec", isRequired: true) { node, path, decoder, task in
+                ConfigurationField<TaskEntry>(key: "exec") { node, path, decoder, task in
                     if let argv = decoder.argv(node, at: path) {
                         task.argv = argv
                     }
                 },
                 ConfigurationField(key: "timeout") { node, path, decoder, task in
                     // null explicitly means "no limit", the default, as `result_backend.url: ~` means no backend.
+                    task.hasTimeout = true
                     guard !node.isNull else {
                         task.timeout = nil
                         return
@@ -413,16 +463,108 @@ enum ConfigurationSchema {
                         task.timeout = timeout
                     }
                 },
-            ],
-            nameProblem: { name in
+            ] + taskSettingFields,
+            nameProblem: { name, value in
+                // Settings are fine for every name; a program is not, for the built-ins and `defaults`.
+                guard case .mapping(let mapping) = value,
+                    mapping.contains(where: { key, _ in key.scalar?.string == "exec" })
+                else { return nil }
                 let prefix = Configuration.ExecTask.reservedNamePrefix
-                guard name.hasPrefix(prefix) else {
-                    return nil
+                if name.hasPrefix(prefix) {
+                    return "task names starting with \"\(prefix)\" are reserved for built-in tasks"
                 }
-                return "task names starting with \"\(prefix)\" are reserved for built-in tasks"
+                if name == Configuration.taskDefaultsName {
+                    return "tasks.defaults holds settings for every task; it cannot have a program (exec)"
+                }
+                return nil
             },
-            makeEntry: { name in Configuration.ExecTask(name: name, argv: []) },
-            store: { task, configuration in configuration.tasks[task.name] = task }
+            entryProblem: { entry in
+                entry.hasTimeout && entry.argv.isEmpty ? "missing required key \"exec\"" : nil
+            },
+            makeEntry: { name in TaskEntry(name: name) },
+            store: { entry, configuration in
+                if entry.name == Configuration.taskDefaultsName {
+                    configuration.taskDefaults = entry.settings
+                } else if !entry.argv.isEmpty {
+                    configuration.tasks[entry.name] = Configuration.ExecTask(
+                        name: entry.name,
+                        argv: entry.argv,
+                        timeout: entry.timeout,
+                        settings: entry.settings
+                    )
+                } else {
+                    configuration.taskSettings[entry.name] = entry.settings
+                }
+            }
         )
     )
+
+    /// One `tasks.<name>` entry while it is read: a program (exec tasks), its own timeout, and the settings.
+    struct TaskEntry {
+        var name: String
+        var argv: [String] = []
+        var timeout: Duration?
+        var hasTimeout = false
+        var settings = Configuration.TaskSettings()
+    }
+
+    /// The keys of `tasks.defaults` and `tasks.<name>` other than `exec` and `timeout`. Null means "not set here".
+    static let taskSettingFields: [ConfigurationField<TaskEntry>] = [
+        ConfigurationField(key: "max_retries") { node, path, decoder, task in
+            guard !node.isNull else { return }
+            task.settings.maxRetries = decoder.integer(
+                node,
+                at: path,
+                in: 0...1_000_000,
+                expected: "a non-negative integer"
+            )
+        },
+        durationSetting("default_retry_delay", allowsZero: true, \.defaultRetryDelay),
+        booleanSetting("retry_backoff", \.retryBackoff),
+        durationSetting("retry_backoff_max", allowsZero: false, \.retryBackoffMax),
+        booleanSetting("retry_jitter", \.retryJitter),
+        booleanSetting("autoretry", \.autoretry),
+        durationSetting("soft_time_limit", allowsZero: false, \.softTimeLimit),
+        durationSetting("time_limit", allowsZero: false, \.timeLimit),
+        ConfigurationField(key: "rate_limit") { node, path, decoder, task in
+            guard !node.isNull else { return }
+            let expectation = "a rate such as 10/s, 100/m or 5/h"
+            guard let text = decoder.text(node, at: path, expected: expectation) else { return }
+            guard let rate = Configuration.RateLimit(text) else {
+                decoder.report(
+                    "expected \(expectation), got \(ConfigurationDecoder.describe(node))",
+                    at: node,
+                    keyPath: path
+                )
+                return
+            }
+            task.settings.rateLimit = rate
+        },
+        booleanSetting("acks_late", \.acksLate),
+        booleanSetting("reject_on_worker_lost", \.rejectOnWorkerLost),
+        booleanSetting("acks_on_failure_or_timeout", \.acksOnFailureOrTimeout),
+    ]
+
+    private static func booleanSetting(
+        _ key: String,
+        _ property: WritableKeyPath<Configuration.TaskSettings, Bool?> & Sendable
+    ) -> ConfigurationField<TaskEntry> {
+        ConfigurationField(key: key) { node, path, decoder, task in
+            guard !node.isNull else { return }
+            if let value = decoder.boolean(node, at: path) { task.settings[keyPath: property] = value }
+        }
+    }
+
+    private static func durationSetting(
+        _ key: String,
+        allowsZero: Bool,
+        _ property: WritableKeyPath<Configuration.TaskSettings, Duration?> & Sendable
+    ) -> ConfigurationField<TaskEntry> {
+        ConfigurationField(key: key) { node, path, decoder, task in
+            guard !node.isNull else { return }
+            if let value = decoder.duration(node, at: path, allowsZero: allowsZero) {
+                task.settings[keyPath: property] = value
+            }
+        }
+    }
 }

@@ -8,6 +8,8 @@ public struct ProgramOutcome: Sendable {
     public var status: ExitStatus?
     /// Whether the time limit ended it.
     public var timedOut: Bool
+    /// Whether the soft time limit passed while it ran (its process group got `SIGTERM`).
+    public var softTimedOut = false
     /// Whether the abort descriptor ended it.
     public var aborted: Bool
     /// Everything it wrote to stdout (up to the output limit).
@@ -36,12 +38,15 @@ public enum ProgramRunner {
     /// - Parameters:
     ///   - abortDescriptor: when this becomes readable (a lifeline reaching end of file), the program is
     ///     killed and the run ends with `aborted`.
+    ///   - softTimeout: when this passes, the program's process group gets `SIGTERM` (once), so it can clean up
+    ///     and exit before `timeout` kills it.
     public static func run(
         arguments: [String],
         environment: [String],
         input: [UInt8],
         timeout: Duration?,
         abortDescriptor: CInt? = nil,
+        softTimeout: Duration? = nil,
         maximumOutput: Int = 64 * 1024 * 1024
     ) throws(SystemError) -> ProgramOutcome {
         let stdin = try Descriptors.pipe(nonBlockingWrite: true)
@@ -85,6 +90,8 @@ public enum ProgramRunner {
         var aborted = false
         var tooLarge = false
         let deadline = timeout.map { ContinuousClock.now + $0 }
+        var softDeadline = softTimeout.map { ContinuousClock.now + $0 }
+        var softTimedOut = false
         var buffer = [UInt8](repeating: 0, count: 65536)
 
         if input.isEmpty, let fd = inputWrite {
@@ -98,13 +105,25 @@ public enum ProgramRunner {
             if let fd = errorRead { pollfds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             if let fd = abortDescriptor { pollfds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             var wait: Int32 = -1
+            if let soft = softDeadline {
+                let left = ContinuousClock.now.duration(to: soft)
+                if left <= .zero {
+                    softDeadline = nil
+                    softTimedOut = true
+                    kill(-pid, SIGTERM)
+                    kill(pid, SIGTERM)
+                } else {
+                    wait = Int32(clamping: max(1, left.milliseconds))
+                }
+            }
             if let deadline {
                 let left = ContinuousClock.now.duration(to: deadline)
                 if left <= .zero {
                     timedOut = true
                     break
                 }
-                wait = Int32(clamping: left.milliseconds)
+                let hard = Int32(clamping: left.milliseconds)
+                wait = wait < 0 ? hard : min(wait, hard)
             }
             let ready = poll(&pollfds, nfds_t(pollfds.count), wait)
             if ready < 0 && errno != EINTR { break }
@@ -154,6 +173,7 @@ public enum ProgramRunner {
         return ProgramOutcome(
             status: status,
             timedOut: timedOut,
+            softTimedOut: softTimedOut,
             aborted: aborted,
             standardOutput: output,
             outputTooLarge: tooLarge,

@@ -100,3 +100,15 @@ public struct ResourceUsage: Sendable {
         return count == 3 ? loads : []
     }
 }
+
+extension ResourceUsage {
+    /// The resident set size of process `pid` in KiB (`VmRSS` in `/proc/<pid>/status`), or nil when it cannot be
+    /// read (the process is gone).
+    public static func residentKiB(of pid: Int32) -> Int? {
+        guard let bytes = try? FileContents.read("/proc/\(pid)/status") else { return nil }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.dropFirst("VmRSS:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
+        }
+        return nil
+    }
+}

@@ -47,16 +47,13 @@ package final class InlinePool: WorkPool {
         for (slot, job) in batch where busy[slot]?.id == job.id {
             let pid = Self.basePID + Int32(slot)
             onEvent?(.started(jobID: job.id, slot: slot, pid: pid))
-            let outcome = registry.run(
-                TaskInvocation(id: job.id, name: job.name, args: job.args, kwargs: job.kwargs),
+            let outcome = registry.execute(
+                TaskInvocation(id: job.id, name: job.name, args: job.args, kwargs: job.kwargs, retries: job.retries),
                 environment: .standalone
             )
             busy[slot] = nil
             completed[slot, default: 0] += 1
-            switch outcome {
-            case .success(let value): onEvent?(.finished(jobID: job.id, outcome: .success(value), runtime: 0))
-            case .failure(let failure): onEvent?(.finished(jobID: job.id, outcome: .failure(failure), runtime: 0))
-            }
+            onEvent?(.finished(jobID: job.id, outcome: PoolOutcome(outcome), runtime: 0))
         }
         return batch.count
     }

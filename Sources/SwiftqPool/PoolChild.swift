@@ -100,29 +100,52 @@ package final class PoolChild {
         taskLogger[metadataKey: DaemonLog.Key.taskName] = "\(job.name)"
         taskLogger.debug("task started")
         let started = ContinuousClock.now
-        let invocation = TaskInvocation(id: job.id, name: job.name, args: job.args, kwargs: job.kwargs)
-        let outcome: Result<JSONValue, TaskFailure>
+        let invocation = TaskInvocation(
+            id: job.id,
+            name: job.name,
+            args: job.args,
+            kwargs: job.kwargs,
+            retries: job.retries
+        )
+        let outcome: TaskResult
         if let exec = job.exec {
             let timeout = exec.timeout.map { Duration.milliseconds(Int64($0 * 1000)) }
-            outcome = ExecTask.run(invocation, argv: exec.argv, timeout: timeout, lifeline: Self.lifelineDescriptor)
+            // The program's own timeout and the task's hard limit: whichever comes first kills it.
+            outcome = ExecTask.run(
+                invocation,
+                argv: exec.argv,
+                timeout: timeout,
+                softTimeout: job.softTimeLimit.map { Duration.milliseconds(Int64($0 * 1000)) },
+                lifeline: Self.lifelineDescriptor
+            )
         } else {
-            outcome = registry.run(invocation, environment: environment)
+            let softDeadline = job.softTimeLimit.map { started + Duration.milliseconds(Int64($0 * 1000)) }
+            outcome = registry.execute(invocation, environment: environment(softDeadline: softDeadline))
         }
         let runtime = started.duration(to: .now).seconds
         switch outcome {
-        case .success(let value):
+        case .success:
             taskLogger.debug("task succeeded in \(runtime)s")
-            channel.send(PoolReply.result(id: job.id, outcome: .success(value), runtime: runtime).json)
         case .failure(let failure):
             taskLogger.info("task failed: \(failure)")
-            channel.send(PoolReply.result(id: job.id, outcome: .failure(failure), runtime: runtime).json)
+        case .retry(let retry):
+            taskLogger.info("task asked to be retried: \(retry)")
         }
+        channel.send(PoolReply.result(id: job.id, outcome: PoolOutcome(outcome), runtime: runtime).json)
     }
 
-    /// Sleeps wake up early when the lifeline breaks (the supervisor is gone).
-    private var environment: TaskEnvironment {
-        TaskEnvironment { duration in
-            !Descriptors.waitReadable(PoolChild.lifelineDescriptor, timeout: duration)
+    /// Sleeps wake up early when the lifeline breaks (the supervisor is gone) or the soft time limit passes.
+    private func environment(softDeadline: ContinuousClock.Instant?) -> TaskEnvironment {
+        var environment = TaskEnvironment { duration in
+            var wait = duration
+            if let softDeadline {
+                let left = ContinuousClock.now.duration(to: softDeadline)
+                if left <= .zero { return false }
+                if left < wait { wait = left }
+            }
+            return !Descriptors.waitReadable(PoolChild.lifelineDescriptor, timeout: wait) && wait == duration
         }
+        environment.softDeadline = softDeadline
+        return environment
     }
 }

@@ -57,6 +57,8 @@ package extension PoolRequest {
                 "id": .string(job.id), "task": .string(job.name), "args": .array(job.args),
                 "kwargs": .object(job.kwargs),
             ]
+            if job.retries != 0 { fields["retries"] = .int(Int64(job.retries)) }
+            if let soft = job.softTimeLimit { fields["soft_time_limit"] = .double(soft) }
             if let exec = job.exec {
                 fields["exec"] = .object([
                     "argv": .array(exec.argv.map { .string($0) }), "timeout": exec.timeout.map { .double($0) } ?? .null,
@@ -112,7 +114,10 @@ package extension PoolRequest {
             {
                 exec = PoolJob.ExecSpec(argv: argv, timeout: spec["timeout"]?.doubleValue)
             }
-            self = .execute(PoolJob(id: jobID, name: name, args: args, kwargs: kwargs, exec: exec))
+            var job = PoolJob(id: jobID, name: name, args: args, kwargs: kwargs, exec: exec)
+            job.retries = message["retries"]?.intValue.map { Int(clamping: $0) } ?? 0
+            job.softTimeLimit = message["soft_time_limit"]?.doubleValue
+            self = .execute(job)
         case "log_level":
             let name: String
             do {
@@ -141,18 +146,22 @@ package extension PoolReply {
                 ["id": .string(id), "state": "SUCCESS", "result": value, "runtime": .double(runtime)]
             )
         case .result(let id, .failure(let failure), let runtime):
-            var exception: OrderedDictionary<String, JSONValue> = [
-                "exc_type": .string(failure.type), "exc_message": .string(failure.message),
-                "exc_module": .string(failure.module),
-            ]
-            if let arguments = failure.arguments { exception["exc_args"] = .array(arguments) }
             return ChannelMessage.make(
                 "result",
                 [
-                    "id": .string(id), "state": "FAILURE", "exception": .object(exception),
+                    "id": .string(id), "state": "FAILURE", "exception": Self.exceptionJSON(failure),
                     "traceback": failure.traceback.map { .string($0) } ?? .null, "runtime": .double(runtime),
                 ]
             )
+        case .result(let id, .retry(let retry), let runtime):
+            var fields: OrderedDictionary<String, JSONValue> = ["id": .string(id), "state": "RETRY"]
+            fields["countdown"] = retry.countdown.map { .double($0) } ?? .null
+            fields["eta"] = retry.eta.map { .string($0.iso8601) } ?? .null
+            fields["max_retries"] = retry.maxRetries.map { .int(Int64($0)) } ?? .null
+            fields["exception"] = retry.cause.map(Self.exceptionJSON) ?? .null
+            fields["traceback"] = retry.cause?.traceback.map { .string($0) } ?? .null
+            fields["runtime"] = .double(runtime)
+            return ChannelMessage.make("result", fields)
         case .error(let message, let id):
             return ChannelMessage.make("error", ["message": .string(message), "id": id])
         }
@@ -170,22 +179,48 @@ package extension PoolReply {
             case "SUCCESS":
                 self = .result(id: id, outcome: .success(try reader.value("result")), runtime: runtime)
             case "FAILURE":
-                let exception = try reader.value("exception")
-                var failure = TaskFailure(
-                    type: exception["exc_type"]?.stringValue ?? "Exception",
-                    message: exception["exc_message"]?.stringValue ?? "",
-                    module: exception["exc_module"]?.stringValue ?? "builtins",
-                    traceback: message["traceback"]?.stringValue
-                )
-                failure.arguments = exception["exc_args"]?.arrayValue
+                let failure = Self.failure(try reader.value("exception"), traceback: message["traceback"])
                 self = .result(id: id, outcome: .failure(failure), runtime: runtime)
+            case "RETRY":
+                var retry = TaskRetry(countdown: try reader.optionalDouble("countdown"))
+                if let eta = message["eta"]?.stringValue {
+                    guard let parsed = CeleryTimestamp(iso8601: eta) else {
+                        throw reader.wrong("eta", "an ISO 8601 time")
+                    }
+                    retry.eta = parsed
+                }
+                retry.maxRetries = message["max_retries"]?.intValue.map { Int($0) }
+                if let exception = message["exception"], !exception.isNull {
+                    retry.cause = Self.failure(exception, traceback: message["traceback"])
+                }
+                self = .result(id: id, outcome: .retry(retry), runtime: runtime)
             default:
-                throw reader.wrong("state", "\"SUCCESS\" or \"FAILURE\"")
+                throw reader.wrong("state", "\"SUCCESS\", \"FAILURE\" or \"RETRY\"")
             }
         case "error":
             self = .error(message: try reader.string("message"), id: message["id"] ?? .null)
         default:
             throw reader.unknown
         }
+    }
+
+    private static func exceptionJSON(_ failure: TaskFailure) -> JSONValue {
+        var exception: OrderedDictionary<String, JSONValue> = [
+            "exc_type": .string(failure.type), "exc_message": .string(failure.message),
+            "exc_module": .string(failure.module),
+        ]
+        if let arguments = failure.arguments { exception["exc_args"] = .array(arguments) }
+        return .object(exception)
+    }
+
+    private static func failure(_ exception: JSONValue, traceback: JSONValue?) -> TaskFailure {
+        var failure = TaskFailure(
+            type: exception["exc_type"]?.stringValue ?? "Exception",
+            message: exception["exc_message"]?.stringValue ?? "",
+            module: exception["exc_module"]?.stringValue ?? "builtins",
+            traceback: traceback?.stringValue
+        )
+        failure.arguments = exception["exc_args"]?.arrayValue
+        return failure
     }
 }

@@ -42,6 +42,10 @@ package final class PreforkPool: WorkPool {
     private var signalPipe: SignalPipe?
     private let memory = CgroupMemory.current()
     private var stopping = false
+    /// `worker.max_tasks_per_child` and `worker.max_memory_per_child` (KiB): a child past either is replaced after
+    /// the task it ran, never during one. Changed by a reload.
+    package var maxTasksPerChild: Int?
+    package var maxMemoryPerChild: Int?
 
     /// One slot and the child that fills it. States: `starting` (spawned, no hello yet) → `idle` ⇄ `busy`;
     /// `retiring` (finish the job, then let the child go); `backoff` (dead, waiting for its respawn timer).
@@ -64,6 +68,8 @@ package final class PreforkPool: WorkPool {
         var startedAt: ContinuousClock.Instant = .now
         /// The `oom_kill` count when the child was spawned.
         var oomKillsAtSpawn: Int?
+        /// Tasks the current child has run (for `max_tasks_per_child`).
+        var childTasks = 0
 
         init(index: Int) {
             self.index = index
@@ -78,6 +84,7 @@ package final class PreforkPool: WorkPool {
         package var lastExit: ExitStatus?
         package var lastExitReason: ExitReason?
         package var lastExitAt: Double?
+        package var replaced: [String: Int] = [:]
     }
 
     package init(size: Int, loop: EventLoop, policy: RestartPolicy, logLevel: LogLevel, executable: String) {
@@ -188,7 +195,8 @@ package final class PreforkPool: WorkPool {
                 lastExitReason: record.lastExitReason,
                 crashLooping: policy.isCrashLooping(record.history, at: .now),
                 uptime: slot.pid > 0 ? slot.startedAt.duration(to: .now).seconds : nil,
-                lastExitAt: record.lastExitAt
+                lastExitAt: record.lastExitAt,
+                replaced: record.replaced
             )
         }
     }
@@ -222,6 +230,7 @@ package final class PreforkPool: WorkPool {
         slot.state = .starting
         slot.startedAt = .now
         slot.intendedExit = nil
+        slot.childTasks = 0
         slot.oomKillsAtSpawn = memory?.oomKills()
         let channel = FramedChannel(descriptor: ours, loop: loop)
         slot.channel = channel
@@ -258,7 +267,16 @@ package final class PreforkPool: WorkPool {
             slot.job = nil
             slot.jobStartedAt = nil
             records[slot.index, default: SlotRecord()].tasksCompleted += 1
+            slot.childTasks += 1
             if slot.state == .retiring {
+                release(slot)
+            } else if let reason = childLimitReached(slot, pid: pid) {
+                // Between tasks: the child goes (its channel closes, it exits 0) and a new one takes the slot.
+                logger.info(
+                    "replacing pool child \(slot.index) (pid \(pid)): \(reason)",
+                    metadata: [DaemonLog.Key.slot: "\(slot.index)"]
+                )
+                slot.intendedExit = reason
                 release(slot)
             } else {
                 slot.state = .idle
@@ -267,6 +285,20 @@ package final class PreforkPool: WorkPool {
         case .error(let message, _):
             logger.error("pool child \(slot.index) reported: \(message)")
         }
+    }
+
+    package func setChildLimits(maxTasks: Int?, maxMemoryKiB: Int?) {
+        maxTasksPerChild = maxTasks
+        maxMemoryPerChild = maxMemoryKiB
+    }
+
+    /// Whether the child has run `max_tasks_per_child` tasks or grown past `max_memory_per_child` (resident KiB).
+    private func childLimitReached(_ slot: Slot, pid: pid_t) -> ExitReason? {
+        if let limit = maxTasksPerChild, slot.childTasks >= limit { return .maxTasks }
+        if let limit = maxMemoryPerChild, let resident = ResourceUsage.residentKiB(of: pid), resident > limit {
+            return .maxMemory
+        }
+        return nil
     }
 
     private func sendLogLevel(_ slot: Slot) {
@@ -339,6 +371,7 @@ package final class PreforkPool: WorkPool {
         slot.jobStartedAt = nil
         let delay = (active && !stopping) ? policy.recordExit(reason, &record.history, uptime: uptime, at: .now) : nil
         if delay != nil && reason.isCrash { record.restarts += 1 }
+        if delay != nil && !reason.isCrash { record.replaced[reason.name, default: 0] += 1 }
         if reason.isCrash && policy.isCrashLooping(record.history, at: .now) {
             logger.critical(
                 "pool \(slot.index) is crash-looping: \(record.history.deaths.count) deaths within \(policy.crashLoopWindow)"

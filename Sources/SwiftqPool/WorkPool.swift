@@ -38,6 +38,14 @@ package protocol WorkPool: AnyObject {
     func setLogLevel(_ level: LogLevel)
     /// One row per slot, for `stats`.
     var snapshot: [PoolSlotSnapshot] { get }
+    /// Replace a child after it ran `maxTasks` tasks or when its resident memory exceeds `maxMemoryKiB` after a
+    /// task (nil: no limit); between tasks, never during one.
+    func setChildLimits(maxTasks: Int?, maxMemoryKiB: Int?)
+}
+
+package extension WorkPool {
+    /// Pools without children have nothing to replace.
+    func setChildLimits(maxTasks: Int?, maxMemoryKiB: Int?) {}
 }
 
 /// Where ``WorkPool/submit(_:)`` placed a job: the slot, and the pid of the process that runs it (for the
@@ -69,6 +77,8 @@ package struct PoolJob: Sendable, Equatable {
     /// Soft and hard time limits in seconds (nil: none).
     package var softTimeLimit: Double?
     package var hardTimeLimit: Double?
+    /// The message's `retries` (what the task sees as its retry count).
+    package var retries: Int
 
     package init(
         id: String,
@@ -77,7 +87,8 @@ package struct PoolJob: Sendable, Equatable {
         kwargs: OrderedDictionary<String, JSONValue>,
         exec: ExecSpec? = nil,
         softTimeLimit: Double? = nil,
-        hardTimeLimit: Double? = nil
+        hardTimeLimit: Double? = nil,
+        retries: Int = 0
     ) {
         self.id = id
         self.name = name
@@ -86,6 +97,7 @@ package struct PoolJob: Sendable, Equatable {
         self.exec = exec
         self.softTimeLimit = softTimeLimit
         self.hardTimeLimit = hardTimeLimit
+        self.retries = retries
     }
 
     /// An exec task's program and its own timeout.
@@ -104,6 +116,16 @@ package struct PoolJob: Sendable, Equatable {
 package enum PoolOutcome: Sendable, Equatable {
     case success(JSONValue)
     case failure(TaskFailure)
+    /// The task asked to run again (a thrown ``TaskRetry``, an exec program's exit code 75).
+    case retry(TaskRetry)
+
+    package init(_ result: TaskResult) {
+        switch result {
+        case .success(let value): self = .success(value)
+        case .failure(let failure): self = .failure(failure)
+        case .retry(let retry): self = .retry(retry)
+        }
+    }
 }
 
 /// Why a pool child exited. Only ``crash(_:)`` and ``oomKilled`` are the child's fault: they alone feed the
@@ -196,6 +218,9 @@ package struct PoolSlotSnapshot: Sendable, Equatable {
     package var uptime: Double?
     /// When the last exit happened (seconds since the epoch).
     package var lastExitAt: Double?
+    /// How many times the slot's child was replaced on purpose, by reason name (`max_tasks`, `max_memory`,
+    /// `time_limit`, `terminated`, `reload`).
+    package var replaced: [String: Int] = [:]
 }
 
 package extension PoolSlotSnapshot {
@@ -218,6 +243,9 @@ package extension PoolSlotSnapshot {
         object["task_state"] = .string(state)
         object["task_id"] = jobID.map { .string($0) } ?? .null
         object["tasks_completed"] = .int(Int64(tasksCompleted))
+        var replacements: OrderedDictionary<String, JSONValue> = [:]
+        for reason in replaced.keys.sorted() { replacements[reason] = .int(Int64(replaced[reason]!)) }
+        object["replaced"] = .object(replacements)
         return .object(object)
     }
 }

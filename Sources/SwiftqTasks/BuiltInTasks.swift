@@ -34,7 +34,10 @@ enum BuiltInTasks {
             guard let seconds = value.doubleValue, seconds.isFinite, seconds >= 0, value.boolValue == nil else {
                 throw TaskFailure.valueError("swiftq.sleep() needs a non-negative number of seconds, got \(value)")
             }
-            _ = environment.sleep(.nanoseconds(Int64(seconds * 1e9)))
+            if !environment.sleep(.nanoseconds(Int64(seconds * 1e9))) && environment.isPastSoftTimeLimit {
+                // As a Celery task inside time.sleep gets SoftTimeLimitExceeded raised.
+                throw TaskFailure.softTimeLimitExceeded
+            }
             return .null
         }
         registry.register("swiftq.fail") { invocation, _ in

@@ -15,18 +15,22 @@ public struct TaskInvocation: Sendable {
     public var args: [JSONValue]
     /// Keyword arguments, in the order the client gave them.
     public var kwargs: OrderedDictionary<String, JSONValue>
+    /// How many times the task has been retried so far (Celery's `self.request.retries`).
+    public var retries: Int
 
     /// Creates an invocation.
     public init(
         id: String,
         name: String,
         args: [JSONValue] = [],
-        kwargs: OrderedDictionary<String, JSONValue> = [:]
+        kwargs: OrderedDictionary<String, JSONValue> = [:],
+        retries: Int = 0
     ) {
         self.id = id
         self.name = name
         self.args = args
         self.kwargs = kwargs
+        self.retries = retries
     }
 }
 
@@ -64,6 +68,18 @@ public struct TaskFailure: Error, Equatable, Sendable, CustomStringConvertible {
         TaskFailure(type: "ValueError", message: message)
     }
 
+    /// billiard's `SoftTimeLimitExceeded()`, for a task stopped at its soft time limit (a Python task gets it raised
+    /// where it is; Celery stores it with no arguments).
+    public static var softTimeLimitExceeded: TaskFailure {
+        var failure = TaskFailure(
+            type: "SoftTimeLimitExceeded",
+            message: "SoftTimeLimitExceeded()",
+            module: "billiard.exceptions"
+        )
+        failure.arguments = []
+        return failure
+    }
+
     /// Celery's `NotRegistered`, for a task name no handler is registered under.
     public static func notRegistered(_ name: String) -> TaskFailure {
         TaskFailure(type: "NotRegistered", message: "'\(name)'", module: "celery.exceptions")
@@ -91,10 +107,19 @@ public struct TaskEnvironment: Sendable {
     /// Sleeps up to `duration`, returning early (false) when the process is being told to go away:
     /// a task's sleeps should go through this, so shutdown and parent death are never delayed by them.
     public var sleep: @Sendable (Duration) -> Bool
+    /// When the soft time limit passes (nil: none). A task checks ``isPastSoftTimeLimit`` and stops, as a Celery task
+    /// gets `SoftTimeLimitExceeded`; sleeps end there; async tasks are cancelled then.
+    public var softDeadline: ContinuousClock.Instant?
 
     /// Creates an environment.
-    public init(sleep: @escaping @Sendable (Duration) -> Bool) {
+    public init(sleep: @escaping @Sendable (Duration) -> Bool, softDeadline: ContinuousClock.Instant? = nil) {
         self.sleep = sleep
+        self.softDeadline = softDeadline
+    }
+
+    /// Whether the soft time limit has passed.
+    public var isPastSoftTimeLimit: Bool {
+        softDeadline.map { ContinuousClock.now >= $0 } ?? false
     }
 
     /// An environment whose sleep is a plain sleep (for running handlers outside a pool child).
@@ -145,18 +170,15 @@ public struct TaskRegistry: Sendable {
 
     /// Runs a task; an unknown name fails with Celery's `NotRegistered`. Errors that are not
     /// ``TaskFailure`` are reported with their Swift type name.
+    /// A retry request is reported as Celery's `Retry` exception; ``execute(_:environment:)`` tells it apart.
     public func run(_ invocation: TaskInvocation, environment: TaskEnvironment) -> Result<JSONValue, TaskFailure> {
-        guard let handler = handlers[invocation.name] else {
-            return .failure(.notRegistered(invocation.name))
-        }
-        do {
-            return .success(try handler(invocation, environment))
-        } catch let failure as TaskFailure {
-            return .failure(failure)
-        } catch {
-            return .failure(
-                TaskFailure(type: String(describing: Swift.type(of: error)), message: "\(error)", module: "swiftq")
-            )
+        switch execute(invocation, environment: environment) {
+        case .success(let value): .success(value)
+        case .failure(let failure): .failure(failure)
+        case .retry(let retry):
+            .failure(TaskFailure(type: "Retry", message: retry.description, module: "celery.exceptions"))
         }
     }
+
+    func handler(named name: String) -> TaskHandler? { handlers[name] }
 }

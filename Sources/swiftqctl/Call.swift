@@ -18,16 +18,19 @@ struct BrokerOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "Read the URLs from this swiftqd configuration file.")
     var config: String?
 
+    /// The configuration named by `--config`, if any.
+    func configuration() throws -> Configuration? {
+        guard let config else { return nil }
+        do {
+            return try Configuration.load(contentsOf: config)
+        } catch {
+            throw CtlFailure(code: CtlExit.usage, message: "swiftqctl: cannot use --config:\n\(error)")
+        }
+    }
+
     /// The broker and backend URLs, `embedded` resolved to the embedded broker's socket.
     func urls() throws -> (broker: String, backend: String?) {
-        var configuration: Configuration?
-        if let config {
-            do {
-                configuration = try Configuration.load(contentsOf: config)
-            } catch {
-                throw CtlFailure(code: CtlExit.usage, message: "swiftqctl: cannot use --config:\n\(error)")
-            }
-        }
+        let configuration = try configuration()
         func environment(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
         func resolve(_ url: String?, database: Int) -> String? {
             guard let url else { return nil }

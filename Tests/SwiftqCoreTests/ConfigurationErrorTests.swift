@@ -255,7 +255,7 @@ struct ConfigurationErrorTests {
             2,
             19,
             "tasks.reports.render",
-            "expected a mapping of task settings (exec, timeout), got \"/usr/local/bin/render-report\""
+            "expected a mapping of task settings (\(ConfigurationTasksTests.keys)), got \"/usr/local/bin/render-report\""
         ),
         .init("task-name-empty.yaml", 2, 3, "tasks", "expected a task name, got \"\""),
         .init(

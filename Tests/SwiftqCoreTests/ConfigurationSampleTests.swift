@@ -66,6 +66,10 @@ struct ConfigurationSampleTests {
                 "worker.reject_on_worker_lost",
                 "worker.shutdown_timeout",
                 "worker.restart_backoff_max",
+                "worker.max_tasks_per_child",
+                "worker.max_memory_per_child",
+                "worker.poison_threshold",
+                "worker.dead_letter_queue",
                 "control.socket",
                 "control.mode",
                 "control.group",
@@ -80,7 +84,15 @@ struct ConfigurationSampleTests {
                 "beat.lock_name",
             ]
         )
-        #expect(Configuration.patternKeyPaths == ["tasks.<name>.exec", "tasks.<name>.timeout"])
+        #expect(
+            Configuration.patternKeyPaths == [
+                "tasks.<name>.exec", "tasks.<name>.timeout", "tasks.<name>.max_retries",
+                "tasks.<name>.default_retry_delay", "tasks.<name>.retry_backoff", "tasks.<name>.retry_backoff_max",
+                "tasks.<name>.retry_jitter", "tasks.<name>.autoretry", "tasks.<name>.soft_time_limit",
+                "tasks.<name>.time_limit", "tasks.<name>.rate_limit", "tasks.<name>.acks_late",
+                "tasks.<name>.reject_on_worker_lost", "tasks.<name>.acks_on_failure_or_timeout",
+            ]
+        )
     }
 
     /// Every known key is really read: giving it a mapping yields a type error for that key, not "unknown key".
@@ -118,7 +130,8 @@ struct ConfigurationSampleTests {
         } catch {
             #expect(error.diagnostics.map(\.keyPath) == ["\(parts[0]).reports.render.\(parts[2])"])
             #expect(error.diagnostics.first?.message.hasSuffix("got a mapping") == true)
-            #expect(error.diagnostics.first?.line == 5)
+            // tasks:, the name, the other keys, the key, then its mapping.
+            #expect(error.diagnostics.first?.line == 2 + others.count + 2)
         }
     }
 

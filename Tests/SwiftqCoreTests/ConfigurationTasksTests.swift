@@ -5,6 +5,12 @@ import Testing
 /// `ConfigurationErrorTests`; these cover what the fixtures do not.
 @Suite("Configuration: exec tasks")
 struct ConfigurationTasksTests {
+    /// The keys of a task entry, as messages list them.
+    static let keys =
+        "exec, timeout, max_retries, default_retry_delay, retry_backoff, retry_backoff_max, retry_jitter, "
+        + "autoretry, soft_time_limit, time_limit, rate_limit, acks_late, reject_on_worker_lost, "
+        + "acks_on_failure_or_timeout"
+
     @Test func tasksKeepTheFileOrder() throws {
         let yaml = """
             tasks:
@@ -88,7 +94,7 @@ struct ConfigurationTasksTests {
             "3:23: tasks.swiftq.custom.exec[2]: expected a string, got a list",
             "3:33: tasks.swiftq.custom.exec[3]: expected a string, got ~",
             "4:14: tasks.swiftq.custom.timeout: expected a positive duration such as 30s, got \"-5s\"",
-            "5:5: tasks.swiftq.custom.retries: unknown key; expected one of exec, timeout",
+            "5:5: tasks.swiftq.custom.retries: unknown key; expected one of \(Self.keys)",
         ]
         do {
             _ = try Configuration.parse(yaml, file: "config.yaml")
@@ -106,7 +112,7 @@ struct ConfigurationTasksTests {
         } catch {
             #expect(
                 error.description
-                    == "config.yaml:2:18: tasks.reports.render: expected a mapping of task settings (exec, timeout), "
+                    == "config.yaml:2:18: tasks.reports.render: expected a mapping of task settings (\(Self.keys)), "
                     + "got nothing"
             )
         }

@@ -75,10 +75,17 @@ struct CoreHarness {
     final class Clock: @unchecked Sendable { var now = CeleryTimestamp(secondsSince1970: 1_800_000_000) }
     let clock = Clock()
 
-    init(settings: DeliveryMachine.Settings = .init(), concurrency: Int = 2) {
-        pool = InlinePool(size: concurrency, registry: .builtIn)
+    init(
+        settings: DeliveryMachine.Settings = .init(),
+        concurrency: Int = 2,
+        registry: TaskRegistry = .builtIn,
+        random: @escaping () -> Double = { Double.random(in: 0..<1) }
+    ) {
+        pool = InlinePool(size: concurrency, registry: registry)
+        var machine = DeliveryMachine(settings: settings) { registry.contains($0) }
+        machine.random = random
         core = ConsumerCore(
-            machine: DeliveryMachine(settings: settings) { TaskRegistry.builtIn.contains($0) },
+            machine: machine,
             broker: broker,
             pool: pool,
             timers: timers,
@@ -239,23 +246,38 @@ extension Settlement {
         #expect(harness.core.machine.counters.workerLost == 1)
     }
 
-    @Test func workerLostRequeuesOnceWithRejectOnWorkerLost() {
+    /// reject_on_worker_lost puts the message back counting the kill in the message itself, and dead-letters it at
+    /// worker.poison_threshold kills (here 2), storing FAILURE, so a task that kills its child cannot loop.
+    @Test func workerLostRequeuesUntilThePoisonThresholdWithRejectOnWorkerLost() throws {
         var settings = DeliveryMachine.Settings()
         settings.rejectOnWorkerLost = true
+        settings.poisonThreshold = 2
         let harness = CoreHarness(settings: settings)
         harness.deliver(harness.task("t1"), tag: "1")
         harness.pool.lose(jobID: "t1", reason: .crash(.signaled(signal: 9, coreDumped: false)))
-        let first = harness.broker.plans.last
-        #expect(first?.result == nil)
-        #expect(first?.disposition == .requeue && first?.deliveryTag == "1")
-        // The broker hands it out again, redelivered; it dies again: now it fails, and is not requeued again.
+        let first = try #require(harness.broker.plans.last)
+        #expect(first.result == nil)
+        #expect(first.disposition == .ack && first.deliveryTag == "1")
+        try #require(first.publishes.count == 1)
+        #expect(first.publishes[0].routingKey == "celery")
+        #expect(first.publishes[0].headers["x-swiftq-child-kills"] == 1)
+        #expect(first.publishes[0].headers["id"] == "t1")
+        // The copy comes back; it kills its child again: now FAILURE, and the copy goes to the dead-letter queue.
         var again = harness.task("t1")
-        again.redelivered = true
+        again.headers["x-swiftq-child-kills"] = 1
         harness.deliver(again, tag: "2")
         harness.pool.lose(jobID: "t1", reason: .crash(.signaled(signal: 9, coreDumped: false)))
-        let second = harness.broker.plans.last
-        #expect(second?.status == "FAILURE")
-        #expect(second?.disposition == .reject && second?.deliveryTag == "2")
+        let second = try #require(harness.broker.plans.last)
+        #expect(second.status == "FAILURE")
+        #expect(second.resultJSON?["result"]?["exc_type"] == "WorkerLostError")
+        #expect(second.disposition == .ack && second.deliveryTag == "2")
+        try #require(second.publishes.count == 1)
+        let dead = second.publishes[0]
+        #expect(dead.routingKey == "celery.dead")
+        #expect(dead.headers["x-swiftq-child-kills"] == 2)
+        #expect(dead.headers["x-swiftq-dead-queue"] == "celery")
+        #expect(dead.headers["x-swiftq-dead-reason"] == "killed its pool child 2 times (last: signal 9 (SIGKILL))")
+        #expect(harness.core.machine.counters.deadLettered == 1)
     }
 
     @Test func aHardTimeLimitKillStoresTimeLimitExceeded() {

@@ -25,6 +25,9 @@ import Testing
                     exec: .init(argv: ["/bin/report", "--fast"], timeout: 2.5)
                 )
             ),
+            .execute(
+                PoolJob(id: "c", name: "t", args: [], kwargs: [:], softTimeLimit: 1.5, hardTimeLimit: nil, retries: 2)
+            ),
             .logLevel(.debug),
         ]
         for request in requests {
@@ -78,6 +81,19 @@ import Testing
             .result(id: "a", outcome: .success(["ü": [1, nil, true]]), runtime: 0.25),
             .result(id: "b", outcome: .failure(.valueError("bad")), runtime: 0),
             .result(id: "c", outcome: .failure(limit), runtime: 1),
+            .result(id: "d", outcome: .retry(TaskRetry()), runtime: 0.5),
+            .result(
+                id: "e",
+                outcome: .retry(
+                    TaskRetry(
+                        countdown: 2.5,
+                        eta: CeleryTimestamp(iso8601: "2026-12-05T10:00:00.250000+00:00"),
+                        maxRetries: 7,
+                        cause: TaskFailure(type: "IOError", message: "disk", module: "builtins", traceback: "tb")
+                    )
+                ),
+                runtime: 0.5
+            ),
             .error(message: "unknown message type \"teleport\"", id: .null),
         ]
         for reply in replies {
@@ -134,7 +150,10 @@ import Testing
         #expect(failure(["type": "hello", "pid": 1]) == .init(type: "hello", problem: .missingField("slot")))
         #expect(
             failure(["type": "result", "id": "a", "state": "MAYBE"])
-                == .init(type: "result", problem: .wrongType(field: "state", expected: "\"SUCCESS\" or \"FAILURE\""))
+                == .init(
+                    type: "result",
+                    problem: .wrongType(field: "state", expected: "\"SUCCESS\", \"FAILURE\" or \"RETRY\"")
+                )
         )
         #expect(
             failure(["type": "result", "id": "a", "state": "SUCCESS"])
