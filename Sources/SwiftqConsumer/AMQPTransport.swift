@@ -36,7 +36,9 @@ package final class AMQPTransport: BrokerTransport {
     private let tls: AMQPTLSOptions?
     private let heartbeat: Duration
     private let connectTimeout: Duration
-    private let queues: [String]
+    /// The queues to consume (the configuration's, then what ``setQueues(_:)`` asks for).
+    private let queueList: Mutex<[String]>
+    private var queues: [String] { queueList.withLock { $0 } }
     private let queueArguments: OrderedDictionary<String, JSONValue>
     /// `worker.prefetch_multiplier` × concurrency; 0 means unlimited.
     /// Whether `basic.qos` is channel-wide (classic queues) or per consumer (quorum queues refuse channel-wide).
@@ -77,7 +79,7 @@ package final class AMQPTransport: BrokerTransport {
         self.tls = tls
         self.heartbeat = url.heartbeat ?? broker.heartbeat
         self.connectTimeout = url.connectTimeout ?? broker.connectTimeout
-        self.queues = queues
+        self.queueList = Mutex(queues)
         var arguments: OrderedDictionary<String, JSONValue> = [:]
         if let priority = broker.queueMaxPriority { arguments["x-max-priority"] = .int(Int64(priority)) }
         if broker.queueType == .quorum { arguments["x-queue-type"] = .string("quorum") }
@@ -123,6 +125,11 @@ package final class AMQPTransport: BrokerTransport {
 
     package func setWindow(_ count: Int) {
         window.withLock { $0 = count }
+        inbox.post([Settlement(disposition: .none)])
+    }
+
+    package func setQueues(_ queues: [String]) {
+        queueList.withLock { $0 = queues }
         inbox.post([Settlement(disposition: .none)])
     }
 
@@ -250,17 +257,8 @@ package final class AMQPTransport: BrokerTransport {
             connectionName: "swiftqd consumer \(getpid())"
         )
         try connection.openChannel(consumeChannel)
-        for queue in queues {
-            // What Celery declares for a queue: a durable direct exchange of the same name, bound by the name.
-            try connection.declareExchange(channel: consumeChannel, name: queue, type: "direct", durable: true)
-            _ = try connection.declareQueue(
-                channel: consumeChannel,
-                name: queue,
-                durable: true,
-                arguments: queueArguments
-            )
-            try connection.bindQueue(channel: consumeChannel, queue: queue, exchange: queue, routingKey: queue)
-        }
+        let queues = queues
+        for queue in queues { try declareTaskQueue(queue, on: connection) }
         let prefetch = wantedPrefetch
         try connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: channelWideQoS)
         var queueByConsumer: [String: String] = [:]
@@ -285,6 +283,30 @@ package final class AMQPTransport: BrokerTransport {
         )
     }
 
+    /// What Celery declares for a task queue: a durable direct exchange of the same name, bound by the name.
+    private func declareTaskQueue(_ queue: String, on connection: AMQPConnection) throws {
+        try connection.declareExchange(channel: consumeChannel, name: queue, type: "direct", durable: true)
+        _ = try connection.declareQueue(channel: consumeChannel, name: queue, durable: true, arguments: queueArguments)
+        try connection.bindQueue(channel: consumeChannel, queue: queue, exchange: queue, routingKey: queue)
+    }
+
+    /// Follows ``setQueues(_:)``: consumes the new queues (declared first) and cancels the consumers of the dropped
+    /// ones; their deliveries already made stay on the channel and are settled as usual.
+    private func followQueues(_ session: inout Session) throws {
+        let wanted = queues
+        guard Set(wanted) != Set(session.consumerByQueue.keys) else { return }
+        for (queue, tag) in session.consumerByQueue where !wanted.contains(queue) {
+            try session.connection.cancel(channel: consumeChannel, consumerTag: tag)
+            session.consumerByQueue[queue] = nil
+        }
+        for queue in wanted where session.consumerByQueue[queue] == nil {
+            try declareTaskQueue(queue, on: session.connection)
+            let tag = try session.connection.consume(channel: consumeChannel, queue: queue)
+            session.queueByConsumer[tag] = queue
+            session.consumerByQueue[queue] = tag
+        }
+    }
+
     /// Declares and consumes the node's pidbox as kombu's Mailbox does for a Celery worker: exchange
     /// `celery.pidbox` (fanout, not durable), queue `<node>.celery.pidbox` (exclusive, auto-delete, not durable,
     /// `x-message-ttl` 300 s and `x-expires` 10 s: Celery's `control_queue_ttl`/`control_queue_expires`), bound with
@@ -296,6 +318,14 @@ package final class AMQPTransport: BrokerTransport {
         do {
             try connection.openChannel(controlChannel)
             try connection.declareExchange(channel: controlChannel, name: exchange, type: "fanout", durable: false)
+            // Replies go to this exchange (kombu's worker declares it before replying): publishing to a missing
+            // exchange would close the publishing channel.
+            try connection.declareExchange(
+                channel: controlChannel,
+                name: "reply.\(exchange)",
+                type: "direct",
+                durable: false
+            )
             _ = try connection.declareQueue(
                 channel: controlChannel,
                 name: queue,
@@ -377,6 +407,7 @@ package final class AMQPTransport: BrokerTransport {
             try advance(plan, in: &session, settled: &settled, lost: &lost)
         }
         try flushAcks(&session)
+        try followQueues(&session)
         let prefetch = wantedPrefetch
         if prefetch != session.prefetch { try applyPrefetch(prefetch, in: &session) }
         try checkStarvation(&session)

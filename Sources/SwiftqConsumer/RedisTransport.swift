@@ -27,6 +27,8 @@ package final class RedisTransport: BrokerTransport {
     private let brokerURL: RedisURL
     private let backendURL: RedisURL?
     private let queues: [String]
+    /// The queues asked for by ``setQueues(_:)`` and not yet taken up by the fetcher.
+    private let requestedQueues = Mutex<[String]?>(nil)
     private let node: String
     /// This incarnation's owner name, `<node>#<daemon id>.<random>`.
     package let owner: String
@@ -79,6 +81,11 @@ package final class RedisTransport: BrokerTransport {
 
     /// The consumer's credit already follows its window; nothing to change at the broker.
     package func setWindow(_ count: Int) {}
+
+    package func setQueues(_ queues: [String]) {
+        requestedQueues.withLock { $0 = queues }
+        fetchSignal.post()
+    }
 
     package var fetchProgress: FetchProgress { progress.withLock { $0 } }
 
@@ -146,6 +153,7 @@ package final class RedisTransport: BrokerTransport {
         var connectedBefore = false
         // Queues take turns being first (kombu's round robin), so one busy queue cannot starve the others.
         var order = queues
+        var current = queues
         // Housekeeping every quarter of the visibility timeout (at most a minute): refresh the deadlines of
         // running tasks, and sweep messages whose consumer vanished, as every kombu consumer does.
         let housekeepingInterval = min(visibilityTimeout / 4, .seconds(60))
@@ -157,8 +165,8 @@ package final class RedisTransport: BrokerTransport {
                 do {
                     let made = try connect(brokerURL)
                     let kombu = KombuRedisBroker(connection: made)
-                    try kombu.declare(queues: queues)
-                    watcher = try KombuQueueWatcher(url: brokerURL, layout: KombuRedisLayout(), queues: queues)
+                    try kombu.declare(queues: current)
+                    watcher = try KombuQueueWatcher(url: brokerURL, layout: KombuRedisLayout(), queues: current)
                     // Alive before looking at the others: of two that start together, at least one sees the other.
                     try kombu.heartbeat(node: node, owner: owner, ttl: Self.incarnationTTL)
                     nextBeat = .now + Self.incarnationBeat
@@ -183,6 +191,24 @@ package final class RedisTransport: BrokerTransport {
                 }
             }
             guard let kombu = broker else { continue }
+            if let wanted = requestedQueues.withLock({ requested in
+                defer { requested = nil }; return requested
+            }) {
+                do {
+                    try kombu.declare(queues: wanted)
+                    watcher =
+                        wanted.isEmpty
+                        ? nil : try KombuQueueWatcher(url: brokerURL, layout: KombuRedisLayout(), queues: wanted)
+                    current = wanted
+                    order = wanted
+                } catch {
+                    requestedQueues.withLock { $0 = $0 ?? wanted }
+                    events.post(.state(connected: false, detail: "\(error)"))
+                    broker = nil
+                    watcher = nil
+                    continue
+                }
+            }
             if ContinuousClock.now >= nextBeat {
                 nextBeat = .now + Self.incarnationBeat
                 do {
@@ -212,7 +238,7 @@ package final class RedisTransport: BrokerTransport {
                 }
             }
             let available = credit.withLock { $0 }
-            if available <= 0 {
+            if available <= 0 || order.isEmpty {
                 madeProgress(delivered: false)
                 fetchSignal.wait(timeout: .milliseconds(500))
                 continue

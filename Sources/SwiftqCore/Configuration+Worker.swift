@@ -52,6 +52,15 @@ extension Configuration {
         public var shutdownTimeout: Duration
         /// Cap of the exponential backoff between respawns of a crashing child. Always positive.
         public var restartBackoffMax: Duration
+        /// The most revoked task ids remembered (Celery's `CELERY_WORKER_REVOKES_MAX`); the oldest go first.
+        public var revokesMax: Int
+        /// How long a revoke holds (Celery's `CELERY_WORKER_REVOKE_EXPIRES`, 3 hours). Always positive.
+        public var revokesExpire: Duration
+        /// Where revokes are kept across restarts (Celery's `--statedb`), written atomically; nil: memory and broker
+        /// only.
+        public var stateDB: String?
+
+        public static let revokesMaxRange = 1...10_000_000
 
         public init(
             hostname: String = "celery@%h",
@@ -62,7 +71,10 @@ extension Configuration {
             trackStarted: Bool = false,
             rejectOnWorkerLost: Bool = false,
             shutdownTimeout: Duration = .seconds(30),
-            restartBackoffMax: Duration = .seconds(30)
+            restartBackoffMax: Duration = .seconds(30),
+            revokesMax: Int = 50_000,
+            revokesExpire: Duration = .seconds(10_800),
+            stateDB: String? = nil
         ) {
             self.hostname = hostname
             self.queues = queues
@@ -73,6 +85,9 @@ extension Configuration {
             self.rejectOnWorkerLost = rejectOnWorkerLost
             self.shutdownTimeout = shutdownTimeout
             self.restartBackoffMax = restartBackoffMax
+            self.revokesMax = revokesMax
+            self.revokesExpire = revokesExpire
+            self.stateDB = stateDB
         }
     }
 }

@@ -307,6 +307,31 @@ enum ConfigurationSchema {
                     configuration.worker.restartBackoffMax = value
                 }
             },
+            ConfigurationField(key: "revokes_max") { node, path, decoder, configuration in
+                let value = decoder.integer(
+                    node,
+                    at: path,
+                    in: Configuration.Worker.revokesMaxRange,
+                    expected: "a positive integer"
+                )
+                if let value {
+                    configuration.worker.revokesMax = value
+                }
+            },
+            ConfigurationField(key: "revokes_expire") { node, path, decoder, configuration in
+                if let value = decoder.duration(node, at: path, allowsZero: false) {
+                    configuration.worker.revokesExpire = value
+                }
+            },
+            ConfigurationField(key: "state_db") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.worker.stateDB = nil
+                    return
+                }
+                if let file = decoder.absolutePath(node, at: path) {
+                    configuration.worker.stateDB = file
+                }
+            },
         ]
     )
 
