@@ -147,7 +147,8 @@ package extension ConsumerMessage {
         case "control_reply":
             self = .controlReply(
                 request: try reader.int("request"),
-                reply: try reader.bool("has_reply") ? try reader.value("reply") : nil
+                // Not `nil`: JSONValue is nil-literal expressible, and that would read as JSON null.
+                reply: try reader.bool("has_reply") ? try reader.value("reply") : JSONValue?.none
             )
         case "shutdown_requested": self = .shutdownRequested(reason: try reader.string("reason"))
         default: throw reader.unknown
