@@ -158,8 +158,10 @@ struct ConsumerControlState: ControlState {
         let slots = consumer.pool?.snapshot ?? []
         let completed = slots.map(\.tasksCompleted)
         let total = completed.reduce(0, +)
-        let shares = completed.map { total == 0 ? "0.00%" : String(format2: Double($0) * 100 / Double(total)) + "%" }
-        let average = slots.isEmpty ? "0.00%" : String(format2: 100 / Double(slots.count)) + "%"
+        // billiard's `per`: each share of the writes as a fraction with two decimals (0 when nothing was written).
+        func per(_ value: Double) -> String { String(format2: value == 0 || total == 0 ? 0 : value / Double(total)) }
+        let shares = completed.map { per(Double($0)) }
+        let average = per(slots.isEmpty || total == 0 ? 0 : Double(total) / Double(slots.count))
         return [
             "total": .object(
                 OrderedDictionary(uniqueKeysWithValues: accepted.keys.sorted().map { ($0, .int(Int64(accepted[$0]!))) })
@@ -205,6 +207,7 @@ struct ConsumerControlState: ControlState {
             info["transport"] = "amqp"
             info["connect_timeout"] = .double((amqp.connectTimeout ?? configuration.broker.connectTimeout).seconds)
             info["heartbeat"] = .double((amqp.heartbeat ?? configuration.broker.heartbeat).seconds)
+            info["login_method"] = "PLAIN"
         } else if let redis = try? RedisURL(parsing: url) {
             switch redis.endpoint {
             case .tcp(let host, let port):
@@ -225,7 +228,7 @@ struct ConsumerControlState: ControlState {
             info["heartbeat"] = .double(configuration.broker.heartbeat.seconds)
         }
         info["transport_options"] = .object([:])
-        info["login_method"] = .null
+        if info["login_method"] == nil { info["login_method"] = .null }
         info["uri_prefix"] = .null
         info["failover_strategy"] = "round-robin"
         info["alternates"] = []
