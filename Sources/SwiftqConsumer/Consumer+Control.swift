@@ -50,12 +50,26 @@ package extension Consumer {
 
     /// Parses, decides and carries out one command of the table; returns Celery's reply.
     func runControl(method: String, arguments: JSONValue?, via origin: ControlOrigin) -> ControlOutcome {
+        let policy = configuration.control.broadcast
+        if origin == .broker && policy == .disabled {
+            logger.info("pidbox request \(method) ignored (control.broadcast: false)", metadata: ["command": "\(method)"])
+            return ControlOutcome(reply: nil)
+        }
         let command: ControlCommand
         do {
             command = try ControlCommand(method: method, arguments: arguments)
         } catch {
             logger.warning("control command \(method) refused: \(error.error)")
             return ControlOutcome(reply: error.reply)
+        }
+        if origin == .broker && policy == .readOnly && !command.isReadOnly {
+            logger.warning(
+                "pidbox request \(method) refused (control.broadcast: read-only)",
+                metadata: ["command": "\(method)"]
+            )
+            return ControlOutcome(
+                reply: ControlPanel.nok("control.broadcast is read-only on this worker: \(method) refused")
+            )
         }
         let outcome = ControlPanel.handle(command, state: ConsumerControlState(consumer: self))
         for effect in outcome.effects { perform(effect) }

@@ -50,6 +50,9 @@ extension Configuration {
         writer.key("allow_uids", list: control.allowUIDs.map(\.description))
         writer.key("allow_gids", list: control.allowGIDs.map(\.description))
         writer.key("max_request_bytes", control.maxRequestBytes)
+        writer.key("admin_uids", list: control.adminUIDs.map(\.description))
+        writer.key("admin_gids", list: control.adminGIDs.map(\.description))
+        writer.plain("broadcast", control.broadcast.rawValue)
         writer.section("logging")
         writer.key("level", logging.level.rawValue)
         if tasks.isEmpty {

@@ -368,6 +368,32 @@ enum ConfigurationSchema {
                     configuration.control.allowGIDs = groups.map(GroupRef.init)
                 }
             },
+            ConfigurationField(key: "admin_uids") { node, path, decoder, configuration in
+                if let users = decoder.principals(node, at: path, kind: .user) {
+                    configuration.control.adminUIDs = users.map(UserRef.init)
+                }
+            },
+            ConfigurationField(key: "admin_gids") { node, path, decoder, configuration in
+                if let groups = decoder.principals(node, at: path, kind: .group) {
+                    configuration.control.adminGIDs = groups.map(GroupRef.init)
+                }
+            },
+            ConfigurationField(key: "broadcast") { node, path, decoder, configuration in
+                let expectation = "true, false or read-only"
+                guard let text = decoder.text(node, at: path, expected: expectation) else { return }
+                let value: Configuration.Control.Broadcast? =
+                    switch node.isPlain ? text.lowercased() : text {
+                    case "true", "yes", "on": .enabled
+                    case "false", "no", "off": .disabled
+                    case "read-only": .readOnly
+                    default: nil
+                    }
+                if let value {
+                    configuration.control.broadcast = value
+                } else {
+                    decoder.report("expected \(expectation), got \(text.debugDescription)", at: node, keyPath: path)
+                }
+            },
             ConfigurationField(key: "max_request_bytes") { node, path, decoder, configuration in
                 let range = Configuration.Control.maxRequestBytesRange
                 let value = decoder.integer(node, at: path, in: range, expected: "an integer number of bytes")

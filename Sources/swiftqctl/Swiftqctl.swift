@@ -85,7 +85,10 @@ struct Swiftqctl: ParsableCommand {
         abstract: "Control a running swiftqd through its control socket.",
         discussion: "Exit codes: 0 ok, 1 the command failed, 2 usage, 69 swiftqd unreachable or refused.",
         version: "swiftqctl 0.1.0",
-        subcommands: [Ping.self, Stats.self, Reload.self, Shutdown.self, Call.self, ResultCommand.self, Beat.self]
+        subcommands: [
+            Ping.self, Stats.self, Reload.self, Shutdown.self, Revoke.self, Inspect.self, Pool.self, Queue.self, Call.self,
+            ResultCommand.self, Beat.self,
+        ]
     )
 }
 
