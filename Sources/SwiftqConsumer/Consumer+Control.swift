@@ -52,7 +52,10 @@ package extension Consumer {
     func runControl(method: String, arguments: JSONValue?, via origin: ControlOrigin) -> ControlOutcome {
         let policy = configuration.control.broadcast
         if origin == .broker && policy == .disabled {
-            logger.info("pidbox request \(method) ignored (control.broadcast: false)", metadata: ["command": "\(method)"])
+            logger.info(
+                "pidbox request \(method) ignored (control.broadcast: false)",
+                metadata: ["command": "\(method)"]
+            )
             return ControlOutcome(reply: nil)
         }
         let command: ControlCommand
