@@ -38,6 +38,9 @@ package final class AMQPTransport: BrokerTransport {
     private let connectTimeout: Duration
     /// The queues to consume (the configuration's, then what ``setQueues(_:)`` asks for).
     private let queueList: Mutex<[String]>
+    /// The ids sent with mingle's `hello` (set before ``start()``), and whether mingle ran (once, at the first connect).
+    private let mingleRevokes = Mutex<[String]>([])
+    private let mingled = Mutex(false)
     private var queues: [String] { queueList.withLock { $0 } }
     private let queueArguments: OrderedDictionary<String, JSONValue>
     /// `worker.prefetch_multiplier` × concurrency; 0 means unlimited.
@@ -126,6 +129,10 @@ package final class AMQPTransport: BrokerTransport {
     package func setWindow(_ count: Int) {
         window.withLock { $0 = count }
         inbox.post([Settlement(disposition: .none)])
+    }
+
+    package func setMingleRevokes(_ ids: [String]) {
+        mingleRevokes.withLock { $0 = ids }
     }
 
     package func setQueues(_ queues: [String]) {
@@ -261,6 +268,13 @@ package final class AMQPTransport: BrokerTransport {
         for queue in queues { try declareTaskQueue(queue, on: connection) }
         let prefetch = wantedPrefetch
         try connection.qos(channel: consumeChannel, prefetchCount: UInt16(prefetch), global: channelWideQoS)
+        try connection.openChannel(publishChannel)
+        try connection.confirmSelect(channel: publishChannel)
+        // Before the first task: what the other nodes revoked (Celery's mingle), once per start.
+        if !mingled.withLock({ $0 }) {
+            mingled.withLock { $0 = true }
+            mingle(connection)
+        }
         var queueByConsumer: [String: String] = [:]
         var consumerByQueue: [String: String] = [:]
         for queue in queues {
@@ -268,8 +282,6 @@ package final class AMQPTransport: BrokerTransport {
             queueByConsumer[tag] = queue
             consumerByQueue[queue] = tag
         }
-        try connection.openChannel(publishChannel)
-        try connection.confirmSelect(channel: publishChannel)
         let controlConsumer = nodeName.flatMap { consumePidbox(connection, node: $0) }
         let current = generation.add(1, ordering: .releasing).newValue
         events.post(.state(connected: true, detail: "connected to \(url.redacted)"))
@@ -281,6 +293,78 @@ package final class AMQPTransport: BrokerTransport {
             controlConsumer: controlConsumer,
             prefetch: prefetch
         )
+    }
+
+    /// Celery's mingle as kombu's client does it on AMQP: an exclusive reply queue bound to `reply.celery.pidbox` by a
+    /// random key, `hello` published to `celery.pidbox`, replies read for a second. A failure only loses the sync
+    /// (logged); the connection goes on.
+    private func mingle(_ connection: AMQPConnection) {
+        guard let node = nodeName else { return }
+        let key = randomHex()
+        let ticket = randomHex()
+        let queue = "\(key).reply.celery.pidbox"
+        var found: [String] = []
+        var nodes = 0
+        do {
+            try connection.declareExchange(
+                channel: consumeChannel,
+                name: "celery.pidbox",
+                type: "fanout",
+                durable: false
+            )
+            try connection.declareExchange(
+                channel: consumeChannel,
+                name: "reply.celery.pidbox",
+                type: "direct",
+                durable: false
+            )
+            _ = try connection.declareQueue(
+                channel: consumeChannel,
+                name: queue,
+                durable: false,
+                exclusive: true,
+                autoDelete: true,
+                arguments: ["x-message-ttl": .int(300_000), "x-expires": .int(10_000)]
+            )
+            try connection.bindQueue(
+                channel: consumeChannel,
+                queue: queue,
+                exchange: "reply.celery.pidbox",
+                routingKey: key
+            )
+            let tag = try connection.consume(channel: consumeChannel, queue: queue, noAck: true)
+            let hello = Mingle.hello(node: node, revoked: mingleRevokes.withLock { $0 }, ticket: ticket, replyKey: key)
+            _ = try connection.publish(
+                channel: publishChannel,
+                exchange: hello.exchange,
+                routingKey: hello.routingKey,
+                properties: hello.amqpProperties,
+                body: hello.body
+            )
+            let deadline = ContinuousClock.now + Mingle.timeout
+            while ContinuousClock.now < deadline {
+                guard let event = try connection.nextEvent(timeout: min(.milliseconds(100), deadline - .now)),
+                    case .delivery(let delivery) = event, delivery.consumerTag == tag
+                else { continue }
+                let replyTicket = delivery.properties.headers["ticket"]?.stringValue
+                if let ids = Mingle.revoked(
+                    inReply: delivery.body,
+                    ticket: ticket,
+                    replyTicket: replyTicket,
+                    node: node
+                ) {
+                    found += ids
+                    nodes += 1
+                }
+            }
+            try connection.cancel(channel: consumeChannel, consumerTag: tag)
+            _ = try connection.deleteQueue(channel: consumeChannel, name: queue)
+        } catch {
+            events.post(.notice("mingle failed (revokes of other workers not synced): \(Self.describe(error))"))
+            return
+        }
+        let now = CeleryTimestamp.now.secondsSince1970
+        events.post(.revokesFound(found.map { RevokeRecord(id: $0, at: now) }, source: "mingle (\(nodes) node(s))"))
     }
 
     /// What Celery declares for a task queue: a durable direct exchange of the same name, bound by the name.

@@ -88,7 +88,7 @@ package extension Consumer {
                     : "tasks flagged as revoked: \(ids.joined(separator: ", "))"
             )
             core?.revoke(ids, terminate: terminate, signal: signal)
-            revokesChanged()
+            revokesChanged(ids)
         case .revokeStamped(let headers, let terminate, let signal):
             logger.info(
                 "stamped headers flagged as revoked: \(PythonRepr.repr(.object(headers.mapValues { .array($0) })))"
@@ -96,7 +96,7 @@ package extension Consumer {
             core?.revokeStamped(headers, terminate: terminate, signal: signal)
         case .mergeRevoked(let ids):
             core?.mergeRevoked(ids.map { ($0, CeleryTimestamp.now.secondsSince1970) })
-            revokesChanged()
+            saveRevokes()
         case .growPool(let count):
             resizePool(by: count)
         case .shrinkPool(let count):
@@ -156,10 +156,6 @@ package extension Consumer {
         return settings
     }
 
-    /// The revoked set changed: the state file and the broker's revoke list follow (Consumer+Revokes.swift).
-    private func revokesChanged() {
-        saveRevokes()
-    }
 }
 
 /// The consumer's state as the command table reads it.

@@ -97,7 +97,8 @@ package extension Consumer {
                 node: nodeName,
                 daemonID: daemonID,
                 resultExpires: expires,
-                visibilityTimeout: configuration.broker.visibilityTimeout
+                visibilityTimeout: configuration.broker.visibilityTimeout,
+                revokeExpiry: configuration.worker.revokesExpire.seconds
             )
         }
     }
@@ -124,6 +125,8 @@ package extension Consumer {
             // Deliveries are dispatched by the core as they are received; nothing else here frees a slot.
             for event in transport.events.drain() { handle(event) }
         }
+        loadRevokes()  // Consumer+Revokes.swift
+        transport.setMingleRevokes(core.machine.revoked.ids)
         transport.start()
         logger.info(
             "consuming from \(transport.redactedURL)",
@@ -163,6 +166,8 @@ package extension Consumer {
             logger.warning("broker: \(text)")
         case .control(let deliveries):
             handleControl(deliveries)  // Consumer+Control.swift
+        case .revokesFound(let records, let source):
+            mergeFoundRevokes(records, source: source)  // Consumer+Revokes.swift
         }
     }
 }

@@ -60,6 +60,8 @@ package final class Consumer {
     package var eventsEnabled = false
     /// The queues consumed now, when `add_consumer`/`cancel_consumer` changed them (nil: the configuration's).
     package var runtimeQueues: [String]?
+    /// Whether a write of `worker.state_db` is scheduled (revokes are saved once per burst).
+    package var revokeSavePending = false
     /// When this consumer started, for `stats.uptime`.
     package let startedAt = ContinuousClock.now
 

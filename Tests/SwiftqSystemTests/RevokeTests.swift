@@ -243,4 +243,140 @@ import Testing
         // The socket still answers everything.
         #expect(try daemon.ctl(["inspect", "revoked"]).status == 0)
     }
+
+    @Test func aRevokeHoldsAcrossARestartThroughTheStateFile() throws {
+        let redis = try RedisServer()
+        let state = try TemporaryDirectory()
+        let yaml = "  state_db: \(state.path)/revokes.json\n"
+        do {
+            let first = try RedisInteropTests.daemon(broker: redis, concurrency: 1, workerYAMLExtra: yaml)
+            #expect(try first.ctl(["revoke", "after-restart"]).status == 0)
+            #expect(eventually(timeout: 5) { FileManager.default.fileExists(atPath: state.path + "/revokes.json") })
+            first.signal(SIGTERM)
+            #expect(first.waitForExit() == 0)
+        }
+        let saved = try JSONValue(parsing: String(contentsOfFile: state.path + "/revokes.json", encoding: .utf8))
+        #expect(saved["revoked"]?[0]?[0] == "after-restart")
+        // Only the state file remembers it now.
+        try redis.cli(["DEL", "swiftq.revoked"])
+        let second = try RedisInteropTests.daemon(broker: redis, concurrency: 1, workerYAMLExtra: yaml)
+        #expect(try second.ctl(["inspect", "revoked"]).stdout.contains("after-restart"))
+        try Self.send(redis, [("after-restart", "swiftq.add", [1, 1], nil), ("fine", "swiftq.add", [1, 1], nil)])
+        #expect(eventually(timeout: 30) { Self.status(redis, "fine") == "SUCCESS" })
+        #expect(Self.status(redis, "after-restart") == "REVOKED")
+        #expect(second.log.contains("loaded 1 revoke(s) from"))
+    }
+
+    @Test func aSwiftqdStartedAfterARevokeFindsItInTheBroker() throws {
+        let redis = try RedisServer()
+        let first = try RedisInteropTests.daemon(
+            broker: redis,
+            concurrency: 1,
+            queues: "[first]",
+            workerYAMLExtra: "  hostname: first-\(UInt32.random(in: 0...UInt32.max))@test\n"
+        )
+        #expect(try first.ctl(["revoke", "cluster-1"]).status == 0)
+        #expect(
+            eventually(timeout: 10) { (try? redis.cli(["ZSCORE", "swiftq.revoked", "cluster-1"]))?.isEmpty == false }
+        )
+        first.signal(SIGTERM)
+        #expect(first.waitForExit() == 0)
+        // Started later, with no live peer to mingle with: the broker's revoke list holds it.
+        let second = try RedisInteropTests.daemon(
+            broker: redis,
+            concurrency: 1,
+            workerYAMLExtra: "  hostname: second-\(UInt32.random(in: 0...UInt32.max))@test\n"
+        )
+        try Self.send(redis, [("cluster-1", "swiftq.add", [1, 1], nil), ("cluster-ok", "swiftq.add", [1, 1], nil)])
+        #expect(eventually(timeout: 30) { Self.status(redis, "cluster-ok") == "SUCCESS" })
+        #expect(Self.status(redis, "cluster-1") == "REVOKED")
+        #expect(second.log.contains("revokes from the broker's revoke list"))
+    }
+
+    @Test func swiftqdStartedAfterAPythonRevokeLearnsItThroughMingle() throws {
+        let redis = try RedisServer()
+        let tag = UInt32.random(in: 0...UInt32.max)
+        let python = "py-\(tag)@test"
+        let directory = try TemporaryDirectory()
+        let worker = try CeleryControl.worker(
+            broker: redis.url,
+            backend: redis.url(db: 1),
+            queue: "pq",
+            node: python,
+            logFile: directory.path + "/python.log"
+        )
+        defer { worker.stop() }
+        #expect(
+            eventually(timeout: 90) {
+                (try? CeleryControl.cli(redis.url, ["inspect", "ping", "-j", "-d", python, "--timeout", "3"]))?[python]
+                    != nil
+            }
+        )
+        try CeleryControl.python(
+            "from control_tasks import app\napp.control.revoke('from-python', destination=['\(python)'], reply=True)",
+            broker: redis.url
+        )
+        // Only the Python worker knows it; swiftqd asks at startup (mingle) before consuming.
+        let daemon = try RedisInteropTests.daemon(
+            broker: redis,
+            concurrency: 1,
+            workerYAMLExtra: "  hostname: swift-\(tag)@test\n"
+        )
+        #expect(eventually(timeout: 10) { daemon.log.contains("revokes from mingle") })
+        #expect(try daemon.ctl(["inspect", "revoked"]).stdout.contains("from-python"), "\(daemon.log.suffix(2000))")
+        try Self.send(redis, [("from-python", "swiftq.add", [1, 1], nil), ("also-fine", "swiftq.add", [1, 1], nil)])
+        #expect(eventually(timeout: 30) { Self.status(redis, "also-fine") == "SUCCESS" })
+        #expect(Self.status(redis, "from-python") == "REVOKED")
+    }
+
+    @Test func onRabbitMQMingleWorksBothWays() throws {
+        let rabbit = try RabbitMQNode.shared()
+        let queue = uniqueQueueName()
+        let python = "py-\(queue)@test"
+        let directory = try TemporaryDirectory()
+        let worker = try CeleryControl.worker(
+            broker: rabbit.url,
+            queue: queue + "-py",
+            node: python,
+            logFile: directory.path + "/python.log"
+        )
+        defer { worker.stop() }
+        #expect(
+            eventually(timeout: 90) {
+                (try? CeleryControl.cli(rabbit.url, ["inspect", "ping", "-j", "-d", python, "--timeout", "3"]))?[python]
+                    != nil
+            }
+        )
+        try CeleryControl.python(
+            "from control_tasks import app\napp.control.revoke('amqp-py', destination=['\(python)'], reply=True)",
+            broker: rabbit.url
+        )
+        let swift = "swift-\(queue)@test"
+        let daemon = try RabbitMQInteropTests.daemon(
+            broker: rabbit.url,
+            backend: nil,
+            queue: queue,
+            concurrency: 1,
+            workerYAML: "  hostname: \(swift)\n"
+        )
+        #expect(eventually(timeout: 10) { daemon.log.contains("revokes from mingle") }, "\(daemon.log.suffix(2000))")
+        #expect(try daemon.ctl(["inspect", "revoked"]).stdout.contains("amqp-py"))
+        // And the reverse: swiftqd's revoke reaches a Python worker that mingles at its start.
+        #expect(try daemon.ctl(["revoke", "amqp-swift"]).status == 0)
+        let late = "late-\(queue)@test"
+        let second = try CeleryControl.worker(
+            broker: rabbit.url,
+            queue: queue + "-late",
+            node: late,
+            mingle: true,
+            logFile: directory.path + "/late.log"
+        )
+        defer { second.stop() }
+        #expect(
+            eventually(timeout: 90) {
+                (try? CeleryControl.cli(rabbit.url, ["inspect", "revoked", "-j", "-d", late, "--timeout", "3"]))?[late]?
+                    .arrayValue?.contains("amqp-swift") == true
+            }
+        )
+    }
 }
