@@ -88,7 +88,7 @@ struct Swiftqctl: ParsableCommand {
         subcommands: [
             Ping.self, Stats.self, Reload.self, Shutdown.self, Revoke.self, Inspect.self, Pool.self, Queue.self,
             Call.self,
-            ResultCommand.self, Beat.self,
+            ResultCommand.self, Beat.self, Broadcast.self,
         ]
     )
 }
@@ -159,7 +159,7 @@ func formatMilliseconds(_ duration: Duration) -> String {
 @main
 enum SwiftqctlMain {
     static func main() {
-        let arguments = hoistGlobalOptions(Array(CommandLine.arguments.dropFirst()))
+        let arguments = hoistGlobalOptions(broadcastFirst(Array(CommandLine.arguments.dropFirst())))
         var command: ParsableCommand
         do {
             command = try Swiftqctl.parseAsRoot(arguments)
@@ -210,6 +210,14 @@ func printError(_ message: String) {
             offset += written
         }
     }
+}
+
+/// `swiftqctl --broadcast [OPTIONS] COMMAND …` is the `broadcast` command: the flag becomes the command word.
+func broadcastFirst(_ arguments: [String]) -> [String] {
+    guard let index = arguments.firstIndex(of: "--broadcast") else { return arguments }
+    var rest = arguments
+    rest.remove(at: index)
+    return ["broadcast"] + rest
 }
 
 /// `swiftqctl [--socket PATH] [--config FILE] [--timeout S] COMMAND …`: the connection options may come

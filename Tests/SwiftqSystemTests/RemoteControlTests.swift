@@ -350,4 +350,65 @@ enum CeleryControl {
         try checkQueues(broker: rabbit.url, daemon: daemon, swift: swift, queue: queue)
         try checkGarbageAndBurst(broker: rabbit.url, daemon: daemon, swift: swift)
     }
+
+    /// `swiftqctl --broadcast inspect ping` through `broker`, expecting both nodes.
+    func checkSwiftqctlBroadcast(broker: String, swift: String, python: String) throws {
+        var listed = ""
+        #expect(
+            eventually(timeout: 60) {
+                let result = try? runCommand(
+                    Binaries.swiftqctl,
+                    [
+                        "--broadcast", "--broker", broker, "--destination", swift, "--destination", python, "--timeout",
+                        "5",
+                        "inspect", "ping",
+                    ]
+                )
+                listed = result?.stdout ?? ""
+                return listed.contains("\(swift): pong") && listed.contains("\(python): pong")
+            },
+            "swiftqctl --broadcast listed: \(listed)"
+        )
+        let json = try runCommand(
+            Binaries.swiftqctl,
+            ["--broadcast", "--broker", broker, "--destination", swift, "--timeout", "5", "--json", "inspect", "stats"]
+        )
+        #expect(
+            try JSONValue(parsing: json.stdout)[swift]?["broker"]?.objectValue != nil,
+            "\(json.stdout) \(json.stderr)"
+        )
+        let usage = try runCommand(Binaries.swiftqctl, ["--broadcast", "--broker", broker, "frobnicate"])
+        #expect(usage.status == 2)
+    }
+
+    @Test func swiftqctlBroadcastListsAPythonWorkerAndSwiftqd() throws {
+        let redis = try RedisServer()
+        let tag = UInt32.random(in: 0...UInt32.max)
+        let swift = "swift-\(tag)@test"
+        let python = "py-\(tag)@test"
+        let daemon = try RedisInteropTests.daemon(
+            broker: redis,
+            concurrency: 1,
+            workerYAMLExtra: "  hostname: \(swift)\n"
+        )
+        let worker = try CeleryControl.worker(broker: redis.url, queue: "pq", node: python)
+        defer { worker.stop() }
+        try checkSwiftqctlBroadcast(broker: redis.url, swift: swift, python: python)
+        _ = daemon
+        let rabbit = try RabbitMQNode.shared()
+        let queue = uniqueQueueName()
+        let rabbitSwift = "swift-\(queue)@test"
+        let rabbitPython = "py-\(queue)@test"
+        let rabbitDaemon = try RabbitMQInteropTests.daemon(
+            broker: rabbit.url,
+            backend: nil,
+            queue: queue,
+            concurrency: 1,
+            workerYAML: "  hostname: \(rabbitSwift)\n"
+        )
+        let rabbitWorker = try CeleryControl.worker(broker: rabbit.url, queue: queue + "-py", node: rabbitPython)
+        defer { rabbitWorker.stop() }
+        try checkSwiftqctlBroadcast(broker: rabbit.url, swift: rabbitSwift, python: rabbitPython)
+        _ = rabbitDaemon
+    }
 }
