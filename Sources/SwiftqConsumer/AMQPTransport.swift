@@ -39,9 +39,14 @@ package final class AMQPTransport: BrokerTransport {
     private let tls: AMQPTLSOptions?
     private let heartbeat: Duration
     private let connectTimeout: Duration
-    private let queues: [String]
     /// Where poison messages go (`worker.dead_letter_queue`): declared so a publish to them is never dropped.
     private let deadLetterQueues: [String]
+    /// The queues to consume (the configuration's, then what ``setQueues(_:)`` asks for).
+    private let queueList: Mutex<[String]>
+    /// The ids sent with mingle's `hello` (set before ``start()``), and whether mingle ran (once, at the first connect).
+    private let mingleRevokes = Mutex<[String]>([])
+    private let mingled = Mutex(false)
+    private var queues: [String] { queueList.withLock { $0 } }
     private let queueArguments: OrderedDictionary<String, JSONValue>
     /// `worker.prefetch_multiplier` × concurrency; 0 means unlimited.
     /// Whether `basic.qos` is channel-wide (classic queues) or per consumer (quorum queues and RabbitMQ ≥ 4.3
@@ -84,7 +89,7 @@ package final class AMQPTransport: BrokerTransport {
         self.tls = tls
         self.heartbeat = url.heartbeat ?? broker.heartbeat
         self.connectTimeout = url.connectTimeout ?? broker.connectTimeout
-        self.queues = queues
+        self.queueList = Mutex(queues)
         self.deadLetterQueues = deadLetterQueues.filter { !queues.contains($0) }
         var arguments: OrderedDictionary<String, JSONValue> = [:]
         if let priority = broker.queueMaxPriority { arguments["x-max-priority"] = .int(Int64(priority)) }
@@ -131,6 +136,15 @@ package final class AMQPTransport: BrokerTransport {
 
     package func setWindow(_ count: Int) {
         window.withLock { $0 = count }
+        inbox.post([Settlement(disposition: .none)])
+    }
+
+    package func setMingleRevokes(_ ids: [String]) {
+        mingleRevokes.withLock { $0 = ids }
+    }
+
+    package func setQueues(_ queues: [String]) {
+        queueList.withLock { $0 = queues }
         inbox.post([Settlement(disposition: .none)])
     }
 
@@ -274,17 +288,8 @@ package final class AMQPTransport: BrokerTransport {
             connectionName: "swiftqd consumer \(getpid())"
         )
         try connection.openChannel(consumeChannel)
-        for queue in queues {
-            // What Celery declares for a queue: a durable direct exchange of the same name, bound by the name.
-            try connection.declareExchange(channel: consumeChannel, name: queue, type: "direct", durable: true)
-            _ = try connection.declareQueue(
-                channel: consumeChannel,
-                name: queue,
-                durable: true,
-                arguments: queueArguments
-            )
-            try connection.bindQueue(channel: consumeChannel, queue: queue, exchange: queue, routingKey: queue)
-        }
+        let queues = queues
+        for queue in queues { try declareTaskQueue(queue, on: connection) }
         for queue in deadLetterQueues {
             // Plain durable queues: nothing consumes them; swiftqctl dead reads them.
             _ = try connection.declareQueue(channel: consumeChannel, name: queue, durable: true, arguments: [:])
@@ -305,6 +310,13 @@ package final class AMQPTransport: BrokerTransport {
             )
             throw error
         }
+        try connection.openChannel(publishChannel)
+        try connection.confirmSelect(channel: publishChannel)
+        // Before the first task: what the other nodes revoked (Celery's mingle), once per start.
+        if !mingled.withLock({ $0 }) {
+            mingled.withLock { $0 = true }
+            mingle(connection)
+        }
         var queueByConsumer: [String: String] = [:]
         var consumerByQueue: [String: String] = [:]
         for queue in queues {
@@ -312,8 +324,6 @@ package final class AMQPTransport: BrokerTransport {
             queueByConsumer[tag] = queue
             consumerByQueue[queue] = tag
         }
-        try connection.openChannel(publishChannel)
-        try connection.confirmSelect(channel: publishChannel)
         let controlConsumer = nodeName.flatMap { consumePidbox(connection, node: $0) }
         let current = generation.add(1, ordering: .releasing).newValue
         events.post(.state(connected: true, detail: "connected to \(url.redacted)"))
@@ -327,6 +337,102 @@ package final class AMQPTransport: BrokerTransport {
         )
     }
 
+    /// Celery's mingle as kombu's client does it on AMQP: an exclusive reply queue bound to `reply.celery.pidbox` by a
+    /// random key, `hello` published to `celery.pidbox`, replies read for a second. A failure only loses the sync
+    /// (logged); the connection goes on.
+    private func mingle(_ connection: AMQPConnection) {
+        guard let node = nodeName else { return }
+        let key = randomHex()
+        let ticket = randomHex()
+        let queue = "\(key).reply.celery.pidbox"
+        var found: [String] = []
+        var nodes = 0
+        do {
+            try connection.declareExchange(
+                channel: consumeChannel,
+                name: "celery.pidbox",
+                type: "fanout",
+                durable: false
+            )
+            try connection.declareExchange(
+                channel: consumeChannel,
+                name: "reply.celery.pidbox",
+                type: "direct",
+                durable: false
+            )
+            _ = try connection.declareQueue(
+                channel: consumeChannel,
+                name: queue,
+                durable: false,
+                exclusive: true,
+                autoDelete: true,
+                arguments: ["x-message-ttl": .int(300_000), "x-expires": .int(10_000)]
+            )
+            try connection.bindQueue(
+                channel: consumeChannel,
+                queue: queue,
+                exchange: "reply.celery.pidbox",
+                routingKey: key
+            )
+            let tag = try connection.consume(channel: consumeChannel, queue: queue, noAck: true)
+            let hello = Mingle.hello(node: node, revoked: mingleRevokes.withLock { $0 }, ticket: ticket, replyKey: key)
+            _ = try connection.publish(
+                channel: publishChannel,
+                exchange: hello.exchange,
+                routingKey: hello.routingKey,
+                properties: hello.amqpProperties,
+                body: hello.body
+            )
+            let deadline = ContinuousClock.now + Mingle.timeout
+            while ContinuousClock.now < deadline {
+                guard let event = try connection.nextEvent(timeout: min(.milliseconds(100), deadline - .now)),
+                    case .delivery(let delivery) = event, delivery.consumerTag == tag
+                else { continue }
+                let replyTicket = delivery.properties.headers["ticket"]?.stringValue
+                if let ids = Mingle.revoked(
+                    inReply: delivery.body,
+                    ticket: ticket,
+                    replyTicket: replyTicket,
+                    node: node
+                ) {
+                    found += ids
+                    nodes += 1
+                }
+            }
+            try connection.cancel(channel: consumeChannel, consumerTag: tag)
+            _ = try connection.deleteQueue(channel: consumeChannel, name: queue)
+        } catch {
+            events.post(.notice("mingle failed (revokes of other workers not synced): \(Self.describe(error))"))
+            return
+        }
+        let now = CeleryTimestamp.now.secondsSince1970
+        events.post(.revokesFound(found.map { RevokeRecord(id: $0, at: now) }, source: "mingle (\(nodes) node(s))"))
+    }
+
+    /// What Celery declares for a task queue: a durable direct exchange of the same name, bound by the name.
+    private func declareTaskQueue(_ queue: String, on connection: AMQPConnection) throws {
+        try connection.declareExchange(channel: consumeChannel, name: queue, type: "direct", durable: true)
+        _ = try connection.declareQueue(channel: consumeChannel, name: queue, durable: true, arguments: queueArguments)
+        try connection.bindQueue(channel: consumeChannel, queue: queue, exchange: queue, routingKey: queue)
+    }
+
+    /// Follows ``setQueues(_:)``: consumes the new queues (declared first) and cancels the consumers of the dropped
+    /// ones; their deliveries already made stay on the channel and are settled as usual.
+    private func followQueues(_ session: inout Session) throws {
+        let wanted = queues
+        guard Set(wanted) != Set(session.consumerByQueue.keys) else { return }
+        for (queue, tag) in session.consumerByQueue where !wanted.contains(queue) {
+            try session.connection.cancel(channel: consumeChannel, consumerTag: tag)
+            session.consumerByQueue[queue] = nil
+        }
+        for queue in wanted where session.consumerByQueue[queue] == nil {
+            try declareTaskQueue(queue, on: session.connection)
+            let tag = try session.connection.consume(channel: consumeChannel, queue: queue)
+            session.queueByConsumer[tag] = queue
+            session.consumerByQueue[queue] = tag
+        }
+    }
+
     /// Declares and consumes the node's pidbox as kombu's Mailbox does for a Celery worker: exchange
     /// `celery.pidbox` (fanout, not durable), queue `<node>.celery.pidbox` (exclusive, auto-delete, not durable,
     /// `x-message-ttl` 300 s and `x-expires` 10 s: Celery's `control_queue_ttl`/`control_queue_expires`), bound with
@@ -338,6 +444,14 @@ package final class AMQPTransport: BrokerTransport {
         do {
             try connection.openChannel(controlChannel)
             try connection.declareExchange(channel: controlChannel, name: exchange, type: "fanout", durable: false)
+            // Replies go to this exchange (kombu's worker declares it before replying): publishing to a missing
+            // exchange would close the publishing channel.
+            try connection.declareExchange(
+                channel: controlChannel,
+                name: "reply.\(exchange)",
+                type: "direct",
+                durable: false
+            )
             _ = try connection.declareQueue(
                 channel: controlChannel,
                 name: queue,
@@ -419,6 +533,7 @@ package final class AMQPTransport: BrokerTransport {
             try advance(plan, in: &session, settled: &settled, lost: &lost)
         }
         try flushAcks(&session)
+        try followQueues(&session)
         let prefetch = wantedPrefetch
         if prefetch != session.prefetch { try applyPrefetch(prefetch, in: &session) }
         try checkStarvation(&session)

@@ -31,6 +31,11 @@ package protocol BrokerTransport: BrokerPort, Sendable {
     func isStale(_ tag: String) -> Bool
     /// Changes the prefetch window (`worker.prefetch_multiplier` × concurrency; 0: unlimited) after a reload.
     func setWindow(_ count: Int)
+    /// Consumes from these queues from now on (`add_consumer`/`cancel_consumer`): new ones are declared as Celery
+    /// declares a task queue; messages already delivered from a cancelled one are settled as usual.
+    func setQueues(_ queues: [String])
+    /// Before ``start()``: the revoked ids this worker holds, sent with mingle's `hello`.
+    func setMingleRevokes(_ ids: [String])
     /// Queues settlement plans, each done in order; a failed step stops its plan (the message stays unacked).
     func settle(_ plans: [Settlement])
     /// What the fetch path has done lately, for the supervisor's stall detection.
@@ -73,6 +78,8 @@ package enum BrokerEvent: Sendable {
     case notice(String)
     /// Messages from a control path (Celery's pidbox): never decoded as tasks.
     case control([ControlDelivery])
+    /// Revokes found at startup: the broker's revoke list (Redis) and the other nodes' answers to mingle's `hello`.
+    case revokesFound([RevokeRecord], source: String)
 }
 
 /// One delivered message, decoded as far as it goes.

@@ -43,8 +43,8 @@ package extension Consumer {
     /// The prefetch window: how many messages may be held (reserved and running) at once.
     var prefetchWindow: Int {
         let multiplier = configuration.worker.prefetchMultiplier
-        // 0 means no limit, as in Celery; a bound still protects memory.
-        return multiplier == 0 ? 100_000 : multiplier * configuration.worker.concurrency
+        // 0 means no limit, as in Celery; a bound still protects memory. The pool's live size counts (pool_grow).
+        return multiplier == 0 ? 100_000 : multiplier * (pool?.targetSize ?? configuration.worker.concurrency)
     }
 
     /// The transport for a configuration (the default ``Consumer/makeTransport``): the URL's scheme picks Redis or
@@ -101,7 +101,8 @@ package extension Consumer {
                 node: nodeName,
                 daemonID: daemonID,
                 resultExpires: expires,
-                visibilityTimeout: configuration.broker.visibilityTimeout
+                visibilityTimeout: configuration.broker.visibilityTimeout,
+                revokeExpiry: configuration.worker.revokesExpire.seconds
             )
         }
     }
@@ -128,6 +129,8 @@ package extension Consumer {
             // Deliveries are dispatched by the core as they are received; nothing else here frees a slot.
             for event in transport.events.drain() { handle(event) }
         }
+        loadRevokes()  // Consumer+Revokes.swift
+        transport.setMingleRevokes(core.machine.revoked.ids)
         transport.start()
         logger.info(
             "consuming from \(transport.redactedURL)",
@@ -166,14 +169,9 @@ package extension Consumer {
         case .notice(let text):
             logger.warning("broker: \(text)")
         case .control(let deliveries):
-            // Answered by the remote-control issue; for now only seen and counted.
-            controlReceived += deliveries.count
-            for delivery in deliveries {
-                controlByMethod[delivery.body["method"]?.stringValue ?? "?", default: 0] += 1
-                logger.debug(
-                    "control message \(delivery.body["method"]?.stringValue ?? "?") from \(delivery.source)"
-                )
-            }
+            handleControl(deliveries)  // Consumer+Control.swift
+        case .revokesFound(let records, let source):
+            mergeFoundRevokes(records, source: source)  // Consumer+Revokes.swift
         }
     }
 }

@@ -53,6 +53,18 @@ package final class Consumer {
     package var daemonID: String?
     package var cachedNodeName: (pattern: String, name: String)?
 
+    // Remote control (see Consumer+Control.swift).
+    /// The Lamport clock of pidbox requests and replies (Celery's `app.clock`).
+    package var controlClock: Int64 = 0
+    /// Whether task events were asked for (`enable_events`); sending them is the monitoring issue's.
+    package var eventsEnabled = false
+    /// The queues consumed now, when `add_consumer`/`cancel_consumer` changed them (nil: the configuration's).
+    package var runtimeQueues: [String]?
+    /// Whether a write of `worker.state_db` is scheduled (revokes are saved once per burst).
+    package var revokeSavePending = false
+    /// When this consumer started, for `stats.uptime`.
+    package let startedAt = ContinuousClock.now
+
     /// Builds the broker transport for the "Connection" step; injected so that the transport is not decided inside
     /// a bootstep (tests and embedders can pass their own).
     package let makeTransport: (Configuration, String, String?) throws -> any BrokerTransport
@@ -253,6 +265,9 @@ package final class Consumer {
             dumpState()
         case .shutdown(let cold, _):
             shutdown(cold: cold)
+        case .control(let request, let method, let arguments):
+            let outcome = runControl(method: method, arguments: arguments, via: .socket)
+            supervisor.send(ConsumerMessage.controlReply(request: request, reply: outcome.reply).json)
         }
     }
 
@@ -261,11 +276,6 @@ package final class Consumer {
         do {
             let previousWindow = configured ? prefetchWindow : nil
             configuration = try Configuration.parse(yaml, file: file)
-            // D1: the broker's prefetch follows a reload of concurrency or prefetch_multiplier.
-            if let previousWindow, previousWindow != prefetchWindow {
-                transport?.setWindow(configuration.worker.prefetchMultiplier == 0 ? 0 : prefetchWindow)
-            }
-            core?.reconfigure(DeliveryMachine.Settings(configuration: configuration, nodeName: nodeName))
             DaemonLog.level = Logger.Level(configuration.logging.level)
             pool?.setLogLevel(configuration.logging.level)
             pool?.setChildLimits(
@@ -276,6 +286,15 @@ package final class Consumer {
                 logger.info("worker.concurrency \(pool.targetSize) -> \(configuration.worker.concurrency)")
                 pool.resize(to: configuration.worker.concurrency)
             }
+            // D1: the broker's prefetch follows a reload of concurrency or prefetch_multiplier.
+            if let previousWindow, previousWindow != prefetchWindow {
+                transport?.setWindow(configuration.worker.prefetchMultiplier == 0 ? 0 : prefetchWindow)
+            }
+            core?.reconfigure(machineSettings)
+            core?.setRevokeLimits(
+                maximum: configuration.worker.revokesMax,
+                expiry: configuration.worker.revokesExpire.seconds
+            )
             if configured { logger.info("configuration reloaded") }
             configured = true
         } catch {

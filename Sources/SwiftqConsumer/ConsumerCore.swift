@@ -1,4 +1,5 @@
 import Logging
+import OrderedCollections
 import SwiftqCore
 import SwiftqPlatform
 import SwiftqPool
@@ -99,7 +100,11 @@ package final class ConsumerCore {
     }
 
     package func revoke(_ taskID: String, terminate: Bool, signal: Int32) {
-        perform(machine.revoke(taskID, terminate: terminate, signal: signal, now: now()))
+        revoke([taskID], terminate: terminate, signal: signal)
+    }
+
+    package func revoke(_ ids: [String], terminate: Bool, signal: Int32) {
+        perform(machine.revoke(ids, terminate: terminate, signal: signal, now: now()))
         pump()
     }
 
@@ -112,6 +117,25 @@ package final class ConsumerCore {
     /// Changes a task's time limits at runtime, as Celery's `time_limit` command.
     package func setTimeLimits(task name: String, soft: Double?, hard: Double?) {
         machine.setTimeLimits(task: name, soft: soft, hard: hard)
+    }
+
+    package func revokeStamped(_ headers: OrderedDictionary<String, [JSONValue]>, terminate: Bool, signal: Int32) {
+        perform(machine.revokeStamped(headers, terminate: terminate, signal: signal, now: now()).actions)
+        pump()
+    }
+
+    /// Revokes from elsewhere (mingle, the state file, the broker's list), with the time of each.
+    package func mergeRevoked(_ entries: [(id: String, at: Double)]) {
+        perform(machine.mergeRevoked(entries, now: now()))
+        pump()
+    }
+
+    package func purgeRevoked() {
+        machine.purgeRevoked(now: now())
+    }
+
+    package func setRevokeLimits(maximum: Int, expiry: Double) {
+        machine.setRevokeLimits(maximum: maximum, expiry: expiry, now: now())
     }
 
     /// Stops taking work and returns what was reserved; running tasks go on.

@@ -95,6 +95,9 @@ package struct DeliveryMachine {
         package var state: State
         /// Acked when it started (`acks_late: false`): its final plan stores the result only.
         package var ackedEarly = false
+        /// When the pool started it (seconds since 1970) and the child's pid: `inspect active`.
+        package var timeStart: Double?
+        package var workerPID: Int32?
 
         package init(key: UInt64, message: TaskMessage, tag: String?, queue: String, state: State) {
             self.key = key
@@ -121,26 +124,26 @@ package struct DeliveryMachine {
         /// Canvas follow-ups: `callbacks`, `chain_steps`, `errbacks`, `chain_failed`, `chord_parts`, and what swiftq
         /// could not honour: `canvas_option_ignored`, `canvas_unsupported`.
         package var canvas: [String: Int] = [:]
+        /// Tasks handed to the pool, by name (Celery's `stats.total`); bounded like ``statistics``.
+        package var accepted: [String: Int] = [:]
     }
 
     /// The most task names kept in per-name statistics; names come from messages, so the table is bounded. Later
     /// names are counted under ``otherTasksName``.
     package static let maximumTaskNames = 256
     package static let otherTasksName = "(other)"
-    /// The most revoked ids remembered (Celery keeps 50,000 by default, `REVOKES_MAX`).
-    package static let maximumRevoked = 50_000
 
     package private(set) var settings: Settings
     /// The known task names (registry and exec tasks); an unknown one is stored as `NotRegistered`.
     private let isKnownTask: (String) -> Bool
 
-    package private(set) var deliveries: [UInt64: Delivery] = [:]
+    package internal(set) var deliveries: [UInt64: Delivery] = [:]
     /// Ready deliveries, oldest first.
     package internal(set) var ready: Deque<UInt64> = []
     /// Running deliveries by job (task) id.
     package private(set) var running: [String: UInt64] = [:]
     /// Held deliveries by timer token.
-    private var heldByTimer: [UInt64: UInt64] = [:]
+    var heldByTimer: [UInt64: UInt64] = [:]
     /// Rate limiting: a token bucket per task name, the deliveries waiting for a token by name (oldest first), and
     /// the timer that ends each wait.
     package internal(set) var buckets: [String: TokenBucket] = [:]
@@ -152,7 +155,10 @@ package struct DeliveryMachine {
     var releasedByRate: Set<UInt64> = []
     /// Delivery tags handed to the transport in a plan and not yet reported settled.
     package private(set) var unsettled: Set<String> = []
-    package private(set) var revokedIDs: OrderedSet<String> = []
+    /// Ids not to run (see DeliveryMachine+Revoke.swift); bounded by `worker.revokes_max`/`revokes_expire`.
+    package internal(set) var revoked = RevokedSet()
+    /// Revoked stamped headers (`revoke_by_stamped_headers`): header → values.
+    package internal(set) var revokedStamps: OrderedDictionary<String, [JSONValue]> = [:]
     package internal(set) var counters = Counters()
     /// Runtime changes of task policies by name (remote control), kept across reloads.
     package internal(set) var overrides: [String: PolicyOverride] = [:]
@@ -279,7 +285,7 @@ package struct DeliveryMachine {
             settle(plan, into: &actions)
             return
         }
-        if revokedIDs.contains(message.id) {
+        if isRevoked(message, now: now) {
             finishRevoked(delivery, reason: "revoked", now: now, into: &actions)
             return
         }
@@ -345,6 +351,12 @@ package struct DeliveryMachine {
                 finishRevoked(delivery, reason: "expired", now: now, into: &actions)
                 continue
             }
+            // Checked again just before it starts, as Celery does (a revoke merged from another node meanwhile).
+            if isRevoked(message, now: now) {
+                deliveries[key] = nil
+                finishRevoked(delivery, reason: "revoked", now: now, into: &actions)
+                continue
+            }
             if running[message.id] != nil {
                 // The same task id is already running here (a redelivered copy): run it once; settle this copy
                 // when that one is done, by requeueing it now (the broker hands it out again if still needed).
@@ -356,6 +368,10 @@ package struct DeliveryMachine {
             delivery.state = .running
             running[message.id] = key
             free -= 1
+            let name =
+                counters.accepted[message.name] != nil || counters.accepted.count < Self.maximumTaskNames
+                ? message.name : Self.otherTasksName
+            counters.accepted[name, default: 0] += 1
             if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
             let limits = timeLimits(message)
             var job = PoolJob(
@@ -392,6 +408,8 @@ package struct DeliveryMachine {
         case .started(let jobID, _, let pid):
             guard let key = running[jobID], let delivery = deliveries[key] else { break }
             let message = delivery.message
+            delivery.timeStart = now.secondsSince1970
+            delivery.workerPID = pid
             // STARTED (with `track_started`) and the early ack (`acks_late: false`, Celery's default) happen when
             // the pool accepted the job, as Celery's `on_accepted` does.
             var plan = Settlement(deliveryTag: nil, taskID: message.id, disposition: .none)
@@ -564,37 +582,6 @@ package struct DeliveryMachine {
         return actions
     }
 
-    /// Revokes a task: one that is held or ready is not run (REVOKED stored, message acked); one that runs is
-    /// terminated when `terminate` is set; one that arrives later is revoked on receipt.
-    package mutating func revoke(_ taskID: String, terminate: Bool, signal: Int32, now: CeleryTimestamp) -> [Action] {
-        revokedIDs.append(taskID)
-        if revokedIDs.count > Self.maximumRevoked { revokedIDs.removeFirst(revokedIDs.count - Self.maximumRevoked) }
-        var actions: [Action] = []
-        if running[taskID] != nil {
-            if terminate {
-                actions.append(.terminate(jobID: taskID, signal: signal, reason: .terminated(signal: signal)))
-            }
-            return actions
-        }
-        for delivery in deliveries.values where delivery.message.id == taskID {
-            switch delivery.state {
-            case .held(let timer):
-                heldByTimer[timer] = nil
-                actions.append(.cancelTimer(token: timer))
-                actions.append(.setHeldForETA(heldOutsideWindow))
-                if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
-            case .ready:
-                ready.removeAll { $0 == delivery.key }
-                unpark(delivery, into: &actions)
-            case .running, .settling:
-                continue
-            }
-            deliveries[delivery.key] = nil
-            finishRevoked(delivery, reason: "revoked", now: now, into: &actions)
-        }
-        return actions
-    }
-
     /// Warm shutdown: stop taking work and give every reserved message that has not started back to the broker at
     /// once; running tasks finish. Cold: the same, and the loop stops the transport, which returns the rest.
     package mutating func shutdown() -> [Action] {
@@ -708,7 +695,7 @@ package struct DeliveryMachine {
 
     /// REVOKED with `TaskRevokedError(reason)` stored and the message acked, as Celery does for expired and
     /// revoked tasks.
-    private mutating func finishRevoked(
+    mutating func finishRevoked(
         _ delivery: Delivery,
         reason: String,
         now: CeleryTimestamp,

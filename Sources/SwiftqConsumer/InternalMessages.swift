@@ -18,6 +18,9 @@ package enum SupervisorMessage: Equatable, Sendable {
     case dump
     /// Warm (with the shutdown timeout in seconds) or cold.
     case shutdown(cold: Bool, timeout: Double?)
+    /// A consumer-owned command of the control table from the control socket (Celery's method and arguments); the
+    /// answer is ``ConsumerMessage/controlReply(request:reply:)`` with the same `request`.
+    case control(request: Int64, method: String, arguments: JSONValue)
 }
 
 /// What the consumer tells the supervisor (see ``SupervisorMessage``).
@@ -38,6 +41,11 @@ package enum ConsumerMessage: Equatable, Sendable {
     case failed(message: String)
     /// A warm shutdown finished its running tasks.
     case drained
+    /// The answer to ``SupervisorMessage/control(request:method:arguments:)``: Celery's reply, nil when the command
+    /// has none (`shutdown`).
+    case controlReply(request: Int64, reply: JSONValue?)
+    /// A remote `shutdown` (pidbox or socket): the supervisor stops the daemon warm, as for SIGTERM.
+    case shutdownRequested(reason: String)
 }
 
 package extension SupervisorMessage {
@@ -54,6 +62,11 @@ package extension SupervisorMessage {
             ChannelMessage.make(
                 "shutdown",
                 ["mode": cold ? "cold" : "warm", "timeout": timeout.map { .double($0) } ?? .null]
+            )
+        case .control(let request, let method, let arguments):
+            ChannelMessage.make(
+                "control",
+                ["request": .int(request), "method": .string(method), "arguments": arguments]
             )
         }
     }
@@ -73,6 +86,12 @@ package extension SupervisorMessage {
             let mode = try reader.string("mode")
             guard mode == "warm" || mode == "cold" else { throw reader.wrong("mode", "\"warm\" or \"cold\"") }
             self = .shutdown(cold: mode == "cold", timeout: try reader.optionalDouble("timeout"))
+        case "control":
+            self = .control(
+                request: try reader.int("request"),
+                method: try reader.string("method"),
+                arguments: try reader.value("arguments")
+            )
         default: throw reader.unknown
         }
     }
@@ -98,6 +117,13 @@ package extension ConsumerMessage {
             ChannelMessage.make("broker_state", ["connected": .bool(connected), "detail": .string(detail)])
         case .failed(let message): ChannelMessage.make("failed", ["message": .string(message)])
         case .drained: ChannelMessage.make("drained")
+        case .controlReply(let request, let reply):
+            ChannelMessage.make(
+                "control_reply",
+                ["request": .int(request), "has_reply": .bool(reply != nil), "reply": reply ?? .null]
+            )
+        case .shutdownRequested(let reason):
+            ChannelMessage.make("shutdown_requested", ["reason": .string(reason)])
         }
     }
 
@@ -118,6 +144,13 @@ package extension ConsumerMessage {
             self = .brokerState(connected: try reader.bool("connected"), detail: try reader.string("detail"))
         case "failed": self = .failed(message: try reader.string("message"))
         case "drained": self = .drained
+        case "control_reply":
+            self = .controlReply(
+                request: try reader.int("request"),
+                // Not `nil`: JSONValue is nil-literal expressible, and that would read as JSON null.
+                reply: try reader.bool("has_reply") ? try reader.value("reply") : JSONValue?.none
+            )
+        case "shutdown_requested": self = .shutdownRequested(reason: try reader.string("reason"))
         default: throw reader.unknown
         }
     }

@@ -27,6 +27,8 @@ package final class RedisTransport: BrokerTransport {
     private let brokerURL: RedisURL
     private let backendURL: RedisURL?
     private let queues: [String]
+    /// The queues asked for by ``setQueues(_:)`` and not yet taken up by the fetcher.
+    private let requestedQueues = Mutex<[String]?>(nil)
     private let node: String
     /// This incarnation's owner name, `<node>#<daemon id>.<random>`.
     package let owner: String
@@ -34,6 +36,12 @@ package final class RedisTransport: BrokerTransport {
     private let daemonPrefix: String?
     private let resultExpires: Duration?
     private let visibilityTimeout: Duration
+    /// How long a revoke is kept in the broker's revoke list (`worker.revokes_expire`).
+    private let revokeExpiry: Double
+    /// The ids sent with mingle's `hello` (set before ``start()``).
+    private let mingleRevokes = Mutex<[String]>([])
+    /// The broker's revoke list: a sorted set of ids scored by when they were revoked (seconds since the epoch).
+    package static let revokedKey = "swiftq.revoked"
     /// Delivery tags of running tasks, whose `unacked_index` scores the fetcher refreshes so that no kombu
     /// consumer restores them while they run (a task may run longer than the visibility timeout).
     private let running = Mutex<Set<String>>([])
@@ -55,8 +63,10 @@ package final class RedisTransport: BrokerTransport {
         node: String,
         daemonID: String? = nil,
         resultExpires: Duration?,
-        visibilityTimeout: Duration
+        visibilityTimeout: Duration,
+        revokeExpiry: Double = 10_800
     ) throws {
+        self.revokeExpiry = revokeExpiry
         self.brokerURL = brokerURL
         self.backendURL = backendURL
         self.queues = queues
@@ -79,6 +89,15 @@ package final class RedisTransport: BrokerTransport {
 
     /// The consumer's credit already follows its window; nothing to change at the broker.
     package func setWindow(_ count: Int) {}
+
+    package func setMingleRevokes(_ ids: [String]) {
+        mingleRevokes.withLock { $0 = ids }
+    }
+
+    package func setQueues(_ queues: [String]) {
+        requestedQueues.withLock { $0 = queues }
+        fetchSignal.post()
+    }
 
     package var fetchProgress: FetchProgress { progress.withLock { $0 } }
 
@@ -146,6 +165,7 @@ package final class RedisTransport: BrokerTransport {
         var connectedBefore = false
         // Queues take turns being first (kombu's round robin), so one busy queue cannot starve the others.
         var order = queues
+        var current = queues
         // Housekeeping every quarter of the visibility timeout (at most a minute): refresh the deadlines of
         // running tasks, and sweep messages whose consumer vanished, as every kombu consumer does.
         let housekeepingInterval = min(visibilityTimeout / 4, .seconds(60))
@@ -157,14 +177,16 @@ package final class RedisTransport: BrokerTransport {
                 do {
                     let made = try connect(brokerURL)
                     let kombu = KombuRedisBroker(connection: made)
-                    try kombu.declare(queues: queues)
-                    watcher = try KombuQueueWatcher(url: brokerURL, layout: KombuRedisLayout(), queues: queues)
+                    try kombu.declare(queues: current)
+                    watcher = try KombuQueueWatcher(url: brokerURL, layout: KombuRedisLayout(), queues: current)
                     // Alive before looking at the others: of two that start together, at least one sees the other.
                     try kombu.heartbeat(node: node, owner: owner, ttl: Self.incarnationTTL)
                     nextBeat = .now + Self.incarnationBeat
                     if !restoredAtStart {
                         try recoverSiblings(kombu, known: &liveSiblings)
                         restoredAtStart = true
+                        // Before the first task: what other workers revoked, while this one was not running.
+                        try findRevokes(made)
                     } else if connectedBefore {
                         let reply = try made.command([
                             "SMEMBERS", RedisArgument(KombuRedisLayout().reservedKey(owner: owner)),
@@ -183,6 +205,24 @@ package final class RedisTransport: BrokerTransport {
                 }
             }
             guard let kombu = broker else { continue }
+            if let wanted = requestedQueues.withLock({ requested in
+                defer { requested = nil }; return requested
+            }) {
+                do {
+                    try kombu.declare(queues: wanted)
+                    watcher =
+                        wanted.isEmpty
+                        ? nil : try KombuQueueWatcher(url: brokerURL, layout: KombuRedisLayout(), queues: wanted)
+                    current = wanted
+                    order = wanted
+                } catch {
+                    requestedQueues.withLock { $0 = $0 ?? wanted }
+                    events.post(.state(connected: false, detail: "\(error)"))
+                    broker = nil
+                    watcher = nil
+                    continue
+                }
+            }
             if ContinuousClock.now >= nextBeat {
                 nextBeat = .now + Self.incarnationBeat
                 do {
@@ -212,7 +252,7 @@ package final class RedisTransport: BrokerTransport {
                 }
             }
             let available = credit.withLock { $0 }
-            if available <= 0 {
+            if available <= 0 || order.isEmpty {
                 madeProgress(delivered: false)
                 fetchSignal.wait(timeout: .milliseconds(500))
                 continue
@@ -385,6 +425,21 @@ package final class RedisTransport: BrokerTransport {
             }
         }
         if !acks.isEmpty { _ = try broker.ack(tags: acks, owner: owner) }
+        let revokes = plans.flatMap(\.revokes)
+        if !revokes.isEmpty {
+            let expiry = plans.map(\.revokeExpiry).max() ?? revokeExpiry
+            let now = CeleryTimestamp.now.secondsSince1970
+            var add: [RedisArgument] = ["ZADD", RedisArgument(Self.revokedKey)]
+            for revoke in revokes { add += [RedisArgument(String(revoke.at)), RedisArgument(revoke.id)] }
+            _ = try broker.connection.pipeline([
+                add,
+                [
+                    "ZREMRANGEBYSCORE", RedisArgument(Self.revokedKey), "-inf",
+                    RedisArgument("(" + String(now - expiry)),
+                ],
+                ["EXPIRE", RedisArgument(Self.revokedKey), RedisArgument(String(Int(expiry.rounded(.up))))],
+            ])
+        }
         if restoreHeld {
             let restored = try broker.restoreOwned(owner: owner)
             try broker.retire(node: node, owner: owner)
@@ -434,6 +489,78 @@ package final class RedisTransport: BrokerTransport {
             events.post(.notice("publishing to \(message.exchange)/\(message.routingKey) failed: \(error)"))
             return -1
         }
+    }
+
+    // MARK: Revokes at startup
+
+    /// The broker's revoke list (revokes younger than `worker.revokes_expire`), then Celery's mingle: `hello` to every
+    /// node, and the revoked ids they answer with within a second. Both are posted as ``BrokerEvent/revokesFound``.
+    private func findRevokes(_ connection: RedisConnection) throws(RedisError) {
+        let now = CeleryTimestamp.now.secondsSince1970
+        let stored = try connection.command(
+            "ZRANGEBYSCORE",
+            RedisArgument(Self.revokedKey),
+            RedisArgument(String(now - revokeExpiry)),
+            "+inf",
+            "WITHSCORES"
+        )
+        var records: [RevokeRecord] = []
+        let items = stored.array ?? []
+        var index = 0
+        while index + 1 < items.count {
+            if let id = items[index].string, let at = items[index + 1].string.flatMap(Double.init) {
+                records.append(RevokeRecord(id: id, at: at))
+            }
+            index += 2
+        }
+        if !records.isEmpty { events.post(.revokesFound(records, source: "the broker's revoke list")) }
+        try mingle(connection)
+    }
+
+    /// Celery's mingle on Redis, as kombu's client does it: bind a reply queue, PUBLISH `hello` on the pidbox channel,
+    /// pop replies for a second, then unbind and delete the reply lists.
+    private func mingle(_ connection: RedisConnection) throws(RedisError) {
+        let layout = KombuRedisLayout()
+        let key = randomHex()
+        let ticket = randomHex()
+        let replyQueue = "\(key).reply.celery.pidbox"
+        let bindingKey = layout.bindingKey(exchange: "reply.celery.pidbox")
+        let member = KombuRedisLayout.bindingMember(routingKey: key, queue: replyQueue)
+        _ = try connection.command("SADD", RedisArgument(bindingKey), RedisArgument(member))
+        defer {
+            _ = try? connection.command("SREM", RedisArgument(bindingKey), RedisArgument(member))
+            _ = try? connection.command("DEL", RedisArgument(layout.queueKey(queue: replyQueue, priority: 0)))
+        }
+        let hello = Mingle.hello(node: node, revoked: mingleRevokes.withLock { $0 }, ticket: ticket, replyKey: key)
+        let broker = KombuRedisBroker(connection: connection)
+        try broker.publish(
+            envelope: hello.redisEnvelope(deliveryTag: randomHex()),
+            exchange: hello.exchange,
+            type: .fanout,
+            routingKey: "",
+            priority: 0
+        )
+        let deadline = ContinuousClock.now + Mingle.timeout
+        var found: [String] = []
+        var nodes = 0
+        while ContinuousClock.now < deadline {
+            let left = max(0.01, (deadline - .now).seconds)
+            let reply = try connection.command(
+                "BRPOP",
+                RedisArgument(layout.queueKey(queue: replyQueue, priority: 0)),
+                RedisArgument(String(format2: left))
+            )
+            guard let parts = reply.array, parts.count == 2, let payload = parts[1].bytes,
+                let envelope = try? RedisEnvelope.decode(payload)
+            else { continue }
+            let replyTicket = envelope.headers["ticket"]?.stringValue
+            if let ids = Mingle.revoked(inReply: envelope.body, ticket: ticket, replyTicket: replyTicket, node: node) {
+                found += ids
+                nodes += 1
+            }
+        }
+        let now = CeleryTimestamp.now.secondsSince1970
+        events.post(.revokesFound(found.map { RevokeRecord(id: $0, at: now) }, source: "mingle (\(nodes) node(s))"))
     }
 
     // MARK: Control reader

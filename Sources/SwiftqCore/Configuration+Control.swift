@@ -23,6 +23,24 @@ extension Configuration {
         public var allowGIDs: [GroupRef]
         /// Largest request accepted, in bytes; a longer line gets an error reply and the connection is closed.
         public var maxRequestBytes: Int
+        /// Users allowed the state-changing commands (revoke, shutdown, reload, pool and queue changes…) on the
+        /// socket, besides root and the daemon's own uid. With both admin lists empty (the default) every caller the
+        /// socket accepts is an admin; otherwise the others get the read-only commands only.
+        public var adminUIDs: [UserRef]
+        /// Groups allowed the state-changing commands; see `adminUIDs`.
+        public var adminGIDs: [GroupRef]
+        /// Remote control through the broker (Celery's pidbox: `celery inspect`/`control`, Flower).
+        public var broadcast: Broadcast
+
+        /// What the broker's remote control may do.
+        public enum Broadcast: String, Sendable, Equatable, CaseIterable {
+            /// Every command (Celery's behaviour).
+            case enabled = "true"
+            /// None: pidbox requests are dropped unanswered.
+            case disabled = "false"
+            /// Read-only commands (inspect) only; the others are answered with an error.
+            case readOnly = "read-only"
+        }
 
         public init(
             socket: String = "/run/swiftq/swiftqd.sock",
@@ -30,7 +48,10 @@ extension Configuration {
             group: GroupRef? = nil,
             allowUIDs: [UserRef] = [],
             allowGIDs: [GroupRef] = [],
-            maxRequestBytes: Int = 65536
+            maxRequestBytes: Int = 65536,
+            adminUIDs: [UserRef] = [],
+            adminGIDs: [GroupRef] = [],
+            broadcast: Broadcast = .enabled
         ) {
             self.socket = socket
             self.mode = mode
@@ -38,6 +59,9 @@ extension Configuration {
             self.allowUIDs = allowUIDs
             self.allowGIDs = allowGIDs
             self.maxRequestBytes = maxRequestBytes
+            self.adminUIDs = adminUIDs
+            self.adminGIDs = adminGIDs
+            self.broadcast = broadcast
         }
     }
 }

@@ -65,6 +65,15 @@ extension Configuration {
         public var poisonThreshold: Int
         /// Where poison messages go; nil means `<queue>.dead` for the queue they came from.
         public var deadLetterQueue: String?
+        /// The most revoked task ids remembered (Celery's `CELERY_WORKER_REVOKES_MAX`); the oldest go first.
+        public var revokesMax: Int
+        /// How long a revoke holds (Celery's `CELERY_WORKER_REVOKE_EXPIRES`, 3 hours). Always positive.
+        public var revokesExpire: Duration
+        /// Where revokes are kept across restarts (Celery's `--statedb`), written atomically; nil: memory and broker
+        /// only.
+        public var stateDB: String?
+
+        public static let revokesMaxRange = 1...10_000_000
 
         public init(
             hostname: String = "celery@%h",
@@ -80,7 +89,10 @@ extension Configuration {
             maxTasksPerChild: Int? = nil,
             maxMemoryPerChild: Int? = nil,
             poisonThreshold: Int = 3,
-            deadLetterQueue: String? = nil
+            deadLetterQueue: String? = nil,
+            revokesMax: Int = 50_000,
+            revokesExpire: Duration = .seconds(10_800),
+            stateDB: String? = nil
         ) {
             self.hostname = hostname
             self.queues = queues
@@ -96,6 +108,9 @@ extension Configuration {
             self.maxMemoryPerChild = maxMemoryPerChild
             self.poisonThreshold = poisonThreshold
             self.deadLetterQueue = deadLetterQueue
+            self.revokesMax = revokesMax
+            self.revokesExpire = revokesExpire
+            self.stateDB = stateDB
         }
 
         /// The dead-letter queue for messages taken from `queue`.

@@ -380,6 +380,29 @@ enum ConfigurationSchema {
                     configuration.worker.deadLetterQueue = queue.trimmingWhitespace()
                 } else if node.scalar != nil {
                     decoder.report("expected a queue name, got \"\"", at: node, keyPath: path)
+            ConfigurationField(key: "revokes_max") { node, path, decoder, configuration in
+                let value = decoder.integer(
+                    node,
+                    at: path,
+                    in: Configuration.Worker.revokesMaxRange,
+                    expected: "a positive integer"
+                )
+                if let value {
+                    configuration.worker.revokesMax = value
+                }
+            },
+            ConfigurationField(key: "revokes_expire") { node, path, decoder, configuration in
+                if let value = decoder.duration(node, at: path, allowsZero: false) {
+                    configuration.worker.revokesExpire = value
+                }
+            },
+            ConfigurationField(key: "state_db") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.worker.stateDB = nil
+                    return
+                }
+                if let file = decoder.absolutePath(node, at: path) {
+                    configuration.worker.stateDB = file
                 }
             },
         ]
@@ -416,6 +439,32 @@ enum ConfigurationSchema {
             ConfigurationField(key: "allow_gids") { node, path, decoder, configuration in
                 if let groups = decoder.principals(node, at: path, kind: .group) {
                     configuration.control.allowGIDs = groups.map(GroupRef.init)
+                }
+            },
+            ConfigurationField(key: "admin_uids") { node, path, decoder, configuration in
+                if let users = decoder.principals(node, at: path, kind: .user) {
+                    configuration.control.adminUIDs = users.map(UserRef.init)
+                }
+            },
+            ConfigurationField(key: "admin_gids") { node, path, decoder, configuration in
+                if let groups = decoder.principals(node, at: path, kind: .group) {
+                    configuration.control.adminGIDs = groups.map(GroupRef.init)
+                }
+            },
+            ConfigurationField(key: "broadcast") { node, path, decoder, configuration in
+                let expectation = "true, false or read-only"
+                guard let text = decoder.text(node, at: path, expected: expectation) else { return }
+                let value: Configuration.Control.Broadcast? =
+                    switch node.isPlain ? text.lowercased() : text {
+                    case "true", "yes", "on": .enabled
+                    case "false", "no", "off": .disabled
+                    case "read-only": .readOnly
+                    default: nil
+                    }
+                if let value {
+                    configuration.control.broadcast = value
+                } else {
+                    decoder.report("expected \(expectation), got \(text.debugDescription)", at: node, keyPath: path)
                 }
             },
             ConfigurationField(key: "max_request_bytes") { node, path, decoder, configuration in

@@ -138,7 +138,11 @@ package final class PreforkPool: WorkPool {
     }
 
     package func terminate(jobID: String, signal: CInt, reason: ExitReason) {
-        guard let slot = slots.values.first(where: { $0.job?.id == jobID }) else { return }
+        // A slot shrunk away while busy is departing, not gone: its job can still be terminated.
+        guard
+            let slot = slots.values.first(where: { $0.job?.id == jobID })
+                ?? departing.values.first(where: { $0.job?.id == jobID })
+        else { return }
         end(slot, signal: signal, reason: reason)
     }
 

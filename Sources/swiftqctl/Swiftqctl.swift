@@ -86,7 +86,8 @@ struct Swiftqctl: ParsableCommand {
         discussion: "Exit codes: 0 ok, 1 the command failed, 2 usage, 69 swiftqd unreachable or refused.",
         version: "swiftqctl 0.1.0",
         subcommands: [
-            Ping.self, Stats.self, Reload.self, Shutdown.self, Call.self, ResultCommand.self, Beat.self, Dead.self,
+            Ping.self, Stats.self, Reload.self, Shutdown.self, Revoke.self, Inspect.self, Pool.self, Queue.self,
+            Call.self, ResultCommand.self, Beat.self, Dead.self, Broadcast.self,
         ]
     )
 }
@@ -157,7 +158,7 @@ func formatMilliseconds(_ duration: Duration) -> String {
 @main
 enum SwiftqctlMain {
     static func main() {
-        let arguments = hoistGlobalOptions(Array(CommandLine.arguments.dropFirst()))
+        let arguments = hoistGlobalOptions(broadcastFirst(Array(CommandLine.arguments.dropFirst())))
         var command: ParsableCommand
         do {
             command = try Swiftqctl.parseAsRoot(arguments)
@@ -208,6 +209,14 @@ func printError(_ message: String) {
             offset += written
         }
     }
+}
+
+/// `swiftqctl --broadcast [OPTIONS] COMMAND …` is the `broadcast` command: the flag becomes the command word.
+func broadcastFirst(_ arguments: [String]) -> [String] {
+    guard let index = arguments.firstIndex(of: "--broadcast") else { return arguments }
+    var rest = arguments
+    rest.remove(at: index)
+    return ["broadcast"] + rest
 }
 
 /// `swiftqctl [--socket PATH] [--config FILE] [--timeout S] COMMAND …`: the connection options may come

@@ -365,6 +365,45 @@ struct ConfigurationErrorTests {
         )
     }
 
+    @Test func remoteControlKeysAreCheckedWithTheirPositions() {
+        let yaml = """
+            worker:
+              revokes_max: 0
+              revokes_expire: soon
+              state_db: relative/path.json
+            control:
+              admin_uids: ["www data"]
+              broadcast: sometimes
+
+            """
+        do {
+            _ = try Configuration.parse(yaml, file: "config.yaml")
+            Issue.record("accepted")
+        } catch {
+            #expect(
+                error.diagnostics.map(\.description) == [
+                    "config.yaml:2:16: worker.revokes_max: expected an integer from 1 to 10000000, got 0",
+                    "config.yaml:3:19: worker.revokes_expire: expected a duration such as 30s, 5m or 1h30m, got \"soon\"",
+                    "config.yaml:4:13: worker.state_db: expected an absolute path, got \"relative/path.json\"",
+                    "config.yaml:6:16: control.admin_uids[0]: expected a user name or numeric uid, got \"www data\"",
+                    "config.yaml:7:14: control.broadcast: expected true, false or read-only, got \"sometimes\"",
+                ]
+            )
+        }
+        let good = try? Configuration.parse(
+            "worker:\n  revokes_max: 10\n  revokes_expire: 1h\n  state_db: /var/lib/swiftq/revokes.json\n"
+                + "control:\n  admin_gids: [0]\n  broadcast: read-only\n",
+            file: "config.yaml"
+        )
+        #expect(good?.worker.revokesMax == 10)
+        #expect(good?.worker.revokesExpire == .seconds(3600))
+        #expect(good?.worker.stateDB == "/var/lib/swiftq/revokes.json")
+        #expect(good?.control.broadcast == .readOnly)
+        #expect((try? Configuration.parse("control:\n  broadcast: false\n", file: "c"))?.control.broadcast == .disabled)
+        // The rendering the consumer receives reads back as the same value.
+        if let good { #expect((try? Configuration.parse(good.yaml(maskingSecrets: false), file: "r")) == good) }
+    }
+
     @Test func parseUsesTheFileNameAsGiven() {
         #expect(throws: ConfigurationError.self) {
             try Configuration.parse("worker:\n  concurrency: four\n", file: "config.yaml")

@@ -13,6 +13,7 @@ import Testing
         queues: String = "celery",
         extraYAML: String = "",
         workerYAMLExtra: String = "",
+        controlYAMLExtra: String = "",
         binary: String = Binaries.swiftqd
     ) throws -> Daemon {
         try Daemon(
@@ -24,6 +25,7 @@ import Testing
                   url: \((backend ?? broker).url(db: 1))
 
                 """ + extraYAML,
+            controlYAML: controlYAMLExtra,
             workerYAML: "  prefetch_multiplier: \(prefetch)\n  queues: \(queues)\n" + workerYAMLExtra,
             binary: binary
         )

@@ -19,6 +19,8 @@ import Testing
             .dump,
             .shutdown(cold: true, timeout: nil),
             .shutdown(cold: false, timeout: 5.5),
+            .control(request: 3, method: "revoke", arguments: ["task_id": ["a"], "terminate": true]),
+            .control(request: 4, method: "ping", arguments: nil),
         ]
         for message in messages {
             #expect(try SupervisorMessage(decoding: Self.roundTrip(message.json)) == message)
@@ -33,6 +35,10 @@ import Testing
             .heartbeat(busy: 0, pool: [], fetchIdle: nil, fetchStarved: false),
             .pool([]),
             .pool([row]),
+            .controlReply(request: 3, reply: ["ok": "pong"]),
+            .controlReply(request: 4, reply: .null),
+            .controlReply(request: 5, reply: nil),
+            .shutdownRequested(reason: "Got shutdown from remote"),
             .stats(request: 7, consumer: ["slots": [row], "busy": 0]),
             .brokerState(connected: false, detail: "connection refused"),
             .failed(message: "broker.url: bad scheme"),

@@ -32,6 +32,8 @@ final class ControlServer {
     private var connections: [CInt: ControlConnection] = [:]
     private let allowedUIDs: Set<uid_t>
     private let allowedGIDs: Set<gid_t>
+    private let adminUIDs: Set<uid_t>
+    private let adminGIDs: Set<gid_t>
     static let maximumConnections = 128
 
     /// Binds the socket with the configured mode and group.
@@ -42,6 +44,8 @@ final class ControlServer {
         let group = try configuration.group.map { try Accounts.groupID($0) }
         allowedUIDs = Set(try configuration.allowUIDs.map { try Accounts.userID($0) })
         allowedGIDs = Set(try configuration.allowGIDs.map { try Accounts.groupID($0) })
+        adminUIDs = Set(try configuration.adminUIDs.map { try Accounts.userID($0) })
+        adminGIDs = Set(try configuration.adminGIDs.map { try Accounts.groupID($0) })
         listener = try UnixSocket.listen(path: configuration.socket, mode: mode_t(configuration.mode), group: group)
         loop.watch(listener) { [unowned self] _ in acceptPending() }
     }
@@ -103,11 +107,25 @@ final class ControlServer {
                 continue
             }
             connections[fd] = connection
+            let isAdmin = isAdmin(credentials, descriptor: fd)
             connection.onRequest = { [unowned self, unowned connection] request in
-                handler?(request, ControlResponder(connection: connection))
+                handler?(request, ControlResponder(connection: connection, peerUID: credentials.uid, isAdmin: isAdmin))
             }
             connection.onClose = { [unowned self] in connections[fd] = nil }
         }
+    }
+
+    /// Whether a peer may run the state-changing commands: everyone accepted when no admin list is set; otherwise
+    /// root, the daemon's own uid, and the admin uids and groups (primary or supplementary).
+    private func isAdmin(_ peer: PeerCredentials, descriptor: CInt) -> Bool {
+        if adminUIDs.isEmpty && adminGIDs.isEmpty { return true }
+        if peer.uid == 0 || peer.uid == getuid() || adminUIDs.contains(peer.uid) || adminGIDs.contains(peer.gid) {
+            return true
+        }
+        guard !adminGIDs.isEmpty, let groups = try? PeerCredentials.supplementaryGroups(of: descriptor) else {
+            return false
+        }
+        return !adminGIDs.isDisjoint(with: groups)
     }
 
     /// Root and the daemon's own uid are always allowed; others by uid, or by primary or supplementary
@@ -125,6 +143,10 @@ final class ControlServer {
 /// Answers one request, now or later; answering twice or after the client left does nothing.
 struct ControlResponder {
     fileprivate weak var connection: ControlConnection?
+    /// The caller's uid (`SO_PEERCRED`), for logs of refused requests.
+    var peerUID: uid_t = 0
+    /// Whether the caller may run state-changing commands (`control.admin_uids`, `control.admin_gids`).
+    var isAdmin = true
 
     /// Sends the reply.
     func reply(_ reply: ControlReply) {

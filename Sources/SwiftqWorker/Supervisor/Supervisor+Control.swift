@@ -9,8 +9,9 @@ import SwiftqPool
 import Glibc
 #endif
 
-/// The control-socket command table. One table, so Celery's pidbox (a later issue) can answer
-/// `celery inspect`/`celery control` with the same commands.
+/// The control-socket command table: the supervisor's own commands (process table, reload, shutdown, beat) and
+/// the consumer's (Celery's remote-control table, ``ControlCommand``), which the consumer also answers on Celery's
+/// pidbox. Consumer-owned commands are forwarded over the typed channel and answered with Celery's reply.
 extension Supervisor {
     /// Every command, with a one-line description (`help` lists them; the man page documents them).
     static let controlCommands: OrderedDictionary<String, String> = [
@@ -23,14 +24,75 @@ extension Supervisor {
         "help": "list the commands",
     ]
 
+    /// The consumer's commands (Celery's names, arguments and replies; see swiftqctl(1)).
+    static let consumerCommands: OrderedDictionary<String, String> = [
+        "revoke": "revoke tasks: {\"task_id\": [ids], \"terminate\": bool, \"signal\": \"SIGTERM\"}",
+        "terminate": "revoke and end running tasks: {\"task_id\": [ids], \"signal\": \"SIGKILL\"}",
+        "revoke_by_stamped_headers": "revoke by stamps: {\"headers\": {\"stamp\": \"value\"}, \"terminate\": bool}",
+        "active": "tasks running now",
+        "reserved": "tasks received and waiting for a pool child",
+        "scheduled": "tasks held for their ETA",
+        "revoked": "revoked task ids, oldest first",
+        "registered": "registered task names",
+        "active_queues": "queues consumed now",
+        "conf": "settings under Celery's names",
+        "report": "node, broker, queues and pool in a few lines",
+        "query_task": "where tasks are: {\"ids\": [ids]}",
+        "clock": "the remote-control Lamport clock",
+        "pool_grow": "start more pool children: {\"n\": 1}",
+        "pool_shrink": "retire pool children: {\"n\": 1}",
+        "autoscale": "not available: answers Celery's 'Autoscale not enabled'",
+        "add_consumer": "consume another queue: {\"queue\": \"name\"}",
+        "cancel_consumer": "stop consuming a queue: {\"queue\": \"name\"}",
+        "enable_events": "record that task events are wanted (events are not sent yet)",
+        "disable_events": "record that task events are not wanted",
+        // Wired by the rate limiter's change; answered as not available until then.
+        "rate_limit": "not available yet: {\"task_name\": name, \"rate_limit\": \"10/m\"}",
+        "time_limit": "not available yet: {\"task_name\": name, \"soft\": s, \"hard\": s}",
+    ]
+
+    /// Whether a socket command changes state (admins only when `control.admin_uids`/`admin_gids` are set).
+    static func isStateChanging(_ request: ControlRequest) -> Bool {
+        switch request.command {
+        case "ping", "help", "stats": return false
+        case "beat": return request.arguments["run"] != nil
+        case "reload", "shutdown": return true
+        default:
+            let command = try? ControlCommand(method: request.command, arguments: .object(request.arguments))
+            return !(command?.isReadOnly ?? true)
+        }
+    }
+
     func handleControl(_ request: ControlRequest, reply responder: ControlResponder) {
         let id = request.id
+        if !responder.isAdmin && Self.isStateChanging(request) {
+            logger.warning(
+                "control request refused: \(request.command) needs an admin (control.admin_uids, control.admin_gids)",
+                metadata: ["uid": "\(responder.peerUID)", "command": "\(request.command)"]
+            )
+            responder.reply(
+                .failure(
+                    id: id,
+                    ControlError(
+                        .permissionDenied,
+                        "uid \(responder.peerUID) may not run \(request.command) (control.admin_uids, control.admin_gids)",
+                        id: id
+                    )
+                )
+            )
+            return
+        }
+        if Self.consumerCommands[request.command] != nil || ControlCommand.aliases[request.command] != nil {
+            forwardToConsumer(request, reply: responder)
+            return
+        }
         switch request.command {
         case "ping":
             responder.reply(.success(id: id, .object(["pong": true, "pid": .int(Int64(getpid()))])))
         case "help":
             var commands: OrderedDictionary<String, JSONValue> = [:]
             for (name, summary) in Self.controlCommands { commands[name] = .string(summary) }
+            for (name, summary) in Self.consumerCommands { commands[name] = .string(summary) }
             responder.reply(.success(id: id, .object(commands)))
         case "stats":
             queryStats(timeout: .seconds(1)) { [unowned self] consumerStats in
@@ -58,13 +120,44 @@ extension Supervisor {
             // Answer first: the client should hear the acknowledgement before the socket goes away.
             loop.schedule(after: .milliseconds(10)) { [unowned self] in beginShutdown(cold: mode == "cold") }
         default:
-            let known = Self.controlCommands.keys.joined(separator: ", ")
+            let known = (Array(Self.controlCommands.keys) + Array(Self.consumerCommands.keys)).joined(separator: ", ")
             responder.reply(
                 .failure(
                     id: id,
                     ControlError(.unknownCommand, "unknown command \"\(request.command)\"; known: \(known)", id: id)
                 )
             )
+        }
+    }
+
+    /// A consumer-owned command: checked here (a bad argument never crosses the channel), answered by the consumer.
+    /// Celery's `{"error": …}` replies become failures, so that swiftqctl exits non-zero.
+    func forwardToConsumer(_ request: ControlRequest, reply responder: ControlResponder) {
+        let id = request.id
+        let arguments = JSONValue.object(request.arguments)
+        do {
+            _ = try ControlCommand(method: request.command, arguments: arguments)
+        } catch {
+            responder.reply(.failure(id: id, ControlError(.invalidArguments, error.error, id: id)))
+            return
+        }
+        if case .stopping = state {
+            responder.reply(.failure(id: id, ControlError(.shuttingDown, "swiftqd is shutting down", id: id)))
+            return
+        }
+        queryControl(method: request.command, arguments: arguments, timeout: .seconds(5)) { answer in
+            guard let answer else {
+                responder.reply(
+                    .failure(id: id, ControlError(.unavailable, "the consumer did not answer (is it running?)", id: id))
+                )
+                return
+            }
+            let reply = answer["reply"] ?? .null
+            if let object = reply.objectValue, object.count == 1, let error = object["error"]?.stringValue {
+                responder.reply(.failure(id: id, ControlError(.commandFailed, error, id: id)))
+            } else {
+                responder.reply(.success(id: id, reply))
+            }
         }
     }
 

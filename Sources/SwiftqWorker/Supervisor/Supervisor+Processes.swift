@@ -92,6 +92,13 @@ extension Supervisor {
             logger.info("consumer drained its running tasks")
         case .failed(let text):
             logger.error("consumer failed to start: \(text)")
+        case .controlReply(let request, let reply):
+            // Wrapped so that "no reply" (shutdown) differs from "no answer in time" (nil).
+            pendingConsumerQueries.removeValue(forKey: request)?(.object(reply.map { ["reply": $0] } ?? [:]))
+        case .shutdownRequested(let reason):
+            logger.warning("remote shutdown: \(reason); warm shutdown")
+            if case .stopping = state { return }
+            loop.schedule(after: .milliseconds(10)) { [unowned self] in beginShutdown(cold: false) }
         }
     }
 
@@ -114,6 +121,27 @@ extension Supervisor {
         nextQuery += 1
         pendingConsumerQueries[request] = reply
         channel.send(SupervisorMessage.stats(request: request).json)
+        loop.schedule(after: timeout) { [unowned self] in
+            pendingConsumerQueries.removeValue(forKey: request)?(nil)
+        }
+    }
+
+    /// Forwards a consumer-owned command of the control table to the consumer; `reply` gets `{"reply": …}` (`{}`
+    /// for a command that has no reply), or nil when the consumer did not answer within `timeout`.
+    func queryControl(
+        method: String,
+        arguments: JSONValue,
+        timeout: Duration,
+        reply: @escaping (JSONValue?) -> Void
+    ) {
+        guard let channel = consumerChannel, consumer.isAlive else {
+            reply(nil)
+            return
+        }
+        let request = nextQuery
+        nextQuery += 1
+        pendingConsumerQueries[request] = reply
+        channel.send(SupervisorMessage.control(request: request, method: method, arguments: arguments).json)
         loop.schedule(after: timeout) { [unowned self] in
             pendingConsumerQueries.removeValue(forKey: request)?(nil)
         }

@@ -1,0 +1,159 @@
+import OrderedCollections
+import SwiftqCore
+
+/// What a command handler reads: the worker's state as the owner of each part sees it (the consumer for deliveries
+/// and revokes, its pool, its configuration). The consumer conforms; unit tests pass a plain struct.
+package protocol ControlState {
+    var nodeName: String { get }
+    /// The Lamport clock after this request moved it forward.
+    var clock: Int64 { get }
+    /// Celery's `stats` reply.
+    func celeryStats() -> JSONValue
+    func activeRequests(safe: Bool) -> [JSONValue]
+    var reservedRequests: [JSONValue] { get }
+    var scheduledRequests: [JSONValue] { get }
+    /// Revoked ids, oldest first, expired ones purged.
+    var revokedIDs: [String] { get }
+    /// Ids held here (reserved, held for ETA or running).
+    var heldTaskIDs: Set<String> { get }
+    func queryTask(_ ids: [String]) -> JSONValue
+    /// Registered task names (registry and exec tasks), sorted.
+    var registeredTasks: [String] { get }
+    /// The queues consumed now, as kombu's `Queue.as_dict(recurse=True)`.
+    var activeQueues: [JSONValue] { get }
+    /// Celery-named settings.
+    func conf(withDefaults: Bool) -> JSONValue
+    var report: String { get }
+    /// Whether task events are on (`enable_events`; events themselves are sent by the monitoring issue's code).
+    var eventsEnabled: Bool { get }
+    /// The running tasks whose stamps match, per header (for `revoke_by_stamped_headers` with `terminate`).
+    func runningStampMatches(_ headers: OrderedDictionary<String, [JSONValue]>) -> OrderedDictionary<
+        String, [JSONValue]
+    >
+}
+
+/// What a command asks of its owner, after the reply is decided.
+package enum ControlEffect: Equatable, Sendable {
+    case revoke(ids: [String], terminate: Bool, signal: Int32)
+    case revokeStamped(headers: OrderedDictionary<String, [JSONValue]>, terminate: Bool, signal: Int32)
+    /// Ids from another node's `hello`.
+    case mergeRevoked([String])
+    case growPool(Int)
+    case shrinkPool(Int)
+    case addQueue(String)
+    case cancelQueue(String)
+    case setEvents(Bool)
+    /// Warm shutdown of the whole daemon.
+    case shutdown(message: String)
+}
+
+/// The decision for one command: the reply (nil: none at all, as for `shutdown`) and the effects.
+package struct ControlOutcome: Equatable, Sendable {
+    package var reply: JSONValue?
+    package var effects: [ControlEffect] = []
+}
+
+/// The command table (Celery's `Panel`): decides each command's reply and effects from a ``ControlState``, without
+/// I/O. Replies have Celery's shapes and texts (celery/worker/control.py), so `celery inspect -j`, Flower and
+/// celery-exporter read them as a Python worker's.
+package enum ControlPanel {
+    package static func ok(_ text: String) -> JSONValue { ["ok": .string(text)] }
+    package static func nok(_ text: String) -> JSONValue { ["error": .string(text)] }
+
+    package static func handle(_ command: ControlCommand, state: some ControlState) -> ControlOutcome {
+        switch command {
+        case .ping: return ControlOutcome(reply: ok("pong"))
+        case .stats: return ControlOutcome(reply: state.celeryStats())
+        case .active(let safe): return ControlOutcome(reply: .array(state.activeRequests(safe: safe)))
+        case .reserved: return ControlOutcome(reply: .array(state.reservedRequests))
+        case .scheduled: return ControlOutcome(reply: .array(state.scheduledRequests))
+        case .revoked: return ControlOutcome(reply: .array(state.revokedIDs.map(JSONValue.string)))
+        case .registered(_, let builtins):
+            // swiftq's tasks carry none of the default info items (exchange, routing_key, rate_limit), so each is its
+            // bare name, as a Python task without them.
+            let names = state.registeredTasks.filter { builtins || !$0.hasPrefix("celery.") }
+            return ControlOutcome(reply: .array(names.map(JSONValue.string)))
+        case .activeQueues: return ControlOutcome(reply: .array(state.activeQueues))
+        case .conf(let withDefaults): return ControlOutcome(reply: state.conf(withDefaults: withDefaults))
+        case .report: return ControlOutcome(reply: ok(state.report))
+        case .clock: return ControlOutcome(reply: ["clock": .int(state.clock)])
+        case .queryTask(let ids): return ControlOutcome(reply: state.queryTask(ids))
+        case .hello(let from, let revoked):
+            // Our own broadcast coming back: Celery answers None.
+            guard from != state.nodeName else { return ControlOutcome(reply: .null) }
+            var ids = OrderedSet(state.revokedIDs)
+            for id in revoked { ids.append(id) }
+            return ControlOutcome(
+                reply: ["revoked": .array(ids.map(JSONValue.string)), "clock": .int(state.clock)],
+                effects: revoked.isEmpty ? [] : [.mergeRevoked(revoked)]
+            )
+        case .revoke(let ids, let terminate, let signal):
+            let unique = Array(OrderedSet(ids))
+            let effects: [ControlEffect] = [.revoke(ids: unique, terminate: terminate, signal: signal)]
+            if terminate {
+                let known = unique.filter { state.heldTaskIDs.contains($0) }
+                let text = known.isEmpty ? "terminate: tasks unknown" : "terminate: " + known.joined(separator: ", ")
+                return ControlOutcome(reply: ok(text), effects: effects)
+            }
+            return ControlOutcome(reply: ok("tasks \(pythonSet(unique)) flagged as revoked"), effects: effects)
+        case .revokeByStampedHeaders(let headers, let terminate, let signal):
+            let effects: [ControlEffect] = [.revokeStamped(headers: headers, terminate: terminate, signal: signal)]
+            let shown = PythonRepr.repr(
+                .object(headers.mapValues { $0.count == 1 ? $0[0] : .array($0) }),
+                limit: nil
+            )
+            guard terminate else {
+                return ControlOutcome(
+                    reply: ok("headers \(shown) flagged as revoked, but not terminated"),
+                    effects: effects
+                )
+            }
+            let matches = state.runningStampMatches(headers)
+            guard !matches.isEmpty else {
+                return ControlOutcome(reply: ok("headers \(shown) were not terminated"), effects: effects)
+            }
+            let sets = matches.map {
+                "\(PythonRepr.repr(.string($0.key))): \(pythonSet($0.value.map { PythonRepr.repr($0) }, quoted: false))"
+            }
+            return ControlOutcome(
+                reply: ok("headers defaultdict(<class 'set'>, {\(sets.joined(separator: ", "))}) revoked"),
+                effects: effects
+            )
+        case .poolGrow(let count):
+            return ControlOutcome(reply: ok("pool will grow"), effects: [.growPool(count)])
+        case .poolShrink(let count):
+            return ControlOutcome(reply: ok("pool will shrink"), effects: [.shrinkPool(count)])
+        case .autoscale:
+            // No autoscaler in swiftqd yet: Celery's answer for a worker started without --autoscale.
+            return ControlOutcome(reply: nok("ValueError('Autoscale not enabled')"))
+        case .addConsumer(let queue):
+            return ControlOutcome(reply: ok("add consumer \(queue)"), effects: [.addQueue(queue)])
+        case .cancelConsumer(let queue):
+            return ControlOutcome(reply: ok("no longer consuming from \(queue)"), effects: [.cancelQueue(queue)])
+        case .enableEvents:
+            guard !state.eventsEnabled else { return ControlOutcome(reply: ok("task events already enabled")) }
+            return ControlOutcome(reply: ok("task events enabled"), effects: [.setEvents(true)])
+        case .disableEvents:
+            guard state.eventsEnabled else { return ControlOutcome(reply: ok("task events already disabled")) }
+            return ControlOutcome(reply: ok("task events disabled"), effects: [.setEvents(false)])
+        case .heartbeat:
+            // Celery answers None; its side effect (a worker-heartbeat event) belongs to the events issue.
+            return ControlOutcome(reply: .null)
+        case .shutdown(let message):
+            // Celery raises SystemExit in the handler: no reply is sent.
+            return ControlOutcome(reply: nil, effects: [.shutdown(message: message ?? "Got shutdown from remote")])
+        // The rate limiter and per-task time limits are built by another change; their handlers go here.
+        case .rateLimit:
+            return ControlOutcome(reply: nok("rate_limit is not available in this swiftqd yet"))
+        case .timeLimit:
+            return ControlOutcome(reply: nok("time_limit is not available in this swiftqd yet"))
+        }
+    }
+
+    /// A Python set's repr of strings (`{'a', 'b'}`, `set()` when empty), in the given order.
+    package static func pythonSet(_ items: [String], quoted: Bool = true) -> String {
+        guard !items.isEmpty else { return "set()" }
+        let shown = quoted ? items.map { PythonRepr.repr(.string($0)) } : items
+        return "{" + shown.joined(separator: ", ") + "}"
+    }
+}
