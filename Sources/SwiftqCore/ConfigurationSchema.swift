@@ -380,6 +380,8 @@ enum ConfigurationSchema {
                     configuration.worker.deadLetterQueue = queue.trimmingWhitespace()
                 } else if node.scalar != nil {
                     decoder.report("expected a queue name, got \"\"", at: node, keyPath: path)
+                }
+            },
             ConfigurationField(key: "revokes_max") { node, path, decoder, configuration in
                 let value = decoder.integer(
                     node,
