@@ -116,6 +116,17 @@ package extension Consumer {
         case .setEvents(let enabled):
             eventsEnabled = enabled
             logger.info("task events \(enabled ? "enabled" : "disabled") by remote (recorded; events are not sent yet)")
+        case .setRateLimit(let task, let perSecond):
+            if let perSecond {
+                logger.info("New rate limit for tasks of type \(task): \(perSecond)/s.")
+            } else {
+                logger.info("Rate limits disabled for tasks of type \(task)")
+            }
+            core?.setRateLimit(task: task, rate: perSecond)
+        case .setTimeLimits(let task, let soft, let hard):
+            let shown = (soft.map { "\($0)" } ?? "None", hard.map { "\($0)" } ?? "None")
+            logger.info("New time limits for tasks of type \(task): soft=\(shown.0) hard=\(shown.1)")
+            core?.setTimeLimits(task: task, soft: soft, hard: hard)
         case .shutdown(let message):
             logger.warning("\(message)")
             supervisor.send(ConsumerMessage.shutdownRequested(reason: message).json)

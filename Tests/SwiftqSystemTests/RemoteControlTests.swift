@@ -175,6 +175,7 @@ enum CeleryControl {
         for arguments in [
             ["revoke", "not-a-real-id"], ["pool_grow", "1"], ["pool_shrink", "1"],
             ["add_consumer", extra], ["cancel_consumer", extra], ["enable_events"],
+            ["rate_limit", "swiftq.sleep", "100/s"], ["time_limit", "swiftq.sleep", "30", "60"],
         ] {
             let replies = try CeleryControl.cli(
                 broker,

@@ -146,13 +146,35 @@ struct FakeControlState: ControlState {
         #expect(hit.reply == ["ok": "headers defaultdict(<class 'set'>, {'a': {'1'}}) revoked"])
     }
 
-    @Test func rateAndTimeLimitsHaveTheirPlaceButAreNotWiredYet() throws {
+    /// Celery's `rate_limit` and `time_limit` replies (celery/worker/control.py), and the change they ask of the
+    /// consumer's rate limiter and time limits.
+    @Test func rateAndTimeLimitsAnswerAsCeleryAndChangeTheTask() throws {
         #expect(
             try ControlCommand(method: "rate_limit", arguments: ["task_name": "t", "rate_limit": "1/s"])
                 == .rateLimit(task: "t", rate: "1/s")
         )
-        #expect(handle("rate_limit", ["task_name": "t", "rate_limit": "1/s"]).reply?["error"] != nil)
-        #expect(handle("time_limit", ["task_name": "t", "soft": 1, "hard": 2]).reply?["error"] != nil)
+        let set = handle("rate_limit", ["task_name": "swiftq.add", "rate_limit": "30/m"])
+        #expect(set.reply == ["ok": "new rate limit set successfully"])
+        #expect(set.effects == [.setRateLimit(task: "swiftq.add", perSecond: 0.5)])
+        let perSecond = handle("rate_limit", ["task_name": "swiftq.add", "rate_limit": "10"])
+        #expect(perSecond.effects == [.setRateLimit(task: "swiftq.add", perSecond: 10)])
+        for off in ["", "0"] {
+            let disabled = handle("rate_limit", ["task_name": "swiftq.add", "rate_limit": .string(off)])
+            #expect(disabled.reply == ["ok": "rate limit disabled successfully"])
+            #expect(disabled.effects == [.setRateLimit(task: "swiftq.add", perSecond: nil)])
+        }
+        let invalid = handle("rate_limit", ["task_name": "swiftq.add", "rate_limit": "fast/s"])
+        #expect(
+            invalid.reply
+                == ["error": "Invalid rate limit string: ValueError(\"could not convert string to float: 'fast'\")"]
+        )
+        #expect(invalid.effects.isEmpty)
+        #expect(handle("rate_limit", ["task_name": "nope", "rate_limit": "1/s"]).reply == ["error": "unknown task"])
+
+        let limits = handle("time_limit", ["task_name": "swiftq.sleep", "soft": 1, "hard": 2.5])
+        #expect(limits.reply == ["ok": "time limits set successfully"])
+        #expect(limits.effects == [.setTimeLimits(task: "swiftq.sleep", soft: 1, hard: 2.5)])
+        #expect(handle("time_limit", ["task_name": "nope", "soft": 1]).reply == ["error": "unknown task"])
     }
 
     @Test func readOnlyCommandsAreTheInspectOnes() throws {

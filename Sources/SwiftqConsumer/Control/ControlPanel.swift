@@ -43,6 +43,10 @@ package enum ControlEffect: Equatable, Sendable {
     case addQueue(String)
     case cancelQueue(String)
     case setEvents(Bool)
+    /// A task's rate limit in tasks per second (nil: none), as the `rate_limit` command sets it.
+    case setRateLimit(task: String, perSecond: Double?)
+    /// A task's soft and hard time limits in seconds (nil: none), as the `time_limit` command sets them.
+    case setTimeLimits(task: String, soft: Double?, hard: Double?)
     /// Warm shutdown of the whole daemon.
     case shutdown(message: String)
 }
@@ -142,11 +146,36 @@ package enum ControlPanel {
         case .shutdown(let message):
             // Celery raises SystemExit in the handler: no reply is sent.
             return ControlOutcome(reply: nil, effects: [.shutdown(message: message ?? "Got shutdown from remote")])
-        // The rate limiter and per-task time limits are built by another change; their handlers go here.
-        case .rateLimit:
-            return ControlOutcome(reply: nok("rate_limit is not available in this swiftqd yet"))
-        case .timeLimit:
-            return ControlOutcome(reply: nok("time_limit is not available in this swiftqd yet"))
+        case .rateLimit(let task, let text):
+            // kombu's `rate()`: empty or zero disables; `N`, `N/s`, `N/m`, `N/h` otherwise.
+            let trimmed = String(
+                text.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
+            )
+            let perSecond: Double?
+            if trimmed.isEmpty || Double(trimmed) == 0 {
+                perSecond = nil
+            } else if let rate = Configuration.RateLimit(trimmed) {
+                perSecond = rate.count / rate.unit.seconds
+            } else {
+                let number = String(trimmed.split(separator: "/", omittingEmptySubsequences: false)[0])
+                return ControlOutcome(
+                    reply: nok(
+                        "Invalid rate limit string: ValueError(\"could not convert string to float: "
+                            + "\(PythonRepr.repr(.string(number)))\")"
+                    )
+                )
+            }
+            guard state.registeredTasks.contains(task) else { return ControlOutcome(reply: nok("unknown task")) }
+            return ControlOutcome(
+                reply: ok(perSecond == nil ? "rate limit disabled successfully" : "new rate limit set successfully"),
+                effects: [.setRateLimit(task: task, perSecond: perSecond)]
+            )
+        case .timeLimit(let task, let soft, let hard):
+            guard state.registeredTasks.contains(task) else { return ControlOutcome(reply: nok("unknown task")) }
+            return ControlOutcome(
+                reply: ok("time limits set successfully"),
+                effects: [.setTimeLimits(task: task, soft: soft, hard: hard)]
+            )
         }
     }
 
