@@ -190,3 +190,68 @@ struct Queue: ParsableCommand {
         print(json ? result.jsonString : (result["ok"]?.stringValue ?? result.jsonString))
     }
 }
+
+/// Prints a Celery-style reply (`{"ok": …}` or `{"error": …}`); an error exits 1.
+private func printCeleryReply(_ result: JSONValue, json: Bool) throws {
+    if json {
+        print(result.jsonString)
+    } else if let ok = result["ok"]?.stringValue {
+        print(ok)
+    } else if result["error"] == nil {
+        print(result.jsonString)
+    }
+    if let error = result["error"]?.stringValue {
+        if !json { printError(error) }
+        throw ExitCode(1)
+    }
+}
+
+struct RateLimit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rate-limit",
+        abstract: "Set a task's rate limit (10/s, 100/m, 5/h; 0 turns it off), as Celery's rate_limit.",
+        discussion: "Until the next reload or restart, when tasks.<name>.rate_limit applies again."
+    )
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Print the raw JSON reply.")
+    var json = false
+    @Argument(help: "The task name.")
+    var task: String
+    @Argument(help: "The rate: N/s, N/m, N/h or N (per second); 0 for none.")
+    var rate: String
+
+    func run() throws {
+        let result = try connection.call(
+            "rate_limit",
+            arguments: ["task_name": .string(task), "rate_limit": .string(rate)]
+        )
+        try printCeleryReply(result, json: json)
+    }
+}
+
+struct TimeLimit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "time-limit",
+        abstract: "Set a task's soft and hard time limits in seconds, as Celery's time_limit.",
+        discussion: "A message's own timelimit header still wins. Until the next reload or restart."
+    )
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Print the raw JSON reply.")
+    var json = false
+    @Argument(help: "The task name.")
+    var task: String
+    @Argument(help: "Soft limit in seconds (the task is told and may clean up).")
+    var soft: Double
+    @Argument(help: "Hard limit in seconds (the child is killed and replaced).")
+    var hard: Double?
+
+    func validate() throws {
+        guard soft > 0, hard.map({ $0 > 0 }) ?? true else { throw ValidationError("time limits must be positive") }
+    }
+
+    func run() throws {
+        var arguments: [String: JSONValue] = ["task_name": .string(task), "soft": .double(soft)]
+        if let hard { arguments["hard"] = .double(hard) }
+        try printCeleryReply(try connection.call("time_limit", arguments: arguments), json: json)
+    }
+}

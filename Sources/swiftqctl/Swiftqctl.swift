@@ -87,7 +87,7 @@ struct Swiftqctl: ParsableCommand {
         version: "swiftqctl 0.1.0",
         subcommands: [
             Ping.self, Stats.self, Reload.self, Shutdown.self, Revoke.self, Inspect.self, Pool.self, Queue.self,
-            Call.self, ResultCommand.self, Beat.self, Dead.self, Broadcast.self,
+            RateLimit.self, TimeLimit.self, Call.self, ResultCommand.self, Beat.self, Dead.self, Broadcast.self,
         ]
     )
 }

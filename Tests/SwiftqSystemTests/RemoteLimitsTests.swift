@@ -52,5 +52,15 @@ import Testing
             ["control", "time_limit", "no.such.task", "1", "-j", "-d", node, "--timeout", "5"]
         )
         #expect("\(unknown)".contains("unknown task"), "\(unknown)")
+
+        // The same commands from swiftqctl on the control socket.
+        let set = try daemon.ctl(["rate-limit", "swiftq.add", "2/s"])
+        #expect(set.status == 0 && set.stdout.contains("new rate limit set successfully"), "\(set)")
+        let bad = try daemon.ctl(["rate-limit", "swiftq.add", "quickly"])
+        #expect(bad.status == 1 && bad.stderr.contains("Invalid rate limit string"), "\(bad)")
+        let time = try daemon.ctl(["time-limit", "swiftq.sleep", "10", "20"])
+        #expect(time.status == 0 && time.stdout.contains("time limits set successfully"), "\(time)")
+        let missing = try daemon.ctl(["time-limit", "no.such.task", "1"])
+        #expect(missing.status == 1 && missing.stderr.contains("unknown task"), "\(missing)")
     }
 }
