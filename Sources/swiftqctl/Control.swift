@@ -190,3 +190,26 @@ struct Queue: ParsableCommand {
         print(json ? result.jsonString : (result["ok"]?.stringValue ?? result.jsonString))
     }
 }
+
+struct Autoscale: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Let the pool grow under a backlog and shrink when idle, between MAX and MIN children.",
+        discussion: "Until the daemon restarts; pool grow and shrink are refused meanwhile, as in Celery."
+    )
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Print the raw JSON reply.")
+    var json = false
+    @Argument(help: "The most children.")
+    var max: Int
+    @Argument(help: "The fewest children.")
+    var min: Int = 0
+
+    func validate() throws {
+        guard max >= 1, min >= 0, min <= max else { throw ValidationError("expected 1 <= max and 0 <= min <= max") }
+    }
+
+    func run() throws {
+        let result = try connection.call("autoscale", arguments: ["max": .int(Int64(max)), "min": .int(Int64(min))])
+        print(json ? result.jsonString : (result["ok"]?.stringValue ?? result.jsonString))
+    }
+}

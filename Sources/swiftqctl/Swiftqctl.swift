@@ -86,8 +86,8 @@ struct Swiftqctl: ParsableCommand {
         discussion: "Exit codes: 0 ok, 1 the command failed, 2 usage, 69 swiftqd unreachable or refused.",
         version: "swiftqctl 0.1.0",
         subcommands: [
-            Ping.self, Stats.self, Reload.self, Shutdown.self, Revoke.self, Inspect.self, Pool.self, Queue.self,
-            Call.self,
+            Ping.self, Stats.self, Reload.self, Shutdown.self, Revoke.self, Inspect.self, Pool.self, Autoscale.self,
+            Queue.self, Call.self,
             ResultCommand.self, Beat.self, Broadcast.self,
         ]
     )
