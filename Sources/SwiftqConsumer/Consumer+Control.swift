@@ -99,6 +99,8 @@ package extension Consumer {
             saveRevokes()
         case .growPool(let count):
             resizePool(by: count)
+        case .setAutoscale(let maximum, let minimum):
+            setAutoscale(maximum: maximum, minimum: minimum)
         case .shrinkPool(let count):
             resizePool(by: -count)
         case .addQueue(let queue):
@@ -151,6 +153,40 @@ package extension Consumer {
             "pool \(delta > 0 ? "grows" : "shrinks") from \(pool.targetSize) to \(size) children (remote control)"
         )
         pool.resize(to: size)
+        applyWindow()
+    }
+
+    /// Turns autoscale on (or changes its bounds): checked every second, Celery's autoscaler tick.
+    private func setAutoscale(maximum: Int, minimum: Int) {
+        let now = CeleryTimestamp.now.secondsSince1970
+        if var scaler = autoscaler {
+            scaler.maximum = maximum
+            scaler.minimum = minimum
+            autoscaler = scaler
+        } else {
+            autoscaler = Autoscaler(maximum: maximum, minimum: minimum, now: now)
+        }
+        logger.info("autoscale now max=\(maximum) min=\(minimum)")
+        if autoscaleTimer == nil {
+            autoscaleTimer = loop.repeating(every: .seconds(1)) { [unowned self] in autoscale() }
+        }
+        autoscale()
+    }
+
+    /// One autoscaler tick: the pool follows the backlog (reserved tasks waiting for a child).
+    func autoscale() {
+        guard var scaler = autoscaler, let pool, !shuttingDown else { return }
+        let machine = core?.machine
+        let target = scaler.target(
+            current: pool.targetSize,
+            busy: machine?.running.count ?? 0,
+            waiting: machine?.ready.count ?? 0,
+            now: CeleryTimestamp.now.secondsSince1970
+        )
+        autoscaler = scaler
+        guard target != pool.targetSize else { return }
+        logger.info("autoscale: pool \(pool.targetSize) -> \(target) children")
+        pool.resize(to: target)
         applyWindow()
     }
 
@@ -357,6 +393,8 @@ struct ConsumerControlState: ControlState {
     }
 
     var eventsEnabled: Bool { consumer.eventsEnabled }
+    var autoscale: (max: Int, min: Int)? { consumer.autoscaler.map { ($0.maximum, $0.minimum) } }
+    var poolSize: Int { consumer.pool?.targetSize ?? 0 }
 
     func runningStampMatches(_ headers: OrderedDictionary<String, [JSONValue]>) -> OrderedDictionary<
         String, [JSONValue]

@@ -44,7 +44,9 @@ package extension Consumer {
     var prefetchWindow: Int {
         let multiplier = configuration.worker.prefetchMultiplier
         // 0 means no limit, as in Celery; a bound still protects memory. The pool's live size counts (pool_grow).
-        return multiplier == 0 ? 100_000 : multiplier * (pool?.targetSize ?? configuration.worker.concurrency)
+        // With autoscale, the window is the largest pool's, as Celery's, so that a backlog can show.
+        let size = max(pool?.targetSize ?? configuration.worker.concurrency, autoscaler?.maximum ?? 0)
+        return multiplier == 0 ? 100_000 : multiplier * size
     }
 
     /// The transport for a configuration (the default ``Consumer/makeTransport``): the URL's scheme picks Redis or

@@ -60,6 +60,9 @@ package final class Consumer {
     package var eventsEnabled = false
     /// The queues consumed now, when `add_consumer`/`cancel_consumer` changed them (nil: the configuration's).
     package var runtimeQueues: [String]?
+    /// The autoscaler set by `autoscale` (remote control), and its periodic check.
+    package var autoscaler: Autoscaler?
+    package var autoscaleTimer: RepeatingTimer?
     /// Whether a write of `worker.state_db` is scheduled (revokes are saved once per burst).
     package var revokeSavePending = false
     /// When this consumer started, for `stats.uptime`.
@@ -282,7 +285,7 @@ package final class Consumer {
                 maxTasks: configuration.worker.maxTasksPerChild,
                 maxMemoryKiB: configuration.worker.maxMemoryPerChild
             )
-            if let pool, configuration.worker.concurrency != pool.targetSize {
+            if let pool, autoscaler == nil, configuration.worker.concurrency != pool.targetSize {
                 logger.info("worker.concurrency \(pool.targetSize) -> \(configuration.worker.concurrency)")
                 pool.resize(to: configuration.worker.concurrency)
             }

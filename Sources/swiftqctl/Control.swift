@@ -191,6 +191,29 @@ struct Queue: ParsableCommand {
     }
 }
 
+struct Autoscale: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Let the pool grow under a backlog and shrink when idle, between MAX and MIN children.",
+        discussion: "Until the daemon restarts; pool grow and shrink are refused meanwhile, as in Celery."
+    )
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Print the raw JSON reply.")
+    var json = false
+    @Argument(help: "The most children.")
+    var max: Int
+    @Argument(help: "The fewest children.")
+    var min: Int = 0
+
+    func validate() throws {
+        guard max >= 1, min >= 0, min <= max else { throw ValidationError("expected 1 <= max and 0 <= min <= max") }
+    }
+
+    func run() throws {
+        let result = try connection.call("autoscale", arguments: ["max": .int(Int64(max)), "min": .int(Int64(min))])
+        print(json ? result.jsonString : (result["ok"]?.stringValue ?? result.jsonString))
+    }
+}
+
 /// Prints a Celery-style reply (`{"ok": …}` or `{"error": …}`); an error exits 1.
 private func printCeleryReply(_ result: JSONValue, json: Bool) throws {
     if json {

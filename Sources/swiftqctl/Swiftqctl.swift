@@ -86,8 +86,9 @@ struct Swiftqctl: ParsableCommand {
         discussion: "Exit codes: 0 ok, 1 the command failed, 2 usage, 69 swiftqd unreachable or refused.",
         version: "swiftqctl 0.1.0",
         subcommands: [
-            Ping.self, Stats.self, Reload.self, Shutdown.self, Revoke.self, Inspect.self, Pool.self, Queue.self,
-            RateLimit.self, TimeLimit.self, Call.self, ResultCommand.self, Beat.self, Dead.self, Broadcast.self,
+            Ping.self, Stats.self, Reload.self, Shutdown.self, Revoke.self, Inspect.self, Pool.self, Autoscale.self,
+            Queue.self, RateLimit.self, TimeLimit.self, Call.self, ResultCommand.self, Beat.self, Dead.self,
+            Broadcast.self,
         ]
     )
 }

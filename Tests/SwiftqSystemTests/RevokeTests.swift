@@ -379,4 +379,24 @@ import Testing
             }
         )
     }
+
+    @Test func autoscaleGrowsUnderABacklogAndShrinksWhenIdle() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, concurrency: 1, prefetch: 4)
+        let consumer = try #require(try daemon.consumerPID())
+        #expect(eventually(timeout: 20) { CeleryControl.children(of: consumer).count == 1 })
+        let set = try daemon.ctl(["autoscale", "4", "1"])
+        #expect(set.stdout.contains("autoscale now max=4 min=1"), "\(set.stdout) \(set.stderr)")
+        #expect(try daemon.ctl(["pool", "grow", "1"]).status == 1, "pool grow is refused with autoscale")
+        try Self.send(redis, (0..<8).map { ("scale-\($0)", "swiftq.sleep", [2], nil) })
+        #expect(
+            eventually(timeout: 30) { CeleryControl.children(of: consumer).count == 4 },
+            "children: \(CeleryControl.children(of: consumer).count); \(daemon.log.suffix(1500))"
+        )
+        #expect(eventually(timeout: 60) { (0..<8).allSatisfy { Self.status(redis, "scale-\($0)") == "SUCCESS" } })
+        #expect(
+            eventually(timeout: 30) { CeleryControl.children(of: consumer).count == 1 },
+            "the pool did not shrink when idle: \(CeleryControl.children(of: consumer).count)"
+        )
+    }
 }

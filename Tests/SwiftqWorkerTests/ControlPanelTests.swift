@@ -21,6 +21,8 @@ struct FakeControlState: ControlState {
     var activeQueues: [JSONValue] = []
     var report = "report"
     var stampMatches: OrderedDictionary<String, [JSONValue]> = [:]
+    var autoscale: (max: Int, min: Int)?
+    var poolSize = 2
 
     func celeryStats() -> JSONValue { ["total": [:], "broker": [:]] }
     func activeRequests(safe: Bool) -> [JSONValue] { [["safe": .bool(safe)]] }
@@ -115,7 +117,13 @@ struct FakeControlState: ControlState {
         #expect(handle("pool_grow").reply == ["ok": "pool will grow"])
         #expect(handle("pool_shrink", ["n": 1]).reply == ["ok": "pool will shrink"])
         #expect(handle("pool_shrink", ["n": 1]).effects == [.shrinkPool(1)])
-        #expect(handle("autoscale", ["max": 4, "min": 1]).reply == ["error": "ValueError('Autoscale not enabled')"])
+        #expect(handle("autoscale", ["max": 4, "min": 1]).reply == ["ok": "autoscale now max=4 min=1"])
+        #expect(handle("autoscale", ["max": 4, "min": 1]).effects == [.setAutoscale(max: 4, min: 1)])
+        #expect(handle("autoscale", ["min": 9]).effects == [.setAutoscale(max: 2, min: 2)], "min is capped by max")
+        let scaling = FakeControlState(autoscale: (6, 2))
+        #expect(handle("autoscale", ["max": 8], state: scaling).reply == ["ok": "autoscale now max=8 min=2"])
+        #expect(handle("pool_grow", state: scaling).reply?["error"] != nil, "Celery refuses pool_grow with autoscale")
+        #expect(handle("pool_shrink", state: scaling).effects.isEmpty)
         #expect(handle("add_consumer", ["queue": "q", "exchange": nil]).reply == ["ok": "add consumer q"])
         #expect(handle("add_consumer", ["queue": "q"]).effects == [.addQueue("q")])
         #expect(handle("cancel_consumer", ["queue": "q"]).reply == ["ok": "no longer consuming from q"])
@@ -280,5 +288,24 @@ struct FakeControlState: ControlState {
         #expect(set.merge(["a", "c"], at: 70) == ["c"])
         set.setLimits(maximum: 1, expiry: 100, now: 70)
         #expect(set.ids == ["c"])
+    }
+}
+
+/// Celery's autoscaler decisions: grow at once to the backlog (capped), shrink after the keepalive, within bounds.
+@Suite struct AutoscalerTests {
+    @Test func growsAtOnceAndShrinksAfterTheKeepalive() {
+        var scaler = Autoscaler(maximum: 4, minimum: 1, now: 0)
+        #expect(scaler.target(current: 1, busy: 1, waiting: 5, now: 1) == 4, "grows to the cap at once")
+        #expect(scaler.target(current: 4, busy: 0, waiting: 0, now: 3) == 4, "idle, but within the keepalive")
+        #expect(scaler.target(current: 4, busy: 0, waiting: 0, now: 7) == 1, "idle past the keepalive: the minimum")
+        #expect(scaler.target(current: 1, busy: 1, waiting: 1, now: 8) == 2)
+        #expect(scaler.target(current: 2, busy: 2, waiting: 0, now: 20) == 2, "busy children are kept")
+    }
+
+    @Test func boundsApply() {
+        var scaler = Autoscaler(maximum: 3, minimum: 2, now: 0)
+        #expect(scaler.target(current: 1, busy: 0, waiting: 0, now: 0) == 2, "at least the minimum")
+        #expect(scaler.target(current: 6, busy: 6, waiting: 0, now: 1) == 3, "at most the maximum")
+        #expect(Autoscaler(maximum: 2, minimum: 5, now: 0).minimum == 2)
     }
 }

@@ -24,6 +24,10 @@ package protocol ControlState {
     /// Celery-named settings.
     func conf(withDefaults: Bool) -> JSONValue
     var report: String { get }
+    /// The autoscaler's bounds when autoscale is on.
+    var autoscale: (max: Int, min: Int)? { get }
+    /// The pool's size now.
+    var poolSize: Int { get }
     /// Whether task events are on (`enable_events`; events themselves are sent by the monitoring issue's code).
     var eventsEnabled: Bool { get }
     /// The running tasks whose stamps match, per header (for `revoke_by_stamped_headers` with `terminate`).
@@ -39,6 +43,7 @@ package enum ControlEffect: Equatable, Sendable {
     /// Ids from another node's `hello`.
     case mergeRevoked([String])
     case growPool(Int)
+    case setAutoscale(max: Int, min: Int)
     case shrinkPool(Int)
     case addQueue(String)
     case cancelQueue(String)
@@ -124,12 +129,29 @@ package enum ControlPanel {
                 effects: effects
             )
         case .poolGrow(let count):
+            guard state.autoscale == nil else {
+                return ControlOutcome(
+                    reply: nok("pool_grow is not supported with autoscale. Adjust autoscale range instead.")
+                )
+            }
             return ControlOutcome(reply: ok("pool will grow"), effects: [.growPool(count)])
         case .poolShrink(let count):
+            guard state.autoscale == nil else {
+                return ControlOutcome(
+                    reply: nok("pool_shrink is not supported with autoscale. Adjust autoscale range instead.")
+                )
+            }
             return ControlOutcome(reply: ok("pool will shrink"), effects: [.shrinkPool(count)])
-        case .autoscale:
-            // No autoscaler in swiftqd yet: Celery's answer for a worker started without --autoscale.
-            return ControlOutcome(reply: nok("ValueError('Autoscale not enabled')"))
+        case .autoscale(let maximum, let minimum):
+            // Celery's `autoscaler.update(max, min)`; swiftq turns autoscale on with the first call (Celery needs
+            // --autoscale at start). A missing bound keeps the current one (or the pool's size).
+            let current = state.autoscale
+            let newMax = max(1, maximum ?? current?.max ?? state.poolSize)
+            let newMin = min(max(0, minimum ?? current?.min ?? 0), newMax)
+            return ControlOutcome(
+                reply: ok("autoscale now max=\(newMax) min=\(newMin)"),
+                effects: [.setAutoscale(max: newMax, min: newMin)]
+            )
         case .addConsumer(let queue):
             return ControlOutcome(reply: ok("add consumer \(queue)"), effects: [.addQueue(queue)])
         case .cancelConsumer(let queue):

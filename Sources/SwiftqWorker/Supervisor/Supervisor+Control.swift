@@ -41,7 +41,7 @@ extension Supervisor {
         "clock": "the remote-control Lamport clock",
         "pool_grow": "start more pool children: {\"n\": 1}",
         "pool_shrink": "retire pool children: {\"n\": 1}",
-        "autoscale": "not available: answers Celery's 'Autoscale not enabled'",
+        "autoscale": "grow under a backlog, shrink when idle: {\"max\": 4, \"min\": 1}",
         "add_consumer": "consume another queue: {\"queue\": \"name\"}",
         "cancel_consumer": "stop consuming a queue: {\"queue\": \"name\"}",
         "enable_events": "record that task events are wanted (events are not sent yet)",
