@@ -249,4 +249,26 @@ import Testing
                 == ["Worker exited prematurely: signal 9 (SIGKILL), killed by the OOM killer."]
         )
     }
+
+    @Test func aHighQuorumDeliveryCountIsLogged() {
+        var machine = DeliveryMachine(settings: .init()) { _ in true }
+        var message = TaskMessage(id: "q1", name: "swiftq.add")
+        message.headers["x-delivery-count"] = 12
+        let actions = machine.received(
+            [.task(message, deliveryTag: "1", queue: "q")],
+            now: CeleryTimestamp(secondsSince1970: 1_800_000_000)
+        )
+        let logged = actions.contains { action in
+            if case .log(let line) = action { return line.text.contains("x-delivery-count 12") }
+            return false
+        }
+        #expect(logged)
+        var fresh = TaskMessage(id: "q2", name: "swiftq.add")
+        fresh.headers["x-delivery-count"] = 1
+        let quiet = machine.received(
+            [.task(fresh, deliveryTag: "2", queue: "q")],
+            now: CeleryTimestamp(secondsSince1970: 1_800_000_000)
+        )
+        #expect(!quiet.contains { if case .log = $0 { true } else { false } })
+    }
 }
