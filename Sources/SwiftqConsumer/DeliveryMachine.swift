@@ -465,6 +465,10 @@ package struct DeliveryMachine {
                 )
             case .retry(let request):
                 retry(delivery, request, runtime: runtime, now: now, into: &actions)
+            case .reject(let reject):
+                rejectByTask(delivery, reject, runtime: runtime, now: now, into: &actions)
+            case .ignore:
+                ignoreByTask(delivery, into: &actions)
             }
         case .lost(let jobID, let slot, let pid, let reason):
             guard let delivery = takeRunning(jobID) else { break }

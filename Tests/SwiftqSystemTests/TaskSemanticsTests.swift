@@ -103,6 +103,30 @@ import Testing
         #expect(meta["parent_id"]?.stringValue == id)
     }
 
+    @Test func swiftTasksRejectAndIgnoreAsCeleryTasksDo() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, binary: Binaries.exampleWorker)
+        let refused = try Python.celeryClient(
+            RedisInteropTests.request(redis, calls: [["task": "example.refuse", "args": ["not today"]]])
+        )
+        #expect(refused.first?["state"] == "FAILURE")
+        #expect(refused.first?["exception"]?["type"] == "Reject", "\(refused)")
+        let skipped = try Python.celeryClient(
+            [
+                "broker": .string(redis.url), "backend": .string(redis.url(db: 1)), "wait": false,
+                "calls": [["task": "example.skip", "args": []]],
+            ]
+        )
+        let id = try #require(skipped.first?["id"]?.stringValue)
+        #expect(
+            eventually { Self.count(redis, ["LLEN", "celery"]) == 0 && Self.count(redis, ["HLEN", "unacked"]) == 0 }
+        )
+        Thread.sleep(forTimeInterval: 0.5)
+        let meta = try redis.cli(["-n", "1", "EXISTS", "celery-task-meta-\(id)"])
+        #expect(meta.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "Ignore stores nothing")
+        #expect(try daemon.stats()["tasks"]?["rejected"]?["task_rejected"] == 1)
+    }
+
     // MARK: Time limits
 
     @Test func aHardLimitFromTheHeaderEndsSleepTenWithinThreeSecondsAndTheNextTaskRuns() throws {
