@@ -66,6 +66,9 @@ registry.register("example.patient") { (seconds: Double) async throws -> String 
         return "cleaned up after the soft time limit"
     }
 }
+// Celery's Reject and Ignore: refuse the message (FAILURE Reject, the message rejected), or end with nothing stored.
+registry.register("example.refuse") { (reason: String) throws -> String in throw TaskReject(reason) }
+registry.register("example.skip") { () throws -> String in throw TaskIgnore() }
 // Keeps `mib` MiB for as long as its pool child lives: with `worker.max_memory_per_child`, the child is replaced
 // after such a task (never during it).
 enum Hoard {

@@ -120,4 +120,47 @@ extension DeliveryMachine {
             module: "celery.exceptions"
         )
     }
+
+    /// Celery's `Reject(reason, requeue)` raised by the task: back to the queue (nothing stored), or rejected with
+    /// FAILURE `Reject` stored (`exc_message: [reason, false]`, as Celery 5.7). A message acked when it started
+    /// cannot be given back: it is only recorded.
+    mutating func rejectByTask(
+        _ delivery: Delivery,
+        _ reject: TaskReject,
+        runtime: Double,
+        now: CeleryTimestamp,
+        into actions: inout [Action]
+    ) {
+        let message = delivery.message
+        counters.rejected["task_rejected", default: 0] += 1
+        actions.append(
+            .log(
+                .init(
+                    level: .info,
+                    text: "the task rejected its message (requeue: \(reject.requeue)): \(reject.reason)",
+                    taskID: message.id,
+                    taskName: message.name
+                )
+            )
+        )
+        if reject.requeue {
+            delivery.state = .settling
+            if let tag = delivery.tag, !delivery.ackedEarly {
+                actions.append(.setRunning(tag: tag, false))
+                settle(Settlement(deliveryTag: tag, taskID: message.id, disposition: .requeue), into: &actions)
+            }
+            return
+        }
+        var failure = TaskFailure(type: "Reject", message: reject.reason, module: "celery.exceptions")
+        failure.arguments = [.string(reject.reason), .bool(false)]
+        complete(delivery, status: .failure(failure), runtime: runtime, disposition: .reject, now: now, into: &actions)
+    }
+
+    /// Celery's `Ignore`: the message is acked and nothing is stored.
+    mutating func ignoreByTask(_ delivery: Delivery, into actions: inout [Action]) {
+        delivery.state = .settling
+        guard let tag = delivery.tag, !delivery.ackedEarly else { return }
+        actions.append(.setRunning(tag: tag, false))
+        settle(Settlement(deliveryTag: tag, taskID: delivery.message.id, disposition: .ack), into: &actions)
+    }
 }

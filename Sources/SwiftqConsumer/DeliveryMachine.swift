@@ -132,6 +132,9 @@ package struct DeliveryMachine {
     /// names are counted under ``otherTasksName``.
     package static let maximumTaskNames = 256
     package static let otherTasksName = "(other)"
+    /// From how many earlier deliveries (RabbitMQ's `x-delivery-count`) a message is logged as close to a quorum
+    /// queue's delivery limit.
+    package static let deliveryCountWarning = 10
 
     package private(set) var settings: Settings
     /// The known task names (registry and exec tasks); an unknown one is stored as `NotRegistered`.
@@ -257,6 +260,22 @@ package struct DeliveryMachine {
         if message.redelivered {
             actions.append(
                 .log(.init(level: .info, text: "redelivered task received", taskID: message.id, taskName: message.name))
+            )
+        }
+        if let count = message.headers["x-delivery-count"]?.intValue, count >= Self.deliveryCountWarning {
+            // RabbitMQ quorum queues count every requeue and drop (or dead-letter) a message at their delivery
+            // limit (20 by default in 4.x). swiftqd's own retries and worker-lost requeues publish copies, so only
+            // requeues by shutdowns, lost connections or timeouts count; say so before the broker drops it.
+            actions.append(
+                .log(
+                    .init(
+                        level: .warning,
+                        text: "delivered \(count + 1) times (x-delivery-count \(count)); a quorum queue drops it at "
+                            + "its delivery limit",
+                        taskID: message.id,
+                        taskName: message.name
+                    )
+                )
             )
         }
         guard isKnownTask(message.name) || settings.execTasks[message.name] != nil else {
@@ -455,6 +474,10 @@ package struct DeliveryMachine {
                 )
             case .retry(let request):
                 retry(delivery, request, runtime: runtime, now: now, into: &actions)
+            case .reject(let reject):
+                rejectByTask(delivery, reject, runtime: runtime, now: now, into: &actions)
+            case .ignore:
+                ignoreByTask(delivery, into: &actions)
             }
         case .lost(let jobID, let slot, let pid, let reason):
             guard let delivery = takeRunning(jobID) else { break }

@@ -130,6 +130,10 @@ package final class PoolChild {
             taskLogger.info("task failed: \(failure)")
         case .retry(let retry):
             taskLogger.info("task asked to be retried: \(retry)")
+        case .reject(let reject):
+            taskLogger.info("task rejected its message (requeue: \(reject.requeue)): \(reject.reason)")
+        case .ignore:
+            taskLogger.debug("task ended with Ignore")
         }
         channel.send(PoolReply.result(id: job.id, outcome: PoolOutcome(outcome), runtime: runtime).json)
     }

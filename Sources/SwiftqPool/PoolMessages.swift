@@ -162,6 +162,16 @@ package extension PoolReply {
             fields["traceback"] = retry.cause?.traceback.map { .string($0) } ?? .null
             fields["runtime"] = .double(runtime)
             return ChannelMessage.make("result", fields)
+        case .result(let id, .reject(let reject), let runtime):
+            return ChannelMessage.make(
+                "result",
+                [
+                    "id": .string(id), "state": "REJECT", "reason": .string(reject.reason),
+                    "requeue": .bool(reject.requeue), "runtime": .double(runtime),
+                ]
+            )
+        case .result(let id, .ignore, let runtime):
+            return ChannelMessage.make("result", ["id": .string(id), "state": "IGNORED", "runtime": .double(runtime)])
         case .error(let message, let id):
             return ChannelMessage.make("error", ["message": .string(message), "id": id])
         }
@@ -194,8 +204,16 @@ package extension PoolReply {
                     retry.cause = Self.failure(exception, traceback: message["traceback"])
                 }
                 self = .result(id: id, outcome: .retry(retry), runtime: runtime)
+            case "REJECT":
+                let reject = TaskReject(
+                    message["reason"]?.stringValue ?? "",
+                    requeue: message["requeue"]?.boolValue ?? false
+                )
+                self = .result(id: id, outcome: .reject(reject), runtime: runtime)
+            case "IGNORED":
+                self = .result(id: id, outcome: .ignore, runtime: runtime)
             default:
-                throw reader.wrong("state", "\"SUCCESS\", \"FAILURE\" or \"RETRY\"")
+                throw reader.wrong("state", "\"SUCCESS\", \"FAILURE\", \"RETRY\", \"REJECT\" or \"IGNORED\"")
             }
         case "error":
             self = .error(message: try reader.string("message"), id: message["id"] ?? .null)

@@ -118,12 +118,18 @@ package enum PoolOutcome: Sendable, Equatable {
     case failure(TaskFailure)
     /// The task asked to run again (a thrown ``TaskRetry``, an exec program's exit code 75).
     case retry(TaskRetry)
+    /// The task refused its message (``TaskReject``).
+    case reject(TaskReject)
+    /// The task ended without a result (``TaskIgnore``).
+    case ignore
 
     package init(_ result: TaskResult) {
         switch result {
         case .success(let value): self = .success(value)
         case .failure(let failure): self = .failure(failure)
         case .retry(let retry): self = .retry(retry)
+        case .reject(let reject): self = .reject(reject)
+        case .ignore: self = .ignore
         }
     }
 }

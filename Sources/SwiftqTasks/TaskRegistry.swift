@@ -177,6 +177,10 @@ public struct TaskRegistry: Sendable {
         case .failure(let failure): .failure(failure)
         case .retry(let retry):
             .failure(TaskFailure(type: "Retry", message: retry.description, module: "celery.exceptions"))
+        case .reject(let reject):
+            .failure(TaskFailure(type: "Reject", message: reject.reason, module: "celery.exceptions"))
+        case .ignore:
+            .success(.null)
         }
     }
 

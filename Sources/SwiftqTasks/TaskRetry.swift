@@ -39,12 +39,34 @@ public struct TaskRetry: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Thrown by a task to refuse its message: Celery's `Reject(reason, requeue)`. With `requeue` the message goes back
+/// to its queue; without, it is rejected (dropped, or dead-lettered by the broker) and FAILURE `Reject` is stored,
+/// as Celery 5.7 does.
+public struct TaskReject: Error, Sendable, Equatable {
+    public var reason: String
+    public var requeue: Bool
+
+    public init(_ reason: String = "", requeue: Bool = false) {
+        self.reason = reason
+        self.requeue = requeue
+    }
+}
+
+/// Thrown by a task to end without a result: Celery's `Ignore`. The message is acked and nothing is stored.
+public struct TaskIgnore: Error, Sendable, Equatable {
+    public init() {}
+}
+
 /// What one run of a task came to.
 public enum TaskResult: Sendable, Equatable {
     case success(JSONValue)
     case failure(TaskFailure)
     /// The task asked to be retried (``TaskRetry``, an exec program's exit code 75).
     case retry(TaskRetry)
+    /// The task refused its message (``TaskReject``).
+    case reject(TaskReject)
+    /// The task ended without a result (``TaskIgnore``).
+    case ignore
 }
 
 extension TaskRegistry {
@@ -57,6 +79,10 @@ extension TaskRegistry {
             return .success(try handler(invocation, environment))
         } catch let retry as TaskRetry {
             return .retry(retry)
+        } catch let reject as TaskReject {
+            return .reject(reject)
+        } catch is TaskIgnore {
+            return .ignore
         } catch let failure as TaskFailure {
             return .failure(failure)
         } catch {

@@ -103,21 +103,48 @@ import Testing
         #expect(meta["parent_id"]?.stringValue == id)
     }
 
+    @Test func swiftTasksRejectAndIgnoreAsCeleryTasksDo() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, binary: Binaries.exampleWorker)
+        let refused = try Python.celeryClient(
+            RedisInteropTests.request(redis, calls: [["task": "example.refuse", "args": ["not today"]]])
+        )
+        #expect(refused.first?["state"] == "FAILURE")
+        #expect(refused.first?["exception"]?["type"] == "Reject", "\(refused)")
+        let skipped = try Python.celeryClient(
+            [
+                "broker": .string(redis.url), "backend": .string(redis.url(db: 1)), "wait": false,
+                "calls": [["task": "example.skip", "args": []]],
+            ]
+        )
+        let id = try #require(skipped.first?["id"]?.stringValue)
+        #expect(
+            eventually { Self.count(redis, ["LLEN", "celery"]) == 0 && Self.count(redis, ["HLEN", "unacked"]) == 0 }
+        )
+        Thread.sleep(forTimeInterval: 0.5)
+        let meta = try redis.cli(["-n", "1", "EXISTS", "celery-task-meta-\(id)"])
+        #expect(meta.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "Ignore stores nothing")
+        #expect(try daemon.stats()["tasks"]?["rejected"]?["task_rejected"] == 1)
+    }
+
     // MARK: Time limits
 
     @Test func aHardLimitFromTheHeaderEndsSleepTenWithinThreeSecondsAndTheNextTaskRuns() throws {
         let redis = try RedisServer()
         let daemon = try RedisInteropTests.daemon(broker: redis, concurrency: 1, prefetch: 1)
-        let started = Date()
         let results = try Python.celeryClient(
-            RedisInteropTests.request(
-                redis,
-                calls: [["task": "swiftq.sleep", "args": [10], "options": ["time_limit": 1]]],
-                timeout: 20
+            Self.withDates(
+                RedisInteropTests.request(
+                    redis,
+                    calls: [["task": "swiftq.sleep", "args": [10], "options": ["time_limit": 1]]],
+                    timeout: 20
+                )
             )
         )
-        let elapsed = Date().timeIntervalSince(started)
-        #expect(results.first?["exception"]?["type"] == "TimeLimitExceeded", "\(results)")
+        let line = try #require(results.first)
+        #expect(line["exception"]?["type"] == "TimeLimitExceeded", "\(results)")
+        // From sending to the stored failure, on the backend's clock (not the Python client's start-up).
+        let elapsed = try #require(Self.seconds(line, "date_done")) - (try #require(Self.seconds(line, "sent_at")))
         #expect(elapsed < 3, "took \(elapsed)s")
         let next = try Python.celeryClient(
             RedisInteropTests.request(redis, calls: [["task": "swiftq.add", "args": [20, 22]]])
@@ -184,28 +211,35 @@ import Testing
 
                 """
         )
-        let started = Date()
         let results = try Python.celeryClient(
-            RedisInteropTests.request(
-                redis,
-                calls: [
-                    ["task": "swiftq.sleep", "args": [10]],
-                    ["task": "swiftq.sleep", "args": [10], "options": ["soft_time_limit": 30]],
-                    ["task": "exec.slow", "args": [10]],
-                ],
-                timeout: 20
+            Self.withDates(
+                RedisInteropTests.request(
+                    redis,
+                    calls: [
+                        ["task": "swiftq.sleep", "args": [10]],
+                        ["task": "swiftq.sleep", "args": [10], "options": ["soft_time_limit": 30]],
+                        ["task": "exec.slow", "args": [10]],
+                    ],
+                    timeout: 20
+                )
             )
         )
-        let elapsed = Date().timeIntervalSince(started)
+        try #require(results.count == 3)
+        // How long each took from sending to its stored failure, on the backend's clock.
+        let took = results.map { line in
+            (Self.seconds(line, "date_done") ?? .infinity) - (Self.seconds(line, "sent_at") ?? 0)
+        }
         // The task's soft limit.
         #expect(results[0]["exception"]?["type"] == "SoftTimeLimitExceeded", "\(results)")
+        #expect(took[0] < 3, "\(took)")
         // The header's soft limit (30 s) wins; the task's hard limit (4 s) ends it.
         #expect(results[1]["exception"]?["type"] == "TimeLimitExceeded", "\(results)")
         #expect(results[1]["exception"]?["args"] == ["4"], "\(results)")
+        #expect(took[1] >= 4 && took[1] < 7, "\(took)")
         // tasks.defaults' hard limit, for a task without settings of its own.
         #expect(results[2]["exception"]?["type"] == "TimeLimitExceeded", "\(results)")
         #expect(results[2]["exception"]?["args"] == ["1"], "\(results)")
-        #expect(elapsed < 7, "took \(elapsed)s")
+        #expect(took[2] >= 1 && took[2] < 4, "\(took)")
         withExtendedLifetime(daemon) {}
     }
 
@@ -582,5 +616,63 @@ import Testing
         let purged = try runCommand(Binaries.swiftqctl, ["dead", "purge", "--broker", redis.url])
         #expect(purged.stdout.contains("purged 1 message"), "\(purged.stdout) \(purged.stderr)")
         #expect(Self.count(redis, ["LLEN", "celery.dead"]) == 0)
+    }
+
+    // MARK: RabbitMQ
+
+    @Test func retriesAndPoisonMessagesOnRabbitMQ() throws {
+        let node = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let runs = try TemporaryDirectory()
+        let queue = uniqueQueueName()
+        let daemon = try Daemon(
+            concurrency: 2,
+            extraYAML: """
+                broker:
+                  url: \(node.url)
+                result_backend:
+                  url: \(redis.url(db: 1))
+                tasks:
+                  exec.flaky:
+                    exec: [\(Python.interpreter), \(Self.execScript), flaky, \(runs.path), "2"]
+                  exec.poison:
+                    exec: [\(Python.interpreter), \(Self.execScript), poison, \(runs.path), "100"]
+                    acks_late: true
+                    reject_on_worker_lost: true
+
+                """,
+            workerYAML: "  queues: [\(queue)]\n  poison_threshold: 2\n"
+        )
+        let results = try Python.celeryClient(
+            Self.tracking(
+                RabbitMQInteropTests.request(
+                    broker: node.url,
+                    backend: redis.url(db: 1),
+                    queue: queue,
+                    calls: [["task": "exec.flaky", "args": []]],
+                    timeout: 30
+                )
+            )
+        )
+        #expect(results.first?["result"] == ["runs": 3], "\(results)")
+        #expect(results.first?["states"]?.arrayValue?.contains("RETRY") == true, "\(results)")
+
+        let sent = try Python.celeryClient(
+            RabbitMQInteropTests.request(
+                broker: node.url,
+                backend: redis.url(db: 1),
+                queue: queue,
+                calls: [["task": "exec.poison", "args": []]],
+                wait: false
+            )
+        )
+        let id = try #require(sent.first?["id"]?.stringValue)
+        // Two kills, then the dead-letter queue (declared by swiftqd as <queue>.dead).
+        #expect(eventually(timeout: 30) { (try? node.queueCounts("\(queue).dead"))?.ready == 1 }, "\(daemon.log)")
+        #expect(Self.lines(runs.path + "/" + id).count == 2)
+        #expect(Self.finalMeta(redis, id)?["result"]?["exc_type"] == "WorkerLostError")
+        #expect(eventually { node.isEmpty(queue) })
+        #expect(try daemon.stats()["tasks"]?["dead_lettered"] == 1)
+        _ = try? node.ctl(["delete_queue", "\(queue).dead"])
     }
 }

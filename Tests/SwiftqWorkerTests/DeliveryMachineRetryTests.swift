@@ -17,6 +17,9 @@ import Testing
             throw TaskRetry(maxRetries: 1, cause: TaskFailure(type: "ConnectionError", message: "down"))
         }
         registry.register("t.retry_default") { _, _ in throw TaskRetry() }
+        registry.register("t.reject") { _, _ in throw TaskReject("nope") }
+        registry.register("t.reject_requeue") { _, _ in throw TaskReject("later", requeue: true) }
+        registry.register("t.ignore") { _, _ in throw TaskIgnore() }
         return registry
     }
 
@@ -248,5 +251,49 @@ import Testing
             meta?["result"]?["exc_message"]
                 == ["Worker exited prematurely: signal 9 (SIGKILL), killed by the OOM killer."]
         )
+    }
+
+    @Test func aHighQuorumDeliveryCountIsLogged() {
+        var machine = DeliveryMachine(settings: .init()) { _ in true }
+        var message = TaskMessage(id: "q1", name: "swiftq.add")
+        message.headers["x-delivery-count"] = 12
+        let actions = machine.received(
+            [.task(message, deliveryTag: "1", queue: "q")],
+            now: CeleryTimestamp(secondsSince1970: 1_800_000_000)
+        )
+        let logged = actions.contains { action in
+            if case .log(let line) = action { return line.text.contains("x-delivery-count 12") }
+            return false
+        }
+        #expect(logged)
+        var fresh = TaskMessage(id: "q2", name: "swiftq.add")
+        fresh.headers["x-delivery-count"] = 1
+        let quiet = machine.received(
+            [.task(fresh, deliveryTag: "2", queue: "q")],
+            now: CeleryTimestamp(secondsSince1970: 1_800_000_000)
+        )
+        #expect(!quiet.contains { if case .log = $0 { true } else { false } })
+    }
+
+    @Test func rejectAndIgnoreAsCeleryDoes() throws {
+        let harness = CoreHarness(registry: Self.registry)
+        harness.deliver(TaskMessage(id: "j1", name: "t.reject"), tag: "1")
+        harness.deliver(TaskMessage(id: "j2", name: "t.reject_requeue"), tag: "2")
+        harness.pool.runPending()
+        harness.deliver(TaskMessage(id: "j3", name: "t.ignore"), tag: "3")
+        harness.pool.runPending()
+        let plans = harness.broker.plans
+        let rejected = try #require(plans.first { $0.deliveryTag == "1" })
+        #expect(rejected.disposition == .reject)
+        #expect(
+            rejected.resultJSON?["result"] == [
+                "exc_type": "Reject", "exc_message": ["nope", false], "exc_module": "celery.exceptions",
+            ]
+        )
+        let requeued = try #require(plans.first { $0.deliveryTag == "2" })
+        #expect(requeued.disposition == .requeue && requeued.result == nil)
+        let ignored = try #require(plans.first { $0.deliveryTag == "3" })
+        #expect(ignored.disposition == .ack && ignored.result == nil)
+        #expect(harness.core.machine.counters.rejected["task_rejected"] == 2)
     }
 }

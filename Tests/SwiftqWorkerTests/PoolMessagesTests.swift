@@ -82,6 +82,9 @@ import Testing
             .result(id: "b", outcome: .failure(.valueError("bad")), runtime: 0),
             .result(id: "c", outcome: .failure(limit), runtime: 1),
             .result(id: "d", outcome: .retry(TaskRetry()), runtime: 0.5),
+            .result(id: "f", outcome: .reject(TaskReject("nope", requeue: true)), runtime: 0.5),
+            .result(id: "g", outcome: .reject(TaskReject()), runtime: 0),
+            .result(id: "h", outcome: .ignore, runtime: 0.25),
             .result(
                 id: "e",
                 outcome: .retry(
@@ -152,7 +155,10 @@ import Testing
             failure(["type": "result", "id": "a", "state": "MAYBE"])
                 == .init(
                     type: "result",
-                    problem: .wrongType(field: "state", expected: "\"SUCCESS\", \"FAILURE\" or \"RETRY\"")
+                    problem: .wrongType(
+                        field: "state",
+                        expected: "\"SUCCESS\", \"FAILURE\", \"RETRY\", \"REJECT\" or \"IGNORED\""
+                    )
                 )
         )
         #expect(

@@ -60,10 +60,15 @@ def main() -> None:
                 line["states"] = states
             print(json.dumps(line, ensure_ascii=False))
         except Exception as error:  # the test inspects exactly what Python raised
+            failed = {"id": result.id, "state": result.state, "states": states}
+            if request.get("date_done"):
+                done = result.date_done
+                if done is not None and done.tzinfo is None:
+                    done = done.replace(tzinfo=datetime.timezone.utc)
+                failed["date_done"] = done.isoformat() if done else None
+                failed["sent_at"] = sent_at[result.id]
             print(json.dumps({
-                "id": result.id,
-                "state": result.state,
-                "states": states,
+                **failed,
                 "exception": {
                     "type": type(error).__name__,
                     "module": type(error).__module__,
