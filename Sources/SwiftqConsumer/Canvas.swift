@@ -610,9 +610,16 @@ package enum Canvas {
             }
             return nil
         }
-        var eta = timestamp(options["eta"]).flatMap { options["eta"]?.doubleValue == nil ? $0 : nil }
+        // `eta` is an instant (text or kombu's datetime); `countdown`, when set, wins, as in Celery.
+        var eta = options["eta"]?.doubleValue == nil ? timestamp(options["eta"]) : nil
         if let countdown = options["countdown"]?.doubleValue, countdown != 0 { eta = now.advanced(by: countdown) }
         let expires = timestamp(options["expires"])
+        // An instant that cannot be read is not silently dropped.
+        for (name, value) in [("eta", eta), ("expires", expires)] {
+            if value == nil, let given = options[name], !given.isNull, name != "eta" || options["countdown"] == nil {
+                ignored.append(name)
+            }
+        }
 
         var embed: OrderedDictionary<String, JSONValue> = [
             "callbacks": list(options["link"]),

@@ -113,7 +113,7 @@ import Testing
     @Test func aFailingHeaderTaskFailsTheChordWithChordError() throws {
         let redis = try RedisServer()
         let daemon = try RedisInteropTests.daemon(broker: redis)
-        let out = try Self.canvas(redis, "chord", ["count": 6, "fail_index": 2])
+        let out = try Self.canvas(redis, "chord", ["count": 6, "fail_index": 2, "body_link_error": true])
         // Python's client re-raises the failed header task first (its parent), as with a Python worker; the body's
         // own result is the ChordError.
         #expect(out["exception"]?["type"] == "ValueError", "\(out)")
@@ -125,7 +125,11 @@ import Testing
             stored?["exc_message"]?[0]?.stringValue?.hasSuffix("raised ValueError('header broke')") == true,
             "\(out)"
         )
-        #expect(try Self.succeeded(daemon, "swiftq.echo") == 0)
+        // The body never ran; its link_error errback did, with the body's id (Celery's chord_error_from_stack).
+        let errbacks = out["errback_results"]?.arrayValue ?? []
+        #expect(errbacks.count == 1, "\(out)")
+        #expect(errbacks.first?["result"] == out["body_id"])
+        #expect(try Self.succeeded(daemon, "swiftq.echo") == 1)
     }
 
     @Test func callbackOptionsQueueAndCountdownAreHonoured() throws {

@@ -149,6 +149,28 @@ struct CanvasTests {
         #expect(outcome.ignoredOptions.sorted() == ["frobnicate", "replace"])
     }
 
+    @Test func anUnreadableETAOrExpiryIsReportedNotDropped() {
+        let callback = Self.signature("x", options: ["eta": "next tuesday", "expires": "soon"])
+        let outcome = Canvas.afterSuccess(
+            Self.finished(callbacks: [callback]),
+            value: 1,
+            context: Self.context,
+            now: Self.now,
+            newID: IDs().make
+        )
+        #expect(outcome.ignoredOptions.sorted() == ["eta", "expires"])
+        let iso = Self.signature("x", options: ["eta": .string(Self.now.advanced(by: 5).iso8601)])
+        let read = Canvas.afterSuccess(
+            Self.finished(callbacks: [iso]),
+            value: 1,
+            context: Self.context,
+            now: Self.now,
+            newID: IDs().make
+        )
+        #expect(read.ignoredOptions.isEmpty)
+        #expect(read.publishes.first?.headers["eta"] == .string(Self.now.advanced(by: 5).iso8601))
+    }
+
     @Test func anExplicitExchangeAndRoutingKeyAreUsed() {
         let callback = Self.signature("x", options: ["exchange": "ex", "routing_key": "rk"])
         let outcome = Canvas.afterSuccess(

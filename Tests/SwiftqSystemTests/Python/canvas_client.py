@@ -138,6 +138,15 @@ def main() -> None:
             time.sleep(0.1)
         out["body_state"] = result.state
         out["body_meta"] = meta(result.id)
+        if request.get("body_link_error"):
+            # The body's errback (swiftq.echo) gets the body's id: find its stored result.
+            out["errback_results"] = []
+            while time.time() < deadline and not out["errback_results"]:
+                for key in raw.scan_iter("celery-task-meta-*"):
+                    stored = json.loads(raw.get(key))
+                    if stored.get("parent_id") == result.id and stored.get("status") == "SUCCESS":
+                        out["errback_results"].append(stored)
+                time.sleep(0.1)
     elif scenario == "link_options":
         callback = sig("swiftq.echo").set(queue=request["queue"], countdown=request["countdown"])
         sent = time.time()
