@@ -301,6 +301,9 @@ package final class AMQPTransport: BrokerTransport {
         }
         try connection.openChannel(publishChannel)
         try connection.confirmSelect(channel: publishChannel)
+        // Celery's event exchange (durable topic), declared as Celery's dispatcher does, so that events published
+        // before any monitor bound a queue are dropped by the broker instead of closing the channel.
+        try connection.declareExchange(channel: publishChannel, name: EventDispatcher.exchange, type: "topic")
         let controlConsumer = nodeName.flatMap { consumePidbox(connection, node: $0) }
         let current = generation.add(1, ordering: .releasing).newValue
         events.post(.state(connected: true, detail: "connected to \(url.redacted)"))

@@ -38,6 +38,8 @@ package final class Consumer {
     package var finished = false
     package var exitCode: Int32 = 0
     package var heartbeat: RepeatingTimer?
+    /// Celery's monitoring events (see Consumer+Events.swift).
+    package let events = ConsumerEvents()
 
     // Tasks (see Consumer+Tasks.swift).
     package let registry: TaskRegistry
@@ -84,6 +86,7 @@ package final class Consumer {
                 Bootstep(name: "Pool", start: { try $0.startPool() }, stop: { $0.pool?.stop(cold: true) }),
                 Bootstep(name: "Connection", requires: ["Pool"], start: { try $0.startConnection() }),
                 Bootstep(name: "Tasks", requires: ["Connection"], start: { $0.replenishCredit() }),
+                Bootstep(name: "Events", requires: ["Connection"], start: { $0.startEvents() }),
                 Bootstep(
                     name: "Heart",
                     requires: ["Pool"],
@@ -258,7 +261,9 @@ package final class Consumer {
         daemonID = id
         do {
             let previousWindow = configured ? prefetchWindow : nil
+            let previousEvents = configuration.events
             configuration = try Configuration.parse(yaml, file: file)
+            eventsReconfigured(previous: previousEvents)
             // D1: the broker's prefetch follows a reload of concurrency or prefetch_multiplier.
             if let previousWindow, previousWindow != prefetchWindow {
                 transport?.setWindow(configuration.worker.prefetchMultiplier == 0 ? 0 : prefetchWindow)
@@ -285,6 +290,7 @@ package final class Consumer {
         if cold {
             logger.info("cold shutdown")
             pool?.stop(cold: true)
+            stopWorkerEvents()
             // Nothing more is acked; every held message, running ones included, goes back to the broker.
             transport?.stop(restoreHeld: true, timeout: .seconds(1))
             finish(code: 0)
@@ -301,6 +307,7 @@ package final class Consumer {
         if busyCount == 0 {
             if !poolStopped {
                 // Results and acks of the finished tasks are written first, then anything still held goes back.
+                stopWorkerEvents()
                 transport?.stop(restoreHeld: true, timeout: configuration.worker.shutdownTimeout)
                 pool?.stop(cold: false)
                 poolStopped = true
@@ -344,6 +351,11 @@ package final class Consumer {
                 "fetch": fetchStats,
             ]),
             "tasks": core?.machine.tasksJSON ?? .null,
+            "events": [
+                "enabled": .bool(events.emitter?.taskEventsEnabled ?? configuration.events.enabled),
+                "worker_online": .bool(events.workerOnline),
+                "sent": .int(Int64(events.emitter?.sent ?? 0)),
+            ],
         ])
     }
 

@@ -57,6 +57,8 @@ package final class ConsumerCore {
     /// Called with every pool event after the machine has handled it (the consumer's own bookkeeping: logs, the
     /// supervisor's view of the pool).
     package var onPoolEvent: ((PoolEvent) -> Void)?
+    /// Watches the task path without steering it (Celery's task events: ``TaskEventEmitter``).
+    package var observer: (any ConsumerCoreObserver)?
     /// The wall clock, injectable for tests.
     package var now: () -> CeleryTimestamp = { .now }
     /// Set while actions are being performed: pool events raised meanwhile are queued, not handled re-entrantly.
@@ -81,6 +83,7 @@ package final class ConsumerCore {
     // MARK: Inputs
 
     package func received(_ messages: [InboundMessage]) {
+        observer?.received(messages, now: now())
         perform(machine.received(messages, now: now()))
         pump()
     }
@@ -99,6 +102,7 @@ package final class ConsumerCore {
     }
 
     package func revoke(_ taskID: String, terminate: Bool, signal: Int32) {
+        observer?.revoking(taskID, machine: machine)
         perform(machine.revoke(taskID, terminate: terminate, signal: signal, now: now()))
         pump()
     }
@@ -120,6 +124,7 @@ package final class ConsumerCore {
             return
         }
         perform(machine.pool(event, now: now()))
+        observer?.poolEvent(event, machine: machine)
         onPoolEvent?(event)
         pump()
     }

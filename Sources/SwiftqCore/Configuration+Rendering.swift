@@ -62,6 +62,9 @@ extension Configuration {
             }
         }
         writer.beat(beat)
+        writer.section("events")
+        writer.key("enabled", events.enabled)
+        writer.key("heartbeat_interval", duration: events.heartbeatInterval)
         return writer.lines.joined(separator: "\n") + "\n"
     }
 }

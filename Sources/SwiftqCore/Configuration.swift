@@ -24,6 +24,8 @@ public struct Configuration: Sendable, Equatable {
     public var tasks: OrderedDictionary<String, ExecTask>
     /// Section `beat`: the embedded periodic-task scheduler.
     public var beat = Beat()
+    /// Section `events`: Celery's monitoring events.
+    public var events = Events()
 
     /// A configuration with every default, the same as parsing an empty file.
     public init() {

@@ -77,6 +77,8 @@ struct ConfigurationSampleTests {
                 "beat.state",
                 "beat.lock_timeout",
                 "beat.lock_name",
+                "events.enabled",
+                "events.heartbeat_interval",
             ]
         )
         #expect(Configuration.patternKeyPaths == ["tasks.<name>.exec", "tasks.<name>.timeout"])

@@ -106,6 +106,7 @@ extension Supervisor {
             result["broker"] = consumerStats["broker"] ?? .null
             result["queues"] = consumerStats["queues"] ?? .null
             result["prefetch"] = consumerStats["prefetch"] ?? .null
+            result["events"] = consumerStats["events"] ?? .null
         }
         result["rusage"] = .object([
             "self": ResourceUsage.current(.process).json,
