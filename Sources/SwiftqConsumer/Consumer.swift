@@ -40,6 +40,8 @@ package final class Consumer {
     package var heartbeat: RepeatingTimer?
     /// Celery's monitoring events (see Consumer+Events.swift).
     package let events = ConsumerEvents()
+    /// Prometheus metrics (`/metrics`, rendered into `stats` for the supervisor's listener).
+    package let metrics = ConsumerMetrics()
 
     // Tasks (see Consumer+Tasks.swift).
     package let registry: TaskRegistry
@@ -351,6 +353,7 @@ package final class Consumer {
                 "fetch": fetchStats,
             ]),
             "tasks": core?.machine.tasksJSON ?? .null,
+            "metrics": .string(metrics.render(machine: core?.machine, pool: pool)),
             "events": [
                 "enabled": .bool(events.emitter?.taskEventsEnabled ?? configuration.events.enabled),
                 "worker_online": .bool(events.workerOnline),

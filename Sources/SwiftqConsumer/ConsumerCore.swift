@@ -57,8 +57,9 @@ package final class ConsumerCore {
     /// Called with every pool event after the machine has handled it (the consumer's own bookkeeping: logs, the
     /// supervisor's view of the pool).
     package var onPoolEvent: ((PoolEvent) -> Void)?
-    /// Watches the task path without steering it (Celery's task events: ``TaskEventEmitter``).
-    package var observer: (any ConsumerCoreObserver)?
+    /// Watch the task path without steering it: Celery's task events (``TaskEventEmitter``), Prometheus metrics
+    /// (``ConsumerMetrics``).
+    package var observers: [any ConsumerCoreObserver] = []
     /// The wall clock, injectable for tests.
     package var now: () -> CeleryTimestamp = { .now }
     /// Set while actions are being performed: pool events raised meanwhile are queued, not handled re-entrantly.
@@ -83,7 +84,7 @@ package final class ConsumerCore {
     // MARK: Inputs
 
     package func received(_ messages: [InboundMessage]) {
-        observer?.received(messages, now: now())
+        for observer in observers { observer.received(messages, now: now()) }
         perform(machine.received(messages, now: now()))
         pump()
     }
@@ -102,7 +103,7 @@ package final class ConsumerCore {
     }
 
     package func revoke(_ taskID: String, terminate: Bool, signal: Int32) {
-        observer?.revoking(taskID, machine: machine)
+        for observer in observers { observer.revoking(taskID, machine: machine) }
         perform(machine.revoke(taskID, terminate: terminate, signal: signal, now: now()))
         pump()
     }
@@ -124,7 +125,7 @@ package final class ConsumerCore {
             return
         }
         perform(machine.pool(event, now: now()))
-        observer?.poolEvent(event, machine: machine)
+        for observer in observers { observer.poolEvent(event, machine: machine) }
         onPoolEvent?(event)
         pump()
     }

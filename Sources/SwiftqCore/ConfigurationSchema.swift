@@ -111,7 +111,7 @@ struct ConfigurationEntries: Sendable {
 /// the two cannot drift.
 enum ConfigurationSchema {
     static let sections: [ConfigurationSection] = [
-        broker, resultBackend, worker, control, logging, tasks, beat, events,
+        broker, resultBackend, worker, control, logging, tasks, beat, events, metrics, health,
     ]
 
     static func section(named name: String) -> ConfigurationSection? {

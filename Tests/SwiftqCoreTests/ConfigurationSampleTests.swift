@@ -79,6 +79,8 @@ struct ConfigurationSampleTests {
                 "beat.lock_name",
                 "events.enabled",
                 "events.heartbeat_interval",
+                "metrics.listen",
+                "health.broker_grace",
             ]
         )
         #expect(Configuration.patternKeyPaths == ["tasks.<name>.exec", "tasks.<name>.timeout"])

@@ -33,7 +33,7 @@ package extension Consumer {
             isKnownTask: { registry.contains($0) || execTasks.contains($0) }
         )
         emitter.softwareVersion = events.softwareVersion
-        core.observer = emitter
+        core.observers.append(emitter)
         events.emitter = emitter
         if configuration.events.enabled { startWorkerEvents() }
     }

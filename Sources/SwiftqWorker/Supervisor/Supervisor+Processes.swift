@@ -87,6 +87,7 @@ extension Supervisor {
         case .brokerState(let connected, let detail):
             brokerConnected = connected
             brokerDetail = detail
+            noteBrokerState(connected: connected)
             refreshStatus()
         case .drained:
             logger.info("consumer drained its running tasks")
