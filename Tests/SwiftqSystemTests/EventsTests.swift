@@ -143,4 +143,25 @@ extension Python {
         #expect(events?["enabled"] == false)
         #expect(events?["sent"] == 0)
     }
+
+    @Test func theSupervisorSendsWorkerOfflineWhenTheConsumerIsKilled() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, extraYAML: Self.eventsYAML)
+        let stats = try daemon.stats()
+        let node = try #require(stats["hostname"]?.stringValue)
+        let consumer = try #require(
+            stats["children"]?.arrayValue?.first { $0["role"] == "consumer" }?["pid"]?.intValue
+        )
+        let captured = try Python.eventCapture([
+            "broker": .string(redis.url), "backend": .string(redis.url(db: 1)), "calls": [],
+            "heartbeats": 1, "kill_pid": .int(consumer),
+        ])
+        #expect(captured["offline"] == true, "no worker-offline after the consumer was killed")
+        let offline = captured["events"]?.arrayValue?.first { $0["type"] == "worker-offline" }
+        #expect(offline?["values"]?["hostname"]?.stringValue == node)
+        #expect(offline?["values"]?["pid"]?.intValue == consumer)
+        #expect(offline?["fields"]?["timestamp"] == "float")
+        // The worker was restarted and is online again.
+        #expect(eventually(timeout: 20) { (try? daemon.stats())?["events"]?["worker_online"] == true })
+    }
 }

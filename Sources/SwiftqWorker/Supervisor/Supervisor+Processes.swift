@@ -159,6 +159,8 @@ extension Supervisor {
             pendingConsumerQueries = [:]
             // The pool children died with their parent (PR_SET_PDEATHSIG); the next consumer starts its own.
             poolRows = []
+            // A consumer that died (or was killed at the shutdown deadline) could not say worker-offline itself.
+            if !expected || status != .exited(code: 0) { announceConsumerOffline(pid: pid) }
         }
         if expected {
             child.state = .stopped

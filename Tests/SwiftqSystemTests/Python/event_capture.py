@@ -2,7 +2,8 @@
 
 Usage: event_capture.py - < request.json
 request: {"broker", "backend", "queue", "calls": [{"task", "args", "kwargs"}], "heartbeats": N,
-          "terminate_pid": optional pid to SIGTERM at the end (then waits for worker-offline)}
+          "terminate_pid": optional pid to SIGTERM at the end (then waits for worker-offline),
+          "kill_pid": or a pid to SIGKILL instead}
 Runs app.events.Receiver into celery.events.state.State, waits for the worker to come online, sends the calls, waits
 for their results and final task events and for N heartbeats, and prints one JSON object: every event with the
 Python type name of each field, the tasks as State saw them, and the worker.
@@ -71,8 +72,11 @@ wait_for(finished, 10)
 start = count("worker-heartbeat")
 wait_for(lambda: count("worker-heartbeat") >= start + request.get("heartbeats", 3), 30)
 offline = None
-if request.get("terminate_pid"):
-    os.kill(request["terminate_pid"], signal.SIGTERM)
+if request.get("terminate_pid") or request.get("kill_pid"):
+    if request.get("kill_pid"):
+        os.kill(request["kill_pid"], signal.SIGKILL)
+    else:
+        os.kill(request["terminate_pid"], signal.SIGTERM)
     offline = wait_for(lambda: count("worker-offline") >= 1, 20)
 receiver.should_stop = True
 thread.join(5)
