@@ -120,6 +120,7 @@ package extension Consumer {
         )
         core.onPoolEvent = { [unowned self] event in poolEvent(event) }
         core.observers.append(metrics)
+        core.observers.append(TaskEndLog(logger: logger))
         self.core = core
         loop.watch(transport.events.descriptor) { [unowned self] _ in
             // Deliveries are dispatched by the core as they are received; nothing else here frees a slot.
