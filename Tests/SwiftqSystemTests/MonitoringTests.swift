@@ -120,8 +120,9 @@ func httpGet(port: Int, _ target: String, timeout: Double = 5) throws -> (status
         let ping = try runCommand(Binaries.swiftqctl, ["--socket", daemon.socketPath, "ping"])
         #expect(ping.status == 0)
 
-        redis.stop()
+        // Taken before the stop: the consumer may see the connection drop while redis-server is still exiting.
         let stopped = ContinuousClock.now
+        redis.stop()
         // Within the grace the worker is still healthy (a broker blip is not an outage)...
         #expect(try httpGet(port: port, "/healthz").status == 200)
         // ...and unhealthy once it has passed, with the reason.

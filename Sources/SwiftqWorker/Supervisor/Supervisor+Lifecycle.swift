@@ -160,7 +160,7 @@ extension Supervisor {
     /// Healthy: ``healthProblems`` is empty (the consumer is up and heartbeating, a pool child lives, the broker is
     /// reachable or has not been away longer than `health.broker_grace`, no crash loop). Only then does the
     /// supervisor feed systemd's watchdog; `/healthz` and `swiftqctl ping` say the same.
-    var isHealthy: Bool { healthProblems.isEmpty }
+    var isHealthy: Bool { consumerReady && healthProblems.isEmpty }
 
     /// A crash loop of the supervisor's own children, or of a pool slot as the consumer reports it.
     var crashLooping: Bool {

@@ -7,11 +7,12 @@ import SwiftqPlatform
 /// over the typed channel with `stats`, and the supervisor's own lines) and `/healthz`. The same health test answers
 /// `swiftqctl ping` and decides the systemd watchdog ping.
 extension Supervisor {
-    /// Why the worker is unhealthy, one reason a line; empty when healthy.
+    /// Why the worker is unhealthy, one reason a line; empty when healthy. A consumer still starting is not a
+    /// problem here (its bootsteps have their own 30 s limits); the watchdog also waits for it (``isHealthy``).
     var healthProblems: [String] {
         var problems: [String] = []
         guard consumer.isAlive else { return ["the consumer is not running"] }
-        guard consumerReady, let beat = lastConsumerHeartbeat else { return ["the consumer is starting"] }
+        guard consumerReady, let beat = lastConsumerHeartbeat else { return [] }
         let silence = beat.duration(to: .now)
         if silence >= Consumer.heartbeatInterval * 5 {
             problems.append("the consumer loop is stalled: no heartbeat for \(Self.seconds(silence))")
