@@ -14,6 +14,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        // Prometheus's text exposition format (`/metrics`); Foundation-free, pulls swift-metrics' CoreMetrics and
+        // swift-atomics.
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The system libyaml 0.2 (Debian libyaml-dev); only SwiftqCore's LibYAML.swift imports it.
@@ -93,6 +96,7 @@ let package = Package(
                 "SwiftqAMQP", .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // Supervisor, beat, control server and the daemon's entry point; the public API to build a worker binary.

@@ -312,6 +312,9 @@ package final class AMQPTransport: BrokerTransport {
         }
         try connection.openChannel(publishChannel)
         try connection.confirmSelect(channel: publishChannel)
+        // Celery's event exchange (durable topic), declared as Celery's dispatcher does, so that events published
+        // before any monitor bound a queue are dropped by the broker instead of closing the channel.
+        try connection.declareExchange(channel: publishChannel, name: EventDispatcher.exchange, type: "topic")
         // Before the first task: what the other nodes revoked (Celery's mingle), once per start.
         if !mingled.withLock({ $0 }) {
             mingled.withLock { $0 = true }

@@ -117,7 +117,7 @@ package extension Consumer {
             setQueues(queues)
         case .setEvents(let enabled):
             eventsEnabled = enabled
-            logger.info("task events \(enabled ? "enabled" : "disabled") by remote (recorded; events are not sent yet)")
+            setTaskEvents(enabled)
         case .setRateLimit(let task, let perSecond):
             if let perSecond {
                 logger.info("New rate limit for tasks of type \(task): \(perSecond)/s.")
@@ -392,7 +392,7 @@ struct ConsumerControlState: ControlState {
         return "\(text(names.sysname)) \(text(names.release)) \(text(names.machine))"
     }
 
-    var eventsEnabled: Bool { consumer.eventsEnabled }
+    var eventsEnabled: Bool { consumer.events.emitter?.taskEventsEnabled ?? consumer.eventsEnabled }
     var autoscale: (max: Int, min: Int)? { consumer.autoscaler.map { ($0.maximum, $0.minimum) } }
     var poolSize: Int { consumer.pool?.targetSize ?? 0 }
 

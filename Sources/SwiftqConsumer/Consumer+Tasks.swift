@@ -126,6 +126,8 @@ package extension Consumer {
             logger: logger
         )
         core.onPoolEvent = { [unowned self] event in poolEvent(event) }
+        core.observers.append(metrics)
+        core.observers.append(TaskEndLog(logger: logger))
         self.core = core
         loop.watch(transport.events.descriptor) { [unowned self] _ in
             // Deliveries are dispatched by the core as they are received; nothing else here frees a slot.
@@ -162,6 +164,7 @@ package extension Consumer {
             }
             brokerConnected = connected
             brokerDetail = detail
+            metrics.brokerState(connected: connected)
         case .settled(let tags, let results):
             core?.settled(tags: tags, results: results)
         case .reconnected(let held):

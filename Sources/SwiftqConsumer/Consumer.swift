@@ -38,6 +38,10 @@ package final class Consumer {
     package var finished = false
     package var exitCode: Int32 = 0
     package var heartbeat: RepeatingTimer?
+    /// Celery's monitoring events (see Consumer+Events.swift).
+    package let events = ConsumerEvents()
+    /// Prometheus metrics (`/metrics`, rendered into `stats` for the supervisor's listener).
+    package let metrics = ConsumerMetrics()
 
     // Tasks (see Consumer+Tasks.swift).
     package let registry: TaskRegistry
@@ -99,6 +103,7 @@ package final class Consumer {
                 Bootstep(name: "Pool", start: { try $0.startPool() }, stop: { $0.pool?.stop(cold: true) }),
                 Bootstep(name: "Connection", requires: ["Pool"], start: { try $0.startConnection() }),
                 Bootstep(name: "Tasks", requires: ["Connection"], start: { $0.replenishCredit() }),
+                Bootstep(name: "Events", requires: ["Connection"], start: { $0.startEvents() }),
                 Bootstep(
                     name: "Heart",
                     requires: ["Pool"],
@@ -278,6 +283,7 @@ package final class Consumer {
         daemonID = id
         do {
             let previousWindow = configured ? prefetchWindow : nil
+            let previousEvents = configuration.events
             configuration = try Configuration.parse(yaml, file: file)
             DaemonLog.level = Logger.Level(configuration.logging.level)
             pool?.setLogLevel(configuration.logging.level)
@@ -289,6 +295,7 @@ package final class Consumer {
                 logger.info("worker.concurrency \(pool.targetSize) -> \(configuration.worker.concurrency)")
                 pool.resize(to: configuration.worker.concurrency)
             }
+            eventsReconfigured(previous: previousEvents)
             // D1: the broker's prefetch follows a reload of concurrency or prefetch_multiplier.
             if let previousWindow, previousWindow != prefetchWindow {
                 transport?.setWindow(configuration.worker.prefetchMultiplier == 0 ? 0 : prefetchWindow)
@@ -313,6 +320,7 @@ package final class Consumer {
         if cold {
             logger.info("cold shutdown")
             pool?.stop(cold: true)
+            stopWorkerEvents()
             // Nothing more is acked; every held message, running ones included, goes back to the broker.
             transport?.stop(restoreHeld: true, timeout: .seconds(1))
             finish(code: 0)
@@ -329,6 +337,7 @@ package final class Consumer {
         if busyCount == 0 {
             if !poolStopped {
                 // Results and acks of the finished tasks are written first, then anything still held goes back.
+                stopWorkerEvents()
                 transport?.stop(restoreHeld: true, timeout: configuration.worker.shutdownTimeout)
                 pool?.stop(cold: false)
                 poolStopped = true
@@ -372,6 +381,12 @@ package final class Consumer {
                 "fetch": fetchStats,
             ]),
             "tasks": core?.machine.tasksJSON ?? .null,
+            "metrics": .string(metrics.render(machine: core?.machine, pool: pool)),
+            "events": [
+                "enabled": .bool(events.emitter?.taskEventsEnabled ?? configuration.events.enabled),
+                "worker_online": .bool(events.workerOnline),
+                "sent": .int(Int64(events.emitter?.sent ?? 0)),
+            ],
         ])
     }
 

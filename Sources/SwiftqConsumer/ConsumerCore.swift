@@ -58,6 +58,9 @@ package final class ConsumerCore {
     /// Called with every pool event after the machine has handled it (the consumer's own bookkeeping: logs, the
     /// supervisor's view of the pool).
     package var onPoolEvent: ((PoolEvent) -> Void)?
+    /// Watch the task path without steering it: Celery's task events (``TaskEventEmitter``), Prometheus metrics
+    /// (``ConsumerMetrics``).
+    package var observers: [any ConsumerCoreObserver] = []
     /// The wall clock, injectable for tests.
     package var now: () -> CeleryTimestamp = { .now }
     /// Set while actions are being performed: pool events raised meanwhile are queued, not handled re-entrantly.
@@ -82,6 +85,7 @@ package final class ConsumerCore {
     // MARK: Inputs
 
     package func received(_ messages: [InboundMessage]) {
+        for observer in observers { observer.received(messages, now: now()) }
         perform(machine.received(messages, now: now()))
         pump()
     }
@@ -104,6 +108,9 @@ package final class ConsumerCore {
     }
 
     package func revoke(_ ids: [String], terminate: Bool, signal: Int32) {
+        for id in ids {
+            for observer in observers { observer.revoking(id, machine: machine) }
+        }
         perform(machine.revoke(ids, terminate: terminate, signal: signal, now: now()))
         pump()
     }
@@ -155,6 +162,7 @@ package final class ConsumerCore {
             return
         }
         perform(machine.pool(event, now: now()))
+        for observer in observers { observer.poolEvent(event, machine: machine) }
         onPoolEvent?(event)
         pump()
     }

@@ -87,6 +87,13 @@ extension Configuration {
             }
         }
         writer.beat(beat)
+        writer.section("events")
+        writer.key("enabled", events.enabled)
+        writer.key("heartbeat_interval", duration: events.heartbeatInterval)
+        writer.section("metrics")
+        writer.key("listen", metrics.listen)
+        writer.section("health")
+        writer.key("broker_grace", duration: health.brokerGrace)
         return writer.lines.joined(separator: "\n") + "\n"
     }
 }

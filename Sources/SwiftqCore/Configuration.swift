@@ -29,6 +29,12 @@ public struct Configuration: Sendable, Equatable {
     public var taskSettings: OrderedDictionary<String, TaskSettings> = [:]
     /// Section `beat`: the embedded periodic-task scheduler.
     public var beat = Beat()
+    /// Section `events`: Celery's monitoring events.
+    public var events = Events()
+    /// Section `metrics`: the Prometheus and health listener.
+    public var metrics = Metrics()
+    /// Section `health`: when the worker is reported unhealthy.
+    public var health = Health()
 
     /// A configuration with every default, the same as parsing an empty file.
     public init() {

@@ -116,7 +116,9 @@ struct ConfigurationEntries: Sendable {
 /// `Configuration.knownKeyPaths` and `patternKeyPaths` (used by documentation coverage tests) are derived from it, so
 /// the two cannot drift.
 enum ConfigurationSchema {
-    static let sections: [ConfigurationSection] = [broker, resultBackend, worker, control, logging, tasks, beat]
+    static let sections: [ConfigurationSection] = [
+        broker, resultBackend, worker, control, logging, tasks, beat, events, metrics, health,
+    ]
 
     static func section(named name: String) -> ConfigurationSection? {
         sections.first { $0.name == name }

@@ -13,7 +13,7 @@ package enum ChildEnvironment {
     package static let allowedNames: Set<String> = [
         "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "TMPDIR",
         // How swiftq's own processes log: the level, and whether stderr is the journal (a device:inode pair).
-        "SWIFTQ_LOG_LEVEL", "JOURNAL_STREAM",
+        "SWIFTQ_LOG_LEVEL", "JOURNAL_STREAM", "SWIFTQ_JOURNAL_SOCKET",
         // Where OpenSSL finds CA certificates (amqps:// and a TLS-speaking exec task rely on the system store).
         "SSL_CERT_FILE", "SSL_CERT_DIR",
         // Test hook of the consumer's transports (swiftqd(8), ENVIRONMENT): a pause before canvas publishes.

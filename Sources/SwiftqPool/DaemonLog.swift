@@ -1,5 +1,6 @@
 import Logging
 import SwiftqCore
+import SwiftqPlatform
 import Synchronization
 
 #if canImport(Glibc)
@@ -40,8 +41,11 @@ public enum DaemonLog {
     public static func bootstrap(role: String, level: Logger.Level) {
         self.level = level
         let journal = getenv("JOURNAL_STREAM") != nil
+        let native = Journal.stderrIsJournal
         LoggingSystem.bootstrap { label in
-            StderrLogHandler(label: label, role: role, journal: journal)
+            var handler = StderrLogHandler(label: label, role: role, journal: journal)
+            handler.native = native
+            return handler
         }
     }
 
@@ -59,6 +63,9 @@ package struct StderrLogHandler: LogHandler {
     package let label: String
     package let role: String
     package let journal: Bool
+    /// stderr is systemd's journal stream: entries go over journald's native protocol with their metadata as
+    /// fields (`TASK_ID`, `TASK_NAME`, …), stderr only when that fails.
+    package var native = false
     package var metadata: Logger.Metadata = [:]
     package var metadataProvider: Logger.MetadataProvider?
 
@@ -79,6 +86,7 @@ package struct StderrLogHandler: LogHandler {
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         merged[DaemonLog.Key.pid] = nil
         merged[DaemonLog.Key.role] = nil
+        if native && sendNative(event, merged) { return }
         var line = ""
         if journal {
             line += "<\(Self.syslogPriority(event.level))>"
@@ -122,6 +130,25 @@ package struct StderrLogHandler: LogHandler {
             }
         }
         return escaped + "\""
+    }
+
+    /// One journal entry: the text as the stderr line has it, the priority, and each metadata key as a field
+    /// (`swiftq.task.id` → `TASK_ID`).
+    private func sendNative(_ event: LogEvent, _ metadata: Logger.Metadata) -> Bool {
+        var text = "\(role) \(event.level): \(event.message)"
+        if let error = event.error { text += " error=\(Self.quoted("\(error)"))" }
+        var fields: [(String, String)] = [
+            ("PRIORITY", "\(Self.syslogPriority(event.level))"), ("SYSLOG_IDENTIFIER", "swiftqd"),
+            ("SWIFTQ_ROLE", role),
+        ]
+        for key in metadata.keys.sorted() {
+            let value = "\(metadata[key]!)"
+            text += " \(key)=\(Self.quoted(value))"
+            let name = key.hasPrefix("swiftq.") ? String(key.dropFirst("swiftq.".count)) : key
+            fields.append((Journal.fieldName(name), value))
+        }
+        fields.insert(("MESSAGE", text), at: 0)
+        return Journal.send(fields)
     }
 
     package static func syslogPriority(_ level: Logger.Level) -> Int {

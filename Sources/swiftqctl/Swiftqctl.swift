@@ -86,9 +86,9 @@ struct Swiftqctl: ParsableCommand {
         discussion: "Exit codes: 0 ok, 1 the command failed, 2 usage, 69 swiftqd unreachable or refused.",
         version: "swiftqctl 0.1.0",
         subcommands: [
-            Ping.self, Stats.self, Reload.self, Shutdown.self, Revoke.self, Inspect.self, Pool.self, Autoscale.self,
-            Queue.self, RateLimit.self, TimeLimit.self, Call.self, ResultCommand.self, Beat.self, Dead.self,
-            Broadcast.self,
+            Ping.self, Metrics.self, Stats.self, Reload.self, Shutdown.self, Revoke.self, Inspect.self, Pool.self,
+            Autoscale.self, Queue.self, RateLimit.self, TimeLimit.self, Call.self, ResultCommand.self, Beat.self,
+            Dead.self, Broadcast.self,
         ]
     )
 }
@@ -103,6 +103,25 @@ struct Ping: ParsableCommand {
         let elapsed = started.duration(to: .now)
         let pid = result["pid"]?.intValue.map(String.init) ?? "?"
         print("pong from swiftqd (pid \(pid)) in \(formatMilliseconds(elapsed))")
+        if result["healthy"]?.boolValue == false {
+            let problems = result["problems"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            throw CtlFailure(
+                code: CtlExit.commandFailed,
+                message: "swiftqd is unhealthy:\n" + problems.map { "  " + $0 }.joined(separator: "\n")
+            )
+        }
+    }
+}
+
+struct Metrics: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the metrics in Prometheus's text format (what /metrics serves)."
+    )
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        let result = try connection.call("metrics")
+        print(result["text"]?.stringValue ?? "", terminator: "")
     }
 }
 

@@ -87,7 +87,7 @@ struct ConfigurationErrorTests {
             1,
             nil,
             "expected a mapping of configuration sections (broker, result_backend, worker, control, logging, "
-                + "tasks, beat), got a list"
+                + "tasks, beat, events, metrics, health), got a list"
         ),
         // YAML syntax: libyaml's position and problem.
         .init("syntax-error.yaml", 3, 16, nil, "mapping values are not allowed in this context"),

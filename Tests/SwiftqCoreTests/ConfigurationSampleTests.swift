@@ -88,6 +88,10 @@ struct ConfigurationSampleTests {
                 "beat.state",
                 "beat.lock_timeout",
                 "beat.lock_name",
+                "events.enabled",
+                "events.heartbeat_interval",
+                "metrics.listen",
+                "health.broker_grace",
             ]
         )
         #expect(

@@ -53,7 +53,9 @@ public enum SwiftqDaemon {
             code = BeatCommand.run(arguments: Array(arguments.dropFirst(2)))
         case InternalRole.consumer?:
             DaemonLog.bootstrap(role: "consumer", level: logLevelFromEnvironment)
-            code = Consumer(registry: registry).run()
+            let consumer = Consumer(registry: registry)
+            consumer.events.softwareVersion = SwiftqVersion.current
+            code = consumer.run()
         default:
             code = runSupervisorCommand(arguments: Array(arguments.dropFirst()), registry: registry)
         }

@@ -15,7 +15,8 @@ import Glibc
 extension Supervisor {
     /// Every command, with a one-line description (`help` lists them; the man page documents them).
     static let controlCommands: OrderedDictionary<String, String> = [
-        "ping": "check that the daemon answers",
+        "ping": "check that the daemon answers and is healthy (healthy, problems)",
+        "metrics": "the Prometheus exposition text of /metrics (text)",
         "stats": "process table, restarts, reloads, resource usage",
         "reload": "re-read and apply the configuration file (like SIGHUP)",
         "shutdown": "warm shutdown (like SIGTERM); arguments: {\"mode\": \"cold\"} for a cold one",
@@ -88,7 +89,18 @@ extension Supervisor {
         }
         switch request.command {
         case "ping":
-            responder.reply(.success(id: id, .object(["pong": true, "pid": .int(Int64(getpid()))])))
+            let problems = healthProblems
+            responder.reply(
+                .success(
+                    id: id,
+                    .object([
+                        "pong": true, "pid": .int(Int64(getpid())), "healthy": .bool(problems.isEmpty),
+                        "problems": .array(problems.map { .string($0) }),
+                    ])
+                )
+            )
+        case "metrics":
+            metricsText { text in responder.reply(.success(id: id, .object(["text": .string(text)]))) }
         case "help":
             var commands: OrderedDictionary<String, JSONValue> = [:]
             for (name, summary) in Self.controlCommands { commands[name] = .string(summary) }
@@ -199,6 +211,7 @@ extension Supervisor {
             result["broker"] = consumerStats["broker"] ?? .null
             result["queues"] = consumerStats["queues"] ?? .null
             result["prefetch"] = consumerStats["prefetch"] ?? .null
+            result["events"] = consumerStats["events"] ?? .null
         }
         result["rusage"] = .object([
             "self": ResourceUsage.current(.process).json,

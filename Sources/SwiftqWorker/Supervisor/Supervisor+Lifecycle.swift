@@ -157,13 +157,10 @@ extension Supervisor {
 
     // MARK: Health and status
 
-    /// Healthy: the consumer is up and heartbeating, and no child is crash-looping. Only then does the
-    /// supervisor feed systemd's watchdog.
-    var isHealthy: Bool {
-        guard consumer.isAlive, consumerReady, let beat = lastConsumerHeartbeat else { return false }
-        guard beat.duration(to: .now) < Consumer.heartbeatInterval * 5 else { return false }
-        return !crashLooping
-    }
+    /// Healthy: ``healthProblems`` is empty (the consumer is up and heartbeating, a pool child lives, the broker is
+    /// reachable or has not been away longer than `health.broker_grace`, no crash loop). Only then does the
+    /// supervisor feed systemd's watchdog; `/healthz` and `swiftqctl ping` say the same.
+    var isHealthy: Bool { consumerReady && healthProblems.isEmpty }
 
     /// A crash loop of the supervisor's own children, or of a pool slot as the consumer reports it.
     var crashLooping: Bool {

@@ -87,6 +87,7 @@ extension Supervisor {
         case .brokerState(let connected, let detail):
             brokerConnected = connected
             brokerDetail = detail
+            noteBrokerState(connected: connected)
             refreshStatus()
         case .drained:
             logger.info("consumer drained its running tasks")
@@ -186,6 +187,8 @@ extension Supervisor {
             pendingConsumerQueries = [:]
             // The pool children died with their parent (PR_SET_PDEATHSIG); the next consumer starts its own.
             poolRows = []
+            // A consumer that died (or was killed at the shutdown deadline) could not say worker-offline itself.
+            if !expected || status != .exited(code: 0) { announceConsumerOffline(pid: pid) }
         }
         if expected {
             child.state = .stopped

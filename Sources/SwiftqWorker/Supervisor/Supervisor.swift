@@ -72,6 +72,10 @@ final class Supervisor {
     /// The consumer's last word on the broker connection (nil until it reports).
     var brokerConnected: Bool?
     var brokerDetail: String?
+    /// When the consumer last reported the broker unreachable, until it reports it connected (health).
+    var brokerDownSince: ContinuousClock.Instant?
+    /// The `/metrics` and `/healthz` listener (Supervisor+Monitoring.swift).
+    var monitoring: MonitoringServer?
     var statusTimer: RepeatingTimer?
     /// What the children this supervisor reaped used (with their own reaped children), for `stats`.
     var reapedUsage = ResourceUsage.zero
@@ -127,6 +131,13 @@ final class Supervisor {
                     isEnabled: { $0.isBeatEnabled },
                     start: { try $0.startBeat() },
                     stop: { $0.stopBeat() }
+                ),
+                Bootstep(
+                    name: "Monitoring",
+                    requires: ["Consumer"],
+                    isEnabled: { $0.configuration.metrics.listen != nil },
+                    start: { try $0.startMonitoring() },
+                    stop: { $0.stopMonitoring() }
                 ),
                 Bootstep(
                     name: "Watchdog",

@@ -300,12 +300,22 @@ final class Daemon {
         process.standardError = log
         process.standardOutput = log
         process.standardInput = FileHandle.nullDevice
+        if env["JOURNAL_STREAM"] == Self.journalStreamOfLog {
+            // systemd's JOURNAL_STREAM names the device and inode of the stream on stderr: the log file here.
+            var info = stat()
+            fstat(log.fileDescriptor, &info)
+            env["JOURNAL_STREAM"] = "\(info.st_dev):\(info.st_ino)"
+            process.environment = env
+        }
         try process.run()
         if waitForReady {
             let up = eventually(timeout: 30) { (try? self.call("ping")) != nil }
             if !up { Issue.record("swiftqd did not answer within 30s; log:\n\(self.log)") }
         }
     }
+
+    /// Pass as `JOURNAL_STREAM` in `environment` to have it name the daemon's stderr (the log file).
+    static let journalStreamOfLog = "<log>"
 
     static func configuration(
         socket: String,

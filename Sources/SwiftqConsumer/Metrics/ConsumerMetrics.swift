@@ -1,0 +1,170 @@
+import Prometheus
+import SwiftqCore
+import SwiftqPool
+
+/// The consumer's Prometheus metrics, kept in swift-prometheus's registry (which writes the text exposition format),
+/// fed by watching the task path (``ConsumerCoreObserver``), the pool's exits and the broker's state. Gauges that
+/// describe the present (prefetch in use, busy and idle children) are set when the text is rendered.
+///
+/// Task names come from messages, so labels are bounded as `stats` bounds its table: past
+/// ``DeliveryMachine/maximumTaskNames`` names, others count as ``DeliveryMachine/otherTasksName``.
+///
+/// *Owner*: the consumer loop's thread (the registry itself is thread-safe; the name table is not).
+package final class ConsumerMetrics: ConsumerCoreObserver {
+    package let registry = PrometheusCollectorRegistry()
+    private var names: Set<String> = []
+    /// Task name and queue of running jobs, for the events that only carry the job id.
+    private var running: [String: (task: String, queue: String)] = [:]
+    /// Runtime buckets in seconds: Celery tasks run from milliseconds to hours.
+    static let runtimeBuckets: [Double] = [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600,
+    ]
+
+    private let prefetchInUse: Gauge
+    private let prefetchWindow: Gauge
+    private let heldForETA: Gauge
+    private let brokerConnected: Gauge
+    private let brokerReconnects: Counter
+    private var wasConnected = false
+
+    package init() {
+        prefetchInUse = registry.makeGauge(
+            descriptor: Self.name(
+                "prefetch_in_use",
+                "messages",
+                "Messages held in the prefetch window (ready and running)"
+            )
+        )
+        prefetchWindow = registry.makeGauge(
+            descriptor: Self.name("prefetch_window", "messages", "Size of the prefetch window")
+        )
+        heldForETA = registry.makeGauge(
+            descriptor: Self.name("held_for_eta", "messages", "Messages held for their ETA or countdown")
+        )
+        brokerConnected = registry.makeGauge(
+            descriptor: Self.name("broker_connected", "bool", "1 while the broker connection is up")
+        )
+        brokerReconnects = registry.makeCounter(
+            descriptor: Self.name("broker_reconnects", "total", "Broker connections re-established after a loss")
+        )
+    }
+
+    private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "swiftq", metricName: metric, unitName: unit, helpText: help)
+    }
+
+    private func label(_ task: String) -> String {
+        if names.contains(task) { return task }
+        guard names.count < DeliveryMachine.maximumTaskNames else { return DeliveryMachine.otherTasksName }
+        names.insert(task)
+        return task
+    }
+
+    /// Counts one task event: `swiftq_tasks_<state>_total{task,queue}`.
+    package func count(_ state: String, task: String, queue: String) {
+        registry.makeCounter(
+            descriptor: Self.name("tasks_\(state)", "total", "Tasks \(state), by task name and queue"),
+            labels: [("task", label(task)), ("queue", queue)]
+        ).increment()
+    }
+
+    private func runtime(_ seconds: Double, task: String) {
+        registry.makeValueHistogram(
+            descriptor: Self.name("task_runtime", "seconds", "Task runtime in the pool, by task name"),
+            labels: [("task", label(task))],
+            buckets: Self.runtimeBuckets
+        ).record(seconds)
+    }
+
+    /// A pool child exited: `swiftq_pool_child_exits_total{reason}`.
+    package func childExited(_ reason: ExitReason) {
+        registry.makeCounter(
+            descriptor: Self.name("pool_child_exits", "total", "Pool child exits, by reason"),
+            labels: [("reason", reason.name)]
+        ).increment()
+    }
+
+    /// The broker connection went up or down.
+    package func brokerState(connected: Bool) {
+        brokerConnected.set(Int64(connected ? 1 : 0))
+        if connected && !wasConnected && reconnectable { brokerReconnects.increment() }
+        if connected { reconnectable = true }
+        wasConnected = connected
+    }
+
+    /// Set after the first connection: later ones are reconnects.
+    private var reconnectable = false
+
+    /// The text exposition format, with the present-state gauges set first.
+    package func render(machine: DeliveryMachine?, pool: (any WorkPool)?) -> String {
+        if let machine {
+            prefetchInUse.set(Int64(machine.heldInWindow))
+            prefetchWindow.set(Int64(machine.settings.window))
+            heldForETA.set(Int64(machine.heldForETA))
+        }
+        if let pool {
+            let busy = machine?.running.count ?? 0
+            registry.makeGauge(
+                descriptor: Self.name("pool", "processes", "Pool children by state"),
+                labels: [("state", "busy")]
+            ).set(Int64(busy))
+            registry.makeGauge(
+                descriptor: Self.name("pool", "processes", "Pool children by state"),
+                labels: [("state", "idle")]
+            ).set(Int64(pool.idleSlots))
+        }
+        return registry.emitToString()
+    }
+
+    // MARK: ConsumerCoreObserver
+
+    package func received(_ messages: [InboundMessage], now: CeleryTimestamp) {
+        for inbound in messages {
+            switch inbound {
+            case .task(let message, _, let queue):
+                count("received", task: message.name, queue: queue)
+            case .undecodable(let error, _, let queue):
+                count("rejected", task: error.taskName ?? "(undecodable)", queue: queue)
+            case .malformed(_, let queue):
+                count("rejected", task: "(malformed)", queue: queue)
+            }
+        }
+    }
+
+    package func revoking(_ taskID: String, machine: DeliveryMachine) {
+        for delivery in machine.deliveries.values where delivery.message.id == taskID {
+            switch delivery.state {
+            case .held, .ready: count("revoked", task: delivery.message.name, queue: delivery.queue)
+            case .running, .settling: continue
+            }
+        }
+    }
+
+    package func poolEvent(_ event: PoolEvent, machine: DeliveryMachine) {
+        switch event {
+        case .slotReady:
+            return
+        case .slotExited(_, _, let reason):
+            childExited(reason)
+        case .started(let jobID, _, _):
+            guard let key = machine.running[jobID], let delivery = machine.deliveries[key] else { return }
+            running[jobID] = (delivery.message.name, delivery.queue)
+            count("started", task: delivery.message.name, queue: delivery.queue)
+        case .finished(let jobID, let outcome, let seconds):
+            guard let job = running.removeValue(forKey: jobID) else { return }
+            if case .success = outcome {
+                count("succeeded", task: job.task, queue: job.queue)
+            } else {
+                count("failed", task: job.task, queue: job.queue)
+            }
+            runtime(seconds, task: job.task)
+        case .lost(let jobID, _, _, let reason):
+            guard let job = running.removeValue(forKey: jobID) else { return }
+            switch reason {
+            case .shutdown: return
+            case .terminated: count("revoked", task: job.task, queue: job.queue)
+            default: count("failed", task: job.task, queue: job.queue)
+            }
+        }
+    }
+}

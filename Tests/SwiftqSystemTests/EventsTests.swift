@@ -1,0 +1,167 @@
+import Foundation
+import SwiftqCore
+import Testing
+
+extension Python {
+    /// Runs event_capture.py (a stock `app.events.Receiver` feeding `celery.events.state.State`) with a request.
+    static func eventCapture(_ request: JSONValue, timeout: Double = 120) throws -> JSONValue {
+        let result = try runCommand(
+            interpreter,
+            [scripts + "/event_capture.py", "-"],
+            input: Data(request.serialized()),
+            timeout: timeout
+        )
+        guard result.status == 0, let line = result.stdout.split(separator: "\n").last else {
+            throw TestSetupError("event_capture.py failed (\(result.status)): \(result.stderr)\n\(result.stdout)")
+        }
+        return try JSONValue(parsing: String(line))
+    }
+}
+
+/// Celery's monitoring events from swiftqd, read by Celery's own receiver and state on Redis and RabbitMQ.
+@Suite(.serialized) struct EventsTests {
+    static let eventsYAML = """
+        events:
+          enabled: true
+          heartbeat_interval: 500ms
+
+        """
+
+    static let calls: [JSONValue] = [
+        ["task": "swiftq.add", "args": [2, 3]],
+        ["task": "swiftq.fail", "args": ["bad value"], "kwargs": ["exc_type": "ValueError"]],
+    ]
+
+    /// What both transports must show: the lifecycle of each task in `State`, Celery's field types, heartbeats at
+    /// the interval, and `worker-offline` at the end of a warm shutdown.
+    static func check(_ captured: JSONValue, node: String) {
+        #expect(captured["online"] == true, "no worker event reached the receiver")
+        let ids = captured["ids"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(ids.count == 2)
+        guard ids.count == 2 else { return }
+        // worker-online went out before the receiver subscribed (pub/sub keeps nothing): its heartbeats show it.
+        let add = captured["tasks"]?[ids[0]]
+        #expect(add?["state"] == "SUCCESS")
+        #expect(add?["name"] == "swiftq.add")
+        // The client's `argsrepr` (Celery's `send_task` with a list gives `[2, 3]`).
+        #expect(add?["args"] == "[2, 3]")
+        #expect(add?["kwargs"] == "{}")
+        #expect(add?["result"] == "5")
+        #expect((add?["runtime"]?.doubleValue ?? -1) >= 0)
+        #expect(add?["received"]?.doubleValue != nil)
+        #expect(add?["started"]?.doubleValue != nil)
+        #expect(add?["worker"]?.stringValue == node)
+        let fail = captured["tasks"]?[ids[1]]
+        #expect(fail?["state"] == "FAILURE")
+        #expect(fail?["name"] == "swiftq.fail")
+        #expect(fail?["exception"] == "ValueError('bad value')")
+        #expect(fail?["failed"]?.doubleValue != nil)
+
+        let events = captured["events"]?.arrayValue ?? []
+        func types(_ kind: String) -> [JSONValue] { events.filter { $0["type"]?.stringValue == kind } }
+        for kind in ["task-received", "task-started", "task-succeeded", "task-failed", "worker-offline"] {
+            #expect(!types(kind).isEmpty, "no \(kind)")
+        }
+        // Celery's field types: what Python's json gives for what Celery's dispatcher sends.
+        let common = ["hostname": "str", "utcoffset": "float", "pid": "int", "clock": "int", "timestamp": "float"]
+        for event in events {
+            let fields = event["fields"]
+            for (key, type) in common {
+                #expect(fields?[key]?.stringValue == type, "\(event["type"] ?? "?").\(key)")
+            }
+        }
+        if let received = types("task-received").first?["fields"] {
+            for key in ["uuid", "name", "args", "kwargs"] { #expect(received[key] == "str", "task-received.\(key)") }
+            #expect(received["retries"] == "int")
+            #expect(received["eta"] == "NoneType")
+        }
+        if let succeeded = types("task-succeeded").first?["fields"] {
+            #expect(succeeded["result"] == "str")
+            #expect(succeeded["runtime"] == "float")
+        }
+        if let failed = types("task-failed").first?["fields"] {
+            #expect(failed["exception"] == "str")
+        }
+        if let heartbeat = types("worker-heartbeat").first?["fields"] {
+            #expect(heartbeat["freq"] == "float")
+            #expect(heartbeat["active"] == "int")
+            #expect(heartbeat["processed"] == "int")
+            #expect(heartbeat["loadavg"] == "list")
+        }
+        // The Lamport clock goes forward with every event.
+        let clocks = events.compactMap { $0["values"]?["clock"]?.intValue }
+        #expect(clocks == clocks.sorted() && Set(clocks).count == clocks.count)
+        // Heartbeats at the interval (500 ms), as received.
+        let beats = types("worker-heartbeat").compactMap { $0["local_received"]?.doubleValue }
+        #expect(beats.count >= 3)
+        let gaps = zip(beats.dropFirst(), beats).map { $0 - $1 }
+        let mean = gaps.reduce(0, +) / Double(max(1, gaps.count))
+        #expect(mean > 0.35 && mean < 0.75, "heartbeat gaps \(gaps)")
+        #expect(types("worker-heartbeat").first?["values"]?["freq"] == 0.5)
+        // The warm shutdown ends with worker-offline.
+        #expect(captured["offline"] == true)
+        #expect(captured["workers"]?[node]?["sw_ident"] == "swiftq")
+    }
+
+    @Test func celerysReceiverSeesTheLifecycleOfTasksOnRedis() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, extraYAML: Self.eventsYAML)
+        let node = try #require(try daemon.stats()["hostname"]?.stringValue)
+        let captured = try Python.eventCapture([
+            "broker": .string(redis.url), "backend": .string(redis.url(db: 1)), "calls": .array(Self.calls),
+            "heartbeats": 3, "terminate_pid": .int(Int64(daemon.pid)),
+        ])
+        Self.check(captured, node: node)
+    }
+
+    @Test func celerysReceiverSeesTheLifecycleOfTasksOnRabbitMQ() throws {
+        let node = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        let daemon = try RabbitMQInteropTests.daemon(
+            broker: node.url,
+            backend: redis.url(db: 1),
+            queue: queue,
+            brokerYAML: Self.eventsYAML
+        )
+        let name = try #require(try daemon.stats()["hostname"]?.stringValue)
+        let captured = try Python.eventCapture([
+            "broker": .string(node.url), "backend": .string(redis.url(db: 1)), "queue": .string(queue),
+            "calls": .array(Self.calls), "heartbeats": 3, "terminate_pid": .int(Int64(daemon.pid)),
+        ])
+        Self.check(captured, node: name)
+    }
+
+    @Test func noEventsAreSentWhenDisabled() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis)
+        let results = try Python.celeryClient(
+            RedisInteropTests.request(redis, calls: [["task": "swiftq.add", "args": [1, 2]]])
+        )
+        #expect(results.first?["result"] == 3)
+        let events = try daemon.stats()["events"]
+        #expect(events?["enabled"] == false)
+        #expect(events?["sent"] == 0)
+    }
+
+    @Test func theSupervisorSendsWorkerOfflineWhenTheConsumerIsKilled() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, extraYAML: Self.eventsYAML)
+        let stats = try daemon.stats()
+        let node = try #require(stats["hostname"]?.stringValue)
+        let consumer = try #require(
+            stats["children"]?.arrayValue?.first { $0["role"] == "consumer" }?["pid"]?.intValue
+        )
+        let captured = try Python.eventCapture([
+            "broker": .string(redis.url), "backend": .string(redis.url(db: 1)), "calls": [],
+            "heartbeats": 1, "kill_pid": .int(consumer),
+        ])
+        #expect(captured["offline"] == true, "no worker-offline after the consumer was killed")
+        let offline = captured["events"]?.arrayValue?.first { $0["type"] == "worker-offline" }
+        #expect(offline?["values"]?["hostname"]?.stringValue == node)
+        #expect(offline?["values"]?["pid"]?.intValue == consumer)
+        #expect(offline?["fields"]?["timestamp"] == "float")
+        // The worker was restarted and is online again.
+        #expect(eventually(timeout: 20) { (try? daemon.stats())?["events"]?["worker_online"] == true })
+    }
+}
