@@ -22,6 +22,8 @@ def main(path, elapsed):
             print(f"         {nodeid}")
         if len(nodeids) > 5:
             print(f"         ... and {len(nodeids) - 5} more")
+    slowest = sorted(outcomes.items(), key=lambda item: -item[1].get("seconds", 0))[:5]
+    print("  slowest: " + ", ".join(f"{nodeid.split('::')[-1]} {entry.get('seconds', 0):.0f} s" for nodeid, entry in slowest))
     unreported = report["selected"] - len(outcomes)
     if unreported:
         print(f"  {unreported:4d} selected but never reported (interrupted run)")
