@@ -9,8 +9,9 @@ Loaded with ``-p celery_suite_plugin`` (dev/ on PYTHONPATH). Celery's files are 
   and pool the fixture asks for, and checked with ``celery.ping`` as Celery's own fixture does;
 * deselects the tests listed in dev/celery-suite-excluded.txt (each with its reason; a listed id that matches
   nothing is an error, so the list cannot go stale silently);
-* gives every test the harness's time budget (``SWIFTQ_SUITE_TEST_TIMEOUT`` seconds, pytest-timeout), replacing
-  the suite's own 300 s marks so that a hanging test cannot stretch the run;
+* gives every test the harness's time budget (pytest-timeout): ``SWIFTQ_SUITE_TEST_TIMEOUT`` seconds, or what
+  dev/celery-suite-budgets.txt gives the slower tests (three times a stock worker's duration), replacing the
+  suite's own 300 s marks so that a hanging test cannot stretch the run;
 * writes the outcome of every selected test, with the cause of each failure, to ``SWIFTQ_SUITE_REPORT`` (JSON)
   for dev/celery-suite's summary.
 
@@ -39,7 +40,10 @@ RUN_DIR = os.environ.get("SWIFTQ_SUITE_DIR", ".")
 EXCLUDED_FILE = os.environ.get(
     "SWIFTQ_SUITE_EXCLUDED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "celery-suite-excluded.txt")
 )
-TEST_TIMEOUT = float(os.environ.get("SWIFTQ_SUITE_TEST_TIMEOUT", "45"))
+BUDGETS_FILE = os.environ.get(
+    "SWIFTQ_SUITE_BUDGETS", os.path.join(os.path.dirname(os.path.abspath(__file__)), "celery-suite-budgets.txt")
+)
+TEST_TIMEOUT = float(os.environ.get("SWIFTQ_SUITE_TEST_TIMEOUT", "10"))
 STARTUP_TIMEOUT = float(os.environ.get("SWIFTQ_SUITE_STARTUP_TIMEOUT", "60"))
 
 
@@ -128,6 +132,22 @@ def external_worker(app, concurrency=1, pool="solo", loglevel=None, logfile=None
 embedded_worker.start_worker = external_worker
 
 
+def _read_budgets(path):
+    """``<node id> | <seconds> | <note>`` per line: the tests that need more than TEST_TIMEOUT."""
+    budgets = {}
+    with open(path) as file:
+        for number, line in enumerate(file, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            fields = [field.strip() for field in line.split("|")]
+            try:
+                budgets[fields[0]] = float(fields[1])
+            except (IndexError, ValueError):
+                raise pytest.UsageError(f"{path}:{number}: expected '<test id> | <seconds> | <note>'") from None
+    return budgets
+
+
 def _read_excluded(path):
     """``<node id or id prefix> | <reason>`` per line; # starts a comment line."""
     entries = []
@@ -164,13 +184,19 @@ def pytest_collection_modifyitems(session, config, items):
     stale = [pattern for pattern, _ in entries if pattern not in used and pattern.split("::")[0] in files]
     if stale:
         raise pytest.UsageError(f"{EXCLUDED_FILE}: no collected test matches: " + ", ".join(stale))
+    budgets = _read_budgets(BUDGETS_FILE)
+    collected = {item.nodeid for item in items}
+    stale = [nodeid for nodeid in budgets if nodeid not in collected and nodeid.split("::")[0] in files]
+    if stale:
+        raise pytest.UsageError(f"{BUDGETS_FILE}: no collected test matches: " + ", ".join(stale))
     for item in kept:
         # The closest mark wins: the harness's budget replaces the suite's own when that is longer (the 300 s of
         # its @flaky marks); a shorter one of the suite's stays.
+        budget = max(TEST_TIMEOUT, budgets.get(item.nodeid, 0))
         own = item.get_closest_marker("timeout")
         own_seconds = (own.args[0] if own.args else own.kwargs.get("timeout")) if own else None
-        if own_seconds is None or own_seconds > TEST_TIMEOUT:
-            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT), append=False)
+        if own_seconds is None or own_seconds > budget:
+            item.add_marker(pytest.mark.timeout(budget), append=False)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = kept
@@ -186,7 +212,7 @@ def _cause(report):
     if needs:
         return f"task API lacks {needs.group(1)}"
     if first.startswith("Failed: Timeout"):
-        return f"harness timeout ({TEST_TIMEOUT:g} s per test)"
+        return "harness timeout (the test's budget: 10 s or dev/celery-suite-budgets.txt)"
     if first.startswith("celery.exceptions.TimeoutError") or first == "TimeoutError: The operation timed out.":
         return "result never arrived (celery TimeoutError)"
     if "NoneType" in first and re.search(r"\b(inspect|control)\b", report.longreprtext):

@@ -23,7 +23,8 @@ def main(path, elapsed):
         if len(nodeids) > 5:
             print(f"         ... and {len(nodeids) - 5} more")
     slowest = sorted(outcomes.items(), key=lambda item: -item[1].get("seconds", 0))[:5]
-    print("  slowest: " + ", ".join(f"{nodeid.split('::')[-1]} {entry.get('seconds', 0):.0f} s" for nodeid, entry in slowest))
+    names = (f"{nodeid.split('::')[-1]} {entry.get('seconds', 0):.0f} s" for nodeid, entry in slowest)
+    print("  slowest: " + ", ".join(names))
     unreported = report["selected"] - len(outcomes)
     if unreported:
         print(f"  {unreported:4d} selected but never reported (interrupted run)")
