@@ -168,6 +168,11 @@ let package = Package(
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ]
         ),
+        // The suite worker's tasks, in-process (dev/celery-suite runs them against Celery's own tests).
+        .testTarget(
+            name: "CelerySuiteWorkerTests",
+            dependencies: ["swiftq-celery-suite-worker", "SwiftqTasks", "SwiftqCore"]
+        ),
         .testTarget(
             name: "SwiftqSystemTests",
             // The executables are dependencies so that `swift test` builds them before the tests run them.
