@@ -179,14 +179,18 @@ def pytest_collection_modifyitems(session, config, items):
         else:
             used.add(hit)
             dropped.append(item)
-    # Only entries of the files collected can be checked (a run of one file ignores the others' entries).
-    files = {item.nodeid.split("::")[0] for item in items}
-    stale = [pattern for pattern, _ in entries if pattern not in used and pattern.split("::")[0] in files]
+    # Only entries inside what was asked for can be checked (a run of one file or class ignores the others').
+    scopes = [arg.rstrip("/") for arg in config.args]
+
+    def in_scope(nodeid):
+        return any(nodeid == scope or nodeid.startswith(scope + "::") for scope in scopes)
+
+    stale = [pattern for pattern, _ in entries if pattern not in used and in_scope(pattern)]
     if stale:
         raise pytest.UsageError(f"{EXCLUDED_FILE}: no collected test matches: " + ", ".join(stale))
     budgets = _read_budgets(BUDGETS_FILE)
     collected = {item.nodeid for item in items}
-    stale = [nodeid for nodeid in budgets if nodeid not in collected and nodeid.split("::")[0] in files]
+    stale = [nodeid for nodeid in budgets if nodeid not in collected and in_scope(nodeid)]
     if stale:
         raise pytest.UsageError(f"{BUDGETS_FILE}: no collected test matches: " + ", ".join(stale))
     for item in kept:
