@@ -98,8 +98,12 @@ def external_worker(app, concurrency=1, pool="solo", loglevel=None, logfile=None
         raise pytest.UsageError(f"SWIFTQ_SUITE_WORKER must be swiftq or celery, not {WORKER_KIND!r}")
     log_path = os.path.join(RUN_DIR, "worker.log")
     log = open(log_path, "ab")
+    # swiftqd's pool children get a filtered environment: the suite tasks' Redis address also goes through a file
+    # in the worker's working directory (Examples/CelerySuiteWorker reads it when REDIS_HOST is not set).
+    with open(os.path.join(RUN_DIR, "suite-redis"), "w") as file:
+        file.write(f"{os.environ.get('REDIS_HOST', 'localhost')}:{os.environ.get('REDIS_PORT', '6379')}\n")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
+                               start_new_session=True, cwd=RUN_DIR)
     handle = types.SimpleNamespace(hostname=hostname, pid=process.pid, process=process, log=log_path,
                                    kind=WORKER_KIND)
     try:
