@@ -126,6 +126,16 @@ let package = Package(
             dependencies: ["SwiftqWorker"],
             path: "Examples/ExampleWorker"
         ),
+        // The tasks of Celery's integration suite (t.integration.tasks.*) as Swift tasks on the public task API, for
+        // dev/celery-suite (docs/celery-suite.md). Not shipped.
+        .executableTarget(
+            name: "swiftq-celery-suite-worker",
+            dependencies: [
+                "SwiftqWorker", "SwiftqTasks", "SwiftqCore", "SwiftqRedis",
+                .product(name: "OrderedCollections", package: "swift-collections"),
+            ],
+            path: "Examples/CelerySuiteWorker"
+        ),
         // Micro-benchmark of EventLoop timers against the loop before heap timers (bench/timers/run). Not a test.
         .executableTarget(
             name: "swiftq-bench-timers",
@@ -163,6 +173,11 @@ let package = Package(
                 "SwiftqPlatform",
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ]
+        ),
+        // The suite worker's tasks, in-process (dev/celery-suite runs them against Celery's own tests).
+        .testTarget(
+            name: "CelerySuiteWorkerTests",
+            dependencies: ["swiftq-celery-suite-worker", "SwiftqTasks", "SwiftqCore"]
         ),
         .testTarget(
             name: "SwiftqSystemTests",

@@ -1,0 +1,278 @@
+import SwiftqCore
+import SwiftqRedis
+import SwiftqTasks
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension TaskRegistry {
+    mutating func task(_ name: String, _ body: @escaping TaskHandler) {
+        register("\(SuiteTasks.module).\(name)", handler: body)
+    }
+
+    mutating func missing(_ name: String, needs need: String) {
+        task(name) { invocation, _ in
+            throw TaskFailure(
+                type: "NotImplementedError",
+                message: "\(invocation.name) needs \(need), which swiftq's task API does not offer yet",
+                module: "builtins"
+            )
+        }
+    }
+}
+
+/// The suite's `ExpectedException(*args)`, defined in the tasks module so the client recreates it.
+func expectedException(_ arguments: [JSONValue]) -> TaskFailure {
+    var failure = TaskFailure(
+        type: "ExpectedException",
+        message: arguments.map { $0.stringValue ?? $0.description }.joined(separator: ", "),
+        module: SuiteTasks.module
+    )
+    failure.arguments = arguments
+    return failure
+}
+
+/// A connection to the suite's Redis (`REDIS_HOST`, `REDIS_PORT`, as `get_redis_connection()` reads them).
+/// Pool children get a filtered environment (swiftqd passes no REDIS_* on), so dev/celery_suite_plugin.py also
+/// writes the address as `host:port` to `suite-redis` in the worker's working directory, which children inherit.
+func suiteRedis() throws(TaskFailure) -> RedisConnection {
+    var host = getenv("REDIS_HOST").map { String(cString: $0) } ?? "localhost"
+    var port = getenv("REDIS_PORT").map { String(cString: $0) } ?? "6379"
+    if getenv("REDIS_HOST") == nil, let file = fopen("suite-redis", "r") {
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        if fgets(&line, Int32(line.count), file) != nil {
+            let address = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(
+                whereSeparator: { $0 == ":" || $0 == "\n" })
+            if address.count == 2 { (host, port) = (String(address[0]), String(address[1])) }
+        }
+    }
+    do {
+        return try RedisConnection(url: RedisURL(parsing: "redis://\(host):\(port)/0"))
+    } catch {
+        throw TaskFailure(type: "ConnectionError", message: error.message, module: "redis.exceptions")
+    }
+}
+
+func redisCommand(_ arguments: RedisArgument...) throws(TaskFailure) {
+    let connection = try suiteRedis()
+    do {
+        _ = try connection.command(arguments)
+    } catch {
+        throw TaskFailure(type: "ResponseError", message: error.message, module: "redis.exceptions")
+    }
+}
+
+func pause(_ seconds: JSONValue, _ environment: TaskEnvironment) throws(TaskFailure) {
+    guard let value = seconds.doubleValue ?? seconds.intValue.map(Double.init), value.isFinite, value >= 0 else {
+        throw TaskFailure.typeError("sleep() needs a non-negative number of seconds, got \(seconds)")
+    }
+    _ = environment.sleep(.nanoseconds(Int64(value * 1e9)))
+}
+
+/// The suite's tasks, registered under `t.integration.tasks.*` (and `celery.ping`).
+enum SuiteTasks {
+    static let module = "t.integration.tasks"
+
+    static func register(into registry: inout TaskRegistry) {
+        // `celery.contrib.testing.tasks.ping`, which the suite's session worker fixture sends before any test.
+        registry.register("celery.ping") { invocation, _ in
+            _ = try PythonCall(invocation, [])
+            return "pong"
+        }
+
+        registry.task("identity") { invocation, _ in try PythonCall(invocation, [("x", nil)])["x"] }
+        registry.task("add") { invocation, _ in
+            let call = try PythonCall(invocation, [("x", nil), ("y", nil), ("z", .null)])
+            let sum = try Python.add(call["x"], call["y"])
+            return Python.isTrue(call["z"]) ? try Python.add(sum, call["z"]) : sum
+        }
+        registry.task("mul") { invocation, _ in
+            let call = try PythonCall(invocation, [("x", nil), ("y", nil)])
+            return try Python.multiply(call["x"], call["y"])
+        }
+        for name in ["add_not_typed", "add_ignore_result", "add_with_result"] {
+            registry.task(name) { invocation, _ in
+                let call = try PythonCall(invocation, [("x", nil), ("y", nil)])
+                return try Python.add(call["x"], call["y"])
+            }
+        }
+        registry.task("write_to_file_and_return_int") { invocation, _ in
+            let call = try PythonCall(invocation, [("file_name", nil), ("i", nil)])
+            guard let path = call["file_name"].stringValue else {
+                throw TaskFailure.typeError(
+                    "expected str, bytes or os.PathLike object, not \(Python.typeName(call["file_name"]))"
+                )
+            }
+            let line = Array((try Python.redisText(call["i"]) + "\n").utf8)
+            let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+            guard descriptor >= 0 else {
+                throw TaskFailure(type: "OSError", message: "[Errno \(errno)] cannot open '\(path)'")
+            }
+            defer { close(descriptor) }
+            guard line.withUnsafeBytes({ write(descriptor, $0.baseAddress, $0.count) }) == line.count else {
+                throw TaskFailure(type: "OSError", message: "[Errno \(errno)] cannot write '\(path)'")
+            }
+            return call["i"]
+        }
+        registry.task("raise_error") { _, _ in throw TaskFailure.valueError("deliberate error") }
+        registry.task("delayed_sum") { invocation, environment in
+            let call = try PythonCall(invocation, [("numbers", nil), ("pause_time", 1)])
+            try pause(call["pause_time"], environment)
+            return try Python.sum(call["numbers"])
+        }
+        // Without soft time limits the guard never fires; the body is otherwise the Python one.
+        registry.task("delayed_sum_with_soft_guard") { invocation, environment in
+            let call = try PythonCall(invocation, [("numbers", nil), ("pause_time", 1)])
+            try pause(call["pause_time"], environment)
+            return try Python.sum(call["numbers"])
+        }
+        registry.task("tsum") { invocation, _ in try Python.sum(try PythonCall(invocation, [("nums", nil)])["nums"]) }
+        registry.task("xsum") { invocation, _ in
+            let nums = try PythonCall(invocation, [("nums", nil)])["nums"]
+            guard let items = nums.arrayValue else {
+                throw TaskFailure.typeError("'\(Python.typeName(nums))' object is not iterable")
+            }
+            var total: JSONValue = 0
+            for item in items { total = try Python.add(total, item.arrayValue != nil ? try Python.sum(item) : item) }
+            return total
+        }
+        registry.task("sum_and_record") { invocation, _ in
+            let call = try PythonCall(invocation, [("values", nil), ("redis_key", nil)])
+            let result = try Python.sum(call["values"])
+            try redisCommand(
+                "RPUSH",
+                RedisArgument(try Python.redisText(call["redis_key"])),
+                RedisArgument(invocation.id)
+            )
+            return result
+        }
+        registry.task("print_unicode") { invocation, _ in
+            let call = try PythonCall(
+                invocation,
+                [("log_message", "håå®ƒ valmuefrø"), ("print_message", "hiöäüß")]
+            )
+            print("WARNING \(call["log_message"].stringValue ?? call["log_message"].description)")
+            print(call["print_message"].stringValue ?? call["print_message"].description)
+            return .null
+        }
+        registry.task("return_exception") { invocation, _ in
+            .array([try PythonCall(invocation, [("e", nil)])["e"], true])
+        }
+        registry.task("sleeping") { invocation, environment in
+            try pause(try PythonCall(invocation, [("i", nil)], extraKeywords: true)["i"], environment)
+            return .null
+        }
+        registry.task("redis_echo") { invocation, _ in
+            let call = try PythonCall(invocation, [("message", nil), ("redis_key", "redis-echo")])
+            try redisCommand(
+                "RPUSH",
+                RedisArgument(try Python.redisText(call["redis_key"])),
+                RedisArgument(try Python.redisText(call["message"]))
+            )
+            return .null
+        }
+        registry.task("redis_count") { invocation, _ in
+            let call = try PythonCall(invocation, [("redis_key", "redis-count")])
+            try redisCommand("INCR", RedisArgument(try Python.redisText(call["redis_key"])))
+            return .null
+        }
+        registry.task("fail") { invocation, _ in
+            let call = try PythonCall(invocation, [], variadic: true)
+            throw expectedException(["Task expected to fail"] + call.rest)
+        }
+        // UnpickleableException(foo, bar) keeps only foo in its args, as Python stores it.
+        registry.task("fail_unpickleable") { invocation, _ in
+            let call = try PythonCall(invocation, [("foo", nil), ("bar", nil)])
+            var failure = TaskFailure(
+                type: "UnpickleableException",
+                message: call["foo"].description,
+                module: SuiteTasks.module
+            )
+            failure.arguments = [call["foo"]]
+            throw failure
+        }
+        registry.task("errback_old_style") { invocation, _ in
+            let requestID = try PythonCall(invocation, [("request_id", nil)])["request_id"]
+            try redisCommand("INCR", RedisArgument(try Python.redisText(requestID)))
+            return requestID
+        }
+        registry.task("errback_old_style_with_args") { invocation, _ in
+            let call = try PythonCall(invocation, [("request_id", nil), ("label", nil)])
+            try redisCommand(
+                "RPUSH",
+                RedisArgument(try Python.redisText(call["request_id"])),
+                RedisArgument(try Python.redisText(call["label"]))
+            )
+            return .null
+        }
+        registry.task("replaced_with_me") { invocation, _ in
+            _ = try PythonCall(invocation, [])
+            return true
+        }
+        // pydantic=True: the argument arrives as a dict and the result is the model's model_dump().
+        for name in ["add_pydantic", "add_pydantic_string_annotations"] {
+            registry.task(name) { invocation, _ in
+                let data = try PythonCall(invocation, [("data", nil)])["data"]
+                guard let x = data["x"]?.intValue, let y = data["y"]?.intValue else {
+                    throw TaskFailure(
+                        type: "ValidationError",
+                        message: "2 validation errors for AddParameterModel: x and y must be integers, got \(data)",
+                        module: "pydantic_core._pydantic_core"
+                    )
+                }
+                return ["result": .int(x + y)]
+            }
+        }
+        registry.task("soft_time_limit_must_exceed_time_limit") { invocation, _ in
+            _ = try PythonCall(invocation, [])
+            return .null
+        }
+
+        // What the remaining tasks need from a task API that swiftq does not have yet.
+        let requestContext = "the request context (self.request"
+        for (name, field) in [
+            ("ids", "root_id, parent_id"), ("collect_ids", "root_id, parent_id"), ("redis_echo_group_id", "group"),
+            ("return_priority", "delivery_info['priority']"), ("return_request_eta", "eta"),
+            ("return_properties", "properties"), ("return_request_time_limits", "time_limit, soft_time_limit"),
+            ("task_with_declared_time_limits", "time_limit, soft_time_limit"),
+        ] {
+            registry.missing(name, needs: "\(requestContext).\(field))")
+        }
+        for name in [
+            "retry", "retry_unpickleable", "retry_with_args_after_kwargs", "retry_with_kwargs_after_args", "retry_once",
+            "retry_once_ignore_result", "retry_once_with_result", "retry_once_priority", "retry_once_headers",
+        ] {
+            registry.missing(name, needs: "self.retry() and self.request.retries")
+        }
+        registry.register("auto_retry_class_task") { invocation, _ in
+            throw TaskFailure(
+                type: "NotImplementedError",
+                message:
+                    "\(invocation.name) needs autoretry_for and self.request.retries, which swiftq's task API does not "
+                    + "offer yet"
+            )
+        }
+        for name in [
+            "add_replaced", "record_replaced_task_nesting", "add_replaced_with_chain", "replace_with_chain",
+            "replace_with_chain_which_raises", "replace_with_empty_chain", "replace_with_chain_which_contains_a_group",
+            "add_to_all", "second_order_replace1", "second_order_replace2", "fail_replaced",
+            "replace_with_stamped_task",
+        ] {
+            registry.missing(name, needs: "self.replace(signature)")
+        }
+        for name in ["add_to_all_to_chord", "add_chord_to_chord"] {
+            registry.missing(name, needs: "self.add_to_chord(signature)")
+        }
+        for name in ["chain_add", "chord_add", "build_chain_inside_task"] {
+            registry.missing(name, needs: "publishing a canvas from inside a task")
+        }
+        for name in ["store_success_then_reject", "reject_then_succeed", "reject_without_requeue"] {
+            registry.missing(name, needs: "Reject(requeue=...) and self.request.delivery_info['redelivered']")
+        }
+        for name in ["errback_new_style", "errback_new_style_with_args"] {
+            registry.missing(name, needs: "new-style errbacks called in the worker with (request, exc, traceback)")
+        }
+    }
+}
