@@ -79,7 +79,19 @@ package extension Consumer {
         return outcome
     }
 
+    /// Carries out the commands held while the task path did not exist yet (see ``heldControlEffects``).
+    func performHeldControlEffects() {
+        let held = heldControlEffects
+        heldControlEffects = []
+        for effect in held { perform(effect) }
+    }
+
     private func perform(_ effect: ControlEffect) {
+        if core == nil && effect.needsTaskPath {
+            logger.info("control: \(effect.name) held until the task path has started")
+            heldControlEffects.append(effect)
+            return
+        }
         switch effect {
         case .revoke(let ids, let terminate, let signal):
             logger.info(

@@ -134,6 +134,7 @@ package extension Consumer {
             for event in transport.events.drain() { handle(event) }
         }
         loadRevokes()  // Consumer+Revokes.swift
+        performHeldControlEffects()  // Consumer+Control.swift: revokes and limits set while starting
         transport.setMingleRevokes(core.machine.revoked.ids)
         transport.start()
         logger.info(

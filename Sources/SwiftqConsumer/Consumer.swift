@@ -67,6 +67,10 @@ package final class Consumer {
     /// The autoscaler set by `autoscale` (remote control), and its periodic check.
     package var autoscaler: Autoscaler?
     package var autoscaleTimer: RepeatingTimer?
+    /// Commands that change the task path (revokes, rate and time limits) accepted before it exists: the
+    /// supervisor answers control requests as soon as the daemon is up, while the consumer may still be starting
+    /// its pool or mingling. They are carried out when the "Connection" step creates the core.
+    package var heldControlEffects: [ControlEffect] = []
     /// Whether a write of `worker.state_db` is scheduled (revokes are saved once per burst).
     package var revokeSavePending = false
     /// When this consumer started, for `stats.uptime`.

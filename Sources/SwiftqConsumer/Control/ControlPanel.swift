@@ -56,6 +56,37 @@ package enum ControlEffect: Equatable, Sendable {
     case shutdown(message: String)
 }
 
+extension ControlEffect {
+    /// Whether carrying it out needs the consumer's pool, transport and task path (the core), which a starting
+    /// consumer may not have yet: such effects are held until they exist rather than dropped after an `ok` reply.
+    package var needsTaskPath: Bool {
+        switch self {
+        case .revoke, .revokeStamped, .mergeRevoked, .setRateLimit, .setTimeLimits, .growPool, .setAutoscale,
+            .shrinkPool, .addQueue, .cancelQueue:
+            return true
+        case .setEvents, .shutdown: return false
+        }
+    }
+
+    /// The command's name, for logs.
+    package var name: String {
+        switch self {
+        case .revoke: return "revoke"
+        case .revokeStamped: return "revoke_by_stamped_headers"
+        case .mergeRevoked: return "mingle revokes"
+        case .growPool: return "pool_grow"
+        case .setAutoscale: return "autoscale"
+        case .shrinkPool: return "pool_shrink"
+        case .addQueue: return "add_consumer"
+        case .cancelQueue: return "cancel_consumer"
+        case .setEvents: return "enable/disable_events"
+        case .setRateLimit: return "rate_limit"
+        case .setTimeLimits: return "time_limit"
+        case .shutdown: return "shutdown"
+        }
+    }
+}
+
 /// The decision for one command: the reply (nil: none at all, as for `shutdown`) and the effects.
 package struct ControlOutcome: Equatable, Sendable {
     package var reply: JSONValue?

@@ -60,20 +60,46 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
         return task
     }
 
+    private struct CounterKey: Hashable {
+        var state: String
+        var task: String
+        var queue: String
+    }
+
+    /// The task counters and runtime histograms made so far. Making one builds its descriptor's name and looks it
+    /// up in the registry under its lock, several times per task on the consumer loop; the cache does it once per
+    /// label set (bounded like the labels: task names by ``label(_:)``, queues by the configuration).
+    private var counters: [CounterKey: Counter] = [:]
+    private var runtimes: [String: ValueHistogram] = [:]
+
     /// Counts one task event: `swiftq_tasks_<state>_total{task,queue}`.
     package func count(_ state: String, task: String, queue: String) {
-        registry.makeCounter(
+        let key = CounterKey(state: state, task: label(task), queue: queue)
+        if let counter = counters[key] {
+            counter.increment()
+            return
+        }
+        let counter = registry.makeCounter(
             descriptor: Self.name("tasks_\(state)", "total", "Tasks \(state), by task name and queue"),
-            labels: [("task", label(task)), ("queue", queue)]
-        ).increment()
+            labels: [("task", key.task), ("queue", queue)]
+        )
+        counters[key] = counter
+        counter.increment()
     }
 
     private func runtime(_ seconds: Double, task: String) {
-        registry.makeValueHistogram(
+        let name = label(task)
+        if let histogram = runtimes[name] {
+            histogram.record(seconds)
+            return
+        }
+        let histogram = registry.makeValueHistogram(
             descriptor: Self.name("task_runtime", "seconds", "Task runtime in the pool, by task name"),
-            labels: [("task", label(task))],
+            labels: [("task", name)],
             buckets: Self.runtimeBuckets
-        ).record(seconds)
+        )
+        runtimes[name] = histogram
+        histogram.record(seconds)
     }
 
     /// A pool child exited: `swiftq_pool_child_exits_total{reason}`.
