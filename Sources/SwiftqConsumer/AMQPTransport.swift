@@ -268,7 +268,7 @@ package final class AMQPTransport: BrokerTransport {
         }
     }
 
-    private static func describe(_ error: any Error) -> String {
+    static func describe(_ error: any Error) -> String {
         guard let error = error as? AMQPError else { return "\(error)" }
         return error.remedy.map { "\(error.message): \($0)" } ?? error.message
     }
@@ -315,9 +315,12 @@ package final class AMQPTransport: BrokerTransport {
         // Celery's event exchange (durable topic), declared as Celery's dispatcher does, so that events published
         // before any monitor bound a queue are dropped by the broker instead of closing the channel.
         try connection.declareExchange(channel: publishChannel, name: EventDispatcher.exchange, type: "topic")
-        // Before the first task: what the other nodes revoked (Celery's mingle), once per start.
+        // swiftq's revoke list (AMQPTransport+Revokes.swift), where revokes are kept for workers started later.
+        try connection.declareQueue(channel: consumeChannel, name: Self.revokeQueue, durable: true)
+        // Before the first task: the revoke list, then what the other nodes revoked (Celery's mingle), once per start.
         if !mingled.withLock({ $0 }) {
             mingled.withLock { $0 = true }
+            readRevokeList(connection)
             mingle(connection)
         }
         var queueByConsumer: [String: String] = [:]
@@ -584,6 +587,11 @@ package final class AMQPTransport: BrokerTransport {
         lost: inout OrderedSet<String>
     ) throws {
         var plan = plan
+        if !plan.revokes.isEmpty {
+            // Kept in the broker's revoke list for workers started later (AMQPTransport+Revokes.swift).
+            plan.publishes = Self.revokeMessages(plan.revokes, expiry: plan.revokeExpiry) + plan.publishes
+            plan.revokes = []
+        }
         if !plan.chordSetups.isEmpty {
             if let resultWriter {
                 // The chord's size goes into the Redis backend first; the plan comes back for its publishes.

@@ -34,7 +34,7 @@ package struct Settlement: Sendable, Equatable {
     package var disposition: Disposition = .ack
     /// Give back every message this consumer still holds (warm or cold shutdown), after the rest.
     package var restoreHeld = false
-    /// Revokes to keep in the broker's revoke list (Redis), each for `revokeExpiry` seconds, so that workers started
+    /// Revokes to keep in the broker's revoke list (Redis: a sorted set; RabbitMQ: the queue `swiftq.revoked`), each for `revokeExpiry` seconds, so that workers started
     /// later honour them too.
     package var revokes: [RevokeRecord] = []
     package var revokeExpiry: Double = 0

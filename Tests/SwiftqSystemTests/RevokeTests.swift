@@ -435,6 +435,44 @@ import Testing
         #expect(Self.meta(redis, "amqp-later")?["result"]?["exc_type"] == "TaskRevokedError")
     }
 
+    /// On RabbitMQ too, a revoke reaches a worker started after every other one stopped: the broker keeps it.
+    @Test func onRabbitMQASwiftqdStartedAfterARevokeFindsItInTheBroker() throws {
+        let rabbit = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        let id = "amqp-offline-\(queue)"
+        do {
+            let first = try RabbitMQInteropTests.daemon(
+                broker: rabbit.url,
+                backend: redis.url(db: 1),
+                queue: queue + "-first",
+                concurrency: 1,
+                workerYAML: "  hostname: first-\(queue)@test\n"
+            )
+            #expect(try first.ctl(["revoke", id]).status == 0)
+            first.signal(SIGTERM)
+            #expect(first.waitForExit() == 0)
+        }
+        // No live peer to mingle with, and no state file: only the broker remembers.
+        let second = try RabbitMQInteropTests.daemon(
+            broker: rabbit.url,
+            backend: redis.url(db: 1),
+            queue: queue,
+            concurrency: 1,
+            workerYAML: "  hostname: second-\(queue)@test\n"
+        )
+        #expect(eventually(timeout: 10) { second.log.contains("revokes from the broker's revoke list") })
+        try CeleryControl.python(
+            "from control_tasks import app\n"
+                + "app.send_task('swiftq.add', args=[1, 1], task_id='\(id)', queue='\(queue)')\n"
+                + "app.send_task('swiftq.add', args=[1, 1], task_id='\(id)-ok', queue='\(queue)')",
+            broker: rabbit.url,
+            backend: redis.url(db: 1)
+        )
+        #expect(eventually(timeout: 30) { Self.status(redis, id + "-ok") == "SUCCESS" }, "\(second.log.suffix(2000))")
+        #expect(Self.status(redis, id) == "REVOKED", "\(second.log.suffix(2000))")
+    }
+
     @Test func onRabbitMQMingleWorksBothWays() throws {
         let rabbit = try RabbitMQNode.shared()
         let queue = uniqueQueueName()

@@ -148,3 +148,18 @@ import Testing
         )
     }
 }
+
+/// The RabbitMQ revoke list's messages: one per revoke, persistent, expiring with `worker.revokes_expire`.
+@Suite struct AMQPRevokeListTests {
+    @Test func revokesBecomeExpiringMessagesAndComeBack() {
+        let messages = AMQPTransport.revokeMessages([RevokeRecord(id: "a", at: 1_800_000_000.5)], expiry: 10_800)
+        #expect(messages.count == 1)
+        #expect(messages[0].exchange == "" && messages[0].routingKey == "swiftq.revoked")
+        #expect(messages[0].persistent)
+        #expect(messages[0].expiration == "10800000")
+        #expect(AMQPTransport.revokeRecord(from: messages[0].body) == RevokeRecord(id: "a", at: 1_800_000_000.5))
+        #expect(AMQPTransport.revokeMessages([RevokeRecord(id: "b", at: 1)], expiry: 0)[0].expiration == nil)
+        #expect(AMQPTransport.revokeRecord(from: Array("not json".utf8)) == nil)
+        #expect(AMQPTransport.revokeRecord(from: Array(#"{"id": "", "at": 1}"#.utf8)) == nil)
+    }
+}
