@@ -129,8 +129,10 @@ def wait_until(predicate, timeout, interval=0.005):
 class Worker:
     """Starts and stops one worker kind against the given Redis URLs."""
 
-    def __init__(self, kind, concurrency, broker_url, backend_url, workdir, swiftqd):
+    def __init__(self, kind, concurrency, broker_url, backend_url, workdir, swiftqd, events=False, metrics=False):
         self.kind, self.concurrency = kind, concurrency
+        # --events: Celery's task events on (swiftqd events.enabled, celery -E); --metrics: swiftqd's /metrics on.
+        self.events, self.metrics = events, metrics
         self.broker_url, self.backend_url = broker_url, backend_url
         self.workdir, self.swiftqd = workdir, swiftqd
         self.process = None
@@ -152,13 +154,18 @@ control:
 logging:
   level: warning
 """)
+                if self.events:
+                    f.write("events:\n  enabled: true\n")
+                if self.metrics:
+                    f.write(f"metrics:\n  listen: 127.0.0.1:{free_port()}\n")
             self.process = subprocess.Popen([self.swiftqd, "--config", config], stdout=log, stderr=log)
         else:
             env = dict(os.environ, PYTHONPATH=HERE, BENCH_BROKER=self.broker_url, BENCH_BACKEND=self.backend_url)
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "benchtasks", "worker", "-P", "prefork",
                  "-c", str(self.concurrency), "-Q", QUEUE, "--loglevel", "WARNING", "--without-gossip",
-                 "--without-mingle", "--without-heartbeat", "-n", f"bench-{uuid.uuid4().hex[:8]}@%h"],
+                 "--without-mingle", "--without-heartbeat", "-n", f"bench-{uuid.uuid4().hex[:8]}@%h"]
+                + (["-E"] if self.events else []),
                 stdout=log, stderr=log, env=env, cwd=HERE)
         if ready is not None:
             # AMQP: the caller watches the queue itself.
@@ -184,7 +191,7 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
     broker.flushdb()
     backend.flushdb()
     app = Celery("bench-client", broker=urls["broker"], backend=urls["backend"])
-    worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd)
+    worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.events, args.metrics)
     worker.start(broker)
     sampler = RSSSampler(worker.process.pid)
     sampler.start()
@@ -282,7 +289,7 @@ def run_amqp_scenarios(kind, args, urls, workdir, swiftqd):
     results, peaks = {}, [0, 0, 0]
 
     def timed(count, done):
-        worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd)
+        worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.events, args.metrics)
         worker.start(None, ready=True)
         sampler = RSSSampler(worker.process.pid)
         sampler.start()
@@ -343,6 +350,8 @@ def main():
     parser.add_argument("--only", choices=["swiftqd", "celery"])
     parser.add_argument("--broker", choices=["redis", "amqp"], default="redis")
     parser.add_argument("--amqp-url", help="RabbitMQ for --broker amqp (bench/run starts a private node)")
+    parser.add_argument("--events", action="store_true", help="task events on (swiftqd events.enabled, celery -E)")
+    parser.add_argument("--metrics", action="store_true", help="swiftqd serves /metrics (metrics.listen)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="swiftq-bench-")
