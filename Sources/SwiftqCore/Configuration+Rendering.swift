@@ -49,6 +49,7 @@ extension Configuration {
         writer.key("revokes_max", worker.revokesMax)
         writer.key("revokes_expire", duration: worker.revokesExpire)
         writer.key("state_db", worker.stateDB)
+        writer.key("pass_environment", list: worker.passEnvironment)
         writer.section("control")
         writer.key("socket", control.socket)
         writer.plain("mode", "0" + String(control.mode, radix: 8))

@@ -72,6 +72,10 @@ extension Configuration {
         /// Where revokes are kept across restarts (Celery's `--statedb`), written atomically; nil: memory and broker
         /// only.
         public var stateDB: String?
+        /// Variables of swiftqd's environment passed on to the pool children and exec-task programs, by name or
+        /// by prefix (`APP_*`), on top of the allow-list (`ChildEnvironment`): everything else is withheld, because
+        /// the daemon's environment may hold broker passwords. Read when the consumer starts.
+        public var passEnvironment: [String] = []
 
         public static let revokesMaxRange = 1...10_000_000
 

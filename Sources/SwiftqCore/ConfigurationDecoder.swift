@@ -425,6 +425,37 @@ struct ConfigurationDecoder {
         return valid ? entries.map(\.text) : nil
     }
 
+    /// Environment variable names, each a name (`APP_SETTING`) or a prefix ending in `*` (`APP_*`); may be empty.
+    mutating func environmentNames(_ node: YAMLNode, at keyPath: String) -> [String]? {
+        if node.isNull { return [] }
+        guard let entries = listEntries(node, at: keyPath, of: "environment variable names") else { return nil }
+        var valid = true
+        for entry in entries where !Self.isEnvironmentPattern(entry.text) {
+            report(
+                "expected an environment variable name (letters, digits and _, not starting with a digit), "
+                    + "optionally ending in * for a prefix, got \(entry.found)",
+                at: entry.node,
+                keyPath: entry.keyPath
+            )
+            valid = false
+        }
+        valid = reportDuplicates(entries) && valid
+        return valid ? entries.map(\.text) : nil
+    }
+
+    static func isEnvironmentPattern(_ text: String) -> Bool {
+        var name = Substring(text)
+        if name.hasSuffix("*") { name = name.dropLast() }
+        guard let first = name.utf8.first, !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else {
+            return false
+        }
+        return name.utf8.allSatisfy { byte in
+            byte == UInt8(ascii: "_") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+        }
+    }
+
     /// An absolute path without NUL characters (a file the daemon reads, such as a password file: a relative
     /// path would depend on the working directory, which is `/` under systemd).
     mutating func absolutePath(_ node: YAMLNode, at keyPath: String) -> String? {

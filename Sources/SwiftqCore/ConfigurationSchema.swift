@@ -409,6 +409,11 @@ enum ConfigurationSchema {
                     configuration.worker.stateDB = file
                 }
             },
+            ConfigurationField(key: "pass_environment") { node, path, decoder, configuration in
+                if let names = decoder.environmentNames(node, at: path) {
+                    configuration.worker.passEnvironment = names
+                }
+            },
         ]
     )
 

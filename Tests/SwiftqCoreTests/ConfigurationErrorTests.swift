@@ -365,6 +365,33 @@ struct ConfigurationErrorTests {
         )
     }
 
+    @Test func passEnvironmentTakesNamesAndPrefixes() throws {
+        let yaml = """
+            worker:
+              pass_environment: [APP_SETTING, "1BAD", "A B", APP_SETTING, "*"]
+
+            """
+        do {
+            _ = try Configuration.parse(yaml, file: "config.yaml")
+            Issue.record("accepted")
+        } catch {
+            let described = error.diagnostics.map(\.description)
+            #expect(
+                described.first
+                    == "config.yaml:2:35: worker.pass_environment[1]: expected an environment variable name (letters, "
+                    + "digits and _, not starting with a digit), optionally ending in * for a prefix, got \"1BAD\"",
+                "\(described)"
+            )
+            #expect(described.count == 4, "\(described)")
+            #expect(described.contains { $0.contains("pass_environment[2]") && $0.contains("\"A B\"") })
+            #expect(described.contains { $0.contains("pass_environment[4]") })
+            #expect(described.contains { $0.contains("pass_environment[3]") && $0.contains("APP_SETTING") })
+        }
+        let good = try Configuration.parse("worker:\n  pass_environment: APP_SETTING, MYAPP_*\n", file: "config.yaml")
+        #expect(good.worker.passEnvironment == ["APP_SETTING", "MYAPP_*"])
+        #expect(try Configuration.parse("worker:\n  pass_environment: []\n", file: "c").worker.passEnvironment == [])
+    }
+
     @Test func remoteControlKeysAreCheckedWithTheirPositions() {
         let yaml = """
             worker:

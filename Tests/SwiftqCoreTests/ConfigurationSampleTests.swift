@@ -73,6 +73,7 @@ struct ConfigurationSampleTests {
                 "worker.revokes_max",
                 "worker.revokes_expire",
                 "worker.state_db",
+                "worker.pass_environment",
                 "control.socket",
                 "control.mode",
                 "control.group",

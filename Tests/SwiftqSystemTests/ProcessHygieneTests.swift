@@ -39,6 +39,38 @@ import Testing
         #expect(unexpected.isEmpty, "not on the allow-list: \(unexpected)")
     }
 
+    /// `worker.pass_environment` passes the user's own variables (by name or prefix) through the consumer and the
+    /// pool child to the program, and nothing else besides the allow-list.
+    @Test func passEnvironmentReachesExecTaskPrograms() throws {
+        let redis = try RedisServer()
+        let script = Python.scripts + "/exec_task.py"
+        let daemon = try Daemon(
+            extraYAML: """
+                result_backend:
+                  url: \(redis.url(db: 1))
+                tasks:
+                  reports.env:
+                    exec: [\(Python.interpreter), \(script), env]
+
+                """,
+            workerYAML: "  pass_environment: [APP_SETTING, MYAPP_*]\n",
+            environment: [
+                "SWIFTQ_BROKER_URL": redis.url, "SECRET_X": "hunter2", "APP_SETTING": "on", "MYAPP_DB": "db.example",
+                "MYAPP_MODE": "fast", "APP_SETTINGS": "not passed",
+            ]
+        )
+        let results = try Python.celeryClient(
+            RedisInteropTests.request(redis, calls: [["task": "reports.env"]], timeout: 30)
+        )
+        let environment = try #require(results.first?["result"]?.objectValue, "no result: \(results)\n\(daemon.log)")
+        #expect(environment["APP_SETTING"] == "on")
+        #expect(environment["MYAPP_DB"] == "db.example")
+        #expect(environment["MYAPP_MODE"] == "fast")
+        #expect(environment["APP_SETTINGS"] == nil)
+        #expect(environment["SECRET_X"] == nil)
+        #expect(environment["SWIFTQ_BROKER_URL"] == nil)
+    }
+
     /// `unshare --pid --fork` makes swiftqd PID 1 of a new pid namespace, as in a container: its children see
     /// `getppid() == 1` and must not take it for their parent's death (they exited 70 in a crash loop).
     @Test func swiftqdAsPIDOneKeepsItsChildren() throws {
@@ -88,5 +120,6 @@ enum ChildEnvironmentList {
     static let names: Set<String> = [
         "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "TMPDIR", "SWIFTQ_LOG_LEVEL", "JOURNAL_STREAM",
         "SWIFTQ_PARENT_PID", "SSL_CERT_FILE", "SSL_CERT_DIR", "SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH",
+        "SWIFTQ_PASS_ENVIRONMENT",
     ]
 }

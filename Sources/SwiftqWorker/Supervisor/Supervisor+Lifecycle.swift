@@ -122,6 +122,10 @@ extension Supervisor {
             logger.warning("control.* changes take effect on restart; keeping the current socket settings")
             effective.control = previous.control
         }
+        if updated.worker.passEnvironment != previous.worker.passEnvironment {
+            // The consumer got its environment when it was spawned; its pool children inherit from it.
+            logger.warning("worker.pass_environment changes take effect when the consumer next starts (restart)")
+        }
         if updated.logging.level != previous.logging.level {
             DaemonLog.level = Logger.Level(updated.logging.level)
             // Children spawned from now on inherit the level through the environment.

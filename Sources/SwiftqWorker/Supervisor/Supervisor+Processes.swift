@@ -12,8 +12,11 @@ import Glibc
 /// Spawning, reaping and respawning of the consumer (the embedded broker's are in EmbeddedBroker.swift).
 extension Supervisor {
     /// The environment children get: ``ChildEnvironment``'s allow-list (no secrets, no systemd notification
-    /// variables: only the main process talks to systemd; `NotifyAccess=main`), with the supervisor's pid.
-    var childEnvironment: [String] { ChildEnvironment.forChild }
+    /// variables: only the main process talks to systemd; `NotifyAccess=main`), with the supervisor's pid, plus the
+    /// variables `worker.pass_environment` names (the consumer passes them on to its pool children in turn).
+    var childEnvironment: [String] {
+        ChildEnvironment.filtered(ChildProcess.currentEnvironment, pass: configuration.worker.passEnvironment)
+    }
 
     /// Re-executes this binary with an internal role: its channel (one end of a new socketpair) as fd 3,
     /// the lifeline as fd 4. Returns the pid and the other end of the channel, or nil before the lifeline
