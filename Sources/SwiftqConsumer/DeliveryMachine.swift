@@ -410,6 +410,7 @@ package struct DeliveryMachine {
                 retries: message.retries
             )
             job.body = message.body
+            job.request = requestContext(delivery, limits: limits)
             actions.append(.submit(job))
         }
         startRateTimers(now: now, into: &actions)

@@ -118,3 +118,18 @@ extension CanvasRedisTests {
         #expect(try Self.succeeded(daemon, "swiftq.echo") == 1)
     }
 }
+
+extension CanvasRedisTests {
+    /// The request context of Swift tasks (``TaskRequest``): the Celery suite's `ids` and `collect_ids`, run by the
+    /// suite worker binary, see the root and parent ids a Python worker's tasks would.
+    @Test func swiftTasksSeeTheirRequestContext() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(
+            broker: redis,
+            binary: Binaries.directory + "/swiftq-celery-suite-worker"
+        )
+        let out = try Self.canvas(redis, "suite_ids")
+        let first = try #require(out["first_id"]?.stringValue, "\(out)\n\(daemon.log.suffix(2000))")
+        #expect(out["value"] == [[.string(first), nil, 1], [.string(first), .string(first), 2]], "\(out)")
+    }
+}

@@ -231,6 +231,13 @@ def main() -> None:
                         "task": headers.get("task"), "args": sent[0],
                     })
                 time.sleep(0.1)
+    elif scenario == "suite_ids":
+        # The Celery suite's `ids`/`collect_ids` (served by the suite worker binary): each step's request context.
+        prefix = "t.integration.tasks."
+        result = chain(sig(prefix + "ids", (1,), immutable=True), sig(prefix + "collect_ids", (2,)))()
+        out["value"] = result.get(timeout=timeout)
+        out["first_id"] = result.parent.id
+        out["last_id"] = result.id
     elif scenario == "link_options":
         callback = sig("swiftq.echo").set(queue=request["queue"], countdown=request["countdown"])
         sent = time.time()
