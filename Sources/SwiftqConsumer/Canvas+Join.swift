@@ -175,7 +175,7 @@ extension Canvas {
     }
 
     /// Reads a `celery.chord_unlock` message (`args: [group_id, callback]`, `kwargs: {result: [tuples], interval,
-    /// max_retries, …}`, Celery's `fallback_chord_unlock`); nil with the reason when it is not one.
+    /// max_retries, …}`, Celery's `fallback_chord_unlock`), or why it is not one.
     package static func chordUnlock(
         _ message: TaskMessage,
         retry: OutboundMessage?,
