@@ -75,6 +75,9 @@ func pause(_ seconds: JSONValue, _ environment: TaskEnvironment) throws(TaskFail
 enum SuiteTasks {
     static let module = "t.integration.tasks"
 
+    /// A request field as Python has it: the text, or `None`.
+    static func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
+
     static func register(into registry: inout TaskRegistry) {
         // `celery.contrib.testing.tasks.ping`, which the suite's session worker fixture sends before any test.
         registry.register("celery.ping") { invocation, _ in
@@ -230,10 +233,23 @@ enum SuiteTasks {
             return .null
         }
 
+        // `(root_id, parent_id, i)` from the request context (TaskInvocation.request).
+        registry.task("ids") { invocation, _ in
+            let i = try PythonCall(invocation, [("i", nil)])["i"]
+            return [Self.text(invocation.request.rootID), Self.text(invocation.request.parentID), i]
+        }
+        registry.task("collect_ids") { invocation, _ in
+            let call = try PythonCall(invocation, [("res", nil), ("i", nil)])
+            let ids: JSONValue = [
+                Self.text(invocation.request.rootID), Self.text(invocation.request.parentID), call["i"],
+            ]
+            return [call["res"], ids]
+        }
+
         // What the remaining tasks need from a task API that swiftq does not have yet.
         let requestContext = "the request context (self.request"
         for (name, field) in [
-            ("ids", "root_id, parent_id"), ("collect_ids", "root_id, parent_id"), ("redis_echo_group_id", "group"),
+            ("redis_echo_group_id", "group"),
             ("return_priority", "delivery_info['priority']"), ("return_request_eta", "eta"),
             ("return_properties", "properties"), ("return_request_time_limits", "time_limit, soft_time_limit"),
             ("task_with_declared_time_limits", "time_limit, soft_time_limit"),

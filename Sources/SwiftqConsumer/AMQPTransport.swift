@@ -171,8 +171,7 @@ package final class AMQPTransport: BrokerTransport {
         var stored: [Settlement] = []
         var rest: [Settlement] = []
         for plan in plans {
-            if plan.publishes.isEmpty && (plan.result != nil || !plan.followingResults.isEmpty || plan.chordPart != nil)
-            {
+            if plan.publishes.isEmpty && (plan.result != nil || !plan.followingResults.isEmpty || plan.hasChordWork) {
                 stored.append(plan)
             } else {
                 rest.append(plan)
@@ -617,7 +616,7 @@ package final class AMQPTransport: BrokerTransport {
             session.unconfirmed[sequence] = plan
             return
         }
-        if let resultWriter, plan.result != nil || !plan.followingResults.isEmpty || plan.chordPart != nil {
+        if let resultWriter, plan.result != nil || !plan.followingResults.isEmpty || plan.hasChordWork {
             // Stored there (and the chord part counted), then handed back here without them.
             resultWriter.post([plan])
             return
@@ -649,9 +648,11 @@ package final class AMQPTransport: BrokerTransport {
                 return
             }
         }
-        if plan.chordPart != nil {
-            events.post(.notice("chord \(plan.chordPart?.groupID ?? ""): chords need the Redis result backend"))
-            plan.chordPart = nil
+        if plan.hasChordWork {
+            let group = plan.chordParts.first?.groupID ?? plan.chordUnlock?.groupID ?? ""
+            events.post(.notice("chord \(group): chords need the Redis result backend"))
+            plan.chordParts = []
+            plan.chordUnlock = nil
         }
         if !plan.afterResult.isEmpty {
             // Errbacks and a chord body: published after the results, confirmed before the ack.

@@ -326,6 +326,32 @@ package enum Canvas {
         )
     }
 
+    /// The parts, for their chords, of the steps of a failed task's chain (Celery's `mark_as_failure`): a step
+    /// frozen with a `chord` and a `group_id` (the last step of a chain in a chord header) counts as the same
+    /// failure, under its own id and `group_index`.
+    package static func chainChordParts(
+        _ chain: [JSONValue],
+        state: String,
+        result: JSONValue,
+        context: Context
+    ) -> [ChordPart] {
+        chain.compactMap { element -> ChordPart? in
+            guard let signature = Signature(element), let id = signature.taskID,
+                let body = signature.options["chord"], !body.isNull,
+                let group = signature.options["group_id"]?.stringValue, !group.isEmpty
+            else { return nil }
+            return ChordPart(
+                groupID: group,
+                taskID: id,
+                groupIndex: signature.options["group_index"]?.intValue.map { Int($0) },
+                state: state,
+                result: result,
+                body: body,
+                context: context
+            )
+        }
+    }
+
     /// The chord is complete: `entries` are the `.j` members in order (`[1, tid, state, result]`). Every header
     /// succeeded: the body is applied with the list of results first in its args. One failed or was revoked: the
     /// body is not sent; its id is stored as FAILURE with `ChordError("Dependency <tid> raised <repr>")`
@@ -348,53 +374,15 @@ package enum Canvas {
                 values.append(items[3])
             }
         }
-        guard let failure else {
-            // The body keeps the chord's group id (its `group` header, as Celery sends it).
-            let body = part.body
-            var outcome = apply(body, prepending: [.array(values)], context: part.context, now: now, newID: newID)
-            outcome.children = []
-            return outcome
-        }
-        let text = "Dependency \(failure.tid) raised \(exceptionRepr(failure.exception))"
-        let chordError = ResultMeta.exception(type: "ChordError", message: [.string(text)], module: "celery.exceptions")
-        let signature = Signature(part.body)
-        var outcome = Outcome()
-        let bodyID = signature?.taskID ?? newID()
-        var bodyContext = part.context
-        bodyContext.parentID = bodyID
-        outcome.append(
-            errbacks(
-                signature?.options["link_error"]?.arrayValue ?? [],
-                failedID: bodyID,
-                context: bodyContext,
-                now: now,
-                newID: newID
-            )
+        // The body keeps the chord's group id (its `group` header, as Celery sends it).
+        return finishChord(
+            body: part.body,
+            values: .array(values),
+            failure: failure.map { "Dependency \($0.tid) raised \(exceptionRepr($0.exception))" },
+            context: part.context,
+            now: now,
+            newID: newID
         )
-        let meta = ResultMeta.meta(
-            status: "FAILURE",
-            result: chordError,
-            traceback: nil,
-            children: [],
-            dateDone: now,
-            request: nil,
-            extended: nil,
-            taskID: bodyID
-        )
-        outcome.results.append(
-            StoredResult(
-                taskID: bodyID,
-                meta: meta.pythonSerialized(),
-                replyTo: signature?.options["reply_to"]?.stringValue
-            )
-        )
-        outcome.results += failChain(
-            signature?.options["chain"]?.arrayValue ?? [],
-            exception: chordError,
-            traceback: nil,
-            now: now
-        )
-        return outcome
     }
 
     /// Python's `repr()` of an exception rebuilt from its encoding: `ValueError('boom')`.
@@ -550,7 +538,7 @@ package enum Canvas {
         package var size: Int
     }
 
-    /// Members applied as one group: each gets `group` = `groupID` and `group_index` = its position (or the one it
+    /// Members applied as one group: each gets `group` = `groupID` and `group_index` = its position (or the ones it
     /// was frozen with).
     static func applyGroup(
         _ members: [JSONValue],
@@ -568,7 +556,9 @@ package enum Canvas {
                 continue
             }
             var options = object["options"]?.objectValue ?? [:]
-            options["group_id"] = .string(groupID)
+            // `group_id` is immutable once a signature has one (Celery's `_IMMUTABLE_OPTIONS`): a member frozen
+            // for a chord (a group ending a chain in a chord header) keeps the chord's group and counts for it.
+            if options["group_id"]?.stringValue?.isEmpty ?? true { options["group_id"] = .string(groupID) }
             if options["group_index"] == nil { options["group_index"] = .int(Int64(index)) }
             object["options"] = .object(options)
             let applied = apply(.object(object), prepending: prepending, context: context, now: now, newID: newID)
@@ -689,7 +679,7 @@ package enum Canvas {
     }
 
     /// `link`/`link_error` as a list (one signature may be given bare).
-    private static func list(_ value: JSONValue?) -> JSONValue {
+    static func list(_ value: JSONValue?) -> JSONValue {
         guard let value, !value.isNull else { return .null }
         if value.arrayValue != nil { return value }
         return .array([value])

@@ -42,21 +42,24 @@ enum ChordStep {
         guard reply.claimed else {
             return .wait("chord \(part.groupID) is complete but another worker holds its claim; retrying later")
         }
-        var notice: String?
-        if try backend.groupResultExists(part.groupID) {
-            notice =
-                "chord \(part.groupID) has a saved GroupResult (nested groups in its header); swiftq passes the "
-                + "flat list of header results to the body"
+        let completed: Canvas.Outcome
+        if let saved = try backend.savedGroupResult(part.groupID),
+            let tuple = (try? JSONValue(parsing: saved))?["result"]
+        {
+            // Celery's client saved the header's GroupResult (groups in the header): joined in its nested shape.
+            let metas = try readMetas(Canvas.leafIDs(tuple), backend: backend)
+            completed = Canvas.chordCompleted(part, join: Canvas.join(tuple, metas: metas), now: .now, newID: uuid4)
+        } else {
+            let entries = try backend.chordEntries(part.groupID).map { bytes in
+                (try? JSONValue(parsing: bytes)) ?? .null
+            }
+            completed = Canvas.chordCompleted(part, entries: entries, now: .now, newID: uuid4)
         }
-        let entries = try backend.chordEntries(part.groupID).map { bytes in
-            (try? JSONValue(parsing: bytes)) ?? .null
-        }
-        let completed = Canvas.chordCompleted(part, entries: entries, now: .now, newID: uuid4)
         if completed.results.isEmpty {
             return .proceed(
                 publishes: completed.publishes,
                 cleanup: ChordClaim(groupID: part.groupID, token: token),
-                notice: notice
+                notice: nil
             )
         }
         // A header task failed: the body's id gets the ChordError, its errbacks go out, and the size is dropped so a
@@ -72,5 +75,56 @@ enum ChordStep {
             cleanup: nil,
             notice: "chord \(part.groupID) failed: a header task failed; ChordError stored for its body"
         )
+    }
+
+    /// The stored metas of `ids`, parsed, by id (missing ones left out: `PENDING`).
+    static func readMetas(_ ids: [String], backend: RedisResultBackend) throws(RedisError) -> [String: JSONValue] {
+        var metas: [String: JSONValue] = [:]
+        for (id, bytes) in zip(ids, try backend.getMany(taskIDs: ids)) {
+            if let bytes, let meta = try? JSONValue(parsing: bytes) { metas[id] = meta }
+        }
+        return metas
+    }
+
+    /// The chord work of one plan, after its results are stored: its chord parts in order, then its chord_unlock.
+    /// Returns false when the plan must wait (a complete chord whose claim another worker holds); what was done
+    /// is removed from the plan, and the publishes it leads to are added to its ``Settlement/afterResult``.
+    static func run(
+        _ plan: inout Settlement,
+        backend: RedisResultBackend,
+        resultExpires: Duration?,
+        notice: (String) -> Void
+    ) throws(RedisError) -> Bool {
+        while let part = plan.chordParts.first {
+            switch try perform(part, backend: backend, resultExpires: resultExpires) {
+            case .wait(let reason):
+                notice(reason)
+                return false
+            case .proceed(let publishes, let cleanup, let text):
+                if let text { notice(text) }
+                plan.afterResult += publishes
+                if let cleanup {
+                    if plan.chordCleanup == nil {
+                        plan.chordCleanup = cleanup
+                    } else {
+                        notice("chord \(cleanup.groupID): its keys expire (one cleanup per delivery)")
+                    }
+                }
+            }
+            plan.chordParts.removeFirst()
+        }
+        if let unlock = plan.chordUnlock {
+            let metas = try readMetas(Canvas.leafIDs(unlock.header), backend: backend)
+            let outcome = Canvas.unlocked(unlock, metas: metas, now: .now, newID: uuid4)
+            if !outcome.results.isEmpty {
+                notice("chord \(unlock.groupID) failed (chord_unlock): ChordError stored for its body")
+                _ = try backend.storeBatch(
+                    outcome.results.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: resultExpires) }
+                )
+            }
+            plan.afterResult += outcome.publishes
+            plan.chordUnlock = nil
+        }
+        return true
     }
 }

@@ -44,9 +44,16 @@ extension DeliveryMachine {
         }
         if settings.storesResults {
             plan.followingResults += outcome.results
-            plan.chordPart = Canvas.chordPart(message, state: state, result: stored, context: context)
+            if let part = Canvas.chordPart(message, state: state, result: stored, context: context) {
+                plan.chordParts.append(part)
+            }
+            if state == "FAILURE" {
+                // A chain in a chord header counts by its last step: a failure that ends the chain early counts
+                // for it (Celery's mark_as_failure), so the chord fails with ChordError instead of waiting forever.
+                plan.chordParts += Canvas.chainChordParts(message.chain, state: state, result: stored, context: context)
+            }
         }
-        record(outcome, chordPart: plan.chordPart != nil, message: message, actions: &actions)
+        record(outcome, chordParts: plan.chordParts.count, message: message, actions: &actions)
         return outcome
     }
 
@@ -60,19 +67,21 @@ extension DeliveryMachine {
             message: [.string(reason)],
             module: "celery.exceptions"
         )
-        plan.chordPart = Canvas.chordPart(message, state: "REVOKED", result: exception, context: context)
-        if plan.chordPart != nil { counters.canvas["chord_parts", default: 0] += 1 }
+        if let part = Canvas.chordPart(message, state: "REVOKED", result: exception, context: context) {
+            plan.chordParts.append(part)
+            counters.canvas["chord_parts", default: 0] += 1
+        }
     }
 
     private mutating func record(
         _ outcome: Canvas.Outcome,
-        chordPart: Bool,
+        chordParts: Int,
         message: TaskMessage,
         actions: inout [Action]
     ) {
         if !outcome.publishes.isEmpty { counters.canvas["published", default: 0] += outcome.publishes.count }
         if !outcome.results.isEmpty { counters.canvas["failed_in_chain", default: 0] += outcome.results.count }
-        if chordPart { counters.canvas["chord_parts", default: 0] += 1 }
+        if chordParts > 0 { counters.canvas["chord_parts", default: 0] += chordParts }
         if !outcome.chordSetups.isEmpty { counters.canvas["chords_started", default: 0] += outcome.chordSetups.count }
         if !outcome.ignoredOptions.isEmpty {
             counters.canvas["canvas_option_ignored", default: 0] += outcome.ignoredOptions.count

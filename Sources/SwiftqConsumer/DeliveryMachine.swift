@@ -278,7 +278,8 @@ package struct DeliveryMachine {
                 )
             )
         }
-        guard isKnownTask(message.name) || settings.execTasks[message.name] != nil else {
+        guard isKnownTask(message.name) || settings.execTasks[message.name] != nil || Self.isChordUnlock(message.name)
+        else {
             counters.rejected["not_registered", default: 0] += 1
             actions.append(
                 .log(
@@ -383,6 +384,11 @@ package struct DeliveryMachine {
                 settle(Settlement(deliveryTag: delivery.tag, disposition: .requeue), into: &actions)
                 continue
             }
+            if Self.isChordUnlock(message.name) {
+                // Run by the consumer with the result backend, not in the pool: it takes no slot.
+                runChordUnlock(delivery, now: now, into: &actions)
+                continue
+            }
             if !takeToken(delivery, now: now, into: &actions) { continue }
             delivery.state = .running
             running[message.id] = key
@@ -404,6 +410,7 @@ package struct DeliveryMachine {
                 retries: message.retries
             )
             job.body = message.body
+            job.request = requestContext(delivery, limits: limits)
             actions.append(.submit(job))
         }
         startRateTimers(now: now, into: &actions)
@@ -709,7 +716,7 @@ package struct DeliveryMachine {
             plan.result = StoredResult(taskID: message.id, meta: meta.pythonSerialized(), replyTo: message.replyTo)
         }
         if let tag = delivery.tag, !delivery.ackedEarly { actions.append(.setRunning(tag: tag, false)) }
-        if plan.result != nil || plan.deliveryTag != nil || !plan.publishes.isEmpty || plan.chordPart != nil
+        if plan.result != nil || plan.deliveryTag != nil || !plan.publishes.isEmpty || plan.hasChordWork
             || !plan.afterResult.isEmpty || !plan.followingResults.isEmpty
         {
             settle(plan, into: &actions)
@@ -754,7 +761,7 @@ package struct DeliveryMachine {
             plan.result = StoredResult(taskID: message.id, meta: meta.pythonSerialized(), replyTo: message.replyTo)
         }
         revokedChordPart(message, reason: reason, into: &plan)
-        if plan.result != nil || plan.deliveryTag != nil || plan.chordPart != nil { settle(plan, into: &actions) }
+        if plan.result != nil || plan.deliveryTag != nil || plan.hasChordWork { settle(plan, into: &actions) }
     }
 
     mutating func settle(_ plan: Settlement, into actions: inout [Action]) {

@@ -376,22 +376,18 @@ package final class RedisTransport: BrokerTransport {
         for index in batch.indices where !stoppedPlans.contains(index) {
             batch[index].result = nil
             batch[index].followingResults = []
-            guard let part = batch[index].chordPart else { continue }
+            guard batch[index].hasChordWork else { continue }
             guard let backend else {
-                events.post(.notice("chord \(part.groupID): no Redis result backend to count its header on"))
-                batch[index].chordPart = nil
+                let group = batch[index].chordParts.first?.groupID ?? batch[index].chordUnlock?.groupID ?? ""
+                events.post(.notice("chord \(group): no Redis result backend to count its header on"))
+                batch[index].chordParts = []
+                batch[index].chordUnlock = nil
                 continue
             }
-            switch try ChordStep.perform(part, backend: backend, resultExpires: resultExpires) {
-            case .wait(let reason):
-                events.post(.notice(reason))
-                stoppedPlans.insert(index)
-            case .proceed(let publishes, let cleanup, let notice):
-                if let notice { events.post(.notice(notice)) }
-                batch[index].afterResult += publishes
-                batch[index].chordCleanup = cleanup
+            let done = try ChordStep.run(&batch[index], backend: backend, resultExpires: resultExpires) {
+                events.post(.notice($0))
             }
-            batch[index].chordPart = nil
+            if !done { stoppedPlans.insert(index) }
         }
         for index in batch.indices where !stoppedPlans.contains(index) && !batch[index].afterResult.isEmpty {
             if !(try publishAll(&batch[index].afterResult, of: batch[index], broker: broker)) {

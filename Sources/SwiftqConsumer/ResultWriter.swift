@@ -79,7 +79,7 @@ package final class ResultWriter: Sendable {
                     backend = connected
                     _ = try connected.storeBatch(items)
                 }
-                if batch.contains(where: { $0.chordPart != nil || $0.chordCleanup != nil || !$0.chordSetups.isEmpty }) {
+                if batch.contains(where: { $0.hasChordWork || $0.chordCleanup != nil || !$0.chordSetups.isEmpty }) {
                     let connected =
                         try backend
                         ?? RedisResultBackend(
@@ -137,23 +137,22 @@ package final class ResultWriter: Sendable {
         }
         // A plan that started chords is back later with its results; its own chord part is counted then.
         for index in batch.indices where !starting.contains(index) {
-            if let claim = batch[index].chordCleanup, batch[index].chordPart == nil {
+            if let claim = batch[index].chordCleanup, !batch[index].hasChordWork {
                 if !(try backend.chordCleanup(claim.groupID, token: claim.token, doneExpires: ChordStep.doneExpires)) {
                     report("chord \(claim.groupID): its claim ran out before cleanup; its keys expire")
                 }
                 batch[index].chordCleanup = nil
             }
-            guard let part = batch[index].chordPart else { continue }
-            switch try ChordStep.perform(part, backend: backend, resultExpires: expires) {
-            case .wait(let reason):
-                report(reason)
-                if batch[index].disposition != .none { batch[index].disposition = .requeue }
-            case .proceed(let publishes, let cleanup, let notice):
-                if let notice { report(notice) }
-                batch[index].afterResult += publishes
-                batch[index].chordCleanup = cleanup
+            guard batch[index].hasChordWork else { continue }
+            let done = try ChordStep.run(&batch[index], backend: backend, resultExpires: expires) { text in
+                report(text)
             }
-            batch[index].chordPart = nil
+            if !done {
+                // What is left of its chord work is counted again when the message comes back.
+                batch[index].chordParts = []
+                batch[index].chordUnlock = nil
+                if batch[index].disposition != .none { batch[index].disposition = .requeue }
+            }
         }
     }
 }

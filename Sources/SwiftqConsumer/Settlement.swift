@@ -18,9 +18,13 @@ package struct Settlement: Sendable, Equatable {
     package var result: StoredResult?
     /// Results stored after ``result`` (canvas: the rest of a failed chain, a failed chord body).
     package var followingResults: [StoredResult] = []
-    /// A chord header task's part, reported to the Redis backend's chord counter after the results; the last part
-    /// fires the chord body (see ``Canvas/chordCompleted(_:entries:now:newID:)``) before the ack.
-    package var chordPart: Canvas.ChordPart?
+    /// Chord header parts, reported to the Redis backend's chord counter after the results: the task's own, and
+    /// those of the steps of its chain that a failure ends (a chain in a chord header); the last part fires the chord
+    /// body (see ``Canvas/chordCompleted(_:entries:now:newID:)``) before the ack.
+    package var chordParts: [Canvas.ChordPart] = []
+    /// A `celery.chord_unlock` delivery: after the results, the header is read from the Redis backend and the body,
+    /// the `ChordError` or the next poll published before the ack (see ``Canvas/unlocked(_:metas:now:newID:)``).
+    package var chordUnlock: Canvas.ChordUnlock?
     /// Messages published after the results, before the ack (errbacks: they may read the failed task's result).
     package var afterResult: [OutboundMessage] = []
     /// A chord whose body was published: its claim is released and its keys removed (AMQP: after the ack).
@@ -38,6 +42,9 @@ package struct Settlement: Sendable, Equatable {
     /// later honour them too.
     package var revokes: [RevokeRecord] = []
     package var revokeExpiry: Double = 0
+
+    /// Whether the plan has chord work for the thread that holds the Redis result backend.
+    package var hasChordWork: Bool { !chordParts.isEmpty || chordUnlock != nil }
 
     /// ``result`` then ``followingResults``.
     package var allResults: [StoredResult] { (result.map { [$0] } ?? []) + followingResults }

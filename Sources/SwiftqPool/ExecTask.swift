@@ -8,8 +8,9 @@ import Glibc
 
 /// Exec tasks (`tasks.<name>.exec` in the configuration): a program per task call, in any language.
 ///
-/// Contract with the program: it reads `{"id": …, "task": …, "args": […], "kwargs": {…}}` as JSON on stdin
-/// (also `SWIFTQ_TASK_ID` and `SWIFTQ_TASK_NAME` in its environment), writes its JSON result on stdout
+/// Contract with the program: it reads `{"id": …, "task": …, "args": […], "kwargs": {…}, "retries": n, "request":
+/// {…}}` as JSON on stdin (the request context as ``TaskRequest/json``; also `SWIFTQ_TASK_ID` and `SWIFTQ_TASK_NAME`
+/// in its environment), writes its JSON result on stdout
 /// (nothing means `null`), and exits 0. Exit code 75 (`EX_TEMPFAIL`) asks for a retry, with an optional JSON object
 /// on stdout (`countdown`, `eta`, `exc`). Any other non-zero exit, a signal, output that is not JSON, or the time
 /// limit fail the task; the tail of stderr becomes the traceback Python shows.
@@ -23,7 +24,8 @@ package enum ExecTask {
     ) -> TaskResult {
         let input: JSONValue = [
             "id": .string(invocation.id), "task": .string(invocation.name), "args": .array(invocation.args),
-            "kwargs": .object(invocation.kwargs),
+            "kwargs": .object(invocation.kwargs), "retries": .int(Int64(invocation.retries)),
+            "request": invocation.request.json,
         ]
         // The allow-list only: a program never sees swiftqd's secrets (broker URLs with passwords).
         let environment = ChildEnvironment.filtered(

@@ -47,10 +47,15 @@ package final class InlinePool: WorkPool {
         for (slot, job) in batch where busy[slot]?.id == job.id {
             let pid = Self.basePID + Int32(slot)
             onEvent?(.started(jobID: job.id, slot: slot, pid: pid))
-            let outcome = registry.execute(
-                TaskInvocation(id: job.id, name: job.name, args: job.args, kwargs: job.kwargs, retries: job.retries),
-                environment: .standalone
+            var invocation = TaskInvocation(
+                id: job.id,
+                name: job.name,
+                args: job.args,
+                kwargs: job.kwargs,
+                retries: job.retries
             )
+            if let request = job.request { invocation.request = TaskRequest(json: request) }
+            let outcome = registry.execute(invocation, environment: .standalone)
             busy[slot] = nil
             completed[slot, default: 0] += 1
             onEvent?(.finished(jobID: job.id, outcome: PoolOutcome(outcome), runtime: 0))

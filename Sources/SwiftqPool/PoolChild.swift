@@ -100,13 +100,14 @@ package final class PoolChild {
         taskLogger[metadataKey: DaemonLog.Key.taskName] = "\(job.name)"
         taskLogger.debug("task started")
         let started = ContinuousClock.now
-        let invocation = TaskInvocation(
+        var invocation = TaskInvocation(
             id: job.id,
             name: job.name,
             args: job.args,
             kwargs: job.kwargs,
             retries: job.retries
         )
+        if let request = job.request { invocation.request = TaskRequest(json: request) }
         let outcome: TaskResult
         if let exec = job.exec {
             let timeout = exec.timeout.map { Duration.milliseconds(Int64($0 * 1000)) }

@@ -58,6 +58,7 @@ package extension PoolRequest {
                 "kwargs": .object(job.kwargs),
             ]
             if job.retries != 0 { fields["retries"] = .int(Int64(job.retries)) }
+            if let request = job.request { fields["request"] = request }
             if let soft = job.softTimeLimit { fields["soft_time_limit"] = .double(soft) }
             if let exec = job.exec {
                 fields["exec"] = .object([
@@ -117,6 +118,7 @@ package extension PoolRequest {
             var job = PoolJob(id: jobID, name: name, args: args, kwargs: kwargs, exec: exec)
             job.retries = message["retries"]?.intValue.map { Int(clamping: $0) } ?? 0
             job.softTimeLimit = message["soft_time_limit"]?.doubleValue
+            if let request = message["request"], request.objectValue != nil { job.request = request }
             self = .execute(job)
         case "log_level":
             let name: String

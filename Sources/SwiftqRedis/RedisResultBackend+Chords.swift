@@ -156,9 +156,23 @@ extension RedisResultBackend {
         return (reply.array ?? []).compactMap(\.bytes)
     }
 
-    /// Whether a saved `GroupResult` exists for the group (a header with nested groups, which swiftq does not join).
-    public func groupResultExists(_ groupID: String) throws(RedisError) -> Bool {
-        try connection.command("EXISTS", RedisArgument(groupKey(groupID))).integer == 1
+    /// The `GroupResult` Celery's client saved for a chord whose header holds groups (`celery-taskset-meta-<gid>`:
+    /// `{"result": <result tuple>}`), so that the body gets the header's results in their nested shape; nil when
+    /// there is none (a flat header).
+    public func savedGroupResult(_ groupID: String) throws(RedisError) -> [UInt8]? {
+        let reply = try connection.command("GET", RedisArgument(groupKey(groupID)))
+        return reply.isNull ? nil : reply.bytes
+    }
+
+    /// The stored metas of many tasks in one `MGET`, in the order asked; nil where there is none (`PENDING`).
+    public func getMany(taskIDs: [String]) throws(RedisError) -> [[UInt8]?] {
+        guard !taskIDs.isEmpty else { return [] }
+        let reply = try connection.command(["MGET"] + taskIDs.map { RedisArgument(key(taskID: $0)) })
+        let items = reply.array ?? []
+        guard items.count == taskIDs.count else {
+            throw RedisError(code: .protocol, message: "MGET of \(taskIDs.count) keys returned \(items.count) values")
+        }
+        return items.map { $0.isNull ? nil : $0.bytes }
     }
 
     /// Releases this worker's claim and removes the chord's keys; false when the claim was no longer ours.

@@ -17,6 +17,9 @@ public struct TaskInvocation: Sendable {
     public var kwargs: OrderedDictionary<String, JSONValue>
     /// How many times the task has been retried so far (Celery's `self.request.retries`).
     public var retries: Int
+    /// The rest of Celery's `self.request`: root and parent ids, group, hostname, delivery info, … (empty when the
+    /// task runs outside a worker).
+    public var request = TaskRequest()
 
     /// Creates an invocation.
     public init(

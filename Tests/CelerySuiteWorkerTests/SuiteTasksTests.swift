@@ -71,12 +71,25 @@ import Testing
     }
 
     @Test func missingTaskAPIFailsClearly() {
-        guard case .failure(let failure) = Self.run("t.integration.tasks.ids", [1]) else {
-            Issue.record("ids succeeded without a request context")
+        guard case .failure(let failure) = Self.run("t.integration.tasks.return_priority") else {
+            Issue.record("return_priority succeeded without the message priority")
             return
         }
         #expect(failure.type == "NotImplementedError")
-        #expect(failure.message.contains("root_id, parent_id"))
+        #expect(failure.message.contains("delivery_info['priority']"))
         #expect(failure.message.contains("which swiftq's task API does not offer yet"))
+    }
+
+    @Test func idsAndCollectIdsReturnTheRequestIds() {
+        var invocation = TaskInvocation(id: "id-2", name: "t.integration.tasks.ids", args: [1])
+        invocation.request.rootID = "root"
+        #expect(Self.registry.run(invocation, environment: .standalone) == .success(["root", nil, 1]))
+        invocation = TaskInvocation(id: "id-3", name: "t.integration.tasks.collect_ids", args: [["root", nil, 1], 2])
+        invocation.request.rootID = "root"
+        invocation.request.parentID = "id-2"
+        #expect(
+            Self.registry.run(invocation, environment: .standalone)
+                == .success([["root", nil, 1], ["root", "id-2", 2]])
+        )
     }
 }

@@ -60,6 +60,52 @@ import Testing
         #expect(eventually { node.isEmpty(queue) })
     }
 
+    /// On RabbitMQ the ResultWriter does the chord work: a chain in a chord header whose early step fails, a header
+    /// with a group in it, and `celery.chord_unlock` (a client whose backend has no native chords), as on Redis.
+    @Test func chordUnlockNestedHeadersAndFailingChainsInHeadersOnRabbitMQ() throws {
+        let node = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        let daemon = try RabbitMQInteropTests.daemon(broker: node.url, backend: redis.url(db: 1), queue: queue)
+        let backend = redis.url(db: 1)
+        let failing = try Self.canvas(
+            broker: node.url,
+            backend: backend,
+            queue: queue,
+            "chord_chain_header",
+            ["shape": "chain_fail"]
+        )
+        CanvasRedisTests.expectChordError(failing, raised: "ValueError('early')")
+        let nested = try Self.canvas(
+            broker: node.url,
+            backend: backend,
+            queue: queue,
+            "chord_chain_header",
+            ["shape": "nested"]
+        )
+        #expect(nested["value"] == [[3, 4], 6], "\(nested)\n\(daemon.log.suffix(3000))")
+        let unlocked = try Self.canvas(
+            broker: node.url,
+            backend: backend,
+            queue: queue,
+            "chord_unlock",
+            ["count": 3, "slow": 1, "interval": 0.3]
+        )
+        #expect(unlocked["value"] == [0, 2, 4, nil], "\(unlocked)\n\(daemon.log.suffix(3000))")
+        let unlockedNested = try Self.canvas(
+            broker: node.url,
+            backend: backend,
+            queue: queue,
+            "chord_unlock",
+            ["shape": "nested", "interval": 0.3]
+        )
+        #expect(unlockedNested["value"] == [[3, 4], 6], "\(unlockedNested)\n\(daemon.log.suffix(3000))")
+        let stats = try daemon.stats()
+        #expect(stats["tasks"]?["by_name"]?["swiftq.echo"]?["succeeded"]?.intValue == 3)
+        #expect((stats["tasks"]?["canvas"]?["chord_unlock_polls"]?.intValue ?? 0) >= 3)
+        #expect(eventually { node.isEmpty(queue) })
+    }
+
     @Test func aChainAndItsErrbackRunOverRPC() throws {
         let node = try RabbitMQNode.shared()
         let queue = uniqueQueueName()

@@ -80,6 +80,12 @@ import Testing
         #expect(sum?["id"] == results[0]["id"])
         #expect(sum?["env_id"] == results[0]["id"])
         #expect(sum?["kwargs"] == ["note": "ü"])
+        // The request context on stdin: a client's task is its own root; this worker's node name; the queue.
+        #expect(sum?["retries"] == 0)
+        #expect(sum?["request"]?["root_id"] == results[0]["id"], "\(String(describing: sum))")
+        #expect(sum?["request"]?["parent_id"] == .null)
+        #expect(sum?["request"]?["hostname"]?.stringValue?.contains("@") == true)
+        #expect(sum?["request"]?["delivery_info"]?["queue"] == "celery")
         #expect(results[1]["exception"]?["type"] == "ExecTaskFailed")
         #expect(results[1]["exception"]?["message"]?.stringValue?.contains("exited with code 3") == true)
         #expect(results[1]["exception"]?["message"]?.stringValue?.contains("cannot frobnicate") == true)

@@ -35,6 +35,29 @@ import Testing
         }
     }
 
+    /// The request context goes with the job, body or not, and the child reads it back as the task's request.
+    @Test func theRequestContextReachesTheChild() throws {
+        var request = TaskRequest()
+        request.rootID = "r1"
+        request.parentID = "p1"
+        request.group = "g1"
+        request.groupIndex = 2
+        request.hostname = "celery@host"
+        request.deliveryInfo = ["queue": "celery", "redelivered": false]
+        var job = PoolJob(id: "t-1", name: "swiftq.echo", args: [1], kwargs: [:])
+        job.request = request.json
+        job.body = Array(#"[[1], {}, {}]"#.utf8)
+        guard
+            case .execute(let decoded) = try PoolRequest(
+                decoding: JSONValue(parsing: PoolRequest.execute(job).serialized)
+            )
+        else {
+            Issue.record("not an execute request")
+            return
+        }
+        #expect(decoded.request.map(TaskRequest.init(json:)) == request)
+    }
+
     /// The message body reaches the child as the bytes that arrived: spliced into the frame, not encoded again
     /// (`2.50`, `1e3` and `\u00e9` would each be written differently by an encoder), and decoded there into the
     /// same arguments.

@@ -5,6 +5,7 @@ one JSON object describing what Python saw (values, raised exceptions, states of
 Tasks are sent by name (`app.signature`), so they run wherever a worker has them: swiftqd's built-ins
 `swiftq.add`, `swiftq.echo`, `swiftq.fail`, or the Python worker of `shared_tasks.py`.
 """
+import base64
 import json
 import sys
 import time
@@ -147,6 +148,96 @@ def main() -> None:
                     if stored.get("parent_id") == result.id and stored.get("status") == "SUCCESS":
                         out["errback_results"].append(stored)
                 time.sleep(0.1)
+    elif scenario in ("chord_chain_header", "chord_nested", "chord_unlock"):
+        # chord_chain_header: a chain in the header whose first step fails; chord_nested: a header with a group in it
+        # (a chain ending in a group, whose GroupResult the client saves); chord_unlock: the same headers sent by a
+        # client whose backend has no native chords, so that it sends Celery's `celery.chord_unlock` instead.
+        if scenario == "chord_unlock":
+            from celery.backends.base import Backend
+
+            # What a backend without native chord support does (Celery's base Backend): the chord is joined by a
+            # `celery.chord_unlock` task that polls the header; no chord size is kept.
+            app.backend.apply_chord = Backend.apply_chord.__get__(app.backend)
+            app.backend.set_chord_size = lambda *args, **kwargs: None
+        shape = request.get("shape", "flat")
+        if shape == "flat":
+            header = [sig("swiftq.add", (i, i)) for i in range(request.get("count", 3))]
+            if request.get("slow"):
+                header.append(sig("swiftq.sleep", (request["slow"],), immutable=True))
+        elif shape == "nested":
+            header = [
+                chain(sig("swiftq.add", (1, 1)), group(sig("swiftq.add", (1,)), sig("swiftq.add", (2,)))),
+                sig("swiftq.add", (3, 3)),
+            ]
+        elif shape == "nested_fail":
+            header = [
+                chain(
+                    sig("swiftq.add", (1, 1)),
+                    group(
+                        sig("swiftq.add", (1,)),
+                        sig("swiftq.fail", ("member broke",), kwargs={"exc_type": "ValueError"}, immutable=True),
+                    ),
+                ),
+                sig("swiftq.add", (3, 3)),
+            ]
+        elif shape == "chain_fail":
+            header = [
+                chain(
+                    sig("swiftq.add", (1, 1)),
+                    sig("swiftq.fail", ("early",), kwargs={"exc_type": "ValueError"}, immutable=True),
+                    sig("swiftq.add", (5,)),
+                ),
+                sig("swiftq.add", (3, 3)),
+            ]
+        elif shape == "fail":
+            header = [
+                sig("swiftq.add", (1, 1)),
+                sig("swiftq.fail", ("header broke",), kwargs={"exc_type": "ValueError"}, immutable=True),
+            ]
+        body = sig("swiftq.echo")
+        errback_queue = request.get("errback_queue")
+        if errback_queue:
+            # The body's errback goes to a queue nobody consumes: the test reads the message as sent.
+            body.link_error(app.signature("swiftq.echo", args=("errback",), queue=errback_queue))
+        options = {"interval": request["interval"]} if "interval" in request else {}
+        result = chord(header, body).apply_async(**options)
+        try:
+            out["value"] = result.get(timeout=timeout)
+        except Exception as error:
+            out["exception"] = describe(error)
+        out["body_id"] = result.id
+        out["group_id"] = result.parent.id if result.parent is not None else None
+        deadline = time.time() + timeout
+        while meta(result.id) is None and time.time() < deadline:
+            time.sleep(0.1)
+        out["body_state"] = result.state
+        out["body_meta"] = meta(result.id)
+        stored = out["body_meta"] or {}
+        error = stored.get("result") if isinstance(stored.get("result"), dict) else {}
+        message = (error.get("exc_message") or [""])[0]
+        if message.startswith("Dependency "):
+            # The culprit the ChordError names, and its own stored result.
+            out["culprit_meta"] = meta(message.split()[1])
+        if errback_queue:
+            broker = redis.Redis.from_url(request["broker"])
+            out["errbacks"] = []
+            while time.time() < deadline and not out["errbacks"]:
+                for raw_message in broker.lrange(errback_queue, 0, -1):
+                    message = json.loads(raw_message)
+                    headers = message["headers"]
+                    sent = json.loads(base64.b64decode(message["body"]))
+                    out["errbacks"].append({
+                        "root_id": headers.get("root_id"), "parent_id": headers.get("parent_id"),
+                        "task": headers.get("task"), "args": sent[0],
+                    })
+                time.sleep(0.1)
+    elif scenario == "suite_ids":
+        # The Celery suite's `ids`/`collect_ids` (served by the suite worker binary): each step's request context.
+        prefix = "t.integration.tasks."
+        result = chain(sig(prefix + "ids", (1,), immutable=True), sig(prefix + "collect_ids", (2,)))()
+        out["value"] = result.get(timeout=timeout)
+        out["first_id"] = result.parent.id
+        out["last_id"] = result.id
     elif scenario == "link_options":
         callback = sig("swiftq.echo").set(queue=request["queue"], countdown=request["countdown"])
         sent = time.time()

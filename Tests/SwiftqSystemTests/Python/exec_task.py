@@ -16,7 +16,7 @@ call = json.load(sys.stdin)
 mode = sys.argv[1]
 if mode == "sum":
     json.dump({"sum": sum(call["args"]), "id": call["id"], "env_id": os.environ["SWIFTQ_TASK_ID"],
-               "kwargs": call["kwargs"]}, sys.stdout)
+               "kwargs": call["kwargs"], "retries": call.get("retries"), "request": call.get("request")}, sys.stdout)
 elif mode == "fail":
     print("Traceback (most recent call last):\n  File \"exec_task.py\"\nValueError: cannot frobnicate", file=sys.stderr)
     sys.exit(3)

@@ -1,0 +1,26 @@
+import SwiftqCore
+import SwiftqTasks
+
+extension DeliveryMachine {
+    /// The request context a Swift task sees (``TaskRequest``, Celery's `self.request`), from its message and
+    /// delivery: ids, group, this worker's node name, the ETA and expiry, the reply queue, the queue it came from and
+    /// whether it was redelivered, the time limits it runs under.
+    func requestContext(_ delivery: Delivery, limits: (soft: Double?, hard: Double?)) -> JSONValue {
+        let message = delivery.message
+        var request = TaskRequest()
+        request.rootID = message.rootID
+        request.parentID = message.parentID
+        request.group = message.group
+        request.groupIndex = message.groupIndex
+        request.hostname = settings.nodeName
+        request.eta = message.eta?.iso8601
+        request.expires = message.expires?.iso8601
+        request.replyTo = message.replyTo
+        request.correlationID = message.correlationID ?? message.id
+        request.origin = message.origin
+        request.deliveryInfo = ["queue": .string(delivery.queue), "redelivered": .bool(message.redelivered)]
+        request.timeLimit = limits.hard
+        request.softTimeLimit = limits.soft
+        return request.json
+    }
+}

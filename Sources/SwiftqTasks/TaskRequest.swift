@@ -1,0 +1,68 @@
+import OrderedCollections
+import SwiftqCore
+
+/// What a task knows of the message that started it: Celery's `self.request` for Swift tasks (``TaskInvocation/request``).
+///
+/// The fields carry Celery's names in ``json`` (`root_id`, `parent_id`, `group`, `group_index`, `hostname`, `eta`,
+/// `expires`, `reply_to`, `correlation_id`, `origin`, `delivery_info`, `time_limit`, `soft_time_limit`), which is
+/// also how the consumer hands them to the pool child. The id, name and retries are ``TaskInvocation``'s own.
+public struct TaskRequest: Sendable, Equatable {
+    /// The first task of the workflow this one belongs to (`root_id`; its own id when it was sent by a client).
+    public var rootID: String?
+    /// The task that sent this one (`parent_id`), nil when a client sent it.
+    public var parentID: String?
+    /// The group it is a member of (`group`), and its place in it (`group_index`).
+    public var group: String?
+    public var groupIndex: Int?
+    /// The node name of the worker running it (`hostname`, e.g. `celery@host`).
+    public var hostname: String?
+    /// `eta` and `expires` as ISO 8601 text, as Celery's request shows them.
+    public var eta: String?
+    public var expires: String?
+    /// The client's reply queue (`reply_to`) and the message's `correlation_id`.
+    public var replyTo: String?
+    public var correlationID: String?
+    /// The node that sent it (`origin`).
+    public var origin: String?
+    /// Where the message came from: `queue` (the queue it was consumed from) and `redelivered`, the part of
+    /// Celery's `delivery_info` that swiftq knows.
+    public var deliveryInfo: OrderedDictionary<String, JSONValue>
+    /// The time limits it runs under, in seconds (nil: none).
+    public var timeLimit: Double?
+    public var softTimeLimit: Double?
+
+    /// An empty request (a task run outside a worker).
+    public init() {
+        deliveryInfo = [:]
+    }
+
+    /// The request from its JSON form (unknown fields are ignored).
+    public init(json: JSONValue) {
+        rootID = json["root_id"]?.stringValue
+        parentID = json["parent_id"]?.stringValue
+        group = json["group"]?.stringValue
+        groupIndex = json["group_index"]?.intValue.map { Int(clamping: $0) }
+        hostname = json["hostname"]?.stringValue
+        eta = json["eta"]?.stringValue
+        expires = json["expires"]?.stringValue
+        replyTo = json["reply_to"]?.stringValue
+        correlationID = json["correlation_id"]?.stringValue
+        origin = json["origin"]?.stringValue
+        deliveryInfo = json["delivery_info"]?.objectValue ?? [:]
+        timeLimit = json["time_limit"]?.doubleValue
+        softTimeLimit = json["soft_time_limit"]?.doubleValue
+    }
+
+    /// The request with Celery's field names; absent fields are null (as on Celery's request).
+    public var json: JSONValue {
+        func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
+        return .object([
+            "root_id": text(rootID), "parent_id": text(parentID), "group": text(group),
+            "group_index": groupIndex.map { .int(Int64($0)) } ?? .null, "hostname": text(hostname), "eta": text(eta),
+            "expires": text(expires), "reply_to": text(replyTo), "correlation_id": text(correlationID),
+            "origin": text(origin), "delivery_info": .object(deliveryInfo),
+            "time_limit": timeLimit.map(JSONValue.double) ?? .null,
+            "soft_time_limit": softTimeLimit.map(JSONValue.double) ?? .null,
+        ])
+    }
+}
