@@ -321,8 +321,15 @@ package final class AMQPTransport: BrokerTransport {
         let queues = queues
         for queue in queues { try declareTaskQueue(queue, on: connection) }
         for queue in deadLetterQueues {
-            // Plain durable queues: nothing consumes them; swiftqctl dead reads them.
-            _ = try connection.declareQueue(channel: consumeChannel, name: queue, durable: true, arguments: [:])
+            // Durable queues nothing consumes (swiftqctl dead reads them), of the task queues' type: a classic one
+            // lives on one node of a cluster, and while that node is down its declaration fails and with it every
+            // connect (found by the 3-node failover test).
+            _ = try connection.declareQueue(
+                channel: consumeChannel,
+                name: queue,
+                durable: true,
+                arguments: queueArguments["x-queue-type"].map { ["x-queue-type": $0] } ?? [:]
+            )
         }
         let prefetch = wantedPrefetch
         let channelWide = channelWideQoS.withLock { $0 }

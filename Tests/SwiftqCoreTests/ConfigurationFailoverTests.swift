@@ -49,7 +49,7 @@ struct ConfigurationFailoverTests {
                 "broker:\n  url: redis://h/0\n",
                 environment: ["SWIFTQ_BROKER_URL": "sentinel://h:26379"]
             ) == [
-                "config.yaml:2:3: broker.url: $SWIFTQ_BROKER_URL lists Redis Sentinels but broker.master_name is not "
+                "config.yaml:2:3: broker.url: SWIFTQ_BROKER_URL lists Redis Sentinels but broker.master_name is not "
                     + "set: name the master they monitor (kombu's transport option master_name)"
             ]
         )
@@ -104,7 +104,9 @@ struct ConfigurationFailoverTests {
         #expect(configuration.broker.url == "amqp://u:p@h1:5672//;amqp://u:p@h2:5673//")
         #expect(configuration.broker.queueType == .quorum)
         #expect(
-            configuration.yaml(maskingSecrets: true).contains("  url: amqp://u:***@h1:5672//;amqp://u:***@h2:5673//\n")
+            configuration.yaml(maskingSecrets: true).contains(
+                "  url: \"amqp://u:***@h1:5672//;amqp://u:***@h2:5673//\"\n"
+            )
         )
         #expect(
             Self.diagnostics("broker:\n  url: amqp://h1//;amqps://h2//\n") == [

@@ -20,21 +20,22 @@ import Testing
         return result.stdout.split(separator: "\n").map(String.init)
     }
 
-    /// The ids whose stored result is not `SUCCESS` with `i + 1` (all of them when the server cannot be read).
-    static func missingResults(_ ids: [String], on server: RedisServer, db: Int) -> [String] {
+    /// The ids of `wanted` whose stored result is not `SUCCESS` with the task's `i + 1` (`i` its index in `ids`);
+    /// all of them when the server cannot be read.
+    static func missingResults(_ wanted: [String], of ids: [String], on server: RedisServer, db: Int) -> [String] {
+        let index = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
         var missing: [String] = []
-        for start in stride(from: 0, to: ids.count, by: 500) {
-            let batch = Array(ids[start..<min(ids.count, start + 500)])
+        for start in stride(from: 0, to: wanted.count, by: 500) {
+            let batch = Array(wanted[start..<min(wanted.count, start + 500)])
             guard
                 let output = try? server.cli(["-n", "\(db)", "MGET"] + batch.map { "celery-task-meta-\($0)" }),
                 case let lines = output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init),
                 lines.count >= batch.count
-            else { return missing + Array(ids[start...]) }
+            else { return missing + Array(wanted[start...]) }
             for (offset, id) in batch.enumerated() {
                 let meta = try? JSONValue(parsing: lines[offset])
-                if meta?["status"] != "SUCCESS" || meta?["result"] != .int(Int64(start + offset + 1)) {
-                    missing.append(id)
-                }
+                let expected = JSONValue.int(Int64((index[id] ?? -2) + 1))
+                if meta?["status"] != "SUCCESS" || meta?["result"] != expected { missing.append(id) }
             }
         }
         return missing
@@ -94,7 +95,7 @@ import Testing
         var missing = ids
         #expect(
             eventually(timeout: 150) {
-                missing = Self.missingResults(missing, on: group.replica, db: 1)
+                missing = Self.missingResults(missing, of: ids, on: group.replica, db: 1)
                 return missing.isEmpty
             },
             "\(missing.count) task(s) lost after the failover (first: \(missing.prefix(5))); log:\n\(daemon.log.suffix(4000))"
@@ -206,7 +207,7 @@ extension BrokerFailoverTests {
         var missing = ids
         #expect(
             eventually(timeout: 240) {
-                missing = Self.missingResults(missing, on: results, db: 1)
+                missing = Self.missingResults(missing, of: ids, on: results, db: 1)
                 return missing.isEmpty
             },
             "\(missing.count) task(s) lost after the node stopped (first: \(missing.prefix(5))); log:\n\(daemon.log.suffix(4000))"
