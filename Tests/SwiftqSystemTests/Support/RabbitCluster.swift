@@ -24,6 +24,22 @@ final class RabbitCluster {
         }
     }
 
+    /// Stops a node for good, as `dev/servers stop` does (waiting until its process has exited), and removes its
+    /// state directory, so that releasing its ``RabbitMQNode`` has nothing left to stop: a second `rabbitmqctl stop`
+    /// of a node already down was seen to hang.
+    func stop(_ node: RabbitMQNode) throws {
+        let candidates = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+        guard
+            let directory = candidates.filter({ $0.hasPrefix("swiftq-rabbit-") }).map({ "/tmp/" + $0 }).first(where: {
+                (try? String(contentsOfFile: $0 + "/rabbitmq.node", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) == node.nodeName
+            })
+        else { throw TestSetupError("no state directory for \(node.nodeName)") }
+        let result = try runCommand(RabbitMQNode.servers, ["stop", directory], timeout: 120)
+        guard result.status == 0 else { throw TestSetupError("dev/servers stop failed: \(result.stderr)") }
+        try FileManager.default.removeItem(atPath: directory)
+    }
+
     /// kombu's failover list of every node: `amqp://guest:guest@127.0.0.1:p1//;amqp://…:p2//;…`.
     var url: String { nodes.map(\.url).joined(separator: ";") }
 
