@@ -209,7 +209,7 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
 
     /// The URL text with whatever is between `user:` and `@` replaced by `****`, for error messages about a URL that
     /// did not parse.
-    private static func maskPassword(_ text: String) -> String {
+    static func maskPassword(_ text: String) -> String {
         guard let schemeEnd = text.firstRange(of: "://") else { return text }
         let rest = text[schemeEnd.upperBound...]
         let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex

@@ -35,7 +35,12 @@ import Glibc
 /// - With a Redis result backend, a ``ResultWriter`` thread stores results first and hands the acks back here.
 package final class AMQPTransport: BrokerTransport {
     package let events: Mailbox<BrokerEvent>
-    private let url: AMQPURL
+    /// The broker's hosts (kombu's `;`-separated failover list; one for a plain URL), tried in turn from
+    /// ``hostIndex``: a failed connect moves to the next at once, a lost connection moves on too (kombu's
+    /// round robin), and the backoff waits only after every host failed once.
+    private let urls: [AMQPURL]
+    /// The host of ``urls`` connected to (or tried) now. Owned by the connection thread; atomic for the log.
+    private let hostIndex = Atomic<Int>(0)
     private let tls: AMQPTLSOptions?
     private let heartbeat: Duration
     private let connectTimeout: Duration
@@ -71,10 +76,10 @@ package final class AMQPTransport: BrokerTransport {
     /// How often, while nothing is delivered and the window has room, the queues' message counts are checked.
     package static let starvationCheckInterval: Duration = .seconds(5)
 
-    package var redactedURL: String { url.redacted }
+    package var redactedURL: String { urls.map(\.redacted).joined(separator: ";") }
 
     package init(
-        url: AMQPURL,
+        urls: [AMQPURL],
         tls: AMQPTLSOptions?,
         broker: Configuration.Broker,
         queues: [String],
@@ -82,13 +87,14 @@ package final class AMQPTransport: BrokerTransport {
         window: Int,
         nodeName: String?,
         rpcResults: Bool,
-        redisResults: RedisURL?,
+        redisResults: RedisTarget?,
         resultExpires: Duration?
     ) throws {
-        self.url = url
+        precondition(!urls.isEmpty, "a broker needs at least one host")
+        self.urls = urls
         self.tls = tls
-        self.heartbeat = url.heartbeat ?? broker.heartbeat
-        self.connectTimeout = url.connectTimeout ?? broker.connectTimeout
+        self.heartbeat = urls[0].heartbeat ?? broker.heartbeat
+        self.connectTimeout = urls[0].connectTimeout ?? broker.connectTimeout
         self.queueList = Mutex(queues)
         self.deadLetterQueues = deadLetterQueues.filter { !queues.contains($0) }
         var arguments: OrderedDictionary<String, JSONValue> = [:]
@@ -222,6 +228,8 @@ package final class AMQPTransport: BrokerTransport {
         /// Tasks that finished while their delivery's connection was lost: their redelivered copies are acked
         /// without running them again. Bounded; the oldest are forgotten first.
         var finishedWithLostAck = OrderedSet<String>()
+        /// Hosts that failed to connect since the last wait: the backoff waits once every host failed.
+        var failedHosts = 0
         while true {
             if let deadline = stopDeadline {
                 if let current = session {
@@ -234,9 +242,15 @@ package final class AMQPTransport: BrokerTransport {
                 do {
                     session = try connect()
                     backoff.reset()
+                    failedHosts = 0
                 } catch {
-                    events.post(.state(connected: false, detail: Self.describe(error)))
-                    wake.wait(timeout: backoff.next())
+                    events.post(.state(connected: false, detail: describeAtHost(error)))
+                    failedHosts += 1
+                    nextHost()
+                    if failedHosts >= urls.count {
+                        failedHosts = 0
+                        wake.wait(timeout: backoff.next())
+                    }
                 }
                 continue
             }
@@ -244,12 +258,14 @@ package final class AMQPTransport: BrokerTransport {
                 try step(&current, lost: &finishedWithLostAck)
                 session = current
             } catch {
-                events.post(.state(connected: false, detail: Self.describe(error)))
+                events.post(.state(connected: false, detail: describeAtHost(error)))
                 // Unconfirmed results are lost with the connection; their tasks' messages come back redelivered
                 // (they were not acked), so the results are published again when the tasks run again.
                 current.connection.close()
                 session = nil
                 generation.add(1, ordering: .releasing)
+                // kombu's round robin: a lost connection moves on to the next host of the list.
+                nextHost()
                 wake.wait(timeout: backoff.next())
             }
         }
@@ -267,6 +283,19 @@ package final class AMQPTransport: BrokerTransport {
         }
     }
 
+    /// The host connected to (or tried) now.
+    private var currentURL: AMQPURL { urls[hostIndex.load(ordering: .relaxed) % urls.count] }
+
+    private func nextHost() {
+        guard urls.count > 1 else { return }
+        hostIndex.store((hostIndex.load(ordering: .relaxed) + 1) % urls.count, ordering: .relaxed)
+    }
+
+    /// An error, naming the host when the list has several.
+    private func describeAtHost(_ error: any Error) -> String {
+        urls.count > 1 ? "\(currentURL.redacted): \(Self.describe(error))" : Self.describe(error)
+    }
+
     static func describe(_ error: any Error) -> String {
         guard let error = error as? AMQPError else { return "\(error)" }
         return error.remedy.map { "\(error.message): \($0)" } ?? error.message
@@ -279,6 +308,7 @@ package final class AMQPTransport: BrokerTransport {
     }
 
     private func connect() throws -> Session {
+        let url = currentURL
         let connection = try AMQPConnection(
             url: url,
             tls: tls,
@@ -290,8 +320,15 @@ package final class AMQPTransport: BrokerTransport {
         let queues = queues
         for queue in queues { try declareTaskQueue(queue, on: connection) }
         for queue in deadLetterQueues {
-            // Plain durable queues: nothing consumes them; swiftqctl dead reads them.
-            _ = try connection.declareQueue(channel: consumeChannel, name: queue, durable: true, arguments: [:])
+            // Durable queues nothing consumes (swiftqctl dead reads them), of the task queues' type: a classic one
+            // lives on one node of a cluster, and while that node is down its declaration fails and with it every
+            // connect (found by the 3-node failover test).
+            _ = try connection.declareQueue(
+                channel: consumeChannel,
+                name: queue,
+                durable: true,
+                arguments: queueArguments["x-queue-type"].map { ["x-queue-type": $0] } ?? [:]
+            )
         }
         let prefetch = wantedPrefetch
         let channelWide = channelWideQoS.withLock { $0 }

@@ -269,7 +269,7 @@ struct ConsumerControlState: ControlState {
         var url = configuration.broker.url
         if url == "embedded" { url = Configuration.EmbeddedBroker.url(for: configuration, database: 0) }
         var info: OrderedDictionary<String, JSONValue> = [:]
-        if let amqp = try? AMQPURL(parsing: url) {
+        if let amqp = try? AMQPURL.failoverList(parsing: url).first {
             info["hostname"] = .string(amqp.host)
             info["userid"] = .string(amqp.user)
             info["virtual_host"] = .string(amqp.virtualHost)
@@ -377,8 +377,8 @@ struct ConsumerControlState: ControlState {
 
     static func masked(_ url: String) -> String {
         if let redis = try? RedisURL(parsing: url) { return redis.redacted }
-        if let amqp = try? AMQPURL(parsing: url) { return amqp.redacted }
-        return url
+        if let amqp = try? AMQPURL.failoverList(parsing: url) { return amqp.map(\.redacted).joined(separator: ";") }
+        return URLCredentials.masked(url)
     }
 
     var report: String {

@@ -65,11 +65,11 @@ package extension Consumer {
         let isAMQP = url.lowercased().hasPrefix("amqp://") || url.lowercased().hasPrefix("amqps://")
         let usesRPC = backend?.lowercased().hasPrefix("rpc://") == true
         if isAMQP {
-            let brokerURL = try AMQPURL(parsing: url)
+            let brokerURLs = try AMQPURL.failoverList(parsing: url)
             let tls = configuration.broker.tls
             return try AMQPTransport(
-                url: brokerURL,
-                tls: brokerURL.usesTLS
+                urls: brokerURLs,
+                tls: brokerURLs[0].usesTLS
                     ? AMQPTLSOptions(
                         caFile: tls.caFile,
                         certFile: tls.certFile,
@@ -86,7 +86,11 @@ package extension Consumer {
                 window: configuration.worker.prefetchMultiplier == 0 ? 0 : prefetchWindow,
                 nodeName: nodeName,
                 rpcResults: usesRPC,
-                redisResults: usesRPC ? nil : try backend.map { try RedisURL(parsing: $0) },
+                redisResults: usesRPC
+                    ? nil
+                    : try backend.map {
+                        try RedisTarget(parsing: $0, masterName: configuration.resultBackend.masterName)
+                    },
                 resultExpires: expires
             )
         } else {
@@ -97,8 +101,10 @@ package extension Consumer {
                 )
             }
             return try RedisTransport(
-                brokerURL: try RedisURL(parsing: url),
-                backendURL: try backend.map { try RedisURL(parsing: $0) },
+                broker: try RedisTarget(parsing: url, masterName: configuration.broker.masterName),
+                backend: try backend.map {
+                    try RedisTarget(parsing: $0, masterName: configuration.resultBackend.masterName)
+                },
                 queues: configuration.worker.queues,
                 node: nodeName,
                 daemonID: daemonID,

@@ -24,8 +24,9 @@ import Synchronization
 /// Shared state is behind `Mutex`es; everything else belongs to its thread.
 package final class RedisTransport: BrokerTransport {
     package let events: Mailbox<BrokerEvent>
-    private let brokerURL: RedisURL
-    private let backendURL: RedisURL?
+    /// The broker: one server, or the master the sentinels name (asked again at every reconnect).
+    private let broker: RedisTarget
+    private let backend: RedisTarget?
     private let queues: [String]
     /// The queues asked for by ``setQueues(_:)`` and not yet taken up by the fetcher.
     private let requestedQueues = Mutex<[String]?>(nil)
@@ -57,8 +58,8 @@ package final class RedisTransport: BrokerTransport {
     package static let incarnationBeat: Duration = .seconds(5)
 
     package init(
-        brokerURL: RedisURL,
-        backendURL: RedisURL?,
+        broker: RedisTarget,
+        backend: RedisTarget?,
         queues: [String],
         node: String,
         daemonID: String? = nil,
@@ -67,8 +68,8 @@ package final class RedisTransport: BrokerTransport {
         revokeExpiry: Double = 10_800
     ) throws {
         self.revokeExpiry = revokeExpiry
-        self.brokerURL = brokerURL
-        self.backendURL = backendURL
+        self.broker = broker
+        self.backend = backend
         self.queues = queues
         self.node = node
         // Incarnations of the same daemon run one at a time: earlier ones with this prefix are dead for sure.
@@ -135,7 +136,7 @@ package final class RedisTransport: BrokerTransport {
     /// Redis delivery tags stay valid across reconnects (they are keys of the `unacked` hash).
     package func isStale(_ tag: String) -> Bool { false }
 
-    package var redactedURL: String { brokerURL.redacted }
+    package var redactedURL: String { broker.redacted }
 
     /// Stops fetching; the writer finishes its queue, then (if asked) gives back every message this
     /// owner still holds. Blocks until done or `timeout`.
@@ -151,8 +152,9 @@ package final class RedisTransport: BrokerTransport {
 
     /// A connection with the transport's timeouts: 5 s to connect, 10 s per command (reserve scripts and
     /// pipelines are short; a longer stall means the broker is gone).
-    private func connect(_ url: RedisURL) throws(RedisError) -> RedisConnection {
-        try RedisConnection(url: url, connectTimeout: .seconds(5), commandTimeout: .seconds(10))
+    /// Through sentinels, each connect asks them for the master again, so a failover is followed on reconnect.
+    private func connect(_ target: RedisTarget) throws(RedisError) -> RedisConnection {
+        try target.connect(connectTimeout: .seconds(5), commandTimeout: .seconds(10))
     }
 
     // MARK: Fetcher
@@ -175,10 +177,10 @@ package final class RedisTransport: BrokerTransport {
         while !isStopping {
             if broker == nil {
                 do {
-                    let made = try connect(brokerURL)
+                    let made = try connect(self.broker)
                     let kombu = KombuRedisBroker(connection: made)
                     try kombu.declare(queues: current)
-                    watcher = try KombuQueueWatcher(url: brokerURL, layout: KombuRedisLayout(), queues: current)
+                    watcher = try KombuQueueWatcher(target: self.broker, layout: KombuRedisLayout(), queues: current)
                     // Alive before looking at the others: of two that start together, at least one sees the other.
                     try kombu.heartbeat(node: node, owner: owner, ttl: Self.incarnationTTL)
                     nextBeat = .now + Self.incarnationBeat
@@ -197,7 +199,9 @@ package final class RedisTransport: BrokerTransport {
                     connectedBefore = true
                     broker = kombu
                     backoff.reset()
-                    events.post(.state(connected: true, detail: "connected to \(brokerURL.redacted)"))
+                    events.post(
+                        .state(connected: true, detail: "connected to \(Self.describe(made, via: self.broker))")
+                    )
                 } catch {
                     events.post(.state(connected: false, detail: "\(error)"))
                     PlatformThread.sleep(for: backoff.next())
@@ -212,7 +216,7 @@ package final class RedisTransport: BrokerTransport {
                     try kombu.declare(queues: wanted)
                     watcher =
                         wanted.isEmpty
-                        ? nil : try KombuQueueWatcher(url: brokerURL, layout: KombuRedisLayout(), queues: wanted)
+                        ? nil : try KombuQueueWatcher(target: self.broker, layout: KombuRedisLayout(), queues: wanted)
                     current = wanted
                     order = wanted
                 } catch {
@@ -278,6 +282,12 @@ package final class RedisTransport: BrokerTransport {
         }
     }
 
+    /// The server a connection reached, and through which sentinels, for the connected state and the log.
+    private static func describe(_ connection: RedisConnection, via target: RedisTarget) -> String {
+        guard case .sentinel(let sentinel) = target else { return connection.url.redacted }
+        return "\(connection.url.redacted), master '\(sentinel.masterName)' named by the sentinels"
+    }
+
     /// Gives back what dead incarnations of this node held, and warns once per new live one (a duplicate node name).
     private func recoverSiblings(_ kombu: KombuRedisBroker, known: inout Set<String>) throws(RedisError) {
         let (restored, live) = try kombu.recoverDeadIncarnations(node: node, except: owner) { other in
@@ -313,10 +323,10 @@ package final class RedisTransport: BrokerTransport {
                 if pending.isEmpty { continue }
             }
             do {
-                let broker = try brokerConnection ?? KombuRedisBroker(connection: connect(brokerURL))
+                let broker = try brokerConnection ?? KombuRedisBroker(connection: connect(self.broker))
                 brokerConnection = broker
-                if backend == nil, let backendURL {
-                    backend = RedisResultBackend(connection: try connect(backendURL))
+                if backend == nil, let target = self.backend {
+                    backend = RedisResultBackend(connection: try connect(target))
                 }
                 var batch = Array(pending.prefix(batchLimit))
                 let taken = batch.count
@@ -574,11 +584,10 @@ package final class RedisTransport: BrokerTransport {
         var backoff = Backoff()
         let layout = KombuRedisLayout()
         let exchange = "celery.pidbox"
-        let channel = layout.fanoutChannel(exchange: exchange, routingKey: "", database: brokerURL.database)
+        let channel = layout.fanoutChannel(exchange: exchange, routingKey: "", database: broker.database)
         while !isStopping {
             do {
-                let connection = try RedisConnection(
-                    url: brokerURL,
+                let connection = try broker.connect(
                     connectTimeout: .seconds(5),
                     commandTimeout: .seconds(10),
                     clientName: "swiftq-control"

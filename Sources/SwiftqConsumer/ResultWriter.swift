@@ -10,7 +10,8 @@ import SwiftqRedis
 /// stalls the thread that keeps the AMQP connection's heartbeats going. A failed batch is retried whole after
 /// a reconnect (storing is idempotent, and a stored SUCCESS is never overwritten).
 package final class ResultWriter: Sendable {
-    private let url: RedisURL
+    /// The backend's server, or the master its sentinels name (asked again at every reconnect).
+    private let url: RedisTarget
     private let expires: Duration?
     private let queue = WorkQueue<Settlement>()
     private let finished = Semaphore()
@@ -21,7 +22,7 @@ package final class ResultWriter: Sendable {
     private let report: @Sendable (String?) -> Void
 
     package init(
-        url: RedisURL,
+        url: RedisTarget,
         expires: Duration?,
         forward: @escaping @Sendable ([Settlement], Int) -> Void,
         report: @escaping @Sendable (String?) -> Void
@@ -70,11 +71,7 @@ package final class ResultWriter: Sendable {
                     let connected =
                         try backend
                         ?? RedisResultBackend(
-                            connection: RedisConnection(
-                                url: url,
-                                connectTimeout: .seconds(5),
-                                commandTimeout: .seconds(10)
-                            )
+                            connection: url.connect(connectTimeout: .seconds(5), commandTimeout: .seconds(10))
                         )
                     backend = connected
                     _ = try connected.storeBatch(items)
@@ -83,11 +80,7 @@ package final class ResultWriter: Sendable {
                     let connected =
                         try backend
                         ?? RedisResultBackend(
-                            connection: RedisConnection(
-                                url: url,
-                                connectTimeout: .seconds(5),
-                                commandTimeout: .seconds(10)
-                            )
+                            connection: url.connect(connectTimeout: .seconds(5), commandTimeout: .seconds(10))
                         )
                     backend = connected
                     try chords(&batch, starting: starting, backend: connected)

@@ -3,10 +3,17 @@ extension Configuration {
     /// fresh install works with no broker to set up; production points `url` at a shared Redis or RabbitMQ.
     public struct Broker: Sendable, Equatable {
         /// The URL schemes `url` may use; `embedded` is written alone, without `://`.
-        public static let acceptedSchemes = ["embedded", "redis", "rediss", "redis+socket", "unix", "amqp", "amqps"]
+        public static let acceptedSchemes = [
+            "embedded", "redis", "rediss", "redis+socket", "unix", "sentinel", "amqp", "amqps",
+        ]
 
         /// A Celery/kombu broker URL (`redis://host:6379/0`, `amqp://user:pass@host:5672/vhost`) or `embedded`.
+        /// kombu's failover lists are `;`-separated: `amqp://h1//;amqp://h2//` (RabbitMQ hosts tried in turn) and
+        /// `sentinel://s1:26379;sentinel://s2:26379` (Redis Sentinels, with ``masterName``).
         public var url: String
+        /// The name of the Redis master the sentinels of a `sentinel://` URL monitor (kombu's transport option
+        /// `master_name`); required with `sentinel://`, refused with any other URL.
+        public var masterName: String?
         /// How long a reserved but unacknowledged message may stay with its consumer before any kombu consumer of
         /// the same broker (Python workers included) may restore it to its queue. It is a broker-wide contract,
         /// not a private timer, so the default is kombu's (1 hour) and every worker on the broker should agree;
@@ -80,9 +87,11 @@ extension Configuration {
             queueMaxPriority: Int? = nil,
             queueType: QueueType = .classic,
             globalQoS: GlobalQoS = .auto,
-            passwordFile: String? = nil
+            passwordFile: String? = nil,
+            masterName: String? = nil
         ) {
             self.url = url
+            self.masterName = masterName
             self.visibilityTimeout = visibilityTimeout
             self.heartbeat = heartbeat
             self.connectTimeout = connectTimeout
@@ -98,10 +107,14 @@ extension Configuration {
     /// `AsyncResult.get()` then never returns, but fire-and-forget tasks cost one round trip less.
     public struct ResultBackend: Sendable, Equatable {
         /// The URL schemes `url` may use; `embedded` (the embedded broker's Redis) is written alone.
-        public static let acceptedSchemes = ["redis", "rediss", "redis+socket", "unix", "rpc", "embedded"]
+        public static let acceptedSchemes = ["redis", "rediss", "redis+socket", "unix", "sentinel", "rpc", "embedded"]
 
-        /// A Celery result backend URL (`redis://host:6379/1`, `rpc://`, `embedded`), or `nil` for no results.
+        /// A Celery result backend URL (`redis://host:6379/1`, `rpc://`, `embedded`, Celery's
+        /// `sentinel://s1:26379;sentinel://s2:26379` with ``masterName``), or `nil` for no results.
         public var url: String?
+        /// The Redis master's name for a `sentinel://` URL (Celery's `result_backend_transport_options`
+        /// `master_name`); required with `sentinel://`, refused otherwise.
+        public var masterName: String?
         /// How long a stored result is kept, as Celery's `result_expires` (default 1 day): results nobody fetches
         /// would otherwise fill the backend. `.zero` means results never expire. Never negative.
         public var expires: Duration
@@ -117,9 +130,11 @@ extension Configuration {
             url: String? = nil,
             expires: Duration = .seconds(86400),
             extended: Bool = false,
-            passwordFile: String? = nil
+            passwordFile: String? = nil,
+            masterName: String? = nil
         ) {
             self.url = url
+            self.masterName = masterName
             self.expires = expires
             self.extended = extended
             self.passwordFile = passwordFile

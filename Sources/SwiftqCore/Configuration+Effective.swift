@@ -53,6 +53,13 @@ extension Configuration {
             diagnostics += overrideDecoder.diagnostics
             sources[override.keyPath] = override.variable
         }
+        diagnostics += sentinelDiagnostics(
+            configuration,
+            file: file,
+            keyMarks: decoder.keyMarks,
+            sources: sources,
+            reported: diagnostics
+        )
         guard readingPasswordFiles else {
             guard diagnostics.isEmpty else {
                 throw ConfigurationError(diagnostics: diagnostics)

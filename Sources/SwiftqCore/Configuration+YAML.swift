@@ -10,8 +10,16 @@ extension Configuration {
     public static func parse(_ yaml: String, file: String) throws(ConfigurationError) -> Configuration {
         var decoder = ConfigurationDecoder(file: file)
         let configuration = decoder.decode(try compose(yaml, file: file))
-        guard decoder.diagnostics.isEmpty else {
-            throw ConfigurationError(diagnostics: decoder.diagnostics)
+        let diagnostics =
+            decoder.diagnostics
+            + sentinelDiagnostics(
+                configuration,
+                file: file,
+                keyMarks: decoder.keyMarks,
+                reported: decoder.diagnostics
+            )
+        guard diagnostics.isEmpty else {
+            throw ConfigurationError(diagnostics: diagnostics)
         }
         return configuration
     }

@@ -130,8 +130,19 @@ enum ConfigurationSchema {
         fields: [
             ConfigurationField(key: "url") { node, path, decoder, configuration in
                 if let url = decoder.url(node, at: path, schemes: Configuration.Broker.acceptedSchemes) {
-                    configuration.broker.url = url
+                    if let problem = FailoverURLs.problem(in: url, section: "broker") {
+                        decoder.report(problem, at: node, keyPath: path)
+                    } else {
+                        configuration.broker.url = url
+                    }
                 }
+            },
+            ConfigurationField(key: "master_name") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.broker.masterName = nil
+                    return
+                }
+                if let name = decoder.masterName(node, at: path) { configuration.broker.masterName = name }
             },
             ConfigurationField(key: "visibility_timeout") { node, path, decoder, configuration in
                 // Zero would make every reserved message fair game for redelivery at once.
@@ -246,8 +257,19 @@ enum ConfigurationSchema {
                     return
                 }
                 if let url = decoder.url(node, at: path, schemes: Configuration.ResultBackend.acceptedSchemes) {
-                    configuration.resultBackend.url = url
+                    if let problem = FailoverURLs.problem(in: url, section: "result_backend") {
+                        decoder.report(problem, at: node, keyPath: path)
+                    } else {
+                        configuration.resultBackend.url = url
+                    }
                 }
+            },
+            ConfigurationField(key: "master_name") { node, path, decoder, configuration in
+                guard !node.isNull else {
+                    configuration.resultBackend.masterName = nil
+                    return
+                }
+                if let name = decoder.masterName(node, at: path) { configuration.resultBackend.masterName = name }
             },
             ConfigurationField(key: "expires") { node, path, decoder, configuration in
                 // 0 means never, so zero is allowed.

@@ -11,6 +11,7 @@ public enum URLCredentials {
 
     /// Whether `url` carries a password, in its user info (`user:pw@`, `:pw@`) or as a `password=` query parameter.
     public static func hasPassword(_ url: String) -> Bool {
+        if let list = failoverList(url) { return list.contains(where: hasPassword) }
         guard let parts = Parts(url) else {
             return false
         }
@@ -25,6 +26,13 @@ public enum URLCredentials {
     /// `url` with `password` (percent-encoded) in its user info, keeping the user name if there is one.
     /// `url` must not already have a password (see ``hasPassword(_:)``).
     public static func settingPassword(_ password: String, in url: String) -> String {
+        if let list = failoverList(url) {
+            // AMQP hosts each log in with it; for sentinels, kombu reads the master's password from the first.
+            let isSentinel = list[0].lowercased().hasPrefix("sentinel://")
+            return list.enumerated().map { index, element in
+                isSentinel && index > 0 ? element : settingPassword(password, in: element)
+            }.joined(separator: ";")
+        }
         guard let parts = Parts(url) else {
             return url
         }
@@ -38,6 +46,7 @@ public enum URLCredentials {
     /// `url` with the password in its user info and any `password=` query value replaced by ``mask``, for output
     /// that people read (`--print-config`, logs).
     public static func masked(_ url: String) -> String {
+        if let list = failoverList(url) { return list.map(masked).joined(separator: ";") }
         guard let parts = Parts(url) else {
             return url
         }
@@ -58,6 +67,13 @@ public enum URLCredentials {
             item.split(separator: "=", maxSplits: 1).first == "password" ? "password=\(mask)" : String(item)
         }
         return result + items.joined(separator: "&")
+    }
+
+    /// The elements of kombu's `;`-separated failover list (`amqp://h1//;amqp://h2//`, `sentinel://a;sentinel://b`),
+    /// or `nil` for a single URL.
+    private static func failoverList(_ url: String) -> [String]? {
+        let list = url.split(separator: ";", omittingEmptySubsequences: false).map(String.init)
+        return list.count > 1 ? list : nil
     }
 
     /// Every byte outside RFC 3986's unreserved characters as `%XX`, so `@`, `:`, `/` and `%` in a password

@@ -26,20 +26,37 @@ public final class KombuQueueWatcher {
     ///
     /// - Parameters:
     ///   - commandTimeout: bounds the setup replies and the read of each invalidation message once it started.
-    public init(
+    public convenience init(
         url: RedisURL,
         layout: KombuRedisLayout,
         queues: [String],
         connectTimeout: Duration = .seconds(5),
         commandTimeout: Duration = .seconds(10)
     ) throws(RedisError) {
+        try self.init(
+            target: .server(url),
+            layout: layout,
+            queues: queues,
+            connectTimeout: connectTimeout,
+            commandTimeout: commandTimeout
+        )
+    }
+
+    /// The same, on the server a ``RedisTarget`` names now (the sentinels' master).
+    public init(
+        target: RedisTarget,
+        layout: KombuRedisLayout,
+        queues: [String],
+        connectTimeout: Duration = .seconds(5),
+        commandTimeout: Duration = .seconds(10)
+    ) throws(RedisError) {
         precondition(!queues.isEmpty, "a watcher needs at least one queue")
-        let connection = try RedisConnection(
-            url: url,
+        let connection = try target.connect(
             connectTimeout: connectTimeout,
             commandTimeout: commandTimeout,
             clientName: "swiftq-queue-watcher"
         )
+        let url = connection.url
         let prefixes = Self.nonOverlapping(queues.map { layout.queueKey(queue: $0, priority: 0) })
         guard let id = try connection.command("CLIENT", "ID").integer else {
             throw RedisError(code: .protocol, message: "CLIENT ID on \(url.redacted) did not return an integer")

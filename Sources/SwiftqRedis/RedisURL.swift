@@ -47,6 +47,12 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     /// Every error is a ``RedisError`` with code ``RedisError/Code-swift.struct/invalidURL`` whose message names
     /// the problem; the password never appears in it.
     public init(parsing text: String) throws(RedisError) {
+        try self.init(parsing: text, allowingSentinel: false)
+    }
+
+    /// Parses a server URL, or with `allowingSentinel` one `sentinel://` element of a sentinel list (TCP only, port
+    /// 26379 by default): ``RedisSentinelURL`` reads its lists with this.
+    init(parsing text: String, allowingSentinel: Bool) throws(RedisError) {
         guard let schemeEnd = text.firstRange(of: "://") else {
             throw Self.invalid(text, "expected redis://host[:port][/db] or redis+socket:///path/to.sock")
         }
@@ -65,7 +71,13 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         var pathDatabase: Int?
         let endpoint: Endpoint
         switch scheme {
-        case "redis":
+        case "sentinel" where !allowingSentinel:
+            throw Self.invalid(
+                text,
+                "sentinel:// names Redis Sentinels, not a server: use it as broker.url or result_backend.url "
+                    + "together with master_name"
+            )
+        case "redis", "sentinel":
             let slash = rest.firstIndex(of: "/") ?? rest.endIndex
             var authority = rest[..<slash]
             let path = rest[slash...]
@@ -73,7 +85,11 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                 (username, password) = try Self.parseUserInfo(authority[..<at], url: text)
                 authority = authority[authority.index(after: at)...]
             }
-            let (host, port) = try Self.parseHostPort(authority, url: text)
+            let (host, port) = try Self.parseHostPort(
+                authority,
+                url: text,
+                defaultPort: scheme == "sentinel" ? RedisSentinelURL.defaultPort : Self.defaultPort
+            )
             endpoint = .tcp(host: host, port: port)
             if path.count > 1 {
                 guard let number = Int(path.dropFirst()), number >= 0 else {
@@ -168,12 +184,12 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 // MARK: - Parsing helpers
 
 extension RedisURL {
-    private static func invalid(_ url: String, _ reason: String) -> RedisError {
+    static func invalid(_ url: String, _ reason: String) -> RedisError {
         RedisError(code: .invalidURL, message: "invalid Redis URL '\(redactedForError(url))': \(reason)")
     }
 
     /// The URL text as given, with anything that may be a password masked, for error messages.
-    private static func redactedForError(_ url: String) -> String {
+    static func redactedForError(_ url: String) -> String {
         var text = Substring(url)
         var result = ""
         if let schemeEnd = text.firstRange(of: "://") {
@@ -233,7 +249,11 @@ extension RedisURL {
         return (user.isEmpty ? nil : user, password)
     }
 
-    private static func parseHostPort(_ authority: Substring, url: String) throws(RedisError) -> (String, Int) {
+    private static func parseHostPort(
+        _ authority: Substring,
+        url: String,
+        defaultPort: Int
+    ) throws(RedisError) -> (String, Int) {
         var host: Substring
         var portText: Substring?
         if authority.hasPrefix("[") {

@@ -71,7 +71,7 @@ struct ConfigurationEffectiveTests {
         #expect(
             Self.diagnostics("", environment: ["SWIFTQ_BROKER_URL": "localhost:6379"]) == [
                 "$SWIFTQ_BROKER_URL: broker.url: expected a URL with scheme embedded, redis, rediss, redis+socket, "
-                    + "unix, amqp or amqps, got \"localhost:6379\""
+                    + "unix, sentinel, amqp or amqps, got \"localhost:6379\""
             ]
         )
         #expect(

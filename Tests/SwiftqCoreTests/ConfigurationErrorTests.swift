@@ -23,7 +23,7 @@ struct ExpectedDiagnostic: Sendable, CustomTestStringConvertible {
 
 @Suite("Configuration: rejected files")
 struct ConfigurationErrorTests {
-    static let brokerSchemes = "embedded, redis, rediss, redis+socket, unix, amqp or amqps"
+    static let brokerSchemes = "embedded, redis, rediss, redis+socket, unix, sentinel, amqp or amqps"
 
     static let cases: [ExpectedDiagnostic] = [
         // Wrong types for integer settings: the message shows what was found.
@@ -205,7 +205,7 @@ struct ConfigurationErrorTests {
             2,
             8,
             "result_backend.url",
-            "expected a URL with scheme redis, rediss, redis+socket, unix, rpc or embedded, "
+            "expected a URL with scheme redis, rediss, redis+socket, unix, sentinel, rpc or embedded, "
                 + "got \"amqp://guest@localhost//\""
         ),
         // Queues.

@@ -41,6 +41,7 @@ struct ConfigurationSampleTests {
         #expect(
             Configuration.knownKeyPaths == [
                 "broker.url",
+                "broker.master_name",
                 "broker.visibility_timeout",
                 "broker.heartbeat",
                 "broker.connect_timeout",
@@ -53,6 +54,7 @@ struct ConfigurationSampleTests {
                 "broker.global_qos",
                 "broker.password_file",
                 "result_backend.url",
+                "result_backend.master_name",
                 "result_backend.expires",
                 "result_backend.extended",
                 "result_backend.password_file",

@@ -45,7 +45,7 @@ import Testing
         let (first, second) = ("plans-a-\(suffix)", "plans-b-\(suffix)")
         let node = "plans-\(suffix)@test"
         let transport = try AMQPTransport(
-            url: try AMQPURL(parsing: try #require(Self.url)),
+            urls: [try AMQPURL(parsing: try #require(Self.url))],
             tls: nil,
             broker: Configuration().broker,
             queues: [first, second],

@@ -130,8 +130,8 @@ import Testing
     func run(_ body: (Server, RedisTransport, RedisConnection) throws -> Void) throws {
         let server = try Server()
         let transport = try RedisTransport(
-            brokerURL: server.url(0),
-            backendURL: server.url(1),
+            broker: .server(server.url(0)),
+            backend: .server(server.url(1)),
             queues: ["in"],
             node: "plans@test",
             resultExpires: nil,

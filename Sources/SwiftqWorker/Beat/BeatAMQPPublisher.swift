@@ -13,7 +13,9 @@ import SwiftqPool
 /// Heartbeats are off: the connection may sit idle between runs for hours, and a dead one is replaced on the next
 /// publish. Blocking; used only from the beat process's loop thread.
 final class BeatAMQPPublisher {
-    private let url: AMQPURL
+    /// The broker's hosts (kombu's failover list); a failed publish moves on to the next (round robin).
+    private let urls: [AMQPURL]
+    private var hostIndex = 0
     private let tls: AMQPTLSOptions?
     private let queueArguments: OrderedDictionary<String, JSONValue>
     private var connection: AMQPConnection?
@@ -21,10 +23,10 @@ final class BeatAMQPPublisher {
     private let channel: UInt16 = 1
 
     init(configuration: Configuration) throws(AMQPError) {
-        url = try AMQPURL(parsing: configuration.broker.url)
+        urls = try AMQPURL.failoverList(parsing: configuration.broker.url)
         let tlsSettings = configuration.broker.tls
         tls =
-            url.usesTLS
+            urls[0].usesTLS
             ? AMQPTLSOptions(
                 caFile: tlsSettings.caFile,
                 certFile: tlsSettings.certFile,
@@ -45,6 +47,7 @@ final class BeatAMQPPublisher {
         } catch {
             connection = nil
             declared = []
+            hostIndex = (hostIndex + 1) % urls.count
             try publishOnce(message, queue: queue, priority: priority)
         }
     }
@@ -90,7 +93,7 @@ final class BeatAMQPPublisher {
 
     private func connected() throws(AMQPError) -> AMQPConnection {
         if let connection { return connection }
-        let fresh = try AMQPConnection(url: url, tls: tls, heartbeat: .zero, connectionName: "swiftqd beat")
+        let fresh = try AMQPConnection(url: urls[hostIndex], tls: tls, heartbeat: .zero, connectionName: "swiftqd beat")
         try fresh.openChannel(channel)
         try fresh.confirmSelect(channel: channel)
         connection = fresh

@@ -273,8 +273,9 @@ final class BeatProcess {
             return false
         }
         do {
-            let connection = try RedisConnection(
-                url: try RedisURL(parsing: url),
+            // Through sentinels, each reconnect asks them for the master again.
+            let masterName = isAMQPBroker ? configuration.resultBackend.masterName : configuration.broker.masterName
+            let connection = try RedisTarget(parsing: url, masterName: masterName).connect(
                 connectTimeout: .seconds(2),
                 commandTimeout: .seconds(2),
                 clientName: "swiftq:beat"
@@ -301,7 +302,7 @@ final class BeatProcess {
             url = Configuration.EmbeddedBroker.url(for: configuration, database: isAMQPBroker ? 1 : 0)
         }
         let scheme = url.split(separator: ":").first.map { $0.lowercased() } ?? ""
-        return ["redis", "rediss", "redis+socket", "unix"].contains(scheme) ? url : nil
+        return ["redis", "rediss", "redis+socket", "unix", "sentinel"].contains(scheme) ? url : nil
     }
 
     private func brokerFailed(_ error: any Error, now: Double) {

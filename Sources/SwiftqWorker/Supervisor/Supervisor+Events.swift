@@ -30,10 +30,12 @@ extension Supervisor {
             now: CeleryTimestamp.now.secondsSince1970
         )
         let tls = configuration.broker.tls
+        let masterName = configuration.broker.masterName
         let announce: @Sendable () -> String? = {
             do {
                 if isAMQP {
-                    let brokerURL = try AMQPURL(parsing: url)
+                    // The first host of a failover list: a best-effort notice, not worth a round of the list.
+                    let brokerURL = try AMQPURL.failoverList(parsing: url)[0]
                     let connection = try AMQPConnection(
                         url: brokerURL,
                         tls: brokerURL.usesTLS
@@ -59,12 +61,8 @@ extension Supervisor {
                         body: message.body
                     )
                 } else {
-                    let brokerURL = try RedisURL(parsing: url)
-                    let connection = try RedisConnection(
-                        url: brokerURL,
-                        connectTimeout: .seconds(3),
-                        commandTimeout: .seconds(3)
-                    )
+                    let brokerURL = try RedisTarget(parsing: url, masterName: masterName)
+                    let connection = try brokerURL.connect(connectTimeout: .seconds(3), commandTimeout: .seconds(3))
                     let channel = KombuRedisLayout().fanoutChannel(
                         exchange: message.exchange,
                         routingKey: message.routingKey,
