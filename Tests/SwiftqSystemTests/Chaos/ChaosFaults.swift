@@ -39,12 +39,15 @@ struct SeededGenerator: RandomNumberGenerator {
 
 /// The chaos suite's knobs, from the environment (docs/chaos.md): `SWIFTQ_CHAOS_SEED` (a number; random and
 /// printed when unset), `SWIFTQ_CHAOS_TASKS` (tasks per round, at least 10,000 in CI), `SWIFTQ_CHAOS_FAULTS_PER_KIND`
-/// (per round), `SWIFTQ_CHAOS_SOAK` (a duration such as `1h` or `20m`: rounds repeat until it has passed).
+/// (per round), `SWIFTQ_CHAOS_TASK_MS` (each task's sleep), `SWIFTQ_CHAOS_SOAK` (a duration such as `1h` or `20m`: rounds repeat until it has passed).
 struct ChaosSettings: Sendable {
     var seed: UInt64
     var tasksPerRound: Int
     var faultsPerKind: Int
     var soak: Double?
+    /// How long each of the round's tasks sleeps after its ledger line: paces the run so that the faults land on a
+    /// busy worker, and a kill during the sleep makes the task run again.
+    var taskSeconds: Double
     var concurrency = 4
 
     static func fromEnvironment() throws -> ChaosSettings {
@@ -72,7 +75,19 @@ struct ChaosSettings: Sendable {
             }
             return seconds
         }
-        return ChaosSettings(seed: seed, tasksPerRound: tasks ?? 10_000, faultsPerKind: perKind ?? 2, soak: soak)
+        let milliseconds = try environment["SWIFTQ_CHAOS_TASK_MS"].map { given in
+            guard let value = Int(given), value >= 0 else {
+                throw TestSetupError("SWIFTQ_CHAOS_TASK_MS=\(given) is not a number of milliseconds")
+            }
+            return value
+        }
+        return ChaosSettings(
+            seed: seed,
+            tasksPerRound: tasks ?? 10_000,
+            faultsPerKind: perKind ?? 2,
+            soak: soak,
+            taskSeconds: Double(milliseconds ?? 20) / 1000
+        )
     }
 
     /// `90`, `90s`, `20m`, `1h`.

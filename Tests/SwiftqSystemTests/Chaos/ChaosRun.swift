@@ -376,14 +376,23 @@ final class ChaosRun {
 
     // MARK: The run
 
-    /// One round: `tasksPerRound` tasks, the seeded faults at their moments, then every task to a result.
+    /// One round: `tasksPerRound` tasks queued while swiftqd is stopped (a stock Python producer is slower than the
+    /// worker: sent meanwhile, the tasks would all have run before the first fault), swiftqd started, the seeded
+    /// faults at their moments, every task to a result, and swiftqd stopped again with SIGTERM.
     func round(_ number: Int) throws {
+        if let supervisor, supervisor.process.isRunning {
+            supervisor.process.stop(signal: SIGTERM, timeout: 60)
+        }
         let before = executions
         let sentBefore = tasksSent
-        try send(settings.tasksPerRound)
+        try send(settings.tasksPerRound, seconds: settings.taskSeconds)
+        try startSupervisor()
         let schedule = chaosSchedule(perKind: settings.faultsPerKind, using: &generator)
+        var recovered = 0
         for (at, kind) in schedule {
-            let target = before + Int(at * Double(settings.tasksPerRound))
+            // Each fault waits for its moment, and for the worker to have run a few tasks since the previous one
+            // (so every fault hits a worker that recovered, and a worker that does not recover is caught).
+            let target = max(before + Int(at * Double(settings.tasksPerRound)), recovered)
             // A run that makes no progress for two minutes is a hang: the judge reports what is missing.
             var lastCount = executions
             var lastProgress = Date()
@@ -398,6 +407,7 @@ final class ChaosRun {
                 }
             }
             try inject(kind)
+            recovered = executions + settings.concurrency * 5
         }
         // Everything sent so far must end with a stored result and an empty queue.
         let complete = wait(timeout: 180) {
@@ -530,12 +540,12 @@ final class ChaosRun {
     }
 
     /// The supervisors' RSS: after a warm-up, the last samples may not exceed the first by more than 10 % + 4 MiB.
-    /// Lifetimes shorter than 30 s (killed soon after a restart) have too few samples to judge and are listed only.
+    /// Lifetimes shorter than 20 s (killed soon after a restart) have too few samples to judge and are listed only.
     func rssVerdicts() -> [(pid: Int32, early: Int, late: Int, peak: Int, flat: Bool?)] {
         supervisors.map { supervisor in
             let samples = supervisor.rssSamples.filter { $0.seconds >= 5 }.map(\.kib)
             let peak = supervisor.rssSamples.map(\.kib).max() ?? 0
-            guard samples.count >= 25 else {
+            guard samples.count >= 15 else {
                 return (supervisor.pid, samples.first ?? 0, samples.last ?? 0, peak, nil)
             }
             let tenth = max(3, samples.count / 10)

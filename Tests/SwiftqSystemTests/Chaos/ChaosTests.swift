@@ -25,7 +25,6 @@ import Testing
         )
         let run = try ChaosRun(settings: settings, broker: broker)
         let started = Date()
-        try run.startSupervisor()
         var rounds = 0
         repeat {
             rounds += 1
