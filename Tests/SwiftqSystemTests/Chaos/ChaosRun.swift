@@ -317,7 +317,8 @@ final class ChaosRun {
             // The supervisor starts a new consumer; wait until it lists one with a pool again.
             _ = wait(timeout: 60) {
                 let now = children()
-                return now.contains { $0.role == "consumer" && $0.pid != consumer } && now.contains { $0.role == "pool" }
+                return now.contains { $0.role == "consumer" && $0.pid != consumer }
+                    && now.contains { $0.role == "pool" }
             }
             record(kind, started: started, "pid \(consumer) and its \(pool.count) pool children")
         case .supervisorKill:
@@ -476,7 +477,9 @@ final class ChaosRun {
                 continue
             }
             guard let range = line.range(of: "swiftq.task.id=") else { continue }
-            let id = line[range.upperBound...].prefix { $0 != " " }.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            let id = line[range.upperBound...].prefix { $0 != " " }.trimmingCharacters(
+                in: CharacterSet(charactersIn: "\"")
+            )
             evidence[id, default: []].insert(kind)
         }
         return evidence
@@ -527,7 +530,9 @@ final class ChaosRun {
     func lost() -> [String] {
         readLedger()
         let ran = Set(ledger.map(\.id))
-        let sent = ((try? String(contentsOfFile: idsPath, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        let sent = ((try? String(contentsOfFile: idsPath, encoding: .utf8)) ?? "").split(separator: "\n").map(
+            String.init
+        )
         return sent.filter { !ran.contains($0) }
     }
 

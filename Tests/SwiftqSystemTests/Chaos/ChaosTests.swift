@@ -48,7 +48,11 @@ import Testing
             table.row("fault: \(kind.rawValue)", "\(run.faults.filter { $0.kind == kind }.count)")
         }
         table.row("lost (never ran)", "\(lost.count)", ok: lost.isEmpty)
-        table.row("results missing or not SUCCESS", "\(results.missingCount) \(results.states)", ok: results.missingCount == 0)
+        table.row(
+            "results missing or not SUCCESS",
+            "\(results.missingCount) \(results.states)",
+            ok: results.missingCount == 0
+        )
         let unexplained = duplicates.filter { !$0.explained }
         table.row("duplicates", "\(duplicates.count) (unexplained: \(unexplained.count))", ok: unexplained.isEmpty)
         let causes = Dictionary(grouping: duplicates, by: { Self.causeKind($0.cause) }).mapValues(\.count)
@@ -81,8 +85,9 @@ import Testing
         #expect(rss.allSatisfy { $0.flat ?? true }, "supervisor RSS grew: \(rss)")
         #expect(run.problems.isEmpty, "\(run.problems) (\(context))")
         #expect(Set(run.faults.map(\.kind)) == Set(ChaosFault.allCases), "every kind of fault ran")
-        if !(lost.isEmpty && unexplained.isEmpty && run.problems.isEmpty && results.missingCount == 0) {
-            // Keep the evidence of a failed run: the directory is removed with the run otherwise.
+        let failed = !(lost.isEmpty && unexplained.isEmpty && run.problems.isEmpty && results.missingCount == 0)
+        if failed || ProcessInfo.processInfo.environment["SWIFTQ_CHAOS_KEEP"] == "1" {
+            // Keep the evidence of a failed run (or when asked): the directory is removed with the run otherwise.
             let kept = "/tmp/swiftq-chaos-\(broker.name.lowercased())-\(settings.seed)"
             try? FileManager.default.removeItem(atPath: kept)
             try? FileManager.default.copyItem(atPath: run.directory.path, toPath: kept)
