@@ -72,10 +72,15 @@ final class ChaosProxy: @unchecked Sendable {
 
     /// Stops forwarding for `seconds` (bytes wait in the kernel's buffers), then forwards again.
     func stall(seconds: Double) {
-        lock.withLock { stalled = true }
+        beginStall()
         Thread.sleep(forTimeInterval: seconds)
-        lock.withLock { stalled = false }
+        endStall()
     }
+
+    /// Stops forwarding until ``endStall()``.
+    func beginStall() { lock.withLock { stalled = true } }
+
+    func endStall() { lock.withLock { stalled = false } }
 
     var openConnections: Int { lock.withLock { connections.count } }
 

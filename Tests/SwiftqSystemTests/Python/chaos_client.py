@@ -1,6 +1,6 @@
 """The chaos suite's producer and result checker (Tests/SwiftqSystemTests/Chaos).
 
-send BROKER COUNT IDS_FILE LEDGER SECONDS
+send BROKER COUNT IDS_FILE LEDGER SECONDS [QUEUE]
     Sends COUNT `chaos.record(LEDGER, SECONDS)` tasks with a stock Celery producer (one connection) and appends
     their ids to IDS_FILE, one per line, each only once its publish returned.
 results BACKEND IDS_FILE
@@ -14,7 +14,7 @@ import uuid
 from celery import Celery
 
 
-def send(broker: str, count: int, ids_file: str, ledger: str, seconds: float) -> None:
+def send(broker: str, count: int, ids_file: str, ledger: str, seconds: float, queue: str) -> None:
     app = Celery("swiftq-chaos", broker=broker)
     app.conf.broker_connection_retry_on_startup = False
     with open(ids_file, "a", encoding="utf-8") as ids, app.producer_or_acquire() as producer:
@@ -22,7 +22,9 @@ def send(broker: str, count: int, ids_file: str, ledger: str, seconds: float) ->
             task_id = str(uuid.uuid4())
             # No publish retry: a retried publish whose first attempt reached the broker would send the id twice,
             # a duplicate the worker did not cause. The test never disturbs the broker while this runs.
-            app.send_task("chaos.record", args=[ledger, seconds], task_id=task_id, producer=producer, retry=False)
+            app.send_task(
+                "chaos.record", args=[ledger, seconds], task_id=task_id, producer=producer, retry=False, queue=queue
+            )
             ids.write(task_id + "\n")
     print(json.dumps({"sent": count}))
 
@@ -52,7 +54,8 @@ def results(backend: str, ids_file: str) -> None:
 
 def main() -> None:
     if sys.argv[1] == "send":
-        send(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], float(sys.argv[6]))
+        queue = sys.argv[7] if len(sys.argv) > 7 else "celery"
+        send(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], float(sys.argv[6]), queue)
     elif sys.argv[1] == "results":
         results(sys.argv[2], sys.argv[3])
     else:
