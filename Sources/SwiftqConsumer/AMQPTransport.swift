@@ -31,7 +31,9 @@ import Glibc
 /// - Delivery tags are only valid on the connection that delivered them, so each connection gets a generation
 ///   and a tag is `"<generation>:<tag>"`. After a reconnect, acks for older tags are not sent (the broker has
 ///   already put those messages back, marked redelivered); a task that *finished* meanwhile is remembered, and
-///   its redelivered copy is acked without running it again.
+///   its redelivered copy is acked without running it again. So is one whose ack was sent (or decided) shortly
+///   before the connection failed: AMQP never confirms an ack, so it may have died in a socket buffer
+///   (`Session.sentAcks`, matched on id, retries and child kills so that a retry or worker-lost copy still runs).
 /// - With a Redis result backend, a ``ResultWriter`` thread stores results first and hands the acks back here.
 package final class AMQPTransport: BrokerTransport {
     package let events: Mailbox<BrokerEvent>
