@@ -136,6 +136,13 @@ let package = Package(
             ],
             path: "Examples/CelerySuiteWorker"
         ),
+        // The worker of the chaos suite: swiftqd plus `chaos.record`, which counts each execution in a ledger file
+        // (Tests/SwiftqSystemTests/Chaos, docs/chaos.md). Not shipped.
+        .executableTarget(
+            name: "swiftq-chaos-worker",
+            dependencies: ["SwiftqWorker"],
+            path: "Examples/ChaosWorker"
+        ),
         // Micro-benchmark of EventLoop timers against the loop before heap timers (bench/timers/run). Not a test.
         .executableTarget(
             name: "swiftq-bench-timers",
@@ -184,6 +191,7 @@ let package = Package(
             // The executables are dependencies so that `swift test` builds them before the tests run them.
             dependencies: [
                 "SwiftqCore", "SwiftqControl", "SwiftqPlatform", "swiftqd", "swiftqctl", "swiftq-example-worker",
+                "swiftq-chaos-worker",
             ],
             // Python scripts the tests run with the Celery venv; not Swift sources.
             exclude: ["Python"]

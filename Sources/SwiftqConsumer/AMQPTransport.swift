@@ -31,7 +31,9 @@ import Glibc
 /// - Delivery tags are only valid on the connection that delivered them, so each connection gets a generation
 ///   and a tag is `"<generation>:<tag>"`. After a reconnect, acks for older tags are not sent (the broker has
 ///   already put those messages back, marked redelivered); a task that *finished* meanwhile is remembered, and
-///   its redelivered copy is acked without running it again.
+///   its redelivered copy is acked without running it again. So is one whose ack was sent (or decided) shortly
+///   before the connection failed: AMQP never confirms an ack, so it may have died in a socket buffer
+///   (`Session.sentAcks`, matched on id, retries and child kills so that a retry or worker-lost copy still runs).
 /// - With a Redis result backend, a ``ResultWriter`` thread stores results first and hands the acks back here.
 package final class AMQPTransport: BrokerTransport {
     package let events: Mailbox<BrokerEvent>
@@ -215,6 +217,13 @@ package final class AMQPTransport: BrokerTransport {
         var outstanding = Set<UInt64>()
         /// Acks decided in this turn, sent together by ``flushAcks(_:)``.
         var pendingAcks: [UInt64] = []
+        /// The identity (``AMQPTransport/deliveryKey(_:)``) of each outstanding task delivery.
+        var keyByTag: [UInt64: String] = [:]
+        /// The identities of the last acks sent on this connection (at most ``sentAckMemory``). AMQP never confirms
+        /// an ack: one still in a socket buffer when the connection fails is lost, and the broker redelivers a task
+        /// that already ran. When the connection fails these join the `lost` set (``uncertainAcks``), so such a
+        /// redelivered copy is acked without running again; an ack that did arrive leaves an entry nobody asks for.
+        var sentAcks = OrderedSet<String>()
         var prefetch: Int
         var lastDelivery: ContinuousClock.Instant?
         var nextStarvationCheck: ContinuousClock.Instant = .now
@@ -261,6 +270,10 @@ package final class AMQPTransport: BrokerTransport {
                 events.post(.state(connected: false, detail: describeAtHost(error)))
                 // Unconfirmed results are lost with the connection; their tasks' messages come back redelivered
                 // (they were not acked), so the results are published again when the tasks run again.
+                for key in Self.uncertainAcks(current) { finishedWithLostAck.append(key) }
+                if finishedWithLostAck.count > 10_000 {
+                    finishedWithLostAck.removeFirst(finishedWithLostAck.count - 10_000)
+                }
                 current.connection.close()
                 session = nil
                 generation.add(1, ordering: .releasing)
@@ -712,6 +725,13 @@ package final class AMQPTransport: BrokerTransport {
     /// the others one by one. Fewer frames for the broker to handle, the same acks.
     private func flushAcks(_ session: inout Session) throws {
         guard !session.pendingAcks.isEmpty else { return }
+        for tag in session.pendingAcks {
+            guard let key = session.keyByTag.removeValue(forKey: tag) else { continue }
+            session.sentAcks.append(key)
+        }
+        if session.sentAcks.count > Self.sentAckMemory {
+            session.sentAcks.removeFirst(session.sentAcks.count - Self.sentAckMemory)
+        }
         var rest = Set(session.pendingAcks)
         session.pendingAcks.removeAll(keepingCapacity: true)
         var runEnd: UInt64?
@@ -762,12 +782,29 @@ package final class AMQPTransport: BrokerTransport {
                 requeue: plan.disposition == .requeue
             )
             session.outstanding.remove(deliveryTag)
+            session.keyByTag.removeValue(forKey: deliveryTag)
         case .ack:
             session.pendingAcks.append(deliveryTag)
         case .none:
             return
         }
         settled.append(tag)
+    }
+
+    /// How many sent acks a connection remembers: far more than any prefetch window keeps in flight.
+    package static let sentAckMemory = 4096
+
+    /// What tells one delivered task message from another with the same id: a retry copy has `retries` + 1, a
+    /// worker-lost copy one more child kill. Only a redelivery of the very message whose ack was uncertain matches.
+    package static func deliveryKey(_ message: TaskMessage) -> String {
+        let kills = message.headers[DeliveryMachine.childKillsHeader]?.intValue ?? 0
+        return "\(message.id)#\(message.retries)#\(kills)"
+    }
+
+    /// The deliveries of a failed connection whose ack may not have reached the broker: sent (uncertain, as AMQP
+    /// never confirms an ack) or decided and not yet sent.
+    private static func uncertainAcks(_ session: Session) -> [String] {
+        Array(session.sentAcks) + session.pendingAcks.compactMap { session.keyByTag[$0] }
     }
 
     private static func split(_ tag: String) -> (Int, UInt64)? {
@@ -795,8 +832,11 @@ package final class AMQPTransport: BrokerTransport {
                 delivered.append(.undecodable(error, deliveryTag: tag, queue: queue))
                 return
             }
-            if delivery.redelivered, lost.contains(message.id) {
+            let key = Self.deliveryKey(message)
+            session.keyByTag[delivery.deliveryTag] = key
+            if delivery.redelivered, lost.contains(message.id) || lost.contains(key) {
                 lost.remove(message.id)
+                lost.remove(key)
                 session.pendingAcks.append(delivery.deliveryTag)
                 events.post(
                     .notice(
