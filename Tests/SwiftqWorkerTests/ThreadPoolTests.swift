@@ -5,6 +5,10 @@ import Testing
 
 @testable import SwiftqPool
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The threads and solo pools on a real event loop and real threads.
 @Suite struct ThreadPoolTests {
     final class Recorder {
