@@ -1,7 +1,9 @@
 # swiftq: build and install swiftqd and swiftqctl.
 #
-#   make                      release build, Swift runtime linked statically (needs only Debian's librabbitmq4,
-#                             libhiredis0.14, libyaml-0-2 and libstdc++6 at run time)
+#   make                      release build (dev/build-release): static, non-PIE executables with functions in
+#                             start-up order, the very binary bench/run measures; where a C library has no static
+#                             archive, non-PIE with the Swift runtime static (then Debian's librabbitmq4,
+#                             libhiredis0.14, libyaml-0-2 and libstdc++6 are needed at run time)
 #   sudo make install         into PREFIX (default /usr/local); DESTDIR=/tmp/pkg for a staging tree
 #   sudo make uninstall       removes what install put, except a configuration file that was edited
 #
@@ -41,7 +43,6 @@ ZSHCOMPDIR = $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR = $(PREFIX)/share/fish/vendor_completions.d
 CONFDIR = /etc/swiftq
 
-SWIFTFLAGS = -c release --static-swift-stdlib --scratch-path $(SCRATCH)
 BUILT = $(SCRATCH)/release
 COMPLETIONS = $(SCRATCH)/completions
 PROGRAMS = swiftqctl swiftqd
@@ -54,8 +55,7 @@ INSTALL = install
 all: build
 
 build:
-	$(SWIFT) build $(SWIFTFLAGS) --product swiftqd
-	$(SWIFT) build $(SWIFTFLAGS) --product swiftqctl
+	SWIFT="$(SWIFT)" SCRATCH="$(SCRATCH)" dev/build-release >/dev/null
 
 # argument-parser writes each shell's completion script.
 completions: build

@@ -6,6 +6,13 @@ Scenarios (each run against both workers, with the same concurrency):
   roundtrip  K sequential `send_task(...).get()` round trips from a Python client: p50/p99 ms
   rss        peak resident memory of the worker's whole process tree during the run
 
+For swiftqd, each scenario also reports what each task cost on the hot path (swiftqctl stats' `throughput`,
+read over the control socket before and after the scenario): consumer loop wake-ups, pool frames, thread
+wake-ups and broker round trips per task, and the mean reserve/ack/store batch sizes.
+
+--pool prefork|threads|solo picks swiftqd's `worker.pool`. --profile runs swiftqd under `strace -c -f` for the
+drain scenario only (slower: the figures are syscall counts per task, not a throughput) and prints the summary.
+
 With --broker amqp the same three scenarios run on a RabbitMQ node (results in Redis, as above): the queue is
 pre-filled while no worker consumes it, and the clock starts when the first message leaves it.
 
@@ -117,6 +124,47 @@ def prefill(broker, envelope, count, key):
     return ids
 
 
+def control_stats(socket_path):
+    """swiftqd's `stats` over its control socket (newline-delimited JSON), or None."""
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(socket_path)
+            s.sendall(b'{"id":1,"command":"stats"}\n')
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        reply = json.loads(data)
+        return reply.get("result") if reply.get("ok") else None
+    except (OSError, ValueError):
+        return None
+
+
+COUNTERS = ["loop_wakeups", "pool_frames", "thread_wakeups", "broker_round_trips"]
+
+
+def throughput_delta(before, after):
+    """Per-task costs between two `stats` replies: the counters' growth over the tasks finished meanwhile, and the
+    mean size of the reserve/ack/store batches made meanwhile."""
+    if not before or not after or not before.get("throughput") or not after.get("throughput"):
+        return None
+    b, a = before["throughput"], after["throughput"]
+    tasks = a["tasks"] - b["tasks"]
+    if tasks <= 0:
+        return None
+    delta = {"tasks": tasks}
+    for key in COUNTERS:
+        delta[key] = (a[key] - b[key]) / tasks
+    for batch in ["reserve", "ack", "store"]:
+        batches = a["batches"][batch]["batches"] - b["batches"][batch]["batches"]
+        items = a["batches"][batch]["items"] - b["batches"][batch]["items"]
+        delta[batch + "_batch"] = items / batches if batches else None
+    return delta
+
+
 def wait_until(predicate, timeout, interval=0.005):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,18 +177,27 @@ def wait_until(predicate, timeout, interval=0.005):
 class Worker:
     """Starts and stops one worker kind against the given Redis URLs."""
 
-    def __init__(self, kind, concurrency, broker_url, backend_url, workdir, swiftqd, events=False, metrics=False):
+    def __init__(self, kind, concurrency, broker_url, backend_url, workdir, swiftqd, pool="prefork", profile=False,
+                 events=False, metrics=False):
         self.kind, self.concurrency = kind, concurrency
         # --events: Celery's task events on (swiftqd events.enabled, celery -E); --metrics: swiftqd's /metrics on.
         self.events, self.metrics = events, metrics
         self.broker_url, self.backend_url = broker_url, backend_url
         self.workdir, self.swiftqd = workdir, swiftqd
+        self.pool, self.profile = pool, profile
         self.process = None
+        self.socket = os.path.join(workdir, "swiftqd.sock")
+        self.strace_output = os.path.join(workdir, "strace.txt")
+
+    def stats(self):
+        return control_stats(self.socket) if self.kind == "swiftqd" else None
 
     def start(self, broker, ready=None):
         log = open(os.path.join(self.workdir, f"{self.kind}.log"), "ab")
         if self.kind == "swiftqd":
             config = os.path.join(self.workdir, "swiftqd.yaml")
+            # Only when asked: an older swiftqd (a baseline) does not know the key.
+            pool = f"  pool: {self.pool}\n" if self.pool != "prefork" else ""
             with open(config, "w") as f:
                 f.write(f"""broker:
   url: {self.broker_url}
@@ -148,9 +205,9 @@ result_backend:
   url: {self.backend_url}
 worker:
   concurrency: {self.concurrency}
-  queues: [{QUEUE}]
+{pool}  queues: [{QUEUE}]
 control:
-  socket: {self.workdir}/swiftqd.sock
+  socket: {self.socket}
 logging:
   level: warning
 """)
@@ -158,7 +215,10 @@ logging:
                     f.write("events:\n  enabled: true\n")
                 if self.metrics:
                     f.write(f"metrics:\n  listen: 127.0.0.1:{free_port()}\n")
-            self.process = subprocess.Popen([self.swiftqd, "--config", config], stdout=log, stderr=log)
+            command = [self.swiftqd, "--config", config]
+            if self.profile:
+                command = ["strace", "-c", "-f", "-U", "name,calls,errors", "-o", self.strace_output] + command
+            self.process = subprocess.Popen(command, stdout=log, stderr=log)
         else:
             env = dict(os.environ, PYTHONPATH=HERE, BENCH_BROKER=self.broker_url, BENCH_BACKEND=self.backend_url)
             self.process = subprocess.Popen(
@@ -177,7 +237,12 @@ logging:
 
     def stop(self):
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            target = self.process.pid
+            if self.profile:
+                # strace's child is swiftqd's supervisor: stop it, and strace writes its summary once all exited.
+                with open(f"/proc/{target}/task/{target}/children") as f:
+                    target = int(f.read().split()[0])
+            os.kill(target, signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
@@ -191,7 +256,8 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
     broker.flushdb()
     backend.flushdb()
     app = Celery("bench-client", broker=urls["broker"], backend=urls["backend"])
-    worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.events, args.metrics)
+    worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.pool,
+                    args.profile and kind == "swiftqd", events=args.events, metrics=args.metrics)
     worker.start(broker)
     sampler = RSSSampler(worker.process.pid)
     sampler.start()
@@ -200,24 +266,33 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
         # drain: pre-fill a holding list, then RENAME it onto the queue so the worker sees all at once.
         envelope = template_envelope(app, broker, "swiftq.ping", [], ignore_result=True)
         prefill(broker, envelope, args.drain, "bench-hold")
+        before = worker.stats()
         started = time.monotonic()
         broker.rename("bench-hold", QUEUE)
         ok = wait_until(lambda: broker.llen(QUEUE) == 0 and broker.hlen("unacked") == 0, 600, 0.002)
         elapsed = time.monotonic() - started
         results["drain"] = args.drain / elapsed if ok else None
+        results["costs"] = {"drain": throughput_delta(before, worker.stats())}
+        if args.profile:
+            return results
 
         # results: every result stored.
         envelope = template_envelope(app, broker, "swiftq.add", [2, 3], ignore_result=False)
         ids = prefill(broker, envelope, args.results, "bench-hold")
+        before = worker.stats()
         started = time.monotonic()
         broker.rename("bench-hold", QUEUE)
         ok = wait_until(lambda: backend.dbsize() >= args.results, 600, 0.005)
         elapsed = time.monotonic() - started
         results["results"] = args.results / elapsed if ok else None
+        # The last acks follow the last result: let them land before reading the counters.
+        wait_until(lambda: broker.hlen("unacked") == 0, 10, 0.005)
+        results["costs"]["results"] = throughput_delta(before, worker.stats())
         sample = backend.get(f"celery-task-meta-{ids[-1]}")
         assert sample and json.loads(sample)["result"] == 5, f"{kind}: wrong result {sample!r}"
 
         # round trips, sequential.
+        before = worker.stats()
         latencies = []
         for _ in range(args.roundtrips):
             t0 = time.monotonic()
@@ -227,6 +302,7 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
         latencies.sort()
         results["p50"] = statistics.median(latencies)
         results["p99"] = latencies[int(len(latencies) * 0.99) - 1]
+        results["costs"]["roundtrip"] = throughput_delta(before, worker.stats())
     finally:
         sampler.running = False
         sampler.join()
@@ -289,7 +365,8 @@ def run_amqp_scenarios(kind, args, urls, workdir, swiftqd):
     results, peaks = {}, [0, 0, 0]
 
     def timed(count, done):
-        worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.events, args.metrics)
+        worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.pool,
+                        events=args.events, metrics=args.metrics)
         worker.start(None, ready=True)
         sampler = RSSSampler(worker.process.pid)
         sampler.start()
@@ -340,6 +417,28 @@ def run_amqp_scenarios(kind, args, urls, workdir, swiftqd):
     return results
 
 
+def print_profile(results, path, tasks, load):
+    """strace -c -f's summary of the drain, per task."""
+    fmt = "timeout" if results.get("drain") is None else f"{results['drain']:,.0f}"
+    print(f"\nswiftqd under strace -c -f, drain of {tasks:,} tasks: {fmt} tasks/s (traced), load average {load}\n")
+    print("| syscall | calls | calls per task | errors |")
+    print("|---|---|---|---|")
+    rows = []
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            # `-U name,calls,errors`: the name, the count, the errors when there were any.
+            if len(fields) < 2 or not fields[1].isdigit():
+                continue
+            rows.append((fields[0], int(fields[1]), fields[2] if len(fields) > 2 else ""))
+    rows.sort(key=lambda row: (row[0] == "total", -row[1]))
+    for name, calls, errors in rows:
+        print(f"| {name} | {calls:,} | {calls / tasks:.2f} | {errors} |")
+    cost = (results.get("costs") or {}).get("drain")
+    if cost:
+        print("\ncounters per task: " + ", ".join(f"{key} {cost[key]:.2f}" for key in COUNTERS))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--swiftqd", required=True)
@@ -352,7 +451,15 @@ def main():
     parser.add_argument("--amqp-url", help="RabbitMQ for --broker amqp (bench/run starts a private node)")
     parser.add_argument("--events", action="store_true", help="task events on (swiftqd events.enabled, celery -E)")
     parser.add_argument("--metrics", action="store_true", help="swiftqd serves /metrics (metrics.listen)")
+    parser.add_argument("--pool", choices=["prefork", "threads", "solo"], default="prefork",
+                        help="swiftqd's worker.pool")
+    parser.add_argument("--profile", action="store_true",
+                        help="drain only, swiftqd under strace -c -f: syscalls per task")
     args = parser.parse_args()
+    if args.profile:
+        if args.broker == "amqp":
+            parser.error("--profile runs on Redis only")
+        args.only = "swiftqd"
 
     workdir = tempfile.mkdtemp(prefix="swiftq-bench-")
     port = free_port()
@@ -375,8 +482,13 @@ def main():
                 continue
             print(f"running {kind}…", file=sys.stderr)
             table[kind] = scenarios(kind, args, urls, workdir, args.swiftqd)
+        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+        if args.profile:
+            print_profile(table["swiftqd"], os.path.join(workdir, "strace.txt"), args.drain, load)
+            return
         where = "RabbitMQ node, results in redis-server" if args.broker == "amqp" else "redis-server"
-        print(f"\nconcurrency {args.concurrency}, {os.cpu_count()} CPUs, {where} on loopback\n")
+        print(f"\nconcurrency {args.concurrency}, swiftqd pool {args.pool}, {os.cpu_count()} CPUs, {where} on loopback, "
+              f"load average {load} (after the run)\n")
         print("| worker | drain (tasks/s) | with results (tasks/s) | round trip p50 (ms) | p99 (ms) "
               "| peak RSS (MiB) | peak PSS (MiB) | peak USS (MiB) |")
         print("|---|---|---|---|---|---|---|---|")
@@ -389,6 +501,18 @@ def main():
             if s["drain"] and c["drain"]:
                 print(f"\ndrain: {s['drain'] / c['drain']:.1f}× Celery; RSS: {s['rss_mib'] / c['rss_mib']:.2f}× Celery; "
                       f"PSS: {s['pss_mib'] / c['pss_mib']:.2f}× Celery; USS: {s['uss_mib'] / c['uss_mib']:.2f}× Celery")
+        costs = table.get("swiftqd", {}).get("costs") or {}
+        if any(costs.values()):
+            print("\nswiftqd, per task: loop wake-ups, pool frames, thread wake-ups, broker round trips; mean batch "
+                  "sizes\n")
+            print("| scenario | loop wake-ups | pool frames | thread wake-ups | broker round trips | reserve batch "
+                  "| ack batch | store batch |")
+            print("|---|---|---|---|---|---|---|---|")
+            for scenario, cost in costs.items():
+                if cost:
+                    print(f"| {scenario} | " + " | ".join(
+                        "-" if cost[key] is None else f"{cost[key]:.2f}"
+                        for key in COUNTERS + ["reserve_batch", "ack_batch", "store_batch"]) + " |")
         print(json.dumps(table), file=sys.stderr)
     finally:
         server.terminate()

@@ -592,6 +592,8 @@ public final class AMQPConnection {
                 return nil
             case AMQP_BASIC_ACK_METHOD:
                 let ack = decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+                // A publisher confirm closes the exchange its publish opened.
+                ThroughputCounters.shared.brokerRoundTrip()
                 return .confirm(channel: channel, ack: true, deliveryTag: ack.delivery_tag, multiple: ack.multiple != 0)
             case AMQP_BASIC_NACK_METHOD:
                 let nack = decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
@@ -731,6 +733,7 @@ public final class AMQPConnection {
 
     /// Throws for the reply of a synchronous call.
     private func checkReply(_ reply: amqp_rpc_reply_t, channel: UInt16, operation: Operation) throws(AMQPError) {
+        ThroughputCounters.shared.brokerRoundTrip()
         guard let state else { throw failure ?? .notConnected }
         switch reply.reply_type {
         case AMQP_RESPONSE_NORMAL:

@@ -614,6 +614,7 @@ package final class AMQPTransport: BrokerTransport {
         }
         try flushAcks(&session)
         if !delivered.isEmpty {
+            ThroughputCounters.shared.record(.reserve, size: delivered.count)
             let now = ContinuousClock.now
             session.lastDelivery = now
             progress.withLock { state in
@@ -743,11 +744,13 @@ package final class AMQPTransport: BrokerTransport {
         }
         if let runEnd, runLength > 1 {
             try session.connection.ack(channel: consumeChannel, deliveryTag: runEnd, multiple: true)
+            ThroughputCounters.shared.record(.ack, size: runLength)
             rest = rest.filter { $0 > runEnd }
             session.outstanding = session.outstanding.filter { $0 > runEnd }
         }
         for tag in rest.sorted() {
             try session.connection.ack(channel: consumeChannel, deliveryTag: tag)
+            ThroughputCounters.shared.record(.ack, size: 1)
             session.outstanding.remove(tag)
         }
     }

@@ -242,7 +242,11 @@ struct ConsumerControlState: ControlState {
             "clock": .string(String(consumer.controlClock)),
             "uptime": .int(Int64(consumer.startedAt.duration(to: .now).seconds)),
             "pool": [
-                "implementation": "swiftq:PreforkPool",
+                "implementation": .string(
+                    ["prefork": "swiftq:PreforkPool", "threads": "swiftq:ThreadPool", "solo": "swiftq:SoloPool"][
+                        consumer.configuration.worker.pool.rawValue
+                    ] ?? "swiftq:PreforkPool"
+                ),
                 "max-concurrency": .int(Int64(consumer.pool?.targetSize ?? 0)),
                 "processes": .array(slots.filter { $0.pid > 0 }.map { .int(Int64($0.pid)) }),
                 "max-tasks-per-child": "N/A",
@@ -390,7 +394,7 @@ struct ConsumerControlState: ControlState {
             broker -> \(consumer.redactedBrokerURL)
             results -> \(configuration.resultBackend.url.map(Self.masked) ?? "disabled")
             queues -> \(consumer.currentQueues.joined(separator: ", "))
-            concurrency -> \(consumer.pool?.targetSize ?? configuration.worker.concurrency) (prefork)
+            concurrency -> \(consumer.pool?.targetSize ?? configuration.worker.concurrency) (\(configuration.worker.pool.rawValue))
 
             """
     }

@@ -177,8 +177,22 @@ package final class Consumer {
 
     // MARK: Steps
 
-    /// Starts the pool children and waits until every one said hello.
+    /// Starts the pool children and waits until every one said hello; or, with `worker.pool: threads|solo`, the
+    /// in-process pool (see ``ThreadPool``).
     package func startPool() throws {
+        if configuration.worker.pool.isInProcess {
+            let pool = ThreadPool(
+                mode: configuration.worker.pool == .solo ? .solo : .threads,
+                size: configuration.worker.concurrency,
+                loop: loop,
+                registry: registry,
+                lifeline: Self.lifelineDescriptor
+            )
+            pool.onEvent = { [unowned self] event in poolEvent(event) }
+            self.pool = pool
+            try pool.start()
+            return
+        }
         let expected = configuration.worker.concurrency
         var policy = RestartPolicy()
         policy.maximumDelay = configuration.worker.restartBackoffMax
@@ -295,7 +309,7 @@ package final class Consumer {
                 maxTasks: configuration.worker.maxTasksPerChild,
                 maxMemoryKiB: configuration.worker.maxMemoryPerChild
             )
-            if let pool, autoscaler == nil, configuration.worker.concurrency != pool.targetSize {
+            if let pool, autoscaler == nil, configuration.worker.effectiveConcurrency != pool.targetSize {
                 logger.info("worker.concurrency \(pool.targetSize) -> \(configuration.worker.concurrency)")
                 pool.resize(to: configuration.worker.concurrency)
             }
@@ -385,6 +399,7 @@ package final class Consumer {
                 "fetch": fetchStats,
             ]),
             "tasks": core?.machine.tasksJSON ?? .null,
+            "throughput": ThroughputCounters.shared.snapshot.json(tasks: counters.succeeded + counters.failed),
             "metrics": .string(metrics.render(machine: core?.machine, pool: pool)),
             "events": [
                 "enabled": .bool(events.emitter?.taskEventsEnabled ?? configuration.events.enabled),

@@ -215,14 +215,18 @@ package final class ConsumerCore {
     }
 
     private func log(_ line: DeliveryMachine.LogLine) {
-        var metadata: Logger.Metadata = [:]
-        if let id = line.taskID { metadata[DaemonLog.Key.taskID] = "\(id)" }
-        if let name = line.taskName { metadata[DaemonLog.Key.taskName] = "\(name)" }
+        // An autoclosure: the metadata is built only when the line is written.
+        func metadata() -> Logger.Metadata {
+            var metadata: Logger.Metadata = [:]
+            if let id = line.taskID { metadata[DaemonLog.Key.taskID] = "\(id)" }
+            if let name = line.taskName { metadata[DaemonLog.Key.taskName] = "\(name)" }
+            return metadata
+        }
         switch line.level {
-        case .debug: logger.debug("\(line.text)", metadata: metadata)
-        case .info: logger.info("\(line.text)", metadata: metadata)
-        case .warning: logger.warning("\(line.text)", metadata: metadata)
-        case .error: logger.error("\(line.text)", metadata: metadata)
+        case .debug: logger.debug("\(line.text)", metadata: metadata())
+        case .info: logger.info("\(line.text)", metadata: metadata())
+        case .warning: logger.warning("\(line.text)", metadata: metadata())
+        case .error: logger.error("\(line.text)", metadata: metadata())
         }
     }
 

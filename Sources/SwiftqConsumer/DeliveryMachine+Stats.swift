@@ -25,7 +25,7 @@ package extension DeliveryMachine.Settings {
             extendedResults: configuration.resultBackend.extended,
             nodeName: nodeName,
             // 0 means no limit, as in Celery; a bound still protects memory.
-            window: worker.prefetchMultiplier == 0 ? 100_000 : worker.prefetchMultiplier * worker.concurrency,
+            window: worker.prefetchMultiplier == 0 ? 100_000 : worker.prefetchMultiplier * worker.effectiveConcurrency,
             defaultQueue: worker.defaultQueue,
             execTasks: Dictionary(
                 uniqueKeysWithValues: configuration.tasks.map { name, task in

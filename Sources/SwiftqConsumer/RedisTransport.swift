@@ -263,6 +263,7 @@ package final class RedisTransport: BrokerTransport {
             }
             do {
                 let reserved = try kombu.reserve(queues: order, max: min(available, batchLimit), owner: owner)
+                ThroughputCounters.shared.record(.reserve, size: reserved.count)
                 if order.count > 1 { order.append(order.removeFirst()) }
                 if reserved.isEmpty {
                     madeProgress(delivered: false)
@@ -382,6 +383,7 @@ package final class RedisTransport: BrokerTransport {
             _ = try backend.storeBatch(
                 results.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: resultExpires) }
             )
+            ThroughputCounters.shared.record(.store, size: results.count)
         }
         for index in batch.indices where !stoppedPlans.contains(index) {
             batch[index].result = nil
@@ -430,7 +432,10 @@ package final class RedisTransport: BrokerTransport {
                 break
             }
         }
-        if !acks.isEmpty { _ = try broker.ack(tags: acks, owner: owner) }
+        if !acks.isEmpty {
+            _ = try broker.ack(tags: acks, owner: owner)
+            ThroughputCounters.shared.record(.ack, size: acks.count)
+        }
         let revokes = plans.flatMap(\.revokes)
         if !revokes.isEmpty {
             let expiry = plans.map(\.revokeExpiry).max() ?? revokeExpiry

@@ -75,6 +75,7 @@ package final class ResultWriter: Sendable {
                         )
                     backend = connected
                     _ = try connected.storeBatch(items)
+                    ThroughputCounters.shared.record(.store, size: items.count)
                 }
                 if batch.contains(where: { $0.hasChordWork || $0.chordCleanup != nil || !$0.chordSetups.isEmpty }) {
                     let connected =

@@ -38,6 +38,7 @@ extension Configuration {
         writer.key("queues", list: worker.queues)
         writer.key("default_queue", worker.defaultQueue)
         writer.key("concurrency", worker.concurrency)
+        writer.key("pool", worker.pool.rawValue)
         writer.key("prefetch_multiplier", worker.prefetchMultiplier)
         writer.key("acks_late", worker.acksLate)
         writer.key("track_started", worker.trackStarted)

@@ -32,6 +32,8 @@ extension Configuration {
         public var defaultQueue: String
         /// Number of pool children, that is tasks executed at the same time.
         public var concurrency: Int
+        /// How Swift and built-in tasks run (Celery's `--pool`); exec tasks always run as a program of their own.
+        public var pool: Pool = .prefork
         /// Messages reserved per pool child (the prefetch window is `concurrency × prefetchMultiplier`); 0 means
         /// unlimited, as in Celery: the broker sends as many as it has, which starves other workers.
         public var prefetchMultiplier: Int
@@ -117,9 +119,29 @@ extension Configuration {
             self.stateDB = stateDB
         }
 
+        /// How many tasks run at once: ``concurrency``, except with the solo pool (one, as Celery's `solo`).
+        public var effectiveConcurrency: Int { pool == .solo ? 1 : concurrency }
+
         /// The dead-letter queue for messages taken from `queue`.
         public func deadLetterQueue(for queue: String) -> String {
             deadLetterQueue ?? "\(queue).dead"
         }
+    }
+}
+
+extension Configuration.Worker {
+    /// Where tasks run, named as Celery's `--pool` names them.
+    public enum Pool: String, Sendable, CaseIterable {
+        /// One child process per slot (the default): a task that crashes or hangs takes only its child, and a hard
+        /// time limit kills it.
+        case prefork
+        /// A fixed set of threads in the consumer process (as many as `concurrency`): no process boundary, no
+        /// frames, but a task that traps takes the consumer with it and a hard time limit cannot stop a thread.
+        case threads
+        /// Inline in the consumer's event loop, one task at a time: the least overhead and no isolation at all.
+        case solo
+
+        /// Whether tasks run inside the consumer process.
+        public var isInProcess: Bool { self != .prefork }
     }
 }

@@ -105,7 +105,34 @@ struct ConfigurationDecoder {
             }
             decode(value, as: section, into: &configuration)
         }
+        checkHardTimeLimits(configuration)
         return configuration
+    }
+
+    /// A hard time limit needs a process to kill: with the threads or solo pool, a task past it could only be
+    /// abandoned while it keeps running, so a configured one is refused here rather than silently weakened.
+    private mutating func checkHardTimeLimits(_ configuration: Configuration) {
+        guard configuration.worker.pool.isInProcess else { return }
+        var limited: [String] = []
+        if configuration.taskDefaults.timeLimit != nil { limited.append("tasks.defaults.time_limit") }
+        // An exec task's program is a process of its own, which its limit kills whatever the pool.
+        for (name, settings) in configuration.taskSettings
+        where settings.timeLimit != nil && configuration.tasks[name] == nil {
+            limited.append("tasks.\(name).time_limit")
+        }
+        guard !limited.isEmpty else { return }
+        let mark = keyMarks["worker.pool"]
+        diagnostics.append(
+            ConfigurationDiagnostic(
+                file: file,
+                line: mark?.line,
+                column: mark?.column,
+                keyPath: "worker.pool",
+                message: "a hard time limit (\(limited.joined(separator: ", "))) needs worker.pool: prefork: the "
+                    + "\(configuration.worker.pool.rawValue) pool runs tasks inside the consumer, where nothing can stop "
+                    + "a task at its limit; use soft_time_limit (the task is asked to stop) or the prefork pool"
+            )
+        )
     }
 
     private mutating func decode(_ node: YAMLNode, as section: ConfigurationSection, into target: inout Configuration) {

@@ -338,6 +338,16 @@ enum ConfigurationSchema {
                     configuration.worker.prefetchMultiplier = value
                 }
             },
+            ConfigurationField(key: "pool") { node, path, decoder, configuration in
+                let names = Configuration.Worker.Pool.allCases.map(\.rawValue)
+                let expectation = names.dropLast().joined(separator: ", ") + " or " + names.last!
+                guard let text = decoder.text(node, at: path, expected: expectation) else { return }
+                if let pool = Configuration.Worker.Pool(rawValue: text) {
+                    configuration.worker.pool = pool
+                } else {
+                    decoder.report("expected \(expectation), got \(text.debugDescription)", at: node, keyPath: path)
+                }
+            },
             ConfigurationField(key: "acks_late") { node, path, decoder, configuration in
                 if let value = decoder.boolean(node, at: path) {
                     configuration.worker.acksLate = value

@@ -1,4 +1,5 @@
 import HeapModule
+import SwiftqCore
 
 #if canImport(Glibc)
 import Glibc
@@ -171,6 +172,7 @@ public final class EventLoop {
 
         if pollSetIsStale { rebuildPollSet() }
         let ready = poll(&pollSet, nfds_t(pollSet.count), milliseconds)
+        ThroughputCounters.shared.loopWokeUp()
         if ready > 0 {
             // Handlers may change the watchers; the set they change is rebuilt at the next turn, and this
             // one (shared, not copied) is read as poll returned it.

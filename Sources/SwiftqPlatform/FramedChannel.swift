@@ -35,6 +35,8 @@ public final class FramedChannel {
     /// every process (five channels with two pool children), while frames are mostly a few hundred bytes. Pages
     /// of this buffer become resident only as large frames actually arrive.
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
+    /// Where `recvmsg` puts the descriptors that came with a read: allocated once, not on every read.
+    private let descriptorBuffer = UnsafeMutableBufferPointer<CInt>.allocate(capacity: 16)
 
     /// Wraps a connected stream socket and starts watching it.
     public init(descriptor: CInt, loop: EventLoop, maximumPayload: Int = ChannelFrame.defaultMaximumPayload) {
@@ -49,6 +51,7 @@ public final class FramedChannel {
 
     deinit {
         readBuffer.deallocate()
+        descriptorBuffer.deallocate()
     }
 
     /// Whether the channel is still open.
@@ -109,14 +112,13 @@ public final class FramedChannel {
     }
 
     private func readAvailable() {
-        var descriptors = [CInt](repeating: -1, count: 16)
         var count: CInt = 0
         let received = CSwiftqPlatform_receiveWithDescriptors(
             descriptor,
             readBuffer.baseAddress,
             readBuffer.count,
-            &descriptors,
-            16,
+            descriptorBuffer.baseAddress,
+            CInt(descriptorBuffer.count),
             &count
         )
         if received < 0 {
@@ -124,7 +126,7 @@ public final class FramedChannel {
             fail(.error(SystemError.current("recvmsg")))
             return
         }
-        receivedDescriptors.append(contentsOf: descriptors[0..<Int(count)])
+        if count > 0 { receivedDescriptors.append(contentsOf: descriptorBuffer[0..<Int(count)]) }
         if received == 0 {
             fail(.peerClosed)
             return
@@ -143,8 +145,11 @@ public final class FramedChannel {
                 fail(.malformed("frame announces \(frame.descriptorCount) descriptors, none arrived"))
                 return
             }
-            let attached = Array(receivedDescriptors.prefix(frame.descriptorCount))
-            receivedDescriptors.removeFirst(frame.descriptorCount)
+            var attached: [CInt] = []
+            if frame.descriptorCount > 0 {
+                attached = Array(receivedDescriptors.prefix(frame.descriptorCount))
+                receivedDescriptors.removeFirst(frame.descriptorCount)
+            }
             let message: JSONValue
             do {
                 message = try JSONValue(parsing: frame.payload)

@@ -1,3 +1,4 @@
+import SwiftqCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -35,6 +36,7 @@ public final class Mailbox<Item: Sendable>: Sendable {
             return empty
         }
         if wasEmpty {
+            ThroughputCounters.shared.threadWokeUp()
             var byte: UInt8 = 1
             _ = write(wakeWrite, &byte, 1)
         }
@@ -44,8 +46,10 @@ public final class Mailbox<Item: Sendable>: Sendable {
 
     /// Takes every queued item (call on the loop's thread when the descriptor is readable).
     public func drain() -> [Item] {
-        var buffer = [UInt8](repeating: 0, count: 64)
-        while read(wakeRead, &buffer, 64) > 0 {}
+        // On the stack: a drain runs on every wake-up of the loop, and allocates nothing of its own.
+        withUnsafeTemporaryAllocation(byteCount: 64, alignment: 1) { buffer in
+            while read(wakeRead, buffer.baseAddress, 64) > 0 {}
+        }
         return items.withLock { queue in
             let taken = queue
             queue.removeAll(keepingCapacity: true)

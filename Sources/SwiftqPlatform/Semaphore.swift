@@ -1,4 +1,5 @@
 import CSwiftqPlatform
+import SwiftqCore
 
 #if canImport(Glibc)
 import Glibc
@@ -22,6 +23,7 @@ public final class Semaphore: @unchecked Sendable {
 
     /// Adds one to the count, waking one waiter. The corresponding C function is `sem_post`.
     public func post() {
+        ThroughputCounters.shared.threadWokeUp()
         sem_post(semaphore)
     }
 

@@ -29,12 +29,14 @@ public enum DaemonLog {
         public static let step = "swiftq.step"
     }
 
-    private static let state = Mutex<Logger.Level>(.info)
+    /// The level's index in `Logger.Level.allCases`: an atomic, because every log call reads it (a lock per
+    /// call would be paid by every task, for lines that are mostly not written).
+    private static let state = Atomic<Int>(Logger.Level.allCases.firstIndex(of: .info)!)
 
     /// The level in force.
     public static var level: Logger.Level {
-        get { state.withLock { $0 } }
-        set { state.withLock { $0 = newValue } }
+        get { Logger.Level.allCases[state.load(ordering: .relaxed)] }
+        set { state.store(Logger.Level.allCases.firstIndex(of: newValue)!, ordering: .relaxed) }
     }
 
     /// Installs the handler; call once per process, first thing.

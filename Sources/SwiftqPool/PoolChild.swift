@@ -95,10 +95,12 @@ package final class PoolChild {
     }
 
     private func execute(_ job: PoolJob) {
-        var taskLogger = logger
-        taskLogger[metadataKey: DaemonLog.Key.taskID] = "\(job.id)"
-        taskLogger[metadataKey: DaemonLog.Key.taskName] = "\(job.name)"
-        taskLogger.debug("task started")
+        // Built only when a line is logged (the metadata argument is an autoclosure), not for every task.
+        let taskLogger = logger
+        func task() -> Logger.Metadata {
+            [DaemonLog.Key.taskID: "\(job.id)", DaemonLog.Key.taskName: "\(job.name)"]
+        }
+        taskLogger.debug("task started", metadata: task())
         let started = ContinuousClock.now
         var invocation = TaskInvocation(
             id: job.id,
@@ -126,15 +128,18 @@ package final class PoolChild {
         let runtime = started.duration(to: .now).seconds
         switch outcome {
         case .success:
-            taskLogger.debug("task succeeded in \(runtime)s")
+            taskLogger.debug("task succeeded in \(runtime)s", metadata: task())
         case .failure(let failure):
-            taskLogger.info("task failed: \(failure)")
+            taskLogger.info("task failed: \(failure)", metadata: task())
         case .retry(let retry):
-            taskLogger.info("task asked to be retried: \(retry)")
+            taskLogger.info("task asked to be retried: \(retry)", metadata: task())
         case .reject(let reject):
-            taskLogger.info("task rejected its message (requeue: \(reject.requeue)): \(reject.reason)")
+            taskLogger.info(
+                "task rejected its message (requeue: \(reject.requeue)): \(reject.reason)",
+                metadata: task()
+            )
         case .ignore:
-            taskLogger.debug("task ended with Ignore")
+            taskLogger.debug("task ended with Ignore", metadata: task())
         }
         channel.send(PoolReply.result(id: job.id, outcome: PoolOutcome(outcome), runtime: runtime).json)
     }

@@ -120,6 +120,7 @@ package final class PreforkPool: WorkPool {
         slot.job = job
         slot.jobStartedAt = .now
         channel.send(serialized: PoolRequest.execute(job).serialized)
+        ThroughputCounters.shared.poolFrameSent()
         if let limit = job.hardTimeLimit, limit > 0 {
             let pid = slot.pid
             slot.hardLimitTimer = loop.schedule(after: .milliseconds(Int64(limit * 1000))) {
@@ -249,6 +250,7 @@ package final class PreforkPool: WorkPool {
     private func handle(_ frame: ReceivedFrame, from slot: Slot, pid: pid_t) {
         frame.descriptors.forEach(Descriptors.close)
         guard slot.pid == pid else { return }
+        ThroughputCounters.shared.poolFrameReceived()
         let reply: PoolReply
         do {
             reply = try PoolReply(decoding: frame.message)
@@ -306,7 +308,9 @@ package final class PreforkPool: WorkPool {
     }
 
     private func sendLogLevel(_ slot: Slot) {
-        slot.channel?.send(PoolRequest.logLevel(logLevel).json)
+        guard let channel = slot.channel else { return }
+        channel.send(PoolRequest.logLevel(logLevel).json)
+        ThroughputCounters.shared.poolFrameSent()
     }
 
     /// Ends a slot's child on purpose: the exit that follows carries `reason`, not a crash.

@@ -1,3 +1,5 @@
+import SwiftqCore
+
 /// A blocking connection to one Redis server, logged in and on the URL's database.
 ///
 /// ## Ownership and threading
@@ -70,6 +72,7 @@ public final class RedisConnection {
     ///   connection stays usable); an I/O, timeout, EOF or protocol error otherwise (the connection is broken).
     @discardableResult
     public func command(_ arguments: [RedisArgument]) throws(RedisError) -> RedisReply {
+        ThroughputCounters.shared.brokerRoundTrip()
         let reply = try use { context throws(RedisError) in try context.command(arguments) }
         try checkAvailable([reply])
         if case .error(let text) = reply {
@@ -91,6 +94,7 @@ public final class RedisConnection {
     /// - Throws: only I/O, timeout, EOF or protocol errors, which break the connection.
     public func pipeline(_ commands: [[RedisArgument]]) throws(RedisError) -> [RedisReply] {
         if commands.isEmpty { return [] }
+        ThroughputCounters.shared.brokerRoundTrip()
         let replies = try use { context throws(RedisError) in
             for command in commands { try context.append(command) }
             var replies: [RedisReply] = []
@@ -135,6 +139,7 @@ public final class RedisConnection {
     /// Sends one command whose reply may take `extra` longer than ``commandTimeout`` (a blocking command such as
     /// `BLMOVE … timeout`), then puts the usual timeout back. Error replies are returned, not thrown.
     func commandAllowingDelay(_ arguments: [RedisArgument], extra: Duration) throws(RedisError) -> RedisReply {
+        ThroughputCounters.shared.brokerRoundTrip()
         guard let usual = commandTimeout else {
             return try use { context throws(RedisError) in try context.command(arguments) }
         }

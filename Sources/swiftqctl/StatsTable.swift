@@ -25,6 +25,9 @@ enum StatsTable {
                     + "\(tasks["busy"]?.intValue ?? 0) running, \(tasks["worker_lost"]?.intValue ?? 0) worker lost"
             )
         }
+        if let throughput = stats["throughput"], throughput != .null {
+            lines.append(contentsOf: Self.throughput(throughput))
+        }
         if let usage = stats["rusage"] {
             lines.append("cpu      supervisor \(cpu(usage["self"])); children \(cpu(usage["children"]))")
         }
@@ -51,6 +54,28 @@ enum StatsTable {
         }
         lines.append(contentsOf: table(rows))
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The `throughput` lines: per-task costs and the batch sizes of the hot path.
+    static func throughput(_ throughput: JSONValue) -> [String] {
+        let perTask = throughput["per_task"]
+        func cost(_ key: String) -> String { perTask?[key]?.doubleValue.map { fixed($0, 2) } ?? "-" }
+        var lines = [
+            "per task \(cost("loop_wakeups")) loop wake-ups, \(cost("pool_frames")) pool frames, "
+                + "\(cost("thread_wakeups")) thread wake-ups, \(cost("broker_round_trips")) broker round trips "
+                + "(over \(throughput["tasks"]?.intValue ?? 0) tasks)"
+        ]
+        for name in ["reserve", "ack", "store"] {
+            guard let batch = throughput["batches"]?[name], let count = batch["batches"]?.intValue, count > 0 else {
+                continue
+            }
+            let sizes = (batch["sizes"]?.objectValue ?? [:]).map { "\($0.key):\($0.value.intValue ?? 0)" }
+            let mean = batch["mean"]?.doubleValue.map { fixed($0, 1) } ?? "-"
+            lines.append(
+                "batches  \(name) \(count) × \(mean) mean  [\(sizes.joined(separator: " "))]"
+            )
+        }
+        return lines
     }
 
     static func table(_ rows: [[String]]) -> [String] {

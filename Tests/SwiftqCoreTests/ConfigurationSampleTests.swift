@@ -63,6 +63,7 @@ struct ConfigurationSampleTests {
                 "worker.default_queue",
                 "worker.concurrency",
                 "worker.prefetch_multiplier",
+                "worker.pool",
                 "worker.acks_late",
                 "worker.track_started",
                 "worker.reject_on_worker_lost",

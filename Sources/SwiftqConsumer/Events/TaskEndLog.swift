@@ -22,6 +22,9 @@ package final class TaskEndLog: ConsumerCoreObserver {
     package func poolEvent(_ event: PoolEvent, machine: DeliveryMachine) {
         switch event {
         case .started(let jobID, _, _):
+            // Nothing to remember for a line that will not be written (the level is checked per task, so a reload
+            // that enables info logs the tasks started after it).
+            guard logger.logLevel <= .info else { return }
             guard let key = machine.running[jobID], let delivery = machine.deliveries[key] else { return }
             running[jobID] = (delivery.message.name, delivery.queue)
         case .finished(let jobID, let outcome, let runtime):

@@ -212,6 +212,7 @@ extension Supervisor {
             result["queues"] = consumerStats["queues"] ?? .null
             result["prefetch"] = consumerStats["prefetch"] ?? .null
             result["events"] = consumerStats["events"] ?? .null
+            result["throughput"] = consumerStats["throughput"] ?? .null
         }
         result["rusage"] = .object([
             "self": ResourceUsage.current(.process).json,
@@ -228,7 +229,8 @@ extension Supervisor {
     var childrenUsage: ResourceUsage {
         var pids = allChildren.filter(\.isAlive).map(\.pid)
         pids += poolRows.compactMap { $0["pid"]?.intValue.map { Int32($0) } }
-        return pids.compactMap(ResourceUsage.ofLiveProcess).reduce(reapedUsage, +)
+        // The threads and solo pools report the consumer's own pid for their slots: count it once.
+        return Set(pids).compactMap(ResourceUsage.ofLiveProcess).reduce(reapedUsage, +)
     }
 
     private func childJSON(_ child: ManagedChild, extra: OrderedDictionary<String, JSONValue>) -> JSONValue {

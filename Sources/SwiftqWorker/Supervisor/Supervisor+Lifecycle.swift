@@ -126,6 +126,11 @@ extension Supervisor {
             // The consumer got its environment when it was spawned; its pool children inherit from it.
             logger.warning("worker.pass_environment changes take effect when the consumer next starts (restart)")
         }
+        // The pool's kind decides what the consumer process is made of: it changes when the consumer restarts.
+        if updated.worker.pool != previous.worker.pool {
+            logger.warning("worker.pool changes take effect on restart; keeping \(previous.worker.pool.rawValue)")
+            effective.worker.pool = previous.worker.pool
+        }
         if updated.logging.level != previous.logging.level {
             DaemonLog.level = Logger.Level(updated.logging.level)
             // Children spawned from now on inherit the level through the environment.
@@ -187,7 +192,7 @@ extension Supervisor {
 
     /// The one-line summary for `STATUS=` and logs.
     var statusLine: String {
-        let wanted = configuration.worker.concurrency
+        let wanted = configuration.worker.effectiveConcurrency
         let alive = poolRows.filter { $0["pid"]?.intValue != nil }.count
         var parts = ["\(stateName)", "consumer \(consumer.isAlive ? (consumerReady ? "up" : "starting") : "down")"]
         parts.append("pool \(alive)/\(wanted)")

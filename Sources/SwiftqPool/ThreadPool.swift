@@ -1,0 +1,297 @@
+import Logging
+import SwiftqCore
+import SwiftqPlatform
+import SwiftqTasks
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The pools that run tasks inside the consumer process, as Celery names them: `threads` (a fixed set of
+/// threads, one per slot, `worker.concurrency` of them) and `solo` (inline in the consumer's loop, one slot).
+///
+/// No frames and no children: a job is handed to its slot's thread through a ``WorkQueue`` and its outcome comes
+/// back through one ``Mailbox`` the loop watches (one wake-up for every burst of results), or, with `solo`, runs in
+/// a loop turn of its own. Exec tasks still run as a program of their own (``ExecTask``), from the slot's thread.
+///
+/// The trade-off is isolation. A task that traps (a failed precondition, an out-of-bounds index) takes the
+/// consumer, and every task it holds, with it; a Swift error is the task's failure as in a child. A thread cannot
+/// be killed: a hard time limit (only from a message's `timelimit` header or the `time_limit` command: the
+/// configuration check refuses configured ones) fails the task at once with `TimeLimitExceeded` and leaves its
+/// slot busy until the handler returns (its late result is dropped); the limit also ends the task's sleeps and
+/// cancels an async handler, as a soft limit does. `revoke --terminate` cannot stop a running task either: it
+/// runs to its end.
+///
+/// *Owner*: the consumer loop's thread; every stored property below belongs to it. The slot threads only read
+/// their queue and post to ``completions``.
+package final class ThreadPool: WorkPool {
+    package enum Mode: String, Sendable {
+        case threads, solo
+    }
+
+    package var onEvent: ((PoolEvent) -> Void)?
+    package private(set) var targetSize: Int
+    package let mode: Mode
+
+    private let loop: EventLoop
+    private let registry: TaskRegistry
+    /// The consumer's lifeline (read end): a task's sleep ends when it reaches end of file. Nil in tests.
+    private let lifeline: CInt?
+    private var logger = DaemonLog.logger(role: "consumer")
+    private var slots: [Int: Slot] = [:]
+    /// Slots shrunk away while busy: they go when their job returns.
+    private var departing: [Int: Slot] = [:]
+    private var stopping = false
+    private var completions: Mailbox<Completion>?
+    /// The pid that runs every job: this process.
+    private let pid = getpid()
+
+    private final class Slot {
+        let index: Int
+        /// The slot's thread's queue (threads mode).
+        let queue = WorkQueue<PoolJob>()
+        var job: PoolJob?
+        /// The job's hard limit passed: it was reported lost, and its result will be dropped.
+        var abandoned = false
+        var hardLimitTimer: EventLoop.TimerID?
+        var completed = 0
+        var retiring = false
+        let startedAt = ContinuousClock.now
+
+        init(index: Int) { self.index = index }
+    }
+
+    private struct Completion: Sendable {
+        var slot: Int
+        var jobID: String
+        var outcome: PoolOutcome
+        var runtime: Double
+    }
+
+    package init(mode: Mode, size: Int, loop: EventLoop, registry: TaskRegistry, lifeline: CInt? = nil) {
+        self.mode = mode
+        self.targetSize = mode == .solo ? 1 : max(0, size)
+        self.loop = loop
+        self.registry = registry
+        self.lifeline = lifeline
+    }
+
+    package var idleSlots: Int { stopping ? 0 : slots.values.count { $0.job == nil && !$0.retiring } }
+
+    package func start() throws {
+        if mode == .threads {
+            let mailbox = try Mailbox<Completion>()
+            completions = mailbox
+            loop.watch(mailbox.descriptor) { [unowned self] _ in
+                for completion in mailbox.drain() { complete(completion) }
+            }
+        }
+        for index in 0..<targetSize { try addSlot(index) }
+    }
+
+    private func addSlot(_ index: Int) throws {
+        let slot = Slot(index: index)
+        if mode == .threads, let completions {
+            let queue = slot.queue
+            let registry = registry
+            let lifeline = lifeline
+            try PlatformThread.start(name: "swiftq-pool-\(index)") {
+                while true {
+                    let (jobs, stopped) = queue.take(timeout: .seconds(3600))
+                    for job in jobs {
+                        let (outcome, runtime) = Self.run(job, registry: registry, lifeline: lifeline)
+                        completions.post(Completion(slot: index, jobID: job.id, outcome: outcome, runtime: runtime))
+                    }
+                    if stopped && jobs.isEmpty { return }
+                }
+            }
+        }
+        slots[index] = slot
+        onEvent?(.slotReady(slot: index, pid: pid))
+    }
+
+    package func submit(_ job: PoolJob) -> PoolSubmission? {
+        guard !stopping,
+            let slot = slots.values.lazy.filter({ $0.job == nil && !$0.retiring }).min(by: { $0.index < $1.index })
+        else { return nil }
+        slot.job = job
+        slot.abandoned = false
+        switch mode {
+        case .threads:
+            slot.queue.post(job)
+            if job.exec == nil, let limit = job.hardTimeLimit, limit > 0 {
+                slot.hardLimitTimer = loop.schedule(after: .milliseconds(Int64(limit * 1000))) {
+                    [unowned self, unowned slot] in
+                    slot.hardLimitTimer = nil
+                    guard slot.job?.id == job.id else { return }
+                    abandon(slot, job: job, limit: limit)
+                }
+            }
+        case .solo:
+            // Its own loop turn: the consumer finishes what it is doing (the submit is one of its actions) first.
+            loop.schedule(after: .zero) { [unowned self, unowned slot] in
+                guard slot.job?.id == job.id else { return }
+                let (outcome, runtime) = Self.run(job, registry: registry, lifeline: lifeline)
+                complete(Completion(slot: slot.index, jobID: job.id, outcome: outcome, runtime: runtime))
+            }
+        }
+        onEvent?(.started(jobID: job.id, slot: slot.index, pid: pid))
+        return PoolSubmission(slot: slot.index, pid: pid)
+    }
+
+    /// A hard limit passed on a thread: the task fails now; the thread goes on until the handler returns.
+    private func abandon(_ slot: Slot, job: PoolJob, limit: Double) {
+        slot.abandoned = true
+        logger.error(
+            """
+            hard time limit (\(limit)s) exceeded on a pool thread, which cannot be stopped: the task fails now and \
+            its slot stays busy until the handler returns
+            """,
+            metadata: [DaemonLog.Key.taskID: "\(job.id)", DaemonLog.Key.taskName: "\(job.name)"]
+        )
+        onEvent?(.lost(jobID: job.id, slot: slot.index, pid: pid, reason: .timeLimit))
+    }
+
+    private func complete(_ completion: Completion) {
+        guard let slot = slots[completion.slot] ?? departing[completion.slot], let job = slot.job,
+            job.id == completion.jobID
+        else { return }
+        if let timer = slot.hardLimitTimer { loop.cancel(timer) }
+        slot.hardLimitTimer = nil
+        slot.job = nil
+        slot.completed += 1
+        let abandoned = slot.abandoned
+        slot.abandoned = false
+        if slot.retiring {
+            slot.queue.stop()
+            departing[slot.index] = nil
+        }
+        if !abandoned, job.exec == nil, let limit = job.hardTimeLimit, limit > 0, completion.runtime >= limit {
+            // Ended at (or past) its hard limit, which also ended its sleeps: the limit's failure, whichever of the
+            // handler and the timer came first.
+            onEvent?(.lost(jobID: job.id, slot: slot.index, pid: pid, reason: .timeLimit))
+        } else if abandoned {
+            logger.warning(
+                "the handler of a task failed at its hard time limit returned after \(completion.runtime)s; result dropped",
+                metadata: [DaemonLog.Key.taskID: "\(job.id)", DaemonLog.Key.taskName: "\(job.name)"]
+            )
+            // The slot can take work again.
+            if !slot.retiring { onEvent?(.slotReady(slot: slot.index, pid: pid)) }
+        } else {
+            onEvent?(.finished(jobID: job.id, outcome: completion.outcome, runtime: completion.runtime))
+        }
+    }
+
+    /// Runs one job on the calling thread.
+    private static func run(_ job: PoolJob, registry: TaskRegistry, lifeline: CInt?) -> (PoolOutcome, Double) {
+        let started = ContinuousClock.now
+        let invocation = TaskInvocation(
+            id: job.id,
+            name: job.name,
+            args: job.args,
+            kwargs: job.kwargs,
+            retries: job.retries
+        )
+        let outcome: TaskResult
+        if let exec = job.exec {
+            // The program is a process: its own timeout or the task's hard limit, whichever comes first, kills it.
+            let limits = [exec.timeout, job.hardTimeLimit].compactMap { $0 }
+            outcome = ExecTask.run(
+                invocation,
+                argv: exec.argv,
+                timeout: limits.min().map { Duration.milliseconds(Int64($0 * 1000)) },
+                softTimeout: job.softTimeLimit.map { Duration.milliseconds(Int64($0 * 1000)) },
+                lifeline: lifeline ?? -1
+            )
+        } else {
+            // A thread cannot be killed: a hard limit is, for the handler, one more soft one.
+            let limit = [job.softTimeLimit, job.hardTimeLimit].compactMap { $0 }.min()
+            let deadline = limit.map { started + Duration.milliseconds(Int64($0 * 1000)) }
+            outcome = registry.execute(invocation, environment: environment(softDeadline: deadline, lifeline: lifeline))
+        }
+        return (PoolOutcome(outcome), started.duration(to: .now).seconds)
+    }
+
+    /// Sleeps end at the soft deadline or when the consumer's parent goes away (its lifeline closes).
+    private static func environment(softDeadline: ContinuousClock.Instant?, lifeline: CInt?) -> TaskEnvironment {
+        var environment = TaskEnvironment { duration in
+            var wait = duration
+            if let softDeadline {
+                let left = ContinuousClock.now.duration(to: softDeadline)
+                if left <= .zero { return false }
+                if left < wait { wait = left }
+            }
+            guard let lifeline else {
+                _ = TaskEnvironment.standalone.sleep(wait)
+                return wait == duration
+            }
+            return !Descriptors.waitReadable(lifeline, timeout: wait) && wait == duration
+        }
+        environment.softDeadline = softDeadline
+        return environment
+    }
+
+    package func terminate(jobID: String, signal: CInt, reason: ExitReason) {
+        guard
+            slots.values.contains(where: { $0.job?.id == jobID })
+                || departing.values.contains(where: { $0.job?.id == jobID })
+        else { return }
+        logger.warning(
+            "cannot terminate a task running on the \(mode.rawValue) pool (no process to signal): it runs to its end",
+            metadata: [DaemonLog.Key.taskID: "\(jobID)"]
+        )
+    }
+
+    package func resize(to size: Int) {
+        guard mode == .threads, !stopping else { return }
+        let size = max(0, size)
+        targetSize = size
+        for index in 0..<size where slots[index] == nil {
+            do {
+                try addSlot(index)
+            } catch {
+                logger.error("cannot start pool thread \(index): \(error)")
+            }
+        }
+        for (index, slot) in slots where index >= size {
+            slots[index] = nil
+            onEvent?(.slotExited(slot: index, pid: pid, reason: .shrink))
+            if slot.job == nil {
+                slot.queue.stop()
+            } else {
+                slot.retiring = true
+                departing[index] = slot
+            }
+        }
+    }
+
+    package func stop(cold: Bool) {
+        stopping = true
+        for slot in slots.values { slot.queue.stop() }
+    }
+
+    package var isStopped: Bool {
+        stopping && slots.values.allSatisfy { $0.job == nil } && departing.isEmpty
+    }
+
+    package func setLogLevel(_ level: LogLevel) {}
+
+    package var snapshot: [PoolSlotSnapshot] {
+        slots.keys.sorted().map { index in
+            let slot = slots[index]!
+            return PoolSlotSnapshot(
+                slot: index,
+                pid: pid,
+                state: slot.job == nil ? "idle" : "busy",
+                jobID: slot.job?.id,
+                tasksCompleted: slot.completed,
+                restarts: 0,
+                lastExit: nil,
+                lastExitReason: nil,
+                crashLooping: false,
+                uptime: slot.startedAt.duration(to: .now).seconds,
+                lastExitAt: nil
+            )
+        }
+    }
+}
