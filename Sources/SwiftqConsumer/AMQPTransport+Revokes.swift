@@ -37,17 +37,23 @@ extension AMQPTransport {
         return RevokeRecord(id: id, at: at)
     }
 
-    /// Reads the list once at start-up and posts what it holds as ``BrokerEvent/revokesFound(_:source:)``. A failure
-    /// only loses this sync (logged); the connection goes on.
-    func readRevokeList(_ connection: AMQPConnection) {
+    /// Declares the list (of the task queues' type: a classic queue lives on one node, and with that node down every
+    /// declare fails, which must not keep a cluster's other nodes from serving) and, when `read`, reads it and posts
+    /// what it holds as ``BrokerEvent/revokesFound(_:source:)``. A failure only loses the list (logged): revokes are
+    /// still kept in memory, in `worker.state_db` and exchanged through mingle, and the connection goes on.
+    func prepareRevokeList(_ connection: AMQPConnection, read: Bool, type: JSONValue?) {
         var records: [RevokeRecord] = []
         var undecodable = 0
         do {
             try connection.openChannel(Self.revokeChannel)
             defer { try? connection.closeChannel(Self.revokeChannel) }
-            let count = try connection.declareQueue(channel: Self.revokeChannel, name: Self.revokeQueue, durable: true)
-                .messageCount
-            guard count > 0 else { return }
+            let count = try connection.declareQueue(
+                channel: Self.revokeChannel,
+                name: Self.revokeQueue,
+                durable: true,
+                arguments: type.map { ["x-queue-type": $0] } ?? [:]
+            ).messageCount
+            guard read, count > 0 else { return }
             let tag = try connection.consume(channel: Self.revokeChannel, queue: Self.revokeQueue)
             let deadline = ContinuousClock.now + Self.revokeReadTimeout
             while records.count + undecodable < Int(count), ContinuousClock.now < deadline {
@@ -61,7 +67,12 @@ extension AMQPTransport {
                 }
             }
         } catch {
-            events.post(.notice("the broker's revoke list cannot be read (\(Self.describe(error)))"))
+            events.post(
+                .notice(
+                    "the broker's revoke list (\(Self.revokeQueue)) is unavailable (\(Self.describe(error))); revokes "
+                        + "are kept in memory, worker.state_db and mingle"
+                )
+            )
             return
         }
         if undecodable > 0 {

@@ -364,12 +364,13 @@ package final class AMQPTransport: BrokerTransport {
         // Celery's event exchange (durable topic), declared as Celery's dispatcher does, so that events published
         // before any monitor bound a queue are dropped by the broker instead of closing the channel.
         try connection.declareExchange(channel: publishChannel, name: EventDispatcher.exchange, type: "topic")
-        // swiftq's revoke list (AMQPTransport+Revokes.swift), where revokes are kept for workers started later.
-        try connection.declareQueue(channel: consumeChannel, name: Self.revokeQueue, durable: true)
-        // Before the first task: the revoke list, then what the other nodes revoked (Celery's mingle), once per start.
-        if !mingled.withLock({ $0 }) {
+        // swiftq's revoke list (AMQPTransport+Revokes.swift), where revokes are kept for workers started later: declared
+        // on every connect, read before the first task; then what the other nodes revoked (Celery's mingle), once per
+        // start. Neither can fail the connection.
+        let firstConnect = !mingled.withLock({ $0 })
+        prepareRevokeList(connection, read: firstConnect, type: queueArguments["x-queue-type"])
+        if firstConnect {
             mingled.withLock { $0 = true }
-            readRevokeList(connection)
             mingle(connection)
         }
         var queueByConsumer: [String: String] = [:]
