@@ -539,14 +539,9 @@ package final class RedisTransport: BrokerTransport {
         let member = KombuRedisLayout.bindingMember(routingKey: key, queue: replyQueue)
         _ = try connection.command("SADD", RedisArgument(bindingKey), RedisArgument(member))
         defer {
-            // A connection that broke meanwhile must not be used again (it traps): the binding then stays until
-            // the next mingle's cleanup would have removed it, and the reply list is empty or expires.
-            if !connection.isBroken {
-                _ = try? connection.command("SREM", RedisArgument(bindingKey), RedisArgument(member))
-            }
-            if !connection.isBroken {
-                _ = try? connection.command("DEL", RedisArgument(layout.queueKey(queue: replyQueue, priority: 0)))
-            }
+            // Best effort: on a connection that broke meanwhile these throw at once, and the binding stays.
+            _ = try? connection.command("SREM", RedisArgument(bindingKey), RedisArgument(member))
+            _ = try? connection.command("DEL", RedisArgument(layout.queueKey(queue: replyQueue, priority: 0)))
         }
         let hello = Mingle.hello(node: node, revoked: mingleRevokes.withLock { $0 }, ticket: ticket, replyKey: key)
         let broker = KombuRedisBroker(connection: connection)

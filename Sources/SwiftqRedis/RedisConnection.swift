@@ -13,8 +13,9 @@ import SwiftqCore
 ///
 /// ## Failures
 /// An error reply from the server (``RedisError/Code-swift.struct/server``) leaves the connection usable. An I/O
-/// error, a timeout, EOF or a protocol error breaks it: that error is thrown once, ``isBroken`` becomes `true`, and
-/// any further call is a programming error that traps. Replace a broken connection with a new one.
+/// error, a timeout, EOF or a protocol error breaks it: that error is thrown, ``isBroken`` becomes `true`, and every
+/// further call throws the same error without touching the socket (best-effort cleanups in a `defer` may then run
+/// with `try?` safely). Replace a broken connection with a new one.
 public final class RedisConnection {
     /// Where this connection goes.
     public let url: RedisURL
@@ -157,9 +158,7 @@ public final class RedisConnection {
     private func use<Result>(_ body: (borrowing HiredisContext) throws(RedisError) -> Result) throws(RedisError)
         -> Result
     {
-        if let brokenBy {
-            preconditionFailure("RedisConnection to \(url.redacted) used after it broke: \(brokenBy)")
-        }
+        if let brokenBy { throw brokenBy }
         do throws(RedisError) {
             return try body(context)
         } catch {

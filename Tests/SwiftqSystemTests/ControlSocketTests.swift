@@ -43,6 +43,7 @@ import Testing
 
         // The daemon and the bystander are unaffected.
         #expect(try bystander.call("ping")["pong"]?.boolValue == true)
+        daemon.waitUntilHealthy()
         #expect(try daemon.ctl(["ping"]).status == 0)
         #expect(try daemon.stats()["pid"]?.intValue == Int64(daemon.pid))
     }
@@ -57,6 +58,7 @@ import Testing
         let fd = try UnixSocket.connect(path: daemon.socketPath)
         try Descriptors.writeAll(fd, Array(#"{"command":"stats"}"#.utf8) + [10])
         Descriptors.close(fd)
+        daemon.waitUntilHealthy()
         #expect(try daemon.ctl(["ping"]).status == 0)
     }
 
@@ -100,6 +102,7 @@ import Testing
         #expect(daemon.log.contains("control connection refused"))
         #expect(daemon.log.contains("uid=65534"))
         // Root (this test) is still served.
+        daemon.waitUntilHealthy()
         #expect(try daemon.ctl(["ping"]).status == 0)
     }
 
@@ -126,11 +129,13 @@ import Testing
         let second = try runCommand(Binaries.swiftqd, ["--config", daemon.configPath], timeout: 20)
         #expect(second.status == 1)
         #expect(second.stderr.contains("another process is serving it"))
+        daemon.waitUntilHealthy()
         #expect(try daemon.ctl(["ping"]).status == 0)
     }
 
     /// Runs `swiftqctl ping` as uid/gid 65534 (with one supplementary group, or none) through `setpriv`.
     func pingAsNobody(_ daemon: Daemon, supplementaryGroup: Int?) throws -> CommandResult {
+        daemon.waitUntilHealthy()
         let groups = supplementaryGroup.map { "--groups=\($0)" } ?? "--clear-groups"
         return try runCommand(
             "/usr/bin/setpriv",

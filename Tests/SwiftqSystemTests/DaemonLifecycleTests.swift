@@ -6,6 +6,7 @@ import Testing
 @Suite(.serialized) struct DaemonLifecycleTests {
     @Test func pingAndStatsListTheConsumerAndEveryPoolChild() throws {
         let daemon = try Daemon(concurrency: 3)
+        daemon.waitUntilHealthy()
         let ping = try daemon.ctl(["ping"])
         #expect(ping.status == 0, "\(ping.stderr)")
         #expect(ping.stdout.contains("pong"))

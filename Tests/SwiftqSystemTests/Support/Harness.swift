@@ -374,6 +374,16 @@ final class Daemon {
 
     func stats() throws -> JSONValue { try call("stats") }
 
+    /// Waits until `ping` reports the daemon healthy. The control socket answers before the consumer process has
+    /// been spawned (its bootstep comes first), and `swiftqctl ping` exits 1 while the consumer is not running: a
+    /// test of something else than startup waits for this before asserting `ping`'s exit code.
+    @discardableResult
+    func waitUntilHealthy(timeout: Double = 30) -> Bool {
+        let healthy = eventually(timeout: timeout) { (try? self.call("ping"))?["healthy"]?.boolValue == true }
+        if !healthy { Issue.record("swiftqd did not turn healthy within \(Int(timeout))s; log:\n\(self.log)") }
+        return healthy
+    }
+
     /// Runs `swiftqctl` against this daemon.
     func ctl(_ arguments: [String]) throws -> CommandResult {
         try runCommand(Binaries.swiftqctl, ["--socket", socketPath] + arguments)
