@@ -72,15 +72,6 @@ public enum RemoteControl {
                 commandTimeout: .seconds(10) + timeout
             )
             let broker = KombuRedisBroker(connection: connection)
-            let queue = "\(key).reply.celery.pidbox"
-            let member = KombuRedisLayout.bindingMember(routingKey: key, queue: queue)
-            let bindingKey = broker.layout.bindingKey(exchange: "reply.celery.pidbox")
-            let list = broker.layout.queueKey(queue: queue, priority: 0)
-            _ = try connection.command("SADD", RedisArgument(bindingKey), RedisArgument(member))
-            defer {
-                _ = try? connection.command("SREM", RedisArgument(bindingKey), RedisArgument(member))
-                _ = try? connection.command("DEL", RedisArgument(list))
-            }
             let envelope: JSONValue = [
                 "body": .string(Base64.encode(body.serialized())),
                 "content-encoding": "utf-8", "content-type": "application/json",
@@ -90,20 +81,12 @@ public enum RemoteControl {
                     "priority": 0, "body_encoding": "base64", "delivery_tag": .string(randomID()),
                 ],
             ]
-            try broker.publish(
+            try broker.pidboxRequest(
                 envelope: envelope.serialized(),
-                exchange: "celery.pidbox",
-                type: .fanout,
-                routingKey: "",
-                priority: 0
-            )
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline, destination.isEmpty || replies.count < destination.count {
-                let left = max(0.01, seconds(deadline - .now))
-                let reply = try connection.command("BRPOP", RedisArgument(list), RedisArgument(String(left)))
-                guard let parts = reply.array, parts.count == 2, let payload = parts[1].bytes,
-                    let received = try? RedisEnvelope.decode(payload)
-                else { continue }
+                replyKey: key,
+                until: .now + timeout,
+                isDone: { !destination.isEmpty && replies.count >= destination.count }
+            ) { received in
                 for (node, value) in collect(received.body, received.headers["ticket"]?.stringValue) {
                     replies[node] = value
                 }

@@ -531,40 +531,16 @@ package final class RedisTransport: BrokerTransport {
     /// Celery's mingle on Redis, as kombu's client does it: bind a reply queue, PUBLISH `hello` on the pidbox channel,
     /// pop replies for a second, then unbind and delete the reply lists.
     private func mingle(_ connection: RedisConnection) throws(RedisError) {
-        let layout = KombuRedisLayout()
         let key = randomHex()
         let ticket = randomHex()
-        let replyQueue = "\(key).reply.celery.pidbox"
-        let bindingKey = layout.bindingKey(exchange: "reply.celery.pidbox")
-        let member = KombuRedisLayout.bindingMember(routingKey: key, queue: replyQueue)
-        _ = try connection.command("SADD", RedisArgument(bindingKey), RedisArgument(member))
-        defer {
-            // Best effort: on a connection that broke meanwhile these throw at once, and the binding stays.
-            _ = try? connection.command("SREM", RedisArgument(bindingKey), RedisArgument(member))
-            _ = try? connection.command("DEL", RedisArgument(layout.queueKey(queue: replyQueue, priority: 0)))
-        }
         let hello = Mingle.hello(node: node, revoked: mingleRevokes.withLock { $0 }, ticket: ticket, replyKey: key)
-        let broker = KombuRedisBroker(connection: connection)
-        try broker.publish(
-            envelope: hello.redisEnvelope(deliveryTag: randomHex()),
-            exchange: hello.exchange,
-            type: .fanout,
-            routingKey: "",
-            priority: 0
-        )
-        let deadline = ContinuousClock.now + Mingle.timeout
         var found: [String] = []
         var nodes = 0
-        while ContinuousClock.now < deadline {
-            let left = max(0.01, (deadline - .now).seconds)
-            let reply = try connection.command(
-                "BRPOP",
-                RedisArgument(layout.queueKey(queue: replyQueue, priority: 0)),
-                RedisArgument(String(format2: left))
-            )
-            guard let parts = reply.array, parts.count == 2, let payload = parts[1].bytes,
-                let envelope = try? RedisEnvelope.decode(payload)
-            else { continue }
+        try KombuRedisBroker(connection: connection).pidboxRequest(
+            envelope: hello.redisEnvelope(deliveryTag: randomHex()),
+            replyKey: key,
+            until: .now + Mingle.timeout
+        ) { envelope in
             let replyTicket = envelope.headers["ticket"]?.stringValue
             if let ids = Mingle.revoked(inReply: envelope.body, ticket: ticket, replyTicket: replyTicket, node: node) {
                 found += ids

@@ -125,8 +125,10 @@ enum CeleryControl {
             ids = []
             for queue in ["\(swiftQueue)", "\(pythonQueue)"]:
                 ids.append(app.send_task("swiftq.sleep", args=[1], queue=queue, countdown=600).id)
+                # Long enough to still run when `terminate` comes, on a loaded machine too (the inspects before
+                # it took over 60 s at load 10); terminate ends them.
                 for _ in range(3):
-                    ids.append(app.send_task("swiftq.sleep", args=[60], queue=queue).id)
+                    ids.append(app.send_task("swiftq.sleep", args=[900], queue=queue).id)
             print(json.dumps(ids))
             """,
             broker: broker
@@ -175,7 +177,7 @@ enum CeleryControl {
         for arguments in [
             ["revoke", "not-a-real-id"], ["pool_grow", "1"], ["pool_shrink", "1"],
             ["add_consumer", extra], ["cancel_consumer", extra], ["enable_events"],
-            ["rate_limit", "swiftq.sleep", "100/s"], ["time_limit", "swiftq.sleep", "30", "60"],
+            ["rate_limit", "swiftq.sleep", "100/s"], ["time_limit", "swiftq.sleep", "600", "1200"],
         ] {
             let replies = try CeleryControl.cli(
                 broker,
