@@ -236,7 +236,7 @@ package final class AMQPTransport: BrokerTransport {
                     session = try connect()
                     backoff.reset()
                 } catch {
-                    events.post(.state(connected: false, detail: Self.describe(error)))
+                    events.post(.state(.fetch, connected: false, detail: Self.describe(error)))
                     wake.wait(timeout: backoff.next())
                 }
                 continue
@@ -245,7 +245,7 @@ package final class AMQPTransport: BrokerTransport {
                 try step(&current, lost: &finishedWithLostAck)
                 session = current
             } catch {
-                events.post(.state(connected: false, detail: Self.describe(error)))
+                events.post(.state(.fetch, connected: false, detail: Self.describe(error)))
                 // Unconfirmed results are lost with the connection; their tasks' messages come back redelivered
                 // (they were not acked), so the results are published again when the tasks run again.
                 current.connection.close()
@@ -329,7 +329,7 @@ package final class AMQPTransport: BrokerTransport {
         }
         let controlConsumer = nodeName.flatMap { consumePidbox(connection, node: $0) }
         let current = generation.add(1, ordering: .releasing).newValue
-        events.post(.state(connected: true, detail: "connected to \(url.redacted)"))
+        events.post(.state(.fetch, connected: true, detail: "connected to \(url.redacted)"))
         return Session(
             connection: connection,
             generation: current,
@@ -810,7 +810,7 @@ package final class AMQPTransport: BrokerTransport {
                 try flushAcks(&current)
             }
         } catch {
-            events.post(.state(connected: false, detail: Self.describe(error)))
+            events.post(.state(.fetch, connected: false, detail: Self.describe(error)))
         }
         if !settled.isEmpty { events.post(.settled(tags: settled, results: 0)) }
     }

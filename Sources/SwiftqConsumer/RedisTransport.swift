@@ -197,9 +197,9 @@ package final class RedisTransport: BrokerTransport {
                     connectedBefore = true
                     broker = kombu
                     backoff.reset()
-                    events.post(.state(connected: true, detail: "connected to \(brokerURL.redacted)"))
+                    events.post(.state(.fetch, connected: true, detail: "connected to \(brokerURL.redacted)"))
                 } catch {
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     PlatformThread.sleep(for: backoff.next())
                     continue
                 }
@@ -217,7 +217,7 @@ package final class RedisTransport: BrokerTransport {
                     order = wanted
                 } catch {
                     requestedQueues.withLock { $0 = $0 ?? wanted }
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     broker = nil
                     watcher = nil
                     continue
@@ -231,7 +231,7 @@ package final class RedisTransport: BrokerTransport {
                     // reservations come back here once its key expires, not after the visibility timeout.
                     try recoverSiblings(kombu, known: &liveSiblings)
                 } catch {
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     broker = nil
                     watcher = nil
                     continue
@@ -245,7 +245,7 @@ package final class RedisTransport: BrokerTransport {
                     let restored = try kombu.restoreVisible(visibilityTimeout: visibilityTimeout, limit: 1000).restored
                     if restored > 0 { events.post(.restored(restored)) }
                 } catch {
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     broker = nil
                     watcher = nil
                     continue
@@ -270,7 +270,7 @@ package final class RedisTransport: BrokerTransport {
                     events.post(.delivered(reserved.map(Self.inbound)))
                 }
             } catch {
-                events.post(.state(connected: false, detail: "\(error)"))
+                events.post(.state(.fetch, connected: false, detail: "\(error)"))
                 broker = nil
                 watcher = nil
                 PlatformThread.sleep(for: backoff.next())
@@ -304,6 +304,9 @@ package final class RedisTransport: BrokerTransport {
         var backend: RedisResultBackend?
         var pending: [Settlement] = []
         var stopped = false
+        // Whether this thread last reported its connection down: it reports the recovery once, after a flush
+        // that worked (the fetch thread's reports say nothing about this connection).
+        var reportedDown = false
         while true {
             if pending.isEmpty {
                 if stopped { break }
@@ -325,10 +328,15 @@ package final class RedisTransport: BrokerTransport {
                 try flush(&batch, broker: broker, backend: backend)
                 batch.removeAll()
                 backoff.reset()
+                if reportedDown {
+                    reportedDown = false
+                    events.post(.state(.write, connected: true, detail: "writing to \(brokerURL.redacted)"))
+                }
             } catch {
                 brokerConnection = nil
                 backend = nil
-                events.post(.state(connected: false, detail: "\(error)"))
+                reportedDown = true
+                events.post(.state(.write, connected: false, detail: "\(error)"))
                 if stopped && isStopping && backoff.attempts > 20 {
                     // Shutting down and the broker stays away: the unacked messages stay recorded in
                     // Redis and come back through restore; nothing more can be done from here.
