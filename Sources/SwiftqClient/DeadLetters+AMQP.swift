@@ -34,8 +34,10 @@ extension DeadLetters {
     /// channel the broker closed for that is opened again).
     private func readyCount(_ deadQueue: String, on connection: AMQPConnection) throws(AMQPError) -> Int? {
         do {
-            return Int(try connection.declareQueue(channel: Self.readChannel, name: deadQueue, passive: true).messageCount)
-        } catch where error.replyCode == 404 {
+            return Int(
+                try connection.declareQueue(channel: Self.readChannel, name: deadQueue, passive: true).messageCount
+            )
+        } catch  where error.replyCode == 404 {
             try connection.openChannel(Self.readChannel)
             return nil
         }

@@ -39,7 +39,10 @@ public final class DeadLetters {
             return
         }
         guard lowered.hasPrefix("redis") else {
-            throw ClientError(.connection, "expected a redis://, rediss://, redis+socket://, amqp:// or amqps:// broker")
+            throw ClientError(
+                .connection,
+                "expected a redis://, rediss://, redis+socket://, amqp:// or amqps:// broker"
+            )
         }
         let connection = try clientConnection(url)
         backend = .redis(connection, KombuRedisBroker(connection: connection))

@@ -1,3 +1,6 @@
+import OrderedCollections
+import SwiftqCore
+
 /// Which of a transport's broker connections a state report is about. The Redis transport has two, each on its
 /// own thread: `fetch` (reserves messages, the pidbox) and `write` (publishes, results, acks). RabbitMQ's transport
 /// does everything on one connection, which reports as `fetch`.
@@ -44,5 +47,20 @@ package struct BrokerConnectivity: Equatable, Sendable {
         }
         if down.isEmpty { return "not connected" }
         return down.joined(separator: "; ")
+    }
+}
+
+extension BrokerConnectivity {
+    /// `stats` `broker.connections`: each connection that reported, with its state.
+    package var json: JSONValue {
+        var object: OrderedDictionary<String, JSONValue> = [:]
+        for role in BrokerConnectionRole.allCases {
+            guard let link = links[role] else { continue }
+            let entry: OrderedDictionary<String, JSONValue> = [
+                "connected": .bool(link.connected), "detail": .string(link.detail),
+            ]
+            object[role.rawValue] = .object(entry)
+        }
+        return .object(object)
     }
 }

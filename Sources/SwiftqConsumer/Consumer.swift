@@ -54,6 +54,7 @@ package final class Consumer {
     package var brokerConnectivity = BrokerConnectivity()
     package var brokerConnected: Bool { brokerConnectivity.isConnected }
     package var brokerDetail: String { brokerConnectivity.detail }
+    package var brokerConnectionsJSON: JSONValue { brokerConnectivity.json }
     /// Control (pidbox) messages seen; see ``BrokerEvent/control(_:)``.
     package var controlReceived = 0
     package var controlByMethod: [String: Int] = [:]
@@ -375,20 +376,7 @@ package final class Consumer {
             "broker": .object([
                 "url": .string(redactedBrokerURL), "connected": .bool(brokerConnected),
                 "detail": .string(brokerDetail),
-                "connections": .object(
-                    OrderedDictionary(
-                        uniqueKeysWithValues: BrokerConnectionRole.allCases.compactMap { role in
-                            brokerConnectivity.links[role].map { link in
-                                (
-                                    role.rawValue,
-                                    JSONValue.object([
-                                        "connected": .bool(link.connected), "detail": .string(link.detail),
-                                    ])
-                                )
-                            }
-                        }
-                    )
-                ),
+                "connections": brokerConnectionsJSON,
                 // Under `broker`, which the supervisor's `stats` passes through whole.
                 "control_received": .int(Int64(controlReceived)),
                 "control_methods": .object(

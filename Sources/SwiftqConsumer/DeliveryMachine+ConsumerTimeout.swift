@@ -57,7 +57,8 @@ extension DeliveryMachine {
             .log(
                 .init(
                     level: .info,
-                    text: "held for \(PythonRepr.repr(.double(limit)))s (a third of broker.consumer_timeout) and due in "
+                    text:
+                        "held for \(PythonRepr.repr(.double(limit)))s (a third of broker.consumer_timeout) and due in "
                         + "\(Int(remaining.rounded(.up)))s: published again for its ETA, the held delivery acked",
                     taskID: message.id,
                     taskName: message.name

@@ -15,7 +15,8 @@ package extension DeliveryMachine.Settings {
         poisonThreshold = configuration.worker.poisonThreshold
         deadLetterQueue = configuration.worker.deadLetterQueue
         let broker = configuration.broker.url.lowercased()
-        if (broker.hasPrefix("amqp://") || broker.hasPrefix("amqps://")) && configuration.broker.consumerTimeout > .zero {
+        if (broker.hasPrefix("amqp://") || broker.hasPrefix("amqps://")) && configuration.broker.consumerTimeout > .zero
+        {
             etaHoldLimit = configuration.broker.consumerTimeout.seconds / 3
         }
     }

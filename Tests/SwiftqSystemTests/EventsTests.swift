@@ -141,7 +141,8 @@ extension Python {
         let node = try #require(try daemon.stats()["hostname"]?.stringValue)
         let captured = try Python.eventCapture([
             "broker": .string(redis.url), "backend": .string(redis.url(db: 1)),
-            "calls": [["task": "swiftq.add", "args": [1, 2]]], "heartbeats": 2, "terminate_pid": .int(Int64(daemon.pid)),
+            "calls": [["task": "swiftq.add", "args": [1, 2]]], "heartbeats": 2,
+            "terminate_pid": .int(Int64(daemon.pid)),
         ])
         #expect(captured["online"] == true, "no worker event reached the receiver")
         let types = (captured["events"]?.arrayValue ?? []).compactMap { $0["type"]?.stringValue }

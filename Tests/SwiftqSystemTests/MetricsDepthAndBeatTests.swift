@@ -125,7 +125,8 @@ import Testing
             broker: node.url,
             backend: "rpc://",
             queue: queue,
-            calls: [["task": "swiftq.sleep", "args": [8]]] + (0..<4).map { _ in ["task": "swiftq.add", "args": [1, 1]] },
+            calls: [["task": "swiftq.sleep", "args": [8]]]
+                + (0..<4).map { _ in ["task": "swiftq.add", "args": [1, 1]] },
             wait: false
         )
         _ = try Python.celeryClient(request)

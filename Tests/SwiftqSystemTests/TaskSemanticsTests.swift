@@ -726,7 +726,10 @@ import Testing
         #expect(eventually(timeout: 10) { (try? node.queueCounts(dead))??.ready == 1 })
 
         let requeued = try runCommand(Binaries.swiftqctl, ["dead", "requeue", "--broker", node.url, queue])
-        #expect(requeued.status == 0 && requeued.stdout.contains("requeued 1 message"), "\(requeued.stdout) \(requeued.stderr)")
+        #expect(
+            requeued.status == 0 && requeued.stdout.contains("requeued 1 message"),
+            "\(requeued.stdout) \(requeued.stderr)"
+        )
         // It runs again from a clean count: two more kills, then dead again.
         #expect(eventually(timeout: 30) { Self.lines(runsFile).count == 4 }, "runs: \(Self.lines(runsFile).count)")
         #expect(eventually(timeout: 30) { (try? node.queueCounts(dead))??.ready == 1 }, "\(daemon.log)")
@@ -739,7 +742,10 @@ import Testing
         let empty = try runCommand(Binaries.swiftqctl, ["dead", "list", "--broker", node.url, queue])
         #expect(empty.status == 0 && empty.stdout.isEmpty, "\(empty.stdout) \(empty.stderr)")
         // A dead-letter queue that does not exist is empty, not an error.
-        let missing = try runCommand(Binaries.swiftqctl, ["dead", "list", "--broker", node.url, uniqueQueueName("none")])
+        let missing = try runCommand(
+            Binaries.swiftqctl,
+            ["dead", "list", "--broker", node.url, uniqueQueueName("none")]
+        )
         #expect(missing.status == 0 && missing.stdout.isEmpty, "\(missing.stdout) \(missing.stderr)")
     }
 }

@@ -116,7 +116,7 @@ package final class QueueDepthSampler: Sendable {
         for queue in queues {
             do {
                 depths[queue] = Int(try connection.declareQueue(channel: 1, name: queue, passive: true).messageCount)
-            } catch where error.replyCode == 404 {
+            } catch  where error.replyCode == 404 {
                 try connection.openChannel(1)
             }
         }

@@ -134,9 +134,7 @@ extension Supervisor {
     /// Beat's families, from the beat child's last report (``BeatProcess/info``; nil while it starts or is down):
     /// runs and the last run per entry, whether this node holds the lease, and who holds it (an info-style gauge
     /// whose `holder` label is the holder's beat node, present only while someone holds it).
-    static func beatMetrics(
-        _ info: JSONValue?
-    ) -> [(name: String, type: String, help: String, samples: [(String, Double)])] {
+    static func beatMetrics(_ info: JSONValue?) -> [BeatMetricFamily] {
         let entries = info?["entries"]?.arrayValue ?? []
         var runs: [(String, Double)] = []
         var lastRuns: [(String, Double)] = []
@@ -150,18 +148,29 @@ extension Supervisor {
         if let holder = info?["lock_holder"]?.stringValue {
             holders.append(("{holder=\"\(prometheusLabel(holder))\"}", 1))
         }
-        return [
-            ("swiftq_beat_runs_total", "counter", "Beat runs published by this node, by entry", runs),
-            (
-                "swiftq_beat_last_run_timestamp_seconds", "gauge",
-                "When each beat entry last ran (scheduled time, seconds since the epoch)", lastRuns
-            ),
-            (
-                "swiftq_beat_lease_held_bool", "gauge", "1 while this node's beat holds the cluster-wide lease",
-                [("", info?["holder"]?.boolValue == true ? 1 : 0)]
-            ),
-            ("swiftq_beat_lock_holder_info", "gauge", "The beat node holding the lease (label holder)", holders),
-        ]
+        let lease: Double = info?["holder"]?.boolValue == true ? 1 : 0
+        var families: [BeatMetricFamily] = []
+        families.append(.init("swiftq_beat_runs_total", "counter", "Beat runs published by this node, by entry", runs))
+        families.append(
+            .init(
+                "swiftq_beat_last_run_timestamp_seconds",
+                "gauge",
+                "When each beat entry last ran (scheduled time, seconds since the epoch)",
+                lastRuns
+            )
+        )
+        families.append(
+            .init(
+                "swiftq_beat_lease_held_bool",
+                "gauge",
+                "1 while this node's beat holds the cluster-wide lease",
+                [("", lease)]
+            )
+        )
+        families.append(
+            .init("swiftq_beat_lock_holder_info", "gauge", "The beat node holding the lease (label holder)", holders)
+        )
+        return families
     }
 
     /// A label value in the exposition format: backslash, double quote and newline escaped.
@@ -176,5 +185,20 @@ extension Supervisor {
             }
         }
         return escaped
+    }
+}
+
+/// One metric family of beat's, as the supervisor writes it: name, type, help and the samples (labels, value).
+struct BeatMetricFamily {
+    let name: String
+    let type: String
+    let help: String
+    let samples: [(String, Double)]
+
+    init(_ name: String, _ type: String, _ help: String, _ samples: [(String, Double)]) {
+        self.name = name
+        self.type = type
+        self.help = help
+        self.samples = samples
     }
 }
