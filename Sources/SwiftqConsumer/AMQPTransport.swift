@@ -253,7 +253,7 @@ package final class AMQPTransport: BrokerTransport {
                     backoff.reset()
                     failedHosts = 0
                 } catch {
-                    events.post(.state(connected: false, detail: describeAtHost(error)))
+                    events.post(.state(.fetch, connected: false, detail: describeAtHost(error)))
                     failedHosts += 1
                     nextHost()
                     if failedHosts >= urls.count {
@@ -267,7 +267,7 @@ package final class AMQPTransport: BrokerTransport {
                 try step(&current, lost: &finishedWithLostAck)
                 session = current
             } catch {
-                events.post(.state(connected: false, detail: describeAtHost(error)))
+                events.post(.state(.fetch, connected: false, detail: describeAtHost(error)))
                 // Unconfirmed results are lost with the connection; their tasks' messages come back redelivered
                 // (they were not acked), so the results are published again when the tasks run again.
                 for key in Self.uncertainAcks(current) { finishedWithLostAck.append(key) }
@@ -382,7 +382,7 @@ package final class AMQPTransport: BrokerTransport {
         }
         let controlConsumer = nodeName.flatMap { consumePidbox(connection, node: $0) }
         let current = generation.add(1, ordering: .releasing).newValue
-        events.post(.state(connected: true, detail: "connected to \(url.redacted)"))
+        events.post(.state(.fetch, connected: true, detail: "connected to \(url.redacted)"))
         return Session(
             connection: connection,
             generation: current,
@@ -900,7 +900,7 @@ package final class AMQPTransport: BrokerTransport {
                 try flushAcks(&current)
             }
         } catch {
-            events.post(.state(connected: false, detail: Self.describe(error)))
+            events.post(.state(.fetch, connected: false, detail: Self.describe(error)))
         }
         if !settled.isEmpty { events.post(.settled(tags: settled, results: 0)) }
     }

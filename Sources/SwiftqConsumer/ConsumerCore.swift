@@ -190,7 +190,7 @@ package final class ConsumerCore {
                 pool.terminate(jobID: jobID, signal: signal, reason: reason)
             case .startTimer(let token, let seconds):
                 timers.startTimer(token: token, after: seconds) { [unowned self] in
-                    perform(machine.timerFired(token, now: now()))
+                    perform(machine.timerFired(token, now: now(), isStale: broker.isStale))
                     pump()
                 }
             case .cancelTimer(let token):

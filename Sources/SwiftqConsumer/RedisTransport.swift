@@ -200,10 +200,10 @@ package final class RedisTransport: BrokerTransport {
                     broker = kombu
                     backoff.reset()
                     events.post(
-                        .state(connected: true, detail: "connected to \(Self.describe(made, via: self.broker))")
+                        .state(.fetch, connected: true, detail: "connected to \(Self.describe(made, via: self.broker))")
                     )
                 } catch {
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     PlatformThread.sleep(for: backoff.next())
                     continue
                 }
@@ -221,7 +221,7 @@ package final class RedisTransport: BrokerTransport {
                     order = wanted
                 } catch {
                     requestedQueues.withLock { $0 = $0 ?? wanted }
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     broker = nil
                     watcher = nil
                     continue
@@ -235,7 +235,7 @@ package final class RedisTransport: BrokerTransport {
                     // reservations come back here once its key expires, not after the visibility timeout.
                     try recoverSiblings(kombu, known: &liveSiblings)
                 } catch {
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     broker = nil
                     watcher = nil
                     continue
@@ -249,7 +249,7 @@ package final class RedisTransport: BrokerTransport {
                     let restored = try kombu.restoreVisible(visibilityTimeout: visibilityTimeout, limit: 1000).restored
                     if restored > 0 { events.post(.restored(restored)) }
                 } catch {
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     broker = nil
                     watcher = nil
                     continue
@@ -275,7 +275,7 @@ package final class RedisTransport: BrokerTransport {
                     events.post(.delivered(reserved.map(Self.inbound)))
                 }
             } catch {
-                events.post(.state(connected: false, detail: "\(error)"))
+                events.post(.state(.fetch, connected: false, detail: "\(error)"))
                 broker = nil
                 watcher = nil
                 PlatformThread.sleep(for: backoff.next())
@@ -315,6 +315,9 @@ package final class RedisTransport: BrokerTransport {
         var backend: RedisResultBackend?
         var pending: [Settlement] = []
         var stopped = false
+        // Whether this thread last reported its connection down: it reports the recovery once, after a flush
+        // that worked (the fetch thread's reports say nothing about this connection).
+        var reportedDown = false
         while true {
             if pending.isEmpty {
                 if stopped { break }
@@ -336,10 +339,16 @@ package final class RedisTransport: BrokerTransport {
                 try flush(&batch, broker: broker, backend: backend)
                 batch.removeAll()
                 backoff.reset()
+                if reportedDown {
+                    reportedDown = false
+                    let target = Self.describe(broker.connection, via: self.broker)
+                    events.post(.state(.write, connected: true, detail: "writing to \(target)"))
+                }
             } catch {
                 brokerConnection = nil
                 backend = nil
-                events.post(.state(connected: false, detail: "\(error)"))
+                reportedDown = true
+                events.post(.state(.write, connected: false, detail: "\(error)"))
                 if stopped && isStopping && backoff.attempts > 20 {
                     // Shutting down and the broker stays away: the unacked messages stay recorded in
                     // Redis and come back through restore; nothing more can be done from here.

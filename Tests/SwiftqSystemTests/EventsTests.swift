@@ -132,15 +132,37 @@ extension Python {
         Self.check(captured, node: name)
     }
 
-    @Test func noEventsAreSentWhenDisabled() throws {
+    /// Celery's Heart bootstep sends `worker-online`, `worker-heartbeat` and `worker-offline` whether or not task
+    /// events are on (only `--without-heartbeat` stops them): with `events.enabled: false` (the default) the worker
+    /// is online in Celery's `State`, with heartbeats, and no `task-*` event is sent.
+    @Test func workerEventsAreSentWithTaskEventsOffAsCelerysAre() throws {
         let redis = try RedisServer()
-        let daemon = try RedisInteropTests.daemon(broker: redis)
+        let daemon = try RedisInteropTests.daemon(broker: redis, extraYAML: "events:\n  heartbeat_interval: 500ms\n")
+        let node = try #require(try daemon.stats()["hostname"]?.stringValue)
+        let captured = try Python.eventCapture([
+            "broker": .string(redis.url), "backend": .string(redis.url(db: 1)),
+            "calls": [["task": "swiftq.add", "args": [1, 2]]], "heartbeats": 2,
+            "terminate_pid": .int(Int64(daemon.pid)),
+        ])
+        #expect(captured["online"] == true, "no worker event reached the receiver")
+        let types = (captured["events"]?.arrayValue ?? []).compactMap { $0["type"]?.stringValue }
+        #expect(types.filter { $0 == "worker-heartbeat" }.count >= 2, "\(types)")
+        #expect(!types.contains { $0.hasPrefix("task-") }, "\(types)")
+        #expect(captured["offline"] == true)
+        #expect(captured["workers"]?[node]?["freq"] == 0.5)
+    }
+
+    /// `events.heartbeat: false` is Celery's `--without-heartbeat`: with task events off too, nothing is sent.
+    @Test func noEventsAreSentWithoutHeartbeatAndTaskEvents() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, extraYAML: "events:\n  heartbeat: false\n")
         let results = try Python.celeryClient(
             RedisInteropTests.request(redis, calls: [["task": "swiftq.add", "args": [1, 2]]])
         )
         #expect(results.first?["result"] == 3)
         let events = try daemon.stats()["events"]
         #expect(events?["enabled"] == false)
+        #expect(events?["worker_online"] == false)
         #expect(events?["sent"] == 0)
     }
 

@@ -121,6 +121,37 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
     /// Set after the first connection: later ones are reconnects.
     private var reconnectable = false
 
+    /// `swiftq_queue_depth_messages{queue}` of the queues sampled last (``QueueDepthSampler``).
+    private var depthGauges: [String: Gauge] = [:]
+
+    /// A queue-depth sample: each sampled queue's gauge is set; queues no longer sampled (cancelled, or gone on
+    /// RabbitMQ) are removed, so that a stale depth is never shown as current.
+    package func queueDepths(_ depths: [String: Int]) {
+        for (queue, gauge) in depthGauges where depths[queue] == nil {
+            registry.unregisterGauge(gauge)
+            depthGauges[queue] = nil
+        }
+        for (queue, depth) in depths {
+            let gauge =
+                depthGauges[queue]
+                ?? registry.makeGauge(
+                    descriptor: Self.name(
+                        "queue_depth",
+                        "messages",
+                        "Messages waiting in a consumed queue (sampled every metrics.queue_depth_interval)"
+                    ),
+                    labels: [("queue", queue)]
+                )
+            depthGauges[queue] = gauge
+            gauge.set(Int64(depth))
+        }
+    }
+
+    /// A failed sample: the gauges are removed (an unknown depth is not shown as the last known one).
+    package func queueDepthsUnknown() {
+        queueDepths([:])
+    }
+
     /// The text exposition format, with the present-state gauges set first.
     package func render(machine: DeliveryMachine?, pool: (any WorkPool)?) -> String {
         if let machine {
