@@ -37,13 +37,13 @@ extension Consumer {
         if url == "embedded" { url = Configuration.EmbeddedBroker.url(for: configuration, database: 0) }
         let lowered = url.lowercased()
         guard lowered.hasPrefix("amqp://") || lowered.hasPrefix("amqps://") else {
-            return .redis(try RedisURL(parsing: url))
+            return .redis(try RedisTarget(parsing: url, masterName: configuration.broker.masterName))
         }
-        let amqp = try AMQPURL(parsing: url)
+        let amqp = try AMQPURL.failoverList(parsing: url)
         let tls = configuration.broker.tls
         return .amqp(
             amqp,
-            amqp.usesTLS
+            amqp[0].usesTLS
                 ? AMQPTLSOptions(
                     caFile: tls.caFile,
                     certFile: tls.certFile,

@@ -8,9 +8,11 @@ import Testing
         var state = BrokerConnectivity()
         #expect(!state.isConnected)
         #expect(state.detail == "not connected")
-        #expect(!state.report(.write, connected: true, detail: "writing"))
+        let report1 = state.report(.write, connected: true, detail: "writing")
+        #expect(!report1)
         #expect(!state.isConnected)
-        #expect(state.report(.fetch, connected: true, detail: "connected to redis://x"))
+        let report2 = state.report(.fetch, connected: true, detail: "connected to redis://x")
+        #expect(report2)
         #expect(state.isConnected)
         #expect(state.detail == "connected to redis://x")
     }
@@ -18,16 +20,21 @@ import Testing
     @Test func aWriteErrorWhileFetchingIsDownUntilTheWriterRecovers() {
         var state = BrokerConnectivity()
         state.report(.fetch, connected: true, detail: "connected to redis://x")
-        #expect(state.report(.write, connected: false, detail: "timeout"))
+        let report3 = state.report(.write, connected: false, detail: "timeout")
+        #expect(report3)
         #expect(!state.isConnected)
         #expect(state.detail == "write connection: timeout")
         // The fetch thread going on (or reconnecting) does not hide the writer's failure: no flap back to healthy.
-        #expect(!state.report(.fetch, connected: true, detail: "connected to redis://x"))
+        let report4 = state.report(.fetch, connected: true, detail: "connected to redis://x")
+        #expect(!report4)
         #expect(!state.isConnected)
         // The same failure again is no change; another reason is (the supervisor shows the latest).
-        #expect(!state.report(.write, connected: false, detail: "timeout"))
-        #expect(state.report(.write, connected: false, detail: "connection refused"))
-        #expect(state.report(.write, connected: true, detail: "writing to redis://x"))
+        let report5 = state.report(.write, connected: false, detail: "timeout")
+        #expect(!report5)
+        let report6 = state.report(.write, connected: false, detail: "connection refused")
+        #expect(report6)
+        let report7 = state.report(.write, connected: true, detail: "writing to redis://x")
+        #expect(report7)
         #expect(state.isConnected)
         #expect(state.detail == "connected to redis://x")
     }
@@ -39,10 +46,12 @@ import Testing
         state.report(.write, connected: false, detail: "io")
         #expect(state.detail == "fetch connection: eof; write connection: io")
         // Still down, with one reason fewer.
-        #expect(state.report(.fetch, connected: true, detail: "up"))
+        let report8 = state.report(.fetch, connected: true, detail: "up")
+        #expect(report8)
         #expect(!state.isConnected)
         #expect(state.detail == "write connection: io")
-        #expect(state.report(.write, connected: true, detail: "ok"))
+        let report9 = state.report(.write, connected: true, detail: "ok")
+        #expect(report9)
         #expect(state.isConnected)
     }
 
@@ -50,7 +59,8 @@ import Testing
         var state = BrokerConnectivity()
         state.report(.fetch, connected: true, detail: "up")
         state.report(.write, connected: true, detail: "ok")
-        #expect(state.report(.fetch, connected: false, detail: "eof"))
+        let report10 = state.report(.fetch, connected: false, detail: "eof")
+        #expect(report10)
         #expect(!state.isConnected)
         #expect(state.detail == "fetch connection: eof")
     }

@@ -24,9 +24,10 @@ package final class QueueDepthSampler: Sendable {
     private let source: Source
     private let report: Report
 
+    /// The broker as the transport reaches it: a Redis server or its sentinels; a RabbitMQ host list, tried in order.
     package enum Source: Sendable {
-        case redis(RedisURL)
-        case amqp(AMQPURL, AMQPTLSOptions?)
+        case redis(RedisTarget)
+        case amqp([AMQPURL], AMQPTLSOptions?)
     }
 
     package init(source: Source, queues: [String], interval: Duration, report: @escaping Report) {
@@ -54,36 +55,75 @@ package final class QueueDepthSampler: Sendable {
         var amqp: AMQPConnection?
         while !stopped.withLock({ $0 }) {
             let list = queues.withLock { $0 }
-            do {
-                switch source {
-                case .redis(let url):
-                    let connection =
-                        try redis ?? RedisConnection(url: url, connectTimeout: .seconds(5), commandTimeout: .seconds(5))
-                    redis = connection
-                    report(.success(try Self.redisDepths(list, on: connection)))
-                case .amqp(let url, let tls):
-                    let connection =
-                        try amqp
-                        ?? AMQPConnection(
-                            url: url,
-                            tls: tls,
-                            heartbeat: .zero,
-                            connectTimeout: .seconds(5),
-                            rpcTimeout: .seconds(5),
-                            connectionName: "swiftqd queue depth"
-                        )
-                    amqp = connection
-                    report(.success(try Self.amqpDepths(list, on: connection)))
-                }
-            } catch {
-                redis = nil
-                amqp?.close()
-                amqp = nil
-                report(.failure(error))
+            let sample: Result<[String: Int], any Error>
+            switch source {
+            case .redis(let target):
+                sample = Self.sampleRedis(list, target: target, connection: &redis)
+            case .amqp(let urls, let tls):
+                sample = Self.sampleAMQP(list, urls: urls, tls: tls, connection: &amqp)
             }
+            report(sample)
             _ = wake.wait(timeout: interval)
         }
         amqp?.close()
+    }
+
+    /// One Redis sample, connecting first when needed; the connection is dropped after an error.
+    private static func sampleRedis(
+        _ queues: [String],
+        target: RedisTarget,
+        connection: inout RedisConnection?
+    ) -> Result<[String: Int], any Error> {
+        do {
+            if connection == nil {
+                connection = try target.connect(connectTimeout: .seconds(5), commandTimeout: .seconds(5))
+            }
+            guard let current = connection else { return .success([:]) }
+            return .success(try redisDepths(queues, on: current))
+        } catch {
+            connection = nil
+            return .failure(error)
+        }
+    }
+
+    /// One RabbitMQ sample, connecting first when needed; the connection is closed after an error.
+    private static func sampleAMQP(
+        _ queues: [String],
+        urls: [AMQPURL],
+        tls: AMQPTLSOptions?,
+        connection: inout AMQPConnection?
+    ) -> Result<[String: Int], any Error> {
+        do {
+            if connection == nil { connection = try connect(urls, tls: tls) }
+            guard let current = connection else { return .success([:]) }
+            return .success(try amqpDepths(queues, on: current))
+        } catch {
+            connection?.close()
+            connection = nil
+            return .failure(error)
+        }
+    }
+
+    /// The first host of the list that accepts a connection; the last host's error when none does.
+    static func connect(_ urls: [AMQPURL], tls: AMQPTLSOptions?) throws(AMQPError) -> AMQPConnection {
+        var failure: AMQPError?
+        for url in urls {
+            switch Result(catching: { () throws(AMQPError) in
+                try AMQPConnection(
+                    url: url,
+                    tls: tls,
+                    heartbeat: .zero,
+                    connectTimeout: .seconds(5),
+                    rpcTimeout: .seconds(5),
+                    connectionName: "swiftqd queue depth"
+                )
+            }) {
+            case .success(let connection): return connection
+            case .failure(let error): failure = error
+            }
+        }
+        guard let failure else { preconditionFailure("a broker URL list is never empty") }
+        throw failure
     }
 
     /// `LLEN` of every priority list of every queue, in one round trip; a queue with no list at all is reported as 0
@@ -91,35 +131,48 @@ package final class QueueDepthSampler: Sendable {
     static func redisDepths(_ queues: [String], on connection: RedisConnection) throws -> [String: Int] {
         let layout = KombuRedisLayout()
         let steps = KombuRedisLayout.prioritySteps
-        let commands = queues.flatMap { queue in
-            steps.map { ["LLEN", RedisArgument(layout.queueKey(queue: queue, priority: $0))] as [RedisArgument] }
+        var commands: [[RedisArgument]] = []
+        for queue in queues {
+            for priority in steps {
+                let key = RedisArgument(layout.queueKey(queue: queue, priority: priority))
+                commands.append(["LLEN", key])
+            }
         }
         guard !commands.isEmpty else { return [:] }
-        let replies = try connection.pipeline(commands)
+        let replies: [RedisReply] = try connection.pipeline(commands)
         var depths: [String: Int] = [:]
+        let perQueue = steps.count
         for (index, queue) in queues.enumerated() {
-            let lengths = replies[(index * steps.count)..<((index + 1) * steps.count)]
-            if let error = lengths.compactMap(\.errorMessage).first {
-                throw RedisError(code: .server, message: "LLEN \(queue): \(error)")
+            var total = 0
+            for reply in replies[(index * perQueue)..<((index + 1) * perQueue)] {
+                if let error = reply.errorMessage {
+                    throw RedisError(code: .server, message: "LLEN \(queue): \(error)")
+                }
+                total += Int(reply.integer ?? 0)
             }
-            depths[queue] = lengths.reduce(0) { $0 + Int($1.integer ?? 0) }
+            depths[queue] = total
         }
         return depths
     }
 
     /// A passive declare per queue on a channel opened for the sample; a missing queue (404, the channel closed) is
     /// left out and the channel opened again.
-    static func amqpDepths(_ queues: [String], on connection: AMQPConnection) throws -> [String: Int] {
+    static func amqpDepths(_ queues: [String], on connection: AMQPConnection) throws(AMQPError) -> [String: Int] {
         var depths: [String: Int] = [:]
         try connection.openChannel(1)
-        defer { try? connection.closeChannel(1) }
         for queue in queues {
-            do {
-                depths[queue] = Int(try connection.declareQueue(channel: 1, name: queue, passive: true).messageCount)
-            } catch  where error.replyCode == 404 {
+            switch Result(catching: { () throws(AMQPError) in
+                try connection.declareQueue(channel: 1, name: queue, passive: true)
+            }) {
+            case .success(let declared):
+                depths[queue] = Int(declared.messageCount)
+            case .failure(let error) where error.replyCode == 404:
                 try connection.openChannel(1)
+            case .failure(let error):
+                throw error
             }
         }
+        try? connection.closeChannel(1)
         return depths
     }
 }
