@@ -65,6 +65,8 @@ package final class AMQPTransport: BrokerTransport {
     private let resultWriter: ResultWriter?
     /// Plans for this thread to carry on (from the consumer, or from the result writer once stored).
     private let inbox: Mailbox<Settlement>
+    /// Celery events for the connection thread, bounded; taken whole at each step (``EventBuffer``).
+    private let eventOutbox = EventOutbox()
     private let generation = Atomic<Int>(0)
     private let heldForETA = Mutex(0)
     private let stopRequest = Mutex<ContinuousClock.Instant?>(nil)
@@ -187,6 +189,28 @@ package final class AMQPTransport: BrokerTransport {
         }
         if !rest.isEmpty { inbox.post(rest) }
         if !stored.isEmpty { resultWriter.post(stored) }
+    }
+
+    /// Buffers events for the connection thread, and wakes it (one empty plan) when the buffer has just filled.
+    package func publishEvents(_ messages: [OutboundMessage]) -> EventBuffer<OutboundMessage>.Appended {
+        let appended = eventOutbox.append(messages)
+        if appended.wake { inbox.post([Settlement(disposition: .none)]) }
+        return appended
+    }
+
+    /// The buffered events, one after another on the publish channel without waiting for their confirms (nothing
+    /// waits on an event; their confirms match no plan and are ignored). Events taken when the connection fails are
+    /// lost, as Celery's are without `buffer_while_offline`.
+    private func publishBufferedEvents(_ session: inout Session) throws {
+        for message in eventOutbox.take() {
+            _ = try session.connection.publish(
+                channel: publishChannel,
+                exchange: message.exchange,
+                routingKey: message.routingKey,
+                properties: message.amqpProperties,
+                body: message.body
+            )
+        }
     }
 
     package func stop(restoreHeld: Bool, timeout: Duration) {
@@ -585,6 +609,7 @@ package final class AMQPTransport: BrokerTransport {
     /// (at most a second, so heartbeats and stops are never late), and read what arrived.
     private func step(_ session: inout Session, lost: inout OrderedSet<String>) throws {
         var settled: [String] = []
+        try publishBufferedEvents(&session)
         for plan in inbox.drain() {
             try advance(plan, in: &session, settled: &settled, lost: &lost)
         }
@@ -886,6 +911,7 @@ package final class AMQPTransport: BrokerTransport {
         var current = session
         var settled: [String] = []
         do {
+            try publishBufferedEvents(&current)
             for plan in inbox.drain() {
                 try advance(plan, in: &current, settled: &settled, lost: &lost)
             }

@@ -413,6 +413,7 @@ package final class Consumer {
                 "enabled": .bool(events.emitter?.taskEventsEnabled ?? configuration.events.enabled),
                 "worker_online": .bool(events.workerOnline),
                 "sent": .int(Int64(events.emitter?.sent ?? 0)),
+                "dropped": .int(Int64(events.emitter?.dropped ?? 0)),
             ],
         ])
     }

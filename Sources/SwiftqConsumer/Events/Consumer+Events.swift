@@ -37,6 +37,17 @@ package extension Consumer {
             isKnownTask: { registry.contains($0) || execTasks.contains($0) }
         )
         emitter.softwareVersion = events.softwareVersion
+        emitter.onDropped = { [unowned self] count, burstStarted in
+            metrics.eventsDropped(count)
+            if burstStarted {
+                logger.warning(
+                    """
+                    the broker connection does not keep up with the events: dropping the oldest (counted in \
+                    stats events.dropped and swiftq_events_dropped_total; logged once per burst)
+                    """
+                )
+            }
+        }
         core.observers.append(emitter)
         events.emitter = emitter
         if configuration.events.heartbeat { startWorkerEvents() }

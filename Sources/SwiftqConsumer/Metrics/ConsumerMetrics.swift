@@ -25,6 +25,7 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
     private let heldForETA: Gauge
     private let brokerConnected: Gauge
     private let brokerReconnects: Counter
+    private let eventsDroppedCounter: Counter
     private var wasConnected = false
 
     package init() {
@@ -47,6 +48,18 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
         brokerReconnects = registry.makeCounter(
             descriptor: Self.name("broker_reconnects", "total", "Broker connections re-established after a loss")
         )
+        eventsDroppedCounter = registry.makeCounter(
+            descriptor: Self.name(
+                "events_dropped",
+                "total",
+                "Celery events dropped (the oldest) while the broker connection lagged behind them"
+            )
+        )
+    }
+
+    /// Events the transport's bounded buffer dropped: `swiftq_events_dropped_total`.
+    package func eventsDropped(_ count: Int) {
+        eventsDroppedCounter.increment(by: Int64(count))
     }
 
     private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -132,16 +145,16 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
             depthGauges[queue] = nil
         }
         for (queue, depth) in depths {
-            let gauge =
-                depthGauges[queue]
-                ?? registry.makeGauge(
-                    descriptor: Self.name(
-                        "queue_depth",
-                        "messages",
-                        "Messages waiting in a consumed queue (sampled every metrics.queue_depth_interval)"
-                    ),
-                    labels: [("queue", queue)]
-                )
+            if let gauge = depthGauges[queue] {
+                gauge.set(Int64(depth))
+                continue
+            }
+            let descriptor: MetricNameDescriptor = Self.name(
+                "queue_depth",
+                "messages",
+                "Messages waiting in a consumed queue (sampled every metrics.queue_depth_interval)"
+            )
+            let gauge: Gauge = registry.makeGauge(descriptor: descriptor, labels: [("queue", queue)])
             depthGauges[queue] = gauge
             gauge.set(Int64(depth))
         }
