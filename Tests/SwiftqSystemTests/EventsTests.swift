@@ -114,6 +114,36 @@ extension Python {
         Self.check(captured, node: node)
     }
 
+    /// Many tasks at once: their events go through the transport's bounded buffer in batches (one pipelined round
+    /// trip per writer turn), and every one reaches Celery's receiver, in clock order, none dropped.
+    @Test func aBurstOfTasksReachesTheReceiverWholeThroughTheBatchedEventPath() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, concurrency: 2, extraYAML: Self.eventsYAML)
+        let count = 300
+        let calls: [JSONValue] = (0..<count).map { ["task": "swiftq.add", "args": [.int(Int64($0)), 1]] }
+        let captured = try Python.eventCapture(
+            [
+                "broker": .string(redis.url), "backend": .string(redis.url(db: 1)), "calls": .array(calls),
+                "heartbeats": 1,
+            ],
+            timeout: 120
+        )
+        let ids = captured["ids"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(ids.count == count)
+        let states = ids.map { captured["tasks"]?[$0]?["state"]?.stringValue ?? "missing" }
+        #expect(states.allSatisfy { $0 == "SUCCESS" }, "\(Dictionary(grouping: states) { $0 }.mapValues(\.count))")
+        let events = captured["events"]?.arrayValue ?? []
+        for kind in ["task-received", "task-started", "task-succeeded"] {
+            let seen = events.filter { $0["type"]?.stringValue == kind }.count
+            #expect(seen == count, "\(kind): \(seen)")
+        }
+        let clocks = events.compactMap { $0["values"]?["clock"]?.intValue }
+        #expect(clocks == clocks.sorted() && Set(clocks).count == clocks.count)
+        let stats = try daemon.stats()["events"]
+        #expect(stats?["dropped"] == 0, "\(String(describing: stats))")
+        #expect((stats?["sent"]?.intValue ?? 0) >= 3 * count, "\(String(describing: stats))")
+    }
+
     @Test func celerysReceiverSeesTheLifecycleOfTasksOnRabbitMQ() throws {
         let node = try RabbitMQNode.shared()
         let redis = try RedisServer()
