@@ -331,7 +331,8 @@ package final class RedisTransport: BrokerTransport {
         var stopped = false
         // Whether this thread last reported its connection down: it reports the recovery once, after a flush
         // that worked (the fetch thread's reports say nothing about this connection).
-        var reportedDown = false
+        // Starts true: the first flush that works reports the connection up, so that `stats` shows it.
+        var reportedDown = true
         while true {
             if pendingEvents.isEmpty { pendingEvents = eventOutbox.take() }
             if pending.isEmpty && pendingEvents.isEmpty {

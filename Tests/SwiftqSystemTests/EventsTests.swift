@@ -142,6 +142,10 @@ extension Python {
         let stats = try daemon.stats()["events"]
         #expect(stats?["dropped"] == 0, "\(String(describing: stats))")
         #expect((stats?["sent"]?.intValue ?? 0) >= 3 * count, "\(String(describing: stats))")
+        // Each of the Redis transport's connections shows its own state.
+        let connections = try daemon.stats()["broker"]?["connections"]
+        #expect(connections?["fetch"]?["connected"] == true, "\(String(describing: connections))")
+        #expect(connections?["write"]?["connected"] == true, "\(String(describing: connections))")
     }
 
     @Test func celerysReceiverSeesTheLifecycleOfTasksOnRabbitMQ() throws {
