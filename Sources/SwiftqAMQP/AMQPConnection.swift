@@ -255,7 +255,8 @@ public final class AMQPConnection {
         release(channel)
     }
 
-    /// Declares a queue (not passive) and returns its message and consumer counts.
+    /// Declares a queue and returns its message and consumer counts (ready messages: unacknowledged ones are not
+    /// counted). With `passive`, only asks: a missing queue closes the channel with `404 NOT_FOUND`.
     ///
     /// A queue that exists with other properties or `arguments` (`x-max-priority`, `x-queue-type`, …) makes the
     /// broker close the channel with `406 PRECONDITION_FAILED`: thrown as `channelClosed` with a remedy naming the
@@ -269,7 +270,8 @@ public final class AMQPConnection {
         durable: Bool = true,
         exclusive: Bool = false,
         autoDelete: Bool = false,
-        arguments: OrderedDictionary<String, JSONValue> = [:]
+        arguments: OrderedDictionary<String, JSONValue> = [:],
+        passive: Bool = false
     ) throws(AMQPError) -> (messageCount: UInt32, consumerCount: UInt32) {
         let state = try openState(channel)
         let pool = RabbitMQPool()
@@ -277,7 +279,7 @@ public final class AMQPConnection {
             state,
             channel,
             try pool.bytes(name),
-            0,
+            passive ? 1 : 0,
             durable ? 1 : 0,
             exclusive ? 1 : 0,
             autoDelete ? 1 : 0,
@@ -304,6 +306,20 @@ public final class AMQPConnection {
         let pool = RabbitMQPool()
         let ok = amqp_queue_delete(state, channel, try pool.bytes(name), 0, 0)
         try checkReply(amqp_get_rpc_reply(state), channel: channel, operation: .deleteQueue(name))
+        let count = ok?.pointee.message_count ?? 0
+        release(channel)
+        return count
+    }
+
+    /// Drops every ready message of a queue (`queue.purge`; delivered, unacked ones stay) and returns how many.
+    ///
+    /// The corresponding C function is `amqp_queue_purge`.
+    @discardableResult
+    public func purgeQueue(channel: UInt16, name: String) throws(AMQPError) -> UInt32 {
+        let state = try openState(channel)
+        let pool = RabbitMQPool()
+        let ok = amqp_queue_purge(state, channel, try pool.bytes(name))
+        try checkReply(amqp_get_rpc_reply(state), channel: channel, operation: .purgeQueue(name))
         let count = ok?.pointee.message_count ?? 0
         release(channel)
         return count
@@ -674,6 +690,7 @@ public final class AMQPConnection {
         case declareExchange(String)
         case declareQueue(String, OrderedDictionary<String, JSONValue>)
         case deleteQueue(String)
+        case purgeQueue(String)
         case bind(queue: String, exchange: String)
         case consume(String)
         case cancel(String)
@@ -830,6 +847,7 @@ public final class AMQPConnection {
         case .declareExchange(let name)?: " declaring exchange '\(name)'"
         case .declareQueue(let name, _)?: " declaring queue '\(name)'"
         case .deleteQueue(let name)?: " deleting queue '\(name)'"
+        case .purgeQueue(let name)?: " purging queue '\(name)'"
         case .bind(let queue, let exchange)?: " binding queue '\(queue)' to exchange '\(exchange)'"
         case .consume(let queue)?: " consuming from queue '\(queue)'"
         case .cancel(let tag)?: " cancelling consumer '\(tag)'"

@@ -1,9 +1,10 @@
+import SwiftqAMQP
 import SwiftqCore
 import SwiftqRedis
 
-/// The dead-letter queues of a Redis broker, where swiftqd puts poison messages (a message that killed its pool
-/// child `worker.poison_threshold` times): list them, put them back on the queue they came from, or drop them.
-/// What `swiftqctl dead` does.
+/// The dead-letter queues of a broker (Redis or RabbitMQ), where swiftqd puts poison messages (a message that killed
+/// its pool child `worker.poison_threshold` times): list them, put them back on the queue they came from, or drop
+/// them. What `swiftqctl dead` does.
 public final class DeadLetters {
     /// One dead message.
     public struct Entry: Sendable {
@@ -21,24 +22,35 @@ public final class DeadLetters {
         "x-swiftq-child-kills", "x-swiftq-dead-reason", "x-swiftq-dead-queue", "x-swiftq-dead-at",
     ]
 
-    private let connection: RedisConnection
-    private let broker: KombuRedisBroker
+    /// The broker's connection: Redis (kombu's lists) or RabbitMQ (``DeadLetters+AMQP.swift``).
+    enum Backend {
+        case redis(RedisConnection, KombuRedisBroker)
+        case amqp(AMQPConnection)
+    }
 
-    /// Connects to a Redis broker (`redis://`, `rediss://`, `redis+socket://`).
+    let backend: Backend
+
+    /// Connects to the broker: Redis (`redis://`, `rediss://`, `redis+socket://`) or RabbitMQ (`amqp://`,
+    /// `amqps://`).
     public init(broker url: String) throws(ClientError) {
-        guard url.lowercased().hasPrefix("redis") else {
+        let lowered = url.lowercased()
+        if lowered.hasPrefix("amqp://") || lowered.hasPrefix("amqps://") {
+            backend = .amqp(try Self.amqpConnection(url))
+            return
+        }
+        guard lowered.hasPrefix("redis") else {
             throw ClientError(
                 .connection,
-                "dead-letter queues can be listed and requeued on a Redis broker; on RabbitMQ use its management tools "
-                    + "(the queue is a plain durable queue)"
+                "expected a redis://, rediss://, redis+socket://, amqp:// or amqps:// broker"
             )
         }
-        connection = try clientConnection(url)
-        broker = KombuRedisBroker(connection: connection)
+        let connection = try clientConnection(url)
+        backend = .redis(connection, KombuRedisBroker(connection: connection))
     }
 
     /// The messages in `deadQueue`, oldest first; entries that are not task messages are skipped.
     public func list(_ deadQueue: String) throws(ClientError) -> [Entry] {
+        guard case .redis(let connection, _) = backend else { return try amqpList(deadQueue) }
         let raw: [RedisReply]
         do {
             raw = try connection.command("LRANGE", RedisArgument(deadQueue), "0", "-1").array ?? []
@@ -53,6 +65,9 @@ public final class DeadLetters {
     /// poison headers; returns how many. A message is pushed before it is removed, so a failure in between leaves
     /// it in both places rather than in neither.
     public func requeue(_ deadQueue: String, fallback: String) throws(ClientError) -> Int {
+        guard case .redis(let connection, let broker) = backend else {
+            return try amqpRequeue(deadQueue, fallback: fallback)
+        }
         var moved = 0
         while true {
             let tail: [UInt8]
@@ -80,6 +95,7 @@ public final class DeadLetters {
 
     /// Drops every message of `deadQueue`; returns how many there were.
     public func purge(_ deadQueue: String) throws(ClientError) -> Int {
+        guard case .redis(let connection, _) = backend else { return try amqpPurge(deadQueue) }
         do {
             let replies = try connection.pipeline([
                 ["LLEN", RedisArgument(deadQueue)], ["DEL", RedisArgument(deadQueue)],
@@ -94,7 +110,11 @@ public final class DeadLetters {
         guard let envelope = try? RedisEnvelope.decode(bytes), let message = try? TaskMessage.decode(envelope) else {
             return nil
         }
-        return Entry(
+        return entry(message)
+    }
+
+    static func entry(_ message: TaskMessage) -> Entry {
+        Entry(
             message: message,
             reason: message.headers["x-swiftq-dead-reason"]?.stringValue,
             queue: message.headers["x-swiftq-dead-queue"]?.stringValue,

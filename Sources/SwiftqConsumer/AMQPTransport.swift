@@ -65,6 +65,8 @@ package final class AMQPTransport: BrokerTransport {
     private let resultWriter: ResultWriter?
     /// Plans for this thread to carry on (from the consumer, or from the result writer once stored).
     private let inbox: Mailbox<Settlement>
+    /// Celery events for the connection thread, bounded; taken whole at each step (``EventBuffer``).
+    private let eventOutbox = EventOutbox()
     private let generation = Atomic<Int>(0)
     private let heldForETA = Mutex(0)
     private let stopRequest = Mutex<ContinuousClock.Instant?>(nil)
@@ -189,6 +191,28 @@ package final class AMQPTransport: BrokerTransport {
         if !stored.isEmpty { resultWriter.post(stored) }
     }
 
+    /// Buffers events for the connection thread, and wakes it (one empty plan) when the buffer has just filled.
+    package func publishEvents(_ messages: [OutboundMessage]) -> EventBuffer<OutboundMessage>.Appended {
+        let appended = eventOutbox.append(messages)
+        if appended.wake { inbox.post([Settlement(disposition: .none)]) }
+        return appended
+    }
+
+    /// The buffered events, one after another on the publish channel without waiting for their confirms (nothing
+    /// waits on an event; their confirms match no plan and are ignored). Events taken when the connection fails are
+    /// lost, as Celery's are without `buffer_while_offline`.
+    private func publishBufferedEvents(_ session: inout Session) throws {
+        for message in eventOutbox.take() {
+            _ = try session.connection.publish(
+                channel: publishChannel,
+                exchange: message.exchange,
+                routingKey: message.routingKey,
+                properties: message.amqpProperties,
+                body: message.body
+            )
+        }
+    }
+
     package func stop(restoreHeld: Bool, timeout: Duration) {
         let deadline = ContinuousClock.now + timeout
         resultWriter?.stop(timeout: timeout)
@@ -253,7 +277,7 @@ package final class AMQPTransport: BrokerTransport {
                     backoff.reset()
                     failedHosts = 0
                 } catch {
-                    events.post(.state(connected: false, detail: describeAtHost(error)))
+                    events.post(.state(.fetch, connected: false, detail: describeAtHost(error)))
                     failedHosts += 1
                     nextHost()
                     if failedHosts >= urls.count {
@@ -267,7 +291,7 @@ package final class AMQPTransport: BrokerTransport {
                 try step(&current, lost: &finishedWithLostAck)
                 session = current
             } catch {
-                events.post(.state(connected: false, detail: describeAtHost(error)))
+                events.post(.state(.fetch, connected: false, detail: describeAtHost(error)))
                 // Unconfirmed results are lost with the connection; their tasks' messages come back redelivered
                 // (they were not acked), so the results are published again when the tasks run again.
                 for key in Self.uncertainAcks(current) { finishedWithLostAck.append(key) }
@@ -382,7 +406,7 @@ package final class AMQPTransport: BrokerTransport {
         }
         let controlConsumer = nodeName.flatMap { consumePidbox(connection, node: $0) }
         let current = generation.add(1, ordering: .releasing).newValue
-        events.post(.state(connected: true, detail: "connected to \(url.redacted)"))
+        events.post(.state(.fetch, connected: true, detail: "connected to \(url.redacted)"))
         return Session(
             connection: connection,
             generation: current,
@@ -585,6 +609,7 @@ package final class AMQPTransport: BrokerTransport {
     /// (at most a second, so heartbeats and stops are never late), and read what arrived.
     private func step(_ session: inout Session, lost: inout OrderedSet<String>) throws {
         var settled: [String] = []
+        try publishBufferedEvents(&session)
         for plan in inbox.drain() {
             try advance(plan, in: &session, settled: &settled, lost: &lost)
         }
@@ -886,6 +911,7 @@ package final class AMQPTransport: BrokerTransport {
         var current = session
         var settled: [String] = []
         do {
+            try publishBufferedEvents(&current)
             for plan in inbox.drain() {
                 try advance(plan, in: &current, settled: &settled, lost: &lost)
             }
@@ -900,7 +926,7 @@ package final class AMQPTransport: BrokerTransport {
                 try flushAcks(&current)
             }
         } catch {
-            events.post(.state(connected: false, detail: Self.describe(error)))
+            events.post(.state(.fetch, connected: false, detail: Self.describe(error)))
         }
         if !settled.isEmpty { events.post(.settled(tags: settled, results: 0)) }
     }

@@ -65,8 +65,9 @@ package struct FetchProgress: Sendable, Equatable {
 package enum BrokerEvent: Sendable {
     /// Messages delivered to this worker, decoded on the transport's thread.
     case delivered([InboundMessage])
-    /// The connection state changed: `connected`, or `disconnected` with the reason.
-    case state(connected: Bool, detail: String)
+    /// One connection's state: `connected`, or not with the reason. The consumer derives the worker's broker state
+    /// from all of them (``BrokerConnectivity``).
+    case state(BrokerConnectionRole, connected: Bool, detail: String)
     /// Results were stored and these messages acked or requeued: they are settled.
     case settled(tags: [String], results: Int)
     /// The fetcher reconnected; these are the messages the broker records as held by this consumer. Any that the
@@ -80,6 +81,8 @@ package enum BrokerEvent: Sendable {
     case control([ControlDelivery])
     /// Revokes found at startup: the broker's revoke list (Redis) and the other nodes' answers to mingle's `hello`.
     case revokesFound([RevokeRecord], source: String)
+    /// A sample of the consumed queues' depths (``QueueDepthSampler``); nil when the sample failed.
+    case queueDepths([String: Int]?)
 }
 
 /// One delivered message, decoded as far as it goes.

@@ -153,6 +153,7 @@ package extension Consumer {
     private func setQueues(_ queues: [String]) {
         runtimeQueues = queues
         transport?.setQueues(queues)
+        depthSampler?.setQueues(queues)
     }
 
     /// `pool_grow`/`pool_shrink`: the pool's size by `delta` (at least one child), and the prefetch window with it

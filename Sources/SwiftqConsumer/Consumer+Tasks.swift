@@ -143,6 +143,7 @@ package extension Consumer {
         performHeldControlEffects()  // Consumer+Control.swift: revokes and limits set while starting
         transport.setMingleRevokes(core.machine.revoked.ids)
         transport.start()
+        startQueueDepthSampling()  // Consumer+QueueDepth.swift
         logger.info(
             "consuming from \(transport.redactedURL)",
             metadata: [
@@ -160,18 +161,16 @@ package extension Consumer {
         switch event {
         case .delivered(let messages):
             core?.received(messages)
-        case .state(let connected, let detail):
-            if connected != brokerConnected || (!connected && detail != brokerDetail) {
-                if connected {
-                    logger.info("broker: \(detail)")
+        case .state(let role, let connected, let detail):
+            if brokerConnectivity.report(role, connected: connected, detail: detail) {
+                if brokerConnected {
+                    logger.info("broker: \(brokerDetail)")
                 } else {
-                    logger.error("broker unreachable: \(detail); reconnecting")
+                    logger.error("broker unreachable: \(brokerDetail); reconnecting")
                 }
-                supervisor.send(ConsumerMessage.brokerState(connected: connected, detail: detail).json)
+                supervisor.send(ConsumerMessage.brokerState(connected: brokerConnected, detail: brokerDetail).json)
             }
-            brokerConnected = connected
-            brokerDetail = detail
-            metrics.brokerState(connected: connected)
+            metrics.brokerState(connected: brokerConnected)
         case .settled(let tags, let results):
             core?.settled(tags: tags, results: results)
         case .reconnected(let held):
@@ -184,6 +183,8 @@ package extension Consumer {
             handleControl(deliveries)  // Consumer+Control.swift
         case .revokesFound(let records, let source):
             mergeFoundRevokes(records, source: source)  // Consumer+Revokes.swift
+        case .queueDepths(let depths):
+            if let depths { metrics.queueDepths(depths) } else { metrics.queueDepthsUnknown() }
         }
     }
 }

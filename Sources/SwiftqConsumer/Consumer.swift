@@ -42,14 +42,19 @@ package final class Consumer {
     package let events = ConsumerEvents()
     /// Prometheus metrics (`/metrics`, rendered into `stats` for the supervisor's listener).
     package let metrics = ConsumerMetrics()
+    /// Samples the consumed queues' depths for `/metrics` (Consumer+QueueDepth.swift); nil when off.
+    package var depthSampler: QueueDepthSampler?
 
     // Tasks (see Consumer+Tasks.swift).
     package let registry: TaskRegistry
     package var transport: (any BrokerTransport)?
     /// The task path: deliveries, timers, settlement (started by the "Connection" step, with the transport).
     package var core: ConsumerCore?
-    package var brokerConnected = false
-    package var brokerDetail = "not connected"
+    /// Each broker connection's last report, and the state derived from them.
+    package var brokerConnectivity = BrokerConnectivity()
+    package var brokerConnected: Bool { brokerConnectivity.isConnected }
+    package var brokerDetail: String { brokerConnectivity.detail }
+    package var brokerConnectionsJSON: JSONValue { brokerConnectivity.json }
     /// Control (pidbox) messages seen; see ``BrokerEvent/control(_:)``.
     package var controlReceived = 0
     package var controlByMethod: [String: Int] = [:]
@@ -340,6 +345,7 @@ package final class Consumer {
             pool?.stop(cold: true)
             stopWorkerEvents()
             // Nothing more is acked; every held message, running ones included, goes back to the broker.
+            depthSampler?.stop()
             transport?.stop(restoreHeld: true, timeout: .seconds(1))
             finish(code: 0)
             return
@@ -356,6 +362,7 @@ package final class Consumer {
             if !poolStopped {
                 // Results and acks of the finished tasks are written first, then anything still held goes back.
                 stopWorkerEvents()
+                depthSampler?.stop()
                 transport?.stop(restoreHeld: true, timeout: configuration.worker.shutdownTimeout)
                 pool?.stop(cold: false)
                 poolStopped = true
@@ -387,6 +394,7 @@ package final class Consumer {
             "broker": .object([
                 "url": .string(redactedBrokerURL), "connected": .bool(brokerConnected),
                 "detail": .string(brokerDetail),
+                "connections": brokerConnectionsJSON,
                 // Under `broker`, which the supervisor's `stats` passes through whole.
                 "control_received": .int(Int64(controlReceived)),
                 "control_methods": .object(
@@ -405,6 +413,7 @@ package final class Consumer {
                 "enabled": .bool(events.emitter?.taskEventsEnabled ?? configuration.events.enabled),
                 "worker_online": .bool(events.workerOnline),
                 "sent": .int(Int64(events.emitter?.sent ?? 0)),
+                "dropped": .int(Int64(events.emitter?.dropped ?? 0)),
             ],
         ])
     }

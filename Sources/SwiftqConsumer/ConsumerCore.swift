@@ -12,6 +12,17 @@ package protocol BrokerPort: AnyObject {
     func setHeldForETA(_ count: Int)
     func setRunning(_ tag: String, _ isRunning: Bool)
     func isStale(_ tag: String) -> Bool
+    /// Celery events, fire-and-forget, batched by the transport's writer (``EventOutbox``); what the bounded
+    /// buffer decided comes back.
+    func publishEvents(_ messages: [OutboundMessage]) -> EventBuffer<OutboundMessage>.Appended
+}
+
+extension BrokerPort {
+    /// Without a buffer of its own (test brokers): one publish-only plan.
+    package func publishEvents(_ messages: [OutboundMessage]) -> EventBuffer<OutboundMessage>.Appended {
+        settle([Settlement(publishes: messages, disposition: .none)])
+        return EventBuffer<OutboundMessage>.Appended()
+    }
 }
 
 /// Timers as the core needs them, named by the caller's token: start one, cancel one. ``EventLoopTimers`` puts
@@ -190,7 +201,7 @@ package final class ConsumerCore {
                 pool.terminate(jobID: jobID, signal: signal, reason: reason)
             case .startTimer(let token, let seconds):
                 timers.startTimer(token: token, after: seconds) { [unowned self] in
-                    perform(machine.timerFired(token, now: now()))
+                    perform(machine.timerFired(token, now: now(), isStale: broker.isStale))
                     pump()
                 }
             case .cancelTimer(let token):

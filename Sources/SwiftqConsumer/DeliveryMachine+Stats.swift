@@ -14,6 +14,11 @@ package extension DeliveryMachine.Settings {
         applyTaskPolicies(configuration)
         poisonThreshold = configuration.worker.poisonThreshold
         deadLetterQueue = configuration.worker.deadLetterQueue
+        let broker = configuration.broker.url.lowercased()
+        if (broker.hasPrefix("amqp://") || broker.hasPrefix("amqps://")) && configuration.broker.consumerTimeout > .zero
+        {
+            etaHoldLimit = configuration.broker.consumerTimeout.seconds / 3
+        }
     }
 
     private init(configuration: Configuration, worker: Configuration.Worker, nodeName: String) {
@@ -63,6 +68,7 @@ package extension DeliveryMachine {
             "revoked": .int(Int64(counters.revoked)),
             "retried": .int(Int64(counters.retried)),
             "dead_lettered": .int(Int64(counters.deadLettered)),
+            "eta_republished": .int(Int64(counters.etaRepublished)),
             "rejected": .object(rejected),
             "results_stored": .int(Int64(counters.resultsStored)),
             "acked": .int(Int64(counters.acked)),

@@ -77,6 +77,10 @@ package struct DeliveryMachine {
         package var poisonThreshold = 3
         /// `worker.dead_letter_queue`; nil: `<queue>.dead`.
         package var deadLetterQueue: String?
+        /// The longest a delivery is held for its ETA before it is published again and acked (seconds): a third
+        /// of RabbitMQ's `broker.consumer_timeout`; nil on Redis or without a consumer timeout
+        /// (DeliveryMachine+ConsumerTimeout.swift).
+        package var etaHoldLimit: Double?
     }
 
     /// One reserved message, as far as the machine is concerned.
@@ -118,6 +122,8 @@ package struct DeliveryMachine {
         package var revoked = 0
         package var retried = 0
         package var deadLettered = 0
+        /// Held tasks published again before RabbitMQ's consumer timeout (DeliveryMachine+ConsumerTimeout.swift).
+        package var etaRepublished = 0
         package var rejected: [String: Int] = [:]
         package var resultsStored = 0
         package var acked = 0
@@ -321,7 +327,8 @@ package struct DeliveryMachine {
             nextTimer += 1
             delivery.state = .held(timer: token)
             heldByTimer[token] = delivery.key
-            actions.append(.startTimer(token: token, seconds: max(0, eta.secondsSince1970 - now.secondsSince1970)))
+            let wait = max(0, eta.secondsSince1970 - now.secondsSince1970)
+            actions.append(.startTimer(token: token, seconds: holdTimer(wait: wait)))
             actions.append(.setHeldForETA(heldOutsideWindow))
             if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
             return
@@ -330,10 +337,15 @@ package struct DeliveryMachine {
         ready.append(delivery.key)
     }
 
-    /// A timer the machine started fired.
-    package mutating func timerFired(_ token: UInt64, now: CeleryTimestamp) -> [Action] {
+    /// A timer the machine started fired. `isStale` tells whether a delivery tag belongs to a lost connection.
+    package mutating func timerFired(
+        _ token: UInt64,
+        now: CeleryTimestamp,
+        isStale: (String) -> Bool = { _ in false }
+    ) -> [Action] {
         if let name = rateTimers.removeValue(forKey: token) { return rateTimerFired(name) }
         guard let key = heldByTimer.removeValue(forKey: token), let delivery = deliveries[key] else { return [] }
+        if let held = holdTimerFired(delivery, token: token, now: now, isStale: isStale) { return held }
         var actions: [Action] = [.setHeldForETA(heldOutsideWindow)]
         if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
         delivery.state = .ready

@@ -50,6 +50,8 @@ package final class RedisTransport: BrokerTransport {
     private let fetchSignal = Semaphore()
     private let stopping = Mutex(false)
     private let outbox = WorkQueue<Settlement>()
+    /// Celery events for the writer, bounded; taken whole at each turn of its loop (``EventBuffer``).
+    private let eventOutbox = EventOutbox()
     private let finished = Semaphore()
     private let batchLimit = 64
     private let progress: Mutex<FetchProgress>
@@ -130,6 +132,16 @@ package final class RedisTransport: BrokerTransport {
         outbox.post(plans)
     }
 
+    /// Buffers events for the writer, and wakes it (one empty plan) when the buffer has just filled from empty.
+    package func publishEvents(_ messages: [OutboundMessage]) -> EventBuffer<OutboundMessage>.Appended {
+        let appended = eventOutbox.append(messages)
+        if appended.wake { outbox.post([Self.eventsWake]) }
+        return appended
+    }
+
+    /// The plan that only wakes the writer for buffered events; dropped unflushed.
+    private static let eventsWake = Settlement(disposition: .none)
+
     /// ETA tasks need no extra room on Redis: they are not counted against the credit.
     package func setHeldForETA(_ count: Int) {}
 
@@ -200,10 +212,10 @@ package final class RedisTransport: BrokerTransport {
                     broker = kombu
                     backoff.reset()
                     events.post(
-                        .state(connected: true, detail: "connected to \(Self.describe(made, via: self.broker))")
+                        .state(.fetch, connected: true, detail: "connected to \(Self.describe(made, via: self.broker))")
                     )
                 } catch {
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     PlatformThread.sleep(for: backoff.next())
                     continue
                 }
@@ -221,7 +233,7 @@ package final class RedisTransport: BrokerTransport {
                     order = wanted
                 } catch {
                     requestedQueues.withLock { $0 = $0 ?? wanted }
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     broker = nil
                     watcher = nil
                     continue
@@ -235,7 +247,7 @@ package final class RedisTransport: BrokerTransport {
                     // reservations come back here once its key expires, not after the visibility timeout.
                     try recoverSiblings(kombu, known: &liveSiblings)
                 } catch {
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     broker = nil
                     watcher = nil
                     continue
@@ -249,7 +261,7 @@ package final class RedisTransport: BrokerTransport {
                     let restored = try kombu.restoreVisible(visibilityTimeout: visibilityTimeout, limit: 1000).restored
                     if restored > 0 { events.post(.restored(restored)) }
                 } catch {
-                    events.post(.state(connected: false, detail: "\(error)"))
+                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
                     broker = nil
                     watcher = nil
                     continue
@@ -275,7 +287,7 @@ package final class RedisTransport: BrokerTransport {
                     events.post(.delivered(reserved.map(Self.inbound)))
                 }
             } catch {
-                events.post(.state(connected: false, detail: "\(error)"))
+                events.post(.state(.fetch, connected: false, detail: "\(error)"))
                 broker = nil
                 watcher = nil
                 PlatformThread.sleep(for: backoff.next())
@@ -314,14 +326,22 @@ package final class RedisTransport: BrokerTransport {
         var brokerConnection: KombuRedisBroker?
         var backend: RedisResultBackend?
         var pending: [Settlement] = []
+        // Events taken from the buffer, published first at each turn (kept over a failed turn).
+        var pendingEvents: [OutboundMessage] = []
         var stopped = false
+        // Whether this thread last reported its connection down: it reports the recovery once, after a flush
+        // that worked (the fetch thread's reports say nothing about this connection).
+        // Starts true: the first flush that works reports the connection up, so that `stats` shows it.
+        var reportedDown = true
         while true {
-            if pending.isEmpty {
+            if pendingEvents.isEmpty { pendingEvents = eventOutbox.take() }
+            if pending.isEmpty && pendingEvents.isEmpty {
                 if stopped { break }
                 let (items, isStopped) = outbox.take(timeout: .seconds(1))
-                pending = items
+                pending = items.filter { $0 != Self.eventsWake }
                 stopped = isStopped
-                if pending.isEmpty { continue }
+                pendingEvents = eventOutbox.take()
+                if pending.isEmpty && pendingEvents.isEmpty { continue }
             }
             do {
                 let broker = try brokerConnection ?? KombuRedisBroker(connection: connect(self.broker))
@@ -329,17 +349,29 @@ package final class RedisTransport: BrokerTransport {
                 if backend == nil, let target = self.backend {
                     backend = RedisResultBackend(connection: try connect(target))
                 }
-                var batch = Array(pending.prefix(batchLimit))
-                let taken = batch.count
-                // What is left of the batch (nothing once flushed) goes back in front of the queue.
-                defer { pending.replaceSubrange(0..<taken, with: batch) }
-                try flush(&batch, broker: broker, backend: backend)
-                batch.removeAll()
+                if !pendingEvents.isEmpty {
+                    try publishEvents(pendingEvents, broker: broker)
+                    pendingEvents.removeAll()
+                }
+                if !pending.isEmpty {
+                    var batch = Array(pending.prefix(batchLimit))
+                    let taken = batch.count
+                    // What is left of the batch (nothing once flushed) goes back in front of the queue.
+                    defer { pending.replaceSubrange(0..<taken, with: batch) }
+                    try flush(&batch, broker: broker, backend: backend)
+                    batch.removeAll()
+                }
                 backoff.reset()
+                if reportedDown {
+                    reportedDown = false
+                    let target = Self.describe(broker.connection, via: self.broker)
+                    events.post(.state(.write, connected: true, detail: "writing to \(target)"))
+                }
             } catch {
                 brokerConnection = nil
                 backend = nil
-                events.post(.state(connected: false, detail: "\(error)"))
+                reportedDown = true
+                events.post(.state(.write, connected: false, detail: "\(error)"))
                 if stopped && isStopping && backoff.attempts > 20 {
                     // Shutting down and the broker stays away: the unacked messages stay recorded in
                     // Redis and come back through restore; nothing more can be done from here.
@@ -457,6 +489,30 @@ package final class RedisTransport: BrokerTransport {
             events.post(.restored(restored.restored))
         }
         events.post(.settled(tags: acks + requeued, results: backend == nil ? 0 : results.count))
+    }
+
+    /// Events, fire-and-forget: those for fanout exchanges (all of them, on Redis) in one pipelined round trip. A
+    /// refused one is told once per batch and not retried (an event has nothing waiting on it).
+    private func publishEvents(_ messages: [OutboundMessage], broker: KombuRedisBroker) throws(RedisError) {
+        var fanout: [KombuRedisBroker.FanoutMessage] = []
+        fanout.reserveCapacity(messages.count)
+        for message in messages {
+            guard message.exchangeType == .fanout else {
+                _ = try publish(message, broker: broker)
+                continue
+            }
+            fanout.append(
+                KombuRedisBroker.FanoutMessage(
+                    envelope: message.redisEnvelope(deliveryTag: randomHex()),
+                    exchange: message.exchange,
+                    routingKey: message.routingKey
+                )
+            )
+        }
+        guard !fanout.isEmpty else { return }
+        let reached = try broker.publishFanout(fanout)
+        let refused = reached.filter { $0 == nil }.count
+        if refused > 0 { events.post(.notice("the broker refused \(refused) of \(fanout.count) events")) }
     }
 
     /// Publishes messages in order, removing each one done; false when the broker refused or could not route one.

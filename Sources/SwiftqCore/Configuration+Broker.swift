@@ -40,6 +40,12 @@ extension Configuration {
         /// Whether the RabbitMQ prefetch window may be one channel-wide `basic.qos` (`global`, as Celery sets it on
         /// classic queues) or is always per consumer (what RabbitMQ ≥ 4.3 requires unless `global_qos` is permitted).
         public var globalQoS: GlobalQoS
+        /// The RabbitMQ node's `consumer_timeout` (RabbitMQ's default: 30 minutes): a delivery left unacked longer
+        /// makes the broker close the channel, taking every unacked delivery on it. Tasks held for an ETA or
+        /// countdown are therefore never held longer than a third of it: a task due later is published again (same
+        /// id, same ETA, confirmed) and the held copy acked, so the broker's clock starts again. `.zero`: the node
+        /// has no timeout (tasks are held until due). Not used on Redis.
+        public var consumerTimeout: Duration
 
         /// `broker.global_qos`.
         public enum GlobalQoS: String, Sendable, Equatable, CaseIterable {
@@ -87,6 +93,7 @@ extension Configuration {
             queueMaxPriority: Int? = nil,
             queueType: QueueType = .classic,
             globalQoS: GlobalQoS = .auto,
+            consumerTimeout: Duration = .seconds(1800),
             passwordFile: String? = nil,
             masterName: String? = nil
         ) {
@@ -99,6 +106,7 @@ extension Configuration {
             self.queueMaxPriority = queueMaxPriority
             self.queueType = queueType
             self.globalQoS = globalQoS
+            self.consumerTimeout = consumerTimeout
             self.passwordFile = passwordFile
         }
     }

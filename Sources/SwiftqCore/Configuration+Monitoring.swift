@@ -3,8 +3,14 @@ extension Configuration {
     public struct Metrics: Sendable, Equatable {
         /// `host:port` to listen on (an IPv4 address), or nil for no listener (the default).
         public var listen: String?
+        /// How often the depth of each consumed queue is sampled for `/metrics` (on a connection of its own);
+        /// zero turns sampling off. Only while `listen` is set.
+        public var queueDepthInterval: Duration = .seconds(15)
 
-        public init(listen: String? = nil) { self.listen = listen }
+        public init(listen: String? = nil, queueDepthInterval: Duration = .seconds(15)) {
+            self.listen = listen
+            self.queueDepthInterval = queueDepthInterval
+        }
 
         /// `listen` split into an IPv4 address and a port; nil when it is not `a.b.c.d:port` with a port 1–65535.
         public static func address(_ text: String) -> (host: String, port: UInt16)? {
@@ -46,7 +52,12 @@ extension ConfigurationSchema {
                 } else {
                     configuration.metrics.listen = text
                 }
-            }
+            },
+            ConfigurationField(key: "queue_depth_interval") { node, path, decoder, configuration in
+                if let value = decoder.duration(node, at: path, allowsZero: true) {
+                    configuration.metrics.queueDepthInterval = value
+                }
+            },
         ]
     )
 

@@ -26,6 +26,7 @@ extension Configuration {
         }
         writer.key("queue_type", broker.queueType.rawValue)
         writer.plain("global_qos", broker.globalQoS.rawValue)
+        writer.key("consumer_timeout", duration: broker.consumerTimeout)
         writer.key("password_file", broker.passwordFile)
         writer.section("result_backend")
         writer.key("url", url: resultBackend.url)
@@ -93,9 +94,11 @@ extension Configuration {
         writer.beat(beat)
         writer.section("events")
         writer.key("enabled", events.enabled)
+        writer.key("heartbeat", events.heartbeat)
         writer.key("heartbeat_interval", duration: events.heartbeatInterval)
         writer.section("metrics")
         writer.key("listen", metrics.listen)
+        writer.key("queue_depth_interval", duration: metrics.queueDepthInterval)
         writer.section("health")
         writer.key("broker_grace", duration: health.brokerGrace)
         return writer.lines.joined(separator: "\n") + "\n"

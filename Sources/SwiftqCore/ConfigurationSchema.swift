@@ -234,6 +234,12 @@ enum ConfigurationSchema {
                     keyPath: path
                 )
             },
+            ConfigurationField(key: "consumer_timeout") { node, path, decoder, configuration in
+                // 0: the broker has no consumer timeout; ETA tasks are then held as long as they wait.
+                if let value = decoder.duration(node, at: path, allowsZero: true) {
+                    configuration.broker.consumerTimeout = value
+                }
+            },
             ConfigurationField(key: "password_file") { node, path, decoder, configuration in
                 guard !node.isNull else {
                     configuration.broker.passwordFile = nil

@@ -116,3 +116,34 @@ extension KombuRedisBroker {
         return queues.count
     }
 }
+
+extension KombuRedisBroker {
+    /// One message for a fanout exchange, as ``publishFanout(_:)`` takes it.
+    public struct FanoutMessage: Sendable {
+        public var envelope: [UInt8]
+        public var exchange: String
+        public var routingKey: String
+
+        public init(envelope: [UInt8], exchange: String, routingKey: String) {
+            self.envelope = envelope
+            self.exchange = exchange
+            self.routingKey = routingKey
+        }
+    }
+
+    /// Messages for fanout exchanges (Celery's events) in one pipelined round trip of `PUBLISH`es: how many
+    /// subscribers each reached, or nil for one the server refused.
+    public func publishFanout(_ messages: [FanoutMessage]) throws(RedisError) -> [Int?] {
+        let database = connection.url.database
+        let commands: [[RedisArgument]] = messages.map { message in
+            let channel = layout.fanoutChannel(
+                exchange: message.exchange,
+                routingKey: message.routingKey,
+                database: database
+            )
+            return ["PUBLISH", RedisArgument(channel), RedisArgument(message.envelope)]
+        }
+        let replies = try connection.pipeline(commands)
+        return replies.map { reply in reply.errorMessage == nil ? Int(reply.integer ?? 0) : nil }
+    }
+}

@@ -9,7 +9,9 @@ struct Dead: ParsableCommand {
         discussion: """
             QUEUE is a queue the workers consume (default: worker.queues of --config, else celery); its dead-letter \
             queue is worker.dead_letter_queue, else QUEUE.dead. requeue puts each message back on the queue it came \
-            from with a clean kill count. Talks to the broker (Redis), not to swiftqd.
+            from with a clean kill count. Talks to the broker (Redis or RabbitMQ), not to swiftqd; on RabbitMQ, list \
+            reads the messages without acking them (they stay, in order) and requeue removes each only after the \
+            broker confirmed its copy.
             """
     )
     @OptionGroup var brokerOptions: BrokerOptions

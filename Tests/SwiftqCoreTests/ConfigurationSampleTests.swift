@@ -52,6 +52,7 @@ struct ConfigurationSampleTests {
                 "broker.queue_max_priority",
                 "broker.queue_type",
                 "broker.global_qos",
+                "broker.consumer_timeout",
                 "broker.password_file",
                 "result_backend.url",
                 "result_backend.master_name",
@@ -93,8 +94,10 @@ struct ConfigurationSampleTests {
                 "beat.lock_timeout",
                 "beat.lock_name",
                 "events.enabled",
+                "events.heartbeat",
                 "events.heartbeat_interval",
                 "metrics.listen",
+                "metrics.queue_depth_interval",
                 "health.broker_grace",
             ]
         )

@@ -114,6 +114,40 @@ extension Python {
         Self.check(captured, node: node)
     }
 
+    /// Many tasks at once: their events go through the transport's bounded buffer in batches (one pipelined round
+    /// trip per writer turn), and every one reaches Celery's receiver, in clock order, none dropped.
+    @Test func aBurstOfTasksReachesTheReceiverWholeThroughTheBatchedEventPath() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, concurrency: 2, extraYAML: Self.eventsYAML)
+        let count = 300
+        let calls: [JSONValue] = (0..<count).map { ["task": "swiftq.add", "args": [.int(Int64($0)), 1]] }
+        let captured = try Python.eventCapture(
+            [
+                "broker": .string(redis.url), "backend": .string(redis.url(db: 1)), "calls": .array(calls),
+                "heartbeats": 1,
+            ],
+            timeout: 120
+        )
+        let ids = captured["ids"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(ids.count == count)
+        let states = ids.map { captured["tasks"]?[$0]?["state"]?.stringValue ?? "missing" }
+        #expect(states.allSatisfy { $0 == "SUCCESS" }, "\(Dictionary(grouping: states) { $0 }.mapValues(\.count))")
+        let events = captured["events"]?.arrayValue ?? []
+        for kind in ["task-received", "task-started", "task-succeeded"] {
+            let seen = events.filter { $0["type"]?.stringValue == kind }.count
+            #expect(seen == count, "\(kind): \(seen)")
+        }
+        let clocks = events.compactMap { $0["values"]?["clock"]?.intValue }
+        #expect(clocks == clocks.sorted() && Set(clocks).count == clocks.count)
+        let stats = try daemon.stats()["events"]
+        #expect(stats?["dropped"] == 0, "\(String(describing: stats))")
+        #expect((stats?["sent"]?.intValue ?? 0) >= 3 * count, "\(String(describing: stats))")
+        // Each of the Redis transport's connections shows its own state.
+        let connections = try daemon.stats()["broker"]?["connections"]
+        #expect(connections?["fetch"]?["connected"] == true, "\(String(describing: connections))")
+        #expect(connections?["write"]?["connected"] == true, "\(String(describing: connections))")
+    }
+
     @Test func celerysReceiverSeesTheLifecycleOfTasksOnRabbitMQ() throws {
         let node = try RabbitMQNode.shared()
         let redis = try RedisServer()
@@ -132,15 +166,37 @@ extension Python {
         Self.check(captured, node: name)
     }
 
-    @Test func noEventsAreSentWhenDisabled() throws {
+    /// Celery's Heart bootstep sends `worker-online`, `worker-heartbeat` and `worker-offline` whether or not task
+    /// events are on (only `--without-heartbeat` stops them): with `events.enabled: false` (the default) the worker
+    /// is online in Celery's `State`, with heartbeats, and no `task-*` event is sent.
+    @Test func workerEventsAreSentWithTaskEventsOffAsCelerysAre() throws {
         let redis = try RedisServer()
-        let daemon = try RedisInteropTests.daemon(broker: redis)
+        let daemon = try RedisInteropTests.daemon(broker: redis, extraYAML: "events:\n  heartbeat_interval: 500ms\n")
+        let node = try #require(try daemon.stats()["hostname"]?.stringValue)
+        let captured = try Python.eventCapture([
+            "broker": .string(redis.url), "backend": .string(redis.url(db: 1)),
+            "calls": [["task": "swiftq.add", "args": [1, 2]]], "heartbeats": 2,
+            "terminate_pid": .int(Int64(daemon.pid)),
+        ])
+        #expect(captured["online"] == true, "no worker event reached the receiver")
+        let types = (captured["events"]?.arrayValue ?? []).compactMap { $0["type"]?.stringValue }
+        #expect(types.filter { $0 == "worker-heartbeat" }.count >= 2, "\(types)")
+        #expect(!types.contains { $0.hasPrefix("task-") }, "\(types)")
+        #expect(captured["offline"] == true)
+        #expect(captured["workers"]?[node]?["freq"] == 0.5)
+    }
+
+    /// `events.heartbeat: false` is Celery's `--without-heartbeat`: with task events off too, nothing is sent.
+    @Test func noEventsAreSentWithoutHeartbeatAndTaskEvents() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis, extraYAML: "events:\n  heartbeat: false\n")
         let results = try Python.celeryClient(
             RedisInteropTests.request(redis, calls: [["task": "swiftq.add", "args": [1, 2]]])
         )
         #expect(results.first?["result"] == 3)
         let events = try daemon.stats()["events"]
         #expect(events?["enabled"] == false)
+        #expect(events?["worker_online"] == false)
         #expect(events?["sent"] == 0)
     }
 

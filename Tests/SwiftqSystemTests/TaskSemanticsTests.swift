@@ -675,4 +675,77 @@ import Testing
         #expect(try daemon.stats()["tasks"]?["dead_lettered"] == 1)
         _ = try? node.ctl(["delete_queue", "\(queue).dead"])
     }
+
+    /// `swiftqctl dead list|requeue|purge` on RabbitMQ: list leaves the message in place, requeue moves it back to
+    /// its queue with a clean kill count (it is killed twice more and dead-lettered again), purge empties the queue.
+    @Test func deadLettersOnRabbitMQAreListedRequeuedAndPurgedBySwiftqctl() throws {
+        let node = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let runs = try TemporaryDirectory()
+        let queue = uniqueQueueName("dead")
+        let dead = "\(queue).dead"
+        defer { _ = try? node.ctl(["delete_queue", dead]) }
+        let daemon = try Daemon(
+            concurrency: 2,
+            extraYAML: """
+                broker:
+                  url: \(node.url)
+                result_backend:
+                  url: \(redis.url(db: 1))
+                tasks:
+                  exec.poison:
+                    exec: [\(Python.interpreter), \(Self.execScript), poison, \(runs.path), "100"]
+                    acks_late: true
+                    reject_on_worker_lost: true
+
+                """,
+            workerYAML: "  queues: [\(queue)]\n  poison_threshold: 2\n"
+        )
+        let sent = try Python.celeryClient(
+            RabbitMQInteropTests.request(
+                broker: node.url,
+                backend: redis.url(db: 1),
+                queue: queue,
+                calls: [["task": "exec.poison", "args": []]],
+                wait: false
+            )
+        )
+        let id = try #require(sent.first?["id"]?.stringValue)
+        let runsFile = runs.path + "/" + id
+        #expect(eventually(timeout: 30) { (try? node.queueCounts(dead))??.ready == 1 }, "\(daemon.log)")
+        #expect(Self.lines(runsFile).count == 2)
+
+        let list = try runCommand(Binaries.swiftqctl, ["dead", "list", "--broker", node.url, queue])
+        #expect(list.status == 0, "\(list.stderr)")
+        #expect(list.stdout.contains(id) && list.stdout.contains("killed its pool child 2 times"), "\(list.stdout)")
+        #expect(list.stdout.contains("exec.poison  ") && list.stdout.contains("  \(queue): "), "\(list.stdout)")
+        let json = try runCommand(Binaries.swiftqctl, ["dead", "list", "--json", "--broker", node.url, queue])
+        let rows = try JSONValue(parsing: json.stdout).arrayValue ?? []
+        #expect(rows.count == 1 && rows.first?["id"]?.stringValue == id && rows.first?["queue"]?.stringValue == queue)
+        // Listing consumed without acking: the message is still there.
+        #expect(eventually(timeout: 10) { (try? node.queueCounts(dead))??.ready == 1 })
+
+        let requeued = try runCommand(Binaries.swiftqctl, ["dead", "requeue", "--broker", node.url, queue])
+        #expect(
+            requeued.status == 0 && requeued.stdout.contains("requeued 1 message"),
+            "\(requeued.stdout) \(requeued.stderr)"
+        )
+        // It runs again from a clean count: two more kills, then dead again.
+        #expect(eventually(timeout: 30) { Self.lines(runsFile).count == 4 }, "runs: \(Self.lines(runsFile).count)")
+        #expect(eventually(timeout: 30) { (try? node.queueCounts(dead))??.ready == 1 }, "\(daemon.log)")
+        #expect(Self.lines(runsFile).count == 4)
+        #expect(eventually { node.isEmpty(queue) })
+
+        let purged = try runCommand(Binaries.swiftqctl, ["dead", "purge", "--broker", node.url, queue])
+        #expect(purged.status == 0 && purged.stdout.contains("purged 1 message"), "\(purged.stdout) \(purged.stderr)")
+        #expect(eventually(timeout: 10) { node.isEmpty(dead) })
+        let empty = try runCommand(Binaries.swiftqctl, ["dead", "list", "--broker", node.url, queue])
+        #expect(empty.status == 0 && empty.stdout.isEmpty, "\(empty.stdout) \(empty.stderr)")
+        // A dead-letter queue that does not exist is empty, not an error.
+        let missing = try runCommand(
+            Binaries.swiftqctl,
+            ["dead", "list", "--broker", node.url, uniqueQueueName("none")]
+        )
+        #expect(missing.status == 0 && missing.stdout.isEmpty, "\(missing.stdout) \(missing.stderr)")
+    }
 }

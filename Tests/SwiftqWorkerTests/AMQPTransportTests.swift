@@ -58,7 +58,7 @@ import Testing
         transport.start()
         defer { transport.stop(restoreHeld: false, timeout: .seconds(5)) }
         let connected = Self.events(transport) { seen in
-            seen.contains { if case .state(true, _) = $0 { return true } else { return false } }
+            seen.contains { if case .state(_, true, _) = $0 { return true } else { return false } }
         }
         #expect(!connected.isEmpty)
         // A plan of its own (no delivery): publish a task, which the transport then receives.

@@ -17,6 +17,10 @@ package final class ConsumerEvents {
 /// Celery's monitoring events (bootstep "Events"): `worker-online`, `worker-heartbeat` every
 /// `events.heartbeat_interval` (kept during a warm shutdown), `worker-offline` before the transport stops, and the
 /// task events of ``TaskEventEmitter``.
+///
+/// As in Celery, the worker events follow `events.heartbeat` (Celery's Heart bootstep, off only with
+/// `--without-heartbeat`), not `events.enabled`: task events off (Celery's default) still leaves the worker visible
+/// to Flower and `celery events` as online, with heartbeats.
 package extension Consumer {
     /// Bootstep "Events": the emitter watches the core; with `events.enabled`, the worker goes online.
     func startEvents() {
@@ -33,31 +37,42 @@ package extension Consumer {
             isKnownTask: { registry.contains($0) || execTasks.contains($0) }
         )
         emitter.softwareVersion = events.softwareVersion
+        emitter.onDropped = { [unowned self] count, burstStarted in
+            metrics.eventsDropped(count)
+            if burstStarted {
+                logger.warning(
+                    """
+                    the broker connection does not keep up with the events: dropping the oldest (counted in \
+                    stats events.dropped and swiftq_events_dropped_total; logged once per burst)
+                    """
+                )
+            }
+        }
         core.observers.append(emitter)
         events.emitter = emitter
-        if configuration.events.enabled { startWorkerEvents() }
+        if configuration.events.heartbeat { startWorkerEvents() }
     }
 
     /// The switch the `enable_events` / `disable_events` control commands call: task events on or off at run time.
-    /// Turning them on also brings the worker online (Flower broadcasts `enable_events` to see it); worker events
-    /// go on after `disable_events`, as Celery's do.
+    /// Worker events are not touched (Celery's commands change only the dispatcher's `task` group).
     func setTaskEvents(_ enabled: Bool) {
         guard let emitter = events.emitter else { return }
         if emitter.taskEventsEnabled != enabled {
             logger.info("task events \(enabled ? "enabled" : "disabled")")
         }
         emitter.taskEventsEnabled = enabled
-        if enabled && !shuttingDown { startWorkerEvents() }
     }
 
-    /// After a reload: `events.enabled` or `events.heartbeat_interval` changed.
+    /// After a reload: `events.enabled`, `events.heartbeat` or `events.heartbeat_interval` changed.
     func eventsReconfigured(previous: Configuration.Events) {
         guard let emitter = events.emitter, previous != configuration.events else { return }
         emitter.dispatcher.hostname = nodeName
         if previous.enabled != configuration.events.enabled {
             setTaskEvents(configuration.events.enabled)
-            if !configuration.events.enabled { stopWorkerEvents() }
-        } else if events.workerOnline {
+        }
+        if previous.heartbeat != configuration.events.heartbeat {
+            if configuration.events.heartbeat && !shuttingDown { startWorkerEvents() } else { stopWorkerEvents() }
+        } else if events.workerOnline && previous.heartbeatInterval != configuration.events.heartbeatInterval {
             armEventHeartbeat()
         }
     }

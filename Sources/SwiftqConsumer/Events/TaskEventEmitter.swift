@@ -11,9 +11,9 @@ package protocol ConsumerCoreObserver: AnyObject {
     func poolEvent(_ event: PoolEvent, machine: DeliveryMachine)
 }
 
-/// Celery's task and worker events, sent fire-and-forget through the broker transport's batched write path: each
-/// batch of events is a ``Settlement`` of publishes only, apart from every task's own result and ack plan (an
-/// event never delays or orders a task's settlement, and a lost event loses nothing else).
+/// Celery's task and worker events, sent fire-and-forget through the broker transport's bounded event buffer
+/// (``EventBuffer``), which its writer empties in one batch per turn, apart from every task's own result and ack plan
+/// (an event never delays or orders a task's settlement, and a lost or dropped event loses nothing else).
 ///
 /// Task events follow ``taskEventsEnabled`` (`events.enabled`, switched at run time by `enable_events` /
 /// `disable_events`: ``Consumer/setTaskEvents(_:)``); worker events (`worker-online`, `worker-heartbeat`,
@@ -31,6 +31,10 @@ package final class TaskEventEmitter: ConsumerCoreObserver {
     package var now: () -> Double = { CeleryTimestamp.now.secondsSince1970 }
     /// Events sent, for `stats`.
     package private(set) var sent = 0
+    /// Events the transport's buffer dropped (the oldest, while its writer lagged), for `stats`.
+    package private(set) var dropped = 0
+    /// Told of each drop: how many, and whether they start a burst (logged once per burst).
+    package var onDropped: ((_ count: Int, _ burstStarted: Bool) -> Void)?
     /// `sw_ver` of worker events.
     package var softwareVersion = "0"
     /// Hard time limits of running tasks that have one, for the `TimeLimitExceeded(<seconds>)` of `task-failed`.
@@ -54,7 +58,11 @@ package final class TaskEventEmitter: ConsumerCoreObserver {
         let time = now()
         let messages = events.map { dispatcher.message($0.type, $0.fields, now: time) }
         sent += messages.count
-        broker.settle([Settlement(publishes: messages, disposition: .none)])
+        let appended = broker.publishEvents(messages)
+        if appended.dropped > 0 {
+            dropped += appended.dropped
+            onDropped?(appended.dropped, appended.burstStarted)
+        }
     }
 
     /// A worker event with the heartbeat fields (`worker-online`, `worker-heartbeat`, `worker-offline`).

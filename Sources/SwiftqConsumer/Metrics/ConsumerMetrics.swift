@@ -25,6 +25,7 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
     private let heldForETA: Gauge
     private let brokerConnected: Gauge
     private let brokerReconnects: Counter
+    private let eventsDroppedCounter: Counter
     private var wasConnected = false
 
     package init() {
@@ -47,6 +48,18 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
         brokerReconnects = registry.makeCounter(
             descriptor: Self.name("broker_reconnects", "total", "Broker connections re-established after a loss")
         )
+        eventsDroppedCounter = registry.makeCounter(
+            descriptor: Self.name(
+                "events_dropped",
+                "total",
+                "Celery events dropped (the oldest) while the broker connection lagged behind them"
+            )
+        )
+    }
+
+    /// Events the transport's bounded buffer dropped: `swiftq_events_dropped_total`.
+    package func eventsDropped(_ count: Int) {
+        eventsDroppedCounter.increment(by: Int64(count))
     }
 
     private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -120,6 +133,37 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
 
     /// Set after the first connection: later ones are reconnects.
     private var reconnectable = false
+
+    /// `swiftq_queue_depth_messages{queue}` of the queues sampled last (``QueueDepthSampler``).
+    private var depthGauges: [String: Gauge] = [:]
+
+    /// A queue-depth sample: each sampled queue's gauge is set; queues no longer sampled (cancelled, or gone on
+    /// RabbitMQ) are removed, so that a stale depth is never shown as current.
+    package func queueDepths(_ depths: [String: Int]) {
+        for (queue, gauge) in depthGauges where depths[queue] == nil {
+            registry.unregisterGauge(gauge)
+            depthGauges[queue] = nil
+        }
+        for (queue, depth) in depths {
+            if let gauge = depthGauges[queue] {
+                gauge.set(Int64(depth))
+                continue
+            }
+            let descriptor: MetricNameDescriptor = Self.name(
+                "queue_depth",
+                "messages",
+                "Messages waiting in a consumed queue (sampled every metrics.queue_depth_interval)"
+            )
+            let gauge: Gauge = registry.makeGauge(descriptor: descriptor, labels: [("queue", queue)])
+            depthGauges[queue] = gauge
+            gauge.set(Int64(depth))
+        }
+    }
+
+    /// A failed sample: the gauges are removed (an unknown depth is not shown as the last known one).
+    package func queueDepthsUnknown() {
+        queueDepths([:])
+    }
 
     /// The text exposition format, with the present-state gauges set first.
     package func render(machine: DeliveryMachine?, pool: (any WorkPool)?) -> String {

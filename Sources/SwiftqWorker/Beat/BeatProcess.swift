@@ -50,6 +50,8 @@ final class BeatProcess {
     var exitCode: Int32 = 0
     var stopping = false
     var published = 0
+    /// Runs this process published, by entry (scheduled and on request), for `swiftq_beat_runs_total{entry}`.
+    var runs: [String: Int] = [:]
     var lastError: String?
 
     /// - Parameter configurationPath: the file to read, when running alone; nil as the supervisor's child.
@@ -358,6 +360,7 @@ final class BeatProcess {
                 }
             }
             published += 1
+            runs[entry.name, default: 0] += 1
             logger.info(
                 "published \(entry.name)",
                 metadata: ["task": "\(entry.task)", "id": "\(message.id)", "scheduled": "\(run.scheduledAt)"]
@@ -400,6 +403,7 @@ final class BeatProcess {
             do {
                 if amqp == nil { amqp = try BeatAMQPPublisher(configuration: configuration) }
                 try amqp?.publish(message, queue: queue, priority: entry.priority)
+                runs[entry.name, default: 0] += 1
                 return nil
             } catch {
                 amqp = nil
@@ -418,6 +422,7 @@ final class BeatProcess {
                 ],
             ])
             for case .error(let text) in replies { return text }
+            runs[entry.name, default: 0] += 1
             logger.info("published \(entry.name) on request", metadata: ["id": "\(message.id)"])
             return nil
         } catch {
@@ -450,6 +455,7 @@ final class BeatProcess {
                 "timezone": .string(state.zone.name),
             ]
             object["last_run"] = state.lastRun.map { .double($0) } ?? .null
+            object["runs"] = .int(Int64(runs[state.entry.name] ?? 0))
             object["next_run"] = state.nextRun.map { .double($0) } ?? .null
             object["next_run_local"] =
                 state.nextRun.map { .string(state.zone.civilTime(at: Int64($0.rounded(.down))).description) } ?? .null

@@ -10,7 +10,7 @@ import SwiftqRedis
 /// the supervisor's loop never waits for the broker.
 extension Supervisor {
     func announceConsumerOffline(pid: Int32) {
-        guard configuration.events.enabled else { return }
+        guard configuration.events.heartbeat else { return }
         let url =
             configuration.broker.url == "embedded"
             ? Configuration.EmbeddedBroker.url(for: configuration, database: 0) : configuration.broker.url

@@ -123,6 +123,82 @@ extension Supervisor {
             "Seconds since swiftqd started",
             [("", (startedAt.duration(to: .now).seconds * 1000).rounded() / 1000)]
         )
+        if isBeatEnabled {
+            for family in Self.beatMetrics(beat.info) where !family.samples.isEmpty {
+                metric(family.name, family.type, family.help, family.samples)
+            }
+        }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Beat's families, from the beat child's last report (``BeatProcess/info``; nil while it starts or is down):
+    /// runs and the last run per entry, whether this node holds the lease, and who holds it (an info-style gauge
+    /// whose `holder` label is the holder's beat node, present only while someone holds it).
+    static func beatMetrics(_ info: JSONValue?) -> [BeatMetricFamily] {
+        let entries = info?["entries"]?.arrayValue ?? []
+        var runs: [(String, Double)] = []
+        var lastRuns: [(String, Double)] = []
+        for entry in entries {
+            guard let name = entry["name"]?.stringValue else { continue }
+            let label = "{entry=\"\(prometheusLabel(name))\"}"
+            runs.append((label, Double(entry["runs"]?.intValue ?? 0)))
+            if let last = entry["last_run"]?.doubleValue { lastRuns.append((label, last)) }
+        }
+        var holders: [(String, Double)] = []
+        if let holder = info?["lock_holder"]?.stringValue {
+            holders.append(("{holder=\"\(prometheusLabel(holder))\"}", 1))
+        }
+        let lease: Double = info?["holder"]?.boolValue == true ? 1 : 0
+        var families: [BeatMetricFamily] = []
+        families.append(.init("swiftq_beat_runs_total", "counter", "Beat runs published by this node, by entry", runs))
+        families.append(
+            .init(
+                "swiftq_beat_last_run_timestamp_seconds",
+                "gauge",
+                "When each beat entry last ran (scheduled time, seconds since the epoch)",
+                lastRuns
+            )
+        )
+        families.append(
+            .init(
+                "swiftq_beat_lease_held_bool",
+                "gauge",
+                "1 while this node's beat holds the cluster-wide lease",
+                [("", lease)]
+            )
+        )
+        families.append(
+            .init("swiftq_beat_lock_holder_info", "gauge", "The beat node holding the lease (label holder)", holders)
+        )
+        return families
+    }
+
+    /// A label value in the exposition format: backslash, double quote and newline escaped.
+    static func prometheusLabel(_ value: String) -> String {
+        var escaped = ""
+        for character in value {
+            switch character {
+            case "\\": escaped += "\\\\"
+            case "\"": escaped += "\\\""
+            case "\n": escaped += "\\n"
+            default: escaped.append(character)
+            }
+        }
+        return escaped
+    }
+}
+
+/// One metric family of beat's, as the supervisor writes it: name, type, help and the samples (labels, value).
+struct BeatMetricFamily {
+    let name: String
+    let type: String
+    let help: String
+    let samples: [(String, Double)]
+
+    init(_ name: String, _ type: String, _ help: String, _ samples: [(String, Double)]) {
+        self.name = name
+        self.type = type
+        self.help = help
+        self.samples = samples
     }
 }

@@ -43,12 +43,15 @@ final class RabbitMQNode {
         )
     }
 
-    /// A node of the test's own (about 10 s to start), stopped when released.
-    static func privateNode() throws -> RabbitMQNode {
+    /// A node of the test's own (about 10 s to start), stopped when released; with `consumerTimeoutMilliseconds`,
+    /// the node's `consumer_timeout`, checked every second.
+    static func privateNode(consumerTimeoutMilliseconds: Int? = nil) throws -> RabbitMQNode {
         var template = Array("/tmp/swiftq-rabbit-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw TestSetupError("mkdtemp failed") }
         let directory = String(cString: made)
-        let result = try runCommand(servers, ["start", directory], timeout: 120)
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFTQ_TEST_RABBITMQ_CONSUMER_TIMEOUT_MS"] = consumerTimeoutMilliseconds.map { "\($0)" }
+        let result = try runCommand(servers, ["start", directory], environment: environment, timeout: 120)
         guard result.status == 0,
             let line = result.stdout.split(separator: "\n").first(where: { $0.contains("SWIFTQ_TEST_AMQP_URL=") }),
             let url = line.split(separator: "=", maxSplits: 1).last

@@ -1,0 +1,108 @@
+import DequeModule
+import Synchronization
+
+/// The events waiting for the transport's writer, bounded: like Celery's event dispatcher, which buffers what it
+/// cannot send yet, but never more than ``capacity`` events. When the writer lags (a slow or unreachable broker,
+/// or simply more events than it keeps up with), the oldest are dropped: a monitor loses some history, the worker
+/// keeps its memory and its task throughput. Drops are counted (`stats` `events.dropped`,
+/// `swiftq_events_dropped_total`) and logged once per burst.
+///
+/// The writer takes everything buffered at each turn of its loop and publishes it in one batch (one pipelined round
+/// trip on Redis, publishes without waiting for confirms on RabbitMQ), instead of one plan per event.
+///
+/// A burst of drops begins with the first drop and lasts while every take finds events dropped since the one
+/// before: under a sustained overload that is one log line, not one per writer turn.
+///
+/// *Owner*: pure value (the decisions), kept by ``EventOutbox``; unit-tested in `EventBufferTests`.
+package struct EventBuffer<Element> {
+    /// What appending decided.
+    package struct Appended: Equatable, Sendable {
+        /// Whether the writer needs waking: the buffer was empty and no wake-up is pending since the last take.
+        package var wake = false
+        /// Events dropped to make room (the oldest buffered first, then the oldest of those appended).
+        package var dropped = 0
+        /// Whether these drops start a burst (the caller logs once).
+        package var burstStarted = false
+
+        package init(wake: Bool = false, dropped: Int = 0, burstStarted: Bool = false) {
+            self.wake = wake
+            self.dropped = dropped
+            self.burstStarted = burstStarted
+        }
+    }
+
+    /// The most events kept waiting.
+    package let capacity: Int
+    package private(set) var waiting: Deque<Element> = []
+    /// Events dropped since the start.
+    package private(set) var dropped = 0
+    private var droppedSinceTake = 0
+    private var inBurst = false
+    private var wakePending = false
+
+    package init(capacity: Int) {
+        precondition(capacity > 0, "an event buffer holds at least one event")
+        self.capacity = capacity
+    }
+
+    /// Adds events in order; the oldest go when there is no room.
+    package mutating func append(_ events: some Collection<Element>) -> Appended {
+        var result = Appended()
+        guard !events.isEmpty else { return result }
+        let overflow = waiting.count + events.count - capacity
+        if overflow > 0 {
+            let fromWaiting = min(overflow, waiting.count)
+            waiting.removeFirst(fromWaiting)
+            waiting.append(contentsOf: events.dropFirst(overflow - fromWaiting))
+            result.dropped = overflow
+            dropped += overflow
+            droppedSinceTake += overflow
+            if !inBurst {
+                inBurst = true
+                result.burstStarted = true
+            }
+        } else {
+            waiting.append(contentsOf: events)
+        }
+        if !wakePending {
+            wakePending = true
+            result.wake = true
+        }
+        return result
+    }
+
+    /// Everything waiting, oldest first, for one batch. A take that finds nothing dropped since the previous one
+    /// ends a burst.
+    package mutating func take() -> [Element] {
+        if droppedSinceTake == 0 { inBurst = false }
+        droppedSinceTake = 0
+        wakePending = false
+        guard !waiting.isEmpty else { return [] }
+        defer { waiting.removeAll(keepingCapacity: false) }
+        return Array(waiting)
+    }
+}
+
+/// An ``EventBuffer`` shared by the consumer loop (which appends) and the transport's writer thread (which takes).
+package final class EventOutbox: Sendable {
+    /// Events kept waiting at most: at Redis drain rates with task events on (three events per task) about half a
+    /// second of them, a few MiB.
+    package static let defaultCapacity = 8192
+
+    private let buffer: Mutex<EventBuffer<OutboundMessage>>
+
+    package init(capacity: Int = EventOutbox.defaultCapacity) {
+        buffer = Mutex(EventBuffer(capacity: capacity))
+    }
+
+    package func append(_ messages: [OutboundMessage]) -> EventBuffer<OutboundMessage>.Appended {
+        buffer.withLock { $0.append(messages) }
+    }
+
+    package func take() -> [OutboundMessage] {
+        buffer.withLock { $0.take() }
+    }
+
+    /// Events dropped since the start.
+    package var dropped: Int { buffer.withLock { $0.dropped } }
+}
