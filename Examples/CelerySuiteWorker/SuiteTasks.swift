@@ -339,6 +339,19 @@ enum SuiteTasks {
             // autoretry_for=(ValueError,), retry_backoff, max_retries=1: the task's settings (autoretry).
             throw TaskFailure.valueError("")
         }
+        registry.task("retry_once_headers") { invocation, _ in
+            let call = try PythonCall(
+                invocation,
+                [],
+                variadic: true,
+                keywordOnly: [("max_retries", 1), ("countdown", 0.1)]
+            )
+            if invocation.retries > 0 { return invocation.request.headers.map(JSONValue.object) ?? .null }
+            throw TaskRetry(
+                countdown: call["countdown"].doubleValue,
+                maxRetries: call["max_retries"].intValue.map { Int(clamping: $0) }
+            )
+        }
         registry.task("reject_then_succeed") { invocation, _ in
             _ = try PythonCall(invocation, [])
             if invocation.request.deliveryInfo["redelivered"]?.boolValue != true { throw TaskReject(requeue: true) }
@@ -357,7 +370,6 @@ enum SuiteTasks {
             registry.missing(name, needs: "\(requestContext).\(field))")
         }
         registry.missing("retry_once_priority", needs: "\(requestContext).delivery_info['priority'])")
-        registry.missing("retry_once_headers", needs: "\(requestContext).headers)")
         for name in ["retry_with_args_after_kwargs", "retry_with_kwargs_after_args"] {
             registry.missing(name, needs: "self.retry(args=..., kwargs=...) (new arguments for the next run)")
         }

@@ -151,6 +151,9 @@ import Testing
             Self.registry.run(invocation, environment: .standalone)
                 == .success(["time_limit": 60, "soft_time_limit": 2.5])
         )
+        invocation = TaskInvocation(id: "h", name: "t.integration.tasks.retry_once_headers", retries: 1)
+        invocation.request.headers = ["x-test-header": "test-value"]
+        #expect(Self.registry.run(invocation, environment: .standalone) == .success(["x-test-header": "test-value"]))
         invocation = TaskInvocation(id: "e", name: "t.integration.tasks.return_request_eta")
         invocation.request.eta = "2026-12-05T10:00:00+00:00"
         #expect(Self.registry.run(invocation, environment: .standalone) == .success("2026-12-05T10:00:00+00:00"))
