@@ -70,6 +70,19 @@ control:
   socket: {os.path.join(RUN_DIR, 'swiftqd.sock')}
 logging:
   level: info
+tasks:
+  # The declarations t/integration/tasks.py makes in its task decorators, as swiftqd's per-task settings.
+  t.integration.tasks.retry: {{default_retry_delay: 1s}}
+  t.integration.tasks.retry_unpickleable: {{default_retry_delay: 1s}}
+  t.integration.tasks.retry_once: {{max_retries: 1}}
+  t.integration.tasks.retry_once_priority: {{max_retries: 1}}
+  t.integration.tasks.retry_once_headers: {{max_retries: 1}}
+  t.integration.tasks.retry_with_args_after_kwargs: {{max_retries: 1}}
+  t.integration.tasks.retry_with_kwargs_after_args: {{max_retries: 1}}
+  t.integration.tasks.task_with_declared_time_limits: {{time_limit: 60s, soft_time_limit: 45s}}
+  t.integration.tasks.store_success_then_reject: {{acks_late: true}}
+  t.integration.tasks.reject_then_succeed: {{acks_late: true}}
+  auto_retry_class_task: {{autoretry: true, retry_backoff: true, max_retries: 1}}
 """
         )
     return [binary, "--config", config]
@@ -171,10 +184,24 @@ def _matches(nodeid, pattern):
     return nodeid == pattern or nodeid.startswith(pattern + "[") or nodeid.startswith(pattern + "::")
 
 
+class _CollectedRecorder:
+    """Records everything collected before -k/-m deselect: an exclusion or budget is stale only when no collected
+    test matches it, not when the selection left its test out."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, session, config, items):
+        config._celery_suite_collected = [item.nodeid for item in items]
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
     entries = _read_excluded(EXCLUDED_FILE)
-    used = set()
+    used = {
+        pattern
+        for nodeid in getattr(config, "_celery_suite_collected", [])
+        for pattern, _ in entries
+        if _matches(nodeid, pattern)
+    }
     kept, dropped = [], []
     for item in items:
         hit = next((pattern for pattern, _ in entries if _matches(item.nodeid, pattern)), None)
@@ -193,7 +220,7 @@ def pytest_collection_modifyitems(session, config, items):
     if stale:
         raise pytest.UsageError(f"{EXCLUDED_FILE}: no collected test matches: " + ", ".join(stale))
     budgets = _read_budgets(BUDGETS_FILE)
-    collected = {item.nodeid for item in items}
+    collected = set(getattr(config, "_celery_suite_collected", [])) | {item.nodeid for item in items}
     stale = [nodeid for nodeid in budgets if nodeid not in collected and in_scope(nodeid)]
     if stale:
         raise pytest.UsageError(f"{BUDGETS_FILE}: no collected test matches: " + ", ".join(stale))
@@ -257,6 +284,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_configure(config):
+    config.pluginmanager.register(_CollectedRecorder(), "celery_suite_collected_recorder")
     pytest_runtest_logreport.config = config
 
 

@@ -1,6 +1,7 @@
 import SwiftqCore
 import SwiftqRedis
 import SwiftqTasks
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -77,6 +78,15 @@ enum SuiteTasks {
 
     /// A request field as Python has it: the text, or `None`.
     static func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
+
+    /// A time limit as Python's request has it: whole seconds as an int (as declared), `None` without one.
+    static func seconds(_ value: Double?) -> JSONValue {
+        guard let value else { return .null }
+        return value == value.rounded() && abs(value) < 1e15 ? .int(Int64(value)) : .double(value)
+    }
+
+    /// `retry`'s attempt count in this process (Python keeps it on the task object).
+    static let attempts = Mutex(0)
 
     static func register(into registry: inout TaskRegistry) {
         // `celery.contrib.testing.tasks.ping`, which the suite's session worker fixture sends before any test.
@@ -246,30 +256,124 @@ enum SuiteTasks {
             return [call["res"], ids]
         }
 
+        // The request context (TaskInvocation.request), the retry, reject and ignore errors of the task API.
+        // Task declarations Python makes in decorators (max_retries, default_retry_delay, time limits, acks_late)
+        // are per-task settings in swiftqd's configuration: dev/celery_suite_plugin.py writes them.
+        registry.task("redis_echo_group_id") { invocation, _ in
+            let call = try PythonCall(invocation, [("_", nil), ("redis_key", "redis-group-ids")])
+            try redisCommand(
+                "RPUSH",
+                RedisArgument(try Python.redisText(call["redis_key"])),
+                RedisArgument(try Python.redisText(Self.text(invocation.request.group)))
+            )
+            return .null
+        }
+        registry.task("return_request_eta") { invocation, _ in
+            _ = try PythonCall(invocation, [])
+            return Self.text(invocation.request.eta)
+        }
+        for name in ["return_request_time_limits", "task_with_declared_time_limits"] {
+            registry.task(name) { invocation, _ in
+                _ = try PythonCall(invocation, [])
+                return [
+                    "time_limit": Self.seconds(invocation.request.timeLimit),
+                    "soft_time_limit": Self.seconds(invocation.request.softTimeLimit),
+                ]
+            }
+        }
+        // `retry(return_value=None)`: with a value, succeeds on the fourth run in this process (Python keeps the
+        // count on the task object, which is per pool child as here).
+        registry.task("retry") { invocation, _ in
+            let returnValue = try PythonCall(invocation, [("return_value", .null)])["return_value"]
+            if Python.isTrue(returnValue) {
+                let done = SuiteTasks.attempts.withLock { attempt in
+                    if attempt >= 3 {
+                        attempt = 0
+                        return true
+                    }
+                    attempt += 1
+                    return false
+                }
+                if done { return returnValue }
+            }
+            throw TaskRetry(countdown: 5, cause: expectedException([]))
+        }
+        registry.task("retry_unpickleable") { invocation, _ in
+            let call = try PythonCall(invocation, [("foo", nil), ("bar", nil)], keywordOnly: [("retry_kwargs", nil)])
+            var cause = TaskFailure(
+                type: "UnpickleableException",
+                message: call["foo"].description,
+                module: SuiteTasks.module
+            )
+            cause.arguments = [call["foo"]]
+            let options = call["retry_kwargs"]
+            throw TaskRetry(
+                countdown: options["countdown"]?.doubleValue,
+                maxRetries: options["max_retries"]?.intValue.map { Int(clamping: $0) },
+                cause: cause
+            )
+        }
+        registry.task("retry_once") { invocation, _ in
+            let call = try PythonCall(
+                invocation,
+                [],
+                variadic: true,
+                keywordOnly: [("expires", .null), ("max_retries", 1), ("countdown", 0.1)]
+            )
+            if invocation.retries > 0 { return .int(Int64(invocation.retries)) }
+            throw TaskRetry(
+                countdown: call["countdown"].doubleValue,
+                maxRetries: call["max_retries"].intValue.map { Int(clamping: $0) }
+            )
+        }
+        for name in ["retry_once_ignore_result", "retry_once_with_result"] {
+            registry.task(name) { invocation, _ in
+                _ = try PythonCall(invocation, [])
+                if invocation.retries > 0 { return .int(Int64(invocation.retries)) }
+                throw TaskRetry(countdown: 0)
+            }
+        }
+        registry.register("auto_retry_class_task") { invocation, _ in
+            _ = try PythonCall(invocation, [])
+            if invocation.retries > 0 { return .int(Int64(invocation.retries)) }
+            // autoretry_for=(ValueError,), retry_backoff, max_retries=1: the task's settings (autoretry).
+            throw TaskFailure.valueError("")
+        }
+        registry.task("retry_once_headers") { invocation, _ in
+            let call = try PythonCall(
+                invocation,
+                [],
+                variadic: true,
+                keywordOnly: [("max_retries", 1), ("countdown", 0.1)]
+            )
+            if invocation.retries > 0 { return invocation.request.headers.map(JSONValue.object) ?? .null }
+            throw TaskRetry(
+                countdown: call["countdown"].doubleValue,
+                maxRetries: call["max_retries"].intValue.map { Int(clamping: $0) }
+            )
+        }
+        registry.task("reject_then_succeed") { invocation, _ in
+            _ = try PythonCall(invocation, [])
+            if invocation.request.deliveryInfo["redelivered"]?.boolValue != true { throw TaskReject(requeue: true) }
+            return "second-pass"
+        }
+        registry.task("reject_without_requeue") { invocation, _ in
+            _ = try PythonCall(invocation, [])
+            throw TaskReject("rejected", requeue: false)
+        }
+
         // What the remaining tasks need from a task API that swiftq does not have yet.
         let requestContext = "the request context (self.request"
         for (name, field) in [
-            ("redis_echo_group_id", "group"),
-            ("return_priority", "delivery_info['priority']"), ("return_request_eta", "eta"),
-            ("return_properties", "properties"), ("return_request_time_limits", "time_limit, soft_time_limit"),
-            ("task_with_declared_time_limits", "time_limit, soft_time_limit"),
+            ("return_priority", "delivery_info['priority']"), ("return_properties", "properties"),
         ] {
             registry.missing(name, needs: "\(requestContext).\(field))")
         }
-        for name in [
-            "retry", "retry_unpickleable", "retry_with_args_after_kwargs", "retry_with_kwargs_after_args", "retry_once",
-            "retry_once_ignore_result", "retry_once_with_result", "retry_once_priority", "retry_once_headers",
-        ] {
-            registry.missing(name, needs: "self.retry() and self.request.retries")
+        registry.missing("retry_once_priority", needs: "\(requestContext).delivery_info['priority'])")
+        for name in ["retry_with_args_after_kwargs", "retry_with_kwargs_after_args"] {
+            registry.missing(name, needs: "self.retry(args=..., kwargs=...) (new arguments for the next run)")
         }
-        registry.register("auto_retry_class_task") { invocation, _ in
-            throw TaskFailure(
-                type: "NotImplementedError",
-                message:
-                    "\(invocation.name) needs autoretry_for and self.request.retries, which swiftq's task API does not "
-                    + "offer yet"
-            )
-        }
+        registry.missing("store_success_then_reject", needs: "storing a result from inside a task (self.backend)")
         for name in [
             "add_replaced", "record_replaced_task_nesting", "add_replaced_with_chain", "replace_with_chain",
             "replace_with_chain_which_raises", "replace_with_empty_chain", "replace_with_chain_which_contains_a_group",
@@ -283,9 +387,6 @@ enum SuiteTasks {
         }
         for name in ["chain_add", "chord_add", "build_chain_inside_task"] {
             registry.missing(name, needs: "publishing a canvas from inside a task")
-        }
-        for name in ["store_success_then_reject", "reject_then_succeed", "reject_without_requeue"] {
-            registry.missing(name, needs: "Reject(requeue=...) and self.request.delivery_info['redelivered']")
         }
         for name in ["errback_new_style", "errback_new_style_with_args"] {
             registry.missing(name, needs: "new-style errbacks called in the worker with (request, exc, traceback)")

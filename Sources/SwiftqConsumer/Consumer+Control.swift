@@ -373,6 +373,17 @@ struct ConsumerControlState: ControlState {
             "task_default_queue": .string(worker.queues.first ?? "celery"),
             "result_extended": .bool(configuration.resultBackend.extended),
             "worker_revokes_max": .int(Int64(worker.revokesMax)),
+            // What swiftqd does where Celery has a setting for it: JSON only, UTC timestamps, the AMQP heartbeat
+            // it asks for, its own logger (no Python root logger to hijack, no colours), no modules to import,
+            // no deprecated setting names (tools such as Celery's own suite read these keys).
+            "accept_content": ["json"],
+            "enable_utc": true,
+            "timezone": "UTC",
+            "broker_heartbeat": .double(configuration.broker.heartbeat.seconds),
+            "worker_hijack_root_logger": false,
+            "worker_log_color": false,
+            "include": [],
+            "deprecated_settings": [],
         ]
         if withDefaults {
             settings["worker_revoke_expires"] = .double(worker.revokesExpire.seconds)

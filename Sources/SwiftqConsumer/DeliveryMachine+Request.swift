@@ -4,7 +4,7 @@ import SwiftqTasks
 extension DeliveryMachine {
     /// The request context a Swift task sees (``TaskRequest``, Celery's `self.request`), from its message and
     /// delivery: ids, group, this worker's node name, the ETA and expiry, the reply queue, the queue it came from and
-    /// whether it was redelivered, the time limits it runs under.
+    /// whether it was redelivered, the time limits it runs under, the client's custom headers.
     func requestContext(_ delivery: Delivery, limits: (soft: Double?, hard: Double?)) -> JSONValue {
         let message = delivery.message
         var request = TaskRequest()
@@ -21,6 +21,7 @@ extension DeliveryMachine {
         request.deliveryInfo = ["queue": .string(delivery.queue), "redelivered": .bool(message.redelivered)]
         request.timeLimit = limits.hard
         request.softTimeLimit = limits.soft
+        request.headers = TaskRequest.customHeaders(message.headers)
         return request.json
     }
 }

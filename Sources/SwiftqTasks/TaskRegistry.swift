@@ -165,11 +165,12 @@ public struct TaskRegistry: Sendable {
         handlers[name] = handler
     }
 
-    /// The names registered, sorted.
-    public var names: [String] { handlers.keys.sorted() }
+    /// The names registered, sorted, with Celery's built-in `celery.map` and `celery.starmap` (see
+    /// `TaskRegistry+Map.swift`), which a registration under the same name replaces.
+    public var names: [String] { Set(handlers.keys).union(Self.mapTaskNames).sorted() }
 
-    /// Whether `name` is registered.
-    public func contains(_ name: String) -> Bool { handlers[name] != nil }
+    /// Whether `name` is registered (Celery's `celery.map` and `celery.starmap` always are).
+    public func contains(_ name: String) -> Bool { handlers[name] != nil || Self.mapTaskNames.contains(name) }
 
     /// Runs a task; an unknown name fails with Celery's `NotRegistered`. Errors that are not
     /// ``TaskFailure`` are reported with their Swift type name.
@@ -187,5 +188,5 @@ public struct TaskRegistry: Sendable {
         }
     }
 
-    func handler(named name: String) -> TaskHandler? { handlers[name] }
+    func handler(named name: String) -> TaskHandler? { handlers[name] ?? mapHandler(named: name) }
 }

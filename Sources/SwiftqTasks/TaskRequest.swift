@@ -4,7 +4,7 @@ import SwiftqCore
 /// What a task knows of the message that started it: Celery's `self.request` for Swift tasks (``TaskInvocation/request``).
 ///
 /// The fields carry Celery's names in ``json`` (`root_id`, `parent_id`, `group`, `group_index`, `hostname`, `eta`,
-/// `expires`, `reply_to`, `correlation_id`, `origin`, `delivery_info`, `time_limit`, `soft_time_limit`), which is
+/// `expires`, `reply_to`, `correlation_id`, `origin`, `delivery_info`, `time_limit`, `soft_time_limit`, `headers`), which is
 /// also how the consumer hands them to the pool child. The id, name and retries are ``TaskInvocation``'s own.
 public struct TaskRequest: Sendable, Equatable {
     /// The first task of the workflow this one belongs to (`root_id`; its own id when it was sent by a client).
@@ -30,6 +30,28 @@ public struct TaskRequest: Sendable, Equatable {
     /// The time limits it runs under, in seconds (nil: none).
     public var timeLimit: Double?
     public var softTimeLimit: Double?
+    /// The message's custom headers (`headers`): those the client added, e.g. `apply_async(headers={...})` or stamps,
+    /// without Celery's own (`id`, `task`, `eta`, `retries`, …), as Celery's `self.request.headers`; nil when there
+    /// are none.
+    public var headers: OrderedDictionary<String, JSONValue>?
+
+    /// The header names Celery's request keeps to itself (its `Context` fields and the protocol's own), which
+    /// ``headers`` leaves out.
+    public static let celeryHeaderNames: Set<String> = [
+        "args", "argsrepr", "callbacks", "called_directly", "chain", "chord", "compression", "correlation_id",
+        "delivery_info", "errbacks", "eta", "expires", "group", "group_index", "headers", "hostname", "id",
+        "ignore_result", "is_eager", "kwargs", "kwargsrepr", "lang", "logfile", "loglevel", "origin", "parent_id",
+        "properties", "replaced_task_nesting", "reply_to", "retries", "root_id", "shadow", "soft_time_limit",
+        "stamped_headers", "stamps", "task", "taskset", "time_limit", "timelimit", "utc",
+    ]
+
+    /// The custom headers of a message's `headers`, as ``headers`` holds them (nil when none is left).
+    public static func customHeaders(
+        _ headers: OrderedDictionary<String, JSONValue>
+    ) -> OrderedDictionary<String, JSONValue>? {
+        let custom = headers.filter { !celeryHeaderNames.contains($0.key) }
+        return custom.isEmpty ? nil : custom
+    }
 
     /// An empty request (a task run outside a worker).
     public init() {
@@ -51,6 +73,7 @@ public struct TaskRequest: Sendable, Equatable {
         deliveryInfo = json["delivery_info"]?.objectValue ?? [:]
         timeLimit = json["time_limit"]?.doubleValue
         softTimeLimit = json["soft_time_limit"]?.doubleValue
+        headers = json["headers"]?.objectValue
     }
 
     /// The request with Celery's field names; absent fields are null (as on Celery's request).
@@ -63,6 +86,7 @@ public struct TaskRequest: Sendable, Equatable {
             "origin": text(origin), "delivery_info": .object(deliveryInfo),
             "time_limit": timeLimit.map(JSONValue.double) ?? .null,
             "soft_time_limit": softTimeLimit.map(JSONValue.double) ?? .null,
+            "headers": headers.map(JSONValue.object) ?? .null,
         ])
     }
 }

@@ -92,4 +92,84 @@ import Testing
                 == .success([["root", nil, 1], ["root", "id-2", 2]])
         )
     }
+
+    /// The retry, reject and request-context tasks use the task API's TaskRetry, TaskReject and TaskRequest.
+    @Test func retryTasksThrowTaskRetryUntilRetried() {
+        var invocation = TaskInvocation(id: "r", name: "t.integration.tasks.retry_once", kwargs: ["countdown": 2])
+        #expect(
+            Self.registry.execute(invocation, environment: .standalone)
+                == .retry(TaskRetry(countdown: 2, maxRetries: 1))
+        )
+        invocation.retries = 1
+        #expect(Self.registry.execute(invocation, environment: .standalone) == .success(1))
+        let retry = Self.registry.execute(
+            TaskInvocation(id: "r", name: "t.integration.tasks.retry"),
+            environment: .standalone
+        )
+        #expect(retry == .retry(TaskRetry(countdown: 5, cause: expectedException([]))))
+        let unpickleable = Self.registry.execute(
+            TaskInvocation(
+                id: "u",
+                name: "t.integration.tasks.retry_unpickleable",
+                args: ["foo", "bar"],
+                kwargs: ["retry_kwargs": ["countdown": 10, "max_retries": 1]]
+            ),
+            environment: .standalone
+        )
+        guard case .retry(let request) = unpickleable else {
+            Issue.record("retry_unpickleable did not ask for a retry: \(unpickleable)")
+            return
+        }
+        #expect(request.countdown == 10 && request.maxRetries == 1)
+        #expect(request.cause?.type == "UnpickleableException" && request.cause?.arguments == ["foo"])
+    }
+
+    @Test func rejectTasksThrowTaskReject() {
+        var invocation = TaskInvocation(id: "j", name: "t.integration.tasks.reject_then_succeed")
+        #expect(
+            Self.registry.execute(invocation, environment: .standalone) == .reject(TaskReject(requeue: true))
+        )
+        invocation.request.deliveryInfo["redelivered"] = true
+        #expect(Self.registry.execute(invocation, environment: .standalone) == .success("second-pass"))
+        #expect(
+            Self.registry.execute(
+                TaskInvocation(id: "k", name: "t.integration.tasks.reject_without_requeue"),
+                environment: .standalone
+            ) == .reject(TaskReject("rejected", requeue: false))
+        )
+    }
+
+    @Test func requestContextTasksReturnTheRequestFields() {
+        var invocation = TaskInvocation(id: "t", name: "t.integration.tasks.return_request_time_limits")
+        #expect(
+            Self.registry.run(invocation, environment: .standalone)
+                == .success(["time_limit": nil, "soft_time_limit": nil])
+        )
+        invocation.request.timeLimit = 60
+        invocation.request.softTimeLimit = 2.5
+        #expect(
+            Self.registry.run(invocation, environment: .standalone)
+                == .success(["time_limit": 60, "soft_time_limit": 2.5])
+        )
+        invocation = TaskInvocation(id: "h", name: "t.integration.tasks.retry_once_headers", retries: 1)
+        invocation.request.headers = ["x-test-header": "test-value"]
+        #expect(Self.registry.run(invocation, environment: .standalone) == .success(["x-test-header": "test-value"]))
+        invocation = TaskInvocation(id: "e", name: "t.integration.tasks.return_request_eta")
+        invocation.request.eta = "2026-12-05T10:00:00+00:00"
+        #expect(Self.registry.run(invocation, environment: .standalone) == .success("2026-12-05T10:00:00+00:00"))
+    }
+
+    /// Celery's built-in `celery.map` and `celery.starmap` call a registered task once per item.
+    @Test func mapAndStarmapCallTheTaskPerItem() {
+        let add: JSONValue = ["task": "t.integration.tasks.add", "args": [], "kwargs": [:], "options": [:]]
+        #expect(Self.run("celery.starmap", [add, [[1, 2], [3, 4]]]) == .success([3, 7]))
+        #expect(Self.run("celery.map", [["task": "t.integration.tasks.tsum"], [[1, 2], [3]]]) == .success([3, 3]))
+        #expect(Self.run("celery.starmap", [add, []]) == .success([]))
+        #expect(
+            Self.run("celery.starmap", [add, [[1]]])
+                == .failure(.typeError("add() missing 1 required positional argument: 'y'"))
+        )
+        #expect(Self.run("celery.map", [["task": "no.such"], [1]]) == .failure(.notRegistered("no.such")))
+        #expect(Self.registry.contains("celery.starmap") && Self.registry.names.contains("celery.map"))
+    }
 }

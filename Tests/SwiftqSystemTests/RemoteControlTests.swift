@@ -169,6 +169,12 @@ enum CeleryControl {
         let conf = try CeleryControl.cli(broker, ["inspect", "conf", "-j", "-d", nodes, "--timeout", "5"])
         #expect(conf[swift]?["broker_url"]?.stringValue != nil && conf[python]?["broker_url"]?.stringValue != nil)
         #expect(conf[swift]?["worker_prefetch_multiplier"] == 4)
+        // Keys Celery's own suite reads from `inspect conf`, with swiftqd's values for them.
+        #expect(conf[swift]?["accept_content"] == ["json"])
+        #expect(conf[swift]?["enable_utc"] == true && conf[swift]?["timezone"] == "UTC")
+        #expect(conf[swift]?["broker_heartbeat"]?.doubleValue != nil)
+        #expect(conf[swift]?["worker_hijack_root_logger"] == false && conf[swift]?["worker_log_color"] == false)
+        #expect(conf[swift]?["include"] == [] && conf[swift]?["deprecated_settings"] == [])
         let registered = try CeleryControl.cli(broker, ["inspect", "registered", "-j", "-d", swift, "--timeout", "5"])
         #expect(registered[swift]?.arrayValue?.contains("swiftq.sleep") == true)
 

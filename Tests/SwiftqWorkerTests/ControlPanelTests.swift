@@ -72,6 +72,16 @@ struct FakeControlState: ControlState {
         #expect(handle("registered", ["builtins": true]).reply == ["celery.chord", "swiftq.add", "swiftq.sleep"])
     }
 
+    /// `inspect registered name` (taskinfoitems): Celery's `NAME [name=NAME]`; items a swiftq task lacks are left out.
+    @Test func registeredShowsTheAskedTaskInfoItems() {
+        #expect(
+            handle("registered", ["taskinfoitems": ["name"]]).reply == [
+                "swiftq.add [name=swiftq.add]", "swiftq.sleep [name=swiftq.sleep]",
+            ]
+        )
+        #expect(handle("registered", ["taskinfoitems": ["rate_limit"]]).reply == ["swiftq.add", "swiftq.sleep"])
+    }
+
     @Test func revokeRepliesAndEffects() {
         let plain = handle("revoke", ["task_id": ["a", "b", "a"]])
         #expect(plain.reply == ["ok": "tasks {'a', 'b'} flagged as revoked"])
@@ -145,8 +155,16 @@ struct FakeControlState: ControlState {
         let object = handle("revoke_by_stamped_headers", ["headers": ["mystamp": "v1"]])
         #expect(object.reply == ["ok": "headers {'mystamp': 'v1'} flagged as revoked, but not terminated"])
         #expect(object.effects == [.revokeStamped(headers: ["mystamp": ["v1"]], terminate: false, signal: SIGTERM)])
+        // The reply shows the headers as sent (Celery prints the dict it was given), a one-item list included.
+        let listed = handle("revoke_by_stamped_headers", ["headers": ["myheader": ["myvalue"]]])
+        #expect(listed.reply == ["ok": "headers {'myheader': ['myvalue']} flagged as revoked, but not terminated"])
+        #expect(
+            listed.effects == [.revokeStamped(headers: ["myheader": ["myvalue"]], terminate: false, signal: SIGTERM)]
+        )
         let list = handle("revoke_by_stamped_headers", ["headers": ["a=1", "a=2"]])
         #expect(list.effects == [.revokeStamped(headers: ["a": ["1", "2"]], terminate: false, signal: SIGTERM)])
+        // Celery turns the CLI's list into a dict, the last value of a header winning, and prints that.
+        #expect(list.reply == ["ok": "headers {'a': '2'} flagged as revoked, but not terminated"])
         let none = handle("revoke_by_stamped_headers", ["headers": ["a": "1"], "terminate": true])
         #expect(none.reply == ["ok": "headers {'a': '1'} were not terminated"])
         let running = FakeControlState(stampMatches: ["a": ["1"]])

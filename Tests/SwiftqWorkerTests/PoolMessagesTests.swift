@@ -44,6 +44,7 @@ import Testing
         request.groupIndex = 2
         request.hostname = "celery@host"
         request.deliveryInfo = ["queue": "celery", "redelivered": false]
+        request.headers = ["x-test-header": "test-value", "mystamp": ["a", 1]]
         var job = PoolJob(id: "t-1", name: "swiftq.echo", args: [1], kwargs: [:])
         job.request = request.json
         job.body = Array(#"[[1], {}, {}]"#.utf8)
@@ -56,6 +57,18 @@ import Testing
             return
         }
         #expect(decoded.request.map(TaskRequest.init(json:)) == request)
+    }
+
+    /// `self.request.headers` is what the client added: Celery's own headers are left out, none left is nil.
+    @Test func theRequestHeadersAreTheCustomOnes() {
+        let message = TaskMessage(
+            id: "t-1",
+            name: "swiftq.echo",
+            retries: 1,
+            extraHeaders: ["x-test-header": "test-value", "stamped_headers": ["s"], "s": "v"]
+        )
+        #expect(TaskRequest.customHeaders(message.headers) == ["x-test-header": "test-value", "s": "v"])
+        #expect(TaskRequest.customHeaders(TaskMessage(id: "t-2", name: "swiftq.echo").headers) == nil)
     }
 
     /// The message body reaches the child as the bytes that arrived: spliced into the frame, not encoded again

@@ -29,7 +29,14 @@ package enum ControlCommand: Equatable, Sendable {
 
     // Control (state-changing).
     case revoke(ids: [String], terminate: Bool, signal: Int32)
-    case revokeByStampedHeaders(headers: OrderedDictionary<String, [JSONValue]>, terminate: Bool, signal: Int32)
+    /// `shown` is the headers as Celery's replies print them: the object as sent, or the CLI's `header=value` list
+    /// as the dict Celery makes of it (the last value of a header).
+    case revokeByStampedHeaders(
+        headers: OrderedDictionary<String, [JSONValue]>,
+        shown: JSONValue,
+        terminate: Bool,
+        signal: Int32
+    )
     case poolGrow(Int)
     case poolShrink(Int)
     case autoscale(max: Int?, min: Int?)
@@ -137,8 +144,11 @@ package enum ControlCommand: Equatable, Sendable {
                 signal: try arguments.signal("signal")
             )
         case "revoke_by_stamped_headers":
+            let headers = try arguments.stampedHeaders("headers")
             self = .revokeByStampedHeaders(
-                headers: try arguments.stampedHeaders("headers"),
+                headers: headers,
+                shown: arguments.field("headers")?.objectValue.map(JSONValue.object)
+                    ?? .object(headers.compactMapValues(\.last)),
                 terminate: try arguments.bool("terminate") ?? false,
                 signal: try arguments.signal("signal")
             )

@@ -108,11 +108,13 @@ package enum ControlPanel {
         case .reserved: return ControlOutcome(reply: .array(state.reservedRequests))
         case .scheduled: return ControlOutcome(reply: .array(state.scheduledRequests))
         case .revoked: return ControlOutcome(reply: .array(state.revokedIDs.map(JSONValue.string)))
-        case .registered(_, let builtins):
-            // swiftq's tasks carry none of the default info items (exchange, routing_key, rate_limit), so each is its
-            // bare name, as a Python task without them.
+        case .registered(let items, let builtins):
+            // Celery lists `name [item=value ...]` with the asked task attributes that are not None. Of those, a
+            // swiftq task has only its `name`: none of the default items (exchange, routing_key, rate_limit), so
+            // by default each is its bare name, as a Python task without them.
             let names = state.registeredTasks.filter { builtins || !$0.hasPrefix("celery.") }
-            return ControlOutcome(reply: .array(names.map(JSONValue.string)))
+            let shown = items.contains("name")
+            return ControlOutcome(reply: .array(names.map { .string(shown ? "\($0) [name=\($0)]" : $0) }))
         case .activeQueues: return ControlOutcome(reply: .array(state.activeQueues))
         case .conf(let withDefaults): return ControlOutcome(reply: state.conf(withDefaults: withDefaults))
         case .report: return ControlOutcome(reply: ok(state.report))
@@ -136,12 +138,9 @@ package enum ControlPanel {
                 return ControlOutcome(reply: ok(text), effects: effects)
             }
             return ControlOutcome(reply: ok("tasks \(pythonSet(unique)) flagged as revoked"), effects: effects)
-        case .revokeByStampedHeaders(let headers, let terminate, let signal):
+        case .revokeByStampedHeaders(let headers, let shownHeaders, let terminate, let signal):
             let effects: [ControlEffect] = [.revokeStamped(headers: headers, terminate: terminate, signal: signal)]
-            let shown = PythonRepr.repr(
-                .object(headers.mapValues { $0.count == 1 ? $0[0] : .array($0) }),
-                limit: nil
-            )
+            let shown = PythonRepr.repr(shownHeaders, limit: nil)
             guard terminate else {
                 return ControlOutcome(
                     reply: ok("headers \(shown) flagged as revoked, but not terminated"),
