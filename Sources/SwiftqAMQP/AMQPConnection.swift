@@ -363,14 +363,16 @@ public final class AMQPConnection {
     }
 
     /// Starts a consumer on `queue` (not exclusive; manual acks unless `noAck`) and returns its tag (the broker makes
-    /// one up when `consumerTag` is nil). Deliveries come from ``nextEvent(timeout:)``.
+    /// one up when `consumerTag` is nil). Deliveries come from ``nextEvent(timeout:)``. `arguments` is the method's
+    /// argument table (`x-consumer-timeout`, `x-priority`, …).
     ///
     /// The corresponding C function is `amqp_basic_consume`.
     public func consume(
         channel: UInt16,
         queue: String,
         consumerTag: String? = nil,
-        noAck: Bool = false
+        noAck: Bool = false,
+        arguments: OrderedDictionary<String, JSONValue> = [:]
     ) throws(AMQPError) -> String {
         let state = try openState(channel)
         let pool = RabbitMQPool()
@@ -382,7 +384,7 @@ public final class AMQPConnection {
             0,
             noAck ? 1 : 0,
             0,
-            amqp_empty_table
+            try pool.table(arguments)
         )
         try checkReply(amqp_get_rpc_reply(state), channel: channel, operation: .consume(queue))
         let tag = ok?.pointee.consumer_tag.string ?? consumerTag ?? ""

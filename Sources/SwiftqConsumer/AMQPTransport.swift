@@ -77,6 +77,8 @@ package final class AMQPTransport: BrokerTransport {
     private let consumeChannel: UInt16 = 1
     private let publishChannel: UInt16 = 2
     private let controlChannel: UInt16 = 3
+    /// `basic.consume`'s arguments for the task queues (``AMQPConsumerTimeout``).
+    private let consumeArguments: OrderedDictionary<String, JSONValue>
     /// How often, while nothing is delivered and the window has room, the queues' message counts are checked.
     package static let starvationCheckInterval: Duration = .seconds(5)
 
@@ -92,9 +94,11 @@ package final class AMQPTransport: BrokerTransport {
         nodeName: String?,
         rpcResults: Bool,
         redisResults: RedisTarget?,
-        resultExpires: Duration?
+        resultExpires: Duration?,
+        consumeArguments: OrderedDictionary<String, JSONValue> = [:]
     ) throws {
         precondition(!urls.isEmpty, "a broker needs at least one host")
+        self.consumeArguments = consumeArguments
         self.urls = urls
         self.tls = tls
         self.heartbeat = urls[0].heartbeat ?? broker.heartbeat
@@ -419,7 +423,7 @@ package final class AMQPTransport: BrokerTransport {
         var queueByConsumer: [String: String] = [:]
         var consumerByQueue: [String: String] = [:]
         for queue in queues {
-            let tag = try connection.consume(channel: consumeChannel, queue: queue)
+            let tag = try connection.consume(channel: consumeChannel, queue: queue, arguments: consumeArguments)
             queueByConsumer[tag] = queue
             consumerByQueue[queue] = tag
         }
@@ -526,7 +530,7 @@ package final class AMQPTransport: BrokerTransport {
         }
         for queue in wanted where session.consumerByQueue[queue] == nil {
             try declareTaskQueue(queue, on: session.connection)
-            let tag = try session.connection.consume(channel: consumeChannel, queue: queue)
+            let tag = try session.connection.consume(channel: consumeChannel, queue: queue, arguments: consumeArguments)
             session.queueByConsumer[tag] = queue
             session.consumerByQueue[queue] = tag
         }
@@ -587,7 +591,7 @@ package final class AMQPTransport: BrokerTransport {
             if let tag = session.consumerByQueue[queue] {
                 try session.connection.cancel(channel: consumeChannel, consumerTag: tag)
             }
-            let tag = try session.connection.consume(channel: consumeChannel, queue: queue)
+            let tag = try session.connection.consume(channel: consumeChannel, queue: queue, arguments: consumeArguments)
             session.queueByConsumer[tag] = queue
             session.consumerByQueue[queue] = tag
         }

@@ -91,7 +91,8 @@ package extension Consumer {
                     : try backend.map {
                         try RedisTarget(parsing: $0, masterName: configuration.resultBackend.masterName)
                     },
-                resultExpires: expires
+                resultExpires: expires,
+                consumeArguments: AMQPConsumerTimeout.consumeArguments(for: configuration)
             )
         } else {
             if usesRPC {

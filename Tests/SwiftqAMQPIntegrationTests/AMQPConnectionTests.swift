@@ -84,6 +84,25 @@ struct AMQPConnectionTests {
         }
     }
 
+    /// `basic.consume`'s arguments reach the broker: an `x-priority` that is not a number is refused by every
+    /// RabbitMQ version (so the table was sent), and `x-consumer-timeout` (honoured from 3.11.15, ignored before)
+    /// is accepted and the consumer gets its deliveries.
+    @Test func consumeSendsItsArguments() throws {
+        try withQueue { connection, queue in
+            let refused = #expect(throws: AMQPError.self) {
+                try connection.consume(channel: 1, queue: queue, arguments: ["x-priority": "high"])
+            }
+            #expect(refused?.replyCode == 406, "\(String(describing: refused))")
+        }
+        try withQueue { connection, queue in
+            try connection.publish(channel: 1, exchange: "", routingKey: queue, properties: jsonProperties, body: [7])
+            _ = try connection.consume(channel: 1, queue: queue, arguments: ["x-consumer-timeout": .int(7_200_000)])
+            let delivery = try nextDelivery(connection)
+            #expect(delivery.body == [7])
+            try connection.ack(channel: 1, deliveryTag: delivery.deliveryTag)
+        }
+    }
+
     @Test func rejectWithRequeueRedelivers() throws {
         try withQueue { connection, queue in
             try connection.publish(channel: 1, exchange: "", routingKey: queue, properties: jsonProperties, body: [1])

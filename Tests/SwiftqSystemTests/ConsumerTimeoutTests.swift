@@ -102,4 +102,36 @@ import Testing
         }
         #expect(eventually(timeout: 10) { node.isEmpty(queue) })
     }
+
+    /// A configured hard time limit that could outlast the node's consumer timeout: swiftqd's task consumers carry
+    /// `x-consumer-timeout` ((prefetch_multiplier + 1) × the longest limit + 60 s), as `rabbitmqctl` shows. The node
+    /// of this machine's Debian (3.10) ignores the argument; RabbitMQ 3.11.15 and later honour it.
+    @Test func aLongHardTimeLimitAsksForALongerConsumerTimeout() throws {
+        let node = try RabbitMQNode.shared()
+        let queue = uniqueQueueName("consumer-timeout-argument")
+        let daemon = try RabbitMQInteropTests.daemon(
+            broker: node.url,
+            backend: nil,
+            queue: queue,
+            prefetch: 4,
+            brokerYAML: """
+                  consumer_timeout: 30m
+                tasks:
+                  defaults:
+                    time_limit: 1h
+
+                """
+        )
+        var consumers = ""
+        #expect(
+            eventually(timeout: 30) {
+                consumers = (try? node.ctl(["list_consumers", "queue_name", "arguments"])) ?? ""
+                return consumers.split(separator: "\n").contains { $0.hasPrefix(queue + "\t") }
+            },
+            "no consumer on \(queue): \(consumers)"
+        )
+        let line = consumers.split(separator: "\n").first { $0.hasPrefix(queue + "\t") }.map(String.init) ?? ""
+        #expect(line.contains("x-consumer-timeout") && line.contains("18060000"), "\(line)")
+        _ = daemon
+    }
 }
