@@ -5,7 +5,7 @@ extension DeliveryMachine {
     /// The request context a Swift task sees (``TaskRequest``, Celery's `self.request`), from its message and
     /// delivery: ids, group, this worker's node name, the ETA and expiry, the reply queue, the queue it came from and
     /// whether it was redelivered, the time limits it runs under, the client's custom headers.
-    func requestContext(_ delivery: Delivery, limits: (soft: Double?, hard: Double?)) -> JSONValue {
+    func requestContext(_ delivery: Delivery, limits: (soft: Double?, hard: Double?)) -> TaskRequest {
         let message = delivery.message
         var request = TaskRequest()
         request.rootID = message.rootID
@@ -22,6 +22,6 @@ extension DeliveryMachine {
         request.timeLimit = limits.hard
         request.softTimeLimit = limits.soft
         request.headers = TaskRequest.customHeaders(message.headers)
-        return request.json
+        return request
     }
 }

@@ -186,6 +186,7 @@ package final class RedisTransport: BrokerTransport {
         var nextHousekeeping = ContinuousClock.now
         var nextBeat = ContinuousClock.now
         var liveSiblings: Set<String> = []
+        var reserveOrder: KombuRedisBroker.ReserveOrder?
         while !isStopping {
             if broker == nil {
                 do {
@@ -274,7 +275,10 @@ package final class RedisTransport: BrokerTransport {
                 continue
             }
             do {
-                let reserved = try kombu.reserve(queues: order, max: min(available, batchLimit), owner: owner)
+                let keys =
+                    reserveOrder.flatMap { $0.queues == order ? $0 : nil } ?? .init(queues: order, owner: owner)
+                reserveOrder = keys
+                let reserved = try kombu.reserve(keys, max: min(available, batchLimit))
                 ThroughputCounters.shared.record(.reserve, size: reserved.count)
                 if order.count > 1 { order.append(order.removeFirst()) }
                 if reserved.isEmpty {

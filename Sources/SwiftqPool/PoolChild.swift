@@ -109,7 +109,7 @@ package final class PoolChild {
             kwargs: job.kwargs,
             retries: job.retries
         )
-        if let request = job.request { invocation.request = TaskRequest(json: request) }
+        if let request = job.request { invocation.request = request }
         let outcome: TaskResult
         if let exec = job.exec {
             let timeout = exec.timeout.map { Duration.milliseconds(Int64($0 * 1000)) }

@@ -33,21 +33,41 @@ package extension PoolRequest {
     /// The frame's payload. An `execute` whose job has the message ``PoolJob/body`` carries it as `"body"`, spliced in
     /// as the bytes that arrived (they are JSON: the consumer parsed them), so arguments are never encoded again;
     /// without a body, `args` and `kwargs` are encoded as in ``json``.
+    ///
+    /// Written field by field into one buffer (the consumer does this for every task): the same fields in the same
+    /// order as ``json``, without `args` and `kwargs`, and `body` last.
     var serialized: [UInt8] {
         guard case .execute(let job) = self, !job.body.isEmpty else { return json.serialized() }
-        var header = job
-        header.args = []
-        header.kwargs = [:]
-        guard case .object(var fields) = PoolRequest.execute(header).json else { return json.serialized() }
-        fields["args"] = nil
-        fields["kwargs"] = nil
-        var bytes = JSONValue.object(fields).serialized()
-        // `{…}` → `{…,"body":<body>}`: the header object always has fields (`type`, `id`, `task`).
-        bytes.removeLast()
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(job.body.count + 512)
+        bytes.append(contentsOf: #"{"type":"execute","id":"#.utf8)
+        JSONValue.string(job.id).serialize(into: &bytes)
+        bytes.append(contentsOf: #","task":"#.utf8)
+        JSONValue.string(job.name).serialize(into: &bytes)
+        if job.retries != 0 {
+            bytes.append(contentsOf: #","retries":"#.utf8)
+            JSONValue.int(Int64(job.retries)).serialize(into: &bytes)
+        }
+        if let request = job.request {
+            bytes.append(contentsOf: #","request":"#.utf8)
+            request.serializeJSON(into: &bytes)
+        }
+        if let soft = job.softTimeLimit {
+            bytes.append(contentsOf: #","soft_time_limit":"#.utf8)
+            JSONValue.double(soft).serialize(into: &bytes)
+        }
+        if let exec = job.exec {
+            bytes.append(contentsOf: #","exec":"#.utf8)
+            Self.execJSON(exec).serialize(into: &bytes)
+        }
         bytes.append(contentsOf: #","body":"#.utf8)
         bytes.append(contentsOf: job.body)
         bytes.append(UInt8(ascii: "}"))
         return bytes
+    }
+
+    private static func execJSON(_ exec: PoolJob.ExecSpec) -> JSONValue {
+        .object(["argv": .array(exec.argv.map { .string($0) }), "timeout": exec.timeout.map { .double($0) } ?? .null])
     }
 
     var json: JSONValue {
@@ -58,13 +78,9 @@ package extension PoolRequest {
                 "kwargs": .object(job.kwargs),
             ]
             if job.retries != 0 { fields["retries"] = .int(Int64(job.retries)) }
-            if let request = job.request { fields["request"] = request }
+            if let request = job.request { fields["request"] = request.json }
             if let soft = job.softTimeLimit { fields["soft_time_limit"] = .double(soft) }
-            if let exec = job.exec {
-                fields["exec"] = .object([
-                    "argv": .array(exec.argv.map { .string($0) }), "timeout": exec.timeout.map { .double($0) } ?? .null,
-                ])
-            }
+            if let exec = job.exec { fields["exec"] = Self.execJSON(exec) }
             return ChannelMessage.make("execute", fields)
         case .logLevel(let level):
             return ChannelMessage.make("log_level", ["level": .string(level.rawValue)])
@@ -118,7 +134,7 @@ package extension PoolRequest {
             var job = PoolJob(id: jobID, name: name, args: args, kwargs: kwargs, exec: exec)
             job.retries = message["retries"]?.intValue.map { Int(clamping: $0) } ?? 0
             job.softTimeLimit = message["soft_time_limit"]?.doubleValue
-            if let request = message["request"], request.objectValue != nil { job.request = request }
+            if let request = message["request"], request.objectValue != nil { job.request = TaskRequest(json: request) }
             self = .execute(job)
         case "log_level":
             let name: String

@@ -79,8 +79,8 @@ package struct PoolJob: Sendable, Equatable {
     package var hardTimeLimit: Double?
     /// The message's `retries` (what the task sees as its retry count).
     package var retries: Int
-    /// The rest of the task's request context (``TaskRequest``'s JSON form), nil when there is none.
-    package var request: JSONValue?
+    /// The rest of the task's request context, nil when there is none.
+    package var request: TaskRequest?
 
     package init(
         id: String,

@@ -90,18 +90,46 @@ public struct KombuRedisBroker {
     /// Returns an empty array when every list is empty; then wait with ``waitForMessages(queues:timeout:)`` or a
     /// ``KombuQueueWatcher``. Malformed payloads are returned too (``ReservedMessage/isMalformed``), not recorded.
     public func reserve(queues: [String], max: Int, owner: String) throws(RedisError) -> [ReservedMessage] {
-        let keys = layout.consumeKeyOrder(queues: queues)
-        if keys.isEmpty || max <= 0 { return [] }
-        var queueOfKey: [String: String] = [:]
-        for key in keys { queueOfKey[key] = layout.queueName(fromKey: key) ?? key }
-        let reply = try connection.run(
-            KombuRedisScripts.reserve,
-            keys: [
-                RedisArgument(layout.unackedKey), RedisArgument(layout.unackedIndexKey),
-                RedisArgument(layout.reservedKey(owner: owner)),
-            ] + keys.map { RedisArgument($0) },
-            arguments: [RedisArgument(max)] + keys.map { RedisArgument(queueOfKey[$0] ?? $0) }
-        )
+        try reserve(ReserveOrder(queues: queues, owner: owner, layout: layout), max: max)
+    }
+
+    /// The keys and arguments of a reserve for one queue order and owner, worked out once: a consumer that takes
+    /// messages thousands of times a second from the same queues does not rebuild them (and their strings) each time.
+    public struct ReserveOrder: Sendable, Equatable {
+        /// The queues, in the order asked for.
+        public let queues: [String]
+        public let owner: String
+        let keys: [RedisArgument]
+        let queueArguments: [RedisArgument]
+        let queueOfKey: [String: String]
+
+        public init(queues: [String], owner: String, layout: KombuRedisLayout = KombuRedisLayout()) {
+            self.queues = queues
+            self.owner = owner
+            let listKeys = layout.consumeKeyOrder(queues: queues)
+            var queueOfKey: [String: String] = [:]
+            for key in listKeys { queueOfKey[key] = layout.queueName(fromKey: key) ?? key }
+            self.queueOfKey = queueOfKey
+            keys =
+                listKeys.isEmpty
+                ? []
+                : [
+                    RedisArgument(layout.unackedKey), RedisArgument(layout.unackedIndexKey),
+                    RedisArgument(layout.reservedKey(owner: owner)),
+                ] + listKeys.map { RedisArgument($0) }
+            queueArguments = listKeys.map { RedisArgument(queueOfKey[$0] ?? $0) }
+        }
+    }
+
+    /// ``reserve(queues:max:owner:)`` with the keys worked out beforehand (``ReserveOrder``).
+    public func reserve(_ order: ReserveOrder, max: Int) throws(RedisError) -> [ReservedMessage] {
+        if order.keys.isEmpty || max <= 0 { return [] }
+        let queueOfKey = order.queueOfKey
+        var arguments: [RedisArgument] = []
+        arguments.reserveCapacity(order.queueArguments.count + 1)
+        arguments.append(RedisArgument(max))
+        arguments.append(contentsOf: order.queueArguments)
+        let reply = try connection.run(KombuRedisScripts.reserve, keys: order.keys, arguments: arguments)
         guard let elements = reply.array, elements.count % 3 == 0 else {
             throw Self.unexpected(KombuRedisScripts.reserve, reply)
         }

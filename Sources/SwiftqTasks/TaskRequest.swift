@@ -49,8 +49,9 @@ public struct TaskRequest: Sendable, Equatable {
     public static func customHeaders(
         _ headers: OrderedDictionary<String, JSONValue>
     ) -> OrderedDictionary<String, JSONValue>? {
-        let custom = headers.filter { !celeryHeaderNames.contains($0.key) }
-        return custom.isEmpty ? nil : custom
+        // Most messages carry only Celery's own headers: no filtered copy for them.
+        guard headers.keys.contains(where: { !celeryHeaderNames.contains($0) }) else { return nil }
+        return headers.filter { !celeryHeaderNames.contains($0.key) }
     }
 
     /// An empty request (a task run outside a worker).
@@ -74,6 +75,33 @@ public struct TaskRequest: Sendable, Equatable {
         timeLimit = json["time_limit"]?.doubleValue
         softTimeLimit = json["soft_time_limit"]?.doubleValue
         headers = json["headers"]?.objectValue
+    }
+
+    /// ``json``'s compact text (``JSONValue/serialized()``'s bytes) appended to `buffer` without building the object:
+    /// the consumer writes one for every task it hands to a pool child.
+    package func serializeJSON(into buffer: inout [UInt8]) {
+        func field(_ name: String, _ value: JSONValue, first: Bool = false) {
+            buffer.append(first ? UInt8(ascii: "{") : UInt8(ascii: ","))
+            JSONValue.string(name).serialize(into: &buffer)
+            buffer.append(UInt8(ascii: ":"))
+            value.serialize(into: &buffer)
+        }
+        func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
+        field("root_id", text(rootID), first: true)
+        field("parent_id", text(parentID))
+        field("group", text(group))
+        field("group_index", groupIndex.map { .int(Int64($0)) } ?? .null)
+        field("hostname", text(hostname))
+        field("eta", text(eta))
+        field("expires", text(expires))
+        field("reply_to", text(replyTo))
+        field("correlation_id", text(correlationID))
+        field("origin", text(origin))
+        field("delivery_info", .object(deliveryInfo))
+        field("time_limit", timeLimit.map(JSONValue.double) ?? .null)
+        field("soft_time_limit", softTimeLimit.map(JSONValue.double) ?? .null)
+        field("headers", headers.map(JSONValue.object) ?? .null)
+        buffer.append(UInt8(ascii: "}"))
     }
 
     /// The request with Celery's field names; absent fields are null (as on Celery's request).

@@ -46,7 +46,7 @@ import Testing
         request.deliveryInfo = ["queue": "celery", "redelivered": false]
         request.headers = ["x-test-header": "test-value", "mystamp": ["a", 1]]
         var job = PoolJob(id: "t-1", name: "swiftq.echo", args: [1], kwargs: [:])
-        job.request = request.json
+        job.request = request
         job.body = Array(#"[[1], {}, {}]"#.utf8)
         guard
             case .execute(let decoded) = try PoolRequest(
@@ -56,7 +56,45 @@ import Testing
             Issue.record("not an execute request")
             return
         }
-        #expect(decoded.request.map(TaskRequest.init(json:)) == request)
+        #expect(decoded.request == request)
+    }
+
+    /// The frame and request writers that skip building objects write exactly what the object encoders write.
+    @Test func theDirectWritersMatchTheObjectEncoders() throws {
+        var request = TaskRequest()
+        #expect(
+            {
+                var bytes: [UInt8] = []; request.serializeJSON(into: &bytes); return bytes
+            }() == request.json.serialized()
+        )
+        request.rootID = "r\"1"
+        request.groupIndex = 0
+        request.eta = "2026-12-05T12:00:00.000000+00:00"
+        request.deliveryInfo = ["queue": "celery", "redelivered": true]
+        request.timeLimit = 2.5
+        request.softTimeLimit = 1
+        request.headers = ["é": [1, nil]]
+        var bytes: [UInt8] = []
+        request.serializeJSON(into: &bytes)
+        #expect(bytes == request.json.serialized())
+
+        var job = PoolJob(id: "t-1", name: "exec.run", args: [1], kwargs: ["k": 2], softTimeLimit: 0.5, retries: 3)
+        job.request = request
+        job.exec = PoolJob.ExecSpec(argv: ["/bin/true", "x"], timeout: 4)
+        job.body = Array(#"[[1], {"k": 2}, {}]"#.utf8)
+        guard case .object(var fields) = PoolRequest.execute(job).json else {
+            Issue.record("not an object")
+            return
+        }
+        fields["args"] = nil
+        fields["kwargs"] = nil
+        fields["body"] = try JSONValue(parsing: job.body)
+        #expect(try JSONValue(parsing: PoolRequest.execute(job).serialized) == .object(fields))
+        var expected = JSONValue.object(fields).serialized()
+        expected.removeLast(#"[[1],{"k":2},{}]}"#.utf8.count)
+        expected.append(contentsOf: job.body)
+        expected.append(UInt8(ascii: "}"))
+        #expect(PoolRequest.execute(job).serialized == expected)
     }
 
     /// `self.request.headers` is what the client added: Celery's own headers are left out, none left is nil.
