@@ -40,17 +40,6 @@ extension Consumer {
             return .redis(try RedisTarget(parsing: url, masterName: configuration.broker.masterName))
         }
         let amqp = try AMQPURL.failoverList(parsing: url)
-        let tls = configuration.broker.tls
-        return .amqp(
-            amqp,
-            amqp[0].usesTLS
-                ? AMQPTLSOptions(
-                    caFile: tls.caFile,
-                    certFile: tls.certFile,
-                    keyFile: tls.keyFile,
-                    verifyPeer: tls.verify,
-                    verifyHostname: tls.verify
-                ) : nil
-        )
+        return .amqp(amqp, configuration.broker.tls.amqpOptions(for: amqp[0]))
     }
 }

@@ -66,17 +66,9 @@ package extension Consumer {
         let usesRPC = backend?.lowercased().hasPrefix("rpc://") == true
         if isAMQP {
             let brokerURLs = try AMQPURL.failoverList(parsing: url)
-            let tls = configuration.broker.tls
             return try AMQPTransport(
                 urls: brokerURLs,
-                tls: brokerURLs[0].usesTLS
-                    ? AMQPTLSOptions(
-                        caFile: tls.caFile,
-                        certFile: tls.certFile,
-                        keyFile: tls.keyFile,
-                        verifyPeer: tls.verify,
-                        verifyHostname: tls.verify
-                    ) : nil,
+                tls: configuration.broker.tls.amqpOptions(for: brokerURLs[0]),
                 broker: configuration.broker,
                 queues: configuration.worker.queues,
                 deadLetterQueues: Array(

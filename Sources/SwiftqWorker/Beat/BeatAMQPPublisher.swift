@@ -24,16 +24,7 @@ final class BeatAMQPPublisher {
 
     init(configuration: Configuration) throws(AMQPError) {
         urls = try AMQPURL.failoverList(parsing: configuration.broker.url)
-        let tlsSettings = configuration.broker.tls
-        tls =
-            urls[0].usesTLS
-            ? AMQPTLSOptions(
-                caFile: tlsSettings.caFile,
-                certFile: tlsSettings.certFile,
-                keyFile: tlsSettings.keyFile,
-                verifyPeer: tlsSettings.verify,
-                verifyHostname: tlsSettings.verify
-            ) : nil
+        tls = configuration.broker.tls.amqpOptions(for: urls[0])
         var arguments: OrderedDictionary<String, JSONValue> = [:]
         if let priority = configuration.broker.queueMaxPriority { arguments["x-max-priority"] = .int(Int64(priority)) }
         if configuration.broker.queueType == .quorum { arguments["x-queue-type"] = .string("quorum") }

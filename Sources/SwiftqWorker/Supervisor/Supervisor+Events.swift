@@ -38,14 +38,7 @@ extension Supervisor {
                     let brokerURL = try AMQPURL.failoverList(parsing: url)[0]
                     let connection = try AMQPConnection(
                         url: brokerURL,
-                        tls: brokerURL.usesTLS
-                            ? AMQPTLSOptions(
-                                caFile: tls.caFile,
-                                certFile: tls.certFile,
-                                keyFile: tls.keyFile,
-                                verifyPeer: tls.verify,
-                                verifyHostname: tls.verify
-                            ) : nil,
+                        tls: tls.amqpOptions(for: brokerURL),
                         connectTimeout: .seconds(3),
                         rpcTimeout: .seconds(3),
                         connectionName: "swiftqd supervisor"
