@@ -362,14 +362,30 @@ enum SuiteTasks {
             throw TaskReject("rejected", requeue: false)
         }
 
-        // What the remaining tasks need from a task API that swiftq does not have yet.
-        let requestContext = "the request context (self.request"
-        for (name, field) in [
-            ("return_priority", "delivery_info['priority']"), ("return_properties", "properties"),
-        ] {
-            registry.missing(name, needs: "\(requestContext).\(field))")
+        registry.task("return_priority") { invocation, _ in
+            _ = try PythonCall(invocation, [], variadic: true)
+            let priority = invocation.request.deliveryInfo["priority"] ?? .null
+            return .string("Priority: " + PythonRepr.repr(priority))
         }
-        registry.missing("retry_once_priority", needs: "\(requestContext).delivery_info['priority'])")
+        registry.task("return_properties") { invocation, _ in
+            _ = try PythonCall(invocation, [])
+            return .object(invocation.request.properties)
+        }
+        registry.task("retry_once_priority") { invocation, _ in
+            let call = try PythonCall(
+                invocation,
+                [],
+                variadic: true,
+                keywordOnly: [("expires", 60.0), ("max_retries", 1), ("countdown", 0.1)]
+            )
+            if invocation.retries > 0 { return invocation.request.deliveryInfo["priority"] ?? .null }
+            throw TaskRetry(
+                countdown: call["countdown"].doubleValue,
+                maxRetries: call["max_retries"].intValue.map { Int(clamping: $0) }
+            )
+        }
+
+        // What the remaining tasks need from a task API that swiftq does not have yet.
         for name in ["retry_with_args_after_kwargs", "retry_with_kwargs_after_args"] {
             registry.missing(name, needs: "self.retry(args=..., kwargs=...) (new arguments for the next run)")
         }

@@ -50,7 +50,7 @@ public struct AMQPDelivery: Sendable, Equatable {
     /// - Throws: ``MessageDecodingError`` exactly as for a Redis envelope (content type, compression, protocol 1,
     ///   body shape, header types).
     public func taskMessage() throws(MessageDecodingError) -> TaskMessage {
-        try TaskMessage.decode(
+        var message = try TaskMessage.decode(
             contentType: properties.contentType,
             contentEncoding: properties.contentEncoding,
             headers: properties.headers,
@@ -58,5 +58,8 @@ public struct AMQPDelivery: Sendable, Equatable {
             body: body,
             redelivered: redelivered
         )
+        message.received.exchange = exchange
+        message.received.routingKey = routingKey
+        return message
     }
 }

@@ -23,10 +23,10 @@ package extension DeliveryMachine {
             "time_start": delivery.timeStart.map { .double($0) } ?? .null,
             "acknowledged": .bool(acknowledged),
             "delivery_info": [
-                // Celery declares a queue's exchange under the queue's name, bound by the same routing key.
-                "exchange": .string(delivery.queue),
-                "routing_key": .string(delivery.queue),
-                "priority": .int(Int64(message.headers["priority"]?.intValue ?? 0)),
+                // As published (a client's default is the nameless exchange with the queue as routing key).
+                "exchange": .string(message.received.exchange ?? ""),
+                "routing_key": .string(message.received.routingKey ?? delivery.queue),
+                "priority": message.received.priority.map { .int(Int64($0)) } ?? .null,
                 "redelivered": .bool(message.redelivered),
             ],
             "worker_pid": delivery.workerPID.map { .int(Int64($0)) } ?? .null,

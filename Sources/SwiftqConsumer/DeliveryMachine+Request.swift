@@ -18,7 +18,14 @@ extension DeliveryMachine {
         request.replyTo = message.replyTo
         request.correlationID = message.correlationID ?? message.id
         request.origin = message.origin
-        request.deliveryInfo = ["queue": .string(delivery.queue), "redelivered": .bool(message.redelivered)]
+        request.deliveryInfo = [
+            "exchange": .string(message.received.exchange ?? ""),
+            "routing_key": .string(message.received.routingKey ?? delivery.queue),
+            "priority": message.received.priority.map { .int(Int64($0)) } ?? .null,
+            "redelivered": .bool(message.redelivered),
+            "queue": .string(delivery.queue),
+        ]
+        request.properties = message.received.properties
         request.timeLimit = limits.hard
         request.softTimeLimit = limits.soft
         request.headers = TaskRequest.customHeaders(message.headers)

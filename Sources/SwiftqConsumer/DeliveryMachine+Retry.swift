@@ -61,7 +61,9 @@ extension DeliveryMachine {
             body: next.wireBody,
             headers: next.wireHeaders(),
             correlationID: next.correlationID ?? next.id,
-            replyTo: next.replyTo
+            replyTo: next.replyTo,
+            // Celery's retry keeps the message priority.
+            priority: message.received.priority
         )
 
         delivery.state = .settling

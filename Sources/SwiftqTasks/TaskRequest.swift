@@ -4,8 +4,8 @@ import SwiftqCore
 /// What a task knows of the message that started it: Celery's `self.request` for Swift tasks (``TaskInvocation/request``).
 ///
 /// The fields carry Celery's names in ``json`` (`root_id`, `parent_id`, `group`, `group_index`, `hostname`, `eta`,
-/// `expires`, `reply_to`, `correlation_id`, `origin`, `delivery_info`, `time_limit`, `soft_time_limit`, `headers`), which is
-/// also how the consumer hands them to the pool child. The id, name and retries are ``TaskInvocation``'s own.
+/// `expires`, `reply_to`, `correlation_id`, `origin`, `delivery_info`, `time_limit`, `soft_time_limit`, `headers`,
+/// `properties`), which is also how the consumer hands them to the pool child. The id, name and retries are ``TaskInvocation``'s own.
 public struct TaskRequest: Sendable, Equatable {
     /// The first task of the workflow this one belongs to (`root_id`; its own id when it was sent by a client).
     public var rootID: String?
@@ -24,8 +24,9 @@ public struct TaskRequest: Sendable, Equatable {
     public var correlationID: String?
     /// The node that sent it (`origin`).
     public var origin: String?
-    /// Where the message came from: `queue` (the queue it was consumed from) and `redelivered`, the part of
-    /// Celery's `delivery_info` that swiftq knows.
+    /// Where the message came from, as Celery's `delivery_info`: `exchange` and `routing_key` it was published with,
+    /// its `priority` (null when none), whether it was `redelivered`, and swiftq's `queue` (the queue it was consumed
+    /// from).
     public var deliveryInfo: OrderedDictionary<String, JSONValue>
     /// The time limits it runs under, in seconds (nil: none).
     public var timeLimit: Double?
@@ -34,6 +35,9 @@ public struct TaskRequest: Sendable, Equatable {
     /// without Celery's own (`id`, `task`, `eta`, `retries`, …), as Celery's `self.request.headers`; nil when there
     /// are none.
     public var headers: OrderedDictionary<String, JSONValue>?
+    /// The message properties as the broker delivered them (`properties`: kombu's names, e.g. `app_id`,
+    /// `priority`, `correlation_id`, `reply_to`), as Celery's `self.request.properties`; empty outside a worker.
+    public var properties: OrderedDictionary<String, JSONValue> = [:]
 
     /// The header names Celery's request keeps to itself (its `Context` fields and the protocol's own), which
     /// ``headers`` leaves out.
@@ -75,6 +79,7 @@ public struct TaskRequest: Sendable, Equatable {
         timeLimit = json["time_limit"]?.doubleValue
         softTimeLimit = json["soft_time_limit"]?.doubleValue
         headers = json["headers"]?.objectValue
+        properties = json["properties"]?.objectValue ?? [:]
     }
 
     /// ``json``'s compact text (``JSONValue/serialized()``'s bytes) appended to `buffer` without building the object:
@@ -101,6 +106,7 @@ public struct TaskRequest: Sendable, Equatable {
         field("time_limit", timeLimit.map(JSONValue.double) ?? .null)
         field("soft_time_limit", softTimeLimit.map(JSONValue.double) ?? .null)
         field("headers", headers.map(JSONValue.object) ?? .null)
+        field("properties", .object(properties))
         buffer.append(UInt8(ascii: "}"))
     }
 
@@ -114,7 +120,7 @@ public struct TaskRequest: Sendable, Equatable {
             "origin": text(origin), "delivery_info": .object(deliveryInfo),
             "time_limit": timeLimit.map(JSONValue.double) ?? .null,
             "soft_time_limit": softTimeLimit.map(JSONValue.double) ?? .null,
-            "headers": headers.map(JSONValue.object) ?? .null,
+            "headers": headers.map(JSONValue.object) ?? .null, "properties": .object(properties),
         ])
     }
 }

@@ -71,13 +71,28 @@ import Testing
     }
 
     @Test func missingTaskAPIFailsClearly() {
-        guard case .failure(let failure) = Self.run("t.integration.tasks.return_priority") else {
-            Issue.record("return_priority succeeded without the message priority")
+        guard case .failure(let failure) = Self.run("t.integration.tasks.store_success_then_reject") else {
+            Issue.record("store_success_then_reject succeeded without a backend in the task API")
             return
         }
         #expect(failure.type == "NotImplementedError")
-        #expect(failure.message.contains("delivery_info['priority']"))
+        #expect(failure.message.contains("self.backend"))
         #expect(failure.message.contains("which swiftq's task API does not offer yet"))
+    }
+
+    /// The message priority and properties reach the task as Celery's `delivery_info['priority']` and
+    /// `properties`.
+    @Test func priorityAndPropertiesTasksReadTheRequest() {
+        var invocation = TaskInvocation(id: "p-1", name: "t.integration.tasks.return_priority")
+        invocation.request.deliveryInfo = ["exchange": "", "routing_key": "celery", "priority": 7]
+        #expect(Self.registry.run(invocation, environment: .standalone) == .success("Priority: 7"))
+        invocation.request.deliveryInfo["priority"] = nil
+        #expect(Self.registry.run(invocation, environment: .standalone) == .success("Priority: None"))
+        invocation = TaskInvocation(id: "p-2", name: "t.integration.tasks.return_properties")
+        invocation.request.properties = ["app_id": "1234", "priority": 0]
+        #expect(
+            Self.registry.run(invocation, environment: .standalone) == .success(["app_id": "1234", "priority": 0])
+        )
     }
 
     @Test func idsAndCollectIdsReturnTheRequestIds() {

@@ -67,7 +67,10 @@ import Testing
             RedisInteropTests.request(
                 redis,
                 calls: [
-                    ["task": "reports.sum", "args": [1, 2, 3], "kwargs": ["note": "ü"]],
+                    [
+                        "task": "reports.sum", "args": [1, 2, 3], "kwargs": ["note": "ü"],
+                        "options": ["priority": 3, "app_id": "1234"],
+                    ],
                     ["task": "reports.fail"],
                     ["task": "reports.garbage"],
                     ["task": "reports.slow", "args": [30]],
@@ -86,6 +89,12 @@ import Testing
         #expect(sum?["request"]?["parent_id"] == .null)
         #expect(sum?["request"]?["hostname"]?.stringValue?.contains("@") == true)
         #expect(sum?["request"]?["delivery_info"]?["queue"] == "celery")
+        // Celery's delivery_info and properties: as the client published it (default exchange, priority 3, app_id).
+        #expect(sum?["request"]?["delivery_info"]?["exchange"] == "")
+        #expect(sum?["request"]?["delivery_info"]?["routing_key"] == "celery")
+        #expect(sum?["request"]?["delivery_info"]?["priority"] == 3)
+        #expect(sum?["request"]?["properties"]?["app_id"] == "1234")
+        #expect(sum?["request"]?["properties"]?["priority"] == 3)
         #expect(results[1]["exception"]?["type"] == "ExecTaskFailed")
         #expect(results[1]["exception"]?["message"]?.stringValue?.contains("exited with code 3") == true)
         #expect(results[1]["exception"]?["message"]?.stringValue?.contains("cannot frobnicate") == true)

@@ -27,6 +27,58 @@ import Testing
         plan.publishes.first?.headers
     }
 
+    /// Celery's retry keeps the message priority; a message without one is copied without one.
+    @Test func aRetryCopyKeepsTheMessagePriority() throws {
+        let harness = CoreHarness(registry: Self.registry)
+        var message = TaskMessage(id: "p1", name: "t.retry")
+        message.received = .init(properties: ["priority": 7, "app_id": "1234"], exchange: "", routingKey: "celery")
+        harness.deliver(message, tag: "1")
+        harness.deliver(TaskMessage(id: "p2", name: "t.retry"), tag: "2")
+        harness.pool.runPending()
+        let plans = harness.broker.plans
+        try #require(plans.count == 2)
+        #expect(plans.first { $0.deliveryTag == "1" }?.publishes.first?.priority == 7)
+        let plain = try #require(plans.first { $0.deliveryTag == "2" }?.publishes.first)
+        #expect(plain.priority == nil)
+    }
+
+    /// The task's request carries Celery's `delivery_info` (exchange, routing key, priority, redelivered) and the
+    /// message properties as delivered.
+    @Test func theRequestCarriesTheDeliveryInfoAndProperties() throws {
+        var registry = Self.registry
+        registry.register("t.request") { invocation, _ in
+            [
+                "delivery_info": .object(invocation.request.deliveryInfo),
+                "properties": .object(invocation.request.properties),
+            ]
+        }
+        let harness = CoreHarness(registry: registry)
+        var message = TaskMessage(id: "q1", name: "t.request")
+        message.received = .init(
+            properties: ["priority": 3, "app_id": "1234", "delivery_info": ["exchange": "ex", "routing_key": "rk"]],
+            exchange: "ex",
+            routingKey: "rk"
+        )
+        harness.deliver(message, tag: "1")
+        harness.pool.runPending()
+        let plan = try #require(harness.broker.plans.first)
+        let result = try #require(plan.resultJSON?["result"])
+        #expect(result["delivery_info"]?["exchange"] == "ex")
+        #expect(result["delivery_info"]?["routing_key"] == "rk")
+        #expect(result["delivery_info"]?["priority"] == 3)
+        #expect(result["delivery_info"]?["redelivered"] == false)
+        #expect(result["delivery_info"]?["queue"] == "celery")
+        #expect(result["properties"]?["app_id"] == "1234")
+        // A message built in code: the default exchange, the queue as routing key, no priority.
+        harness.deliver(TaskMessage(id: "q2", name: "t.request"), tag: "2")
+        harness.pool.runPending()
+        let other = try #require(harness.broker.plans.first { $0.deliveryTag == "2" }?.resultJSON?["result"])
+        #expect(other["delivery_info"]?["exchange"] == "")
+        #expect(other["delivery_info"]?["routing_key"] == "celery")
+        #expect(other["delivery_info"]?["priority"] == .null)
+        #expect(other["properties"] == [:])
+    }
+
     @Test func aRetryPublishesTheCopyThenStoresRetryThenAcksInOnePlan() throws {
         let harness = CoreHarness(registry: Self.registry)
         var message = TaskMessage(

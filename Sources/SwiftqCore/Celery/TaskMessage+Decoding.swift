@@ -107,6 +107,14 @@ extension TaskMessage {
         message.correlationID = properties["correlation_id"]?.stringValue
         message.redelivered = redelivered
         message.body = bodyBytes
+        // On Redis the exchange and routing key travel in the properties (kombu's `delivery_info`); an AMQP
+        // transport sets them from the delivery.
+        let deliveryInfo = properties["delivery_info"]
+        message.received = Received(
+            properties: properties,
+            exchange: deliveryInfo?["exchange"]?.stringValue,
+            routingKey: deliveryInfo?["routing_key"]?.stringValue
+        )
         return message
     }
 

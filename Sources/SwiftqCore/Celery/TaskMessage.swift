@@ -86,6 +86,45 @@ public struct TaskMessage: Sendable, Equatable {
     }
     private var wire = WireBody()
 
+    /// How the broker delivered the message: its properties as they arrived (kombu's names: `correlation_id`,
+    /// `reply_to`, `priority`, `delivery_mode`, `app_id`, …; on Redis also `delivery_info`, `body_encoding` and
+    /// `delivery_tag`), and the exchange and routing key it was published with. What Celery's request shows as
+    /// `properties` and `delivery_info`. Empty for a message built in code. Like ``body``, not part of a message's
+    /// identity (`==`): it describes one delivery, not the task.
+    public var received: Received {
+        get { delivery.value }
+        set { delivery.value = newValue }
+    }
+    private var delivery = DeliveryDetails()
+
+    /// See ``received``.
+    public struct Received: Sendable, Equatable {
+        public var properties: OrderedDictionary<String, JSONValue> = [:]
+        public var exchange: String?
+        public var routingKey: String?
+
+        public init(
+            properties: OrderedDictionary<String, JSONValue> = [:],
+            exchange: String? = nil,
+            routingKey: String? = nil
+        ) {
+            self.properties = properties
+            self.exchange = exchange
+            self.routingKey = routingKey
+        }
+
+        /// The message priority (`properties.priority`), nil when it has none.
+        public var priority: Int? {
+            properties["priority"]?.intValue.map { Int(clamping: $0) }
+        }
+    }
+
+    /// ``received``, equal to any other.
+    private struct DeliveryDetails: Sendable, Equatable {
+        var value = Received()
+        static func == (_: DeliveryDetails, _: DeliveryDetails) -> Bool { true }
+    }
+
     /// The wire form of the body, equal to any other: see ``body``.
     private struct WireBody: Sendable, Equatable {
         var bytes: [UInt8] = []
