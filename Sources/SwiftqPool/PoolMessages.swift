@@ -174,6 +174,11 @@ package extension PoolReply {
             )
         case .result(let id, .ignore, let runtime):
             return ChannelMessage.make("result", ["id": .string(id), "state": "IGNORED", "runtime": .double(runtime)])
+        case .result(let id, .replace(let signature), let runtime):
+            return ChannelMessage.make(
+                "result",
+                ["id": .string(id), "state": "REPLACED", "signature": signature, "runtime": .double(runtime)]
+            )
         case .error(let message, let id):
             return ChannelMessage.make("error", ["message": .string(message), "id": id])
         }
@@ -214,8 +219,13 @@ package extension PoolReply {
                 self = .result(id: id, outcome: .reject(reject), runtime: runtime)
             case "IGNORED":
                 self = .result(id: id, outcome: .ignore, runtime: runtime)
+            case "REPLACED":
+                self = .result(id: id, outcome: .replace(try reader.value("signature")), runtime: runtime)
             default:
-                throw reader.wrong("state", "\"SUCCESS\", \"FAILURE\", \"RETRY\", \"REJECT\" or \"IGNORED\"")
+                throw reader.wrong(
+                    "state",
+                    "\"SUCCESS\", \"FAILURE\", \"RETRY\", \"REJECT\", \"IGNORED\" or \"REPLACED\""
+                )
             }
         case "error":
             self = .error(message: try reader.string("message"), id: message["id"] ?? .null)

@@ -34,6 +34,9 @@ public struct TaskRequest: Sendable, Equatable {
     /// without Celery's own (`id`, `task`, `eta`, `retries`, …), as Celery's `self.request.headers`; nil when there
     /// are none.
     public var headers: OrderedDictionary<String, JSONValue>?
+    /// How many replacements led to this task (`replaced_task_nesting`): 0 for a task nobody replaced, 1 for the
+    /// replacement of such a task (``TaskReplace``), and so on.
+    public var replacedTaskNesting = 0
 
     /// The header names Celery's request keeps to itself (its `Context` fields and the protocol's own), which
     /// ``headers`` leaves out.
@@ -74,6 +77,7 @@ public struct TaskRequest: Sendable, Equatable {
         timeLimit = json["time_limit"]?.doubleValue
         softTimeLimit = json["soft_time_limit"]?.doubleValue
         headers = json["headers"]?.objectValue
+        replacedTaskNesting = json["replaced_task_nesting"]?.intValue.map { Int(clamping: $0) } ?? 0
     }
 
     /// The request with Celery's field names; absent fields are null (as on Celery's request).
@@ -87,6 +91,7 @@ public struct TaskRequest: Sendable, Equatable {
             "time_limit": timeLimit.map(JSONValue.double) ?? .null,
             "soft_time_limit": softTimeLimit.map(JSONValue.double) ?? .null,
             "headers": headers.map(JSONValue.object) ?? .null,
+            "replaced_task_nesting": .int(Int64(replacedTaskNesting)),
         ])
     }
 }

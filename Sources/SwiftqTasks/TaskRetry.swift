@@ -67,6 +67,8 @@ public enum TaskResult: Sendable, Equatable {
     case reject(TaskReject)
     /// The task ended without a result (``TaskIgnore``).
     case ignore
+    /// The task asked to be replaced by a signature (``TaskReplace``), in Celery's dict form.
+    case replace(JSONValue)
 }
 
 extension TaskRegistry {
@@ -83,6 +85,8 @@ extension TaskRegistry {
             return .reject(reject)
         } catch is TaskIgnore {
             return .ignore
+        } catch let replace as TaskReplace {
+            return .replace(replace.signature)
         } catch let failure as TaskFailure {
             return .failure(failure)
         } catch {

@@ -122,6 +122,11 @@ import Testing
             .result(id: "g", outcome: .reject(TaskReject()), runtime: 0),
             .result(id: "h", outcome: .ignore, runtime: 0.25),
             .result(
+                id: "i",
+                outcome: .replace(["task": "t.add", "args": [1, 2], "options": ["link": [["task": "t.echo"]]]]),
+                runtime: 0.125
+            ),
+            .result(
                 id: "e",
                 outcome: .retry(
                     TaskRetry(
@@ -193,7 +198,7 @@ import Testing
                     type: "result",
                     problem: .wrongType(
                         field: "state",
-                        expected: "\"SUCCESS\", \"FAILURE\", \"RETRY\", \"REJECT\" or \"IGNORED\""
+                        expected: "\"SUCCESS\", \"FAILURE\", \"RETRY\", \"REJECT\", \"IGNORED\" or \"REPLACED\""
                     )
                 )
         )
