@@ -82,7 +82,9 @@ registry.register("example.scaled_area") { (width: Int, height: Int) throws -> I
 }
 // A group: the list of the squares, in order (Celery makes it a chord with `celery.accumulate` as body).
 registry.register("example.squares") { (numbers: [Int]) throws -> [Int] in
-    throw TaskReplace(.group(numbers.map { TaskSignature("example.multiply", args: [.int(Int64($0)), .int(Int64($0))]) }))
+    throw TaskReplace(
+        .group(numbers.map { TaskSignature("example.multiply", args: [.int(Int64($0)), .int(Int64($0))]) })
+    )
 }
 // Keeps `mib` MiB for as long as its pool child lives: with `worker.max_memory_per_child`, the child is replaced
 // after such a task (never during it).

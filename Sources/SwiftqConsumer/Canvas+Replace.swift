@@ -10,6 +10,9 @@ extension TaskMessage {
 }
 
 extension Canvas {
+    /// A signature in Celery's dict form, as the replacement planner edits it.
+    typealias SignatureObject = OrderedDictionary<String, JSONValue>
+
     /// The task that a group replacement's chord gets as body (Celery's `celery.accumulate.s(index=0)`): it hands on
     /// the list of the group's results.
     package static let accumulateTask = "celery.accumulate"
@@ -70,7 +73,7 @@ extension Canvas {
         }
         object = freeze(object, id: message.id)
         let nesting = JSONValue.int(Int64(message.replacedTaskNesting + 1))
-        let kept: OrderedDictionary<String, JSONValue> = [
+        let kept: SignatureObject = [
             "chord": message.chord ?? .null,
             "group_id": message.group.map(JSONValue.string) ?? .null,
             "group_index": message.groupIndex.map { .int(Int64($0)) } ?? .null,
@@ -114,7 +117,7 @@ extension Canvas {
     }
 
     /// `group | celery.accumulate.s(index=0)`: Celery's chord of the group with accumulate as its body.
-    static func accumulating(_ group: OrderedDictionary<String, JSONValue>) -> OrderedDictionary<String, JSONValue> {
+    static func accumulating(_ group: SignatureObject) -> SignatureObject {
         let body: JSONValue = [
             "task": .string(accumulateTask), "args": [], "kwargs": ["index": 0], "options": [:],
             "subtask_type": nil, "immutable": false,
@@ -125,7 +128,7 @@ extension Canvas {
         ]
     }
 
-    private static func setTasks(_ object: inout OrderedDictionary<String, JSONValue>, _ tasks: [JSONValue]) {
+    private static func setTasks(_ object: inout SignatureObject, _ tasks: [JSONValue]) {
         var kwargs = object["kwargs"]?.objectValue ?? [:]
         kwargs["tasks"] = .array(tasks)
         object["kwargs"] = .object(kwargs)
@@ -135,10 +138,10 @@ extension Canvas {
     /// last step (callback) or every step (errback), a chord's body, a group's members (a callback only to the first,
     /// made immutable, as Celery's `group.link`).
     static func link(
-        _ object: OrderedDictionary<String, JSONValue>,
+        _ object: SignatureObject,
         _ signature: JSONValue,
         option: String
-    ) -> OrderedDictionary<String, JSONValue> {
+    ) -> SignatureObject {
         var object = object
         switch object["subtask_type"]?.stringValue {
         case "chain", "group":
@@ -160,7 +163,9 @@ extension Canvas {
             setTasks(&object, tasks)
         case "chord":
             var kwargs = object["kwargs"]?.objectValue ?? [:]
-            if let body = kwargs["body"]?.objectValue { kwargs["body"] = .object(link(body, signature, option: option)) }
+            if let body = kwargs["body"]?.objectValue {
+                kwargs["body"] = .object(link(body, signature, option: option))
+            }
             object["kwargs"] = .object(kwargs)
         default:
             var options = object["options"]?.objectValue ?? [:]
@@ -173,7 +178,7 @@ extension Canvas {
     }
 
     /// Celery's `freeze(id)`: the id goes to what produces the result (a chain's last step, a chord's body).
-    static func freeze(_ object: OrderedDictionary<String, JSONValue>, id: String) -> OrderedDictionary<String, JSONValue> {
+    static func freeze(_ object: SignatureObject, id: String) -> SignatureObject {
         var object = object
         switch object["subtask_type"]?.stringValue {
         case "chain":
@@ -195,10 +200,10 @@ extension Canvas {
     /// Celery's `sig.set(chord=…, group_id=…, group_index=…, root_id=…, replaced_task_nesting=…)` as it takes effect
     /// when the signature runs: on a chain's last step (the nesting on every step), on a chord's body.
     static func set(
-        _ object: OrderedDictionary<String, JSONValue>,
-        _ kept: OrderedDictionary<String, JSONValue>,
+        _ object: SignatureObject,
+        _ kept: SignatureObject,
         nesting: JSONValue
-    ) -> OrderedDictionary<String, JSONValue> {
+    ) -> SignatureObject {
         var object = object
         switch object["subtask_type"]?.stringValue {
         case "chain":

@@ -52,7 +52,11 @@ import Testing
         let redis = try RedisServer()
         let daemon = try RedisInteropTests.daemon(broker: redis, binary: Binaries.exampleWorker)
         let results = try Python.celeryClient(
-            RedisInteropTests.request(redis, calls: [["task": "example.squares", "args": [[1, 2, 3, 4]]]], timeout: 20)
+            RedisInteropTests.request(
+                redis,
+                calls: [["task": "example.squares", "args": [[1, 2, 3, 4]]]],
+                timeout: 20
+            )
         )
         #expect(results.first?["result"] == [1, 4, 9, 16], "\(results)\n\(daemon.log.suffix(4000))")
         #expect(try daemon.stats()["tasks"]?["by_name"]?["celery.accumulate"]?["succeeded"] == 1)

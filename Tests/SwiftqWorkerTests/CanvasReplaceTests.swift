@@ -33,8 +33,9 @@ struct CanvasReplaceTests {
         return message
     }
 
-    static func plan(_ message: TaskMessage, _ signature: JSONValue) throws -> (signature: JSONValue, chain: [JSONValue])
-    {
+    static func plan(_ message: TaskMessage, _ signature: JSONValue) throws -> (
+        signature: JSONValue, chain: [JSONValue]
+    ) {
         try Canvas.replacement(of: message, with: signature).get()
     }
 
