@@ -363,6 +363,7 @@ enum SuiteTasks {
         }
 
         registerReplacing(into: &registry)
+        registerRetrying(into: &registry)
 
         // What the remaining tasks need from a task API that swiftq does not have yet.
         let requestContext = "the request context (self.request"
@@ -372,9 +373,6 @@ enum SuiteTasks {
             registry.missing(name, needs: "\(requestContext).\(field))")
         }
         registry.missing("retry_once_priority", needs: "\(requestContext).delivery_info['priority'])")
-        for name in ["retry_with_args_after_kwargs", "retry_with_kwargs_after_args"] {
-            registry.missing(name, needs: "self.retry(args=..., kwargs=...) (new arguments for the next run)")
-        }
         registry.missing("store_success_then_reject", needs: "storing a result from inside a task (self.backend)")
         for name in ["add_to_all_to_chord", "add_chord_to_chord"] {
             registry.missing(name, needs: "self.add_to_chord(signature)")

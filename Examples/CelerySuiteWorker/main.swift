@@ -4,7 +4,7 @@
 // TaskFailure, SwiftqDaemon.main), so the suite's pass count measures what a user's worker can do today.
 //
 // A task whose Python body needs something the task API does not offer (parts of the request context,
-// self.retry with new arguments, add_to_chord, publishing from a task) is registered as failing with
+// add_to_chord, publishing from a task) is registered as failing with
 // `NotImplementedError` naming the missing piece, so the suite reports the gap instead of a faked result.
 // docs/celery-suite.md lists them.
 //

@@ -162,6 +162,8 @@ package extension PoolReply {
             fields["max_retries"] = retry.maxRetries.map { .int(Int64($0)) } ?? .null
             fields["exception"] = retry.cause.map(Self.exceptionJSON) ?? .null
             fields["traceback"] = retry.cause?.traceback.map { .string($0) } ?? .null
+            if let args = retry.args { fields["args"] = .array(args) }
+            if let kwargs = retry.kwargs { fields["kwargs"] = .object(kwargs) }
             fields["runtime"] = .double(runtime)
             return ChannelMessage.make("result", fields)
         case .result(let id, .reject(let reject), let runtime):
@@ -209,6 +211,14 @@ package extension PoolReply {
                 retry.maxRetries = message["max_retries"]?.intValue.map { Int($0) }
                 if let exception = message["exception"], !exception.isNull {
                     retry.cause = Self.failure(exception, traceback: message["traceback"])
+                }
+                if let args = message["args"], !args.isNull {
+                    guard let list = args.arrayValue else { throw reader.wrong("args", "an array") }
+                    retry.args = list
+                }
+                if let kwargs = message["kwargs"], !kwargs.isNull {
+                    guard let object = kwargs.objectValue else { throw reader.wrong("kwargs", "an object") }
+                    retry.kwargs = object
                 }
                 self = .result(id: id, outcome: .retry(retry), runtime: runtime)
             case "REJECT":

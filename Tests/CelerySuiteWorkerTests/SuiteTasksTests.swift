@@ -1,3 +1,4 @@
+import OrderedCollections
 import SwiftqCore
 import SwiftqTasks
 import Testing
@@ -119,6 +120,30 @@ import Testing
         #expect(stamped["task"] == "t.integration.tasks.replaced_with_me")
         #expect(stamped["options"]?["stamped_headers"] == ["StampOnReplace"])
         #expect(stamped["options"]?["StampOnReplace"] == "This is the replaced task")
+    }
+
+    /// `retry(args=…)`/`retry(kwargs=…)` merge with the inherited arguments as Celery 5.7's `Task.retry` does.
+    @Test func retryWithNewArgumentsMergesAsCeleryDoes() {
+        func retry(_ name: String, args: [JSONValue] = [], kwargs: OrderedDictionary<String, JSONValue> = [:])
+            -> TaskResult
+        {
+            let invocation = TaskInvocation(id: "id-q", name: "t.integration.tasks.\(name)", args: args, kwargs: kwargs)
+            return Self.registry.execute(invocation, environment: .standalone)
+        }
+        #expect(
+            retry("retry_with_args_after_kwargs", kwargs: ["foo": 1, "bar": 2, "label": "kept"])
+                == .retry(TaskRetry(countdown: 0, args: [2, 3], kwargs: ["label": "kept"]))
+        )
+        #expect(
+            retry("retry_with_kwargs_after_args", args: [1, 2])
+                == .retry(TaskRetry(countdown: 0, args: [2, 2], kwargs: [:]))
+        )
+        var second = TaskInvocation(id: "id-q", name: "t.integration.tasks.retry_with_kwargs_after_args", args: [2, 2])
+        second.retries = 1
+        #expect(
+            Self.registry.execute(second, environment: .standalone)
+                == .success(["foo": 2, "bar": 2, "retries": 1, "is_eager": false])
+        )
     }
 
     @Test func idsAndCollectIdsReturnTheRequestIds() {

@@ -122,6 +122,11 @@ import Testing
             .result(id: "g", outcome: .reject(TaskReject()), runtime: 0),
             .result(id: "h", outcome: .ignore, runtime: 0.25),
             .result(
+                id: "j",
+                outcome: .retry(TaskRetry(countdown: 0, args: [2, 3], kwargs: ["label": "kept"])),
+                runtime: 0
+            ),
+            .result(
                 id: "i",
                 outcome: .replace(["task": "t.add", "args": [1, 2], "options": ["link": [["task": "t.echo"]]]]),
                 runtime: 0.125
