@@ -59,18 +59,18 @@ extension Canvas {
                 setTasks(&object, tasks)
             }
         }
-        for callback in message.callbacks { object = link(object, callback, option: "link") }
-        for errback in message.errbacks { object = link(object, errback, option: "link_error") }
+        // A chain's own callbacks and errbacks, then the task's (Celery appends the task's to the chain's), go where
+        // Celery's chain puts them when it runs: callbacks on the last step, errbacks on every step.
+        var callbacks = message.callbacks
+        var errbacks = message.errbacks
         if type == "chain" {
-            // What the chain itself carries goes where Celery's chain puts it when it runs: callbacks on the last
-            // step, errbacks on every step.
             var options = object["options"]?.objectValue ?? [:]
-            let callbacks = list(options.removeValue(forKey: "link")).arrayValue ?? []
-            let errbacks = list(options.removeValue(forKey: "link_error")).arrayValue ?? []
+            callbacks = (list(options.removeValue(forKey: "link")).arrayValue ?? []) + callbacks
+            errbacks = (list(options.removeValue(forKey: "link_error")).arrayValue ?? []) + errbacks
             object["options"] = .object(options)
-            for callback in callbacks { object = link(object, callback, option: "link") }
-            for errback in errbacks { object = link(object, errback, option: "link_error") }
         }
+        for callback in callbacks { object = link(object, callback, option: "link") }
+        for errback in errbacks { object = link(object, errback, option: "link_error") }
         object = freeze(object, id: message.id)
         let nesting = JSONValue.int(Int64(message.replacedTaskNesting + 1))
         let kept: SignatureObject = [

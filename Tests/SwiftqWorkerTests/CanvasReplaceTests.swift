@@ -103,7 +103,7 @@ struct CanvasReplaceTests {
         let steps = try #require(replacement.signature["kwargs"]?["tasks"]?.arrayValue)
         #expect(replacement.signature["options"]?["link"] == nil, "not left on the chain, so never linked twice")
         #expect(steps[0]["options"]?["link"] == nil)
-        #expect(steps[1]["options"]?["link"] == [callback, ownCallback])
+        #expect(steps[1]["options"]?["link"] == [ownCallback, callback], "the task's appended to the chain's")
         #expect(steps.allSatisfy { $0["options"]?["link_error"] == [errback] })
         #expect(steps[1]["options"]?["task_id"] == "p1", "a chain is frozen by its last step")
         #expect(steps[0]["options"]?["task_id"] == nil)
@@ -118,7 +118,7 @@ struct CanvasReplaceTests {
         let embed = try C.body(first)[2]
         #expect(embed?["errbacks"] == [errback])
         #expect(embed?["chain"]?[0]?["options"]?["task_id"] == "p1")
-        #expect(embed?["chain"]?[0]?["options"]?["link"] == [callback, ownCallback])
+        #expect(embed?["chain"]?[0]?["options"]?["link"] == [ownCallback, callback])
     }
 
     @Test func aGroupBecomesAChordWithAccumulateAsBodyUnderTheTaskID() throws {
