@@ -385,19 +385,11 @@ enum SuiteTasks {
             )
         }
 
+        registerReplacing(into: &registry)
+        registerRetrying(into: &registry)
+
         // What the remaining tasks need from a task API that swiftq does not have yet.
-        for name in ["retry_with_args_after_kwargs", "retry_with_kwargs_after_args"] {
-            registry.missing(name, needs: "self.retry(args=..., kwargs=...) (new arguments for the next run)")
-        }
         registry.missing("store_success_then_reject", needs: "storing a result from inside a task (self.backend)")
-        for name in [
-            "add_replaced", "record_replaced_task_nesting", "add_replaced_with_chain", "replace_with_chain",
-            "replace_with_chain_which_raises", "replace_with_empty_chain", "replace_with_chain_which_contains_a_group",
-            "add_to_all", "second_order_replace1", "second_order_replace2", "fail_replaced",
-            "replace_with_stamped_task",
-        ] {
-            registry.missing(name, needs: "self.replace(signature)")
-        }
         for name in ["add_to_all_to_chord", "add_chord_to_chord"] {
             registry.missing(name, needs: "self.add_to_chord(signature)")
         }

@@ -3,8 +3,8 @@
 // `celery -A ... worker`. Only the public task API is used (TaskRegistry, TaskInvocation, TaskEnvironment,
 // TaskFailure, SwiftqDaemon.main), so the suite's pass count measures what a user's worker can do today.
 //
-// A task whose Python body needs something the task API does not offer (the request context beyond the task id,
-// self.retry, self.replace, add_to_chord, publishing from a task, Reject) is registered as failing with
+// A task whose Python body needs something the task API does not offer (parts of the request context,
+// add_to_chord, publishing from a task) is registered as failing with
 // `NotImplementedError` naming the missing piece, so the suite reports the gap instead of a faked result.
 // docs/celery-suite.md lists them.
 //

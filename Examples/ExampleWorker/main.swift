@@ -5,6 +5,7 @@
 //   .build/debug/swiftq-example-worker --config etc/swiftq/config.yaml
 //
 //   >>> app.send_task("example.multiply", (6, 7)).get()                  # 42
+//   >>> app.send_task("example.scaled_area", (6, 7)).get()               # 420, by a chain it was replaced with
 //   >>> app.send_task("example.invoice", kwargs={"items": [{"name": "tea", "price": 3.5, "quantity": 2}],
 //   ...                                            "currency": "EUR"}).get()
 import SwiftqWorker
@@ -69,6 +70,22 @@ registry.register("example.patient") { (seconds: Double) async throws -> String 
 // Celery's Reject and Ignore: refuse the message (FAILURE Reject, the message rejected), or end with nothing stored.
 registry.register("example.refuse") { (reason: String) throws -> String in throw TaskReject(reason) }
 registry.register("example.skip") { () throws -> String in throw TaskIgnore() }
+// Celery's `self.replace(sig)`: the task hands its place to a canvas, which finishes under the task's own id (the
+// client's `.get()` returns the canvas's result; the task's callbacks run after it). A chain: (width × height) × 10.
+registry.register("example.scaled_area") { (width: Int, height: Int) throws -> Int in
+    throw TaskReplace(
+        .chain([
+            TaskSignature("example.multiply", args: [.int(Int64(width)), .int(Int64(height))]),
+            TaskSignature("example.multiply", args: [10]),
+        ])
+    )
+}
+// A group: the list of the squares, in order (Celery makes it a chord with `celery.accumulate` as body).
+registry.register("example.squares") { (numbers: [Int]) throws -> [Int] in
+    throw TaskReplace(
+        .group(numbers.map { TaskSignature("example.multiply", args: [.int(Int64($0)), .int(Int64($0))]) })
+    )
+}
 // Keeps `mib` MiB for as long as its pool child lives: with `worker.max_memory_per_child`, the child is replaced
 // after such a task (never during it).
 enum Hoard {

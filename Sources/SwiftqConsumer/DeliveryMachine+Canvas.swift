@@ -53,7 +53,7 @@ extension DeliveryMachine {
                 plan.chordParts += Canvas.chainChordParts(message.chain, state: state, result: stored, context: context)
             }
         }
-        record(outcome, chordParts: plan.chordParts.count, message: message, actions: &actions)
+        recordCanvas(outcome, chordParts: plan.chordParts.count, message: message, actions: &actions)
         return outcome
     }
 
@@ -73,7 +73,7 @@ extension DeliveryMachine {
         }
     }
 
-    private mutating func record(
+    mutating func recordCanvas(
         _ outcome: Canvas.Outcome,
         chordParts: Int,
         message: TaskMessage,

@@ -29,6 +29,7 @@ extension DeliveryMachine {
         request.timeLimit = limits.hard
         request.softTimeLimit = limits.soft
         request.headers = TaskRequest.customHeaders(message.headers)
+        request.replacedTaskNesting = message.replacedTaskNesting
         return request
     }
 }

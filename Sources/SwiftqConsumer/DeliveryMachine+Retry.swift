@@ -5,8 +5,8 @@ import SwiftqTasks
 
 extension DeliveryMachine {
     /// A task asked to run again (or failed with `autoretry`): within `max_retries`, one plan publishes the copy
-    /// Celery would (same id, `retries + 1`, ISO `eta`, `parent_id` its own id when it had none, every other header
-    /// kept), then stores `RETRY` with the cause, then acks the original; so a crash between the steps leaves
+    /// Celery would (same id, `retries + 1`, ISO `eta`, `parent_id` its own id when it had none, the arguments the task
+    /// asked for if any, every other header kept), then stores `RETRY` with the cause, then acks the original; so a crash between the steps leaves
     /// either the original or the copy, never neither. Past `max_retries` the task fails with the cause, or
     /// Celery's `MaxRetriesExceededError` without one.
     mutating func retry(
@@ -51,6 +51,15 @@ extension DeliveryMachine {
         }
         let eta = request.eta ?? now.advanced(by: countdown)
         var next = message
+        // `retry(args=…, kwargs=…)`: the next run's arguments (the reprs follow, as Celery's new signature's).
+        if let args = request.args {
+            next.args = args
+            next.argsRepr = PythonRepr.argsRepr(args)
+        }
+        if let kwargs = request.kwargs {
+            next.kwargs = kwargs
+            next.kwargsRepr = PythonRepr.repr(.object(kwargs))
+        }
         next.retries += 1
         next.eta = eta
         if next.parentID == nil || next.parentID?.isEmpty == true { next.parentID = message.id }

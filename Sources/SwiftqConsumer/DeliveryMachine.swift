@@ -497,6 +497,8 @@ package struct DeliveryMachine {
                 rejectByTask(delivery, reject, runtime: runtime, now: now, into: &actions)
             case .ignore:
                 ignoreByTask(delivery, into: &actions)
+            case .replace(let signature):
+                replaceByTask(delivery, signature, runtime: runtime, now: now, into: &actions)
             }
         case .lost(let jobID, let slot, let pid, let reason):
             guard let delivery = takeRunning(jobID) else { break }
@@ -592,7 +594,7 @@ package struct DeliveryMachine {
 
     /// What happens to the message of a failed task (acked late): acked, unless `acks_on_failure_or_timeout` is
     /// off, when a failure is rejected (dropped or dead-lettered) and a timeout requeued, as Celery does.
-    private func failureDisposition(_ name: String, timedOut: Bool) -> Settlement.Disposition {
+    func failureDisposition(_ name: String, timedOut: Bool) -> Settlement.Disposition {
         if policy(for: name).acksOnFailureOrTimeout { return .ack }
         return timedOut ? .requeue : .reject
     }

@@ -95,7 +95,8 @@ package enum ExecTask {
     package static let retryExitCode: Int32 = 75
 
     /// The retry request of a program that exited 75: its standard output, when not empty, is a JSON object with
-    /// `countdown` (seconds), `eta` (ISO 8601) and `exc` (the cause: a text, or `{"type", "message", "module"}`).
+    /// `countdown` (seconds), `eta` (ISO 8601), `exc` (the cause: a text, or `{"type", "message", "module"}`), and
+    /// `args`/`kwargs` (the next run's arguments, Celery's `retry(args=…, kwargs=…)`).
     /// Output that says something else fails the task rather than guessing.
     static func retryRequest(_ output: [UInt8], program: String, traceback: String?) -> TaskResult {
         var retry = TaskRetry()
@@ -116,6 +117,22 @@ package enum ExecTask {
                 return .failure(failure("\(program) asked for a retry with a bad eta", traceback: traceback))
             }
             retry.eta = parsed
+        }
+        if let args = fields["args"], !args.isNull {
+            guard let list = args.arrayValue else {
+                return .failure(
+                    failure("\(program) asked for a retry with args that are not an array", traceback: traceback)
+                )
+            }
+            retry.args = list
+        }
+        if let kwargs = fields["kwargs"], !kwargs.isNull {
+            guard let object = kwargs.objectValue else {
+                return .failure(
+                    failure("\(program) asked for a retry with kwargs that are not an object", traceback: traceback)
+                )
+            }
+            retry.kwargs = object
         }
         switch fields["exc"] {
         case nil, .null?:

@@ -140,6 +140,11 @@ package final class PoolChild {
             )
         case .ignore:
             taskLogger.debug("task ended with Ignore", metadata: task())
+        case .replace(let signature):
+            taskLogger.debug(
+                "task replaced by \(signature["task"]?.stringValue ?? "a signature")",
+                metadata: task()
+            )
         }
         channel.send(PoolReply.result(id: job.id, outcome: PoolOutcome(outcome), runtime: runtime).json)
     }

@@ -178,6 +178,8 @@ package extension PoolReply {
             fields["max_retries"] = retry.maxRetries.map { .int(Int64($0)) } ?? .null
             fields["exception"] = retry.cause.map(Self.exceptionJSON) ?? .null
             fields["traceback"] = retry.cause?.traceback.map { .string($0) } ?? .null
+            if let args = retry.args { fields["args"] = .array(args) }
+            if let kwargs = retry.kwargs { fields["kwargs"] = .object(kwargs) }
             fields["runtime"] = .double(runtime)
             return ChannelMessage.make("result", fields)
         case .result(let id, .reject(let reject), let runtime):
@@ -190,6 +192,11 @@ package extension PoolReply {
             )
         case .result(let id, .ignore, let runtime):
             return ChannelMessage.make("result", ["id": .string(id), "state": "IGNORED", "runtime": .double(runtime)])
+        case .result(let id, .replace(let signature), let runtime):
+            return ChannelMessage.make(
+                "result",
+                ["id": .string(id), "state": "REPLACED", "signature": signature, "runtime": .double(runtime)]
+            )
         case .error(let message, let id):
             return ChannelMessage.make("error", ["message": .string(message), "id": id])
         }
@@ -221,6 +228,14 @@ package extension PoolReply {
                 if let exception = message["exception"], !exception.isNull {
                     retry.cause = Self.failure(exception, traceback: message["traceback"])
                 }
+                if let args = message["args"], !args.isNull {
+                    guard let list = args.arrayValue else { throw reader.wrong("args", "an array") }
+                    retry.args = list
+                }
+                if let kwargs = message["kwargs"], !kwargs.isNull {
+                    guard let object = kwargs.objectValue else { throw reader.wrong("kwargs", "an object") }
+                    retry.kwargs = object
+                }
                 self = .result(id: id, outcome: .retry(retry), runtime: runtime)
             case "REJECT":
                 let reject = TaskReject(
@@ -230,8 +245,13 @@ package extension PoolReply {
                 self = .result(id: id, outcome: .reject(reject), runtime: runtime)
             case "IGNORED":
                 self = .result(id: id, outcome: .ignore, runtime: runtime)
+            case "REPLACED":
+                self = .result(id: id, outcome: .replace(try reader.value("signature")), runtime: runtime)
             default:
-                throw reader.wrong("state", "\"SUCCESS\", \"FAILURE\", \"RETRY\", \"REJECT\" or \"IGNORED\"")
+                throw reader.wrong(
+                    "state",
+                    "\"SUCCESS\", \"FAILURE\", \"RETRY\", \"REJECT\", \"IGNORED\" or \"REPLACED\""
+                )
             }
         case "error":
             self = .error(message: try reader.string("message"), id: message["id"] ?? .null)

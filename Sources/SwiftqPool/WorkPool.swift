@@ -124,6 +124,8 @@ package enum PoolOutcome: Sendable, Equatable {
     case reject(TaskReject)
     /// The task ended without a result (``TaskIgnore``).
     case ignore
+    /// The task asked to be replaced by a signature (``TaskReplace``), in Celery's dict form.
+    case replace(JSONValue)
 
     package init(_ result: TaskResult) {
         switch result {
@@ -132,6 +134,7 @@ package enum PoolOutcome: Sendable, Equatable {
         case .retry(let retry): self = .retry(retry)
         case .reject(let reject): self = .reject(reject)
         case .ignore: self = .ignore
+        case .replace(let signature): self = .replace(signature)
         }
     }
 }

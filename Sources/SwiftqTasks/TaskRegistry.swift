@@ -165,12 +165,15 @@ public struct TaskRegistry: Sendable {
         handlers[name] = handler
     }
 
-    /// The names registered, sorted, with Celery's built-in `celery.map` and `celery.starmap` (see
-    /// `TaskRegistry+Map.swift`), which a registration under the same name replaces.
-    public var names: [String] { Set(handlers.keys).union(Self.mapTaskNames).sorted() }
+    /// The names registered, sorted, with Celery's built-in `celery.map`, `celery.starmap` (see
+    /// `TaskRegistry+Map.swift`) and `celery.accumulate`, which a registration under the same name replaces.
+    public var names: [String] { Set(handlers.keys).union(Self.celeryBuiltInNames).sorted() }
 
-    /// Whether `name` is registered (Celery's `celery.map` and `celery.starmap` always are).
-    public func contains(_ name: String) -> Bool { handlers[name] != nil || Self.mapTaskNames.contains(name) }
+    /// Whether `name` is registered (Celery's `celery.map`, `celery.starmap` and `celery.accumulate` always are).
+    public func contains(_ name: String) -> Bool { handlers[name] != nil || Self.celeryBuiltInNames.contains(name) }
+
+    /// Celery's built-in tasks every registry has.
+    static var celeryBuiltInNames: Set<String> { mapTaskNames.union([accumulateTaskName]) }
 
     /// Runs a task; an unknown name fails with Celery's `NotRegistered`. Errors that are not
     /// ``TaskFailure`` are reported with their Swift type name.
@@ -185,8 +188,13 @@ public struct TaskRegistry: Sendable {
             .failure(TaskFailure(type: "Reject", message: reject.reason, module: "celery.exceptions"))
         case .ignore:
             .success(.null)
+        case .replace:
+            // Outside a worker there is nobody to send the replacement: Celery's `Ignore`.
+            .failure(TaskFailure(type: "Ignore", message: "Replaced by new task", module: "celery.exceptions"))
         }
     }
 
-    func handler(named name: String) -> TaskHandler? { handlers[name] ?? mapHandler(named: name) }
+    func handler(named name: String) -> TaskHandler? {
+        handlers[name] ?? mapHandler(named: name) ?? accumulateHandler(named: name)
+    }
 }

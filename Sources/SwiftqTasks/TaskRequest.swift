@@ -38,6 +38,9 @@ public struct TaskRequest: Sendable, Equatable {
     /// The message properties as the broker delivered them (`properties`: kombu's names, e.g. `app_id`,
     /// `priority`, `correlation_id`, `reply_to`), as Celery's `self.request.properties`; empty outside a worker.
     public var properties: OrderedDictionary<String, JSONValue> = [:]
+    /// How many replacements led to this task (`replaced_task_nesting`): 0 for a task nobody replaced, 1 for the
+    /// replacement of such a task (``TaskReplace``), and so on.
+    public var replacedTaskNesting = 0
 
     /// The header names Celery's request keeps to itself (its `Context` fields and the protocol's own), which
     /// ``headers`` leaves out.
@@ -80,6 +83,7 @@ public struct TaskRequest: Sendable, Equatable {
         softTimeLimit = json["soft_time_limit"]?.doubleValue
         headers = json["headers"]?.objectValue
         properties = json["properties"]?.objectValue ?? [:]
+        replacedTaskNesting = json["replaced_task_nesting"]?.intValue.map { Int(clamping: $0) } ?? 0
     }
 
     /// ``json``'s compact text (``JSONValue/serialized()``'s bytes) appended to `buffer` without building the object:
@@ -106,6 +110,7 @@ public struct TaskRequest: Sendable, Equatable {
         field("time_limit", timeLimit.map(JSONValue.double) ?? .null)
         field("soft_time_limit", softTimeLimit.map(JSONValue.double) ?? .null)
         field("headers", headers.map(JSONValue.object) ?? .null)
+        field("replaced_task_nesting", .int(Int64(replacedTaskNesting)))
         field("properties", .object(properties))
         buffer.append(UInt8(ascii: "}"))
     }
@@ -120,7 +125,8 @@ public struct TaskRequest: Sendable, Equatable {
             "origin": text(origin), "delivery_info": .object(deliveryInfo),
             "time_limit": timeLimit.map(JSONValue.double) ?? .null,
             "soft_time_limit": softTimeLimit.map(JSONValue.double) ?? .null,
-            "headers": headers.map(JSONValue.object) ?? .null, "properties": .object(properties),
+            "headers": headers.map(JSONValue.object) ?? .null,
+            "replaced_task_nesting": .int(Int64(replacedTaskNesting)), "properties": .object(properties),
         ])
     }
 }

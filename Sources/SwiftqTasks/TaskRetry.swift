@@ -1,3 +1,4 @@
+import OrderedCollections
 import SwiftqCore
 
 /// Thrown by a task to be run again later: Celery's `self.retry()`. The worker republishes the message with the
@@ -19,17 +20,26 @@ public struct TaskRetry: Error, Sendable, Equatable, CustomStringConvertible {
     public var maxRetries: Int?
     /// Why (Celery's `exc`): stored with `RETRY`, and the failure once the retries are used up.
     public var cause: TaskFailure?
+    /// The positional and keyword arguments of the next run (Celery's `retry(args=…, kwargs=…)`); nil keeps this
+    /// run's. Each replaces its counterpart whole: Celery also drops inherited arguments that clash with new ones by
+    /// reading the Python function's parameters, which a Swift task does itself when it needs that.
+    public var args: [JSONValue]?
+    public var kwargs: OrderedDictionary<String, JSONValue>?
 
     public init(
         countdown: Double? = nil,
         eta: CeleryTimestamp? = nil,
         maxRetries: Int? = nil,
-        cause: TaskFailure? = nil
+        cause: TaskFailure? = nil,
+        args: [JSONValue]? = nil,
+        kwargs: OrderedDictionary<String, JSONValue>? = nil
     ) {
         self.countdown = countdown
         self.eta = eta
         self.maxRetries = maxRetries
         self.cause = cause
+        self.args = args
+        self.kwargs = kwargs
     }
 
     public var description: String {
@@ -67,6 +77,8 @@ public enum TaskResult: Sendable, Equatable {
     case reject(TaskReject)
     /// The task ended without a result (``TaskIgnore``).
     case ignore
+    /// The task asked to be replaced by a signature (``TaskReplace``), in Celery's dict form.
+    case replace(JSONValue)
 }
 
 extension TaskRegistry {
@@ -83,6 +95,8 @@ extension TaskRegistry {
             return .reject(reject)
         } catch is TaskIgnore {
             return .ignore
+        } catch let replace as TaskReplace {
+            return .replace(replace.signature)
         } catch let failure as TaskFailure {
             return .failure(failure)
         } catch {

@@ -1,3 +1,4 @@
+import OrderedCollections
 import SwiftqCore
 import SwiftqTasks
 import Testing
@@ -92,6 +93,71 @@ import Testing
         invocation.request.properties = ["app_id": "1234", "priority": 0]
         #expect(
             Self.registry.run(invocation, environment: .standalone) == .success(["app_id": "1234", "priority": 0])
+        )
+    }
+
+    /// The replace tasks ask for the signatures their Python bodies build.
+    @Test func replaceTasksThrowTaskReplaceWithPythonsSignatures() throws {
+        func replacement(_ name: String, _ args: [JSONValue] = [], request: TaskRequest = TaskRequest()) -> JSONValue? {
+            var invocation = TaskInvocation(id: "id-r", name: "t.integration.tasks.\(name)", args: args)
+            invocation.request = request
+            guard case .replace(let signature) = Self.registry.execute(invocation, environment: .standalone) else {
+                return nil
+            }
+            return signature
+        }
+        let add = try #require(replacement("add_replaced", [1, 2]))
+        #expect(add["task"] == "t.integration.tasks.add")
+        #expect(add["args"] == [1, 2])
+        #expect(add["subtask_type"] == .null)
+        #expect(replacement("fail_replaced", ["a"])?["immutable"] == true)
+
+        let chain = try #require(replacement("replace_with_chain", [42]))
+        #expect(chain["subtask_type"] == "chain")
+        #expect(chain["kwargs"]?["tasks"]?[0]?["args"] == [42])
+        #expect(chain["options"]?["link"]?[0]?["task"] == "t.integration.tasks.redis_echo")
+        let raising = try #require(replacement("replace_with_chain_which_raises", [1]))
+        #expect(raising["options"]?["link_error"]?[0]?["task"] == "t.integration.tasks.redis_echo")
+        #expect(replacement("replace_with_empty_chain")?["kwargs"]?["tasks"] == [])
+        let group = try #require(replacement("add_to_all", [[1, 2], 3]))
+        #expect(group["subtask_type"] == "group")
+        #expect(group["kwargs"]?["tasks"]?.arrayValue?.map { $0["args"] } == [[1, 3], [2, 3]])
+
+        var request = TaskRequest()
+        request.replacedTaskNesting = 2
+        request.replyTo = "oid"
+        let next = try #require(replacement("record_replaced_task_nesting", [1, [0, 1]], request: request))
+        #expect(next["args"] == [0, [0, 1, 2]])
+        #expect(next["options"]?["reply_to"] == "oid")
+        #expect(Self.run("t.integration.tasks.record_replaced_task_nesting", [0]) == .success([0]))
+
+        let stamped = try #require(replacement("replace_with_stamped_task"))
+        #expect(stamped["task"] == "t.integration.tasks.replaced_with_me")
+        #expect(stamped["options"]?["stamped_headers"] == ["StampOnReplace"])
+        #expect(stamped["options"]?["StampOnReplace"] == "This is the replaced task")
+    }
+
+    /// `retry(args=…)`/`retry(kwargs=…)` merge with the inherited arguments as Celery 5.7's `Task.retry` does.
+    @Test func retryWithNewArgumentsMergesAsCeleryDoes() {
+        func retry(_ name: String, args: [JSONValue] = [], kwargs: OrderedDictionary<String, JSONValue> = [:])
+            -> TaskResult
+        {
+            let invocation = TaskInvocation(id: "id-q", name: "t.integration.tasks.\(name)", args: args, kwargs: kwargs)
+            return Self.registry.execute(invocation, environment: .standalone)
+        }
+        #expect(
+            retry("retry_with_args_after_kwargs", kwargs: ["foo": 1, "bar": 2, "label": "kept"])
+                == .retry(TaskRetry(countdown: 0, args: [2, 3], kwargs: ["label": "kept"]))
+        )
+        #expect(
+            retry("retry_with_kwargs_after_args", args: [1, 2])
+                == .retry(TaskRetry(countdown: 0, args: [2, 2], kwargs: [:]))
+        )
+        var second = TaskInvocation(id: "id-q", name: "t.integration.tasks.retry_with_kwargs_after_args", args: [2, 2])
+        second.retries = 1
+        #expect(
+            Self.registry.execute(second, environment: .standalone)
+                == .success(["foo": 2, "bar": 2, "retries": 1, "is_eager": false])
         )
     }
 

@@ -160,6 +160,16 @@ import Testing
             .result(id: "g", outcome: .reject(TaskReject()), runtime: 0),
             .result(id: "h", outcome: .ignore, runtime: 0.25),
             .result(
+                id: "j",
+                outcome: .retry(TaskRetry(countdown: 0, args: [2, 3], kwargs: ["label": "kept"])),
+                runtime: 0
+            ),
+            .result(
+                id: "i",
+                outcome: .replace(["task": "t.add", "args": [1, 2], "options": ["link": [["task": "t.echo"]]]]),
+                runtime: 0.125
+            ),
+            .result(
                 id: "e",
                 outcome: .retry(
                     TaskRetry(
@@ -231,7 +241,7 @@ import Testing
                     type: "result",
                     problem: .wrongType(
                         field: "state",
-                        expected: "\"SUCCESS\", \"FAILURE\", \"RETRY\", \"REJECT\" or \"IGNORED\""
+                        expected: "\"SUCCESS\", \"FAILURE\", \"RETRY\", \"REJECT\", \"IGNORED\" or \"REPLACED\""
                     )
                 )
         )

@@ -102,8 +102,8 @@ import Glibc
     @Test func registersExactlyTheDocumentedTasks() {
         #expect(
             registry.names == [
-                "celery.map", "celery.starmap", "swiftq.add", "swiftq.echo", "swiftq.fail", "swiftq.ping",
-                "swiftq.sleep",
+                "celery.accumulate", "celery.map", "celery.starmap", "swiftq.add", "swiftq.echo", "swiftq.fail",
+                "swiftq.ping", "swiftq.sleep",
             ]
         )
     }

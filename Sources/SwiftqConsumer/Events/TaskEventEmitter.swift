@@ -191,8 +191,8 @@ package final class TaskEventEmitter: ConsumerCoreObserver {
         case .finished(let jobID, .reject(let reject), _):
             hardLimits[jobID] = nil
             send([("task-rejected", ["uuid": .string(jobID), "requeue": .bool(reject.requeue)])])
-        case .finished(let jobID, .ignore, _):
-            // Celery sends no event for an ignored task.
+        case .finished(let jobID, .ignore, _), .finished(let jobID, .replace, _):
+            // Celery sends no event for an ignored task (a replaced one ends with Ignore).
             hardLimits[jobID] = nil
         case .lost(let jobID, _, _, let reason):
             let hard = hardLimits.removeValue(forKey: jobID)
