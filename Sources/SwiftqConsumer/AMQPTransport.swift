@@ -205,15 +205,21 @@ package final class AMQPTransport: BrokerTransport {
     /// The buffered events, one after another on the publish channel without waiting for their confirms (nothing
     /// waits on an event; their confirms match no plan and are ignored). Events taken when the connection fails are
     /// lost, as Celery's are without `buffer_while_offline`.
+    /// The batch leaves corked: its frames go to the network together, not as one segment per event.
     private func publishBufferedEvents(_ session: inout Session) throws {
-        for message in eventOutbox.take() {
-            _ = try session.connection.publish(
-                channel: publishChannel,
-                exchange: message.exchange,
-                routingKey: message.routingKey,
-                properties: message.amqpProperties,
-                body: message.body
-            )
+        let messages = eventOutbox.take()
+        guard !messages.isEmpty else { return }
+        let connection = session.connection
+        try connection.corked {
+            for message in messages {
+                _ = try connection.publish(
+                    channel: publishChannel,
+                    exchange: message.exchange,
+                    routingKey: message.routingKey,
+                    properties: message.amqpProperties,
+                    body: message.body
+                )
+            }
         }
     }
 

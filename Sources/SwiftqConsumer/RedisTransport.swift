@@ -1,3 +1,4 @@
+import DequeModule
 import SwiftqCore
 import SwiftqPlatform
 import SwiftqPool
@@ -132,15 +133,12 @@ package final class RedisTransport: BrokerTransport {
         outbox.post(plans)
     }
 
-    /// Buffers events for the writer, and wakes it (one empty plan) when the buffer has just filled from empty.
+    /// Buffers events for the writer, and wakes it when the buffer has just filled from empty.
     package func publishEvents(_ messages: [OutboundMessage]) -> EventBuffer<OutboundMessage>.Appended {
         let appended = eventOutbox.append(messages)
-        if appended.wake { outbox.post([Self.eventsWake]) }
+        if appended.wake { outbox.wake() }
         return appended
     }
-
-    /// The plan that only wakes the writer for buffered events; dropped unflushed.
-    private static let eventsWake = Settlement(disposition: .none)
 
     /// ETA tasks need no extra room on Redis: they are not counted against the credit.
     package func setHeldForETA(_ count: Int) {}
@@ -330,8 +328,10 @@ package final class RedisTransport: BrokerTransport {
         var brokerConnection: KombuRedisBroker?
         var backend: RedisResultBackend?
         var pending: [Settlement] = []
-        // Events taken from the buffer, published first at each turn (kept over a failed turn).
-        var pendingEvents: [OutboundMessage] = []
+        // Events taken from the buffer, published at each turn in the round trip of its acks, or in one of their
+        // own when there are none (kept over a failed turn).
+        var pendingEvents: Deque<OutboundMessage> = []
+        var tags = EventDeliveryTags()
         var stopped = false
         // Whether this thread last reported its connection down: it reports the recovery once, after a flush
         // that worked (the fetch thread's reports say nothing about this connection).
@@ -342,7 +342,7 @@ package final class RedisTransport: BrokerTransport {
             if pending.isEmpty && pendingEvents.isEmpty {
                 if stopped { break }
                 let (items, isStopped) = outbox.take(timeout: .seconds(1))
-                pending = items.filter { $0 != Self.eventsWake }
+                pending = items
                 stopped = isStopped
                 pendingEvents = eventOutbox.take()
                 if pending.isEmpty && pendingEvents.isEmpty { continue }
@@ -353,17 +353,20 @@ package final class RedisTransport: BrokerTransport {
                 if backend == nil, let target = self.backend {
                     backend = RedisResultBackend(connection: try connect(target))
                 }
-                if !pendingEvents.isEmpty {
-                    try publishEvents(pendingEvents, broker: broker)
-                    pendingEvents.removeAll()
-                }
+                var envelopes = fanoutEvents(pendingEvents, broker: broker, tags: &tags)
+                // Sent (with the acks or on their own) even if the turn fails after: not sent again.
+                defer { if envelopes.isEmpty { pendingEvents.removeAll() } }
                 if !pending.isEmpty {
                     var batch = Array(pending.prefix(batchLimit))
                     let taken = batch.count
                     // What is left of the batch (nothing once flushed) goes back in front of the queue.
                     defer { pending.replaceSubrange(0..<taken, with: batch) }
-                    try flush(&batch, broker: broker, backend: backend)
+                    try flush(&batch, broker: broker, backend: backend, events: &envelopes)
                     batch.removeAll()
+                }
+                if !envelopes.isEmpty {
+                    try publishEvents(envelopes, broker: broker)
+                    envelopes.removeAll()
                 }
                 backoff.reset()
                 if reportedDown {
@@ -391,7 +394,14 @@ package final class RedisTransport: BrokerTransport {
     /// it), then results, then chord parts (a completed chord's body is added to its plan), then the publishes that
     /// follow the results (errbacks, chord bodies) and chord cleanups, then acks and requeues. A plan whose publish
     /// the broker refuses, or cannot route, stops there: its message stays unacked and comes back through restore.
-    private func flush(_ batch: inout [Settlement], broker: KombuRedisBroker, backend: RedisResultBackend?) throws {
+    ///
+    /// `events` (Celery's, fire-and-forget) go out in the round trip of the acks, and are emptied then.
+    private func flush(
+        _ batch: inout [Settlement],
+        broker: KombuRedisBroker,
+        backend: RedisResultBackend?,
+        events fanout: inout [KombuRedisBroker.FanoutMessage]
+    ) throws {
         var stoppedPlans = Set<Int>()
         for index in batch.indices where !batch[index].chordSetups.isEmpty {
             // A chord this task starts: its size is in the backend before any header task can finish.
@@ -469,7 +479,9 @@ package final class RedisTransport: BrokerTransport {
             }
         }
         if !acks.isEmpty {
-            _ = try broker.ack(tags: acks, owner: owner)
+            let reached = try broker.ack(tags: acks, owner: owner, publishing: fanout).reached
+            reportRefused(reached)
+            fanout.removeAll()
             ThroughputCounters.shared.record(.ack, size: acks.count)
         }
         let revokes = plans.flatMap(\.revokes)
@@ -495,28 +507,43 @@ package final class RedisTransport: BrokerTransport {
         events.post(.settled(tags: acks + requeued, results: backend == nil ? 0 : results.count))
     }
 
-    /// Events, fire-and-forget: those for fanout exchanges (all of them, on Redis) in one pipelined round trip. A
-    /// refused one is told once per batch and not retried (an event has nothing waiting on it).
-    private func publishEvents(_ messages: [OutboundMessage], broker: KombuRedisBroker) throws(RedisError) {
+    /// Events, fire-and-forget, as kombu PUBLISHes them for fanout exchanges (all of them, on Redis): the envelopes
+    /// to send. An event for another kind of exchange (none today) is published at once on its own.
+    private func fanoutEvents(
+        _ messages: Deque<OutboundMessage>,
+        broker: KombuRedisBroker,
+        tags: inout EventDeliveryTags
+    ) -> [KombuRedisBroker.FanoutMessage] {
         var fanout: [KombuRedisBroker.FanoutMessage] = []
         fanout.reserveCapacity(messages.count)
         for message in messages {
             guard message.exchangeType == .fanout else {
-                _ = try publish(message, broker: broker)
+                do { _ = try publish(message, broker: broker) } catch {
+                    events.post(.notice("publishing an event to \(message.exchange) failed: \(error)"))
+                }
                 continue
             }
             fanout.append(
                 KombuRedisBroker.FanoutMessage(
-                    envelope: message.redisEnvelope(deliveryTag: randomHex()),
+                    envelope: message.redisEnvelope(deliveryTag: tags.next()),
                     exchange: message.exchange,
                     routingKey: message.routingKey
                 )
             )
         }
-        guard !fanout.isEmpty else { return }
-        let reached = try broker.publishFanout(fanout)
+        return fanout
+    }
+
+    /// Events in one pipelined round trip of their own, when no acks were sent to carry them. A refused one is told
+    /// once per batch and not retried (an event has nothing waiting on it).
+    private func publishEvents(_ fanout: [KombuRedisBroker.FanoutMessage], broker: KombuRedisBroker) throws(RedisError)
+    {
+        reportRefused(try broker.publishFanout(fanout))
+    }
+
+    private func reportRefused(_ reached: [Int?]) {
         let refused = reached.filter { $0 == nil }.count
-        if refused > 0 { events.post(.notice("the broker refused \(refused) of \(fanout.count) events")) }
+        if refused > 0 { events.post(.notice("the broker refused \(refused) of \(reached.count) events")) }
     }
 
     /// Publishes messages in order, removing each one done; false when the broker refused or could not route one.

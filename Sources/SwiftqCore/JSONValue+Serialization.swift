@@ -69,7 +69,7 @@ extension JSONValue {
         if python { buffer.append(UInt8(ascii: " ")) }
     }
 
-    private static func appendInteger(_ value: Int64, to buffer: inout [UInt8]) {
+    static func appendInteger(_ value: Int64, to buffer: inout [UInt8]) {
         if value < 0 { buffer.append(UInt8(ascii: "-")) }
         var magnitude = value.magnitude
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
@@ -83,7 +83,7 @@ extension JSONValue {
         }
     }
 
-    private static func appendDouble(_ value: Double, to buffer: inout [UInt8]) {
+    static func appendDouble(_ value: Double, to buffer: inout [UInt8]) {
         if value.isNaN {
             buffer.append(contentsOf: "NaN".utf8)
         } else if value.isInfinite {
@@ -101,7 +101,7 @@ extension JSONValue {
 
     /// Writes a quoted string, escaping `"`, `\` and control characters; everything else is copied as UTF-8, or, with
     /// `asciiOnly`, escaped as Python's `ensure_ascii` does (`\u00e9`, surrogate pairs above U+FFFF).
-    private static func appendString(_ string: String, to buffer: inout [UInt8], asciiOnly: Bool = false) {
+    static func appendString(_ string: String, to buffer: inout [UInt8], asciiOnly: Bool = false) {
         if asciiOnly && !string.utf8.allSatisfy({ $0 < 0x80 }) {
             appendASCIIString(string, to: &buffer)
             return

@@ -22,6 +22,12 @@ public final class WorkQueue<Item: Sendable>: Sendable {
 
     public func post(_ item: Item) { post([item]) }
 
+    /// Wakes the thread waiting in ``take(timeout:)`` without an item (it returns none), for work kept elsewhere:
+    /// the Redis writer's Celery events.
+    public func wake() {
+        signal.post()
+    }
+
     public func stop() {
         state.withLock { $0.stopped = true }
         signal.post()

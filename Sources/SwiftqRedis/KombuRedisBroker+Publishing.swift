@@ -134,8 +134,34 @@ extension KombuRedisBroker {
     /// Messages for fanout exchanges (Celery's events) in one pipelined round trip of `PUBLISH`es: how many
     /// subscribers each reached, or nil for one the server refused.
     public func publishFanout(_ messages: [FanoutMessage]) throws(RedisError) -> [Int?] {
+        let replies = try connection.pipeline(fanoutCommands(messages))
+        return Self.reached(replies)
+    }
+
+    /// ``ack(tags:owner:)`` with fanout messages (Celery's events) published in the same round trip, before the ack:
+    /// how many the ack removed, and what ``publishFanout(_:)`` returns for the messages.
+    public func ack(
+        tags: [String],
+        owner: String,
+        publishing messages: [FanoutMessage]
+    ) throws(RedisError) -> (removed: Int, reached: [Int?]) {
+        let calls =
+            tags.isEmpty
+            ? [] : [RedisScript.Call(keys: ackKeys(owner: owner), arguments: tags.map { RedisArgument($0) })]
+        let replies = try connection.runPipelined(KombuRedisScripts.ack, calls: calls, after: fanoutCommands(messages))
+        var removed = 0
+        if let reply = replies.calls.first {
+            guard let count = try reply.orThrow(KombuRedisScripts.ack).integer else {
+                throw Self.unexpected(KombuRedisScripts.ack, reply)
+            }
+            removed = Int(count)
+        }
+        return (removed, Self.reached(replies.commands))
+    }
+
+    private func fanoutCommands(_ messages: [FanoutMessage]) -> [[RedisArgument]] {
         let database = connection.url.database
-        let commands: [[RedisArgument]] = messages.map { message in
+        return messages.map { message in
             let channel = layout.fanoutChannel(
                 exchange: message.exchange,
                 routingKey: message.routingKey,
@@ -143,7 +169,9 @@ extension KombuRedisBroker {
             )
             return ["PUBLISH", RedisArgument(channel), RedisArgument(message.envelope)]
         }
-        let replies = try connection.pipeline(commands)
-        return replies.map { reply in reply.errorMessage == nil ? Int(reply.integer ?? 0) : nil }
+    }
+
+    private static func reached(_ replies: [RedisReply]) -> [Int?] {
+        replies.map { reply in reply.errorMessage == nil ? Int(reply.integer ?? 0) : nil }
     }
 }

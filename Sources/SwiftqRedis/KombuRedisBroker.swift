@@ -184,14 +184,19 @@ public struct KombuRedisBroker {
         if tags.isEmpty { return 0 }
         let reply = try connection.run(
             KombuRedisScripts.ack,
-            keys: [
-                RedisArgument(layout.unackedKey), RedisArgument(layout.unackedIndexKey),
-                RedisArgument(layout.reservedKey(owner: owner)),
-            ],
+            keys: ackKeys(owner: owner),
             arguments: tags.map { RedisArgument($0) }
         )
         guard let removed = reply.integer else { throw Self.unexpected(KombuRedisScripts.ack, reply) }
         return Int(removed)
+    }
+
+    /// The keys of ``KombuRedisScripts/ack``.
+    func ackKeys(owner: String) -> [RedisArgument] {
+        [
+            RedisArgument(layout.unackedKey), RedisArgument(layout.unackedIndexKey),
+            RedisArgument(layout.reservedKey(owner: owner)),
+        ]
     }
 
     /// Rejects a delivered message. Without requeue it is dropped, exactly like an ack. With requeue it goes back to
@@ -346,7 +351,7 @@ public struct KombuRedisBroker {
         }
     }
 
-    private static func unexpected(_ script: RedisScript, _ reply: RedisReply) -> RedisError {
+    static func unexpected(_ script: RedisScript, _ reply: RedisReply) -> RedisError {
         RedisError(code: .script, message: "script \(script.name) returned an unexpected reply", cause: "\(reply)")
     }
 

@@ -47,16 +47,29 @@ extension RedisConnection {
     /// Runs a script once per call, all in one round trip, and returns the replies in order. A call that fails on
     /// the server comes back as ``RedisReply/error(_:)`` and does not stop the others.
     public func runPipelined(_ script: RedisScript, calls: [RedisScript.Call]) throws(RedisError) -> [RedisReply] {
-        if calls.isEmpty { return [] }
+        try runPipelined(script, calls: calls, after: []).calls
+    }
+
+    /// Sends `commands`, then runs the script once per call, all in one round trip: what does not need its own
+    /// (Celery's events) rides along with a script's. Only the script calls are sent again if the server lost the
+    /// script; the commands' replies are returned as they came.
+    public func runPipelined(
+        _ script: RedisScript,
+        calls: [RedisScript.Call],
+        after commands: [[RedisArgument]]
+    ) throws(RedisError) -> (commands: [RedisReply], calls: [RedisReply]) {
+        if calls.isEmpty { return (try pipeline(commands), []) }
         var sha = try load(script, force: false)
-        var replies = try pipeline(calls.map { Self.evalsha(sha, $0) })
+        let all = try pipeline(commands + calls.map { Self.evalsha(sha, $0) })
+        let commandReplies = Array(all[..<commands.count])
+        var replies = Array(all[commands.count...])
         let lost = replies.indices.filter { replies[$0].errorMessage?.hasPrefix("NOSCRIPT") == true }
         if !lost.isEmpty {
             sha = try load(script, force: true)
             let again = try pipeline(lost.map { Self.evalsha(sha, calls[$0]) })
             for (index, reply) in zip(lost, again) { replies[index] = reply }
         }
-        return replies
+        return (commandReplies, replies)
     }
 
     /// The script's SHA1 on this connection's server, loading it first if needed.

@@ -65,6 +65,40 @@ struct AMQPConnectionTests {
         }
     }
 
+    /// A batch of publishes runs corked (its frames leave together), is uncorked after, and arrives whole.
+    @Test func corkedPublishesAreHeldUntilTheBatchEndsAndAllArrive() throws {
+        try withQueue { connection, queue in
+            func corkOption() -> CInt {
+                var value: CInt = -1
+                var length = socklen_t(MemoryLayout<CInt>.size)
+                _ = getsockopt(connection.descriptor, CInt(IPPROTO_TCP), TCP_CORK, &value, &length)
+                return value
+            }
+            #expect(corkOption() == 0)
+            try connection.corked {
+                #expect(corkOption() == 1)
+                for index in 0..<20 {
+                    try connection.publish(
+                        channel: 1,
+                        exchange: "",
+                        routingKey: queue,
+                        properties: AMQPProperties(),
+                        body: text("event \(index)")
+                    )
+                }
+            }
+            #expect(corkOption() == 0)
+            _ = try connection.consume(channel: 1, queue: queue, consumerTag: "swiftq-cork")
+            var bodies: [String] = []
+            for _ in 0..<20 {
+                let delivery = try nextDelivery(connection)
+                bodies.append(String(decoding: delivery.body, as: UTF8.self))
+                try connection.ack(channel: 1, deliveryTag: delivery.deliveryTag)
+            }
+            #expect(bodies == (0..<20).map { "event \($0)" })
+        }
+    }
+
     /// A body larger than the 128 KiB frame size arrives in many body frames, assembled across waits.
     @Test func largeBodyIsAssembled() throws {
         try withQueue { connection, queue in

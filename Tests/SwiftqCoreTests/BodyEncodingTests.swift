@@ -11,6 +11,12 @@ import Testing
             let encoded = Base64.encode(bytes)
             #expect(encoded == Data(bytes).base64EncodedString())
             #expect(try Base64.decode(encoded) == bytes)
+            // Not contiguous: the generic path gives the same text.
+            #expect(Base64.encode(bytes.lazy.map { $0 }) == encoded)
+            // Appended after what a buffer already holds, as the kombu envelope encoder does.
+            var buffer = Array("prefix".utf8)
+            Base64.append(bytes, to: &buffer)
+            #expect(buffer == Array(("prefix" + encoded).utf8))
         }
     }
 

@@ -437,3 +437,68 @@ struct KombuRedisBrokerTests {
         }
     }
 }
+
+/// Celery's events riding in the round trip of the writer's acks (`ack(tags:owner:publishing:)`).
+@Suite("kombu Redis: events published with the acks")
+struct KombuRedisAckWithEventsTests {
+    private func subscribe(_ fixture: BrokerFixture) throws -> RedisConnection {
+        let subscriber = try fixture.server.connect()
+        let confirmation = try subscriber.command("PSUBSCRIBE", "/0.celeryev/*")
+        #expect(confirmation.array?.first?.string == "psubscribe")
+        return subscriber
+    }
+
+    private func received(_ subscriber: RedisConnection) throws -> [String] {
+        var channels: [String] = []
+        while let message = try subscriber.receive(timeout: .milliseconds(300)) {
+            guard let parts = message.array, parts.count == 4 else { continue }
+            channels.append((parts[2].string ?? "") + " " + (parts[3].string ?? ""))
+        }
+        return channels
+    }
+
+    private let messages = [
+        KombuRedisBroker.FanoutMessage(envelope: Array("one".utf8), exchange: "celeryev", routingKey: "task.started"),
+        KombuRedisBroker.FanoutMessage(envelope: Array("two".utf8), exchange: "celeryev", routingKey: "task.succeeded"),
+    ]
+
+    @Test func acksAndPublishesInOrder() throws {
+        try withBroker { fixture in
+            for tag in ["a", "b"] { try fixture.push(envelope(tag: tag, queue: "q"), to: "q") }
+            _ = try fixture.broker.reserve(queues: ["q"], max: 2, owner: "w")
+            let subscriber = try subscribe(fixture)
+            let done = try fixture.broker.ack(tags: ["a", "b"], owner: "w", publishing: messages)
+            #expect(done.removed == 2)
+            #expect(done.reached == [1, 1])
+            #expect(try fixture.unackedCount() == 0)
+            #expect(try fixture.owned(by: "w").isEmpty)
+            #expect(try received(subscriber) == ["/0.celeryev/task.started one", "/0.celeryev/task.succeeded two"])
+        }
+    }
+
+    /// A server that lost the ack script (restarted, `SCRIPT FLUSH`): the ack is run again, the events are not.
+    @Test func aLostScriptIsRunAgainWithoutRepeatingTheEvents() throws {
+        try withBroker { fixture in
+            for tag in ["a", "b"] { try fixture.push(envelope(tag: tag, queue: "q"), to: "q") }
+            _ = try fixture.broker.reserve(queues: ["q"], max: 2, owner: "w")
+            #expect(try fixture.broker.ack(tags: ["a"], owner: "w") == 1)
+            try fixture.inspector.command("SCRIPT", "FLUSH")
+            let subscriber = try subscribe(fixture)
+            let done = try fixture.broker.ack(tags: ["b"], owner: "w", publishing: messages)
+            #expect(done.removed == 1)
+            #expect(done.reached == [1, 1])
+            #expect(try fixture.unackedCount() == 0)
+            #expect(try received(subscriber) == ["/0.celeryev/task.started one", "/0.celeryev/task.succeeded two"])
+        }
+    }
+
+    @Test func withoutAcksTheEventsStillGoOut() throws {
+        try withBroker { fixture in
+            let subscriber = try subscribe(fixture)
+            let done = try fixture.broker.ack(tags: [], owner: "w", publishing: messages)
+            #expect(done.removed == 0)
+            #expect(done.reached == [1, 1])
+            #expect(try received(subscriber).count == 2)
+        }
+    }
+}

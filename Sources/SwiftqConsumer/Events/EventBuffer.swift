@@ -71,15 +71,15 @@ package struct EventBuffer<Element> {
         return result
     }
 
-    /// Everything waiting, oldest first, for one batch. A take that finds nothing dropped since the previous one
-    /// ends a burst.
-    package mutating func take() -> [Element] {
+    /// Everything waiting, oldest first, for one batch: the buffer's own storage, handed over without a copy (the
+    /// next append starts a new one). A take that finds nothing dropped since the previous one ends a burst.
+    package mutating func take() -> Deque<Element> {
         if droppedSinceTake == 0 { inBurst = false }
         droppedSinceTake = 0
         wakePending = false
-        guard !waiting.isEmpty else { return [] }
-        defer { waiting.removeAll(keepingCapacity: false) }
-        return Array(waiting)
+        var taken: Deque<Element> = []
+        swap(&taken, &waiting)
+        return taken
     }
 }
 
@@ -99,7 +99,7 @@ package final class EventOutbox: Sendable {
         buffer.withLock { $0.append(messages) }
     }
 
-    package func take() -> [OutboundMessage] {
+    package func take() -> Deque<OutboundMessage> {
         buffer.withLock { $0.take() }
     }
 

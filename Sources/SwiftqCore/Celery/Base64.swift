@@ -32,18 +32,47 @@ public enum Base64 {
     /// The padded base64 text of `bytes`, as Python's `base64.b64encode` writes it.
     public static func encode(_ bytes: some Collection<UInt8>) -> String {
         var output: [UInt8] = []
-        output.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var iterator = bytes.makeIterator()
-        while let first = iterator.next() {
-            let second = iterator.next()
-            let third = iterator.next()
-            let group = UInt32(first) << 16 | UInt32(second ?? 0) << 8 | UInt32(third ?? 0)
-            output.append(alphabet[Int(group >> 18 & 0x3F)])
-            output.append(alphabet[Int(group >> 12 & 0x3F)])
-            output.append(second == nil ? UInt8(ascii: "=") : alphabet[Int(group >> 6 & 0x3F)])
-            output.append(third == nil ? UInt8(ascii: "=") : alphabet[Int(group & 0x3F)])
+        if bytes.withContiguousStorageIfAvailable({ append($0, to: &output) }) != nil {
+            return String(decoding: output, as: UTF8.self)
         }
+        append(Array(bytes), to: &output)
         return String(decoding: output, as: UTF8.self)
+    }
+
+    /// Appends the padded base64 text of `bytes` to `output` (a message envelope is built in one buffer); a loop over
+    /// raw buffers, since the generic one over `some Collection` was the writer's hottest code with events on.
+    public static func append(_ bytes: [UInt8], to output: inout [UInt8]) {
+        bytes.withUnsafeBufferPointer { append($0, to: &output) }
+    }
+
+    private static func append(_ input: UnsafeBufferPointer<UInt8>, to output: inout [UInt8]) {
+        let encodedCount = (input.count + 2) / 3 * 4
+        guard encodedCount > 0 else { return }
+        let start = output.count
+        output.append(contentsOf: repeatElement(UInt8(ascii: "="), count: encodedCount))
+        output.withUnsafeMutableBufferPointer { buffer in
+            alphabet.withUnsafeBufferPointer { table in
+                var out = start
+                var index = 0
+                let whole = input.count - input.count % 3
+                while index < whole {
+                    let group = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
+                    buffer[out] = table[Int(group >> 18 & 0x3F)]
+                    buffer[out + 1] = table[Int(group >> 12 & 0x3F)]
+                    buffer[out + 2] = table[Int(group >> 6 & 0x3F)]
+                    buffer[out + 3] = table[Int(group & 0x3F)]
+                    index += 3
+                    out += 4
+                }
+                let rest = input.count - whole
+                guard rest > 0 else { return }
+                // The '=' padding is already in place.
+                let group = UInt32(input[index]) << 16 | (rest == 2 ? UInt32(input[index + 1]) << 8 : 0)
+                buffer[out] = table[Int(group >> 18 & 0x3F)]
+                buffer[out + 1] = table[Int(group >> 12 & 0x3F)]
+                if rest == 2 { buffer[out + 2] = table[Int(group >> 6 & 0x3F)] }
+            }
+        }
     }
 
     /// The bytes encoded by `text`; see the type documentation for what is accepted.

@@ -163,7 +163,10 @@ public enum PythonRepr {
 
     /// `_format_chars`: the string truncated to the budget, `'` escaped, in single quotes.
     private static func quoted(_ string: String, budget: Int?) -> String {
-        "'" + truncate(string, budget).replacing("'", with: "\\'") + "'"
+        let text = truncate(string, budget)
+        // Most strings hold no quote: no generic `replacing` (a hot spot of every task-succeeded event's result).
+        guard text.utf8.contains(UInt8(ascii: "'")) else { return "'" + text + "'" }
+        return "'" + text.replacing("'", with: "\\'") + "'"
     }
 
     /// `str(value)` of a number, `repr` of `None`, then truncated to the budget like any plain token.
@@ -183,6 +186,8 @@ public enum PythonRepr {
     /// on, and add `...`. A zero or absent limit means no truncation.
     private static func truncate(_ string: String, _ limit: Int?) -> String {
         guard let limit, limit != 0 else { return string }
+        // Fewer bytes than the limit: fewer scalars too, without counting them.
+        guard string.utf8.count >= limit else { return string }
         let scalars = string.unicodeScalars
         guard scalars.count >= limit else { return string }
         var kept = String.UnicodeScalarView(scalars.prefix(limit))
