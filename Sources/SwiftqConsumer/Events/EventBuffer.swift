@@ -99,8 +99,10 @@ package final class EventOutbox: Sendable {
         buffer.withLock { $0.append(messages) }
     }
 
+    /// What waits, with runs of task events joined as Celery's worker sends them (``EventBatches``): the writer
+    /// that takes them does the joining, not the consumer loop.
     package func take() -> Deque<OutboundMessage> {
-        buffer.withLock { $0.take() }
+        EventBatches.grouping(buffer.withLock { $0.take() })
     }
 
     /// Events dropped since the start.
