@@ -160,9 +160,22 @@ import Testing
             consumers().split(separator: "\n").contains { $0.contains(queue) && $0.hasSuffix("4") },
             "consumers: \(consumers())"
         )
-        // No channel-wide limit was set.
-        let channels = try rabbit.ctl(["list_channels", "--no-table-headers", "global_prefetch_count"])
-        #expect(!channels.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces) == "4" })
+        // No channel-wide limit was set on the channels consuming this queue (the node is shared: other tests'
+        // daemons may use a channel-wide window of 4 meanwhile).
+        let ownChannels = Set(
+            try rabbit.ctl(["list_consumers", "--no-table-headers", "queue_name", "channel_pid"])
+                .split(separator: "\n")
+                .map { $0.split(whereSeparator: \.isWhitespace) }
+                .filter { $0.count == 2 && $0[0] == queue }
+                .map { String($0[1]) }
+        )
+        #expect(!ownChannels.isEmpty, "no consumer of \(queue)")
+        let channels = try rabbit.ctl(["list_channels", "--no-table-headers", "pid", "global_prefetch_count"])
+        let ownGlobal = channels.split(separator: "\n")
+            .map { $0.split(whereSeparator: \.isWhitespace) }
+            .filter { $0.count == 2 && ownChannels.contains(String($0[0])) }
+        #expect(ownGlobal.count == ownChannels.count, "channels: \(channels)")
+        #expect(ownGlobal.allSatisfy { $0[1] == "0" }, "a channel-wide limit on this daemon's channel: \(channels)")
         #expect(
             eventually(timeout: 60) {
                 (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue == Int64(count)
