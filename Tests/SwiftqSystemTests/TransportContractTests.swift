@@ -162,20 +162,25 @@ import Testing
         )
         // No channel-wide limit was set on the channels consuming this queue (the node is shared: other tests'
         // daemons may use a channel-wide window of 4 meanwhile).
-        let ownChannels = Set(
-            try rabbit.ctl(["list_consumers", "--no-table-headers", "queue_name", "channel_pid"])
-                .split(separator: "\n")
-                .map { $0.split(whereSeparator: \.isWhitespace) }
-                .filter { $0.count == 2 && $0[0] == queue }
-                .map { String($0[1]) }
-        )
+        let consumerLines: [Substring] = try rabbit.ctl([
+            "list_consumers", "--no-table-headers", "queue_name", "channel_pid",
+        ]).split(separator: "\n")
+        var ownChannels: Set<String> = []
+        for line in consumerLines {
+            let fields: [Substring] = line.split(whereSeparator: \.isWhitespace)
+            if fields.count == 2 && fields[0] == queue { ownChannels.insert(String(fields[1])) }
+        }
         #expect(!ownChannels.isEmpty, "no consumer of \(queue)")
-        let channels = try rabbit.ctl(["list_channels", "--no-table-headers", "pid", "global_prefetch_count"])
-        let ownGlobal = channels.split(separator: "\n")
-            .map { $0.split(whereSeparator: \.isWhitespace) }
-            .filter { $0.count == 2 && ownChannels.contains(String($0[0])) }
+        let channels: String = try rabbit.ctl(["list_channels", "--no-table-headers", "pid", "global_prefetch_count"])
+        var ownGlobal: [String: String] = [:]
+        for line in channels.split(separator: "\n") {
+            let fields: [Substring] = line.split(whereSeparator: \.isWhitespace)
+            if fields.count == 2 && ownChannels.contains(String(fields[0])) {
+                ownGlobal[String(fields[0])] = String(fields[1])
+            }
+        }
         #expect(ownGlobal.count == ownChannels.count, "channels: \(channels)")
-        #expect(ownGlobal.allSatisfy { $0[1] == "0" }, "a channel-wide limit on this daemon's channel: \(channels)")
+        #expect(ownGlobal.values.allSatisfy { $0 == "0" }, "a channel-wide limit on this daemon's channel: \(channels)")
         #expect(
             eventually(timeout: 60) {
                 (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue == Int64(count)
