@@ -158,9 +158,13 @@ extension Python {
             broker: node.url,
             backend: redis.url(db: 1),
             queue: queue,
-            brokerYAML: Self.eventsYAML
+            brokerYAML: Self.eventsYAML,
+            // A node name of its own: other tests' daemons on the shared node publish to `celeryev` under the
+            // default name meanwhile, and their clocks would interleave with this one's.
+            workerYAML: "  hostname: events-\(queue)@test\n"
         )
         let name = try #require(try daemon.stats()["hostname"]?.stringValue)
+        #expect(name == "events-\(queue)@test")
         let captured = try Python.eventCapture([
             "broker": .string(node.url), "backend": .string(redis.url(db: 1)), "queue": .string(queue),
             "calls": .array(Self.calls), "heartbeats": 3, "terminate_pid": .int(Int64(daemon.pid)),
