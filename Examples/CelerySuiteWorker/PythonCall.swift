@@ -158,6 +158,10 @@ enum Python {
         case .int(let number): return String(number)
         case .bigInt(let text): return text
         case .double(let number): return String(number)
+        // Python bytes as kombu's JSON carries them: `{"__type__": "bytes", "__value__": "<utf-8 text>"}`.
+        case .object(let object) where object["__type__"] == "bytes":
+            if let text = object["__value__"]?.stringValue { return text }
+            fallthrough
         default:
             throw TaskFailure(
                 type: "DataError",

@@ -220,6 +220,17 @@ enum SuiteTasks {
             )
             return .null
         }
+        // New-style errbacks, `(request, exc, tb)`: the task API's registerErrback hands them the failed task.
+        registry.registerErrback("\(SuiteTasks.module).errback_new_style") { failed, invocation, _ in
+            _ = try PythonCall(invocation, [])
+            try redisCommand("INCR", RedisArgument(failed.id))
+            return .string(failed.id)
+        }
+        registry.registerErrback("\(SuiteTasks.module).errback_new_style_with_args") { failed, invocation, _ in
+            let label = try PythonCall(invocation, [("label", nil)])["label"]
+            try redisCommand("RPUSH", RedisArgument(failed.id), RedisArgument(try Python.redisText(label)))
+            return .null
+        }
         registry.task("replaced_with_me") { invocation, _ in
             _ = try PythonCall(invocation, [])
             return true
@@ -395,9 +406,6 @@ enum SuiteTasks {
         }
         for name in ["chain_add", "chord_add", "build_chain_inside_task"] {
             registry.missing(name, needs: "publishing a canvas from inside a task")
-        }
-        for name in ["errback_new_style", "errback_new_style_with_args"] {
-            registry.missing(name, needs: "new-style errbacks called in the worker with (request, exc, traceback)")
         }
     }
 }

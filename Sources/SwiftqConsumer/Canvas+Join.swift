@@ -121,6 +121,18 @@ extension Canvas {
             Self.errbacks(
                 signature.map { list($0.options["link_error"]).arrayValue ?? [] } ?? [],
                 failedID: bodyID,
+                // Celery's fake request for the body: its id, name and arguments, no root, parent or group.
+                failed: failedTask(
+                    id: bodyID,
+                    name: signature?.task,
+                    args: signature?.args ?? [],
+                    kwargs: signature?.kwargs ?? [:],
+                    rootID: nil,
+                    parentID: nil,
+                    group: nil,
+                    exception: chordError,
+                    traceback: nil
+                ),
                 context: errbackContext,
                 now: now,
                 newID: newID

@@ -17,7 +17,9 @@ import SwiftqCore
 ///   errback is **published as a task** (Celery's "old-style" convention: `args = [failed task id] + sig.args`,
 ///   `parent_id` = the failed id), as one group, which is what a Python worker does for an errback it does not have
 ///   locally. A Python errback taking `(request, exc, traceback)` is only called that way in-process by a Python
-///   worker that has it; swiftq cannot serialize a Python request, so it never sends that form.
+///   worker that has it; swiftq cannot hand a Python request to another process, so every errback message also
+///   carries the failed task (id, name, arguments, exception, traceback) in its `swiftq_failed_task` header, which a
+///   swiftq worker's new-style errback (`TaskRegistry.registerErrback`) is called with (`Canvas+Errbacks.swift`).
 /// - Options honoured: `task_id`, `queue`, `exchange`, `exchange_type`, `routing_key`, `priority`, `countdown`, `eta`,
 ///   `expires`, `time_limit`, `soft_time_limit`, `shadow`, `headers`, `reply_to`, `ignore_result`, `group_id`,
 ///   `group_index`, `link`, `link_error`, `chord`, `root_id`/`parent_id` (overridden as Celery does), stamps
@@ -196,16 +198,25 @@ package enum Canvas {
             outcome.results = failChain(message.chain, exception: exception, traceback: traceback, now: now)
         }
         outcome.append(
-            errbacks(message.errbacks, failedID: message.id, context: context, now: now, newID: newID)
+            errbacks(
+                message.errbacks,
+                failedID: message.id,
+                failed: failedTask(message, exception: exception, traceback: traceback),
+                context: context,
+                now: now,
+                newID: newID
+            )
         )
         return outcome
     }
 
     /// Errbacks as Celery calls those it does not have locally: one group of tasks, each applied with the failed
-    /// task's id first in its args, `parent_id` = that id.
+    /// task's id first in its args, `parent_id` = that id; `failed` (``failedTask(_:exception:traceback:)``) goes
+    /// with each, for new-style errbacks.
     package static func errbacks(
         _ errbacks: [JSONValue],
         failedID: String,
+        failed: JSONValue? = nil,
         context: Context,
         now: CeleryTimestamp,
         newID: () -> String
@@ -214,7 +225,7 @@ package enum Canvas {
         var errbackContext = context
         errbackContext.parentID = failedID
         var outcome = applyGroup(
-            errbacks,
+            carryingFailedTask(errbacks, failed: failed),
             groupID: newID(),
             prepending: [.string(failedID)],
             context: errbackContext,

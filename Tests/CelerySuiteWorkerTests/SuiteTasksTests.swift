@@ -253,4 +253,24 @@ import Testing
         #expect(Self.run("celery.map", [["task": "no.such"], [1]]) == .failure(.notRegistered("no.such")))
         #expect(Self.registry.contains("celery.starmap") && Self.registry.names.contains("celery.map"))
     }
+
+    /// The suite sends `str(uuid4()).encode()`: Python bytes, which kombu's JSON carries as a typed object; redis-py
+    /// writes their text.
+    @Test func redisTextTakesPythonBytesAsKombuEncodesThem() throws {
+        #expect(try Python.redisText(["__type__": "bytes", "__value__": "abc"]) == "abc")
+        #expect(try Python.redisText("abc") == "abc")
+        #expect(throws: TaskFailure.self) { try Python.redisText(["__type__": "other", "__value__": "abc"]) }
+    }
+
+    /// New-style errbacks are registered with the task API's registerErrback: without the failed task (a Python
+    /// worker's old-style call) they fail as Python does, before touching Redis.
+    @Test func newStyleErrbacksNeedTheFailedTask() {
+        for name in ["errback_new_style", "errback_new_style_with_args"] {
+            guard case .failure(let failure) = Self.run("t.integration.tasks.\(name)", ["some-id", "label"]) else {
+                Issue.record("\(name) ran without the failed task")
+                continue
+            }
+            #expect(failure.type == "TypeError")
+        }
+    }
 }

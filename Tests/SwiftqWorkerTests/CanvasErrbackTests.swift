@@ -1,0 +1,126 @@
+import OrderedCollections
+import SwiftqCore
+import SwiftqTasks
+import Testing
+
+@testable import SwiftqConsumer
+
+/// New-style errbacks (Celery's `def on_error(request, exc, traceback)`): every errback swiftq publishes carries the
+/// failed task in the `swiftq_failed_task` header, and `TaskRegistry.registerErrback` hands it to the errback.
+struct CanvasErrbackTests {
+    typealias IDs = CanvasTests.IDs
+
+    static func failedHeader(_ message: OutboundMessage) throws -> FailedTask {
+        try #require(FailedTask(json: try #require(message.headers[FailedTask.headerName])))
+    }
+
+    @Test func aFailedTasksErrbacksCarryItsRequestExceptionAndTraceback() throws {
+        let errback = CanvasTests.signature("on_error", args: ["label"])
+        var message = CanvasTests.finished(errbacks: [errback])
+        message.args = [1, 2]
+        message.kwargs = ["z": 3]
+        message.group = "g1"
+        let exception = ResultMeta.exception(type: "ExpectedException", message: ["boom"], module: "t.tasks")
+        let outcome = Canvas.afterFailure(
+            message,
+            exception: exception,
+            traceback: "Traceback …",
+            storesResults: true,
+            context: CanvasTests.context,
+            now: CanvasTests.now,
+            newID: IDs().make
+        )
+        let sent = try #require(outcome.publishes.first)
+        #expect(try CanvasTests.body(sent)[0] == [.string(message.id), "label"], "still the old-style args")
+        let failed = try Self.failedHeader(sent)
+        #expect(failed.id == message.id)
+        #expect(failed.name == message.name)
+        #expect(failed.args == [1, 2])
+        #expect(failed.kwargs == ["z": 3])
+        #expect(failed.group == "g1")
+        #expect(failed.exception.type == "ExpectedException")
+        #expect(failed.exception.module == "t.tasks")
+        #expect(failed.exception.arguments == ["boom"])
+        #expect(failed.traceback == "Traceback …")
+    }
+
+    /// Celery's `chord_error_from_stack` calls the body's errbacks with a request made from the body: its id, name and
+    /// arguments, the `ChordError`, no traceback.
+    @Test func aFailedChordsErrbacksGetTheBodyAndTheChordError() throws {
+        let errback = CanvasTests.signature("on_error")
+        let body = CanvasTests.signature(
+            "identity",
+            args: [7],
+            options: ["task_id": "b1", "link_error": [errback]]
+        )
+        let part = Canvas.ChordPart(
+            groupID: "g1",
+            taskID: "p1",
+            groupIndex: 0,
+            state: "FAILURE",
+            result: 2,
+            body: body,
+            context: CanvasTests.context
+        )
+        let failure = ResultMeta.exception(type: "ValueError", message: ["x"], module: "builtins")
+        let outcome = Canvas.chordCompleted(
+            part,
+            entries: [[1, "t0", "FAILURE", failure]],
+            now: CanvasTests.now,
+            newID: IDs().make
+        )
+        let sent = try #require(outcome.publishes.first)
+        let failed = try Self.failedHeader(sent)
+        #expect(failed.id == "b1")
+        #expect(failed.name == "identity")
+        #expect(failed.args == [7])
+        #expect(failed.rootID == nil)
+        #expect(failed.exception.type == "ChordError")
+        #expect(failed.exception.module == "celery.exceptions")
+        #expect(failed.exception.arguments == ["Dependency t0 raised ValueError('x')"])
+        #expect(failed.traceback == nil)
+    }
+
+    @Test func aCanvasErrbackIsSentAsItIs() throws {
+        let member = CanvasTests.signature("on_error")
+        let group = CanvasTests.signature("celery.group", subtaskType: "group", kwargs: ["tasks": [member]])
+        let carried = Canvas.carryingFailedTask([group, member], failed: ["id": "f1", "exc": [:]])
+        #expect(carried[0] == group)
+        #expect(carried[1]["options"]?["headers"]?[FailedTask.headerName]?["id"] == "f1")
+    }
+
+    @Test func aRegisteredErrbackGetsTheFailedTaskAndItsOwnArguments() throws {
+        var registry = TaskRegistry()
+        registry.registerErrback("on_error") { failed, invocation, _ in
+            [.string(failed.id), .string(failed.exception.type), .array(invocation.args)]
+        }
+        var failure = TaskFailure(type: "ValueError", message: "x")
+        failure.arguments = ["x"]
+        var invocation = TaskInvocation(id: "e1", name: "on_error", args: ["f1", "label"])
+        invocation.request.headers = [
+            FailedTask.headerName: FailedTask(id: "f1", name: "t", exception: failure).json
+        ]
+        let environment = TaskEnvironment(sleep: { _ in true })
+        #expect(registry.execute(invocation, environment: environment) == .success(["f1", "ValueError", ["label"]]))
+
+        // Sent by a Python worker, which only passes the failed task's id: Python's TypeError.
+        invocation.request.headers = nil
+        guard case .failure(let missing) = registry.execute(invocation, environment: environment) else {
+            Issue.record("an errback without the failed task fails")
+            return
+        }
+        #expect(missing.type == "TypeError")
+    }
+
+    @Test func theFailedTaskRoundTrips() {
+        var failure = TaskFailure(type: "ExpectedException", message: "a, 1", module: "t.tasks")
+        failure.arguments = ["a", 1]
+        var failed = FailedTask(id: "f1", name: "t.fail", args: [1], kwargs: ["k": 2], exception: failure)
+        failed.rootID = "r1"
+        failed.parentID = "p1"
+        failed.group = "g1"
+        failed.traceback = "tb"
+        #expect(FailedTask(json: failed.json) == failed)
+        #expect(FailedTask(json: ["id": "x"]) == nil, "no exception: not a failed task")
+    }
+}
