@@ -61,4 +61,97 @@ extension Canvas {
             return .object(object)
         }
     }
+
+    /// A chain's steps with the chain's own `link_error` errbacks on every step and its `link` callbacks on the last,
+    /// as Celery's `chain.run` (`prepare_steps`) puts them: `chain.link_error(eb)` only adds to the chain's options,
+    /// e.g. for a chord body that is a chain (`chord.link_error` links the body), and a step that fails must call it.
+    static func chainStepsWithLinks(_ chain: Signature) -> [JSONValue] {
+        var tasks = chain.kwargs["tasks"]?.arrayValue ?? []
+        let errbacks = list(chain.options["link_error"]).arrayValue ?? []
+        let callbacks = list(chain.options["link"]).arrayValue ?? []
+        guard !tasks.isEmpty, !errbacks.isEmpty || !callbacks.isEmpty else { return tasks }
+        for index in tasks.indices {
+            guard var step = tasks[index].objectValue else { continue }
+            for errback in errbacks { step = link(step, errback, option: "link_error") }
+            if index == tasks.count - 1 {
+                for callback in callbacks { step = link(step, callback, option: "link") }
+            }
+            tasks[index] = .object(step)
+        }
+        return tasks
+    }
+
+    /// The id of the result of a signature and the errbacks linked to it (Celery's `_result_errbacks`): a chord's
+    /// result is its body's, with the chord's errbacks and the body's; a group adds its members' errbacks to its own;
+    /// a chain has only its own.
+    static func resultErrbacks(_ json: JSONValue) -> (id: String?, errbacks: [JSONValue]) {
+        guard var signature = Signature(json) else { return (nil, []) }
+        var errbacks: [JSONValue] = []
+        while signature.subtaskType == "chord", let body = signature.kwargs["body"].flatMap(Signature.init) {
+            errbacks += list(signature.options["link_error"]).arrayValue ?? []
+            signature = body
+        }
+        errbacks += list(signature.options["link_error"]).arrayValue ?? []
+        if signature.subtaskType == "group" {
+            for member in signature.kwargs["tasks"]?.arrayValue ?? [] { errbacks += resultErrbacks(member).errbacks }
+        }
+        return (signature.taskID, errbacks)
+    }
+
+    /// A chord whose header failed and whose body is a group (Celery's `_handle_group_chord_error`): the body's tasks
+    /// never run, so each one's result is stored as the failure the header raised (`cause`; the `ChordError` when it
+    /// is not known) and each calls its own errbacks and the group's, once each, as if it had failed (the failed task
+    /// is that member); the group's id gets the failure too and the rest of its chain the `ChordError`. Celery also
+    /// broadcasts a revoke of the members, which swiftq never published.
+    static func failGroupBody(
+        _ group: Signature,
+        chordError: JSONValue,
+        cause: JSONValue?,
+        context: Context,
+        now: CeleryTimestamp,
+        newID: () -> String
+    ) -> Outcome {
+        let exception = cause ?? chordError
+        let groupErrbacks = list(group.options["link_error"]).arrayValue ?? []
+        var outcome = Outcome()
+        for member in group.kwargs["tasks"]?.arrayValue ?? [] {
+            let (frozenID, own) = resultErrbacks(member)
+            let memberID = frozenID ?? newID()
+            var errbacks: [JSONValue] = []
+            for errback in own + groupErrbacks where !errbacks.contains(errback) { errbacks.append(errback) }
+            var errbackContext = context
+            errbackContext.rootID = memberID
+            outcome.append(
+                Self.errbacks(
+                    errbacks,
+                    failedID: memberID,
+                    failed: failedTask(
+                        id: memberID,
+                        name: Signature(member)?.task,
+                        args: [],
+                        kwargs: [:],
+                        rootID: nil,
+                        parentID: nil,
+                        group: nil,
+                        exception: exception,
+                        traceback: nil
+                    ),
+                    context: errbackContext,
+                    now: now,
+                    newID: newID
+                )
+            )
+            outcome.results.append(failure(id: memberID, signature: nil, exception: exception, traceback: nil, now: now))
+        }
+        if let groupID = group.taskID {
+            outcome.results.append(failure(id: groupID, signature: nil, exception: exception, traceback: nil, now: now))
+        }
+        outcome.results += failChain(
+            group.options["chain"]?.arrayValue ?? [],
+            exception: chordError,
+            traceback: nil,
+            now: now
+        )
+        return outcome
+    }
 }

@@ -93,11 +93,13 @@ extension Canvas {
     /// The body of a complete chord applied to `values` (first in its args), or, for `failure`, Celery's
     /// `chord_error_from_stack`: the body's id stored as FAILURE with `ChordError(failure)`, its `link_error` errbacks
     /// published (old-style, with the body's id, which is also their root and parent, as Celery's fake request has no
-    /// root of its own) and the rest of its chain failed.
+    /// root of its own) and the rest of its chain failed; a group body as ``failGroupBody(_:chordError:cause:context:now:newID:)``
+    /// (`cause`: the header's own exception, when known).
     static func finishChord(
         body: JSONValue,
         values: JSONValue?,
         failure: String?,
+        cause: JSONValue? = nil,
         context: Context,
         now: CeleryTimestamp,
         newID: () -> String
@@ -113,6 +115,16 @@ extension Canvas {
             module: "celery.exceptions"
         )
         let signature = Signature(body)
+        if let group = signature, group.subtaskType == "group" {
+            return failGroupBody(
+                group,
+                chordError: chordError,
+                cause: cause,
+                context: context,
+                now: now,
+                newID: newID
+            )
+        }
         var outcome = Outcome()
         let bodyID = signature?.taskID ?? newID()
         var errbackContext = context

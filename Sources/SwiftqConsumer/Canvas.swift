@@ -390,6 +390,7 @@ package enum Canvas {
             body: part.body,
             values: .array(values),
             failure: failure.map { "Dependency \($0.tid) raised \(exceptionRepr($0.exception))" },
+            cause: failure?.exception,
             context: part.context,
             now: now,
             newID: newID
@@ -442,7 +443,7 @@ package enum Canvas {
             if !chain.isEmpty { outcome.unsupported.append("a chain after a group (Celery makes it a chord)") }
             return outcome
         case "chain":
-            var tasks = signature.kwargs["tasks"]?.arrayValue ?? []
+            var tasks = chainStepsWithLinks(signature)
             guard !tasks.isEmpty else { return Outcome() }
             let first = tasks.removeFirst()
             return apply(

@@ -11,7 +11,8 @@ struct CanvasErrbackTests {
     typealias IDs = CanvasTests.IDs
 
     static func failedHeader(_ message: OutboundMessage) throws -> FailedTask {
-        try #require(FailedTask(json: try #require(message.headers[FailedTask.headerName])))
+        let header = try #require(message.headers[FailedTask.headerName])
+        return try #require(FailedTask(json: header))
     }
 
     @Test func aFailedTasksErrbacksCarryItsRequestExceptionAndTraceback() throws {
@@ -122,5 +123,103 @@ struct CanvasErrbackTests {
         failed.traceback = "tb"
         #expect(FailedTask(json: failed.json) == failed)
         #expect(FailedTask(json: ["id": "x"]) == nil, "no exception: not a failed task")
+    }
+
+    /// `chord.link_error(eb)` with a chain body adds `eb` to the chain's options; Celery's `chain.run` puts it on every
+    /// step, so the step that fails calls it (with its own id), and the chain's `link` goes to its last step.
+    @Test func aChainsOwnErrbacksGoToEveryStepAndItsCallbacksToTheLast() throws {
+        let errback = CanvasTests.signature("on_error")
+        let callback = CanvasTests.signature("on_done")
+        let steps: [JSONValue] = [
+            CanvasTests.signature("identity", args: [42], options: ["task_id": "s1"], immutable: true),
+            CanvasTests.signature("fail", options: ["task_id": "s2"]),
+        ]
+        let chain = CanvasTests.signature(
+            "celery.chain",
+            options: ["link_error": [errback], "link": [callback]],
+            subtaskType: "chain",
+            kwargs: ["tasks": .array(steps)]
+        )
+        let outcome = Canvas.apply(
+            chain,
+            prepending: [],
+            context: CanvasTests.context,
+            now: CanvasTests.now,
+            newID: IDs().make
+        )
+        let sent = try #require(outcome.publishes.first)
+        let embed = try #require(try CanvasTests.body(sent)[2])
+        #expect(embed["errbacks"] == [errback], "the first step has the chain's errback")
+        #expect(embed["callbacks"] == .null)
+        let rest = try #require(embed["chain"]?.arrayValue?.first)
+        #expect(rest["options"]?["link_error"] == [errback])
+        #expect(rest["options"]?["link"] == [callback])
+    }
+
+    /// Celery's `_result_errbacks`: a chord's result is its body's, with both their errbacks; a group collects its
+    /// members' errbacks after its own.
+    @Test func theErrbacksOfAResultFollowChordBodiesAndGroupMembers() {
+        let a = CanvasTests.signature("a")
+        let b = CanvasTests.signature("b")
+        let c = CanvasTests.signature("c")
+        let body = CanvasTests.signature("tsum", options: ["task_id": "body", "link_error": [b]])
+        let chord = CanvasTests.signature(
+            "celery.chord",
+            options: ["link_error": [a]],
+            subtaskType: "chord",
+            kwargs: ["header": CanvasTests.signature("celery.group", subtaskType: "group"), "body": body]
+        )
+        let (id, errbacks) = Canvas.resultErrbacks(chord)
+        #expect(id == "body")
+        #expect(errbacks == [a, b])
+        let member = CanvasTests.signature("m", options: ["task_id": "m1", "link_error": [c]])
+        let group = CanvasTests.signature(
+            "celery.group",
+            options: ["task_id": "g", "link_error": [a]],
+            subtaskType: "group",
+            kwargs: ["tasks": [member]]
+        )
+        #expect(Canvas.resultErrbacks(group).errbacks == [a, c])
+    }
+
+    /// A failed header with a group body: every task of the body gets the header's exception as its result and calls
+    /// its own errbacks and the group's once each, with itself as the failed task; the group's id fails too.
+    @Test func aGroupBodyOfAFailedChordFailsEachTaskAndCallsItsErrbacks() throws {
+        let own = CanvasTests.signature("echo", args: ["own"], immutable: true)
+        let chordErrback = CanvasTests.signature("echo", args: ["chord"], immutable: true)
+        let members: [JSONValue] = [
+            CanvasTests.signature("tsum", options: ["task_id": "m1", "link_error": [own, chordErrback]]),
+            CanvasTests.signature("tsum", options: ["task_id": "m2", "link_error": [chordErrback]]),
+        ]
+        let body = CanvasTests.signature(
+            "celery.group",
+            options: ["task_id": "g2", "link_error": [chordErrback]],
+            subtaskType: "group",
+            kwargs: ["tasks": .array(members)]
+        )
+        let part = Canvas.ChordPart(
+            groupID: "g1",
+            taskID: "p1",
+            groupIndex: 1,
+            state: "FAILURE",
+            result: 2,
+            body: body,
+            context: CanvasTests.context
+        )
+        let cause = ResultMeta.exception(type: "ExpectedException", message: ["boom"], module: "t.tasks")
+        let outcome = Canvas.chordCompleted(
+            part,
+            entries: [[1, "t0", "SUCCESS", 2], [1, "p1", "FAILURE", cause]],
+            now: CanvasTests.now,
+            newID: IDs().make
+        )
+        #expect(outcome.results.map(\.taskID) == ["m1", "m2", "g2"])
+        for result in outcome.results {
+            #expect(try JSONValue(parsing: result.meta)["result"] == cause, "the header's exception, as Celery's cause")
+        }
+        let echoed = try outcome.publishes.map { try CanvasTests.body($0)[0] }
+        #expect(echoed == [["own"], ["chord"], ["chord"]], "each errback once per task")
+        #expect(try outcome.publishes.map { try Self.failedHeader($0).id } == ["m1", "m1", "m2"])
+        #expect(outcome.publishes.map { $0.headers["parent_id"] } == ["m1", "m1", "m2"])
     }
 }
