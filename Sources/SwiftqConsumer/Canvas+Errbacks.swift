@@ -141,7 +141,9 @@ extension Canvas {
                     newID: newID
                 )
             )
-            outcome.results.append(failure(id: memberID, signature: nil, exception: exception, traceback: nil, now: now))
+            outcome.results.append(
+                failure(id: memberID, signature: nil, exception: exception, traceback: nil, now: now)
+            )
         }
         if let groupID = group.taskID {
             outcome.results.append(failure(id: groupID, signature: nil, exception: exception, traceback: nil, now: now))
@@ -153,5 +155,56 @@ extension Canvas {
             now: now
         )
         return outcome
+    }
+
+    /// A chord's own `link` and `link_error` moved to its body when the worker starts it (Celery's
+    /// `_add_body_callbacks`): callbacks linked as `body.link` does; errbacks to each task of a group body, or to the
+    /// group's own `link_error` when it has one (which replaces its tasks' when it runs), else to the body's.
+    static func bodyWithChordLinks(_ body: SignatureObject, of chord: Signature) -> SignatureObject {
+        let callbacks = list(chord.options["link"]).arrayValue ?? []
+        let errbacks = list(chord.options["link_error"]).arrayValue ?? []
+        var body = body
+        for callback in callbacks { body = link(body, callback, option: "link") }
+        for errback in errbacks {
+            var options = body["options"]?.objectValue ?? [:]
+            if body["subtask_type"]?.stringValue == "group", options["link_error"] == nil {
+                body = link(body, errback, option: "link_error")
+            } else {
+                var items = list(options["link_error"]).arrayValue ?? []
+                items.append(errback)
+                options["link_error"] = .array(items)
+                body["options"] = .object(options)
+            }
+        }
+        return body
+    }
+
+    /// A group's members as the worker applies them: a group's own `link_error` (`group.set(link_error=…)`, or the
+    /// chord errbacks Celery's client puts there) replaces its tasks' own, as Celery's `group.apply_async` passes its
+    /// options to each task's `apply_async`; a member that is a canvas gets them where they take effect (every step
+    /// of a chain, a chord's body).
+    static func membersWithGroupErrbacks(_ group: Signature) -> [JSONValue] {
+        let members = group.kwargs["tasks"]?.arrayValue ?? []
+        guard let errbacks = list(group.options["link_error"]).arrayValue, !errbacks.isEmpty else { return members }
+        return members.map { member in
+            guard var object = member.objectValue else { return member }
+            if Signature(member)?.subtaskType == nil {
+                var options = object["options"]?.objectValue ?? [:]
+                options["link_error"] = .array(errbacks)
+                object["options"] = .object(options)
+            } else if Signature(member)?.subtaskType == "chord" {
+                var kwargs = object["kwargs"]?.objectValue ?? [:]
+                if let body = kwargs["body"]?.objectValue, let chord = Signature(member) {
+                    var linked = chord
+                    linked.options["link_error"] = .array(errbacks)
+                    linked.options["link"] = nil
+                    kwargs["body"] = .object(bodyWithChordLinks(body, of: linked))
+                }
+                object["kwargs"] = .object(kwargs)
+            } else {
+                for errback in errbacks { object = link(object, errback, option: "link_error") }
+            }
+            return .object(object)
+        }
     }
 }

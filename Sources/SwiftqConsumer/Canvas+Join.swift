@@ -129,33 +129,37 @@ extension Canvas {
         let bodyID = signature?.taskID ?? newID()
         var errbackContext = context
         errbackContext.rootID = bodyID
-        outcome.append(
-            Self.errbacks(
-                signature.map { list($0.options["link_error"]).arrayValue ?? [] } ?? [],
-                failedID: bodyID,
-                // Celery's fake request for the body: its id, name and arguments, no root, parent or group.
-                failed: failedTask(
-                    id: bodyID,
-                    name: signature?.task,
-                    args: signature?.args ?? [],
-                    kwargs: signature?.kwargs ?? [:],
-                    rootID: nil,
-                    parentID: nil,
-                    group: nil,
-                    exception: chordError,
-                    traceback: nil
-                ),
-                context: errbackContext,
-                now: now,
-                newID: newID
-            )
+        var sent = Self.errbacks(
+            signature.map { list($0.options["link_error"]).arrayValue ?? [] } ?? [],
+            failedID: bodyID,
+            // Celery's fake request for the body: its id, name and arguments, no root, parent or group.
+            failed: failedTask(
+                id: bodyID,
+                name: signature?.task,
+                args: signature?.args ?? [],
+                kwargs: signature?.kwargs ?? [:],
+                rootID: nil,
+                parentID: nil,
+                group: nil,
+                exception: chordError,
+                traceback: nil
+            ),
+            context: errbackContext,
+            now: now,
+            newID: newID,
+            keepingChildren: true
         )
-        // Celery's `fail_from_current_stack(callback_id)`: no request, so no group or parent in the meta.
+        // Celery's `fail_from_current_stack(callback_id)`: no request, so no group or parent in the meta; the children
+        // are those of the task running it, which has just sent the errbacks (their group, `res.children` of the
+        // body's result in Celery's `test_chord_on_error`).
+        let errbackChildren = sent.children
+        sent.children = []
+        outcome.append(sent)
         let meta = ResultMeta.meta(
             status: "FAILURE",
             result: chordError,
             traceback: nil,
-            children: [],
+            children: .array(errbackChildren),
             dateDone: now,
             request: nil,
             extended: nil,

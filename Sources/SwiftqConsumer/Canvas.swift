@@ -212,14 +212,16 @@ package enum Canvas {
 
     /// Errbacks as Celery calls those it does not have locally: one group of tasks, each applied with the failed
     /// task's id first in its args, `parent_id` = that id; `failed` (``failedTask(_:exception:traceback:)``) goes
-    /// with each, for new-style errbacks.
+    /// with each, for new-style errbacks. The group's result tuple is in the outcome's children only when
+    /// `keepingChildren` (a failed chord body's meta lists it).
     package static func errbacks(
         _ errbacks: [JSONValue],
         failedID: String,
         failed: JSONValue? = nil,
         context: Context,
         now: CeleryTimestamp,
-        newID: () -> String
+        newID: () -> String,
+        keepingChildren: Bool = false
     ) -> Outcome {
         guard !errbacks.isEmpty else { return Outcome() }
         var errbackContext = context
@@ -232,7 +234,7 @@ package enum Canvas {
             now: now,
             newID: newID
         )
-        outcome.children = []
+        if !keepingChildren { outcome.children = [] }
         return outcome
     }
 
@@ -431,7 +433,7 @@ package enum Canvas {
         }
         switch signature.subtaskType {
         case "group":
-            let members = signature.kwargs["tasks"]?.arrayValue ?? []
+            let members = membersWithGroupErrbacks(signature)
             var outcome = applyGroup(
                 members,
                 groupID: signature.taskID ?? newID(),
@@ -513,6 +515,7 @@ package enum Canvas {
             outcome.unsupported.append("\(signature.task) without a body")
             return outcome
         }
+        body = bodyWithChordLinks(body, of: signature)
         let groupID = header?.taskID ?? signature.taskID ?? newID()
         var bodyOptions = body["options"]?.objectValue ?? [:]
         if bodyOptions["task_id"] == nil { bodyOptions["task_id"] = .string(newID()) }

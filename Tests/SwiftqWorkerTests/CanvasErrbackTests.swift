@@ -222,4 +222,93 @@ struct CanvasErrbackTests {
         #expect(try outcome.publishes.map { try Self.failedHeader($0).id } == ["m1", "m1", "m2"])
         #expect(outcome.publishes.map { $0.headers["parent_id"] } == ["m1", "m1", "m2"])
     }
+
+    /// Celery's `_add_body_callbacks`: a chord the worker starts (the end of a chain) passes its own `link` to its body.
+    @Test func aChordStartedByTheWorkerLinksItsCallbacksToItsBody() throws {
+        let callback = CanvasTests.signature("echo")
+        let chord = CanvasTests.signature(
+            "celery.chord",
+            options: ["link": [callback]],
+            subtaskType: "chord",
+            kwargs: [
+                "header": CanvasTests.signature(
+                    "celery.group",
+                    subtaskType: "group",
+                    kwargs: ["tasks": [CanvasTests.signature("add", args: [10])]]
+                ),
+                "body": CanvasTests.signature("tsum", options: ["task_id": "b1"]),
+            ]
+        )
+        let outcome = Canvas.apply(
+            chord,
+            prepending: [2],
+            context: CanvasTests.context,
+            now: CanvasTests.now,
+            newID: IDs().make
+        )
+        let header = try #require(outcome.publishes.first)
+        let body = try #require(try CanvasTests.body(header)[2]?["chord"])
+        #expect(body["options"]?["link"] == [callback])
+    }
+
+    /// `group(...).set(link_error=eb)`: when the worker applies the group, `eb` replaces its tasks' own errbacks (Celery's
+    /// group passes its options to each task's `apply_async`); a chord member gets it on its body's tasks.
+    @Test func aGroupsOwnErrbacksReplaceThoseOfItsTasks() throws {
+        let own = CanvasTests.signature("own")
+        let groupErrback = CanvasTests.signature("group_eb")
+        let innerBody = CanvasTests.signature(
+            "celery.group",
+            subtaskType: "group",
+            kwargs: ["tasks": [CanvasTests.signature("fail"), CanvasTests.signature("tsum")]]
+        )
+        let chordMember = CanvasTests.signature(
+            "celery.chord",
+            subtaskType: "chord",
+            kwargs: ["header": CanvasTests.signature("celery.group", subtaskType: "group"), "body": innerBody]
+        )
+        let group = try #require(
+            Canvas.Signature(
+                CanvasTests.signature(
+                    "celery.group",
+                    options: ["link_error": [groupErrback]],
+                    subtaskType: "group",
+                    kwargs: ["tasks": [CanvasTests.signature("fail", options: ["link_error": [own]]), chordMember]]
+                )
+            )
+        )
+        let members = Canvas.membersWithGroupErrbacks(group)
+        #expect(members[0]["options"]?["link_error"] == [groupErrback])
+        let bodyTasks = try #require(members[1]["kwargs"]?["body"]?["kwargs"]?["tasks"]?.arrayValue)
+        #expect(bodyTasks.map { $0["options"]?["link_error"] } == [[groupErrback], [groupErrback]])
+    }
+
+    /// Celery's `test_chord_on_error` reads the errbacks through the failed body's result: `res.children[0]` is their
+    /// group (Celery stores the body's failure after sending them, from the task that sent them).
+    @Test func aFailedChordBodysResultListsItsErrbacksGroup() throws {
+        let errback = CanvasTests.signature("on_error")
+        let body = CanvasTests.signature("echo", options: ["task_id": "b1", "link_error": [errback]])
+        let part = Canvas.ChordPart(
+            groupID: "g1",
+            taskID: "p1",
+            groupIndex: 0,
+            state: "FAILURE",
+            result: 2,
+            body: body,
+            context: CanvasTests.context
+        )
+        let failure = ResultMeta.exception(type: "ValueError", message: ["x"], module: "builtins")
+        let ids = IDs()
+        let outcome = Canvas.chordCompleted(
+            part,
+            entries: [[1, "t0", "FAILURE", failure]],
+            now: CanvasTests.now,
+            newID: ids.make
+        )
+        let stored = try JSONValue(parsing: try #require(outcome.results.first { $0.taskID == "b1" }).meta)
+        let sent = try #require(outcome.publishes.first)
+        let errbackID = try #require(sent.headers["id"])
+        let groupID = try #require(sent.headers["group"])
+        #expect(stored["children"] == [[[groupID, nil], [[[errbackID, nil], nil]]]])
+        #expect(outcome.children.isEmpty)
+    }
 }
