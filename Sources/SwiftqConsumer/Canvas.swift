@@ -445,7 +445,7 @@ package enum Canvas {
             if !chain.isEmpty { outcome.unsupported.append("a chain after a group (Celery makes it a chord)") }
             return outcome
         case "chain":
-            var tasks = chainStepsWithLinks(signature)
+            var tasks = upgradingGroupsToChords(chainStepsWithLinks(signature))
             guard !tasks.isEmpty else { return Outcome() }
             let first = tasks.removeFirst()
             return apply(

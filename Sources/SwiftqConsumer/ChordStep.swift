@@ -55,6 +55,9 @@ enum ChordStep {
             }
             completed = Canvas.chordCompleted(part, entries: entries, now: .now, newID: uuid4)
         }
+        // A body that starts a chord of its own (a chord as the body, a chain with a group in it): its size is set
+        // before the body's header tasks are published, as for a chord a task starts (``Canvas/ChordSetup``).
+        try setUp(completed.chordSetups, backend: backend, expires: expires)
         if completed.results.isEmpty {
             return .proceed(
                 publishes: completed.publishes,
@@ -75,6 +78,13 @@ enum ChordStep {
             cleanup: nil,
             notice: "chord \(part.groupID) failed: a header task failed; ChordError stored for its body"
         )
+    }
+
+    /// Starts the chords a completed chord's body starts (Celery's `set_chord_size`).
+    static func setUp(_ setups: [Canvas.ChordSetup], backend: RedisResultBackend, expires: Int) throws(RedisError) {
+        for setup in setups {
+            try backend.setChordSize(setup.groupID, size: setup.size, expires: max(0, expires))
+        }
     }
 
     /// The stored metas of `ids`, parsed, by id (missing ones left out: `PENDING`).
@@ -116,6 +126,8 @@ enum ChordStep {
         if let unlock = plan.chordUnlock {
             let metas = try readMetas(Canvas.leafIDs(unlock.header), backend: backend)
             let outcome = Canvas.unlocked(unlock, metas: metas, now: .now, newID: uuid4)
+            let expires = resultExpires.map { Int($0.components.seconds) } ?? 0
+            try setUp(outcome.chordSetups, backend: backend, expires: expires)
             if !outcome.results.isEmpty {
                 notice("chord \(unlock.groupID) failed (chord_unlock): ChordError stored for its body")
                 _ = try backend.storeBatch(

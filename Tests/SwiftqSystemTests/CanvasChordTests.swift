@@ -78,6 +78,17 @@ extension CanvasRedisTests {
         Self.expectChordError(failed, raised: "ValueError('member broke')")
     }
 
+    /// `chord([add(0, 0), add(1, 1), add(2, 2)], chord([echo(), echo()], echo()))`: the worker that completes the
+    /// outer header starts the inner chord, so it sets the inner chord's size before publishing its header (as Celery's
+    /// `chord.run` does); without it the inner header's parts were counted against no size and its body never ran.
+    @Test func aChordAsAChordsBodyIsStartedWithItsSize() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis)
+        let out = try Self.canvas(redis, "chord_chain_header", ["body": "chord"], timeout: 20)
+        #expect(out["value"] == [[0, 2, 4], [0, 2, 4]], "\(out)\n\(daemon.log.suffix(3000))")
+        #expect(try Self.succeeded(daemon, "swiftq.echo") == 3)
+    }
+
     /// A client whose backend has no native chords sends Celery's `celery.chord_unlock`: swiftqd polls the header
     /// (again every `interval` while a task of it still runs), then applies the body to the results in order, once.
     @Test func chordUnlockAppliesTheBodyOnceTheHeaderIsReady() throws {

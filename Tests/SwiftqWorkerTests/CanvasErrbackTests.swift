@@ -311,4 +311,23 @@ struct CanvasErrbackTests {
         #expect(stored["children"] == [[[groupID, nil], [[[errbackID, nil], nil]]]])
         #expect(outcome.children.isEmpty)
     }
+
+    /// Celery's `prepare_steps` upgrades `group | sig` to `chord(group, sig)` when a chain runs; a chain the worker
+    /// applies (here a chord body) gets the same, from the end: `t | g1 | g2 | s` is `t | chord(g1, chord(g2, s))`.
+    @Test func aChainTheWorkerAppliesHasItsGroupsUpgradedToChords() throws {
+        let t = CanvasTests.signature("tsum")
+        let s = CanvasTests.signature("add", args: [32])
+        let g1 = CanvasTests.signature("celery.group", subtaskType: "group", kwargs: ["tasks": [t, t]])
+        let g2 = CanvasTests.signature("celery.group", subtaskType: "group", kwargs: ["tasks": [s]])
+        let steps = Canvas.upgradingGroupsToChords([t, g1, g2, s])
+        #expect(steps.count == 2)
+        #expect(steps[0] == t)
+        #expect(steps[1]["subtask_type"] == "chord")
+        #expect(steps[1]["kwargs"]?["header"] == g1)
+        let inner = try #require(steps[1]["kwargs"]?["body"])
+        #expect(inner["subtask_type"] == "chord")
+        #expect(inner["kwargs"]?["header"] == g2)
+        #expect(inner["kwargs"]?["body"] == s)
+        #expect(Canvas.upgradingGroupsToChords([t, g1]) == [t, g1], "a group at the end stays a group")
+    }
 }

@@ -195,6 +195,9 @@ def main() -> None:
                 sig("swiftq.fail", ("header broke",), kwargs={"exc_type": "ValueError"}, immutable=True),
             ]
         body = sig("swiftq.echo")
+        if request.get("body") == "chord":
+            # A chord as the body: the worker that completes the header starts it (its size first, then its header).
+            body = chord([sig("swiftq.echo"), sig("swiftq.echo")], sig("swiftq.echo"))
         errback_queue = request.get("errback_queue")
         if errback_queue:
             # The body's errback goes to a queue nobody consumes: the test reads the message as sent.
