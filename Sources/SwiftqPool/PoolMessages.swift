@@ -87,6 +87,17 @@ package extension PoolRequest {
         }
     }
 
+    /// A request as the pool child decodes it: parsed with `request` deferred
+    /// (``JSONValue/parsing(_:deferring:maxDepth:)``), whose text an `execute` keeps as ``PoolJob/requestText``,
+    /// decoded only if the task reads it.
+    init(decoding message: JSONValue, requestText: ArraySlice<UInt8>?) throws(PoolRequestError) {
+        try self.init(decoding: message)
+        if case .execute(var job) = self, let requestText, requestText.first == UInt8(ascii: "{") {
+            job.requestText = Array(requestText)
+            self = .execute(job)
+        }
+    }
+
     init(decoding message: JSONValue) throws(PoolRequestError) {
         let id = message["id"] ?? .null
         let reader: FieldReader
