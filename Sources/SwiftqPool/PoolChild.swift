@@ -160,7 +160,9 @@ package final class PoolChild {
                 metadata: task()
             )
         }
-        channel.send(PoolReply.result(id: job.id, outcome: PoolOutcome(outcome), runtime: runtime).json)
+        channel.send(
+            serialized: PoolReply.result(id: job.id, outcome: PoolOutcome(outcome), runtime: runtime).serialized
+        )
     }
 
     /// Sleeps wake up early when the lifeline breaks (the supervisor is gone) or the soft time limit passes.

@@ -165,6 +165,22 @@ package extension PoolRequest {
 }
 
 package extension PoolReply {
+    /// ``json``'s compact text; a success (one per task) is written straight into one buffer, field by field, in
+    /// ``json``'s order, without building the object first.
+    var serialized: [UInt8] {
+        guard case .result(let id, .success(let value), let runtime) = self else { return json.serialized() }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(id.utf8.count + 96)
+        bytes.append(contentsOf: #"{"type":"result","id":"#.utf8)
+        JSONValue.string(id).serialize(into: &bytes)
+        bytes.append(contentsOf: #","state":"SUCCESS","result":"#.utf8)
+        value.serialize(into: &bytes)
+        bytes.append(contentsOf: #","runtime":"#.utf8)
+        JSONValue.double(runtime).serialize(into: &bytes)
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
+
     var json: JSONValue {
         switch self {
         case .hello(let pid, let slot):

@@ -97,6 +97,12 @@ import Testing
 
     /// The frame and request writers that skip building objects write exactly what the object encoders write.
     @Test func theDirectWritersMatchTheObjectEncoders() throws {
+        for value: JSONValue in [nil, 5, 2.5, "x\"é", [1, ["a": [nil, true]]], [:]] {
+            let reply = PoolReply.result(id: "t-\"1", outcome: .success(value), runtime: 0.000123)
+            #expect(reply.serialized == reply.json.serialized(), "\(value)")
+        }
+        let failure = PoolReply.result(id: "t-1", outcome: .failure(.typeError("no")), runtime: 1)
+        #expect(failure.serialized == failure.json.serialized())
         var request = TaskRequest()
         #expect(
             {
