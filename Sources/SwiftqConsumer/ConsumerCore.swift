@@ -119,8 +119,11 @@ package final class ConsumerCore {
     }
 
     package func revoke(_ ids: [String], terminate: Bool, signal: Int32) {
-        for id in ids {
-            for observer in observers { observer.revoking(id, machine: machine) }
+        if !observers.isEmpty {
+            for id in ids {
+                let waiting = machine.waitingDeliveries(id)
+                for observer in observers { observer.revoking(id, waiting: waiting) }
+            }
         }
         perform(machine.revoke(ids, terminate: terminate, signal: signal, now: now()))
         pump()
@@ -173,7 +176,11 @@ package final class ConsumerCore {
             return
         }
         perform(machine.pool(event, now: now()))
-        for observer in observers { observer.poolEvent(event, machine: machine) }
+        if !observers.isEmpty {
+            var delivery: DeliveryMachine.Delivery?
+            if case .started(let jobID, _, _) = event { delivery = machine.runningDelivery(jobID) }
+            for observer in observers { observer.poolEvent(event, delivery: delivery) }
+        }
         onPoolEvent?(event)
         pump()
     }

@@ -197,6 +197,20 @@ package struct DeliveryMachine {
     package var heldForETA: Int { heldByTimer.count }
     /// Whether nothing runs any more (warm shutdown can finish).
     package var isDrained: Bool { running.isEmpty }
+    /// The delivery a running job belongs to.
+    package func runningDelivery(_ jobID: String) -> Delivery? {
+        running[jobID].flatMap { deliveries[$0] }
+    }
+    /// The deliveries of a task id held here and not running yet (held for an ETA or a rate limit, or ready).
+    package func waitingDeliveries(_ taskID: String) -> [Delivery] {
+        deliveries.values.filter { delivery in
+            guard delivery.message.id == taskID else { return false }
+            switch delivery.state {
+            case .held, .ready: return true
+            case .running, .settling: return false
+            }
+        }
+    }
 
     // MARK: Events
 

@@ -42,6 +42,27 @@ extension JSONValue {
         try self.init(parsing: string.utf8, maxDepth: maxDepth)
     }
 
+    /// Parses a JSON text as ``init(parsing:maxDepth:)`` does, except that the members of the outermost object named
+    /// in `deferred` are only delimited, not decoded: they come back as their JSON text (`raw`, validated only as
+    /// far as finding where it ends) and as `null` in `value`. The pool child reads its task frames so: the request
+    /// context is decoded only if the task asks for it.
+    ///
+    /// - Throws: ``JSONParseError`` as ``init(parsing:maxDepth:)``.
+    public static func parsing(
+        _ bytes: [UInt8],
+        deferring deferred: Set<String>,
+        maxDepth: Int = JSONValue.defaultMaxDepth
+    ) throws(JSONParseError) -> (value: JSONValue, raw: [String: ArraySlice<UInt8>]) {
+        let result = bytes.withUnsafeBufferPointer {
+            buffer -> Result<(JSONValue, [String: Range<Int>]), JSONParseError> in
+            var parser = JSONParser(input: buffer, maxDepth: maxDepth)
+            parser.deferred = deferred
+            return Result { () throws(JSONParseError) in (try parser.parseDocument(), parser.deferredRanges) }
+        }
+        let (value, ranges) = try result.get()
+        return (value, ranges.mapValues { bytes[$0] })
+    }
+
     private static func parse(_ input: UnsafeBufferPointer<UInt8>, maxDepth: Int) -> Result<JSONValue, JSONParseError> {
         var parser = JSONParser(input: input, maxDepth: maxDepth)
         return Result { () throws(JSONParseError) in try parser.parseDocument() }
@@ -75,6 +96,10 @@ private struct JSONParser {
     var position = 0
     /// Reused buffer for strings that contain escapes.
     var scratch: [UInt8] = []
+    /// Members of the outermost object that are only delimited (``JSONValue/parsing(_:deferring:maxDepth:)``),
+    /// and where their text was found.
+    var deferred: Set<String> = []
+    var deferredRanges: [String: Range<Int>] = [:]
 
     init(input: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.input = input
@@ -99,51 +124,58 @@ private struct JSONParser {
             skipWhitespace()
             guard position < end else { throw failure("unexpected end of input, expected a value") }
             var value: JSONValue
-            switch input[position] {
-            case UInt8(ascii: "["):
-                guard stack.count < maxDepth else { throw failure("maximum nesting depth of \(maxDepth) exceeded") }
-                position += 1
-                skipWhitespace()
-                if position < end && input[position] == UInt8(ascii: "]") {
-                    position += 1
-                    value = .array([])
-                } else {
-                    stack.append(OpenContainer(isObject: false))
-                    continue nextValue
-                }
-            case UInt8(ascii: "{"):
-                guard stack.count < maxDepth else { throw failure("maximum nesting depth of \(maxDepth) exceeded") }
-                position += 1
-                skipWhitespace()
-                if position < end && input[position] == UInt8(ascii: "}") {
-                    position += 1
-                    value = .object([:])
-                } else {
-                    let key = try parseKey(orElse: "expected string key or '}'")
-                    stack.append(OpenContainer(isObject: true, key: key))
-                    continue nextValue
-                }
-            case UInt8(ascii: "\""):
-                value = .string(try parseString())
-            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                value = try parseNumber()
-            case UInt8(ascii: "t"):
-                try expectLiteral("true")
-                value = .bool(true)
-            case UInt8(ascii: "f"):
-                try expectLiteral("false")
-                value = .bool(false)
-            case UInt8(ascii: "n"):
-                try expectLiteral("null")
+            if !deferred.isEmpty, stack.count == 1, stack[0].isObject, deferred.contains(stack[0].key) {
+                let start = position
+                try skipValue()
+                deferredRanges[stack[0].key] = start..<position
                 value = .null
-            case UInt8(ascii: "N"):
-                try expectLiteral("NaN")
-                value = .double(.nan)
-            case UInt8(ascii: "I"):
-                try expectLiteral("Infinity")
-                value = .double(.infinity)
-            default:
-                throw failure("unexpected \(describeByte(at: position)), expected a value")
+            } else {
+                switch input[position] {
+                case UInt8(ascii: "["):
+                    guard stack.count < maxDepth else { throw failure("maximum nesting depth of \(maxDepth) exceeded") }
+                    position += 1
+                    skipWhitespace()
+                    if position < end && input[position] == UInt8(ascii: "]") {
+                        position += 1
+                        value = .array([])
+                    } else {
+                        stack.append(OpenContainer(isObject: false))
+                        continue nextValue
+                    }
+                case UInt8(ascii: "{"):
+                    guard stack.count < maxDepth else { throw failure("maximum nesting depth of \(maxDepth) exceeded") }
+                    position += 1
+                    skipWhitespace()
+                    if position < end && input[position] == UInt8(ascii: "}") {
+                        position += 1
+                        value = .object([:])
+                    } else {
+                        let key = try parseKey(orElse: "expected string key or '}'")
+                        stack.append(OpenContainer(isObject: true, key: key))
+                        continue nextValue
+                    }
+                case UInt8(ascii: "\""):
+                    value = .string(try parseString())
+                case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                    value = try parseNumber()
+                case UInt8(ascii: "t"):
+                    try expectLiteral("true")
+                    value = .bool(true)
+                case UInt8(ascii: "f"):
+                    try expectLiteral("false")
+                    value = .bool(false)
+                case UInt8(ascii: "n"):
+                    try expectLiteral("null")
+                    value = .null
+                case UInt8(ascii: "N"):
+                    try expectLiteral("NaN")
+                    value = .double(.nan)
+                case UInt8(ascii: "I"):
+                    try expectLiteral("Infinity")
+                    value = .double(.infinity)
+                default:
+                    throw failure("unexpected \(describeByte(at: position)), expected a value")
+                }
             }
 
             // Store the finished value in its container; when that closes the container, store the container in its
@@ -179,6 +211,57 @@ private struct JSONParser {
             }
             return value
         }
+    }
+
+    /// Moves past one value without building it: strings are scanned (escapes skipped, UTF-8 checked), brackets
+    /// counted, anything else taken up to the next delimiter. Enough to find where a deferred member ends; its text
+    /// is parsed in full when it is decoded.
+    mutating func skipValue() throws(JSONParseError) {
+        var depth = 0
+        repeat {
+            skipWhitespace()
+            guard position < end else { throw failure("unexpected end of input, expected a value") }
+            switch input[position] {
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                guard depth < maxDepth else { throw failure("maximum nesting depth of \(maxDepth) exceeded") }
+                depth += 1
+                position += 1
+            case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                guard depth > 0 else { throw failure("unexpected \(describeByte(at: position)), expected a value") }
+                depth -= 1
+                position += 1
+            case UInt8(ascii: "\""):
+                let open = position
+                position += 1
+                try scanUnescapedRun(open: open)
+                while input[position] == UInt8(ascii: "\\") {
+                    guard end - position >= 2 else {
+                        throw JSONParseError(offset: open, message: "unterminated string")
+                    }
+                    position += 2
+                    try scanUnescapedRun(open: open)
+                }
+                position += 1
+            case UInt8(ascii: ","), UInt8(ascii: ":"):
+                guard depth > 0 else { throw failure("unexpected \(describeByte(at: position)), expected a value") }
+                position += 1
+            default:
+                let start = position
+                while position < end {
+                    switch input[position] {
+                    case UInt8(ascii: ","), UInt8(ascii: ":"), UInt8(ascii: "]"), UInt8(ascii: "}"),
+                        UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: "\""), UInt8(ascii: " "),
+                        UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"):
+                        break
+                    default:
+                        position += 1
+                        continue
+                    }
+                    break
+                }
+                if position == start { throw failure("unexpected \(describeByte(at: position)), expected a value") }
+            }
+        } while depth > 0
     }
 
     /// Parses `"key" :` (with surrounding whitespace) and returns the key.

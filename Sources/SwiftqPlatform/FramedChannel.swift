@@ -23,6 +23,9 @@ public final class FramedChannel {
     public let descriptor: CInt
     /// Called for each frame, in order.
     public var onFrame: ((ReceivedFrame) -> Void)?
+    /// When set, called for each frame instead of ``onFrame``, with the payload undecoded: for a receiver that
+    /// decodes only part of it (the pool child leaves a task's request context as text until the task reads it).
+    public var onPayload: ((_ payload: [UInt8], _ descriptors: [CInt]) -> Void)?
     /// Called once when the peer closes, the stream breaks, or a frame is malformed.
     public var onClose: ((ChannelCloseReason) -> Void)?
 
@@ -149,6 +152,10 @@ public final class FramedChannel {
             if frame.descriptorCount > 0 {
                 attached = Array(receivedDescriptors.prefix(frame.descriptorCount))
                 receivedDescriptors.removeFirst(frame.descriptorCount)
+            }
+            if let onPayload {
+                onPayload(frame.payload, attached)
+                continue
             }
             let message: JSONValue
             do {

@@ -48,7 +48,7 @@ package final class PoolChild {
         UnixSignal.ignore(SIGPIPE)
 
         channel = FramedChannel(descriptor: Self.channelDescriptor, loop: loop)
-        channel.onFrame = { [unowned self] frame in self.handle(frame) }
+        channel.onPayload = { [unowned self] payload, descriptors in self.handle(payload, descriptors) }
         channel.onClose = { [unowned self] reason in
             if case .peerClosed = reason {
                 logger.debug("channel closed; exiting")
@@ -68,11 +68,21 @@ package final class PoolChild {
         return exitCode
     }
 
-    private func handle(_ frame: ReceivedFrame) {
-        frame.descriptors.forEach(Descriptors.close)
+    private func handle(_ payload: [UInt8], _ descriptors: [CInt]) {
+        descriptors.forEach(Descriptors.close)
+        let parsed: (value: JSONValue, raw: [String: ArraySlice<UInt8>])
+        do {
+            parsed = try JSONValue.parsing(payload, deferring: ["request"])
+        } catch {
+            // As the channel itself treats a frame that is not JSON: the stream cannot be trusted any more.
+            logger.error("channel failed: undecodable frame: \(error)")
+            exitCode = 1
+            loop.stop()
+            return
+        }
         let request: PoolRequest
         do {
-            request = try PoolRequest(decoding: frame.message)
+            request = try PoolRequest(decoding: parsed.value, requestText: parsed.raw["request"])
         } catch {
             switch error {
             case .badArguments(let id, let failure):
@@ -109,7 +119,11 @@ package final class PoolChild {
             kwargs: job.kwargs,
             retries: job.retries
         )
-        if let request = job.request { invocation.request = request }
+        if let text = job.requestText {
+            invocation.requestSource = .text(text)
+        } else if let request = job.request {
+            invocation.request = request
+        }
         let outcome: TaskResult
         if let exec = job.exec {
             let timeout = exec.timeout.map { Duration.milliseconds(Int64($0 * 1000)) }
@@ -146,7 +160,9 @@ package final class PoolChild {
                 metadata: task()
             )
         }
-        channel.send(PoolReply.result(id: job.id, outcome: PoolOutcome(outcome), runtime: runtime).json)
+        channel.send(
+            serialized: PoolReply.result(id: job.id, outcome: PoolOutcome(outcome), runtime: runtime).serialized
+        )
     }
 
     /// Sleeps wake up early when the lifeline breaks (the supervisor is gone) or the soft time limit passes.

@@ -87,6 +87,17 @@ package extension PoolRequest {
         }
     }
 
+    /// A request as the pool child decodes it: parsed with `request` deferred
+    /// (``JSONValue/parsing(_:deferring:maxDepth:)``), whose text an `execute` keeps as ``PoolJob/requestText``,
+    /// decoded only if the task reads it.
+    init(decoding message: JSONValue, requestText: ArraySlice<UInt8>?) throws(PoolRequestError) {
+        try self.init(decoding: message)
+        if case .execute(var job) = self, let requestText, requestText.first == UInt8(ascii: "{") {
+            job.requestText = Array(requestText)
+            self = .execute(job)
+        }
+    }
+
     init(decoding message: JSONValue) throws(PoolRequestError) {
         let id = message["id"] ?? .null
         let reader: FieldReader
@@ -154,6 +165,22 @@ package extension PoolRequest {
 }
 
 package extension PoolReply {
+    /// ``json``'s compact text; a success (one per task) is written straight into one buffer, field by field, in
+    /// ``json``'s order, without building the object first.
+    var serialized: [UInt8] {
+        guard case .result(let id, .success(let value), let runtime) = self else { return json.serialized() }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(id.utf8.count + 96)
+        bytes.append(contentsOf: #"{"type":"result","id":"#.utf8)
+        JSONValue.string(id).serialize(into: &bytes)
+        bytes.append(contentsOf: #","state":"SUCCESS","result":"#.utf8)
+        value.serialize(into: &bytes)
+        bytes.append(contentsOf: #","runtime":"#.utf8)
+        JSONValue.double(runtime).serialize(into: &bytes)
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
+
     var json: JSONValue {
         switch self {
         case .hello(let pid, let slot):

@@ -81,6 +81,9 @@ package struct PoolJob: Sendable, Equatable {
     package var retries: Int
     /// The rest of the task's request context, nil when there is none.
     package var request: TaskRequest?
+    /// The request context as the JSON text the consumer sent, undecoded: how a pool child receives it
+    /// (``PoolRequest/init(payload:)``); the task decodes it if it reads it.
+    package var requestText: [UInt8]?
 
     package init(
         id: String,

@@ -19,7 +19,15 @@ public struct TaskInvocation: Sendable {
     public var retries: Int
     /// The rest of Celery's `self.request`: root and parent ids, group, hostname, delivery info, … (empty when the
     /// task runs outside a worker).
-    public var request = TaskRequest()
+    ///
+    /// A pool child keeps it as the JSON text the consumer sent until a task reads it (most tasks never do), and
+    /// decodes it on each read: a task that reads it often keeps a copy (`let request = invocation.request`).
+    public var request: TaskRequest {
+        get { requestSource.request }
+        set { requestSource = .decoded(newValue) }
+    }
+    /// Where ``request`` comes from.
+    package var requestSource = TaskRequest.Source.decoded(TaskRequest())
 
     /// Creates an invocation.
     public init(

@@ -530,3 +530,46 @@ private struct ValueGenerator {
         #expect(value.jsonString.hasPrefix(#"{"status":"SUCCESS","result":[1,2.5,"é""#))
     }
 }
+
+/// Deferred members (`JSONValue.parsing(_:deferring:)`): the pool child leaves a task's request context as text.
+@Suite struct JSONValueDeferredMemberTests {
+    @Test func deferredMembersComeBackAsTheirTextAndTheRestIsParsed() throws {
+        let text =
+            #"{"type":"execute","request" : {"a":"}\"]","b":[1,{"c":null}],"d":-1.5e3} ,"#
+            + #""n":12,"s":"x","body":[[1],{}],"t":true}"#
+        let (value, raw) = try JSONValue.parsing(Array(text.utf8), deferring: ["request", "n", "s", "t", "absent"])
+        #expect(
+            raw["request"].map { String(decoding: $0, as: UTF8.self) } == #"{"a":"}\"]","b":[1,{"c":null}],"d":-1.5e3}"#
+        )
+        #expect(raw["n"].map { String(decoding: $0, as: UTF8.self) } == "12")
+        #expect(raw["s"].map { String(decoding: $0, as: UTF8.self) } == #""x""#)
+        #expect(raw["t"].map { String(decoding: $0, as: UTF8.self) } == "true")
+        #expect(raw["absent"] == nil)
+        #expect(value == ["type": "execute", "request": nil, "n": nil, "s": nil, "body": [[1], [:]], "t": nil])
+        // The same text without deferral parses as before, and its deferred parts parse to the same members.
+        let whole = try JSONValue(parsing: text)
+        #expect(try JSONValue(parsing: raw["request"]!) == whole["request"])
+    }
+
+    @Test func onlyTheOutermostObjectDefers() throws {
+        let (value, raw) = try JSONValue.parsing(
+            Array(#"{"x":{"request":[1]},"request":[]}"#.utf8),
+            deferring: ["request"]
+        )
+        #expect(value == ["x": ["request": [1]], "request": nil])
+        #expect(raw["request"].map(Array.init) == Array("[]".utf8))
+        let (array, none) = try JSONValue.parsing(Array(#"[{"request":1}]"#.utf8), deferring: ["request"])
+        #expect(array == [["request": 1]])
+        #expect(none.isEmpty)
+    }
+
+    @Test func aDeferredMemberThatDoesNotEndIsAnError() {
+        for bad in [
+            #"{"request":{"a":1"#, #"{"request":"abc"#, #"{"request":}"#, #"{"request":{"a":"\"#, #"{"request":]}"#,
+        ] {
+            #expect(throws: JSONParseError.self, "\(bad)") {
+                try JSONValue.parsing(Array(bad.utf8), deferring: ["request"])
+            }
+        }
+    }
+}

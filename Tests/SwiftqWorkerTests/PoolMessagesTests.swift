@@ -59,8 +59,50 @@ import Testing
         #expect(decoded.request == request)
     }
 
+    /// The child leaves the request as text (``PoolJob/requestText``) and the task decodes the same request from it
+    /// when it reads it; without a request there is no text and the task sees an empty one.
+    @Test func theChildDefersTheRequestUntilTheTaskReadsIt() throws {
+        var request = TaskRequest()
+        request.rootID = "r\"}1"
+        request.groupIndex = 2
+        request.deliveryInfo = ["queue": "celery", "redelivered": false, "priority": nil]
+        request.headers = ["x-test-header": "{[\"]}", "mystamp": ["a", 1.5, [:]]]
+        request.properties = ["app_id": "1234", "priority": 3]
+        var job = PoolJob(id: "t-1", name: "swiftq.echo", args: [1], kwargs: [:])
+        job.request = request
+        job.body = Array(#"[[1], {}, {}]"#.utf8)
+        let parsed = try JSONValue.parsing(PoolRequest.execute(job).serialized, deferring: ["request"])
+        guard case .execute(let decoded) = try PoolRequest(decoding: parsed.value, requestText: parsed.raw["request"])
+        else {
+            Issue.record("not an execute request")
+            return
+        }
+        #expect(decoded.request == nil)
+        let text = try #require(decoded.requestText)
+        #expect(TaskRequest.Source.text(text).request == request)
+        var invocation = TaskInvocation(id: decoded.id, name: decoded.name, args: decoded.args)
+        invocation.requestSource = .text(text)
+        #expect(invocation.request == request)
+        #expect(decoded.args == [1])
+
+        job.request = nil
+        let bare = try JSONValue.parsing(PoolRequest.execute(job).serialized, deferring: ["request"])
+        guard case .execute(let plain) = try PoolRequest(decoding: bare.value, requestText: bare.raw["request"]) else {
+            Issue.record("not an execute request")
+            return
+        }
+        #expect(plain.requestText == nil && plain.request == nil)
+        #expect(TaskRequest.Source.text(Array("not json".utf8)).request == TaskRequest())
+    }
+
     /// The frame and request writers that skip building objects write exactly what the object encoders write.
     @Test func theDirectWritersMatchTheObjectEncoders() throws {
+        for value: JSONValue in [nil, 5, 2.5, "x\"é", [1, ["a": [nil, true]]], [:]] {
+            let reply = PoolReply.result(id: "t-\"1", outcome: .success(value), runtime: 0.000123)
+            #expect(reply.serialized == reply.json.serialized(), "\(value)")
+        }
+        let failure = PoolReply.result(id: "t-1", outcome: .failure(.typeError("no")), runtime: 1)
+        #expect(failure.serialized == failure.json.serialized())
         var request = TaskRequest()
         #expect(
             {

@@ -5,10 +5,15 @@ import SwiftqTasks
 
 /// What watches the ``ConsumerCore`` without steering it: told of deliveries before the machine sees them, of
 /// revokes before they are carried out, and of pool events after the machine has handled them.
+///
+/// The core hands over the deliveries concerned (looked up once for all observers), never the machine itself: a
+/// struct of that size passed from a class property is copied, field by field, for every call.
 package protocol ConsumerCoreObserver: AnyObject {
     func received(_ messages: [InboundMessage], now: CeleryTimestamp)
-    func revoking(_ taskID: String, machine: DeliveryMachine)
-    func poolEvent(_ event: PoolEvent, machine: DeliveryMachine)
+    /// `waiting`: the deliveries of that id held here and not running yet (those a revoke ends at once).
+    func revoking(_ taskID: String, waiting: [DeliveryMachine.Delivery])
+    /// `delivery`: for `.started`, the delivery the job runs.
+    func poolEvent(_ event: PoolEvent, delivery: DeliveryMachine.Delivery?)
 }
 
 /// Celery's task and worker events, sent fire-and-forget through the broker transport's bounded event buffer
@@ -142,28 +147,21 @@ package final class TaskEventEmitter: ConsumerCoreObserver {
         send(events)
     }
 
-    package func revoking(_ taskID: String, machine: DeliveryMachine) {
+    package func revoking(_ taskID: String, waiting: [DeliveryMachine.Delivery]) {
         guard taskEventsEnabled else { return }
         // Only a task held here and not running yet is revoked at once; a running one is revoked when its child is
-        // terminated (``poolEvent(_:machine:)``), one that arrives later when it is received.
-        let waiting = machine.deliveries.values.contains { delivery in
-            guard delivery.message.id == taskID else { return false }
-            switch delivery.state {
-            case .held, .ready: return true
-            case .running, .settling: return false
-            }
-        }
-        guard waiting else { return }
+        // terminated (``poolEvent(_:delivery:)``), one that arrives later when it is received.
+        guard !waiting.isEmpty else { return }
         send([("task-revoked", ["uuid": .string(taskID), "terminated": false, "signum": .null, "expired": false])])
     }
 
-    package func poolEvent(_ event: PoolEvent, machine: DeliveryMachine) {
+    package func poolEvent(_ event: PoolEvent, delivery: DeliveryMachine.Delivery?) {
         guard taskEventsEnabled else { return }
         switch event {
         case .slotReady, .slotExited:
             return
         case .started(let jobID, _, _):
-            if let key = machine.running[jobID], let hard = machine.deliveries[key]?.message.timeLimit.hard {
+            if let hard = delivery?.message.timeLimit.hard {
                 hardLimits[jobID] = hard
             }
             send([("task-started", ["uuid": .string(jobID)])])

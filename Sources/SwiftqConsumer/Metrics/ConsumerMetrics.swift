@@ -201,23 +201,18 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
         }
     }
 
-    package func revoking(_ taskID: String, machine: DeliveryMachine) {
-        for delivery in machine.deliveries.values where delivery.message.id == taskID {
-            switch delivery.state {
-            case .held, .ready: count("revoked", task: delivery.message.name, queue: delivery.queue)
-            case .running, .settling: continue
-            }
-        }
+    package func revoking(_ taskID: String, waiting: [DeliveryMachine.Delivery]) {
+        for delivery in waiting { count("revoked", task: delivery.message.name, queue: delivery.queue) }
     }
 
-    package func poolEvent(_ event: PoolEvent, machine: DeliveryMachine) {
+    package func poolEvent(_ event: PoolEvent, delivery: DeliveryMachine.Delivery?) {
         switch event {
         case .slotReady:
             return
         case .slotExited(_, _, let reason):
             childExited(reason)
         case .started(let jobID, _, _):
-            guard let key = machine.running[jobID], let delivery = machine.deliveries[key] else { return }
+            guard let delivery else { return }
             running[jobID] = (delivery.message.name, delivery.queue)
             count("started", task: delivery.message.name, queue: delivery.queue)
         case .finished(let jobID, let outcome, let seconds):
