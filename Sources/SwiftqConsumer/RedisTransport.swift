@@ -274,7 +274,8 @@ package final class RedisTransport: BrokerTransport {
             }
             do {
                 let keys =
-                    reserveOrder.flatMap { $0.queues == order ? $0 : nil } ?? .init(queues: order, owner: owner)
+                    reserveOrder.flatMap { $0.queues == order ? $0 : nil }
+                    ?? kombu.reserveOrder(queues: order, owner: owner)
                 reserveOrder = keys
                 let reserved = try kombu.reserve(keys, max: min(available, batchLimit))
                 ThroughputCounters.shared.record(.reserve, size: reserved.count)

@@ -90,7 +90,7 @@ public struct KombuRedisBroker {
     /// Returns an empty array when every list is empty; then wait with ``waitForMessages(queues:timeout:)`` or a
     /// ``KombuQueueWatcher``. Malformed payloads are returned too (``ReservedMessage/isMalformed``), not recorded.
     public func reserve(queues: [String], max: Int, owner: String) throws(RedisError) -> [ReservedMessage] {
-        try reserve(ReserveOrder(queues: queues, owner: owner, layout: layout), max: max)
+        try reserve(reserveOrder(queues: queues, owner: owner), max: max)
     }
 
     /// The keys and arguments of a reserve for one queue order and owner, worked out once: a consumer that takes
@@ -103,7 +103,7 @@ public struct KombuRedisBroker {
         let queueArguments: [RedisArgument]
         let queueOfKey: [String: String]
 
-        public init(queues: [String], owner: String, layout: KombuRedisLayout = KombuRedisLayout()) {
+        init(queues: [String], owner: String, layout: KombuRedisLayout) {
             self.queues = queues
             self.owner = owner
             let listKeys = layout.consumeKeyOrder(queues: queues)
@@ -113,12 +113,14 @@ public struct KombuRedisBroker {
             keys =
                 listKeys.isEmpty
                 ? []
-                : [
-                    RedisArgument(layout.unackedKey), RedisArgument(layout.unackedIndexKey),
-                    RedisArgument(layout.reservedKey(owner: owner)),
-                ] + listKeys.map { RedisArgument($0) }
+                : KombuRedisBroker.ackKeys(layout, owner: owner) + listKeys.map { RedisArgument($0) }
             queueArguments = listKeys.map { RedisArgument(queueOfKey[$0] ?? $0) }
         }
+    }
+
+    /// The keys of a reserve from `queues` for `owner`, in this broker's layout, for ``reserve(_:max:)``.
+    public func reserveOrder(queues: [String], owner: String) -> ReserveOrder {
+        ReserveOrder(queues: queues, owner: owner, layout: layout)
     }
 
     /// ``reserve(queues:max:owner:)`` with the keys worked out beforehand (``ReserveOrder``).
@@ -192,7 +194,10 @@ public struct KombuRedisBroker {
     }
 
     /// The keys of ``KombuRedisScripts/ack``.
-    func ackKeys(owner: String) -> [RedisArgument] {
+    func ackKeys(owner: String) -> [RedisArgument] { Self.ackKeys(layout, owner: owner) }
+
+    /// `unacked`, `unacked_index` and the owner's reserved set: the keys every ack and reserve script starts with.
+    static func ackKeys(_ layout: KombuRedisLayout, owner: String) -> [RedisArgument] {
         [
             RedisArgument(layout.unackedKey), RedisArgument(layout.unackedIndexKey),
             RedisArgument(layout.reservedKey(owner: owner)),
