@@ -44,6 +44,15 @@ public final class Mailbox<Item: Sendable>: Sendable {
 
     public func post(_ item: Item) { post([item]) }
 
+    /// Wakes the loop without an item (something else it watches changed, e.g. events were buffered for it), as a
+    /// post would: a byte is written only when nothing is queued, since queued items already have one pending.
+    public func wake() {
+        guard items.withLock({ $0.isEmpty }) else { return }
+        ThroughputCounters.shared.threadWokeUp()
+        var byte: UInt8 = 1
+        _ = write(wakeWrite, &byte, 1)
+    }
+
     /// Takes every queued item (call on the loop's thread when the descriptor is readable).
     public func drain() -> [Item] {
         // On the stack: a drain runs on every wake-up of the loop, and allocates nothing of its own.
