@@ -44,4 +44,31 @@ import Testing
         loop.runOnce(timeout: .seconds(5))
         #expect(drained == ["a", "b", "c"])
     }
+
+    /// `wake()` makes the descriptor readable with nothing to drain (the AMQP thread is woken for buffered events
+    /// this way); one wake leaves nothing behind once drained, so the next wait sleeps.
+    @Test func aMailboxWakeWithoutItems() throws {
+        let mailbox = try Mailbox<String>()
+        let loop = EventLoop()
+        var wakes = 0
+        var drained: [String] = []
+        loop.watch(mailbox.descriptor) { _ in
+            wakes += 1
+            drained += mailbox.drain()
+        }
+        mailbox.wake()
+        loop.runOnce(timeout: .seconds(5))
+        #expect(wakes == 1)
+        #expect(drained.isEmpty)
+        loop.runOnce(timeout: .milliseconds(20))
+        #expect(wakes == 1)
+        // With an item queued, a wake adds nothing: the post's own byte wakes the loop once.
+        mailbox.post("a")
+        mailbox.wake()
+        loop.runOnce(timeout: .seconds(5))
+        #expect(wakes == 2)
+        #expect(drained == ["a"])
+        loop.runOnce(timeout: .milliseconds(20))
+        #expect(wakes == 2)
+    }
 }
