@@ -397,10 +397,13 @@ struct ConsumerControlState: ControlState {
         return URLCredentials.masked(url)
     }
 
+    /// Celery's `report` (`bugreport`), whose first line lists the software as `name:version` pairs starting with
+    /// `celery:`: tools and Celery's own tests read it there. swiftqd gives the Celery release whose worker behaviour
+    /// it follows, then its own name and version.
     var report: String {
         let configuration = consumer.configuration
         return """
-            software -> swiftqd (Celery protocol v2)
+            software -> celery:\(Self.celeryCompatibility) swiftqd:\(consumer.events.softwareVersion) (Celery protocol v2)
             platform -> \(Self.platform)
             node -> \(consumer.nodeName) pid \(getpid())
             broker -> \(consumer.redactedBrokerURL)
@@ -410,6 +413,9 @@ struct ConsumerControlState: ControlState {
 
             """
     }
+
+    /// The Celery release whose worker swiftqd answers as (its integration suite, `dev/celery-suite`, passes).
+    static let celeryCompatibility = "5.7"
 
     static var platform: String {
         var names = utsname()
