@@ -406,13 +406,13 @@ package final class RedisTransport: BrokerTransport {
         var stoppedPlans = Set<Int>()
         for index in batch.indices where !batch[index].chordSetups.isEmpty {
             // A chord this task starts: its size is in the backend before any header task can finish.
-            for setup in batch[index].chordSetups {
-                guard let backend else {
-                    events.post(.notice("chord \(setup.groupID): no Redis result backend to start it on"))
-                    continue
-                }
+            if let backend {
                 let expires = resultExpires.map { Int($0.components.seconds) } ?? 0
-                try backend.setChordSize(setup.groupID, size: setup.size, expires: max(0, expires))
+                try ChordStep.setUp(batch[index].chordSetups, backend: backend, expires: expires)
+            } else {
+                for setup in batch[index].chordSetups {
+                    events.post(.notice("chord \(setup.groupID): no Redis result backend to start it on"))
+                }
             }
             batch[index].chordSetups = []
         }

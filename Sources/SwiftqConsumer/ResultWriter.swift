@@ -124,9 +124,7 @@ package final class ResultWriter: Sendable {
     ) throws(RedisError) {
         let seconds = expires.map { Int($0.components.seconds) } ?? 0
         for index in batch.indices where !batch[index].chordSetups.isEmpty {
-            for setup in batch[index].chordSetups {
-                try backend.setChordSize(setup.groupID, size: setup.size, expires: max(0, seconds))
-            }
+            try ChordStep.setUp(batch[index].chordSetups, backend: backend, expires: seconds)
             batch[index].chordSetups = []
         }
         // A plan that started chords is back later with its results; its own chord part is counted then.
