@@ -416,6 +416,14 @@ package final class RedisTransport: BrokerTransport {
             }
             batch[index].chordSetups = []
         }
+        if batch.contains(where: { !$0.revokedUnlessStarted.isEmpty }) {
+            // Revokes of tasks no worker here holds, before the replies of this batch go out.
+            if let backend {
+                try RevokedResults.store(&batch, backend: backend, expires: resultExpires)
+            } else {
+                for index in batch.indices { batch[index].revokedUnlessStarted = [] }
+            }
+        }
         if let pauseBeforePublish = TestHooks.pauseBeforePublish, batch.contains(where: { !$0.publishes.isEmpty }) {
             events.post(.notice("pausing before publishing (SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH)"))
             PlatformThread.sleep(for: pauseBeforePublish)

@@ -67,6 +67,15 @@ package final class ResultWriter: Sendable {
                 batch[index].allResults.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: expires) }
             }
             do {
+                if batch.contains(where: { !$0.revokedUnlessStarted.isEmpty }) {
+                    let connected =
+                        try backend
+                        ?? RedisResultBackend(
+                            connection: url.connect(connectTimeout: .seconds(5), commandTimeout: .seconds(10))
+                        )
+                    backend = connected
+                    try RevokedResults.store(&batch, backend: connected, expires: expires)
+                }
                 if !items.isEmpty {
                     let connected =
                         try backend
