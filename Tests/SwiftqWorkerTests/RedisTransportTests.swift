@@ -179,8 +179,10 @@ import Testing
     @Test func aRevokeMarksOnlyTasksNobodyStartedAsRevoked() throws {
         try run { server, transport, client in
             let backend = try server.connect(1)
-            for (id, status) in [("started", "STARTED"), ("progress", "PROGRESS"), ("done", "SUCCESS"), ("retry", "RETRY")] {
-                try backend.command("SET", RedisArgument("celery-task-meta-" + id), RedisArgument(#"{"status": "\#(status)"}"#))
+            let stored = [("started", "STARTED"), ("progress", "PROGRESS"), ("done", "SUCCESS"), ("retry", "RETRY")]
+            for (id, status) in stored {
+                let meta = #"{"status": "\#(status)"}"#
+                try backend.command("SET", RedisArgument("celery-task-meta-" + id), RedisArgument(meta))
             }
             var revoke = Settlement(disposition: .none)
             let now = CeleryTimestamp.now
