@@ -69,7 +69,10 @@ func pause(_ seconds: JSONValue, _ environment: TaskEnvironment) throws(TaskFail
     guard let value = seconds.doubleValue ?? seconds.intValue.map(Double.init), value.isFinite, value >= 0 else {
         throw TaskFailure.typeError("sleep() needs a non-negative number of seconds, got \(seconds)")
     }
-    _ = environment.sleep(.nanoseconds(Int64(value * 1e9)))
+    // Python's `time.sleep` in a task gets `SoftTimeLimitExceeded` raised at the soft time limit.
+    if !environment.sleep(.nanoseconds(Int64(value * 1e9))) && environment.isPastSoftTimeLimit {
+        throw TaskFailure.softTimeLimitExceeded
+    }
 }
 
 /// The suite's tasks, registered under `t.integration.tasks.*` (and `celery.ping`).
@@ -135,10 +138,13 @@ enum SuiteTasks {
             try pause(call["pause_time"], environment)
             return try Python.sum(call["numbers"])
         }
-        // Without soft time limits the guard never fires; the body is otherwise the Python one.
         registry.task("delayed_sum_with_soft_guard") { invocation, environment in
             let call = try PythonCall(invocation, [("numbers", nil), ("pause_time", 1)])
-            try pause(call["pause_time"], environment)
+            do {
+                try pause(call["pause_time"], environment)
+            } catch let failure as TaskFailure where failure.type == TaskFailure.softTimeLimitExceeded.type {
+                return 0  // `except SoftTimeLimitExceeded: return 0`
+            }
             return try Python.sum(call["numbers"])
         }
         registry.task("tsum") { invocation, _ in try Python.sum(try PythonCall(invocation, [("nums", nil)])["nums"]) }

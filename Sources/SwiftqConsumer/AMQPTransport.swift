@@ -185,7 +185,10 @@ package final class AMQPTransport: BrokerTransport {
         var stored: [Settlement] = []
         var rest: [Settlement] = []
         for plan in plans {
-            if plan.publishes.isEmpty && (plan.result != nil || !plan.followingResults.isEmpty || plan.hasChordWork) {
+            if plan.publishes.isEmpty
+                && (plan.result != nil || !plan.followingResults.isEmpty || plan.hasChordWork
+                    || !plan.revokedUnlessStarted.isEmpty)
+            {
                 stored.append(plan)
             } else {
                 rest.append(plan)
@@ -730,7 +733,10 @@ package final class AMQPTransport: BrokerTransport {
             session.unconfirmed[sequence] = plan
             return
         }
-        if let resultWriter, plan.result != nil || !plan.followingResults.isEmpty || plan.hasChordWork {
+        if let resultWriter,
+            plan.result != nil || !plan.followingResults.isEmpty || plan.hasChordWork
+                || !plan.revokedUnlessStarted.isEmpty
+        {
             // Stored there (and the chord part counted), then handed back here without them.
             resultWriter.post([plan])
             return

@@ -3,35 +3,10 @@ import SwiftqCore
 import SwiftqTasks
 
 extension Canvas {
-    /// What a new-style errback needs of the failed task (``FailedTask``): its id, name, arguments, root, parent,
-    /// group, the exception as Celery encodes it (`exc_type`, `exc_message`, `exc_module`) and the traceback.
-    package static func failedTask(
-        id: String,
-        name: String?,
-        args: [JSONValue],
-        kwargs: OrderedDictionary<String, JSONValue>,
-        rootID: String?,
-        parentID: String?,
-        group: String?,
-        exception: JSONValue,
-        traceback: String?
-    ) -> JSONValue {
-        [
-            "id": .string(id),
-            "task": name.map(JSONValue.string) ?? .null,
-            "args": .array(args),
-            "kwargs": .object(kwargs),
-            "root_id": rootID.map(JSONValue.string) ?? .null,
-            "parent_id": parentID.map(JSONValue.string) ?? .null,
-            "group": group.map(JSONValue.string) ?? .null,
-            "exc": exception,
-            "traceback": traceback.map(JSONValue.string) ?? .null,
-        ]
-    }
-
-    /// The failed task of `message` (see ``failedTask(id:name:args:kwargs:rootID:parentID:group:exception:traceback:)``).
+    /// What a new-style errback needs of the failed task `message` (``FailedTask``, whose encoder writes it): its
+    /// id, name, arguments, root, parent, group, the exception as Celery encodes it and the traceback.
     package static func failedTask(_ message: TaskMessage, exception: JSONValue, traceback: String?) -> JSONValue {
-        failedTask(
+        FailedTask.json(
             id: message.id,
             name: message.name,
             args: message.args,
@@ -52,13 +27,14 @@ extension Canvas {
     static func carryingFailedTask(_ errbacks: [JSONValue], failed: JSONValue?) -> [JSONValue] {
         guard let failed else { return errbacks }
         return errbacks.map { errback in
-            guard var object = errback.objectValue, Signature(errback)?.subtaskType == nil else { return errback }
-            var options = object["options"]?.objectValue ?? [:]
-            var headers = options["headers"]?.objectValue ?? [:]
-            headers[FailedTask.headerName] = failed
-            options["headers"] = .object(headers)
-            object["options"] = .object(options)
-            return .object(object)
+            guard let object = errback.objectValue, Signature(errback)?.subtaskType == nil else { return errback }
+            return .object(
+                withOptions(object) { options in
+                    var headers = options["headers"]?.objectValue ?? [:]
+                    headers[FailedTask.headerName] = failed
+                    options["headers"] = .object(headers)
+                }
+            )
         }
     }
 
@@ -125,7 +101,7 @@ extension Canvas {
                 Self.errbacks(
                     errbacks,
                     failedID: memberID,
-                    failed: failedTask(
+                    failed: FailedTask.json(
                         id: memberID,
                         name: Signature(member)?.task,
                         args: [],
@@ -166,14 +142,12 @@ extension Canvas {
         var body = body
         for callback in callbacks { body = link(body, callback, option: "link") }
         for errback in errbacks {
-            var options = body["options"]?.objectValue ?? [:]
-            if body["subtask_type"]?.stringValue == "group", options["link_error"] == nil {
+            if body["subtask_type"]?.stringValue == "group", body["options"]?["link_error"] == nil {
                 body = link(body, errback, option: "link_error")
             } else {
-                var items = list(options["link_error"]).arrayValue ?? []
-                items.append(errback)
-                options["link_error"] = .array(items)
-                body["options"] = .object(options)
+                body = withOptions(body) { options in
+                    options["link_error"] = .array((list(options["link_error"]).arrayValue ?? []) + [errback])
+                }
             }
         }
         return body
@@ -188,23 +162,35 @@ extension Canvas {
         guard let errbacks = list(group.options["link_error"]).arrayValue, !errbacks.isEmpty else { return members }
         return members.map { member in
             guard var object = member.objectValue else { return member }
-            if Signature(member)?.subtaskType == nil {
-                var options = object["options"]?.objectValue ?? [:]
-                options["link_error"] = .array(errbacks)
-                object["options"] = .object(options)
-            } else if Signature(member)?.subtaskType == "chord" {
+            let signature = Signature(member)
+            switch signature?.subtaskType {
+            case nil:
+                object = withOptions(object) { $0["link_error"] = .array(errbacks) }
+            case "chord":
                 var kwargs = object["kwargs"]?.objectValue ?? [:]
-                if let body = kwargs["body"]?.objectValue, let chord = Signature(member) {
-                    var linked = chord
+                if let body = kwargs["body"]?.objectValue, let signature {
+                    var linked = signature
                     linked.options["link_error"] = .array(errbacks)
                     linked.options["link"] = nil
                     kwargs["body"] = .object(bodyWithChordLinks(body, of: linked))
                 }
                 object["kwargs"] = .object(kwargs)
-            } else {
+            default:
                 for errback in errbacks { object = link(object, errback, option: "link_error") }
             }
             return .object(object)
         }
+    }
+
+    /// `object` with its `options` (created when missing) changed by `change`.
+    static func withOptions(
+        _ object: SignatureObject,
+        _ change: (inout OrderedDictionary<String, JSONValue>) -> Void
+    ) -> SignatureObject {
+        var object = object
+        var options = object["options"]?.objectValue ?? [:]
+        change(&options)
+        object["options"] = .object(options)
+        return object
     }
 }

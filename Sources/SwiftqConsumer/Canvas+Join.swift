@@ -1,5 +1,6 @@
 import OrderedCollections
 import SwiftqCore
+import SwiftqTasks
 
 /// Joining a chord header from the result backend, as Celery's `GroupResult.join(propagate=True)` does, and what
 /// follows: the body applied to the joined values, or Celery's `chord_error_from_stack`. Used where the header's
@@ -133,7 +134,7 @@ extension Canvas {
             signature.map { list($0.options["link_error"]).arrayValue ?? [] } ?? [],
             failedID: bodyID,
             // Celery's fake request for the body: its id, name and arguments, no root, parent or group.
-            failed: failedTask(
+            failed: FailedTask.json(
                 id: bodyID,
                 name: signature?.task,
                 args: signature?.args ?? [],

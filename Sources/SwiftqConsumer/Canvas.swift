@@ -517,22 +517,23 @@ package enum Canvas {
         }
         body = bodyWithChordLinks(body, of: signature)
         let groupID = header?.taskID ?? signature.taskID ?? newID()
-        var bodyOptions = body["options"]?.objectValue ?? [:]
-        if bodyOptions["task_id"] == nil { bodyOptions["task_id"] = .string(newID()) }
-        bodyOptions["group_id"] = .string(groupID)
-        if !chain.isEmpty { bodyOptions["chain"] = .array(chain) }
-        body["options"] = .object(bodyOptions)
+        // The rest of a chain this chord is a step of: given by the caller, or carried in the chord's own options
+        // (a chord that is the body of another chord), which Celery's `chord.run` passes on to the body.
+        let chain = chain.isEmpty ? (signature.options["chain"]?.arrayValue ?? []) : chain
+        body = withOptions(body) { options in
+            if options["task_id"] == nil { options["task_id"] = .string(newID()) }
+            // A body frozen for an outer chord (this chord ends a chain in that chord's header) keeps the outer
+            // group id, and counts for it when it is done; Celery's `freeze` sets `group_id` only when missing.
+            if options["group_id"]?.stringValue?.isEmpty ?? true { options["group_id"] = .string(groupID) }
+            if !chain.isEmpty { options["chain"] = .array(chain) }
+        }
         let immutable = signature.immutable || header?.immutable == true
         guard !members.isEmpty else {
             // An empty header: Celery applies the body at once, with no results.
             return apply(.object(body), prepending: [[]], context: context, now: now, newID: newID)
         }
-        let withChord = members.map { member -> JSONValue in
-            guard var object = member.objectValue else { return member }
-            var options = object["options"]?.objectValue ?? [:]
-            options["chord"] = .object(body)
-            object["options"] = .object(options)
-            return .object(object)
+        let withChord = members.enumerated().map { index, member in
+            frozenForChord(member, groupID: groupID, body: .object(body), groupIndex: index)
         }
         var outcome = applyGroup(
             withChord,
@@ -542,7 +543,8 @@ package enum Canvas {
             now: now,
             newID: newID
         )
-        outcome.chordSetups.insert(ChordSetup(groupID: groupID, size: members.count), at: 0)
+        let size = members.reduce(0) { $0 + chordSize($1) }
+        outcome.chordSetups.insert(ChordSetup(groupID: groupID, size: size), at: 0)
         return outcome
     }
 

@@ -29,6 +29,7 @@ package extension DeliveryMachine {
         now: CeleryTimestamp
     ) -> [Action] {
         var actions: [Action] = []
+        var unheld: [String] = []
         for id in ids {
             revoked.insert(id, at: now.secondsSince1970)
             if running[id] != nil {
@@ -37,7 +38,16 @@ package extension DeliveryMachine {
                 }
                 continue
             }
-            finishWaiting(keys(where: { $0.message.id == id }), now: now, into: &actions)
+            let waiting = keys(where: { $0.message.id == id })
+            if waiting.isEmpty { unheld.append(id) }
+            finishWaiting(waiting, now: now, into: &actions)
+        }
+        if settings.storesResults && !unheld.isEmpty {
+            // Celery 5.7's `_revoke`: an id this worker does not hold is marked REVOKED in the backend, unless its
+            // state says it is done or started elsewhere (checked where the backend is, ``RevokedResults``).
+            var plan = Settlement(disposition: .none)
+            plan.revokedUnlessStarted = unheld.map { RevokedResults.result(taskID: $0, now: now) }
+            settle(plan, into: &actions)
         }
         return actions
     }

@@ -406,15 +406,23 @@ package final class RedisTransport: BrokerTransport {
         var stoppedPlans = Set<Int>()
         for index in batch.indices where !batch[index].chordSetups.isEmpty {
             // A chord this task starts: its size is in the backend before any header task can finish.
-            for setup in batch[index].chordSetups {
-                guard let backend else {
-                    events.post(.notice("chord \(setup.groupID): no Redis result backend to start it on"))
-                    continue
-                }
+            if let backend {
                 let expires = resultExpires.map { Int($0.components.seconds) } ?? 0
-                try backend.setChordSize(setup.groupID, size: setup.size, expires: max(0, expires))
+                try ChordStep.setUp(batch[index].chordSetups, backend: backend, expires: expires)
+            } else {
+                for setup in batch[index].chordSetups {
+                    events.post(.notice("chord \(setup.groupID): no Redis result backend to start it on"))
+                }
             }
             batch[index].chordSetups = []
+        }
+        if batch.contains(where: { !$0.revokedUnlessStarted.isEmpty }) {
+            // Revokes of tasks no worker here holds, before the replies of this batch go out.
+            if let backend {
+                try RevokedResults.store(&batch, backend: backend, expires: resultExpires)
+            } else {
+                for index in batch.indices { batch[index].revokedUnlessStarted = [] }
+            }
         }
         if let pauseBeforePublish = TestHooks.pauseBeforePublish, batch.contains(where: { !$0.publishes.isEmpty }) {
             events.post(.notice("pausing before publishing (SWIFTQ_TEST_PAUSE_BEFORE_PUBLISH)"))

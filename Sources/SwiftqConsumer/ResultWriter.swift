@@ -67,6 +67,15 @@ package final class ResultWriter: Sendable {
                 batch[index].allResults.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: expires) }
             }
             do {
+                if batch.contains(where: { !$0.revokedUnlessStarted.isEmpty }) {
+                    let connected =
+                        try backend
+                        ?? RedisResultBackend(
+                            connection: url.connect(connectTimeout: .seconds(5), commandTimeout: .seconds(10))
+                        )
+                    backend = connected
+                    try RevokedResults.store(&batch, backend: connected, expires: expires)
+                }
                 if !items.isEmpty {
                     let connected =
                         try backend
@@ -124,9 +133,7 @@ package final class ResultWriter: Sendable {
     ) throws(RedisError) {
         let seconds = expires.map { Int($0.components.seconds) } ?? 0
         for index in batch.indices where !batch[index].chordSetups.isEmpty {
-            for setup in batch[index].chordSetups {
-                try backend.setChordSize(setup.groupID, size: setup.size, expires: max(0, seconds))
-            }
+            try ChordStep.setUp(batch[index].chordSetups, backend: backend, expires: seconds)
             batch[index].chordSetups = []
         }
         // A plan that started chords is back later with its results; its own chord part is counted then.

@@ -42,6 +42,10 @@ package struct Settlement: Sendable, Equatable {
     /// later honour them too.
     package var revokes: [RevokeRecord] = []
     package var revokeExpiry: Double = 0
+    /// REVOKED results of ids revoked while this worker holds none of them, stored by the thread that holds the
+    /// Redis result backend only where the stored state lets a revoke replace it (``RevokedResults``), before the
+    /// plans of the same batch publish (so before the revoke's reply).
+    package var revokedUnlessStarted: [StoredResult] = []
 
     /// Whether the plan has chord work for the thread that holds the Redis result backend.
     package var hasChordWork: Bool { !chordParts.isEmpty || chordUnlock != nil }

@@ -55,7 +55,34 @@ public struct FailedTask: Sendable, Equatable {
             "exc_module": .string(exception.module),
         ]
         if exception.arguments == nil, exception.message.isEmpty { exc["exc_message"] = [] }
-        return [
+        return Self.json(
+            id: id,
+            name: name,
+            args: args,
+            kwargs: kwargs,
+            rootID: rootID,
+            parentID: parentID,
+            group: group,
+            exception: .object(exc),
+            traceback: traceback
+        )
+    }
+
+    /// The header's value for a failed task whose exception is already in Celery's encoding (`exception`, as the
+    /// worker has it from the failed result): the one writer of the fields that ``init(json:)`` reads back, used by
+    /// ``json`` and by the worker that publishes the errbacks.
+    package static func json(
+        id: String,
+        name: String?,
+        args: [JSONValue],
+        kwargs: OrderedDictionary<String, JSONValue>,
+        rootID: String?,
+        parentID: String?,
+        group: String?,
+        exception: JSONValue,
+        traceback: String?
+    ) -> JSONValue {
+        [
             "id": .string(id),
             "task": name.map(JSONValue.string) ?? .null,
             "args": .array(args),
@@ -63,7 +90,7 @@ public struct FailedTask: Sendable, Equatable {
             "root_id": rootID.map(JSONValue.string) ?? .null,
             "parent_id": parentID.map(JSONValue.string) ?? .null,
             "group": group.map(JSONValue.string) ?? .null,
-            "exc": .object(exc),
+            "exc": exception,
             "traceback": traceback.map(JSONValue.string) ?? .null,
         ]
     }

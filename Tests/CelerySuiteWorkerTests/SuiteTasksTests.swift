@@ -25,6 +25,22 @@ import Testing
         return registry.run(invocation, environment: .standalone)
     }
 
+    /// `time.sleep` raises `SoftTimeLimitExceeded` at the soft limit: `delayed_sum` fails with it,
+    /// `delayed_sum_with_soft_guard` catches it and returns 0 (`test_chord_soft_timeout_recuperation`).
+    @Test func sleepsEndAtTheSoftTimeLimitAsPythonsDo() {
+        let environment = TaskEnvironment(
+            sleep: { _ in false },
+            softDeadline: ContinuousClock.now - .seconds(1)
+        )
+        func run(_ name: String) -> Result<JSONValue, TaskFailure> {
+            let invocation = TaskInvocation(id: "id-1", name: name, args: [[100], 2])
+            return Self.registry.run(invocation, environment: environment)
+        }
+        #expect(run("t.integration.tasks.delayed_sum_with_soft_guard") == .success(0))
+        #expect(run("t.integration.tasks.delayed_sum") == .failure(TaskFailure.softTimeLimitExceeded))
+        #expect(Self.run("t.integration.tasks.delayed_sum_with_soft_guard", [[100], 0]) == .success(100))
+    }
+
     @Test func pingAndExactNames() {
         #expect(Self.run("celery.ping") == .success("pong"))
         #expect(Self.registry.contains("t.integration.tasks.add"))

@@ -24,6 +24,34 @@ import Testing
         #expect(harness.core.machine.revoked.ids == ["second"])
     }
 
+    /// Celery 5.7's `_revoke`: ids this worker does not hold go to the backend as REVOKED (unless started
+    /// elsewhere, checked there); a running or reserved one does not (it ends here); merged revokes store nothing.
+    @Test func aRevokeOfTasksNotHeldHereAsksTheBackendToMarkThemRevoked() throws {
+        let harness = CoreHarness(concurrency: 1)
+        harness.deliver(harness.task("running"), tag: "1")
+        harness.deliver(harness.task("reserved"), tag: "2")
+        harness.core.revoke(["running", "reserved", "elsewhere"], terminate: false, signal: 15)
+        let asked = harness.broker.plans.flatMap(\.revokedUnlessStarted)
+        #expect(asked.map(\.taskID) == ["elsewhere"])
+        let meta = try JSONValue(parsing: try #require(asked.first).meta)
+        #expect(meta["status"] == "REVOKED")
+        #expect(meta["result"]?["exc_type"] == "TaskRevokedError")
+        #expect(meta["result"]?["exc_message"] == ["revoked"])
+        let before = harness.broker.plans.count
+        harness.core.mergeRevoked([("other", harness.clock.now.secondsSince1970)])
+        #expect(harness.broker.plans.dropFirst(before).allSatisfy { $0.revokedUnlessStarted.isEmpty })
+    }
+
+    @Test func aRevokeReplacesOnlyTheStatesCeleryLetsItReplace() {
+        #expect(RevokedResults.mayReplace(nil))
+        for status in ["PENDING", "RECEIVED", "RETRY", "REJECTED"] {
+            #expect(RevokedResults.mayReplace(Array(#"{"status": "\#(status)"}"#.utf8)))
+        }
+        for status in ["STARTED", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED"] {
+            #expect(!RevokedResults.mayReplace(Array(#"{"status": "\#(status)"}"#.utf8)), "\(status)")
+        }
+    }
+
     @Test func revokesMergedFromAnotherNodeFinishWaitingTasksAndHoldForLaterOnes() {
         let harness = CoreHarness(concurrency: 1)
         harness.deliver(harness.task("busy"), tag: "1")

@@ -174,6 +174,39 @@ import Testing
         }
     }
 
+    /// Celery 5.7's revoke of tasks this worker does not hold: REVOKED where nothing started them, the state of one
+    /// another worker started (STARTED, a custom PROGRESS) or finished kept; stored before the same batch's reply.
+    @Test func aRevokeMarksOnlyTasksNobodyStartedAsRevoked() throws {
+        try run { server, transport, client in
+            let backend = try server.connect(1)
+            let stored = [("started", "STARTED"), ("progress", "PROGRESS"), ("done", "SUCCESS"), ("retry", "RETRY")]
+            for (id, status) in stored {
+                let meta = #"{"status": "\#(status)"}"#
+                try backend.command("SET", RedisArgument("celery-task-meta-" + id), RedisArgument(meta))
+            }
+            var revoke = Settlement(disposition: .none)
+            let now = CeleryTimestamp.now
+            revoke.revokedUnlessStarted = ["started", "progress", "done", "retry", "new"].map {
+                RevokedResults.result(taskID: $0, now: now)
+            }
+            let reply = OutboundMessage(exchange: "", routingKey: "replies", body: Array("ok".utf8))
+            transport.settle([revoke, Settlement(publishes: [reply], disposition: .none)])
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try client.command("LLEN", "replies").integer == 0, ContinuousClock.now < deadline { usleep(20_000) }
+            func status(_ id: String) throws -> String? {
+                let bytes = try backend.command("GET", RedisArgument("celery-task-meta-" + id)).bytes
+                return try bytes.flatMap { try JSONValue(parsing: $0)["status"]?.stringValue }
+            }
+            // The reply is out, so the revoke's results are stored.
+            #expect(try client.command("LLEN", "replies").integer == 1)
+            #expect(try status("new") == "REVOKED")
+            #expect(try status("retry") == "REVOKED")
+            #expect(try status("started") == "STARTED")
+            #expect(try status("progress") == "PROGRESS")
+            #expect(try status("done") == "SUCCESS")
+        }
+    }
+
     @Test func anUnroutablePublishStopsThePlanAndLeavesTheMessageUnacked() throws {
         try run { server, transport, client in
             transport.settle(
