@@ -207,6 +207,40 @@ import Testing
         }
     }
 
+    /// The same next to RabbitMQ: the result writer stores the revoke's results, then hands the plan back emptied.
+    @Test func theResultWriterMarksOnlyTasksNobodyStartedAsRevoked() throws {
+        let server = try Server()
+        let backend = try server.connect(1)
+        try backend.command("SET", "celery-task-meta-started", RedisArgument(#"{"status": "STARTED"}"#))
+        final class Forwarded: @unchecked Sendable {
+            let lock = NSLock()
+            var plans: [Settlement] = []
+        }
+        let forwarded = Forwarded()
+        let writer = ResultWriter(
+            url: .server(server.url(1)),
+            expires: nil,
+            forward: { plans, _ in forwarded.lock.withLock { forwarded.plans += plans } },
+            report: { _ in }
+        )
+        writer.start()
+        defer { writer.stop(timeout: .seconds(5)) }
+        var revoke = Settlement(disposition: .none)
+        revoke.revokedUnlessStarted = ["started", "new"].map { RevokedResults.result(taskID: $0, now: .now) }
+        writer.post([revoke])
+        let deadline = ContinuousClock.now + .seconds(10)
+        while forwarded.lock.withLock({ forwarded.plans.isEmpty }), ContinuousClock.now < deadline { usleep(20_000) }
+        let plans = forwarded.lock.withLock { forwarded.plans }
+        #expect(plans.count == 1)
+        #expect(plans.first?.revokedUnlessStarted.isEmpty == true)
+        let stored = try ["new", "started"].map { id in
+            try backend.command("GET", RedisArgument("celery-task-meta-" + id)).bytes
+                .map { String(decoding: $0, as: UTF8.self) } ?? ""
+        }
+        #expect(stored[0].contains(#""status": "REVOKED""#))
+        #expect(stored[1] == #"{"status": "STARTED"}"#)
+    }
+
     @Test func anUnroutablePublishStopsThePlanAndLeavesTheMessageUnacked() throws {
         try run { server, transport, client in
             transport.settle(
