@@ -68,4 +68,28 @@ import Testing
         let take5 = buffer.take()
         #expect(buffer.dropped + take5.count == 100_002)
     }
+
+    /// The AMQP writer batches by time: waiting events are due when a full list message's worth waits, or when the
+    /// oldest has waited the delay; a take starts the clock again.
+    @Test func eventsAreDueWhenAFullBatchWaitsOrTheOldestHasWaitedTheDelay() {
+        var buffer = EventBuffer<Int>(capacity: 100)
+        let start = ContinuousClock.now
+        let delay = Duration.milliseconds(20)
+        #expect(!buffer.isDue(now: start, fullBatch: 4, maximumDelay: delay))
+        #expect(buffer.dueIn(now: start, maximumDelay: delay) == nil)
+        _ = buffer.append([1, 2], now: start)
+        #expect(!buffer.isDue(now: start + .milliseconds(5), fullBatch: 4, maximumDelay: delay))
+        #expect(buffer.dueIn(now: start + .milliseconds(5), maximumDelay: delay) == .milliseconds(15))
+        // Later appends do not move the oldest event's clock.
+        _ = buffer.append([3], now: start + .milliseconds(10))
+        #expect(buffer.isDue(now: start + .milliseconds(20), fullBatch: 4, maximumDelay: delay))
+        #expect(buffer.dueIn(now: start + .milliseconds(25), maximumDelay: delay) == .zero)
+        _ = buffer.append([4], now: start + .milliseconds(11))
+        #expect(buffer.isDue(now: start + .milliseconds(11), fullBatch: 4, maximumDelay: delay))
+        #expect(Array(buffer.take()) == [1, 2, 3, 4])
+        #expect(!buffer.isDue(now: start + .seconds(1), fullBatch: 4, maximumDelay: delay))
+        _ = buffer.append([5], now: start + .seconds(1))
+        #expect(!buffer.isDue(now: start + .seconds(1) + .milliseconds(19), fullBatch: 4, maximumDelay: delay))
+        #expect(buffer.isDue(now: start + .seconds(1) + .milliseconds(20), fullBatch: 4, maximumDelay: delay))
+    }
 }

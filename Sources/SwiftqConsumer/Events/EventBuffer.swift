@@ -39,6 +39,9 @@ package struct EventBuffer<Element> {
     private var droppedSinceTake = 0
     private var inBurst = false
     private var wakePending = false
+    /// When the oldest waiting event was appended (nil: none waits): a writer that batches by time
+    /// (``isDue(now:fullBatch:maximumDelay:)``) takes them once they have waited long enough.
+    package private(set) var waitingSince: ContinuousClock.Instant?
 
     package init(capacity: Int) {
         precondition(capacity > 0, "an event buffer holds at least one event")
@@ -46,9 +49,10 @@ package struct EventBuffer<Element> {
     }
 
     /// Adds events in order; the oldest go when there is no room.
-    package mutating func append(_ events: some Collection<Element>) -> Appended {
+    package mutating func append(_ events: some Collection<Element>, now: ContinuousClock.Instant = .now) -> Appended {
         var result = Appended()
         guard !events.isEmpty else { return result }
+        if waitingSince == nil { waitingSince = now }
         let overflow = waiting.count + events.count - capacity
         if overflow > 0 {
             let fromWaiting = min(overflow, waiting.count)
@@ -77,9 +81,26 @@ package struct EventBuffer<Element> {
         if droppedSinceTake == 0 { inBurst = false }
         droppedSinceTake = 0
         wakePending = false
+        waitingSince = nil
         var taken: Deque<Element> = []
         swap(&taken, &waiting)
         return taken
+    }
+}
+
+extension EventBuffer {
+    /// Whether a writer that batches by time should take the waiting events now: `fullBatch` of them wait (a full
+    /// list message), or the oldest has waited `maximumDelay`.
+    package func isDue(now: ContinuousClock.Instant, fullBatch: Int, maximumDelay: Duration) -> Bool {
+        guard let waitingSince else { return false }
+        return waiting.count >= fullBatch || now - waitingSince >= maximumDelay
+    }
+
+    /// How long until ``isDue(now:fullBatch:maximumDelay:)`` by time (zero when due; nil when nothing waits): the
+    /// writer's longest sleep.
+    package func dueIn(now: ContinuousClock.Instant, maximumDelay: Duration) -> Duration? {
+        guard let waitingSince else { return nil }
+        return max(.zero, maximumDelay - (now - waitingSince))
     }
 }
 
@@ -103,6 +124,21 @@ package final class EventOutbox: Sendable {
     /// that takes them does the joining, not the consumer loop.
     package func take() -> Deque<OutboundMessage> {
         EventBatches.grouping(buffer.withLock { $0.take() })
+    }
+
+    /// ``take()`` when ``EventBuffer/isDue(now:fullBatch:maximumDelay:)`` (full list messages of
+    /// ``EventBatches/limit`` events, or the oldest waited `maximumDelay`); nothing otherwise.
+    package func takeIfDue(now: ContinuousClock.Instant, maximumDelay: Duration) -> Deque<OutboundMessage> {
+        let taken = buffer.withLock { buffer -> Deque<OutboundMessage> in
+            guard buffer.isDue(now: now, fullBatch: EventBatches.limit, maximumDelay: maximumDelay) else { return [] }
+            return buffer.take()
+        }
+        return EventBatches.grouping(taken)
+    }
+
+    /// How long until the waiting events are due by time; nil when none wait.
+    package func dueIn(now: ContinuousClock.Instant, maximumDelay: Duration) -> Duration? {
+        buffer.withLock { $0.dueIn(now: now, maximumDelay: maximumDelay) }
     }
 
     /// Events dropped since the start.
