@@ -317,8 +317,9 @@ struct ConsumerControlState: ControlState {
     var reservedRequests: [JSONValue] { machine?.reservedInfo ?? [] }
     var scheduledRequests: [JSONValue] { machine?.scheduledInfo ?? [] }
     var revokedIDs: [String] {
-        consumer.core?.purgeRevoked()
-        return machine?.revoked.ids ?? []
+        guard let core = consumer.core else { return consumer.revokesBeforeStart }
+        core.purgeRevoked()
+        return core.machine.revoked.ids
     }
     var heldTaskIDs: Set<String> { machine?.heldTaskIDs ?? [] }
     func queryTask(_ ids: [String]) -> JSONValue { machine?.queryTask(ids) ?? [:] }

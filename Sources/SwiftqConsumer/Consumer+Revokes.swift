@@ -14,6 +14,37 @@ package extension Consumer {
     /// State file format version.
     static let stateFileVersion: Int64 = 1
 
+    /// The `[id, time]` pairs of a state file's `revoked` list; nil when it has none.
+    static func stateFileRevokes(_ root: JSONValue) -> [(id: String, at: Double)]? {
+        guard let entries = root["revoked"]?.arrayValue else { return nil }
+        return entries.compactMap { entry -> (id: String, at: Double)? in
+            guard let pair = entry.arrayValue, pair.count == 2, let id = pair[0].stringValue,
+                let at = pair[1].doubleValue
+            else { return nil }
+            return (id, at)
+        }
+    }
+
+    /// The revokes known while the task path does not exist yet (the consumer has not connected): the unexpired
+    /// ones of `worker.state_db` and those received meanwhile (held until it starts), which `inspect revoked` lists,
+    /// as the machine will once it has them.
+    var revokesBeforeStart: [String] {
+        var ids = OrderedSet<String>()
+        if let path = configuration.worker.stateDB, let bytes = try? FileContents.read(path),
+            let root = try? JSONValue(parsing: bytes), let records = Self.stateFileRevokes(root)
+        {
+            let oldest = CeleryTimestamp.now.secondsSince1970 - configuration.worker.revokesExpire.seconds
+            for record in records where record.at >= oldest { ids.append(record.id) }
+        }
+        for effect in heldControlEffects {
+            switch effect {
+            case .revoke(let revoked, _, _), .mergeRevoked(let revoked): ids.append(contentsOf: revoked)
+            default: continue
+            }
+        }
+        return Array(ids)
+    }
+
     /// Reads `worker.state_db` into the revoked set (before the transport starts). A broken file is logged and set
     /// aside, never fatal: the broker's list and mingle still bring the cluster's revokes.
     func loadRevokes() {
@@ -26,15 +57,9 @@ package extension Consumer {
             logger.error("worker.state_db \(path) cannot be read (\(error)); starting without its revokes")
             return
         }
-        guard let entries = root["revoked"]?.arrayValue else {
+        guard let records = Self.stateFileRevokes(root) else {
             logger.error("worker.state_db \(path) is not a swiftq state file (no \"revoked\" list); ignoring it")
             return
-        }
-        let records = entries.compactMap { entry -> (id: String, at: Double)? in
-            guard let pair = entry.arrayValue, pair.count == 2, let id = pair[0].stringValue,
-                let at = pair[1].doubleValue
-            else { return nil }
-            return (id, at)
         }
         if let clock = root["clock"]?.intValue { controlClock = max(controlClock, clock) }
         core.mergeRevoked(records)

@@ -74,4 +74,21 @@ final class RecordingTransport: BrokerTransport, @unchecked Sendable {
         try consumer.startConnection()
         #expect(transport.queues.last == ["celery", "early"])
     }
+
+    /// `inspect revoked` before the consumer has connected lists what the machine will hold once it starts: the
+    /// state file's unexpired revokes and those held meanwhile (it answered an empty list until then).
+    @Test func inspectRevokedBeforeTheTaskPathExistsListsTheStateFileAndHeldRevokes() throws {
+        let directory = NSTemporaryDirectory() + "swiftq-early-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let now = CeleryTimestamp.now.secondsSince1970
+        let state = #"{"version":1,"revoked":[["saved",\#(now)],["too-old",\#(now - 1_000_000)]]}"#
+        try state.write(toFile: directory + "/revokes.json", atomically: true, encoding: .utf8)
+        let consumer = Consumer(registry: .builtIn, makeTransport: { _, _, _ in try RecordingTransport() })
+        consumer.configuration.worker.stateDB = directory + "/revokes.json"
+        _ = consumer.runControl(method: "revoke", arguments: ["task_id": "early"], via: .socket)
+        #expect(consumer.core == nil)
+        let listed = consumer.runControl(method: "revoked", arguments: [:], via: .socket)
+        #expect(listed.reply == .array(["saved", "early"]))
+    }
 }
