@@ -202,7 +202,8 @@ package final class AMQPTransport: BrokerTransport {
         if !stored.isEmpty { resultWriter.post(stored) }
     }
 
-    /// Buffers events for the connection thread, and wakes it (one empty plan) when the buffer has just filled.
+    /// Buffers events for the connection thread, and wakes it (``Mailbox/wake()``, no plan) when the buffer has just
+    /// filled.
     package func publishEvents(_ messages: [OutboundMessage]) -> EventBuffer<OutboundMessage>.Appended {
         let appended = eventOutbox.append(messages)
         if appended.wake { inbox.wake() }
@@ -212,7 +213,8 @@ package final class AMQPTransport: BrokerTransport {
     /// The buffered events, one after another on the publish channel without waiting for their confirms (nothing
     /// waits on an event; their confirms match no plan and are ignored). Events taken when the connection fails are
     /// lost, as Celery's are without `buffer_while_offline`.
-    /// The batch leaves corked: its frames go to the network together, not as one segment per event.
+    /// A batch of several messages leaves corked (its frames go to the network together, not as one segment per
+    /// event); a single message is not corked (see below).
     private func publishBufferedEvents(_ session: inout Session, all: Bool = false) throws {
         // Each message costs the node far more than its bytes (measured: its CPU per task rose from ~0.45 to ~0.65 ms
         // with one `task.multi` per turn), so events wait for a full list message or ``eventDelay``, not a turn.

@@ -415,7 +415,8 @@ struct ConsumerControlState: ControlState {
             """
     }
 
-    /// The Celery release whose worker swiftqd answers as (its integration suite, `dev/celery-suite`, passes).
+    /// The Celery release whose worker swiftqd answers as (its integration suite runs against swiftqd with
+    /// `dev/celery-suite`; docs/celery-suite.md gives the current count).
     static let celeryCompatibility = "5.7"
 
     static var platform: String {

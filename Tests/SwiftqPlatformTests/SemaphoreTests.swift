@@ -2,6 +2,10 @@ import Testing
 
 @testable import SwiftqPlatform
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The monotonic timed wait of ``Semaphore`` and the queues built on it. Nothing here depends on speed: a
 /// wait either has a post to take or has none.
 @Suite struct SemaphoreTests {
@@ -62,13 +66,21 @@ import Testing
         #expect(drained.isEmpty)
         loop.runOnce(timeout: .milliseconds(20))
         #expect(wakes == 1)
-        // With an item queued, a wake adds nothing: the post's own byte wakes the loop once.
+        // With an item queued, a wake adds nothing: the post's own byte is the only one pending.
         mailbox.post("a")
         mailbox.wake()
+        #expect(pendingBytes(mailbox.descriptor) == 1)
         loop.runOnce(timeout: .seconds(5))
         #expect(wakes == 2)
         #expect(drained == ["a"])
         loop.runOnce(timeout: .milliseconds(20))
         #expect(wakes == 2)
+    }
+
+    /// The bytes waiting in a pipe's read end (FIONREAD): how many wake-ups were written and not yet drained.
+    private func pendingBytes(_ descriptor: Int32) -> Int32 {
+        var count: Int32 = -1
+        _ = ioctl(descriptor, UInt(FIONREAD), &count)
+        return count
     }
 }
