@@ -36,6 +36,8 @@ from celery.result import allow_join_result
 from celery.utils.nodenames import anon_nodename
 
 WORKER_KIND = os.environ.get("SWIFTQ_SUITE_WORKER", "swiftq")
+# Celery's tox environment the run stands for: redis, rabbitmq (rpc backend) or rabbitmq_redis.
+SETUP = os.environ.get("SWIFTQ_SUITE_SETUP", "redis")
 RUN_DIR = os.environ.get("SWIFTQ_SUITE_DIR", ".")
 EXCLUDED_FILE = os.environ.get(
     "SWIFTQ_SUITE_EXCLUDED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "celery-suite-excluded.txt")
@@ -47,6 +49,16 @@ TEST_TIMEOUT = float(os.environ.get("SWIFTQ_SUITE_TEST_TIMEOUT", "10"))
 STARTUP_TIMEOUT = float(os.environ.get("SWIFTQ_SUITE_STARTUP_TIMEOUT", "60"))
 
 
+def _swiftq_url(url):
+    """The suite's kombu URLs as swiftqd's configuration spells them: ``pyamqp://`` is kombu's name for its py-amqp
+    transport (the AMQP 0-9-1 URL swiftqd reads as ``amqp://``), ``rpc`` Celery's alias of ``rpc://``."""
+    if url.startswith("pyamqp://"):
+        return url[len("py"):]
+    if url == "rpc":
+        return "rpc://"
+    return url
+
+
 def _swiftq_command(hostname, concurrency):
     binary = os.environ["SWIFTQ_SUITE_WORKER_BIN"]
     config = os.path.join(RUN_DIR, "worker.yaml")
@@ -55,9 +67,9 @@ def _swiftq_command(hostname, concurrency):
     with open(config, "w") as file:
         file.write(
             f"""broker:
-  url: {os.environ['TEST_BROKER']}
+  url: "{_swiftq_url(os.environ['TEST_BROKER'])}"
 result_backend:
-  url: {os.environ['TEST_BACKEND']}
+  url: "{_swiftq_url(os.environ['TEST_BACKEND'])}"
   extended: true
 worker:
   hostname: "{hostname}"
@@ -165,8 +177,12 @@ def _read_budgets(path):
     return budgets
 
 
-def _read_excluded(path):
-    """``<node id or id prefix> | <reason>`` per line; # starts a comment line."""
+SETUPS = ("redis", "rabbitmq", "rabbitmq_redis")
+
+
+def _read_excluded(path, setup=SETUP):
+    """``[<setup>,...] <node id or id prefix> | <reason>`` per line; # starts a comment line. A line without the
+    bracketed list of setups applies to every setup; one with it only to those it names."""
     entries = []
     with open(path) as file:
         for number, line in enumerate(file, 1):
@@ -175,8 +191,20 @@ def _read_excluded(path):
                 continue
             node, separator, reason = line.partition("|")
             if not separator or not reason.strip():
-                raise pytest.UsageError(f"{path}:{number}: expected '<test id> | <reason>'")
-            entries.append((node.strip(), reason.strip()))
+                raise pytest.UsageError(f"{path}:{number}: expected '[<setup>,...] <test id> | <reason>'")
+            node = node.strip()
+            setups = SETUPS
+            if node.startswith("["):
+                names, closed, node = node[1:].partition("]")
+                setups = tuple(name.strip() for name in names.split(","))
+                unknown = [name for name in setups if name not in SETUPS]
+                if not closed or unknown or not node.strip():
+                    raise pytest.UsageError(
+                        f"{path}:{number}: expected '[<setup>,...] <test id>' with setups among {', '.join(SETUPS)}"
+                    )
+                node = node.strip()
+            if setup in setups:
+                entries.append((node, reason.strip()))
     return entries
 
 
@@ -294,5 +322,6 @@ def pytest_sessionfinish(session, exitstatus):
     if state is None or not path:
         return
     state["worker"] = WORKER_KIND
+    state["setup"] = SETUP
     with open(path, "w") as file:
         json.dump(state, file, indent=1, sort_keys=True)

@@ -15,7 +15,7 @@ def main(path, elapsed):
     for nodeid, entry in sorted(outcomes.items()):
         if entry["outcome"] in ("failed", "error", "skipped", "xfailed", "xpassed"):
             causes[(entry["outcome"], entry.get("cause", ""))].append(nodeid)
-    print(f"\ncelery-suite: worker {report['worker']}, {int(elapsed)} s")
+    print(f"\ncelery-suite: worker {report['worker']}, setup {report.get('setup', 'redis')}, {int(elapsed)} s")
     for (outcome, cause), nodeids in sorted(causes.items(), key=lambda item: (-len(item[1]), item[0])):
         print(f"  {len(nodeids):4d} {outcome}: {cause}")
         for nodeid in nodeids[:5]:
