@@ -78,6 +78,8 @@ worker:
   prefetch_multiplier: 4
   acks_late: false
   shutdown_timeout: 5s
+  # The suite's tasks find their Redis as get_redis_connection() does; pool children see only what is passed on.
+  pass_environment: [REDIS_HOST, REDIS_PORT]
 control:
   socket: {os.path.join(RUN_DIR, 'swiftqd.sock')}
 logging:
@@ -123,10 +125,6 @@ def external_worker(app, concurrency=1, pool="solo", loglevel=None, logfile=None
         raise pytest.UsageError(f"SWIFTQ_SUITE_WORKER must be swiftq or celery, not {WORKER_KIND!r}")
     log_path = os.path.join(RUN_DIR, "worker.log")
     log = open(log_path, "ab")
-    # swiftqd's pool children get a filtered environment: the suite tasks' Redis address also goes through a file
-    # in the worker's working directory (Examples/CelerySuiteWorker reads it when REDIS_HOST is not set).
-    with open(os.path.join(RUN_DIR, "suite-redis"), "w") as file:
-        file.write(f"{os.environ.get('REDIS_HOST', 'localhost')}:{os.environ.get('REDIS_PORT', '6379')}\n")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                start_new_session=True, cwd=RUN_DIR)
     handle = types.SimpleNamespace(hostname=hostname, pid=process.pid, process=process, log=log_path,

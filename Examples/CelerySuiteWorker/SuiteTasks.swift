@@ -34,21 +34,11 @@ func expectedException(_ arguments: [JSONValue]) -> TaskFailure {
     return failure
 }
 
-/// A connection to the suite's Redis (`REDIS_HOST`, `REDIS_PORT`, as `get_redis_connection()` reads them).
-/// Pool children get a filtered environment (swiftqd passes no REDIS_* on), so dev/celery_suite_plugin.py also
-/// writes the address as `host:port` to `suite-redis` in the worker's working directory, which children inherit.
+/// A connection to the suite's Redis (`REDIS_HOST`, `REDIS_PORT`, as `get_redis_connection()` reads them). Pool
+/// children see them because dev/celery_suite_plugin.py lists them in `worker.pass_environment`.
 func suiteRedis() throws(TaskFailure) -> RedisConnection {
-    var host = getenv("REDIS_HOST").map { String(cString: $0) } ?? "localhost"
-    var port = getenv("REDIS_PORT").map { String(cString: $0) } ?? "6379"
-    if getenv("REDIS_HOST") == nil, let file = fopen("suite-redis", "r") {
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 256)
-        if fgets(&line, Int32(line.count), file) != nil {
-            let address = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(
-                whereSeparator: { $0 == ":" || $0 == "\n" })
-            if address.count == 2 { (host, port) = (String(address[0]), String(address[1])) }
-        }
-    }
+    let host = getenv("REDIS_HOST").map { String(cString: $0) } ?? "localhost"
+    let port = getenv("REDIS_PORT").map { String(cString: $0) } ?? "6379"
     do {
         return try RedisConnection(url: RedisURL(parsing: "redis://\(host):\(port)/0"))
     } catch {
