@@ -15,7 +15,7 @@ import Glibc
         var events: [PoolEvent] = []
         var finished: [String: PoolOutcome] {
             var outcomes: [String: PoolOutcome] = [:]
-            for case .finished(let id, let outcome, _) in events { outcomes[id] = outcome }
+            for case .finished(let id, let outcome, _, _) in events { outcomes[id] = outcome }
             return outcomes
         }
         var lost: [String: ExitReason] {
