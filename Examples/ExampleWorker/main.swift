@@ -112,6 +112,15 @@ registry.register("example.pipeline") { invocation, _ in
     )
     return sent.tuple
 }
+// Celery's `self.backend.store_result(id, value, "SUCCESS")`: a result stored under another id (one a client waits
+// on), before this task's own.
+registry.register("example.publish_result") { invocation, _ in
+    guard invocation.args.count == 2, let id = invocation.args[0].stringValue else {
+        throw TaskFailure.typeError("example.publish_result() takes an id and a value")
+    }
+    invocation.storeResult(id: id, state: "SUCCESS", result: invocation.args[1])
+    return .string(id)
+}
 // Keeps `mib` MiB for as long as its pool child lives: with `worker.max_memory_per_child`, the child is replaced
 // after such a task (never during it).
 enum Hoard {

@@ -201,13 +201,15 @@ package final class ThreadPool: WorkPool {
         lifeline: CInt?
     ) -> (PoolOutcome, Double, [TaskEffect]) {
         let started = ContinuousClock.now
-        let invocation = TaskInvocation(
+        var invocation = TaskInvocation(
             id: job.id,
             name: job.name,
             args: job.args,
             kwargs: job.kwargs,
             retries: job.retries
         )
+        // Celery's `self.request`, as a prefork child gets it (`addToChord` reads its `chord`).
+        if let request = job.request { invocation.request = request }
         let outcome: TaskResult
         if let exec = job.exec {
             // The program is a process: its own timeout or the task's hard limit, whichever comes first, kills it.
