@@ -194,6 +194,8 @@ struct TaskEffectsTests {
         #expect(plan.chordParts.map(\.taskID) == ["m1"], "the task's own part after the counter grew")
         #expect(plan.disposition == .ack)
         #expect(harness.core.machine.counters.canvas["effects"] == 2)
+        #expect(harness.core.machine.counters.canvas["chord_members_added"] == 2)
+        #expect(harness.core.machine.counters.canvas["chords_started"] == nil)
     }
 
     @Test func aChordAddedToAChordCountsByItsBodyWhichKeepsTheOuterChord() throws {
