@@ -15,7 +15,8 @@ extension Canvas {
     ///   member fails with Celery's `ValueError`;
     /// - `storeResult`: the state and result stored for that id (with the task's `reply_to`), when results are stored.
     ///
-    /// The outcome's ``Outcome/results`` are stored before the task's own result (``Settlement/prepend(_:)``).
+    /// The outcome's ``Outcome/results`` are stored before the task's own result (``Settlement/prepend(_:)``); its
+    /// ``Outcome/children`` are the results of what was sent, for the task's `children`.
     package static func effects(
         _ effects: [TaskEffect],
         of message: TaskMessage,
@@ -28,7 +29,9 @@ extension Canvas {
         for effect in effects {
             switch effect {
             case .apply(let signature):
-                outcome.append(apply(signature, prepending: [], context: context, now: now, newID: newID))
+                var applied = apply(signature, prepending: [], context: context, now: now, newID: newID)
+                applied.children = [sentResult(signature, newID: newID)]
+                outcome.append(applied)
             case .addToChord(let signature):
                 guard let body = message.chord, let group = message.group, !group.isEmpty else {
                     return .failure(.valueError("Current task is not member of any chord"))
@@ -43,15 +46,15 @@ extension Canvas {
                     "root_id": .string(message.rootID ?? message.id),
                 ]
                 outcome.chordSetups.append(ChordSetup(groupID: group, size: 1, extends: true))
-                outcome.append(
-                    apply(
-                        .object(set(object, kept, nesting: nil)),
-                        prepending: [],
-                        context: context,
-                        now: now,
-                        newID: newID
-                    )
+                var applied = apply(
+                    .object(set(object, kept, nesting: nil)),
+                    prepending: [],
+                    context: context,
+                    now: now,
+                    newID: newID
                 )
+                applied.children = [sentResult(signature, newID: newID)]
+                outcome.append(applied)
             case .storeResult(let taskID, let state, let result, let traceback):
                 guard storesResults else { continue }
                 let meta = ResultMeta.meta(
@@ -70,6 +73,13 @@ extension Canvas {
             }
         }
         return .success(outcome)
+    }
+
+    /// The result tuple of a signature the task froze (Celery's `as_tuple()` of what `apply_async` returned: a chain's
+    /// last step with its parents, a group's members), which Celery adds to the task's `children`.
+    static func sentResult(_ signature: JSONValue, newID: () -> String) -> JSONValue {
+        guard var frozen = TaskSignature(json: signature) else { return .null }
+        return frozen.freeze(newID: newID).tuple
     }
 }
 

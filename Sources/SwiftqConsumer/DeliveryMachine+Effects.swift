@@ -45,6 +45,7 @@ extension DeliveryMachine {
             performed = outcome
         }
         counters.canvas["effects", default: 0] += effects.count
+        delivery.effectChildren = performed.children
         recordCanvas(performed, chordParts: 0, message: message, actions: &actions)
         var decided: [Action] = []
         finish(delivery, outcome, runtime: runtime, now: now, into: &decided)

@@ -102,6 +102,9 @@ package struct DeliveryMachine {
         /// When the pool started it (seconds since 1970) and the child's pid: `inspect active`.
         package var timeStart: Double?
         package var workerPID: Int32?
+        /// What the task sent from inside itself (its task effects), as result tuples: first in its SUCCESS meta's
+        /// `children`, as Celery's `request.children` trail.
+        package var effectChildren: [JSONValue] = []
 
         package init(key: UInt64, message: TaskMessage, tag: String?, queue: String, state: State) {
             self.key = key
@@ -742,7 +745,7 @@ package struct DeliveryMachine {
                     dateDone: now,
                     request: message,
                     extended: extended,
-                    children: .array(canvas.children)
+                    children: .array(delivery.effectChildren + canvas.children)
                 )
             case .failure(let failure):
                 meta = ResultMeta.failure(

@@ -255,6 +255,8 @@ struct TaskEffectsTests {
         #expect(next["kwargs"]?["header"]?["options"]?["task_id"] == .string(groupID))
         #expect(next["kwargs"]?["body"]?["options"]?["task_id"] == .string(bodyID))
         #expect(plan.disposition == .ack)
+        // Celery's `children` of the task: what it sent, as the tuple it got back.
+        #expect(plan.resultJSON?["children"] == [tuple])
     }
 
     @Test func aStoredResultGoesBeforeARequeueAndBeforeTheTasksOwnResult() throws {
