@@ -29,14 +29,16 @@ extension Canvas {
         for effect in effects {
             switch effect {
             case .apply(let signature):
-                var applied = apply(signature, prepending: [], context: context, now: now, newID: newID)
-                applied.children = [sentResult(signature, newID: newID)]
+                let sent = frozen(signature, newID: newID)
+                var applied = apply(sent.signature, prepending: [], context: context, now: now, newID: newID)
+                applied.children = [sent.result]
                 outcome.append(applied)
             case .addToChord(let signature):
                 guard let body = message.chord, let group = message.group, !group.isEmpty else {
                     return .failure(.valueError("Current task is not member of any chord"))
                 }
-                guard let object = signature.objectValue, object["task"]?.stringValue != nil else {
+                let sent = frozen(signature, newID: newID)
+                guard let object = sent.signature.objectValue, object["task"]?.stringValue != nil else {
                     return .failure(.typeError("add_to_chord needs a signature, got \(signature.typeName)"))
                 }
                 let kept: SignatureObject = [
@@ -53,7 +55,7 @@ extension Canvas {
                     now: now,
                     newID: newID
                 )
-                applied.children = [sentResult(signature, newID: newID)]
+                applied.children = [sent.result]
                 outcome.append(applied)
             case .storeResult(let taskID, let state, let result, let traceback):
                 guard storesResults else { continue }
@@ -75,11 +77,14 @@ extension Canvas {
         return .success(outcome)
     }
 
-    /// The result tuple of a signature the task froze (Celery's `as_tuple()` of what `apply_async` returned: a chain's
-    /// last step with its parents, a group's members), which Celery adds to the task's `children`.
-    static func sentResult(_ signature: JSONValue, newID: () -> String) -> JSONValue {
-        guard var frozen = TaskSignature(json: signature) else { return .null }
-        return frozen.freeze(newID: newID).tuple
+    /// A signature as the task froze it (``TaskSignature/freeze(newID:)``: ids it lacks are chosen now, for an effect
+    /// recorded without ``TaskInvocation/apply(_:)``), and its result tuple (Celery's `as_tuple()` of what
+    /// `apply_async` returned: a chain's last step with its parents, a group's members), which Celery adds to the
+    /// task's `children`.
+    static func frozen(_ signature: JSONValue, newID: () -> String) -> (signature: JSONValue, result: JSONValue) {
+        guard var frozen = TaskSignature(json: signature) else { return (signature, .null) }
+        let result = frozen.freeze(newID: newID)
+        return (frozen.json, result.tuple)
     }
 }
 

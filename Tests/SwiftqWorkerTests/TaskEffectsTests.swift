@@ -259,6 +259,26 @@ struct TaskEffectsTests {
         #expect(plan.resultJSON?["children"] == [tuple])
     }
 
+    @Test func anEffectRecordedUnfrozenIsFrozenOnceSoItsChildrenNameWhatWasSent() throws {
+        var registry = TaskRegistry.builtIn
+        registry.register("t.raw") { invocation, _ in
+            invocation.effects.record(
+                .apply(
+                    TaskSignature.chain([TaskSignature("swiftq.add", args: [1, 1]), TaskSignature("swiftq.echo")]).json
+                )
+            )
+            return 0
+        }
+        let harness = CoreHarness(registry: registry)
+        harness.deliver(TaskMessage(id: "r1", name: "t.raw"), tag: "1")
+        harness.pool.runPending()
+        let plan = try #require(harness.broker.plans.first { $0.deliveryTag == "1" })
+        try #require(plan.publishes.count == 1)
+        let first = try #require(plan.publishes[0].headers["id"])
+        let last = try #require(try C.body(plan.publishes[0])[2]?["chain"]?[0]?["options"]?["task_id"])
+        #expect(plan.resultJSON?["children"] == [[[last, [[first, nil], nil]], nil]])
+    }
+
     @Test func aStoredResultGoesBeforeARequeueAndBeforeTheTasksOwnResult() throws {
         var registry = TaskRegistry.builtIn
         registry.register("t.reject") { invocation, _ in
