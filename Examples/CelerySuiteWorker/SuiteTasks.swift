@@ -11,16 +11,6 @@ extension TaskRegistry {
     mutating func task(_ name: String, _ body: @escaping TaskHandler) {
         register("\(SuiteTasks.module).\(name)", handler: body)
     }
-
-    mutating func missing(_ name: String, needs need: String) {
-        task(name) { invocation, _ in
-            throw TaskFailure(
-                type: "NotImplementedError",
-                message: "\(invocation.name) needs \(need), which swiftq's task API does not offer yet",
-                module: "builtins"
-            )
-        }
-    }
 }
 
 /// The suite's `ExpectedException(*args)`, defined in the tasks module so the client recreates it.
@@ -394,14 +384,6 @@ enum SuiteTasks {
 
         registerReplacing(into: &registry)
         registerRetrying(into: &registry)
-
-        // What the remaining tasks need from a task API that swiftq does not have yet.
-        registry.missing("store_success_then_reject", needs: "storing a result from inside a task (self.backend)")
-        for name in ["add_to_all_to_chord", "add_chord_to_chord"] {
-            registry.missing(name, needs: "self.add_to_chord(signature)")
-        }
-        for name in ["chain_add", "chord_add", "build_chain_inside_task"] {
-            registry.missing(name, needs: "publishing a canvas from inside a task")
-        }
+        registerEffects(into: &registry)
     }
 }

@@ -1,12 +1,8 @@
 // The tasks of Celery's integration suite (`t/integration/tasks.py` in Celery's sdist) as Swift tasks, under their
 // exact names, for dev/celery-suite: the suite then runs against this binary as it would against
 // `celery -A ... worker`. Only the public task API is used (TaskRegistry, TaskInvocation, TaskEnvironment,
-// TaskFailure, SwiftqDaemon.main), so the suite's pass count measures what a user's worker can do today.
-//
-// A task whose Python body needs something the task API does not offer (parts of the request context,
-// add_to_chord, publishing from a task) is registered as failing with
-// `NotImplementedError` naming the missing piece, so the suite reports the gap instead of a faked result.
-// docs/celery-suite.md lists them.
+// TaskFailure, TaskReplace, the task effects, SwiftqDaemon.main), so the suite's pass count measures what a user's
+// worker can do today. docs/celery-suite.md describes them.
 //
 //   swift build --product swiftq-celery-suite-worker
 //   dev/celery-suite

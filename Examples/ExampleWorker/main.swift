@@ -6,6 +6,7 @@
 //
 //   >>> app.send_task("example.multiply", (6, 7)).get()                  # 42
 //   >>> app.send_task("example.scaled_area", (6, 7)).get()               # 420, by a chain it was replaced with
+//   >>> result_from_tuple(app.send_task("example.pipeline", (6, 7)).get(), app).get()   # [84, 126]
 //   >>> app.send_task("example.invoice", kwargs={"items": [{"name": "tea", "price": 3.5, "quantity": 2}],
 //   ...                                            "currency": "EUR"}).get()
 import SwiftqWorker
@@ -85,6 +86,40 @@ registry.register("example.squares") { (numbers: [Int]) throws -> [Int] in
     throw TaskReplace(
         .group(numbers.map { TaskSignature("example.multiply", args: [.int(Int64($0)), .int(Int64($0))]) })
     )
+}
+// Celery's `self.add_to_chord(sig)`: a chord header task that finds more work adds it to its own chord, whose body
+// then waits for those results too. Here the squares of 1…count, and 0 for the task itself.
+registry.register("example.fan_out") { invocation, _ in
+    guard let count = invocation.args.first?.intValue, count >= 0 else {
+        throw TaskFailure.typeError("example.fan_out() needs a count")
+    }
+    for number in 0..<count {
+        try invocation.addToChord(TaskSignature("example.multiply", args: [.int(number + 1), .int(number + 1)]))
+    }
+    return 0
+}
+// Sending a canvas from inside a task (Celery's `chain(...).apply_async()` in a task body): the ids are chosen in the
+// task, which returns the chain's result as Celery stores a returned `AsyncResult` (its `as_tuple()`), so the client
+// can wait on the chain (`result_from_tuple(value).get()`): width × height, then that × 2 and × 3 as a group (a chord
+// whose body, swiftq.echo, returns the group's results).
+registry.register("example.pipeline") { invocation, _ in
+    let sent = invocation.apply(
+        .chain([
+            TaskSignature("example.multiply", args: invocation.args),
+            .group([TaskSignature("example.multiply", args: [2]), TaskSignature("example.multiply", args: [3])]),
+            TaskSignature("swiftq.echo"),
+        ])
+    )
+    return sent.tuple
+}
+// Celery's `self.backend.store_result(id, value, "SUCCESS")`: a result stored under another id (one a client waits
+// on), before this task's own.
+registry.register("example.publish_result") { invocation, _ in
+    guard invocation.args.count == 2, let id = invocation.args[0].stringValue else {
+        throw TaskFailure.typeError("example.publish_result() takes an id and a value")
+    }
+    invocation.storeResult(id: id, state: "SUCCESS", result: invocation.args[1])
+    return .string(id)
 }
 // Keeps `mib` MiB for as long as its pool child lives: with `worker.max_memory_per_child`, the child is replaced
 // after such a task (never during it).

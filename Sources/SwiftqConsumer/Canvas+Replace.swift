@@ -198,11 +198,11 @@ extension Canvas {
     }
 
     /// Celery's `sig.set(chord=…, group_id=…, group_index=…, root_id=…, replaced_task_nesting=…)` as it takes effect
-    /// when the signature runs: on a chain's last step (the nesting on every step), on a chord's body.
+    /// when the signature runs: on a chain's last step (the nesting, when given, on every step), on a chord's body.
     static func set(
         _ object: SignatureObject,
         _ kept: SignatureObject,
-        nesting: JSONValue
+        nesting: JSONValue?
     ) -> SignatureObject {
         var object = object
         switch object["subtask_type"]?.stringValue {
@@ -220,7 +220,7 @@ extension Canvas {
         default:
             var options = object["options"]?.objectValue ?? [:]
             for (name, value) in kept { options[name] = value }
-            options["replaced_task_nesting"] = nesting
+            if let nesting { options["replaced_task_nesting"] = nesting }
             object["options"] = .object(options)
         }
         return object

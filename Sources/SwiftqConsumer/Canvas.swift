@@ -549,10 +549,18 @@ package enum Canvas {
     }
 
     /// A chord this worker starts: `celery-taskset-meta-<gid>.s` = `size` (and `.c` deleted, as Celery's
-    /// `set_chord_size` does), before its header tasks are published.
+    /// `set_chord_size` does), before its header tasks are published; or, `extends`, a chord a task adds members to
+    /// (Celery's `add_to_chord`): `size` added to its `.t`, before the added members are published.
     package struct ChordSetup: Sendable, Equatable {
         package var groupID: String
         package var size: Int
+        package var extends = false
+
+        package init(groupID: String, size: Int, extends: Bool = false) {
+            self.groupID = groupID
+            self.size = size
+            self.extends = extends
+        }
     }
 
     /// Members applied as one group: each gets `group` = `groupID` and `group_index` = its position (or the ones it

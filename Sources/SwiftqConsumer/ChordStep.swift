@@ -80,10 +80,15 @@ enum ChordStep {
         )
     }
 
-    /// Starts the chords a completed chord's body starts (Celery's `set_chord_size`).
+    /// Starts the chords a completed chord's body starts (Celery's `set_chord_size`), and counts the members tasks add
+    /// to their chords (Celery's `add_to_chord`).
     static func setUp(_ setups: [Canvas.ChordSetup], backend: RedisResultBackend, expires: Int) throws(RedisError) {
         for setup in setups {
-            try backend.setChordSize(setup.groupID, size: setup.size, expires: max(0, expires))
+            if setup.extends {
+                try backend.addToChord(setup.groupID, count: setup.size, expires: max(0, expires))
+            } else {
+                try backend.setChordSize(setup.groupID, size: setup.size, expires: max(0, expires))
+            }
         }
     }
 

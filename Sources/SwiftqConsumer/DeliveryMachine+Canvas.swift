@@ -82,7 +82,11 @@ extension DeliveryMachine {
         if !outcome.publishes.isEmpty { counters.canvas["published", default: 0] += outcome.publishes.count }
         if !outcome.results.isEmpty { counters.canvas["failed_in_chain", default: 0] += outcome.results.count }
         if chordParts > 0 { counters.canvas["chord_parts", default: 0] += chordParts }
-        if !outcome.chordSetups.isEmpty { counters.canvas["chords_started", default: 0] += outcome.chordSetups.count }
+        let added = outcome.chordSetups.filter(\.extends).count
+        if outcome.chordSetups.count > added {
+            counters.canvas["chords_started", default: 0] += outcome.chordSetups.count - added
+        }
+        if added > 0 { counters.canvas["chord_members_added", default: 0] += added }
         if !outcome.ignoredOptions.isEmpty {
             counters.canvas["canvas_option_ignored", default: 0] += outcome.ignoredOptions.count
             let names = Array(Set(outcome.ignoredOptions)).sorted().joined(separator: ", ")

@@ -30,6 +30,7 @@ extension DeliveryMachine {
         request.softTimeLimit = limits.soft
         request.headers = TaskRequest.customHeaders(message.headers)
         request.replacedTaskNesting = message.replacedTaskNesting
+        request.chord = message.chord
         return request
     }
 }

@@ -102,6 +102,9 @@ package struct DeliveryMachine {
         /// When the pool started it (seconds since 1970) and the child's pid: `inspect active`.
         package var timeStart: Double?
         package var workerPID: Int32?
+        /// What the task sent from inside itself (its task effects), as result tuples: first in its SUCCESS meta's
+        /// `children`, as Celery's `request.children` trail.
+        package var effectChildren: [JSONValue] = []
 
         package init(key: UInt64, message: TaskMessage, tag: String?, queue: String, state: State) {
             self.key = key
@@ -480,45 +483,60 @@ package struct DeliveryMachine {
                 delivery.ackedEarly = true
             }
             if plan.result != nil || plan.deliveryTag != nil { settle(plan, into: &actions) }
-        case .finished(let jobID, let outcome, let runtime):
+        case .finished(let jobID, let outcome, let runtime, let effects):
             guard let delivery = takeRunning(jobID) else { break }
-            switch outcome {
-            case .success(let value):
-                complete(
-                    delivery,
-                    status: .success(value),
-                    runtime: runtime,
-                    disposition: .ack,
-                    now: now,
-                    into: &actions
-                )
-            case .failure(let failure):
-                if policy(for: delivery.message.name).autoretry {
-                    retry(delivery, TaskRetry(cause: failure), runtime: runtime, now: now, into: &actions)
-                    break
-                }
-                complete(
-                    delivery,
-                    status: .failure(failure),
-                    runtime: runtime,
-                    disposition: failureDisposition(delivery.message.name, timedOut: false),
-                    now: now,
-                    into: &actions
-                )
-            case .retry(let request):
-                retry(delivery, request, runtime: runtime, now: now, into: &actions)
-            case .reject(let reject):
-                rejectByTask(delivery, reject, runtime: runtime, now: now, into: &actions)
-            case .ignore:
-                ignoreByTask(delivery, into: &actions)
-            case .replace(let signature):
-                replaceByTask(delivery, signature, runtime: runtime, now: now, into: &actions)
+            if effects.isEmpty {
+                finish(delivery, outcome, runtime: runtime, now: now, into: &actions)
+            } else {
+                finish(delivery, outcome, runtime: runtime, effects: effects, now: now, into: &actions)
             }
         case .lost(let jobID, let slot, let pid, let reason):
             guard let delivery = takeRunning(jobID) else { break }
             lost(delivery, slot: slot, pid: pid, reason: reason, now: now, into: &actions)
         }
         return actions
+    }
+
+    /// What a task's outcome leads to (its effects aside: ``finish(_:_:runtime:effects:now:into:)``).
+    mutating func finish(
+        _ delivery: Delivery,
+        _ outcome: PoolOutcome,
+        runtime: Double,
+        now: CeleryTimestamp,
+        into actions: inout [Action]
+    ) {
+        switch outcome {
+        case .success(let value):
+            complete(
+                delivery,
+                status: .success(value),
+                runtime: runtime,
+                disposition: .ack,
+                now: now,
+                into: &actions
+            )
+        case .failure(let failure):
+            if policy(for: delivery.message.name).autoretry {
+                retry(delivery, TaskRetry(cause: failure), runtime: runtime, now: now, into: &actions)
+                break
+            }
+            complete(
+                delivery,
+                status: .failure(failure),
+                runtime: runtime,
+                disposition: failureDisposition(delivery.message.name, timedOut: false),
+                now: now,
+                into: &actions
+            )
+        case .retry(let request):
+            retry(delivery, request, runtime: runtime, now: now, into: &actions)
+        case .reject(let reject):
+            rejectByTask(delivery, reject, runtime: runtime, now: now, into: &actions)
+        case .ignore:
+            ignoreByTask(delivery, into: &actions)
+        case .replace(let signature):
+            replaceByTask(delivery, signature, runtime: runtime, now: now, into: &actions)
+        }
     }
 
     private mutating func lost(
@@ -727,7 +745,7 @@ package struct DeliveryMachine {
                     dateDone: now,
                     request: message,
                     extended: extended,
-                    children: .array(canvas.children)
+                    children: .array(delivery.effectChildren + canvas.children)
                 )
             case .failure(let failure):
                 meta = ResultMeta.failure(

@@ -58,7 +58,14 @@ package final class InlinePool: WorkPool {
             let outcome = registry.execute(invocation, environment: .standalone)
             busy[slot] = nil
             completed[slot, default: 0] += 1
-            onEvent?(.finished(jobID: job.id, outcome: PoolOutcome(outcome), runtime: 0))
+            onEvent?(
+                .finished(
+                    jobID: job.id,
+                    outcome: PoolOutcome(outcome),
+                    runtime: 0,
+                    effects: invocation.effects.recorded
+                )
+            )
         }
         return batch.count
     }

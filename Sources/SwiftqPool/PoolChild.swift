@@ -161,7 +161,12 @@ package final class PoolChild {
             )
         }
         channel.send(
-            serialized: PoolReply.result(id: job.id, outcome: PoolOutcome(outcome), runtime: runtime).serialized
+            serialized: PoolReply.result(
+                id: job.id,
+                outcome: PoolOutcome(outcome),
+                runtime: runtime,
+                effects: invocation.effects.recorded
+            ).serialized
         )
     }
 

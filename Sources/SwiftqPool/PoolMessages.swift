@@ -16,8 +16,9 @@ package enum PoolRequest: Equatable, Sendable {
 package enum PoolReply: Equatable, Sendable {
     /// The child is up.
     case hello(pid: Int32, slot: Int)
-    /// A job returned (`state` `SUCCESS` with `result`, or `FAILURE` with `exception` and `traceback`).
-    case result(id: String, outcome: PoolOutcome, runtime: Double)
+    /// A job returned (`state` `SUCCESS` with `result`, or `FAILURE` with `exception` and `traceback`), with what the
+    /// task recorded on its way (`effects`, left out when none: ``TaskEffect``).
+    case result(id: String, outcome: PoolOutcome, runtime: Double, effects: [TaskEffect] = [])
     /// A request the child could not take (malformed, unknown type).
     case error(message: String, id: JSONValue)
 }
@@ -168,7 +169,9 @@ package extension PoolReply {
     /// ``json``'s compact text; a success (one per task) is written straight into one buffer, field by field, in
     /// ``json``'s order, without building the object first.
     var serialized: [UInt8] {
-        guard case .result(let id, .success(let value), let runtime) = self else { return json.serialized() }
+        guard case .result(let id, .success(let value), let runtime, let effects) = self, effects.isEmpty else {
+            return json.serialized()
+        }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(id.utf8.count + 96)
         bytes.append(contentsOf: #"{"type":"result","id":"#.utf8)
@@ -182,15 +185,22 @@ package extension PoolReply {
     }
 
     var json: JSONValue {
+        guard case .result(_, _, _, let effects) = self, !effects.isEmpty else { return jsonWithoutEffects }
+        guard case .object(var fields) = jsonWithoutEffects else { return jsonWithoutEffects }
+        fields["effects"] = .array(effects.map(Self.effectJSON))
+        return .object(fields)
+    }
+
+    private var jsonWithoutEffects: JSONValue {
         switch self {
         case .hello(let pid, let slot):
             return ChannelMessage.make("hello", ["pid": .int(Int64(pid)), "slot": .int(Int64(slot))])
-        case .result(let id, .success(let value), let runtime):
+        case .result(let id, .success(let value), let runtime, _):
             return ChannelMessage.make(
                 "result",
                 ["id": .string(id), "state": "SUCCESS", "result": value, "runtime": .double(runtime)]
             )
-        case .result(let id, .failure(let failure), let runtime):
+        case .result(let id, .failure(let failure), let runtime, _):
             return ChannelMessage.make(
                 "result",
                 [
@@ -198,7 +208,7 @@ package extension PoolReply {
                     "traceback": failure.traceback.map { .string($0) } ?? .null, "runtime": .double(runtime),
                 ]
             )
-        case .result(let id, .retry(let retry), let runtime):
+        case .result(let id, .retry(let retry), let runtime, _):
             var fields: OrderedDictionary<String, JSONValue> = ["id": .string(id), "state": "RETRY"]
             fields["countdown"] = retry.countdown.map { .double($0) } ?? .null
             fields["eta"] = retry.eta.map { .string($0.iso8601) } ?? .null
@@ -209,7 +219,7 @@ package extension PoolReply {
             if let kwargs = retry.kwargs { fields["kwargs"] = .object(kwargs) }
             fields["runtime"] = .double(runtime)
             return ChannelMessage.make("result", fields)
-        case .result(let id, .reject(let reject), let runtime):
+        case .result(let id, .reject(let reject), let runtime, _):
             return ChannelMessage.make(
                 "result",
                 [
@@ -217,9 +227,9 @@ package extension PoolReply {
                     "requeue": .bool(reject.requeue), "runtime": .double(runtime),
                 ]
             )
-        case .result(let id, .ignore, let runtime):
+        case .result(let id, .ignore, let runtime, _):
             return ChannelMessage.make("result", ["id": .string(id), "state": "IGNORED", "runtime": .double(runtime)])
-        case .result(let id, .replace(let signature), let runtime):
+        case .result(let id, .replace(let signature), let runtime, _):
             return ChannelMessage.make(
                 "result",
                 ["id": .string(id), "state": "REPLACED", "signature": signature, "runtime": .double(runtime)]
@@ -237,12 +247,18 @@ package extension PoolReply {
         case "result":
             let id = try reader.string("id")
             let runtime = try reader.optionalDouble("runtime") ?? 0
+            var effects: [TaskEffect] = []
+            if let list = message["effects"], !list.isNull {
+                guard let items = list.arrayValue else { throw reader.wrong("effects", "an array") }
+                effects = try items.map(Self.effect)
+            }
+            let outcome: PoolOutcome
             switch try reader.string("state") {
             case "SUCCESS":
-                self = .result(id: id, outcome: .success(try reader.value("result")), runtime: runtime)
+                outcome = .success(try reader.value("result"))
             case "FAILURE":
                 let failure = Self.failure(try reader.value("exception"), traceback: message["traceback"])
-                self = .result(id: id, outcome: .failure(failure), runtime: runtime)
+                outcome = .failure(failure)
             case "RETRY":
                 var retry = TaskRetry(countdown: try reader.optionalDouble("countdown"))
                 if let eta = message["eta"]?.stringValue {
@@ -263,23 +279,24 @@ package extension PoolReply {
                     guard let object = kwargs.objectValue else { throw reader.wrong("kwargs", "an object") }
                     retry.kwargs = object
                 }
-                self = .result(id: id, outcome: .retry(retry), runtime: runtime)
+                outcome = .retry(retry)
             case "REJECT":
                 let reject = TaskReject(
                     message["reason"]?.stringValue ?? "",
                     requeue: message["requeue"]?.boolValue ?? false
                 )
-                self = .result(id: id, outcome: .reject(reject), runtime: runtime)
+                outcome = .reject(reject)
             case "IGNORED":
-                self = .result(id: id, outcome: .ignore, runtime: runtime)
+                outcome = .ignore
             case "REPLACED":
-                self = .result(id: id, outcome: .replace(try reader.value("signature")), runtime: runtime)
+                outcome = .replace(try reader.value("signature"))
             default:
                 throw reader.wrong(
                     "state",
                     "\"SUCCESS\", \"FAILURE\", \"RETRY\", \"REJECT\", \"IGNORED\" or \"REPLACED\""
                 )
             }
+            self = .result(id: id, outcome: outcome, runtime: runtime, effects: effects)
         case "error":
             self = .error(message: try reader.string("message"), id: message["id"] ?? .null)
         default:

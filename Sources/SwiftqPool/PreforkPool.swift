@@ -263,7 +263,7 @@ package final class PreforkPool: WorkPool {
             if slot.state == .starting { slot.state = .idle }
             sendLogLevel(slot)
             onEvent?(.slotReady(slot: slot.index, pid: pid))
-        case .result(let id, let outcome, let runtime):
+        case .result(let id, let outcome, let runtime, let effects):
             guard let job = slot.job, id == job.id else {
                 logger.warning("pool child \(slot.index) sent a result for no job it runs")
                 return
@@ -287,7 +287,7 @@ package final class PreforkPool: WorkPool {
             } else {
                 slot.state = .idle
             }
-            onEvent?(.finished(jobID: job.id, outcome: outcome, runtime: runtime))
+            onEvent?(.finished(jobID: job.id, outcome: outcome, runtime: runtime, effects: effects))
         case .error(let message, _):
             logger.error("pool child \(slot.index) reported: \(message)")
         }

@@ -66,6 +66,7 @@ package final class ThreadPool: WorkPool {
         var jobID: String
         var outcome: PoolOutcome
         var runtime: Double
+        var effects: [TaskEffect]
     }
 
     package init(mode: Mode, size: Int, loop: EventLoop, registry: TaskRegistry, lifeline: CInt? = nil) {
@@ -99,8 +100,10 @@ package final class ThreadPool: WorkPool {
                 while true {
                     let (jobs, stopped) = queue.take(timeout: .seconds(3600))
                     for job in jobs {
-                        let (outcome, runtime) = Self.run(job, registry: registry, lifeline: lifeline)
-                        completions.post(Completion(slot: index, jobID: job.id, outcome: outcome, runtime: runtime))
+                        let (outcome, runtime, effects) = Self.run(job, registry: registry, lifeline: lifeline)
+                        completions.post(
+                            Completion(slot: index, jobID: job.id, outcome: outcome, runtime: runtime, effects: effects)
+                        )
                     }
                     if stopped && jobs.isEmpty { return }
                 }
@@ -131,8 +134,10 @@ package final class ThreadPool: WorkPool {
             // Its own loop turn: the consumer finishes what it is doing (the submit is one of its actions) first.
             loop.schedule(after: .zero) { [unowned self, unowned slot] in
                 guard slot.job?.id == job.id else { return }
-                let (outcome, runtime) = Self.run(job, registry: registry, lifeline: lifeline)
-                complete(Completion(slot: slot.index, jobID: job.id, outcome: outcome, runtime: runtime))
+                let (outcome, runtime, effects) = Self.run(job, registry: registry, lifeline: lifeline)
+                complete(
+                    Completion(slot: slot.index, jobID: job.id, outcome: outcome, runtime: runtime, effects: effects)
+                )
             }
         }
         onEvent?(.started(jobID: job.id, slot: slot.index, pid: pid))
@@ -178,20 +183,33 @@ package final class ThreadPool: WorkPool {
             // The slot can take work again.
             if !slot.retiring { onEvent?(.slotReady(slot: slot.index, pid: pid)) }
         } else {
-            onEvent?(.finished(jobID: job.id, outcome: completion.outcome, runtime: completion.runtime))
+            onEvent?(
+                .finished(
+                    jobID: job.id,
+                    outcome: completion.outcome,
+                    runtime: completion.runtime,
+                    effects: completion.effects
+                )
+            )
         }
     }
 
     /// Runs one job on the calling thread.
-    private static func run(_ job: PoolJob, registry: TaskRegistry, lifeline: CInt?) -> (PoolOutcome, Double) {
+    private static func run(
+        _ job: PoolJob,
+        registry: TaskRegistry,
+        lifeline: CInt?
+    ) -> (PoolOutcome, Double, [TaskEffect]) {
         let started = ContinuousClock.now
-        let invocation = TaskInvocation(
+        var invocation = TaskInvocation(
             id: job.id,
             name: job.name,
             args: job.args,
             kwargs: job.kwargs,
             retries: job.retries
         )
+        // Celery's `self.request`, as a prefork child gets it (`addToChord` reads its `chord`).
+        if let request = job.request { invocation.request = request }
         let outcome: TaskResult
         if let exec = job.exec {
             // The program is a process: its own timeout or the task's hard limit, whichever comes first, kills it.
@@ -209,7 +227,7 @@ package final class ThreadPool: WorkPool {
             let deadline = limit.map { started + Duration.milliseconds(Int64($0 * 1000)) }
             outcome = registry.execute(invocation, environment: environment(softDeadline: deadline, lifeline: lifeline))
         }
-        return (PoolOutcome(outcome), started.duration(to: .now).seconds)
+        return (PoolOutcome(outcome), started.duration(to: .now).seconds, invocation.effects.recorded)
     }
 
     /// Sleeps end at the soft deadline or when the consumer's parent goes away (its lifeline closes).

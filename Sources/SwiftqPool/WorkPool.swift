@@ -208,8 +208,9 @@ package enum PoolEvent: Sendable, Equatable {
     case slotReady(slot: Int, pid: Int32)
     /// The job began running (the child acknowledged it).
     case started(jobID: String, slot: Int, pid: Int32)
-    /// The job returned; `runtime` in seconds.
-    case finished(jobID: String, outcome: PoolOutcome, runtime: Double)
+    /// The job returned; `runtime` in seconds; `effects`: what the task recorded on its way (``TaskEffect``), for the
+    /// consumer to perform before the outcome.
+    case finished(jobID: String, outcome: PoolOutcome, runtime: Double, effects: [TaskEffect] = [])
     /// The child running the job exited before it returned.
     case lost(jobID: String, slot: Int, pid: Int32, reason: ExitReason)
     /// A slot's child exited (with or without a job) and why; the pool replaces it unless the slot was retired.

@@ -207,6 +207,15 @@ extension RedisResultBackend {
         }
     }
 
+    /// Counts `count` more members of a chord (Celery's `add_to_chord`: `INCR` of `.t`), expiring with the chord's
+    /// other keys after `expires` seconds (0: never).
+    public func addToChord(_ groupID: String, count: Int = 1, expires: Int) throws(RedisError) {
+        _ = try connection.command("INCRBY", RedisArgument(groupKey(groupID, ".t")), RedisArgument(count))
+        if expires > 0 {
+            _ = try connection.command("EXPIRE", RedisArgument(groupKey(groupID, ".t")), RedisArgument(expires))
+        }
+    }
+
     /// Drops the chord size after a chord error, so a late copy of a header task does not fail it again.
     public func chordDropSize(_ groupID: String) throws(RedisError) {
         _ = try connection.command("DEL", RedisArgument(groupKey(groupID, ".s")))

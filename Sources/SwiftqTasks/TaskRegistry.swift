@@ -28,6 +28,10 @@ public struct TaskInvocation: Sendable {
     }
     /// Where ``request`` comes from.
     package var requestSource = TaskRequest.Source.decoded(TaskRequest())
+    /// What the task asked the worker to do besides returning (``apply(_:)``, ``addToChord(_:)``,
+    /// ``storeResult(id:state:result:traceback:)``): shared by every copy of this invocation, performed by the worker
+    /// before the task's own result.
+    public let effects = TaskEffects()
 
     /// Creates an invocation.
     public init(

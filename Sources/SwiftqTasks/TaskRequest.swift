@@ -5,7 +5,7 @@ import SwiftqCore
 ///
 /// The fields carry Celery's names in ``json`` (`root_id`, `parent_id`, `group`, `group_index`, `hostname`, `eta`,
 /// `expires`, `reply_to`, `correlation_id`, `origin`, `delivery_info`, `time_limit`, `soft_time_limit`, `headers`,
-/// `properties`), which is also how the consumer hands them to the pool child. The id, name and retries are ``TaskInvocation``'s own.
+/// `properties`, `chord`), which is also how the consumer hands them to the pool child. The id, name and retries are ``TaskInvocation``'s own.
 public struct TaskRequest: Sendable, Equatable {
     /// The first task of the workflow this one belongs to (`root_id`; its own id when it was sent by a client).
     public var rootID: String?
@@ -41,6 +41,8 @@ public struct TaskRequest: Sendable, Equatable {
     /// How many replacements led to this task (`replaced_task_nesting`): 0 for a task nobody replaced, 1 for the
     /// replacement of such a task (``TaskReplace``), and so on.
     public var replacedTaskNesting = 0
+    /// The body of the chord this task is a header member of (`chord`, Celery's signature dict), nil otherwise.
+    public var chord: JSONValue?
 
     /// The header names Celery's request keeps to itself (its `Context` fields and the protocol's own), which
     /// ``headers`` leaves out.
@@ -84,6 +86,7 @@ public struct TaskRequest: Sendable, Equatable {
         headers = json["headers"]?.objectValue
         properties = json["properties"]?.objectValue ?? [:]
         replacedTaskNesting = json["replaced_task_nesting"]?.intValue.map { Int(clamping: $0) } ?? 0
+        if let chord = json["chord"], !chord.isNull { self.chord = chord }
     }
 
     /// ``json``'s compact text (``JSONValue/serialized()``'s bytes) appended to `buffer` without building the object:
@@ -112,6 +115,8 @@ public struct TaskRequest: Sendable, Equatable {
         field("headers", headers.map(JSONValue.object) ?? .null)
         field("replaced_task_nesting", .int(Int64(replacedTaskNesting)))
         field("properties", .object(properties))
+        // Only chord header tasks have one: most requests leave it out.
+        if let chord { field("chord", chord) }
         buffer.append(UInt8(ascii: "}"))
     }
 
@@ -133,10 +138,11 @@ public struct TaskRequest: Sendable, Equatable {
         }
     }
 
-    /// The request with Celery's field names; absent fields are null (as on Celery's request).
+    /// The request with Celery's field names; absent fields are null (as on Celery's request), but `chord` is left
+    /// out when there is none.
     public var json: JSONValue {
         func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
-        return .object([
+        var object: OrderedDictionary<String, JSONValue> = [
             "root_id": text(rootID), "parent_id": text(parentID), "group": text(group),
             "group_index": groupIndex.map { .int(Int64($0)) } ?? .null, "hostname": text(hostname), "eta": text(eta),
             "expires": text(expires), "reply_to": text(replyTo), "correlation_id": text(correlationID),
@@ -145,6 +151,8 @@ public struct TaskRequest: Sendable, Equatable {
             "soft_time_limit": softTimeLimit.map(JSONValue.double) ?? .null,
             "headers": headers.map(JSONValue.object) ?? .null,
             "replaced_task_nesting": .int(Int64(replacedTaskNesting)), "properties": .object(properties),
-        ])
+        ]
+        if let chord { object["chord"] = chord }
+        return .object(object)
     }
 }

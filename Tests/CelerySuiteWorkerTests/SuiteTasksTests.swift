@@ -6,8 +6,8 @@ import Testing
 @testable import swiftq_celery_suite_worker
 
 /// The suite worker's tasks behave as `t/integration/tasks.py` does in Python where the suite's assertions look:
-/// Python's `+` and `sum`, its call errors, the exceptions the client re-raises, and a clear failure for what
-/// the task API cannot do yet.
+/// Python's `+` and `sum`, its call errors, the exceptions the client re-raises, and the task effects of the tasks
+/// that act from inside their body.
 @Suite struct SuiteTasksTests {
     static let registry: TaskRegistry = {
         var registry = TaskRegistry()
@@ -87,14 +87,51 @@ import Testing
         #expect(raised == .failure(.valueError("deliberate error")))
     }
 
-    @Test func missingTaskAPIFailsClearly() {
-        guard case .failure(let failure) = Self.run("t.integration.tasks.store_success_then_reject") else {
-            Issue.record("store_success_then_reject succeeded without a backend in the task API")
+    /// The tasks that act from inside their body record task effects: `store_success_then_reject` stores SUCCESS for
+    /// itself before its `Reject(requeue=True)`, then returns on the redelivery; `add_to_all_to_chord` adds one `add`
+    /// per number to its chord (and fails as Celery does outside one); `build_chain_inside_task` sends its chain and
+    /// returns its result tuple.
+    @Test func effectTasksRecordWhatTheirPythonBodiesDo() throws {
+        var invocation = TaskInvocation(id: "s-1", name: "t.integration.tasks.store_success_then_reject")
+        invocation.request.deliveryInfo = ["redelivered": false]
+        #expect(Self.registry.execute(invocation, environment: .standalone) == .reject(TaskReject(requeue: true)))
+        #expect(
+            invocation.effects.recorded == [
+                .storeResult(taskID: "s-1", state: "SUCCESS", result: "first-pass", traceback: nil)
+            ]
+        )
+        var again = TaskInvocation(id: "s-1", name: "t.integration.tasks.store_success_then_reject")
+        again.request.deliveryInfo = ["redelivered": true]
+        #expect(Self.registry.execute(again, environment: .standalone) == .success("dedup-pass"))
+        #expect(again.effects.recorded.isEmpty)
+
+        var member = TaskInvocation(id: "c-1", name: "t.integration.tasks.add_to_all_to_chord", args: [[1, 2, 3], 4])
+        #expect(
+            Self.registry.execute(member, environment: .standalone)
+                == .failure(.valueError("Current task is not member of any chord"))
+        )
+        member.request.group = "g1"
+        member.request.chord = ["task": "t.integration.tasks.identity"]
+        #expect(Self.registry.execute(member, environment: .standalone) == .success(0))
+        let added = member.effects.recorded.compactMap { effect -> JSONValue? in
+            guard case .addToChord(let signature) = effect else { return nil }
+            return signature["args"]
+        }
+        #expect(added == [[1, 4], [2, 4], [3, 4]])
+
+        let builder = TaskInvocation(id: "b-1", name: "t.integration.tasks.build_chain_inside_task")
+        guard case .success(let tuple) = Self.registry.execute(builder, environment: .standalone) else {
+            Issue.record("build_chain_inside_task failed")
             return
         }
-        #expect(failure.type == "NotImplementedError")
-        #expect(failure.message.contains("self.backend"))
-        #expect(failure.message.contains("which swiftq's task API does not offer yet"))
+        // What `test_groupresult_serialization` checks: two items, the first holding the parent's tuple.
+        #expect(tuple.arrayValue?.count == 2)
+        #expect(tuple[0]?[1]?.arrayValue != nil)
+        guard case .apply(let chain)? = builder.effects.recorded.first else {
+            Issue.record("build_chain_inside_task sent nothing")
+            return
+        }
+        #expect(chain["kwargs"]?["tasks"]?.arrayValue?.count == 3, "add, add, chord(group, add)")
     }
 
     /// The message priority and properties reach the task as Celery's `delivery_info['priority']` and

@@ -119,6 +119,13 @@ import Testing
         var bytes: [UInt8] = []
         request.serializeJSON(into: &bytes)
         #expect(bytes == request.json.serialized())
+        // A chord header member's request carries the chord's body (what `addToChord` checks); others leave it out.
+        #expect(request.json["chord"] == nil)
+        request.chord = ["task": "t.body", "args": [], "options": ["task_id": "b1"]]
+        bytes = []
+        request.serializeJSON(into: &bytes)
+        #expect(bytes == request.json.serialized())
+        #expect(TaskRequest(json: try JSONValue(parsing: bytes)) == request)
 
         var job = PoolJob(id: "t-1", name: "exec.run", args: [1], kwargs: ["k": 2], softTimeLimit: 0.5, retries: 3)
         job.request = request

@@ -15,7 +15,7 @@ import Glibc
         var events: [PoolEvent] = []
         var finished: [String: PoolOutcome] {
             var outcomes: [String: PoolOutcome] = [:]
-            for case .finished(let id, let outcome, _) in events { outcomes[id] = outcome }
+            for case .finished(let id, let outcome, _, _) in events { outcomes[id] = outcome }
             return outcomes
         }
         var lost: [String: ExitReason] {
@@ -36,6 +36,36 @@ import Glibc
 
     static func job(_ id: String, _ name: String, _ args: [JSONValue], hard: Double? = nil) -> PoolJob {
         PoolJob(id: id, name: name, args: args, kwargs: [:], hardTimeLimit: hard)
+    }
+
+    @Test func aThreadTaskSeesItsRequestAndItsEffectsComeBackWithTheOutcome() throws {
+        var registry = TaskRegistry.builtIn
+        registry.register("t.adder") { invocation, _ in
+            try invocation.addToChord(TaskSignature("swiftq.add", args: [1, 2]))
+            return .string(invocation.request.group ?? "")
+        }
+        for mode in [ThreadPool.Mode.threads, .solo] {
+            let loop = EventLoop()
+            let pool = ThreadPool(mode: mode, size: 1, loop: loop, registry: registry)
+            let recorder = Recorder()
+            pool.onEvent = { recorder.events.append($0) }
+            try pool.start()
+            var job = Self.job("a", "t.adder", [])
+            var request = TaskRequest()
+            request.group = "g1"
+            request.chord = ["task": "t.body"]
+            job.request = request
+            _ = try #require(pool.submit(job))
+            #expect(loop.run(until: { recorder.finished.count == 1 }, timeout: .seconds(5)))
+            #expect(recorder.finished["a"] == .success("g1"), "\(mode)")
+            let effects = recorder.events.compactMap { event -> [TaskEffect]? in
+                guard case .finished(_, _, _, let effects) = event else { return nil }
+                return effects
+            }
+            #expect(effects.first?.count == 1, "\(mode)")
+            pool.stop(cold: false)
+            _ = loop.run(until: { pool.isStopped }, timeout: .seconds(5))
+        }
     }
 
     @Test func threadsRunJobsConcurrentlyAndReportEachOutcome() throws {

@@ -27,7 +27,7 @@ package final class TaskEndLog: ConsumerCoreObserver {
             guard logger.logLevel <= .info else { return }
             guard let delivery else { return }
             running[jobID] = (delivery.message.name, delivery.queue)
-        case .finished(let jobID, let outcome, let runtime):
+        case .finished(let jobID, let outcome, let runtime, _):
             guard let job = running.removeValue(forKey: jobID) else { return }
             if case .success = outcome {
                 log(jobID, job, state: "SUCCESS", runtime: runtime)

@@ -165,7 +165,7 @@ package final class TaskEventEmitter: ConsumerCoreObserver {
                 hardLimits[jobID] = hard
             }
             send([("task-started", ["uuid": .string(jobID)])])
-        case .finished(let jobID, .success(let value), let runtime):
+        case .finished(let jobID, .success(let value), let runtime, _):
             hardLimits[jobID] = nil
             send([
                 (
@@ -176,20 +176,20 @@ package final class TaskEventEmitter: ConsumerCoreObserver {
                     ]
                 )
             ])
-        case .finished(let jobID, .failure(let failure), _):
+        case .finished(let jobID, .failure(let failure), _, _):
             hardLimits[jobID] = nil
             send([("task-failed", Self.failedFields(jobID, failure))])
-        case .finished(let jobID, .retry(let retry), _):
+        case .finished(let jobID, .retry(let retry), _, _):
             // Celery's `on_retry`: the repr of the retry's cause, "None" without one.
             hardLimits[jobID] = nil
             let exception = retry.cause.map {
                 EventDispatcher.exceptionRepr(type: $0.type, arguments: $0.arguments ?? [.string($0.message)])
             }
             taskRetried(jobID, exception: exception, traceback: retry.cause?.traceback)
-        case .finished(let jobID, .reject(let reject), _):
+        case .finished(let jobID, .reject(let reject), _, _):
             hardLimits[jobID] = nil
             send([("task-rejected", ["uuid": .string(jobID), "requeue": .bool(reject.requeue)])])
-        case .finished(let jobID, .ignore, _), .finished(let jobID, .replace, _):
+        case .finished(let jobID, .ignore, _, _), .finished(let jobID, .replace, _, _):
             // Celery sends no event for an ignored task (a replaced one ends with Ignore).
             hardLimits[jobID] = nil
         case .lost(let jobID, _, _, let reason):

@@ -215,7 +215,7 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
             guard let delivery else { return }
             running[jobID] = (delivery.message.name, delivery.queue)
             count("started", task: delivery.message.name, queue: delivery.queue)
-        case .finished(let jobID, let outcome, let seconds):
+        case .finished(let jobID, let outcome, let seconds, _):
             guard let job = running.removeValue(forKey: jobID) else { return }
             if case .success = outcome {
                 count("succeeded", task: job.task, queue: job.queue)

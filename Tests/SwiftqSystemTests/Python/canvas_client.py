@@ -257,6 +257,28 @@ def main() -> None:
         result = chain(sig("swiftq.sleep", (request.get("sleep", 1),), immutable=True), sig("swiftq.echo"))()
         out["first_id"] = result.parent.id
         out["last_id"] = result.id
+    elif scenario == "add_to_chord":
+        # example.fan_out adds the squares of 1..count to the chord it is a header member of (Celery's add_to_chord).
+        result = chord([sig("example.fan_out", (request.get("count", 3),))], sig("swiftq.echo"))()
+        out["value"] = result.get(timeout=timeout)
+        out["body_id"] = result.id
+    elif scenario == "canvas_from_task":
+        # example.pipeline sends a chain from inside the task and returns its result as Celery's as_tuple().
+        from celery.result import result_from_tuple
+
+        sent = sig("example.pipeline", (6, 7)).apply_async()
+        value = sent.get(timeout=timeout)
+        out["tuple"] = value
+        chained = result_from_tuple(value, app)
+        out["value"] = chained.get(timeout=timeout)
+        ids = []
+        node = chained
+        while node is not None:
+            ids.append(node.id)
+            node = node.parent
+        out["ids"] = ids
+        out["metas"] = [meta(i) for i in ids]
+        out["task_id"] = sent.id
     elif scenario == "wait":
         out["value"] = AsyncResult(request["id"], app=app).get(timeout=timeout)
     else:
