@@ -41,17 +41,19 @@ def main() -> None:
         stored = raw.get("celery-task-meta-" + task_id)
         return json.loads(stored) if stored else None
 
+    def chain_ids(result):
+        """The ids of a chain's results, last step first (each result's parent is the step before)."""
+        ids = []
+        while result is not None:
+            ids.append(result.id)
+            result = result.parent
+        return ids
+
     if scenario == "chain":
         result = chain(sig("swiftq.add", (1, 2)), sig("swiftq.add", (3,)), sig("swiftq.add", (4,)))()
         out["value"] = result.get(timeout=timeout)
-        ids = []
-        node = result
-        while node is not None:
-            ids.append(node.id)
-            node = node.parent
-        ids.reverse()
-        out["ids"] = ids
-        out["metas"] = [meta(i) for i in ids]
+        out["ids"] = list(reversed(chain_ids(result)))
+        out["metas"] = [meta(i) for i in out["ids"]]
     elif scenario == "chain_fail":
         errback = sig("swiftq.echo")
         workflow = chain(
@@ -271,13 +273,8 @@ def main() -> None:
         out["tuple"] = value
         chained = result_from_tuple(value, app)
         out["value"] = chained.get(timeout=timeout)
-        ids = []
-        node = chained
-        while node is not None:
-            ids.append(node.id)
-            node = node.parent
-        out["ids"] = ids
-        out["metas"] = [meta(i) for i in ids]
+        out["ids"] = chain_ids(chained)
+        out["metas"] = [meta(i) for i in out["ids"]]
         out["task_id"] = sent.id
     elif scenario == "wait":
         out["value"] = AsyncResult(request["id"], app=app).get(timeout=timeout)
