@@ -84,6 +84,7 @@ let package = Package(
             dependencies: [
                 "SwiftqTasks", "SwiftqCore", "SwiftqPlatform",
                 .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -190,8 +191,8 @@ let package = Package(
             name: "SwiftqSystemTests",
             // The executables are dependencies so that `swift test` builds them before the tests run them.
             dependencies: [
-                "SwiftqCore", "SwiftqControl", "SwiftqPlatform", "swiftqd", "swiftqctl", "swiftq-example-worker",
-                "swiftq-chaos-worker",
+                "SwiftqCore", "SwiftqControl", "SwiftqPlatform", "SwiftqPool", "swiftqd", "swiftqctl",
+                "swiftq-example-worker", "swiftq-chaos-worker",
             ],
             // Python scripts the tests run with the Celery venv; not Swift sources.
             exclude: ["Python"]

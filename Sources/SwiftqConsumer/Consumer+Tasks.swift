@@ -18,9 +18,13 @@ package struct TaskStatistics {
     package var runtimes: [Double] = []
     private var next = 0
     package static let window = 1000
+    /// The recent runtime (seconds): an exponentially weighted mean of the last few, quick to follow a task that
+    /// turns slow (child prefetch queues only tasks whose recent runtime is short).
+    package private(set) var recentRuntime: Double?
 
     package mutating func record(runtime: Double, success: Bool) {
         if success { succeeded += 1 } else { failed += 1 }
+        recentRuntime = recentRuntime.map { $0 * 0.75 + runtime * 0.25 } ?? runtime
         if runtimes.count < Self.window {
             runtimes.append(runtime)
         } else {

@@ -210,6 +210,10 @@ package final class Consumer {
         )
         pool.maxTasksPerChild = configuration.worker.maxTasksPerChild
         pool.maxMemoryPerChild = configuration.worker.maxMemoryPerChild
+        pool.setChildPrefetch(
+            configuration.worker.childPrefetch,
+            maxRuntime: configuration.worker.childPrefetchMaxRuntime
+        )
         // Until the transport and the core exist (the "Connection" step), only slots come and go.
         pool.onEvent = { [unowned self] event in poolEvent(event) }
         self.pool = pool
@@ -231,7 +235,7 @@ package final class Consumer {
         switch event {
         case .slotReady, .slotExited:
             supervisor.send(ConsumerMessage.pool(poolRows).json)
-        case .started, .finished, .lost:
+        case .started, .finished, .lost, .returned:
             break
         }
     }
@@ -313,6 +317,10 @@ package final class Consumer {
             pool?.setChildLimits(
                 maxTasks: configuration.worker.maxTasksPerChild,
                 maxMemoryKiB: configuration.worker.maxMemoryPerChild
+            )
+            (pool as? PreforkPool)?.setChildPrefetch(
+                configuration.worker.childPrefetch,
+                maxRuntime: configuration.worker.childPrefetchMaxRuntime
             )
             if let pool, autoscaler == nil, configuration.worker.effectiveConcurrency != pool.targetSize {
                 logger.info("worker.concurrency \(pool.targetSize) -> \(configuration.worker.concurrency)")

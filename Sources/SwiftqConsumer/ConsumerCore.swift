@@ -166,7 +166,14 @@ package final class ConsumerCore {
 
     /// Dispatches ready work to idle slots and refills credit.
     package func pump() {
-        perform(machine.dispatch(idleSlots: pool.idleSlots, isStale: broker.isStale, now: now()))
+        perform(
+            machine.dispatch(
+                idleSlots: pool.idleSlots,
+                queueable: pool.queueableSlots,
+                isStale: broker.isStale,
+                now: now()
+            )
+        )
         perform(machine.credit())
     }
 
@@ -206,6 +213,8 @@ package final class ConsumerCore {
                 }
             case .terminate(let jobID, let signal, let reason):
                 pool.terminate(jobID: jobID, signal: signal, reason: reason)
+            case .withdraw(let jobID):
+                pool.withdraw(jobID: jobID)
             case .startTimer(let token, let seconds):
                 timers.startTimer(token: token, after: seconds) { [unowned self] in
                     perform(machine.timerFired(token, now: now(), isStale: broker.isStale))

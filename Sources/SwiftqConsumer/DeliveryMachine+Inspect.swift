@@ -38,14 +38,20 @@ package extension DeliveryMachine {
         deliveries.values.filter { include($0.state) }.sorted { $0.key < $1.key }
     }
 
-    /// `inspect active`: the running tasks.
-    func activeInfo(safe: Bool) -> [JSONValue] {
-        deliveries { $0 == .running }.map { info($0, safe: safe) }
+    /// Whether the pool started the delivery's task (one handed to the pool may wait in a child's queue first).
+    private static func started(_ delivery: Delivery) -> Bool {
+        delivery.state == .running && delivery.timeStart != nil
     }
 
-    /// `inspect reserved`: received and waiting for a pool slot (not held for an ETA, not running).
+    /// `inspect active`: the running tasks.
+    func activeInfo(safe: Bool) -> [JSONValue] {
+        deliveries { $0 == .running }.filter(Self.started).map { info($0, safe: safe) }
+    }
+
+    /// `inspect reserved`: received and waiting for a pool slot or in a pool child's queue (not held for an ETA,
+    /// not started).
     var reservedInfo: [JSONValue] {
-        deliveries { $0 == .ready }.map { info($0, safe: false) }
+        deliveries { $0 == .ready || $0 == .running }.filter { !Self.started($0) }.map { info($0, safe: false) }
     }
 
     /// `inspect scheduled`: held for their ETA, as `{"eta", "priority", "request"}`.
@@ -76,7 +82,7 @@ package extension DeliveryMachine {
             else { continue }
             let state: String
             switch delivery.state {
-            case .running: state = "active"
+            case .running: state = Self.started(delivery) ? "active" : "reserved"
             case .ready: state = "reserved"
             case .held: state = "scheduled"
             case .settling: state = "ready"

@@ -32,9 +32,13 @@ package extension DeliveryMachine {
         var unheld: [String] = []
         for id in ids {
             revoked.insert(id, at: now.secondsSince1970)
-            if running[id] != nil {
+            if let key = running[id] {
                 if terminate {
                     actions.append(.terminate(jobID: id, signal: signal, reason: .terminated(signal: signal)))
+                } else if deliveries[key]?.timeStart == nil {
+                    // Waiting in a pool child's queue, not started: it comes back (``PoolEvent/returned``) and
+                    // ends REVOKED there.
+                    actions.append(.withdraw(jobID: id))
                 }
                 continue
             }
@@ -66,7 +70,19 @@ package extension DeliveryMachine {
         let ids = Set(entries.map(\.id))
         let keys = keys(where: { ids.contains($0.message.id) && isRevoked($0.message, now: now) })
         finishWaiting(keys, now: now, into: &actions)
+        withdrawQueued(keys, into: &actions)
         return actions
+    }
+
+    /// Asks the pool back for those of `keys` that wait in a child's queue unstarted (they end REVOKED when they
+    /// come back).
+    private func withdrawQueued(_ keys: [UInt64], into actions: inout [Action]) {
+        for key in keys {
+            guard let delivery = deliveries[key], delivery.state == .running, delivery.timeStart == nil else {
+                continue
+            }
+            actions.append(.withdraw(jobID: delivery.message.id))
+        }
     }
 
     /// Revokes by stamped header values; running tasks that carry one are signalled when `terminate` is set.
@@ -100,7 +116,9 @@ package extension DeliveryMachine {
                 if hit { actions.append(.terminate(jobID: id, signal: signal, reason: .terminated(signal: signal))) }
             }
         }
-        finishWaiting(keys(where: { isRevoked($0.message, now: now) }), now: now, into: &actions)
+        let revokedKeys = keys(where: { isRevoked($0.message, now: now) })
+        finishWaiting(revokedKeys, now: now, into: &actions)
+        if !terminate { withdrawQueued(revokedKeys, into: &actions) }
         return (actions, terminated)
     }
 

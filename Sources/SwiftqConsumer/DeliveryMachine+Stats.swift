@@ -14,6 +14,9 @@ package extension DeliveryMachine.Settings {
         applyTaskPolicies(configuration)
         poisonThreshold = configuration.worker.poisonThreshold
         deadLetterQueue = configuration.worker.deadLetterQueue
+        if worker.pool == .prefork && worker.childPrefetch > 1 {
+            queueRuntimeLimit = worker.childPrefetchMaxRuntime.seconds
+        }
         let broker = configuration.broker.url.lowercased()
         if (broker.hasPrefix("amqp://") || broker.hasPrefix("amqps://")) && configuration.broker.consumerTimeout > .zero
         {

@@ -23,10 +23,13 @@ package struct DeliveryMachine {
     package enum Action: Equatable {
         /// Hand the plan to the broker transport.
         case settle(Settlement)
-        /// Run a job in the pool (the loop knows a slot is idle: it passed the count to ``dispatch(idleSlots:isStale:now:)``).
+        /// Run a job in the pool (the loop knows a slot is idle, or a busy child's queue has room for a job that may
+        /// wait: it passed the counts to ``dispatch(idleSlots:queueable:isStale:now:)``).
         case submit(PoolJob)
         /// Ask the pool to end a running job.
         case terminate(jobID: String, signal: Int32, reason: ExitReason)
+        /// Ask the pool to give back a job that waits in a child's queue, unstarted (a revoke without terminate).
+        case withdraw(jobID: String)
         /// Start a timer that fires ``timerFired(_:now:)`` with `token` after `seconds`.
         case startTimer(token: UInt64, seconds: Double)
         case cancelTimer(token: UInt64)
@@ -81,6 +84,9 @@ package struct DeliveryMachine {
         /// of RabbitMQ's `broker.consumer_timeout`; nil on Redis or without a consumer timeout
         /// (DeliveryMachine+ConsumerTimeout.swift).
         package var etaHoldLimit: Double?
+        /// Tasks whose recent runtime is below this (seconds) may wait in a busy pool child's queue (child prefetch,
+        /// `worker.child_prefetch_max_runtime`); nil: every task waits for an idle slot.
+        package var queueRuntimeLimit: Double?
     }
 
     /// One reserved message, as far as the machine is concerned.
@@ -210,7 +216,9 @@ package struct DeliveryMachine {
             guard delivery.message.id == taskID else { return false }
             switch delivery.state {
             case .held, .ready: return true
-            case .running, .settling: return false
+            // Handed to the pool but waiting in a child's queue: withdrawn and revoked unstarted.
+            case .running: return delivery.timeStart == nil
+            case .settling: return false
             }
         }
     }
@@ -370,14 +378,21 @@ package struct DeliveryMachine {
         return actions
     }
 
-    /// Hands ready deliveries to up to `idleSlots` pool slots. `isStale` tells whether a delivery tag belongs to a
-    /// lost connection (its ack can no longer be given and the broker delivers the message again): such a delivery
-    /// is dropped, not run.
-    package mutating func dispatch(idleSlots: Int, isStale: (String) -> Bool, now: CeleryTimestamp) -> [Action] {
+    /// Hands ready deliveries to up to `idleSlots` pool slots, and up to `queueable` of them that may wait (short
+    /// tasks without time limits: ``mayQueue(_:limits:)``) to busy children's queues; the first delivery that fits
+    /// neither waits, first in line. `isStale` tells whether a delivery tag belongs to a lost connection (its ack can
+    /// no longer be given and the broker delivers the message again): such a delivery is dropped, not run.
+    package mutating func dispatch(
+        idleSlots: Int,
+        queueable: Int = 0,
+        isStale: (String) -> Bool,
+        now: CeleryTimestamp
+    ) -> [Action] {
         guard !isShuttingDown else { return [] }
         var actions: [Action] = []
         var free = idleSlots
-        while free > 0, let key = ready.first {
+        var room = queueable
+        while free > 0 || room > 0, let key = ready.first {
             ready.removeFirst()
             guard let delivery = deliveries[key] else { continue }
             let message = delivery.message
@@ -418,16 +433,21 @@ package struct DeliveryMachine {
                 runChordUnlock(delivery, now: now, into: &actions)
                 continue
             }
+            let limits = timeLimits(message)
+            let queues = free == 0
+            if queues && !mayQueue(message, limits: limits) {
+                ready.prepend(key)
+                break
+            }
             if !takeToken(delivery, now: now, into: &actions) { continue }
             delivery.state = .running
             running[message.id] = key
-            free -= 1
+            if queues { room -= 1 } else { free -= 1 }
             let name =
                 counters.accepted[message.name] != nil || counters.accepted.count < Self.maximumTaskNames
                 ? message.name : Self.otherTasksName
             counters.accepted[name, default: 0] += 1
             if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
-            let limits = timeLimits(message)
             var job = PoolJob(
                 id: message.id,
                 name: message.name,
@@ -440,18 +460,46 @@ package struct DeliveryMachine {
             )
             job.body = message.body
             job.request = requestContext(delivery, limits: limits)
+            job.mayQueue = mayQueue(message, limits: limits)
             actions.append(.submit(job))
         }
         startRateTimers(now: now, into: &actions)
         return actions
     }
 
-    /// The pool refused a job that ``dispatch(idleSlots:isStale:now:)`` handed it (its slot's child exited in
-    /// between): the delivery is ready again, first in line.
+    /// Whether a task may wait in a busy pool child's queue: no time limits (they run from the start of the
+    /// job), not an exec task, and a recent runtime below ``Settings/queueRuntimeLimit`` (a task not seen
+    /// finishing yet waits for an idle slot).
+    func mayQueue(_ message: TaskMessage, limits: (soft: Double?, hard: Double?)) -> Bool {
+        guard let limit = settings.queueRuntimeLimit, limits.soft == nil, limits.hard == nil,
+            settings.execTasks[message.name] == nil, let recent = statistics[message.name]?.recentRuntime
+        else { return false }
+        return recent < limit
+    }
+
+    /// The pool refused a job that ``dispatch(idleSlots:queueable:isStale:now:)`` handed it (its slot's child
+    /// exited in between): the delivery is ready again, first in line.
     package mutating func submitRefused(_ jobID: String) {
         guard let key = running.removeValue(forKey: jobID), let delivery = deliveries[key] else { return }
         delivery.state = .ready
         ready.prepend(key)
+    }
+
+    /// The pool gave back a job that never started (withdrawn, or queued in a child that went): revoked, it ends
+    /// REVOKED; during a shutdown it goes back to the broker; otherwise it is ready again, first in line.
+    private mutating func returned(_ jobID: String, now: CeleryTimestamp, into actions: inout [Action]) {
+        guard let key = running.removeValue(forKey: jobID), let delivery = deliveries[key] else { return }
+        if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
+        if isRevoked(delivery.message, now: now) {
+            deliveries[key] = nil
+            finishRevoked(delivery, reason: "revoked", now: now, into: &actions)
+        } else if isShuttingDown {
+            deliveries[key] = nil
+            settle(Settlement(deliveryTag: delivery.tag, disposition: .requeue), into: &actions)
+        } else {
+            delivery.state = .ready
+            ready.prepend(key)
+        }
     }
 
     /// What the pool reports.
@@ -493,6 +541,8 @@ package struct DeliveryMachine {
         case .lost(let jobID, let slot, let pid, let reason):
             guard let delivery = takeRunning(jobID) else { break }
             lost(delivery, slot: slot, pid: pid, reason: reason, now: now, into: &actions)
+        case .returned(let jobID):
+            returned(jobID, now: now, into: &actions)
         }
         return actions
     }

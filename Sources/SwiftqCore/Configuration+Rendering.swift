@@ -48,6 +48,8 @@ extension Configuration {
         writer.key("restart_backoff_max", duration: worker.restartBackoffMax)
         writer.key("max_tasks_per_child", worker.maxTasksPerChild)
         writer.key("max_memory_per_child", worker.maxMemoryPerChild)
+        writer.key("child_prefetch", worker.childPrefetch)
+        writer.key("child_prefetch_max_runtime", duration: worker.childPrefetchMaxRuntime)
         writer.key("poison_threshold", worker.poisonThreshold)
         writer.key("dead_letter_queue", worker.deadLetterQueue)
         writer.key("revokes_max", worker.revokesMax)

@@ -62,6 +62,16 @@ extension Configuration {
         /// Replace a pool child, after its task, when its resident memory exceeds this many KiB (Celery's
         /// `worker_max_memory_per_child`); nil: never. Never mid-task.
         public var maxMemoryPerChild: Int?
+        /// How many tasks a prefork child holds at once, the running one included: the others wait in the child's
+        /// own queue, so it goes from one short task to the next without waiting for the consumer. Only tasks whose
+        /// recent runtime is below ``childPrefetchMaxRuntime`` and that have no time limits wait, only behind
+        /// such tasks. 1: a task goes to an idle child only (Celery's `-O fair`).
+        public var childPrefetch = 4
+        /// The recent runtime below which a task may wait in a busy child's queue (``childPrefetch``); a child whose
+        /// task runs longer gets no more (what already waits there waits for that task: the child reads its queue
+        /// only between tasks).
+        public var childPrefetchMaxRuntime: Duration = .milliseconds(10)
+        public static let childPrefetchRange = 1...64
         /// How many times a message may kill its pool child before it is moved to the dead-letter queue instead
         /// of being run again. At least 1.
         public var poisonThreshold: Int

@@ -404,6 +404,18 @@ enum ConfigurationSchema {
                     configuration.worker.maxMemoryPerChild = value
                 }
             },
+            ConfigurationField(key: "child_prefetch") { node, path, decoder, configuration in
+                let range = Configuration.Worker.childPrefetchRange
+                let expected = "an integer from \(range.lowerBound) to \(range.upperBound)"
+                if let value = decoder.integer(node, at: path, in: range, expected: expected) {
+                    configuration.worker.childPrefetch = value
+                }
+            },
+            ConfigurationField(key: "child_prefetch_max_runtime") { node, path, decoder, configuration in
+                if let value = decoder.duration(node, at: path, allowsZero: false) {
+                    configuration.worker.childPrefetchMaxRuntime = value
+                }
+            },
             ConfigurationField(key: "poison_threshold") { node, path, decoder, configuration in
                 if let value = decoder.integer(node, at: path, in: 1...1000, expected: "a positive integer") {
                     configuration.worker.poisonThreshold = value

@@ -91,6 +91,17 @@ public final class FramedChannel {
         }
     }
 
+    /// Hands on, now, every frame the peer has already written: those read but not handed on yet (when called from
+    /// a frame handler, the frames after the current one), then what the socket holds (one buffer's worth),
+    /// without waiting for the loop. For a decision that must see everything the peer said before it: the pool
+    /// child before it starts a queued job, the pool before it tells a queued job from a started one.
+    public func readPending() {
+        guard !isClosed else { return }
+        dispatchFrames()
+        guard !isClosed else { return }
+        readAvailable()
+    }
+
     /// Closes the channel (without calling `onClose`).
     public func close() {
         guard !isClosed else { return }
@@ -135,6 +146,12 @@ public final class FramedChannel {
             return
         }
         decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<received]))
+        dispatchFrames()
+    }
+
+    /// Hands on the complete frames in the decoder, in order. A handler may call ``readPending()``, which hands on
+    /// the following frames itself: this loop then finds none left.
+    private func dispatchFrames() {
         while !isClosed {
             let frame: (payload: [UInt8], descriptorCount: Int)?
             do {

@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 import OrderedCollections
 import SwiftqCore
@@ -9,6 +10,12 @@ import Glibc
 #endif
 
 /// A prefork pool child: executes one task at a time, sent by the consumer over its channel (fd 3).
+///
+/// The consumer may hand it more jobs than one (child prefetch, ``PreforkPool``): they wait in ``queue`` and run
+/// in order; before each job starts, everything the consumer has written is read and handled
+/// (``FramedChannel/readPending()``), so a ``PoolRequest/cancel(id:)`` sent before a job starts always finds it still
+/// queued. A job's result is written before the next job starts: the consumer knows which job runs from the
+/// results it has read.
 ///
 /// It never touches a broker. Its parent is the consumer (``PreforkPool``). It exits when its channel closes
 /// (the pool let it go, or the consumer died) or its lifeline (fd 4, a pipe whose write end only the consumer
@@ -25,6 +32,10 @@ package final class PoolChild {
     private var logger: Logger
     private var channel: FramedChannel!
     private var exitCode: Int32 = 0
+    /// Jobs received and not started yet, oldest first.
+    private var queue = Deque<PoolJob>()
+    /// Whether ``runQueue()`` is running (a frame handler it calls only queues).
+    private var running = false
 
     package init(slot: Int, registry: TaskRegistry) {
         self.slot = slot
@@ -95,12 +106,32 @@ package final class PoolChild {
         }
         switch request {
         case .execute(let job):
-            execute(job)
+            queue.append(job)
+            runQueue()
+        case .cancel(let id):
+            // Not found: the job already ran and its result was written before this frame was read.
+            if let index = queue.firstIndex(where: { $0.id == id }) {
+                queue.remove(at: index)
+                channel.send(PoolReply.cancelled(id: id).json)
+            }
         case .logLevel(let level):
             if Logger.Level(level) != DaemonLog.level {
                 DaemonLog.level = Logger.Level(level)
                 logger.info("log level is now \(level.rawValue)")
             }
+        }
+    }
+
+    /// Runs the queued jobs in order, reading the channel before each one (the frames that read hands on, called
+    /// from here, only queue jobs or drop them).
+    private func runQueue() {
+        guard !running else { return }
+        running = true
+        defer { running = false }
+        while channel.isOpen {
+            channel.readPending()
+            guard channel.isOpen, let job = queue.popFirst() else { return }
+            execute(job)
         }
     }
 

@@ -10,6 +10,9 @@ package enum PoolRequest: Equatable, Sendable {
     case execute(PoolJob)
     /// Log at this level from now on.
     case logLevel(LogLevel)
+    /// Drop the queued job `id` if it has not started (`cancel`); answered by ``PoolReply/cancelled(id:)``, or by
+    /// nothing when the job already ran (its result went first). See ``PreforkPool`` on child prefetch.
+    case cancel(id: String)
 }
 
 /// What a pool child tells the consumer (see ``PoolRequest``).
@@ -21,6 +24,8 @@ package enum PoolReply: Equatable, Sendable {
     case result(id: String, outcome: PoolOutcome, runtime: Double, effects: [TaskEffect] = [])
     /// A request the child could not take (malformed, unknown type).
     case error(message: String, id: JSONValue)
+    /// The queued job `id` was dropped unstarted, as a ``PoolRequest/cancel(id:)`` asked.
+    case cancelled(id: String)
 }
 
 /// Why an `execute` request is not run: malformed (no task id or name: nothing to answer for), or well-formed but with
@@ -85,6 +90,8 @@ package extension PoolRequest {
             return ChannelMessage.make("execute", fields)
         case .logLevel(let level):
             return ChannelMessage.make("log_level", ["level": .string(level.rawValue)])
+        case .cancel(let id):
+            return ChannelMessage.make("cancel", ["id": .string(id)])
         }
     }
 
@@ -159,6 +166,12 @@ package extension PoolRequest {
                 throw .malformed(reader.wrong("level", "a log level"), id: id)
             }
             self = .logLevel(level)
+        case "cancel":
+            do {
+                self = .cancel(id: try reader.string("id"))
+            } catch {
+                throw .malformed(error, id: id)
+            }
         default:
             throw .malformed(reader.unknown, id: id)
         }
@@ -236,6 +249,8 @@ package extension PoolReply {
             )
         case .error(let message, let id):
             return ChannelMessage.make("error", ["message": .string(message), "id": id])
+        case .cancelled(let id):
+            return ChannelMessage.make("cancelled", ["id": .string(id)])
         }
     }
 
@@ -299,6 +314,8 @@ package extension PoolReply {
             self = .result(id: id, outcome: outcome, runtime: runtime, effects: effects)
         case "error":
             self = .error(message: try reader.string("message"), id: message["id"] ?? .null)
+        case "cancelled":
+            self = .cancelled(id: try reader.string("id"))
         default:
             throw reader.unknown
         }

@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 import OrderedCollections
 import SwiftqCore
@@ -21,6 +22,18 @@ import Glibc
 /// in the child. All spawns happen on the loop's thread (the consumer's main thread, which lives as long as the
 /// process), so the death signal fires exactly when the consumer dies. Reaping is a `waitpid(-1, WNOHANG)` loop
 /// on SIGCHLD, delivered through a ``SignalPipe`` the loop watches.
+///
+/// **Child prefetch** (`worker.child_prefetch`): a busy child may hold more jobs than the one it runs, up to
+/// ``childPrefetch``, in its own queue, so it goes from one short task to the next without waiting for the
+/// consumer (fewer wake-ups and frames on both sides). Only jobs the consumer marks ``PoolJob/mayQueue`` (short
+/// by their learned runtime, no time limits) wait, only behind such jobs, and never behind a job running longer
+/// than ``queueRuntimeLimit``. A job already waiting behind a job that turns out long waits for it: the child
+/// runs one job at a time and reads its channel only between jobs, so nothing can be taken back from it sooner
+/// (the learned runtime keeps this to tasks that are usually short; `child_prefetch: 1` rules it out). A job that
+/// waits has not started: ``PoolEvent/started(jobID:slot:pid:)`` comes when the child
+/// reaches it (the child writes each result before it starts the next job, so the results read tell which job
+/// runs), and a waiting job is taken back with a `cancel` frame (``withdraw(jobID:)``, a revoke, a shrink, a
+/// retiring child) or, if its child dies, given back unrun (``PoolEvent/returned(jobID:)``).
 ///
 /// Owner: the loop thread of the consumer. Every stored property below belongs to it; events are delivered on it.
 package final class PreforkPool: WorkPool {
@@ -46,9 +59,15 @@ package final class PreforkPool: WorkPool {
     /// the task it ran, never during one. Changed by a reload.
     package var maxTasksPerChild: Int?
     package var maxMemoryPerChild: Int?
+    /// How many jobs a child holds at once, the running one included (`worker.child_prefetch`; 1: only idle
+    /// children get work, Celery's `-O fair`).
+    package var childPrefetch = 1
+    /// A job running longer than this has no job queued behind it (`worker.child_prefetch_max_runtime`).
+    package var queueRuntimeLimit: Duration = .milliseconds(10)
 
     /// One slot and the child that fills it. States: `starting` (spawned, no hello yet) → `idle` ⇄ `busy`;
-    /// `retiring` (finish the job, then let the child go); `backoff` (dead, waiting for its respawn timer).
+    /// `retiring` (finish the running job, take back the queued ones, then let the child go); `backoff` (dead,
+    /// waiting for its respawn timer).
     private final class Slot {
         enum State: String {
             case starting, idle, busy, retiring, backoff
@@ -58,7 +77,16 @@ package final class PreforkPool: WorkPool {
         var pid: pid_t = 0
         var channel: FramedChannel?
         var state: State = .starting
-        var job: PoolJob?
+        /// The jobs the child holds: the first runs (or is about to), the others wait in the child's queue.
+        var jobs = Deque<PoolJob>()
+        /// The running job (the first one).
+        var job: PoolJob? { jobs.first }
+        /// Jobs asked back with a `cancel` frame and not answered yet.
+        var cancelling: Set<String> = []
+        /// The job whose ``PoolEvent/started(jobID:slot:pid:)`` was sent last.
+        var startedJob: String?
+        /// The child was reaped; its last frames are being read.
+        var exiting = false
         var jobStartedAt: ContinuousClock.Instant?
         var hardLimitTimer: EventLoop.TimerID?
         var respawnTimer: EventLoop.TimerID?
@@ -99,6 +127,43 @@ package final class PreforkPool: WorkPool {
     /// Asked on every dispatch: counted without building an array.
     package var idleSlots: Int { slots.values.count { $0.state == .idle } }
 
+    /// Room for jobs that may wait, in the queues of busy children that take them (``queueTarget()``).
+    package var queueableSlots: Int {
+        guard childPrefetch > 1, !stopping else { return 0 }
+        let now = ContinuousClock.now
+        var room = 0
+        for slot in slots.values where takesQueuedJobs(slot, now: now) { room += childPrefetch - slot.jobs.count }
+        return room
+    }
+
+    /// Whether a busy child takes one more waiting job: room left, nothing being asked back, every job it holds
+    /// may wait, the running one is not overdue, and (with `max_tasks_per_child`) the child lives long enough to
+    /// reach it.
+    private func takesQueuedJobs(_ slot: Slot, now: ContinuousClock.Instant) -> Bool {
+        guard slot.state == .busy, slot.channel != nil, slot.jobs.count < childPrefetch, slot.cancelling.isEmpty,
+            slot.jobs.allSatisfy(\.mayQueue)
+        else { return false }
+        if let started = slot.jobStartedAt, started.duration(to: now) > queueRuntimeLimit { return false }
+        if let limit = maxTasksPerChild, slot.childTasks + slot.jobs.count >= limit { return false }
+        return true
+    }
+
+    /// The busy child with the fewest jobs that takes a waiting one.
+    private func queueTarget() -> Slot? {
+        let now = ContinuousClock.now
+        var best: Slot?
+        for slot in slots.values where takesQueuedJobs(slot, now: now) {
+            if let current = best,
+                current.jobs.count < slot.jobs.count
+                    || (current.jobs.count == slot.jobs.count && current.index < slot.index)
+            {
+                continue
+            }
+            best = slot
+        }
+        return best
+    }
+
     /// Slots whose child said hello (idle or busy).
     package var readySlots: Int { slots.values.count { $0.state == .idle || $0.state == .busy } }
 
@@ -113,14 +178,30 @@ package final class PreforkPool: WorkPool {
     }
 
     package func submit(_ job: PoolJob) -> PoolSubmission? {
-        guard !stopping, let slot = slots.values.lazy.filter({ $0.state == .idle }).min(by: { $0.index < $1.index }),
+        guard !stopping else { return nil }
+        if let slot = slots.values.lazy.filter({ $0.state == .idle }).min(by: { $0.index < $1.index }),
             let channel = slot.channel
-        else { return nil }
-        slot.state = .busy
-        slot.job = job
-        slot.jobStartedAt = .now
+        {
+            slot.state = .busy
+            slot.jobs.append(job)
+            channel.send(serialized: PoolRequest.execute(job).serialized)
+            ThroughputCounters.shared.poolFrameSent()
+            startRunning(slot)
+            return PoolSubmission(slot: slot.index, pid: slot.pid)
+        }
+        guard job.mayQueue, childPrefetch > 1, let slot = queueTarget(), let channel = slot.channel else { return nil }
+        slot.jobs.append(job)
         channel.send(serialized: PoolRequest.execute(job).serialized)
         ThroughputCounters.shared.poolFrameSent()
+        return PoolSubmission(slot: slot.index, pid: slot.pid)
+    }
+
+    /// The slot's first job runs from now: its hard time limit starts and ``PoolEvent/started(jobID:slot:pid:)``
+    /// goes out (not for a job being asked back: it may never start).
+    private func startRunning(_ slot: Slot) {
+        guard let job = slot.jobs.first, !slot.cancelling.contains(job.id), slot.startedJob != job.id else { return }
+        slot.startedJob = job.id
+        slot.jobStartedAt = .now
         if let limit = job.hardTimeLimit, limit > 0 {
             let pid = slot.pid
             slot.hardLimitTimer = loop.schedule(after: .milliseconds(Int64(limit * 1000))) {
@@ -135,16 +216,51 @@ package final class PreforkPool: WorkPool {
             }
         }
         onEvent?(.started(jobID: job.id, slot: slot.index, pid: slot.pid))
-        return PoolSubmission(slot: slot.index, pid: slot.pid)
+    }
+
+    /// The slot (active or departing) holding `jobID`, and its place there (0: running).
+    private func locate(_ jobID: String) -> (slot: Slot, index: Int)? {
+        for slot in slots.values {
+            if let index = slot.jobs.firstIndex(where: { $0.id == jobID }) { return (slot, index) }
+        }
+        for slot in departing.values {
+            if let index = slot.jobs.firstIndex(where: { $0.id == jobID }) { return (slot, index) }
+        }
+        return nil
     }
 
     package func terminate(jobID: String, signal: CInt, reason: ExitReason) {
-        // A slot shrunk away while busy is departing, not gone: its job can still be terminated.
-        guard
-            let slot = slots.values.first(where: { $0.job?.id == jobID })
-                ?? departing.values.first(where: { $0.job?.id == jobID })
-        else { return }
-        end(slot, signal: signal, reason: reason)
+        // A slot shrunk away while busy is departing, not gone: its job can still be terminated. What the child
+        // already wrote is read first: a job that looks queued may have started since.
+        guard let found = locate(jobID) else { return }
+        found.slot.channel?.readPending()
+        guard let (slot, index) = locate(jobID) else { return }
+        if index == 0 {
+            end(slot, signal: signal, reason: reason)
+        } else {
+            cancel(jobID, in: slot)
+        }
+    }
+
+    package func withdraw(jobID: String) {
+        guard let found = locate(jobID), found.index > 0 else { return }
+        found.slot.channel?.readPending()
+        guard let (slot, index) = locate(jobID), index > 0 else { return }
+        cancel(jobID, in: slot)
+    }
+
+    /// Asks the child to drop a queued job; ``PoolReply/cancelled(id:)`` (or the job's result, if it started
+    /// meanwhile) answers.
+    private func cancel(_ jobID: String, in slot: Slot) {
+        guard let channel = slot.channel, !slot.cancelling.contains(jobID) else { return }
+        slot.cancelling.insert(jobID)
+        channel.send(PoolRequest.cancel(id: jobID).json)
+        ThroughputCounters.shared.poolFrameSent()
+    }
+
+    /// Asks back every job waiting behind the running one.
+    private func cancelQueued(_ slot: Slot) {
+        for job in slot.jobs.dropFirst() { cancel(job.id, in: slot) }
     }
 
     package func resize(to size: Int) {
@@ -194,6 +310,7 @@ package final class PreforkPool: WorkPool {
                 pid: slot.pid,
                 state: slot.state.rawValue,
                 jobID: slot.job?.id,
+                queued: max(0, slot.jobs.count - 1),
                 tasksCompleted: record.tasksCompleted,
                 restarts: record.restarts,
                 lastExit: record.lastExit,
@@ -233,6 +350,7 @@ package final class PreforkPool: WorkPool {
         }
         slot.pid = pid
         slot.state = .starting
+        slot.exiting = false
         slot.startedAt = .now
         slot.intendedExit = nil
         slot.childTasks = 0
@@ -268,29 +386,72 @@ package final class PreforkPool: WorkPool {
                 logger.warning("pool child \(slot.index) sent a result for no job it runs")
                 return
             }
-            if let timer = slot.hardLimitTimer { loop.cancel(timer) }
-            slot.hardLimitTimer = nil
-            slot.job = nil
-            slot.jobStartedAt = nil
+            // A job asked back too late ran: it started (unannounced) before the child read the request.
+            if slot.startedJob != id {
+                slot.cancelling.remove(id)
+                startRunning(slot)
+            }
+            removeFirstJob(slot)
             records[slot.index, default: SlotRecord()].tasksCompleted += 1
             slot.childTasks += 1
-            if slot.state == .retiring {
-                release(slot)
-            } else if let reason = childLimitReached(slot, pid: pid) {
+            if slot.state != .retiring, let reason = childLimitReached(slot, pid: pid) {
                 // Between tasks: the child goes (its channel closes, it exits 0) and a new one takes the slot.
                 logger.info(
                     "replacing pool child \(slot.index) (pid \(pid)): \(reason)",
                     metadata: [DaemonLog.Key.slot: "\(slot.index)"]
                 )
                 slot.intendedExit = reason
-                release(slot)
-            } else {
-                slot.state = .idle
+                slot.state = .retiring
             }
+            let next = advance(slot)
             onEvent?(.finished(jobID: job.id, outcome: outcome, runtime: runtime, effects: effects))
+            if next { startRunning(slot) }
+        case .cancelled(let id):
+            guard let index = slot.jobs.firstIndex(where: { $0.id == id }) else { return }
+            slot.cancelling.remove(id)
+            if index == 0 {
+                removeFirstJob(slot)
+            } else {
+                slot.jobs.remove(at: index)
+            }
+            let next = index == 0 && advance(slot)
+            onEvent?(.returned(jobID: id))
+            if next { startRunning(slot) }
         case .error(let message, _):
             logger.error("pool child \(slot.index) reported: \(message)")
         }
+    }
+
+    /// Drops the running job from the slot (it returned, or was dropped unstarted).
+    private func removeFirstJob(_ slot: Slot) {
+        if let timer = slot.hardLimitTimer { loop.cancel(timer) }
+        slot.hardLimitTimer = nil
+        slot.jobs.removeFirst()
+        slot.startedJob = nil
+        slot.jobStartedAt = nil
+    }
+
+    /// After the running job left: a retiring child gives its queued jobs back and goes once it holds none; an
+    /// active one goes idle or on to its next job. Returns whether a next job runs now (its `started` is sent
+    /// by the caller, after the event about the job that left).
+    private func advance(_ slot: Slot) -> Bool {
+        if slot.state == .retiring {
+            if !slot.exiting { cancelQueued(slot) }
+            if slot.jobs.isEmpty { release(slot) }
+            return false
+        }
+        if slot.jobs.isEmpty {
+            slot.state = .idle
+            return false
+        }
+        return true
+    }
+
+    /// `worker.child_prefetch` and `worker.child_prefetch_max_runtime` (a reload changes them; jobs already
+    /// queued stay).
+    package func setChildPrefetch(_ depth: Int, maxRuntime: Duration) {
+        childPrefetch = max(1, depth)
+        queueRuntimeLimit = maxRuntime
     }
 
     package func setChildLimits(maxTasks: Int?, maxMemoryKiB: Int?) {
@@ -329,10 +490,11 @@ package final class PreforkPool: WorkPool {
         guard slot.pid > 0 else { return }
         departing[slot.pid] = slot
         slot.intendedExit = reason
-        if slot.job == nil || slot.state == .starting {
+        if slot.jobs.isEmpty || slot.state == .starting {
             release(slot)
         } else {
             slot.state = .retiring
+            cancelQueued(slot)
         }
     }
 
@@ -358,6 +520,11 @@ package final class PreforkPool: WorkPool {
     private func exited(_ slot: Slot, pid: pid_t, status: ExitStatus, active: Bool) {
         let reason = exitReason(slot, status: status)
         let uptime = slot.startedAt.duration(to: .now)
+        // What the child wrote before it died counts: results and dropped jobs still in the socket (read as a
+        // retiring slot's, so that nothing new is handed to it meanwhile).
+        slot.state = .retiring
+        slot.exiting = true
+        slot.channel?.readPending()
         if let timer = slot.hardLimitTimer { loop.cancel(timer) }
         slot.hardLimitTimer = nil
         slot.channel?.close()
@@ -375,7 +542,10 @@ package final class PreforkPool: WorkPool {
             logger.debug("pool child exited: \(reason)", metadata: metadata)
         }
         let job = slot.job
-        slot.job = nil
+        let waiting = slot.jobs.dropFirst().map(\.id)
+        slot.jobs.removeAll()
+        slot.cancelling.removeAll()
+        slot.startedJob = nil
         slot.jobStartedAt = nil
         let delay = (active && !stopping) ? policy.recordExit(reason, &record.history, uptime: uptime, at: .now) : nil
         if delay != nil && reason.isCrash { record.restarts += 1 }
@@ -387,6 +557,8 @@ package final class PreforkPool: WorkPool {
         }
         records[slot.index] = record
         if let job { onEvent?(.lost(jobID: job.id, slot: slot.index, pid: pid, reason: reason)) }
+        // Jobs that waited behind it never started: they run elsewhere.
+        for id in waiting { onEvent?(.returned(jobID: id)) }
         if let delay {
             if delay > .zero { logger.warning("respawning pool \(slot.index) in \(delay)") }
             scheduleRespawn(slot, after: delay)

@@ -20,6 +20,9 @@ package protocol WorkPool: AnyObject {
     var targetSize: Int { get }
     /// Slots whose child is up and not running a job.
     var idleSlots: Int { get }
+    /// How many more jobs that may wait behind another (``PoolJob/mayQueue``) the pool takes now besides
+    /// ``idleSlots``: room in busy children's queues (child prefetch; 0 for pools without it).
+    var queueableSlots: Int { get }
     /// Starts the pool's slots.
     func start() throws
     /// Runs `job` in an idle slot; returns the slot and its child's pid, or nil when no slot is idle (nothing
@@ -28,6 +31,9 @@ package protocol WorkPool: AnyObject {
     /// Ends the job `jobID` (if a slot runs it) by signalling its child with `signal`; the child is replaced, and
     /// a ``PoolEvent/lost(jobID:slot:pid:reason:)`` with `reason` follows.
     func terminate(jobID: String, signal: CInt, reason: ExitReason)
+    /// Takes back the job `jobID` if it waits in a child's queue and has not started: a
+    /// ``PoolEvent/returned(jobID:)`` follows. A started job is left alone (it runs to its end).
+    func withdraw(jobID: String)
     /// Grows or shrinks to `size` slots; a shrunk slot finishes its job first (exit reason `.shrink`).
     func resize(to size: Int)
     /// Warm: let running jobs finish, then stop the children. Cold: kill them now.
@@ -46,6 +52,10 @@ package protocol WorkPool: AnyObject {
 package extension WorkPool {
     /// Pools without children have nothing to replace.
     func setChildLimits(maxTasks: Int?, maxMemoryKiB: Int?) {}
+    /// Pools without child prefetch run a job only in an idle slot.
+    var queueableSlots: Int { 0 }
+    /// Pools without child prefetch start every job they take at once: nothing waits to be taken back.
+    func withdraw(jobID: String) {}
 }
 
 /// Where ``WorkPool/submit(_:)`` placed a job: the slot, and the pid of the process that runs it (for the
@@ -84,6 +94,9 @@ package struct PoolJob: Sendable, Equatable {
     /// The request context as the JSON text the consumer sent, undecoded: how a pool child receives it
     /// (``PoolRequest/init(payload:)``); the task decodes it if it reads it.
     package var requestText: [UInt8]?
+    /// Whether the job may wait in a busy child's queue (child prefetch): the consumer says so for short tasks
+    /// without time limits; any other job goes to an idle slot only. Not sent to the child.
+    package var mayQueue = false
 
     package init(
         id: String,
@@ -215,6 +228,9 @@ package enum PoolEvent: Sendable, Equatable {
     case lost(jobID: String, slot: Int, pid: Int32, reason: ExitReason)
     /// A slot's child exited (with or without a job) and why; the pool replaces it unless the slot was retired.
     case slotExited(slot: Int, pid: Int32, reason: ExitReason)
+    /// The job never started and is given back: withdrawn (``WorkPool/withdraw(jobID:)``), or it waited in the
+    /// queue of a child that was let go or died.
+    case returned(jobID: String)
 }
 
 /// One pool slot as `stats` shows it.
@@ -224,6 +240,8 @@ package struct PoolSlotSnapshot: Sendable, Equatable {
     /// `starting`, `idle`, `busy`, `retiring`, `backoff`.
     package var state: String
     package var jobID: String?
+    /// Jobs waiting in the child's queue behind ``jobID`` (child prefetch).
+    package var queued: Int = 0
     package var tasksCompleted: Int
     package var restarts: Int
     package var lastExit: ExitStatus?
@@ -257,6 +275,7 @@ package extension PoolSlotSnapshot {
         object["crash_loop"] = .bool(crashLooping)
         object["task_state"] = .string(state)
         object["task_id"] = jobID.map { .string($0) } ?? .null
+        object["queued_tasks"] = .int(Int64(queued))
         object["tasks_completed"] = .int(Int64(tasksCompleted))
         var replacements: OrderedDictionary<String, JSONValue> = [:]
         for reason in replaced.keys.sorted() { replacements[reason] = .int(Int64(replaced[reason]!)) }

@@ -72,6 +72,8 @@ struct ConfigurationSampleTests {
                 "worker.restart_backoff_max",
                 "worker.max_tasks_per_child",
                 "worker.max_memory_per_child",
+                "worker.child_prefetch",
+                "worker.child_prefetch_max_runtime",
                 "worker.poison_threshold",
                 "worker.dead_letter_queue",
                 "worker.revokes_max",

@@ -41,7 +41,7 @@ package final class TaskEndLog: ConsumerCoreObserver {
             case .terminated: log(jobID, job, state: "REVOKED", runtime: nil)
             default: log(jobID, job, state: "FAILURE", runtime: nil)
             }
-        case .slotReady, .slotExited:
+        case .slotReady, .slotExited, .returned:
             return
         }
     }

@@ -158,7 +158,7 @@ package final class TaskEventEmitter: ConsumerCoreObserver {
     package func poolEvent(_ event: PoolEvent, delivery: DeliveryMachine.Delivery?) {
         guard taskEventsEnabled else { return }
         switch event {
-        case .slotReady, .slotExited:
+        case .slotReady, .slotExited, .returned:
             return
         case .started(let jobID, _, _):
             if let hard = delivery?.message.timeLimit.hard {

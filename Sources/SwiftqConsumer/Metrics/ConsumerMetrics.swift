@@ -207,7 +207,7 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
 
     package func poolEvent(_ event: PoolEvent, delivery: DeliveryMachine.Delivery?) {
         switch event {
-        case .slotReady:
+        case .slotReady, .returned:
             return
         case .slotExited(_, _, let reason):
             childExited(reason)
