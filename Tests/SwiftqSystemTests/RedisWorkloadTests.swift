@@ -23,6 +23,12 @@ import Testing
             eventually(timeout: 60) { ((try? redis.cli(["GET", "ready:python"])) ?? "").contains("1") },
             "the Python worker never became ready"
         )
+        #expect(
+            eventually(timeout: 60) {
+                (try? daemon.stats())?["broker"]?["connections"]?["fetch"]?["connected"]?.boolValue == true
+            },
+            "swiftqd's fetcher never connected\n\(daemon.log.suffix(3000))"
+        )
         let count = 300
         let results = try Python.celeryClient(
             RedisInteropTests.request(
@@ -36,7 +42,10 @@ import Testing
         for (index, result) in results.enumerated() { #expect(result["result"] == .int(Int64(index + 1))) }
         let byPython = try redis.cli(["LRANGE", "executed:python", "0", "-1"]).split(separator: "\n").map(String.init)
         #expect(Set(byPython).count == byPython.count, "a task ran twice in the Python worker")
-        let bySwiftqd = try #require(try daemon.stats()["tasks"]?["by_name"]?["swiftq.add"]?["succeeded"]?.intValue)
+        let bySwiftqd = try #require(
+            try daemon.stats()["tasks"]?["by_name"]?["swiftq.add"]?["succeeded"]?.intValue,
+            "swiftqd ran none of the tasks\n\(daemon.log.suffix(3000))"
+        )
         #expect(Int(bySwiftqd) + byPython.count == count, "swiftqd \(bySwiftqd) + python \(byPython.count) != \(count)")
         #expect(
             bySwiftqd > 0 && !byPython.isEmpty,
