@@ -486,7 +486,8 @@ package struct DeliveryMachine {
     }
 
     /// The pool gave back a job that never started (withdrawn, or queued in a child that went): revoked, it ends
-    /// REVOKED; during a shutdown it goes back to the broker; otherwise it is ready again, first in line.
+    /// REVOKED; during a shutdown it goes back to the broker; otherwise it is ready again, in its place by arrival
+    /// (before the deliveries that came after it).
     private mutating func returned(_ jobID: String, now: CeleryTimestamp, into actions: inout [Action]) {
         guard let key = running.removeValue(forKey: jobID), let delivery = deliveries[key] else { return }
         if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
@@ -498,7 +499,7 @@ package struct DeliveryMachine {
             settle(Settlement(deliveryTag: delivery.tag, disposition: .requeue), into: &actions)
         } else {
             delivery.state = .ready
-            ready.prepend(key)
+            ready.insert(key, at: ready.firstIndex { $0 > key } ?? ready.endIndex)
         }
     }
 
@@ -713,6 +714,11 @@ package struct DeliveryMachine {
     package mutating func shutdown() -> [Action] {
         isShuttingDown = true
         var actions: [Action] = []
+        // Handed to the pool but waiting in a child's queue: asked back, they go to the broker as they return.
+        for delivery in deliveries.values.sorted(by: { $0.key < $1.key })
+        where delivery.state == .running && delivery.timeStart == nil {
+            actions.append(.withdraw(jobID: delivery.message.id))
+        }
         clearRateLimitWaits(into: &actions)
         let reserved = deliveries.values.filter { if case .running = $0.state { false } else { $0.state != .settling } }
         for delivery in reserved.sorted(by: { $0.key < $1.key }) {

@@ -92,14 +92,13 @@ public final class FramedChannel {
     }
 
     /// Hands on, now, every frame the peer has already written: those read but not handed on yet (when called from
-    /// a frame handler, the frames after the current one), then what the socket holds (one buffer's worth),
-    /// without waiting for the loop. For a decision that must see everything the peer said before it: the pool
-    /// child before it starts a queued job, the pool before it tells a queued job from a started one.
+    /// a frame handler, the frames after the current one), then everything the socket holds, without waiting for
+    /// the loop. For a decision that must see everything the peer said before it: the pool child before it starts
+    /// a queued job, the pool before it tells a queued job from a started one.
     public func readPending() {
         guard !isClosed else { return }
         dispatchFrames()
-        guard !isClosed else { return }
-        readAvailable()
+        while !isClosed && readAvailable() {}
     }
 
     /// Closes the channel (without calling `onClose`).
@@ -125,7 +124,10 @@ public final class FramedChannel {
         if readiness.contains(.readable) && !isClosed { readAvailable() }
     }
 
-    private func readAvailable() {
+    /// One read, and the frames it completes handed on; returns whether it read anything (false: nothing was
+    /// waiting, or the channel closed).
+    @discardableResult
+    private func readAvailable() -> Bool {
         var count: CInt = 0
         let received = CSwiftqPlatform_receiveWithDescriptors(
             descriptor,
@@ -136,17 +138,19 @@ public final class FramedChannel {
             &count
         )
         if received < 0 {
-            if errno == EINTR || errno == EAGAIN { return }
+            if errno == EINTR { return true }
+            if errno == EAGAIN { return false }
             fail(.error(SystemError.current("recvmsg")))
-            return
+            return false
         }
         if count > 0 { receivedDescriptors.append(contentsOf: descriptorBuffer[0..<Int(count)]) }
         if received == 0 {
             fail(.peerClosed)
-            return
+            return false
         }
         decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<received]))
         dispatchFrames()
+        return !isClosed
     }
 
     /// Hands on the complete frames in the decoder, in order. A handler may call ``readPending()``, which hands on

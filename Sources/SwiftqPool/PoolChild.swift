@@ -32,8 +32,20 @@ package final class PoolChild {
     private var logger: Logger
     private var channel: FramedChannel!
     private var exitCode: Int32 = 0
-    /// Jobs received and not started yet, oldest first.
-    private var queue = Deque<PoolJob>()
+    /// Jobs received and not started yet, oldest first: to run, or refused for arguments a Python call would refuse
+    /// (answered in their turn, so that results keep the order of the jobs).
+    private var queue = Deque<Queued>()
+    private enum Queued {
+        case job(PoolJob)
+        case refused(id: String, TaskFailure)
+
+        var id: String {
+            switch self {
+            case .job(let job): job.id
+            case .refused(let id, _): id
+            }
+        }
+    }
     /// Whether ``runQueue()`` is running (a frame handler it calls only queues).
     private var running = false
 
@@ -97,7 +109,8 @@ package final class PoolChild {
         } catch {
             switch error {
             case .badArguments(let id, let failure):
-                channel.send(PoolReply.result(id: id, outcome: .failure(failure), runtime: 0).json)
+                queue.append(.refused(id: id, failure))
+                runQueue()
             case .malformed(let problem, let id):
                 logger.warning("ignoring a malformed channel message: \(problem)")
                 channel.send(PoolReply.error(message: problem.description, id: id).json)
@@ -106,7 +119,7 @@ package final class PoolChild {
         }
         switch request {
         case .execute(let job):
-            queue.append(job)
+            queue.append(.job(job))
             runQueue()
         case .cancel(let id):
             // Not found: the job already ran and its result was written before this frame was read.
@@ -122,17 +135,37 @@ package final class PoolChild {
         }
     }
 
-    /// Runs the queued jobs in order, reading the channel before each one (the frames that read hands on, called
-    /// from here, only queue jobs or drop them).
+    /// Runs the queued jobs in order. Before each one, the previous result is written out whole (the consumer
+    /// learns that a job started from the result before it) and the channel is read (the frames that read hands
+    /// on, called from here, only queue jobs or drop them).
     private func runQueue() {
         guard !running else { return }
         running = true
         defer { running = false }
         while channel.isOpen {
+            guard writeOut() else { return }
             channel.readPending()
-            guard channel.isOpen, let job = queue.popFirst() else { return }
-            execute(job)
+            guard channel.isOpen, let next = queue.popFirst() else { return }
+            switch next {
+            case .job(let job):
+                execute(job)
+            case .refused(let id, let failure):
+                channel.send(PoolReply.result(id: id, outcome: .failure(failure), runtime: 0).json)
+            }
         }
+    }
+
+    /// Waits until everything sent is written (the consumer reads whenever it can, so this ends), or returns false
+    /// when the channel or the lifeline closed meanwhile.
+    private func writeOut() -> Bool {
+        while channel.isOpen && channel.pendingOutputBytes > 0 {
+            if Descriptors.waitReadable(Self.lifelineDescriptor, timeout: .zero) {
+                loop.stop()
+                return false
+            }
+            channel.flush(blockingFor: .milliseconds(100))
+        }
+        return channel.isOpen
     }
 
     private func execute(_ job: PoolJob) {

@@ -83,6 +83,9 @@ package final class PreforkPool: WorkPool {
         var job: PoolJob? { jobs.first }
         /// Jobs asked back with a `cancel` frame and not answered yet.
         var cancelling: Set<String> = []
+        /// Queued jobs a terminate asked back: should one start before its cancel arrives, the child is ended as
+        /// soon as the pool sees it running.
+        var terminating: [String: (signal: CInt, reason: ExitReason)] = [:]
         /// The job whose ``PoolEvent/started(jobID:slot:pid:)`` was sent last.
         var startedJob: String?
         /// The child was reaped; its last frames are being read.
@@ -199,6 +202,10 @@ package final class PreforkPool: WorkPool {
     /// The slot's first job runs from now: its hard time limit starts and ``PoolEvent/started(jobID:slot:pid:)``
     /// goes out (not for a job being asked back: it may never start).
     private func startRunning(_ slot: Slot) {
+        if let first = slot.jobs.first, let kill = slot.terminating[first.id] {
+            end(slot, signal: kill.signal, reason: kill.reason)
+            return
+        }
         guard let job = slot.jobs.first, !slot.cancelling.contains(job.id), slot.startedJob != job.id else { return }
         slot.startedJob = job.id
         slot.jobStartedAt = .now
@@ -236,9 +243,21 @@ package final class PreforkPool: WorkPool {
         found.slot.channel?.readPending()
         guard let (slot, index) = locate(jobID) else { return }
         if index == 0 {
+            if slot.jobs.count > 1 {
+                // The jobs behind it are asked back before the signal, and what the child wrote is read again: a
+                // child that finished this job meanwhile starts none of them (it reads the cancels first), and
+                // one that did not is signalled while it still runs this one, never the next.
+                cancelQueued(slot)
+                slot.channel?.readPending()
+                guard let again = locate(jobID), again.index == 0 else { return }
+            }
             end(slot, signal: signal, reason: reason)
         } else {
+            // Asked back; if it started before the cancel arrived, it is ended once the pool sees it running.
+            slot.terminating[jobID] = (signal, reason)
             cancel(jobID, in: slot)
+            slot.channel?.readPending()
+            if let again = locate(jobID), again.index == 0 { end(again.slot, signal: signal, reason: reason) }
         }
     }
 
@@ -378,6 +397,7 @@ package final class PreforkPool: WorkPool {
         }
         switch reply {
         case .hello:
+            guard !slot.exiting else { return }
             if slot.state == .starting { slot.state = .idle }
             sendLogLevel(slot)
             onEvent?(.slotReady(slot: slot.index, pid: pid))
@@ -389,6 +409,7 @@ package final class PreforkPool: WorkPool {
             // A job asked back too late ran: it started (unannounced) before the child read the request.
             if slot.startedJob != id {
                 slot.cancelling.remove(id)
+                slot.terminating[id] = nil
                 startRunning(slot)
             }
             removeFirstJob(slot)
@@ -409,6 +430,7 @@ package final class PreforkPool: WorkPool {
         case .cancelled(let id):
             guard let index = slot.jobs.firstIndex(where: { $0.id == id }) else { return }
             slot.cancelling.remove(id)
+            slot.terminating[id] = nil
             if index == 0 {
                 removeFirstJob(slot)
             } else {
@@ -542,9 +564,11 @@ package final class PreforkPool: WorkPool {
             logger.debug("pool child exited: \(reason)", metadata: metadata)
         }
         let job = slot.job
+        let announced = slot.startedJob
         let waiting = slot.jobs.dropFirst().map(\.id)
         slot.jobs.removeAll()
         slot.cancelling.removeAll()
+        slot.terminating.removeAll()
         slot.startedJob = nil
         slot.jobStartedAt = nil
         let delay = (active && !stopping) ? policy.recordExit(reason, &record.history, uptime: uptime, at: .now) : nil
@@ -556,7 +580,12 @@ package final class PreforkPool: WorkPool {
             )
         }
         records[slot.index] = record
-        if let job { onEvent?(.lost(jobID: job.id, slot: slot.index, pid: pid, reason: reason)) }
+        if let job {
+            // A job that became the first one as the child's last results were read may have started: it is
+            // reported started before lost, so its states and events stay in order.
+            if announced != job.id { onEvent?(.started(jobID: job.id, slot: slot.index, pid: pid)) }
+            onEvent?(.lost(jobID: job.id, slot: slot.index, pid: pid, reason: reason))
+        }
         // Jobs that waited behind it never started: they run elsewhere.
         for id in waiting { onEvent?(.returned(jobID: id)) }
         if let delay {

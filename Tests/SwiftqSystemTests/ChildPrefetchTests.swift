@@ -192,4 +192,37 @@ import Testing
         }
         #expect(replies == ["result a", "cancelled c", "result b"])
     }
+
+    /// A result bigger than the socket takes at once is written whole before the next job starts: the consumer
+    /// learns that a job started from the result before it, and a task's result must not wait for the next task.
+    @Test func aBigResultIsWrittenWholeBeforeTheNextJobStarts() throws {
+        let child = try PoolChildDriver()
+        _ = try child.receive()
+        let big = String(repeating: "r", count: 1 << 20)
+        try child.send(["type": "execute", "id": "big", "task": "swiftq.echo", "args": [.string(big)], "kwargs": [:]])
+        try child.send(["type": "execute", "id": "next", "task": "swiftq.sleep", "args": [5], "kwargs": [:]])
+        // Nothing is read meanwhile: the socket fills up with part of the big result.
+        Thread.sleep(forTimeInterval: 0.5)
+        let reading = ContinuousClock.now
+        let first = try #require(try child.receive(timeout: .seconds(10)))
+        #expect(first["id"] == "big")
+        #expect(first["result"]?.stringValue?.utf8.count == 1 << 20)
+        // Whole at once, not once the five-second task after it is over.
+        #expect(reading.duration(to: .now) < .seconds(2), "the rest of the result waited for the next job")
+    }
+
+    /// A job refused for its arguments is answered in its turn, after the jobs before it: the consumer reads each
+    /// result as the end of the job it holds first.
+    @Test func aRefusedJobIsAnsweredInItsTurn() throws {
+        let child = try PoolChildDriver()
+        _ = try child.receive()
+        try child.send(["type": "execute", "id": "a", "task": "swiftq.sleep", "args": [0.3], "kwargs": [:]])
+        try child.send(["type": "execute", "id": "bad", "task": "swiftq.ping", "args": "not a list", "kwargs": [:]])
+        try child.send(["type": "execute", "id": "b", "task": "swiftq.ping", "args": [], "kwargs": [:]])
+        var replies: [String] = []
+        while let frame = try child.receive(timeout: .seconds(2)) {
+            replies.append("\(frame["id"]?.stringValue ?? "?") \(frame["state"]?.stringValue ?? "?")")
+        }
+        #expect(replies == ["a SUCCESS", "bad FAILURE", "b SUCCESS"])
+    }
 }

@@ -32,6 +32,20 @@ import Testing
         _ = machine.settled(tags: [id], results: 1)
     }
 
+    /// A machine that saw `app.quick` finish fast, holding `ids` as `app.quick` deliveries (tags "1", "2", …): the
+    /// first started in the only idle slot, the second handed to its child's queue.
+    static func quickTasksInAChild(_ ids: [String]) throws -> DeliveryMachine {
+        var machine = try Self.machine()
+        Self.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
+        let messages: [InboundMessage] = ids.enumerated().map { index, id in
+            .task(TaskMessage(id: id, name: "app.quick"), deliveryTag: "\(index + 1)", queue: "q")
+        }
+        _ = machine.received(messages, now: now)
+        _ = machine.dispatch(idleSlots: 1, queueable: 1, isStale: { _ in false }, now: now)
+        _ = machine.pool(.started(jobID: ids[0], slot: 0, pid: 10), now: now)
+        return machine
+    }
+
     @Test func onlyShortTasksWithoutTimeLimitsWaitInABusyChild() throws {
         var machine = try Self.machine("tasks:\n  app.limited:\n    time_limit: 30s\n")
         Self.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
@@ -90,17 +104,7 @@ import Testing
     }
 
     @Test func aRevokedTaskWaitingInAChildIsWithdrawnAndEndsRevokedUnrun() throws {
-        var machine = try Self.machine()
-        Self.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
-        _ = machine.received(
-            [
-                .task(TaskMessage(id: "a", name: "app.quick"), deliveryTag: "1", queue: "q"),
-                .task(TaskMessage(id: "b", name: "app.quick"), deliveryTag: "2", queue: "q"),
-            ],
-            now: Self.now
-        )
-        _ = machine.dispatch(idleSlots: 1, queueable: 1, isStale: { _ in false }, now: Self.now)
-        _ = machine.pool(.started(jobID: "a", slot: 0, pid: 10), now: Self.now)
+        var machine = try Self.quickTasksInAChild(["a", "b"])
         // "b" waits behind "a": reserved, not active (Celery lists a task as active once the pool started it).
         #expect(machine.activeInfo(safe: false).map { $0["id"] } == ["a"])
         #expect(machine.reservedInfo.map { $0["id"] } == ["b"])
@@ -138,25 +142,20 @@ import Testing
     }
 
     @Test func aJobGivenBackUnstartedRunsAgainFirstOrGoesBackToTheBrokerOnShutdown() throws {
-        var machine = try Self.machine()
-        Self.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
-        _ = machine.received(
-            [
-                .task(TaskMessage(id: "a", name: "app.quick"), deliveryTag: "1", queue: "q"),
-                .task(TaskMessage(id: "b", name: "app.quick"), deliveryTag: "2", queue: "q"),
-                .task(TaskMessage(id: "c", name: "app.quick"), deliveryTag: "3", queue: "q"),
-            ],
-            now: Self.now
-        )
-        _ = machine.dispatch(idleSlots: 1, queueable: 1, isStale: { _ in false }, now: Self.now)
-        _ = machine.pool(.started(jobID: "a", slot: 0, pid: 10), now: Self.now)
+        var machine = try Self.quickTasksInAChild(["a", "b", "c"])
         // The child running "a" dies: "a" is lost, "b" (never started) is ready again, ahead of "c".
         let back = machine.pool(.returned(jobID: "b"), now: Self.now)
         #expect(back == [.setRunning(tag: "2", false)])
         #expect(Array(machine.ready).compactMap { machine.deliveries[$0]?.message.id } == ["b", "c"])
         #expect(Self.jobs(machine.dispatch(idleSlots: 1, isStale: { _ in false }, now: Self.now)).map(\.id) == ["b"])
-        // During a warm shutdown a job given back goes back to the broker at once.
-        _ = machine.shutdown()
+        // Jobs given back come back in the order they arrived, before the later ones.
+        _ = machine.dispatch(idleSlots: 0, queueable: 1, isStale: { _ in false }, now: Self.now)
+        _ = machine.pool(.returned(jobID: "b"), now: Self.now)
+        _ = machine.pool(.returned(jobID: "c"), now: Self.now)
+        #expect(Array(machine.ready).compactMap { machine.deliveries[$0]?.message.id } == ["b", "c"])
+        // A warm shutdown asks back what waits in a child's queue, and what comes back goes to the broker at once.
+        _ = machine.dispatch(idleSlots: 0, queueable: 2, isStale: { _ in false }, now: Self.now)
+        #expect(machine.shutdown().prefix(2) == [.withdraw(jobID: "b"), .withdraw(jobID: "c")])
         let requeued = machine.pool(.returned(jobID: "b"), now: Self.now)
         #expect(
             requeued.contains { action in
