@@ -144,6 +144,13 @@ let package = Package(
             dependencies: ["SwiftqWorker"],
             path: "Examples/ChaosWorker"
         ),
+        // A prefork pool in a process of its own, driven over a channel by the child-prefetch system tests (a pool
+        // reaps children on SIGCHLD, which must not happen in the test process). Not shipped.
+        .executableTarget(
+            name: "swiftq-pool-probe",
+            dependencies: ["SwiftqPool", "SwiftqPlatform", "SwiftqCore"],
+            path: "Examples/PoolProbe"
+        ),
         // Micro-benchmark of EventLoop timers against the loop before heap timers (bench/timers/run). Not a test.
         .executableTarget(
             name: "swiftq-bench-timers",
@@ -191,8 +198,8 @@ let package = Package(
             name: "SwiftqSystemTests",
             // The executables are dependencies so that `swift test` builds them before the tests run them.
             dependencies: [
-                "SwiftqCore", "SwiftqControl", "SwiftqPlatform", "SwiftqPool", "swiftqd", "swiftqctl",
-                "swiftq-example-worker", "swiftq-chaos-worker",
+                "SwiftqCore", "SwiftqControl", "SwiftqPlatform", "swiftqd", "swiftqctl", "swiftq-example-worker",
+                "swiftq-chaos-worker", "swiftq-pool-probe",
             ],
             // Python scripts the tests run with the Celery venv; not Swift sources.
             exclude: ["Python"]

@@ -3,171 +3,206 @@ import SwiftqCore
 import SwiftqPlatform
 import Testing
 
-@testable import SwiftqPool
-
-/// Child prefetch with real pool children (`swiftqd _pool-child`): jobs that wait in a busy child's queue start only
-/// when the child reaches them, are taken back unrun when asked (withdraw, terminate, a child's death), and nothing
-/// more waits behind a job that overruns the runtime limit.
+/// Child prefetch with real pool children (`swiftqd _pool-child`) under a real prefork pool, run in a process of its
+/// own (`swiftq-pool-probe`): jobs that wait in a busy child's queue start only when the child reaches them, are taken
+/// back unrun when asked (withdraw, terminate, a child's death), and nothing more waits behind a job that overruns
+/// the runtime limit.
 @Suite(.serialized) struct ChildPrefetchTests {
-    /// A prefork pool of real children on a loop this test runs, recording every event.
+    /// The probe's pool, driven over its channel; every event it reports is kept in order.
     final class PoolUnderTest {
-        let loop = EventLoop()
-        let pool: PreforkPool
-        var events: [PoolEvent] = []
+        let pid: Int32
+        private let channel: CInt
+        private var decoder = ChannelFrame.Decoder()
+        private(set) var events: [JSONValue] = []
+        private var replies: [JSONValue] = []
 
         init(size: Int, prefetch: Int, maxRuntime: Duration = .seconds(30)) throws {
             ignoreBrokenPipes()
-            pool = PreforkPool(
-                size: size,
-                loop: loop,
-                policy: RestartPolicy(),
-                logLevel: .warning,
-                executable: Binaries.swiftqd
+            let (ours, theirs) = try Descriptors.socketPair()
+            let probe = Binaries.directory + "/swiftq-pool-probe"
+            pid = try ChildProcess.spawn(
+                path: probe,
+                arguments: [probe, Binaries.swiftqd, "\(size)", "\(prefetch)", "\(maxRuntime.milliseconds)"],
+                environment: ["PATH=/usr/bin:/bin"],
+                descriptors: [theirs]
             )
-            pool.setChildPrefetch(prefetch, maxRuntime: maxRuntime)
-            pool.onEvent = { [unowned self] event in events.append(event) }
-            try pool.start()
-            #expect(loop.run(until: { self.pool.idleSlots == size }, timeout: .seconds(20)))
+            Descriptors.close(theirs)
+            channel = ours
+            #expect(waitFor { events in events.filter { $0["event"] == "ready" }.count == size }, "\(events)")
         }
 
         deinit {
-            let pool = self.pool
-            pool.onEvent = nil
-            pool.stop(cold: true)
-            _ = loop.run(until: { pool.isStopped }, timeout: .seconds(5))
+            Descriptors.close(channel)
+            if ChildProcess.wait(pid: pid, timeout: .seconds(10)) == nil {
+                ChildProcess.signal(pid, SIGKILL)
+                _ = ChildProcess.wait(pid: pid, timeout: .seconds(2))
+            }
         }
 
-        func job(_ id: String, sleep seconds: Double? = nil, mayQueue: Bool = true) -> PoolJob {
-            var job =
-                seconds.map { PoolJob(id: id, name: "swiftq.sleep", args: [.double($0)], kwargs: [:]) }
-                ?? PoolJob(id: id, name: "swiftq.ping", args: [], kwargs: [:])
-            job.mayQueue = mayQueue
-            return job
+        /// Reads one frame (up to `timeout`) into events or replies; false when none came.
+        private func pump(_ timeout: Duration) -> Bool {
+            let deadline = ContinuousClock.now + timeout
+            while true {
+                if let frame = try? decoder.next(), let message = try? JSONValue(parsing: frame.payload) {
+                    if message["event"] != nil { events.append(message) } else { replies.append(message) }
+                    return true
+                }
+                let left = ContinuousClock.now.duration(to: deadline)
+                guard left > .zero, Descriptors.waitReadable(channel, timeout: left),
+                    let bytes = try? Descriptors.read(channel, maximum: 1 << 20), !bytes.isEmpty
+                else { return false }
+                decoder.append(bytes)
+            }
+        }
+
+        private func send(_ request: JSONValue) {
+            _ = try? Descriptors.writeAll(channel, ChannelFrame.encode(request.serialized()))
+        }
+
+        private func reply() -> JSONValue? {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while replies.isEmpty {
+                let left = ContinuousClock.now.duration(to: deadline)
+                guard left > .zero, pump(left) else { return nil }
+            }
+            return replies.removeFirst()
+        }
+
+        /// Whether the pool took the job (a slot or a child's queue).
+        func submit(_ id: String, sleep seconds: Double? = nil, mayQueue: Bool = true) -> Bool {
+            let task: JSONValue = seconds == nil ? "swiftq.ping" : "swiftq.sleep"
+            let args: JSONValue = seconds.map { [.double($0)] } ?? []
+            send(["op": "submit", "id": .string(id), "task": task, "args": args, "may_queue": .bool(mayQueue)])
+            return reply()?["ok"]?.boolValue == true
+        }
+
+        func withdraw(_ id: String) { send(["op": "withdraw", "id": .string(id)]) }
+
+        func terminate(_ id: String, signal: CInt) {
+            send(["op": "terminate", "id": .string(id), "signal": .int(Int64(signal))])
+        }
+
+        /// `{"idle", "queueable", "slots": [{"slot", "pid", "queued"}]}`.
+        func state() -> JSONValue { reply(after: ["op": "state"]) ?? .null }
+
+        private func reply(after request: JSONValue) -> JSONValue? {
+            send(request)
+            return reply()
         }
 
         @discardableResult
-        func waitFor(_ timeout: Duration = .seconds(20), _ condition: @escaping ([PoolEvent]) -> Bool) -> Bool {
-            loop.run(until: { condition(self.events) }, timeout: timeout)
+        func waitFor(_ timeout: Duration = .seconds(20), _ condition: ([JSONValue]) -> Bool) -> Bool {
+            let deadline = ContinuousClock.now + timeout
+            while !condition(events) {
+                let left = ContinuousClock.now.duration(to: deadline)
+                guard left > .zero else { return false }
+                _ = pump(left)
+            }
+            return true
         }
 
         /// The events about `id`, by kind: "started", "finished", "lost", "returned".
         func kinds(_ id: String) -> [String] {
-            events.compactMap { event in
-                switch event {
-                case .started(let jobID, _, _) where jobID == id: "started"
-                case .finished(let jobID, _, _, _) where jobID == id: "finished"
-                case .lost(let jobID, _, _, _) where jobID == id: "lost"
-                case .returned(let jobID) where jobID == id: "returned"
-                default: nil
-                }
-            }
+            events.filter { $0["id"]?.stringValue == id }.compactMap { $0["event"]?.stringValue }
         }
 
-        /// Where the first event about `id` of `kind` is in the event list.
+        /// Where the first `kind` event about `id` is in the event list.
         func position(_ id: String, _ kind: String) -> Int? {
-            events.firstIndex { event in
-                switch event {
-                case .started(let jobID, _, _): kind == "started" && jobID == id
-                case .finished(let jobID, _, _, _): kind == "finished" && jobID == id
-                case .lost(let jobID, _, _, _): kind == "lost" && jobID == id
-                case .returned(let jobID): kind == "returned" && jobID == id
-                default: false
-                }
-            }
+            events.firstIndex { $0["id"]?.stringValue == id && $0["event"]?.stringValue == kind }
         }
     }
 
     @Test func queuedJobsStartWhenTheChildReachesThemAndAWithdrawnOneNeverRuns() throws {
         let pool = try PoolUnderTest(size: 1, prefetch: 3)
-        #expect(pool.pool.queueableSlots == 0, "an idle child has no queue room to offer: it takes a job first")
-        #expect(pool.pool.submit(pool.job("a", sleep: 0.4)) != nil)
-        #expect(pool.pool.queueableSlots == 2)
-        #expect(pool.pool.submit(pool.job("b")) != nil)
-        #expect(pool.pool.submit(pool.job("c")) != nil)
-        #expect(pool.pool.queueableSlots == 0)
-        #expect(pool.pool.submit(pool.job("d")) == nil, "the child holds child_prefetch jobs at most")
-        #expect(pool.pool.snapshot.first?.queued == 2)
+        #expect(pool.state()["queueable"] == 0, "an idle child has no queue room to offer: it takes a job first")
+        #expect(pool.submit("a", sleep: 0.4))
+        #expect(pool.state()["queueable"] == 2)
+        #expect(pool.submit("b"))
+        #expect(pool.submit("c"))
+        #expect(pool.state()["queueable"] == 0)
+        #expect(!pool.submit("d"), "the child holds child_prefetch jobs at most")
+        #expect(pool.state()["slots"]?[0]?["queued"] == 2)
         // Only the running job started.
         #expect(pool.kinds("a") == ["started"])
         #expect(pool.kinds("b").isEmpty && pool.kinds("c").isEmpty)
-        pool.pool.withdraw(jobID: "c")
-        pool.pool.withdraw(jobID: "a")  // Running: left alone.
+        pool.withdraw("c")
+        pool.withdraw("a")  // Running: left alone.
         #expect(pool.waitFor { _ in pool.kinds("b") == ["started", "finished"] }, "\(pool.events)")
         #expect(pool.kinds("a") == ["started", "finished"])
         #expect(pool.kinds("c") == ["returned"], "the withdrawn job ran or was not given back: \(pool.events)")
         // "b" started only once "a" was done.
         #expect(try #require(pool.position("b", "started")) > #require(pool.position("a", "finished")))
-        #expect(pool.pool.idleSlots == 1)
+        #expect(pool.state()["idle"] == 1)
     }
 
     @Test func aJobThatMayNotWaitGoesOnlyToAnIdleChild() throws {
-        let pool = try PoolUnderTest(size: 1, prefetch: 4)
-        #expect(pool.pool.submit(pool.job("a", sleep: 0.2)) != nil)
-        #expect(pool.pool.submit(pool.job("b", mayQueue: false)) == nil)
-        // Nor does anything wait behind a job that may not.
-        let fair = try PoolUnderTest(size: 1, prefetch: 4)
-        #expect(fair.pool.submit(fair.job("a", sleep: 0.2, mayQueue: false)) != nil)
-        #expect(fair.pool.queueableSlots == 0)
-        #expect(fair.pool.submit(fair.job("b")) == nil)
-        // child_prefetch 1: Celery's -O fair.
-        let one = try PoolUnderTest(size: 1, prefetch: 1)
-        #expect(one.pool.submit(one.job("a", sleep: 0.2)) != nil)
-        #expect(one.pool.submit(one.job("b")) == nil)
+        do {
+            let pool = try PoolUnderTest(size: 1, prefetch: 4)
+            #expect(pool.submit("a", sleep: 0.2))
+            #expect(!pool.submit("b", mayQueue: false))
+        }
+        do {
+            // Nor does anything wait behind a job that may not.
+            let pool = try PoolUnderTest(size: 1, prefetch: 4)
+            #expect(pool.submit("a", sleep: 0.2, mayQueue: false))
+            #expect(pool.state()["queueable"] == 0)
+            #expect(!pool.submit("b"))
+        }
+        do {
+            // child_prefetch 1: Celery's -O fair.
+            let pool = try PoolUnderTest(size: 1, prefetch: 1)
+            #expect(pool.submit("a", sleep: 0.2))
+            #expect(!pool.submit("b"))
+        }
     }
 
     @Test func terminateEndsTheRunningJobOrTakesBackAWaitingOne() throws {
         let pool = try PoolUnderTest(size: 1, prefetch: 3)
-        #expect(pool.pool.submit(pool.job("long", sleep: 30)) != nil)
-        #expect(pool.pool.submit(pool.job("w1")) != nil)
-        #expect(pool.pool.submit(pool.job("w2")) != nil)
-        // A waiting job: cancelled in the child, which keeps running "long".
-        let pid = try #require(pool.pool.snapshot.first?.pid)
-        pool.pool.terminate(jobID: "w1", signal: SIGTERM, reason: .terminated(signal: SIGTERM))
-        #expect(pool.waitFor { _ in pool.kinds("w1") == ["returned"] }, "\(pool.events)")
-        #expect(pool.pool.snapshot.first?.pid == pid, "the child was killed for a job it had not started")
+        #expect(pool.submit("first", sleep: 0.5))
+        #expect(pool.submit("w1"))
+        #expect(pool.submit("w2"))
+        // A waiting job: dropped by the child when it reads the cancel, before its turn (the child reads its
+        // channel only between jobs, so after "first"); the child is not killed, the others run.
+        let pid = try #require(pool.state()["slots"]?[0]?["pid"]?.intValue)
+        pool.terminate("w1", signal: SIGTERM)
+        #expect(pool.waitFor { _ in pool.kinds("w2") == ["started", "finished"] }, "\(pool.events)")
+        #expect(pool.kinds("w1") == ["returned"], "\(pool.events)")
+        #expect(pool.kinds("first") == ["started", "finished"])
+        #expect(pool.state()["slots"]?[0]?["pid"]?.intValue == pid, "the child was killed for a job it had not started")
         // The running job: its child is killed, and the job behind it is given back, not lost.
-        pool.pool.terminate(jobID: "long", signal: SIGKILL, reason: .terminated(signal: SIGKILL))
-        #expect(
-            pool.waitFor { _ in !pool.kinds("long").filter { $0 == "lost" }.isEmpty && pool.kinds("w2") == ["returned"]
-            }
-        )
-        let lost = pool.events.compactMap { event -> ExitReason? in
-            if case .lost("long", _, _, let reason) = event { return reason }
-            return nil
-        }
-        #expect(lost == [.terminated(signal: SIGKILL)])
-        #expect(pool.kinds("w2") == ["returned"], "\(pool.events)")
+        #expect(pool.submit("long", sleep: 30))
+        #expect(pool.submit("w3"))
+        pool.terminate("long", signal: SIGKILL)
+        #expect(pool.waitFor { _ in pool.kinds("long").contains("lost") && pool.kinds("w3") == ["returned"] })
+        #expect(pool.events.first { $0["event"] == "lost" && $0["id"] == "long" }?["reason"] == "terminated")
+        #expect(pool.kinds("w3") == ["returned"], "\(pool.events)")
     }
 
     @Test func aChildThatDiesGivesBackTheJobsWaitingBehindItsTask() throws {
         let pool = try PoolUnderTest(size: 1, prefetch: 3)
-        #expect(pool.pool.submit(pool.job("a", sleep: 30)) != nil)
-        #expect(pool.pool.submit(pool.job("b")) != nil)
-        let pid = try #require(pool.pool.snapshot.first?.pid)
-        kill(pid, SIGKILL)
+        #expect(pool.submit("a", sleep: 30))
+        #expect(pool.submit("b"))
+        let pid = try #require(pool.state()["slots"]?[0]?["pid"]?.intValue)
+        kill(Int32(pid), SIGKILL)
         #expect(pool.waitFor { _ in pool.kinds("a") == ["started", "lost"] && pool.kinds("b") == ["returned"] })
-        let lost = pool.events.compactMap { event -> ExitReason? in
-            if case .lost("a", _, _, let reason) = event { return reason }
-            return nil
-        }
-        #expect(lost.first?.isCrash == true)
+        #expect(pool.events.first { $0["event"] == "lost" && $0["id"] == "a" }?["reason"] == "crash")
         // A new child takes jobs again.
-        #expect(pool.waitFor { _ in pool.pool.idleSlots == 1 })
-        #expect(pool.pool.submit(pool.job("c")) != nil)
+        #expect(pool.waitFor { _ in pool.events.filter { $0["event"] == "ready" }.count == 2 })
+        #expect(pool.submit("c"))
         #expect(pool.waitFor { _ in pool.kinds("c") == ["started", "finished"] })
     }
 
     @Test func nothingMoreWaitsBehindAJobThatOverrunsTheRuntimeLimit() throws {
         let pool = try PoolUnderTest(size: 2, prefetch: 3, maxRuntime: .milliseconds(100))
-        #expect(pool.pool.submit(pool.job("long", sleep: 0.6)) != nil)  // slot 0
-        #expect(pool.pool.submit(pool.job("other", sleep: 0.6)) != nil)  // slot 1
-        #expect(pool.pool.queueableSlots == 4)
-        #expect(pool.pool.submit(pool.job("behind")) != nil)  // queued behind "long" (the lower slot of the two)
-        #expect(pool.pool.snapshot.first { $0.slot == 0 }?.queued == 1)
+        #expect(pool.submit("long", sleep: 0.6))  // slot 0
+        #expect(pool.submit("other", sleep: 0.6))  // slot 1
+        #expect(pool.state()["queueable"] == 4)
+        #expect(pool.submit("behind"))  // queued behind "long" (the lower slot of the two)
+        #expect(pool.state()["slots"]?[0]?["queued"] == 1)
         // Once both have run past 100 ms, nothing more waits behind them.
-        #expect(pool.waitFor(.milliseconds(250)) { _ in false } == false)
-        #expect(pool.pool.queueableSlots == 0)
-        #expect(pool.pool.submit(pool.job("refused")) == nil)
+        Thread.sleep(forTimeInterval: 0.25)
+        #expect(pool.state()["queueable"] == 0)
+        #expect(!pool.submit("refused"))
         // What already waited runs when its child is done.
         #expect(pool.waitFor { _ in pool.kinds("behind") == ["started", "finished"] }, "\(pool.events)")
         #expect(try #require(pool.position("behind", "started")) > #require(pool.position("long", "finished")))
