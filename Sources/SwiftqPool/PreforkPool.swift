@@ -83,9 +83,6 @@ package final class PreforkPool: WorkPool {
         var job: PoolJob? { jobs.first }
         /// Jobs asked back with a `cancel` frame and not answered yet.
         var cancelling: Set<String> = []
-        /// Queued jobs a terminate asked back: should one start before its cancel arrives, the child is ended as
-        /// soon as the pool sees it running.
-        var terminating: [String: (signal: CInt, reason: ExitReason)] = [:]
         /// The job whose ``PoolEvent/started(jobID:slot:pid:)`` was sent last.
         var startedJob: String?
         /// The child was reaped; its last frames are being read.
@@ -202,10 +199,6 @@ package final class PreforkPool: WorkPool {
     /// The slot's first job runs from now: its hard time limit starts and ``PoolEvent/started(jobID:slot:pid:)``
     /// goes out (not for a job being asked back: it may never start).
     private func startRunning(_ slot: Slot) {
-        if let first = slot.jobs.first, let kill = slot.terminating[first.id] {
-            end(slot, signal: kill.signal, reason: kill.reason)
-            return
-        }
         guard let job = slot.jobs.first, !slot.cancelling.contains(job.id), slot.startedJob != job.id else { return }
         slot.startedJob = job.id
         slot.jobStartedAt = .now
@@ -253,11 +246,10 @@ package final class PreforkPool: WorkPool {
             }
             end(slot, signal: signal, reason: reason)
         } else {
-            // Asked back; if it started before the cancel arrived, it is ended once the pool sees it running.
-            slot.terminating[jobID] = (signal, reason)
+            // Asked back: the child drops it when it reads the cancel, before the job's turn. (Only a child that
+            // read its channel in the moment between the read above and this cancel, and started the job, runs it
+            // to its end: the pool cannot tell that child from one about to answer `cancelled`.)
             cancel(jobID, in: slot)
-            slot.channel?.readPending()
-            if let again = locate(jobID), again.index == 0 { end(again.slot, signal: signal, reason: reason) }
         }
     }
 
@@ -409,7 +401,6 @@ package final class PreforkPool: WorkPool {
             // A job asked back too late ran: it started (unannounced) before the child read the request.
             if slot.startedJob != id {
                 slot.cancelling.remove(id)
-                slot.terminating[id] = nil
                 startRunning(slot)
             }
             removeFirstJob(slot)
@@ -430,7 +421,6 @@ package final class PreforkPool: WorkPool {
         case .cancelled(let id):
             guard let index = slot.jobs.firstIndex(where: { $0.id == id }) else { return }
             slot.cancelling.remove(id)
-            slot.terminating[id] = nil
             if index == 0 {
                 removeFirstJob(slot)
             } else {
@@ -568,7 +558,6 @@ package final class PreforkPool: WorkPool {
         let waiting = slot.jobs.dropFirst().map(\.id)
         slot.jobs.removeAll()
         slot.cancelling.removeAll()
-        slot.terminating.removeAll()
         slot.startedJob = nil
         slot.jobStartedAt = nil
         let delay = (active && !stopping) ? policy.recordExit(reason, &record.history, uptime: uptime, at: .now) : nil
