@@ -318,7 +318,7 @@ package final class Consumer {
                 maxTasks: configuration.worker.maxTasksPerChild,
                 maxMemoryKiB: configuration.worker.maxMemoryPerChild
             )
-            (pool as? PreforkPool)?.setChildPrefetch(
+            pool?.setChildPrefetch(
                 configuration.worker.childPrefetch,
                 maxRuntime: configuration.worker.childPrefetchMaxRuntime
             )

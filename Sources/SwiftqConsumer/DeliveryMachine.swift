@@ -435,7 +435,8 @@ package struct DeliveryMachine {
             }
             let limits = timeLimits(message)
             let queues = free == 0
-            if queues && !mayQueue(message, limits: limits) {
+            let waits = mayQueue(message, limits: limits)
+            if queues && !waits {
                 ready.prepend(key)
                 break
             }
@@ -460,7 +461,7 @@ package struct DeliveryMachine {
             )
             job.body = message.body
             job.request = requestContext(delivery, limits: limits)
-            job.mayQueue = mayQueue(message, limits: limits)
+            job.mayQueue = waits
             actions.append(.submit(job))
         }
         startRateTimers(now: now, into: &actions)

@@ -47,11 +47,14 @@ package protocol WorkPool: AnyObject {
     /// Replace a child after it ran `maxTasks` tasks or when its resident memory exceeds `maxMemoryKiB` after a
     /// task (nil: no limit); between tasks, never during one.
     func setChildLimits(maxTasks: Int?, maxMemoryKiB: Int?)
+    /// `worker.child_prefetch` and `worker.child_prefetch_max_runtime` (pools without children ignore them).
+    func setChildPrefetch(_ depth: Int, maxRuntime: Duration)
 }
 
 package extension WorkPool {
     /// Pools without children have nothing to replace.
     func setChildLimits(maxTasks: Int?, maxMemoryKiB: Int?) {}
+    func setChildPrefetch(_ depth: Int, maxRuntime: Duration) {}
     /// Pools without child prefetch run a job only in an idle slot.
     var queueableSlots: Int { 0 }
     /// Pools without child prefetch start every job they take at once: nothing waits to be taken back.
