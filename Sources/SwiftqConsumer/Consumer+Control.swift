@@ -213,6 +213,7 @@ package extension Consumer {
     var machineSettings: DeliveryMachine.Settings {
         var settings = DeliveryMachine.Settings(configuration: configuration, nodeName: nodeName)
         settings.window = prefetchWindow
+        settings.childQueueAllowance = childQueueAllowance
         return settings
     }
 

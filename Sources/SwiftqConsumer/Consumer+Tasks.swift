@@ -49,8 +49,20 @@ package extension Consumer {
         let multiplier = configuration.worker.prefetchMultiplier
         // 0 means no limit, as in Celery; a bound still protects memory. The pool's live size counts (pool_grow).
         // With autoscale, the window is the largest pool's, as Celery's, so that a backlog can show.
-        let size = max(pool?.targetSize ?? configuration.worker.concurrency, autoscaler?.maximum ?? 0)
-        return multiplier == 0 ? 100_000 : multiplier * size
+        return multiplier == 0 ? 100_000 : multiplier * windowPoolSize
+    }
+
+    /// The pool size the windows are worked out for: the live size (pool_grow), or the largest with autoscale.
+    private var windowPoolSize: Int {
+        max(pool?.targetSize ?? configuration.worker.effectiveConcurrency, autoscaler?.maximum ?? 0)
+    }
+
+    /// How much larger than ``prefetchWindow`` the window is while short tasks come in: the prefork children's
+    /// own queues (child prefetch), `worker.child_prefetch` per child.
+    var childQueueAllowance: Int {
+        let worker = configuration.worker
+        guard worker.pool == .prefork, worker.childPrefetch > 1, worker.prefetchMultiplier > 0 else { return 0 }
+        return windowPoolSize * worker.childPrefetch
     }
 
     /// The transport for a configuration (the default ``Consumer/makeTransport``): the URL's scheme picks Redis or

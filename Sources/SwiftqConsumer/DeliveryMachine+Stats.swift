@@ -16,6 +16,10 @@ package extension DeliveryMachine.Settings {
         deadLetterQueue = configuration.worker.deadLetterQueue
         if worker.pool == .prefork && worker.childPrefetch > 1 {
             queueRuntimeLimit = worker.childPrefetchMaxRuntime.seconds
+            // With no window (`prefetch_multiplier: 0`) there is nothing to add to.
+            if worker.prefetchMultiplier > 0 {
+                childQueueAllowance = worker.effectiveConcurrency * worker.childPrefetch
+            }
         }
         let broker = configuration.broker.url.lowercased()
         if (broker.hasPrefix("amqp://") || broker.hasPrefix("amqps://")) && configuration.broker.consumerTimeout > .zero

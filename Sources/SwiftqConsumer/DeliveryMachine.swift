@@ -66,8 +66,13 @@ package struct DeliveryMachine {
         package var extendedResults = false
         /// This worker's node name, for result meta.
         package var nodeName = "celery@localhost"
-        /// How many messages may be held (reserved and running) at once; ETA-held ones are not counted.
+        /// How many messages may be held unacked at once (Celery's prefetch window, `prefetch_multiplier` ×
+        /// concurrency): ready ones and running ones not acked yet. ETA-held ones are not counted, nor tasks
+        /// acked when they started (the broker's window frees them too).
         package var window = 8
+        /// How much larger the window is while short tasks come in (``DeliveryMachine/currentWindow``): the
+        /// prefork children's own queues, concurrency × `worker.child_prefetch`; 0 without child prefetch.
+        package var childQueueAllowance = 0
         /// `worker.default_queue`: where canvas follow-ups go when their signature names no queue.
         package var defaultQueue = Canvas.defaultQueue
         /// Programs of exec tasks, by task name.
@@ -188,6 +193,11 @@ package struct DeliveryMachine {
     /// Ids for messages the canvas sends without a frozen id (a random UUID; injectable for tests).
     package var newID: () -> String = uuid4
     private var nextKey: UInt64 = 1
+    /// Running deliveries acked when they started: the window's accounting (``heldInWindow``), kept as `running`
+    /// changes.
+    private(set) var runningAckedEarly = 0
+    /// How many short tasks (``mayQueue(_:limits:)``) came in since the last one that is not: ``currentWindow``.
+    private(set) var shortStreak = 0
     var nextTimer: UInt64 = 1
 
     package init(settings: Settings, isKnownTask: @escaping (String) -> Bool) {
@@ -197,9 +207,20 @@ package struct DeliveryMachine {
 
     // MARK: Queries
 
-    /// Deliveries that count against the prefetch window: ready and running (those held for an ETA or waiting for
-    /// a rate limit do not, so they never starve other tasks of the window).
-    package var heldInWindow: Int { ready.count + running.count }
+    /// Deliveries that count against the prefetch window: ready ones and running ones not acked yet, as the
+    /// broker counts them in Celery; short tasks not started yet (ready, or waiting in a pool child's queue)
+    /// count only beyond ``Settings/childQueueAllowance``. Those held for an ETA or waiting for a rate limit do not count, so they
+    /// never starve other tasks of the window.
+    package var heldInWindow: Int { ready.count + running.count - runningAckedEarly }
+
+    /// The window credit is granted against: ``Settings/window``, and while the tasks coming in are short ones
+    /// (a whole window of them in a row), ``Settings/childQueueAllowance`` more. Most of a fast drain's window is
+    /// credit on its way through the broker (granted, not delivered yet), so only a larger window keeps the pool
+    /// fed; a long task coming in ends the streak and with it the allowance.
+    package var currentWindow: Int {
+        let allowance = settings.childQueueAllowance
+        return allowance > 0 && shortStreak >= settings.window ? settings.window + allowance : settings.window
+    }
     /// Deliveries held outside the window: for their ETA or for their rate limit's next token.
     package var heldOutsideWindow: Int { heldByTimer.count + parkedCount }
     /// Deliveries waiting for their ETA.
@@ -359,6 +380,9 @@ package struct DeliveryMachine {
             return
         }
         delivery.state = .ready
+        if settings.childQueueAllowance > 0 {
+            shortStreak = mayQueue(message, limits: timeLimits(message)) ? shortStreak + 1 : 0
+        }
         ready.append(delivery.key)
     }
 
@@ -482,6 +506,7 @@ package struct DeliveryMachine {
     /// exited in between): the delivery is ready again, first in line.
     package mutating func submitRefused(_ jobID: String) {
         guard let key = running.removeValue(forKey: jobID), let delivery = deliveries[key] else { return }
+        leftRunning(delivery)
         delivery.state = .ready
         ready.prepend(key)
     }
@@ -491,6 +516,7 @@ package struct DeliveryMachine {
     /// (before the deliveries that came after it).
     private mutating func returned(_ jobID: String, now: CeleryTimestamp, into actions: inout [Action]) {
         guard let key = running.removeValue(forKey: jobID), let delivery = deliveries[key] else { return }
+        leftRunning(delivery)
         if let tag = delivery.tag { actions.append(.setRunning(tag: tag, false)) }
         if isRevoked(delivery.message, now: now) {
             deliveries[key] = nil
@@ -530,6 +556,7 @@ package struct DeliveryMachine {
             if !acksLate(message.name), let tag = delivery.tag {
                 plan.deliveryTag = tag
                 plan.disposition = .ack
+                if !delivery.ackedEarly { runningAckedEarly += 1 }
                 delivery.ackedEarly = true
             }
             if plan.result != nil || plan.deliveryTag != nil { settle(plan, into: &actions) }
@@ -738,10 +765,11 @@ package struct DeliveryMachine {
         return actions
     }
 
-    /// Grants the transport as much credit as the window allows.
+    /// Grants the transport as much credit as the window allows. (Not only once half the window is free: that
+    /// made batches larger but left the pool waiting for the broker's round trip, and drained slower.)
     package mutating func credit() -> [Action] {
         guard !isShuttingDown else { return [] }
-        let wanted = settings.window - heldInWindow - outstandingCredit
+        let wanted = currentWindow - heldInWindow - outstandingCredit
         guard wanted > 0 else { return [] }
         outstandingCredit += wanted
         return [.grant(wanted)]
@@ -753,7 +781,13 @@ package struct DeliveryMachine {
         guard let key = running.removeValue(forKey: jobID), let delivery = deliveries.removeValue(forKey: key) else {
             return nil
         }
+        leftRunning(delivery)
         return delivery
+    }
+
+    /// Keeps the window's accounting as a delivery leaves `running`.
+    private mutating func leftRunning(_ delivery: Delivery) {
+        if delivery.ackedEarly { runningAckedEarly -= 1 }
     }
 
     enum Status {

@@ -1,0 +1,119 @@
+import SwiftqCore
+import SwiftqTasks
+import Testing
+
+@testable import SwiftqConsumer
+@testable import SwiftqPool
+
+/// The prefetch window in the delivery machine (no processes): what counts against it, as the broker counts
+/// unacked messages in Celery, and the larger window short tasks get (child prefetch).
+@Suite struct DeliveryMachineWindowTests {
+    static let now = DeliveryMachineChildPrefetchTests.now
+
+    static func granted(_ actions: [DeliveryMachine.Action]) -> Int {
+        actions.reduce(0) { total, action in
+            if case .grant(let count) = action { return total + count }
+            return total
+        }
+    }
+
+    static func tasks(_ name: String, _ range: ClosedRange<Int>) -> [InboundMessage] {
+        range.map { .task(TaskMessage(id: "\(name)-\($0)", name: name), deliveryTag: "\(name)-\($0)", queue: "q") }
+    }
+
+    @Test func aTaskAckedWhenItStartedFreesItsPlaceAndALateAckedOneKeepsIt() throws {
+        // Celery's window without child prefetch: concurrency 2 × prefetch_multiplier 4.
+        var machine = try DeliveryMachineChildPrefetchTests.machine(
+            "worker:\n  concurrency: 2\n  child_prefetch: 1\n  acks_late: false\ntasks:\n  app.late:\n    acks_late: true\n"
+        )
+        #expect(machine.settings.window == 8)
+        #expect(machine.settings.childQueueAllowance == 0)
+        #expect(Self.granted(machine.credit()) == 8)
+        _ = machine.received(Self.tasks("app.early", 1...4) + Self.tasks("app.late", 1...4), now: Self.now)
+        #expect(Self.granted(machine.credit()) == 0)
+
+        // Handed to the pool but not started: still reserved, still counted.
+        _ = machine.dispatch(idleSlots: 2, isStale: { _ in false }, now: Self.now)
+        #expect(machine.heldInWindow == 8)
+        #expect(Self.granted(machine.credit()) == 0)
+        // Started and acked (acks_late: false): the broker counts it no more, nor does the window.
+        _ = machine.pool(.started(jobID: "app.early-1", slot: 0, pid: 10), now: Self.now)
+        #expect(machine.heldInWindow == 7)
+        #expect(Self.granted(machine.credit()) == 1)
+        _ = machine.pool(.finished(jobID: "app.early-1", outcome: .success(.null), runtime: 0.2), now: Self.now)
+        #expect(machine.heldInWindow == 7)
+
+        // A late-acked task holds its place until its end.
+        _ = machine.pool(.started(jobID: "app.early-2", slot: 1, pid: 11), now: Self.now)
+        _ = machine.pool(.finished(jobID: "app.early-2", outcome: .success(.null), runtime: 0.2), now: Self.now)
+        _ = machine.dispatch(idleSlots: 2, isStale: { _ in false }, now: Self.now)
+        _ = machine.pool(.started(jobID: "app.early-3", slot: 0, pid: 10), now: Self.now)
+        _ = machine.pool(.started(jobID: "app.early-4", slot: 1, pid: 11), now: Self.now)
+        _ = machine.pool(.finished(jobID: "app.early-3", outcome: .success(.null), runtime: 0.2), now: Self.now)
+        _ = machine.pool(.finished(jobID: "app.early-4", outcome: .success(.null), runtime: 0.2), now: Self.now)
+        _ = machine.dispatch(idleSlots: 2, isStale: { _ in false }, now: Self.now)
+        _ = machine.pool(.started(jobID: "app.late-1", slot: 0, pid: 10), now: Self.now)
+        _ = machine.pool(.started(jobID: "app.late-2", slot: 1, pid: 11), now: Self.now)
+        #expect(machine.heldInWindow == 4)
+        _ = machine.pool(.finished(jobID: "app.late-1", outcome: .success(.null), runtime: 0.2), now: Self.now)
+        #expect(machine.heldInWindow == 3)
+
+        // A job the pool gave back, or lost, leaves the accounting as it was.
+        _ = machine.dispatch(idleSlots: 1, isStale: { _ in false }, now: Self.now)
+        machine.submitRefused("app.late-3")
+        #expect(machine.heldInWindow == 3)
+        _ = machine.pool(.lost(jobID: "app.late-2", slot: 1, pid: 11, reason: .terminated(signal: 9)), now: Self.now)
+        #expect(machine.heldInWindow == 2)
+    }
+
+    @Test func whileShortTasksComeInTheWindowGrowsByTheChildrensQueues() throws {
+        // concurrency 2, child_prefetch 4 (the default): a window of 8, and 2 × 4 more while short tasks come in.
+        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n")
+        #expect(machine.settings.window == 8)
+        #expect(machine.settings.childQueueAllowance == 8)
+        DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
+        DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.slow", id: "w2", runtime: 0.5)
+        #expect(machine.currentWindow == 8)
+        #expect(Self.granted(machine.credit()) == 8)
+
+        // A whole window of short tasks in a row: the window grows.
+        _ = machine.received(Self.tasks("app.quick", 1...8), now: Self.now)
+        #expect(machine.currentWindow == 16)
+        #expect(Self.granted(machine.credit()) == 8)
+        _ = machine.received(Self.tasks("app.quick", 9...16), now: Self.now)
+        #expect(machine.heldInWindow == 16)
+        #expect(Self.granted(machine.credit()) == 0)
+
+        // A task not known to be short ends the streak: back to Celery's window, and no credit until fewer than
+        // 8 are held.
+        _ = machine.received(Self.tasks("app.slow", 1...1) + Self.tasks("app.new", 1...1), now: Self.now)
+        #expect(machine.currentWindow == 8)
+        let jobs = DeliveryMachineChildPrefetchTests.jobs(
+            machine.dispatch(idleSlots: 2, queueable: 9, isStale: { _ in false }, now: Self.now)
+        )
+        #expect(jobs.count == 11)
+        for index in 1...11 {
+            let id = "app.quick-\(index)"
+            _ = machine.pool(.started(jobID: id, slot: 0, pid: 10), now: Self.now)
+            _ = machine.pool(.finished(jobID: id, outcome: .success(.null), runtime: 0.001), now: Self.now)
+            #expect(Self.granted(machine.credit()) == (index < 11 ? 0 : 1), "after \(index) finished")
+        }
+        #expect(machine.heldInWindow == 7)
+
+        // Short ones again, a whole window of them: the larger window is back.
+        _ = machine.received(Self.tasks("app.quick", 17...23), now: Self.now)
+        #expect(machine.currentWindow == 8)
+        _ = machine.received(Self.tasks("app.quick", 24...24), now: Self.now)
+        #expect(machine.currentWindow == 16)
+
+        // Without child prefetch, or with no window at all, there is no such allowance.
+        let fair = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  child_prefetch: 1\n")
+        #expect(fair.settings.childQueueAllowance == 0)
+        let unbounded = try DeliveryMachineChildPrefetchTests.machine(
+            "worker:\n  concurrency: 2\n  prefetch_multiplier: 0\n"
+        )
+        #expect(unbounded.settings.childQueueAllowance == 0)
+        let threads = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  pool: threads\n")
+        #expect(threads.settings.childQueueAllowance == 0)
+    }
+}
