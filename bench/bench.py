@@ -10,6 +10,10 @@ For swiftqd, each scenario also reports what each task cost on the hot path (swi
 read over the control socket before and after the scenario): consumer loop wake-ups, pool frames, thread
 wake-ups and broker round trips per task, and the mean reserve/ack/store batch sizes.
 
+Both workers run without mingle (Celery's `--without-mingle`, swiftqd's `worker.mingle: false`): with it, each
+start waits a second for other workers' replies, which the RabbitMQ scenarios (a worker started per scenario) would
+count. An older swiftqd that does not know the key refuses the configuration: measure it with an older bench.py.
+
 --pool prefork|threads|solo picks swiftqd's `worker.pool`. --profile runs swiftqd under `strace -c -f` for the
 drain scenario only (slower: the figures are syscall counts per task, not a throughput) and prints the summary.
 
@@ -206,6 +210,7 @@ result_backend:
 worker:
   concurrency: {self.concurrency}
 {pool}  queues: [{QUEUE}]
+  mingle: false
 control:
   socket: {self.socket}
 logging:

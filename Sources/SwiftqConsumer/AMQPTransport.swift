@@ -50,8 +50,9 @@ package final class AMQPTransport: BrokerTransport {
     private let deadLetterQueues: [String]
     /// The queues to consume (the configuration's, then what ``setQueues(_:)`` asks for).
     private let queueList: Mutex<[String]>
-    /// The ids sent with mingle's `hello` (set before ``start()``), and whether mingle ran (once, at the first connect).
-    private let mingleRevokes = Mutex<[String]>([])
+    /// The ids sent with mingle's `hello` (set before ``start()``; nil: no mingle), and whether mingle ran (once, at the
+    /// first connect).
+    private let mingleRevokes = Mutex<[String]?>([])
     private let mingled = Mutex(false)
     private var queues: [String] { queueList.withLock { $0 } }
     private let queueArguments: OrderedDictionary<String, JSONValue>
@@ -157,7 +158,7 @@ package final class AMQPTransport: BrokerTransport {
         inbox.wake()
     }
 
-    package func setMingleRevokes(_ ids: [String]) {
+    package func setMingle(revokes ids: [String]?) {
         mingleRevokes.withLock { $0 = ids }
     }
 
@@ -469,7 +470,7 @@ package final class AMQPTransport: BrokerTransport {
     /// random key, `hello` published to `celery.pidbox`, replies read for a second. A failure only loses the sync
     /// (logged); the connection goes on.
     private func mingle(_ connection: AMQPConnection) {
-        guard let node = nodeName else { return }
+        guard let node = nodeName, let revoked = mingleRevokes.withLock({ $0 }) else { return }
         let key = randomHex()
         let ticket = randomHex()
         let queue = "\(key).reply.celery.pidbox"
@@ -503,7 +504,7 @@ package final class AMQPTransport: BrokerTransport {
                 routingKey: key
             )
             let tag = try connection.consume(channel: consumeChannel, queue: queue, noAck: true)
-            let hello = Mingle.hello(node: node, revoked: mingleRevokes.withLock { $0 }, ticket: ticket, replyKey: key)
+            let hello = Mingle.hello(node: node, revoked: revoked, ticket: ticket, replyKey: key)
             _ = try connection.publish(
                 channel: publishChannel,
                 exchange: hello.exchange,

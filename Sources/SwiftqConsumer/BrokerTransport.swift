@@ -34,8 +34,9 @@ package protocol BrokerTransport: BrokerPort, Sendable {
     /// Consumes from these queues from now on (`add_consumer`/`cancel_consumer`): new ones are declared as Celery
     /// declares a task queue; messages already delivered from a cancelled one are settled as usual.
     func setQueues(_ queues: [String])
-    /// Before ``start()``: the revoked ids this worker holds, sent with mingle's `hello`.
-    func setMingleRevokes(_ ids: [String])
+    /// Before ``start()``: the revoked ids this worker holds, sent with mingle's `hello`; nil: no mingle
+    /// (`worker.mingle: false`).
+    func setMingle(revokes ids: [String]?)
     /// Queues settlement plans, each done in order; a failed step stops its plan (the message stays unacked).
     func settle(_ plans: [Settlement])
     /// What the fetch path has done lately, for the supervisor's stall detection.

@@ -150,7 +150,7 @@ package extension Consumer {
         }
         loadRevokes()  // Consumer+Revokes.swift
         performHeldControlEffects()  // Consumer+Control.swift: revokes and limits set while starting
-        transport.setMingleRevokes(core.machine.revoked.ids)
+        transport.setMingle(revokes: configuration.worker.mingle ? core.machine.revoked.ids : nil)
         transport.start()
         startQueueDepthSampling()  // Consumer+QueueDepth.swift
         logger.info(

@@ -40,8 +40,8 @@ package final class RedisTransport: BrokerTransport {
     private let visibilityTimeout: Duration
     /// How long a revoke is kept in the broker's revoke list (`worker.revokes_expire`).
     private let revokeExpiry: Double
-    /// The ids sent with mingle's `hello` (set before ``start()``).
-    private let mingleRevokes = Mutex<[String]>([])
+    /// The ids sent with mingle's `hello` (set before ``start()``; nil: no mingle).
+    private let mingleRevokes = Mutex<[String]?>([])
     /// The broker's revoke list: a sorted set of ids scored by when they were revoked (seconds since the epoch).
     package static let revokedKey = "swiftq.revoked"
     /// Delivery tags of running tasks, whose `unacked_index` scores the fetcher refreshes so that no kombu
@@ -94,7 +94,7 @@ package final class RedisTransport: BrokerTransport {
     /// The consumer's credit already follows its window; nothing to change at the broker.
     package func setWindow(_ count: Int) {}
 
-    package func setMingleRevokes(_ ids: [String]) {
+    package func setMingle(revokes ids: [String]?) {
         mingleRevokes.withLock { $0 = ids }
     }
 
@@ -627,9 +627,10 @@ package final class RedisTransport: BrokerTransport {
     /// Celery's mingle on Redis, as kombu's client does it: bind a reply queue, PUBLISH `hello` on the pidbox channel,
     /// pop replies for a second, then unbind and delete the reply lists.
     private func mingle(_ connection: RedisConnection) throws(RedisError) {
+        guard let revoked = mingleRevokes.withLock({ $0 }) else { return }
         let key = randomHex()
         let ticket = randomHex()
-        let hello = Mingle.hello(node: node, revoked: mingleRevokes.withLock { $0 }, ticket: ticket, replyKey: key)
+        let hello = Mingle.hello(node: node, revoked: revoked, ticket: ticket, replyKey: key)
         var found: [String] = []
         var nodes = 0
         try KombuRedisBroker(connection: connection).pidboxRequest(

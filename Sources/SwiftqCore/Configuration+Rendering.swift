@@ -55,6 +55,7 @@ extension Configuration {
         writer.key("revokes_max", worker.revokesMax)
         writer.key("revokes_expire", duration: worker.revokesExpire)
         writer.key("state_db", worker.stateDB)
+        writer.key("mingle", worker.mingle)
         writer.key("pass_environment", list: worker.passEnvironment)
         writer.section("control")
         writer.key("socket", control.socket)

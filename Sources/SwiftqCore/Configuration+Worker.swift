@@ -84,6 +84,9 @@ extension Configuration {
         /// Where revokes are kept across restarts (Celery's `--statedb`), written atomically; nil: memory and broker
         /// only.
         public var stateDB: String?
+        /// Whether the consumer asks the live nodes for their revokes when it starts, before it consumes (Celery's
+        /// mingle; `false` is Celery's `--without-mingle`). It waits a second for their replies.
+        public var mingle = true
         /// Variables of swiftqd's environment passed on to the pool children and exec-task programs, by name or
         /// by prefix (`APP_*`), on top of the allow-list (`ChildEnvironment`): everything else is withheld, because
         /// the daemon's environment may hold broker passwords. Read when the consumer starts.

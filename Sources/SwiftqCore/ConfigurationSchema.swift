@@ -459,6 +459,11 @@ enum ConfigurationSchema {
                     configuration.worker.stateDB = file
                 }
             },
+            ConfigurationField(key: "mingle") { node, path, decoder, configuration in
+                if let value = decoder.boolean(node, at: path) {
+                    configuration.worker.mingle = value
+                }
+            },
             ConfigurationField(key: "pass_environment") { node, path, decoder, configuration in
                 if let names = decoder.environmentNames(node, at: path) {
                     configuration.worker.passEnvironment = names

@@ -79,6 +79,7 @@ struct ConfigurationSampleTests {
                 "worker.revokes_max",
                 "worker.revokes_expire",
                 "worker.state_db",
+                "worker.mingle",
                 "worker.pass_environment",
                 "control.socket",
                 "control.mode",

@@ -389,6 +389,21 @@ import Testing
             "from control_tasks import app\napp.control.revoke('from-python', destination=['\(python)'], reply=True)",
             broker: redis.url
         )
+        // Without mingle (Celery's --without-mingle) a swiftqd does not ask, and does not learn it: by the time it
+        // ran a task, its startup revokes were in.
+        do {
+            let unmingled = try RedisInteropTests.daemon(
+                broker: redis,
+                concurrency: 1,
+                workerYAMLExtra: "  hostname: unmingled-\(tag)@test\n  mingle: false\n"
+            )
+            try Self.send(redis, [("before-mingle", "swiftq.add", [1, 1], nil)])
+            #expect(eventually(timeout: 30) { Self.status(redis, "before-mingle") == "SUCCESS" })
+            #expect(!unmingled.log.contains("revokes from mingle"), "\(unmingled.log.suffix(2000))")
+            #expect(try !unmingled.ctl(["inspect", "revoked"]).stdout.contains("from-python"))
+            unmingled.process.terminate()
+            _ = reap(unmingled.process, timeout: 20)
+        }
         // Only the Python worker knows it; swiftqd asks at startup (mingle) before consuming.
         let daemon = try RedisInteropTests.daemon(
             broker: redis,

@@ -25,7 +25,7 @@ final class RecordingTransport: BrokerTransport, @unchecked Sendable {
     func isStale(_ tag: String) -> Bool { false }
     func setWindow(_ count: Int) {}
     func setQueues(_ queues: [String]) { self.queues.append(queues) }
-    func setMingleRevokes(_ ids: [String]) {}
+    func setMingle(revokes ids: [String]?) {}
     func settle(_ plans: [Settlement]) { self.plans += plans }
     func stop(restoreHeld: Bool, timeout: Duration) {}
 }
