@@ -4,6 +4,9 @@ Scenarios (each run against both workers, with the same concurrency):
   drain      N no-op tasks (ignore_result) pre-filled into the queue, then released at once: tasks/s
   results    M `swiftq.add` tasks with results stored in Redis: tasks/s until every result exists
   roundtrip  K sequential `send_task(...).get()` round trips from a Python client: p50/p99 ms
+  raw        (Redis) K round trips of the same message without Celery's client: LPUSHed with the result's
+             channel already subscribed, timed until the result is published. Celery's client alone takes
+             about a millisecond of the round trip above; this is closer to what the worker takes.
   rss        peak resident memory of the worker's whole process tree during the run
 
 For swiftqd, each scenario also reports what each task cost on the hot path (swiftqctl stats' `throughput`,
@@ -308,6 +311,12 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
         results["p50"] = statistics.median(latencies)
         results["p99"] = latencies[int(len(latencies) * 0.99) - 1]
         results["costs"]["roundtrip"] = throughput_delta(before, worker.stats())
+
+        # raw round trips: the same task message, pushed and awaited with plain Redis commands.
+        raw = raw_roundtrips(broker, backend, template_envelope(app, broker, "swiftq.add", [1, 2], False),
+                             args.roundtrips)
+        results["raw_p50"] = statistics.median(raw)
+        results["raw_p99"] = raw[int(len(raw) * 0.99) - 1]
     finally:
         sampler.running = False
         sampler.join()
@@ -316,6 +325,46 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
         results["uss_mib"] = sampler.peak_uss / 1024
         worker.stop()
     return results
+
+
+def raw_roundtrips(broker, backend, envelope, count):
+    """Round trips without Celery's client: a clone of `envelope` is LPUSHed to the queue while a pub/sub
+    connection already subscribes to its result's channel (as Celery's client does, but with the subscription
+    confirmed before the clock starts), and the clock stops when the result is published. What is left of the
+    client is two Redis round trips of Python; sorted latencies in ms."""
+    latencies = []
+    pubsub = backend.pubsub()
+    for _ in range(count):
+        task_id = str(uuid.uuid4())
+        clone = dict(envelope)
+        clone["headers"] = dict(envelope["headers"], id=task_id, root_id=task_id)
+        clone["properties"] = dict(envelope["properties"], correlation_id=task_id, delivery_tag=str(uuid.uuid4()),
+                                   delivery_info={"exchange": "", "routing_key": QUEUE})
+        text = json.dumps(clone)
+        channel = f"celery-task-meta-{task_id}"
+        pubsub.subscribe(channel)
+        while True:
+            confirmation = pubsub.get_message(timeout=5)
+            if confirmation is not None and confirmation["type"] == "subscribe":
+                break
+        started = time.monotonic()
+        broker.lpush(QUEUE, text)
+        while True:
+            message = pubsub.get_message(timeout=30)
+            if message is not None and message["type"] == "message":
+                break
+            if time.monotonic() - started > 30:
+                raise RuntimeError(f"no result for {task_id} within 30 s")
+        latencies.append((time.monotonic() - started) * 1000)
+        assert json.loads(message["data"])["result"] == 3
+        pubsub.unsubscribe(channel)
+        while True:
+            confirmation = pubsub.get_message(timeout=5)
+            if confirmation is not None and confirmation["type"] == "unsubscribe":
+                break
+    pubsub.close()
+    latencies.sort()
+    return latencies
 
 
 class AMQPQueue:
@@ -494,13 +543,16 @@ def main():
         where = "RabbitMQ node, results in redis-server" if args.broker == "amqp" else "redis-server"
         print(f"\nconcurrency {args.concurrency}, swiftqd pool {args.pool}, {os.cpu_count()} CPUs, {where} on loopback, "
               f"load average {load} (after the run)\n")
-        print("| worker | drain (tasks/s) | with results (tasks/s) | round trip p50 (ms) | p99 (ms) "
+        print("| worker | drain (tasks/s) | with results (tasks/s) | round trip p50 (ms) | p99 (ms) | raw p50 (ms) "
+              "| raw p99 (ms) "
               "| peak RSS (MiB) | peak PSS (MiB) | peak USS (MiB) |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for kind, r in table.items():
             fmt = lambda v, d=0: "timeout" if v is None else f"{v:,.{d}f}"
             print(f"| {kind} | {fmt(r['drain'])} | {fmt(r['results'])} | {fmt(r['p50'], 2)} | "
-                  f"{fmt(r['p99'], 2)} | {fmt(r['rss_mib'], 1)} | {fmt(r['pss_mib'], 1)} | {fmt(r['uss_mib'], 1)} |")
+                  f"{fmt(r['p99'], 2)} | {fmt(r['raw_p50'], 2) if 'raw_p50' in r else '-'} | "
+                  f"{fmt(r['raw_p99'], 2) if 'raw_p99' in r else '-'} | "
+                  f"{fmt(r['rss_mib'], 1)} | {fmt(r['pss_mib'], 1)} | {fmt(r['uss_mib'], 1)} |")
         if "swiftqd" in table and "celery" in table:
             s, c = table["swiftqd"], table["celery"]
             if s["drain"] and c["drain"]:
