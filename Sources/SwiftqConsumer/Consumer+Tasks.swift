@@ -44,7 +44,8 @@ package struct TaskStatistics {
 /// Connecting the transport and routing its events; the decisions about deliveries are the
 /// ``DeliveryMachine``'s, carried out by the ``ConsumerCore``.
 package extension Consumer {
-    /// The prefetch window: how many messages may be held (reserved and running) at once.
+    /// The prefetch window (Celery's): how many unacked messages may be held at once (reserved, and running ones
+    /// not acked yet).
     var prefetchWindow: Int {
         let multiplier = configuration.worker.prefetchMultiplier
         // 0 means no limit, as in Celery; a bound still protects memory. The pool's live size counts (pool_grow).
@@ -57,11 +58,11 @@ package extension Consumer {
         max(pool?.targetSize ?? configuration.worker.effectiveConcurrency, autoscaler?.maximum ?? 0)
     }
 
-    /// How much larger than ``prefetchWindow`` the window is while short tasks come in: the prefork children's
-    /// own queues (child prefetch), `worker.child_prefetch` per child.
+    /// How much larger than ``prefetchWindow`` the window is while short tasks come in: `worker.child_prefetch` per
+    /// slot (prefork: the children's own queues; threads: as many), none with the solo pool.
     var childQueueAllowance: Int {
         let worker = configuration.worker
-        guard worker.pool == .prefork, worker.childPrefetch > 1, worker.prefetchMultiplier > 0 else { return 0 }
+        guard worker.pool != .solo, worker.childPrefetch > 1, worker.prefetchMultiplier > 0 else { return 0 }
         return windowPoolSize * worker.childPrefetch
     }
 

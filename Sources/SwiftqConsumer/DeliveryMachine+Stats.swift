@@ -16,10 +16,12 @@ package extension DeliveryMachine.Settings {
         deadLetterQueue = configuration.worker.deadLetterQueue
         if worker.pool == .prefork && worker.childPrefetch > 1 {
             queueRuntimeLimit = worker.childPrefetchMaxRuntime.seconds
-            // With no window (`prefetch_multiplier: 0`) there is nothing to add to.
-            if worker.prefetchMultiplier > 0 {
-                childQueueAllowance = worker.effectiveConcurrency * worker.childPrefetch
-            }
+        }
+        // The short-task window: prefork (the children's own queues) and threads (whose tasks run in the
+        // consumer, fed by the same window); with no window (`prefetch_multiplier: 0`) there is nothing to add to.
+        if worker.pool != .solo && worker.childPrefetch > 1 && worker.prefetchMultiplier > 0 {
+            shortRuntimeLimit = worker.childPrefetchMaxRuntime.seconds
+            childQueueAllowance = worker.effectiveConcurrency * worker.childPrefetch
         }
         let broker = configuration.broker.url.lowercased()
         if (broker.hasPrefix("amqp://") || broker.hasPrefix("amqps://")) && configuration.broker.consumerTimeout > .zero

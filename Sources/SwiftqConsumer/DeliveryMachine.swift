@@ -92,6 +92,10 @@ package struct DeliveryMachine {
         /// Tasks whose recent runtime is below this (seconds) may wait in a busy pool child's queue (child prefetch,
         /// `worker.child_prefetch_max_runtime`); nil: every task waits for an idle slot.
         package var queueRuntimeLimit: Double?
+        /// Tasks whose recent runtime is below this (seconds) count as short for the window
+        /// (``DeliveryMachine/currentWindow``); nil: none does. `worker.child_prefetch_max_runtime`, with the prefork
+        /// and threads pools.
+        package var shortRuntimeLimit: Double?
     }
 
     /// One reserved message, as far as the machine is concerned.
@@ -208,15 +212,16 @@ package struct DeliveryMachine {
     // MARK: Queries
 
     /// Deliveries that count against the prefetch window: ready ones and running ones not acked yet, as the
-    /// broker counts them in Celery; short tasks not started yet (ready, or waiting in a pool child's queue)
-    /// count only beyond ``Settings/childQueueAllowance``. Those held for an ETA or waiting for a rate limit do not count, so they
-    /// never starve other tasks of the window.
+    /// broker counts unacked messages in Celery (a task acked when it started holds no place). Those held for an
+    /// ETA or waiting for a rate limit do not count, so they never starve other tasks of the window.
     package var heldInWindow: Int { ready.count + running.count - runningAckedEarly }
 
     /// The window credit is granted against: ``Settings/window``, and while the tasks coming in are short ones
     /// (a whole window of them in a row), ``Settings/childQueueAllowance`` more. Most of a fast drain's window is
     /// credit on its way through the broker (granted, not delivered yet), so only a larger window keeps the pool
-    /// fed; a long task coming in ends the streak and with it the allowance.
+    /// fed; a task not known to be short coming in ends the streak and with it the allowance. Credit granted
+    /// before is not taken back: whatever comes next may use it, so up to `window + allowance` messages of any
+    /// kind can be held for that moment.
     package var currentWindow: Int {
         let allowance = settings.childQueueAllowance
         return allowance > 0 && shortStreak >= settings.window ? settings.window + allowance : settings.window
@@ -249,6 +254,8 @@ package struct DeliveryMachine {
     /// A new configuration: the window may have changed, so credit is recomputed.
     package mutating func reconfigure(_ settings: Settings) -> [Action] {
         self.settings = settings
+        // A streak counted under other settings says nothing about these.
+        shortStreak = 0
         return credit()
     }
 
@@ -380,8 +387,9 @@ package struct DeliveryMachine {
             return
         }
         delivery.state = .ready
-        if settings.childQueueAllowance > 0 {
-            shortStreak = mayQueue(message, limits: timeLimits(message)) ? shortStreak + 1 : 0
+        // A chord unlock runs in the consumer and takes no slot: it neither counts nor ends a streak.
+        if settings.childQueueAllowance > 0 && !Self.isChordUnlock(message.name) {
+            shortStreak = isShort(message, limits: timeLimits(message)) ? shortStreak + 1 : 0
         }
         ready.append(delivery.key)
     }
@@ -496,8 +504,20 @@ package struct DeliveryMachine {
     /// job), not an exec task, and a recent runtime below ``Settings/queueRuntimeLimit`` (a task not seen
     /// finishing yet waits for an idle slot).
     func mayQueue(_ message: TaskMessage, limits: (soft: Double?, hard: Double?)) -> Bool {
-        guard let limit = settings.queueRuntimeLimit, limits.soft == nil, limits.hard == nil,
-            settings.execTasks[message.name] == nil, let recent = statistics[message.name]?.recentRuntime
+        guard let limit = settings.queueRuntimeLimit else { return false }
+        return isShort(message, limits: limits, below: limit)
+    }
+
+    /// Whether a task counts as short for the window (``currentWindow``): as ``mayQueue(_:limits:)`` asks, below
+    /// ``Settings/shortRuntimeLimit``.
+    func isShort(_ message: TaskMessage, limits: (soft: Double?, hard: Double?)) -> Bool {
+        guard let limit = settings.shortRuntimeLimit else { return false }
+        return isShort(message, limits: limits, below: limit)
+    }
+
+    private func isShort(_ message: TaskMessage, limits: (soft: Double?, hard: Double?), below limit: Double) -> Bool {
+        guard limits.soft == nil, limits.hard == nil, settings.execTasks[message.name] == nil,
+            let recent = statistics[message.name]?.recentRuntime
         else { return false }
         return recent < limit
     }
@@ -788,6 +808,7 @@ package struct DeliveryMachine {
     /// Keeps the window's accounting as a delivery leaves `running`.
     private mutating func leftRunning(_ delivery: Delivery) {
         if delivery.ackedEarly { runningAckedEarly -= 1 }
+        assert(runningAckedEarly >= 0 && runningAckedEarly <= running.count)
     }
 
     enum Status {

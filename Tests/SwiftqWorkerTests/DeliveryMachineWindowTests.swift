@@ -66,6 +66,34 @@ import Testing
         #expect(machine.heldInWindow == 2)
     }
 
+    @Test func anEarlyAckedTaskWhoseChildDiedLeavesNoPlaceBehind() throws {
+        var machine = try DeliveryMachineChildPrefetchTests.machine(
+            "worker:\n  concurrency: 2\n  child_prefetch: 1\n  acks_late: false\n"
+        )
+        _ = machine.received(Self.tasks("app.early", 1...3), now: Self.now)
+        _ = machine.dispatch(idleSlots: 2, isStale: { _ in false }, now: Self.now)
+        _ = machine.pool(.started(jobID: "app.early-1", slot: 0, pid: 10), now: Self.now)
+        #expect(machine.heldInWindow == 2)
+        _ = machine.pool(.lost(jobID: "app.early-1", slot: 0, pid: 10, reason: .terminated(signal: 9)), now: Self.now)
+        #expect(machine.heldInWindow == 2)
+        #expect(machine.runningAckedEarly == 0)
+        _ = machine.pool(.started(jobID: "app.early-2", slot: 1, pid: 11), now: Self.now)
+        _ = machine.pool(.finished(jobID: "app.early-2", outcome: .success(.null), runtime: 0.1), now: Self.now)
+        #expect(machine.heldInWindow == 1)
+        #expect(Self.granted(machine.credit()) == 7)
+    }
+
+    @Test func aChordUnlockKeepsTheStreakAndAReloadEndsIt() throws {
+        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n")
+        DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
+        _ = machine.received(Self.tasks("app.quick", 1...4), now: Self.now)
+        _ = machine.received(Self.tasks("celery.chord_unlock", 1...1), now: Self.now)
+        _ = machine.received(Self.tasks("app.quick", 5...8), now: Self.now)
+        #expect(machine.currentWindow == 16)
+        _ = machine.reconfigure(machine.settings)
+        #expect(machine.currentWindow == 8)
+    }
+
     @Test func whileShortTasksComeInTheWindowGrowsByTheChildrensQueues() throws {
         // concurrency 2, child_prefetch 4 (the default): a window of 8, and 2 × 4 more while short tasks come in.
         var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n")
@@ -106,14 +134,29 @@ import Testing
         _ = machine.received(Self.tasks("app.quick", 24...24), now: Self.now)
         #expect(machine.currentWindow == 16)
 
-        // Without child prefetch, or with no window at all, there is no such allowance.
+        // Without child prefetch, with no window at all, or with the solo pool, there is no such allowance.
         let fair = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  child_prefetch: 1\n")
         #expect(fair.settings.childQueueAllowance == 0)
         let unbounded = try DeliveryMachineChildPrefetchTests.machine(
             "worker:\n  concurrency: 2\n  prefetch_multiplier: 0\n"
         )
         #expect(unbounded.settings.childQueueAllowance == 0)
-        let threads = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  pool: threads\n")
-        #expect(threads.settings.childQueueAllowance == 0)
+        let solo = try DeliveryMachineChildPrefetchTests.machine("worker:\n  pool: solo\n")
+        #expect(solo.settings.childQueueAllowance == 0)
+    }
+
+    @Test func theThreadsPoolGetsTheShortTaskWindowButNoChildQueues() throws {
+        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  pool: threads\n")
+        #expect(machine.settings.childQueueAllowance == 8)
+        #expect(machine.settings.queueRuntimeLimit == nil)
+        DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
+        _ = machine.received(Self.tasks("app.quick", 1...8), now: Self.now)
+        #expect(machine.currentWindow == 16)
+        // Nothing waits behind a busy slot: only idle ones get work.
+        let jobs = DeliveryMachineChildPrefetchTests.jobs(
+            machine.dispatch(idleSlots: 2, queueable: 4, isStale: { _ in false }, now: Self.now)
+        )
+        #expect(jobs.map(\.id) == ["app.quick-1", "app.quick-2"])
+        #expect(!jobs.contains { $0.mayQueue })
     }
 }

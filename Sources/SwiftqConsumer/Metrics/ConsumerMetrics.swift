@@ -33,7 +33,7 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
             descriptor: Self.name(
                 "prefetch_in_use",
                 "messages",
-                "Messages held in the prefetch window (ready and running)"
+                "Messages held in the prefetch window (ready, and running ones not acked yet)"
             )
         )
         prefetchWindow = registry.makeGauge(
