@@ -70,8 +70,9 @@ package struct DeliveryMachine {
         /// concurrency): ready ones and running ones not acked yet. ETA-held ones are not counted, nor tasks
         /// acked when they started (the broker's window frees them too).
         package var window = 8
-        /// How much larger the window is while short tasks come in (``DeliveryMachine/currentWindow``): the
-        /// prefork children's own queues, concurrency × `worker.child_prefetch`; 0 without child prefetch.
+        /// How much larger the window is while short tasks come in (``DeliveryMachine/currentWindow``): pool size ×
+        /// `worker.child_prefetch` (prefork: the children's own queues; threads: as many); 0 with the solo pool,
+        /// without child prefetch or without a window.
         package var childQueueAllowance = 0
         /// `worker.default_queue`: where canvas follow-ups go when their signature names no queue.
         package var defaultQueue = Canvas.defaultQueue
@@ -200,7 +201,7 @@ package struct DeliveryMachine {
     /// Running deliveries acked when they started: the window's accounting (``heldInWindow``), kept as `running`
     /// changes.
     private(set) var runningAckedEarly = 0
-    /// How many short tasks (``mayQueue(_:limits:)``) came in since the last one that is not: ``currentWindow``.
+    /// How many short tasks (``isShort(_:limits:)``) came in since the last one that is not: ``currentWindow``.
     private(set) var shortStreak = 0
     var nextTimer: UInt64 = 1
 
