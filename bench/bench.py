@@ -112,18 +112,22 @@ def template_envelope(app, broker, task, args, ignore_result):
     return json.loads(raw)
 
 
+def clone_envelope(envelope, task_id):
+    """A copy of `envelope` for task `task_id`, with a delivery tag of its own, for the bench queue."""
+    clone = dict(envelope)
+    clone["headers"] = dict(envelope["headers"], id=task_id, root_id=task_id)
+    clone["properties"] = dict(envelope["properties"], correlation_id=task_id, delivery_tag=str(uuid.uuid4()),
+                               delivery_info={"exchange": "", "routing_key": QUEUE})
+    return clone
+
+
 def prefill(broker, envelope, count, key):
     """LPUSHes `count` clones of `envelope` with fresh ids and delivery tags; returns the ids."""
     ids = []
     pipe = broker.pipeline(transaction=False)
     for i in range(count):
         task_id = str(uuid.uuid4())
-        clone = dict(envelope)
-        clone["headers"] = dict(envelope["headers"], id=task_id, root_id=task_id)
-        clone["properties"] = dict(envelope["properties"], correlation_id=task_id,
-                                   delivery_tag=str(uuid.uuid4()),
-                                   delivery_info={"exchange": "", "routing_key": QUEUE})
-        pipe.lpush(key, json.dumps(clone))
+        pipe.lpush(key, json.dumps(clone_envelope(envelope, task_id)))
         ids.append(task_id)
         if i % 1000 == 999:
             pipe.execute()
@@ -336,11 +340,7 @@ def raw_roundtrips(broker, backend, envelope, count):
     pubsub = backend.pubsub()
     for _ in range(count):
         task_id = str(uuid.uuid4())
-        clone = dict(envelope)
-        clone["headers"] = dict(envelope["headers"], id=task_id, root_id=task_id)
-        clone["properties"] = dict(envelope["properties"], correlation_id=task_id, delivery_tag=str(uuid.uuid4()),
-                                   delivery_info={"exchange": "", "routing_key": QUEUE})
-        text = json.dumps(clone)
+        text = json.dumps(clone_envelope(envelope, task_id))
         channel = f"celery-task-meta-{task_id}"
         pubsub.subscribe(channel)
         while True:

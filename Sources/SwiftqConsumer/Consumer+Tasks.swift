@@ -61,9 +61,7 @@ package extension Consumer {
     /// How much larger than ``prefetchWindow`` the window is while short tasks come in: `worker.child_prefetch` per
     /// slot (prefork: the children's own queues; threads: as many), none with the solo pool.
     var childQueueAllowance: Int {
-        let worker = configuration.worker
-        guard worker.pool != .solo, worker.childPrefetch > 1, worker.prefetchMultiplier > 0 else { return 0 }
-        return windowPoolSize * worker.childPrefetch
+        DeliveryMachine.Settings.childQueueAllowance(configuration.worker, poolSize: windowPoolSize)
     }
 
     /// The transport for a configuration (the default ``Consumer/makeTransport``): the URL's scheme picks Redis or

@@ -17,17 +17,22 @@ package extension DeliveryMachine.Settings {
         if worker.pool == .prefork && worker.childPrefetch > 1 {
             queueRuntimeLimit = worker.childPrefetchMaxRuntime.seconds
         }
-        // The short-task window: prefork (the children's own queues) and threads (whose tasks run in the
-        // consumer, fed by the same window); with no window (`prefetch_multiplier: 0`) there is nothing to add to.
-        if worker.pool != .solo && worker.childPrefetch > 1 && worker.prefetchMultiplier > 0 {
-            shortRuntimeLimit = worker.childPrefetchMaxRuntime.seconds
-            childQueueAllowance = worker.effectiveConcurrency * worker.childPrefetch
-        }
+        childQueueAllowance = Self.childQueueAllowance(worker, poolSize: worker.effectiveConcurrency)
+        if childQueueAllowance > 0 { shortRuntimeLimit = worker.childPrefetchMaxRuntime.seconds }
         let broker = configuration.broker.url.lowercased()
         if (broker.hasPrefix("amqp://") || broker.hasPrefix("amqps://")) && configuration.broker.consumerTimeout > .zero
         {
             etaHoldLimit = configuration.broker.consumerTimeout.seconds / 3
         }
+    }
+
+    /// How much larger the window is while short tasks come in, for a pool of `poolSize`: `child_prefetch` per
+    /// slot with the prefork pool (the children's own queues) and the threads pool (whose tasks run in the
+    /// consumer, fed by the same window); none with the solo pool, without child prefetch, or without a window
+    /// (`prefetch_multiplier: 0`).
+    static func childQueueAllowance(_ worker: Configuration.Worker, poolSize: Int) -> Int {
+        guard worker.pool != .solo, worker.childPrefetch > 1, worker.prefetchMultiplier > 0 else { return 0 }
+        return poolSize * worker.childPrefetch
     }
 
     private init(configuration: Configuration, worker: Configuration.Worker, nodeName: String) {
