@@ -218,7 +218,7 @@ worker:
   concurrency: {self.concurrency}
 {pool}  queues: [{QUEUE}]
   mingle: false
-control:
+{os.environ.get("BENCH_SWIFTQD_WORKER", "")}control:
   socket: {self.socket}
 logging:
   level: warning

@@ -16,7 +16,8 @@ import Glibc
 ///
 /// - Deliveries are decoded on that thread and posted to the consumer in batches. A per-consumer `basic.qos`
 ///   bounds them: prefetch = `worker.prefetch_multiplier` × concurrency (changed by reloads, ``setWindow(_:)``),
-///   raised by the number of tasks held for their ETA (as Celery does), so that those never starve the window.
+///   raised by the number of tasks held for their ETA (as Celery does), so that those never starve the window, and
+///   by the allowance for short tasks while they come in (``setWindowAllowance(_:)``, ``DeliveryMachine/currentWindow``).
 ///   On classic queues the limit is channel-wide (`global`, as Celery sets it): one window shared by every queue,
 ///   changed in place at once, never exceeded. Quorum queues refuse a channel-wide limit, and RabbitMQ ≥ 4.3
 ///   refuses it by default (the deprecated feature `global_qos`), so there it is per consumer: with
@@ -70,6 +71,8 @@ package final class AMQPTransport: BrokerTransport {
     private let eventOutbox = EventOutbox()
     private let generation = Atomic<Int>(0)
     private let heldForETA = Mutex(0)
+    /// How much larger than ``window`` the window is while short tasks come in (``setWindowAllowance(_:)``).
+    private let allowance = Mutex(0)
     private let stopRequest = Mutex<ContinuousClock.Instant?>(nil)
     private let wake = Semaphore()
     private let finished = Semaphore()
@@ -155,6 +158,13 @@ package final class AMQPTransport: BrokerTransport {
 
     package func setWindow(_ count: Int) {
         window.withLock { $0 = count }
+        inbox.wake()
+    }
+
+    /// The consumer's window grew (or shrank back) with a streak of short tasks: `basic.qos` follows, as Redis
+    /// credit does.
+    package func setWindowAllowance(_ count: Int) {
+        allowance.withLock { $0 = count }
         inbox.wake()
     }
 
@@ -284,6 +294,8 @@ package final class AMQPTransport: BrokerTransport {
         var prefetch: Int
         var lastDelivery: ContinuousClock.Instant?
         var nextStarvationCheck: ContinuousClock.Instant = .now
+        /// The earliest time a per-consumer limit may change again (``applyPrefetch(_:in:)``).
+        var nextReconsume: ContinuousClock.Instant = .now
 
         init(
             connection: AMQPConnection,
@@ -390,7 +402,7 @@ package final class AMQPTransport: BrokerTransport {
     private var wantedPrefetch: Int {
         let window = window.withLock { $0 }
         guard window > 0 else { return 0 }
-        return min(Int(UInt16.max), window + heldForETA.withLock { $0 })
+        return min(Int(UInt16.max), window + heldForETA.withLock { $0 } + allowance.withLock { $0 })
     }
 
     private func connect() throws -> Session {
@@ -604,7 +616,8 @@ package final class AMQPTransport: BrokerTransport {
 
     /// Follows a changed window: RabbitMQ applies a per-consumer `basic.qos` only to consumers started after it,
     /// so the task consumers are cancelled and started again (deliveries already made stay unacked on the
-    /// channel and are settled as usual).
+    /// channel and are settled as usual), at most once per ``reconsumeInterval``: a streak of short tasks that
+    /// starts and ends often, or ETA tasks coming in one by one, would otherwise cancel and consume on every one.
     private func applyPrefetch(_ prefetch: Int, in session: inout Session) throws {
         if channelWideQoS.withLock({ $0 }) {
             // A channel-wide limit applies at once to the consumers there are, and counts what they hold.
@@ -622,7 +635,11 @@ package final class AMQPTransport: BrokerTransport {
             session.consumerByQueue[queue] = tag
         }
         session.prefetch = prefetch
+        session.nextReconsume = .now + Self.reconsumeInterval
     }
+
+    /// The shortest time between two changes of a per-consumer limit (each cancels and starts the consumers).
+    package static let reconsumeInterval: Duration = .seconds(1)
 
     /// Whether the window has room while the broker holds ready messages for a consumer that got nothing lately:
     /// the sign of a consumer that silently stopped consuming. Checked with passive-equivalent declares (same
@@ -665,16 +682,20 @@ package final class AMQPTransport: BrokerTransport {
         try flushAcks(&session)
         try followQueues(&session)
         let prefetch = wantedPrefetch
-        if prefetch != session.prefetch { try applyPrefetch(prefetch, in: &session) }
+        var prefetchDue: Duration?
+        if prefetch != session.prefetch {
+            let wait = channelWideQoS.withLock { $0 } ? .zero : ContinuousClock.now.duration(to: session.nextReconsume)
+            if wait <= .zero { try applyPrefetch(prefetch, in: &session) } else { prefetchDue = wait }
+        }
         try checkStarvation(&session)
         if !session.connection.hasBufferedFrames {
             var descriptors = [
                 pollfd(fd: session.connection.descriptor, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: inbox.descriptor, events: Int16(POLLIN), revents: 0),
             ]
-            // At most a second, or until the buffered events are due.
-            let eventsDue = eventOutbox.dueIn(now: .now, maximumDelay: Self.eventDelay)
-            _ = poll(&descriptors, 2, eventsDue.map { Int32(clamping: $0.milliseconds + 1) } ?? 1000)
+            // At most a second, or until the buffered events or a deferred per-consumer limit are due.
+            let due = [eventOutbox.dueIn(now: .now, maximumDelay: Self.eventDelay), prefetchDue].compactMap { $0 }.min()
+            _ = poll(&descriptors, 2, due.map { Int32(clamping: $0.milliseconds + 1) } ?? 1000)
         }
         var delivered: [InboundMessage] = []
         var control: [ControlDelivery] = []

@@ -10,6 +10,9 @@ package protocol BrokerPort: AnyObject {
     func settle(_ plans: [Settlement])
     func grant(_ count: Int)
     func setHeldForETA(_ count: Int)
+    /// How much larger than the configured window the prefetch window is now (short tasks; see
+    /// ``DeliveryMachine/currentWindow``).
+    func setWindowAllowance(_ count: Int)
     func setRunning(_ tag: String, _ isRunning: Bool)
     func isStale(_ tag: String) -> Bool
     /// Celery events, fire-and-forget, batched by the transport's writer (``EventOutbox``); what the bounded
@@ -228,6 +231,8 @@ package final class ConsumerCore {
                 broker.setHeldForETA(count)
             case .grant(let count):
                 broker.grant(count)
+            case .setWindowAllowance(let count):
+                broker.setWindowAllowance(count)
             case .log(let line):
                 log(line)
             }

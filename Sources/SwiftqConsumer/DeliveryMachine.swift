@@ -39,6 +39,9 @@ package struct DeliveryMachine {
         case setHeldForETA(Int)
         /// Allow the transport to deliver this many more messages.
         case grant(Int)
+        /// The window is this much larger than ``Settings/window`` now (``currentWindow``, short tasks): AMQP raises
+        /// `basic.qos` by it; credit-based transports (Redis) follow ``grant(_:)`` alone.
+        case setWindowAllowance(Int)
         /// A line for the log.
         case log(LogLine)
     }
@@ -203,6 +206,8 @@ package struct DeliveryMachine {
     private(set) var runningAckedEarly = 0
     /// How many short tasks (``isShort(_:limits:)``) came in since the last one that is not: ``currentWindow``.
     private(set) var shortStreak = 0
+    /// The allowance last told to the transport (``Action/setWindowAllowance(_:)``).
+    private(set) var announcedAllowance = 0
     var nextTimer: UInt64 = 1
 
     package init(settings: Settings, isKnownTask: @escaping (String) -> Bool) {
@@ -788,12 +793,20 @@ package struct DeliveryMachine {
 
     /// Grants the transport as much credit as the window allows. (Not only once half the window is free: that
     /// made batches larger but left the pool waiting for the broker's round trip, and drained slower.)
+    /// Tells the transport when the window's allowance changed, too.
     package mutating func credit() -> [Action] {
         guard !isShuttingDown else { return [] }
-        let wanted = currentWindow - heldInWindow - outstandingCredit
-        guard wanted > 0 else { return [] }
+        var actions: [Action] = []
+        let window = currentWindow
+        if window - settings.window != announcedAllowance {
+            announcedAllowance = window - settings.window
+            actions.append(.setWindowAllowance(announcedAllowance))
+        }
+        let wanted = window - heldInWindow - outstandingCredit
+        guard wanted > 0 else { return actions }
         outstandingCredit += wanted
-        return [.grant(wanted)]
+        actions.append(.grant(wanted))
+        return actions
     }
 
     // MARK: Helpers

@@ -143,6 +143,9 @@ package final class RedisTransport: BrokerTransport {
     /// ETA tasks need no extra room on Redis: they are not counted against the credit.
     package func setHeldForETA(_ count: Int) {}
 
+    /// Credit (``grant(_:)``) already follows the larger window.
+    package func setWindowAllowance(_ count: Int) {}
+
     /// Redis delivery tags stay valid across reconnects (they are keys of the `unacked` hash).
     package func isStale(_ tag: String) -> Bool { false }
 

@@ -188,6 +188,88 @@ import Testing
         )
     }
 
+    /// The larger window for short tasks on RabbitMQ: while a streak of them comes in, `basic.qos` is Celery's
+    /// window (2 × 4) plus the children's queues (2 × 4), channel-wide or per consumer; a task not known to be short
+    /// brings it back to 8.
+    @Test(arguments: [true, false]) func aStreakOfShortTasksRaisesTheRabbitMQWindow(channelWide: Bool) throws {
+        let rabbit = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        let extraYAML = """
+            broker:
+              url: \(rabbit.url)
+              global_qos: \(channelWide ? "auto" : "false")
+            result_backend:
+              url: \(redis.url(db: 1))
+
+            """
+        let daemon = try Daemon(concurrency: 2, extraYAML: extraYAML, workerYAML: "  queues: [\(queue)]\n")
+        /// The limits RabbitMQ keeps for this daemon's consumers of `queue`.
+        func windows() -> Set<String> {
+            guard
+                let consumers = try? rabbit.ctl([
+                    "list_consumers", "--no-table-headers", "queue_name", "channel_pid", "prefetch_count",
+                ])
+            else { return [] }
+            var ownChannels: Set<String> = []
+            var perConsumer: Set<String> = []
+            for line in consumers.split(separator: "\n") {
+                let fields = line.split(whereSeparator: \.isWhitespace).map(String.init)
+                guard fields.count == 3, fields[0] == queue else { continue }
+                ownChannels.insert(fields[1])
+                perConsumer.insert(fields[2])
+            }
+            guard channelWide else { return perConsumer }
+            let channels = (try? rabbit.ctl(["list_channels", "--no-table-headers", "pid", "global_prefetch_count"]))
+            var limits: Set<String> = []
+            for line in (channels ?? "").split(separator: "\n") {
+                let fields = line.split(whereSeparator: \.isWhitespace).map(String.init)
+                if fields.count == 2 && ownChannels.contains(fields[0]) { limits.insert(fields[1]) }
+            }
+            return limits
+        }
+        #expect(eventually(timeout: 20) { windows() == ["8"] }, "before: \(windows())")
+        // Short tasks (2 ms, below `child_prefetch_max_runtime`'s 10 ms once the first has run), many of them.
+        let count = 4000
+        _ = try Python.celeryClient(
+            RabbitMQInteropTests.request(
+                broker: rabbit.url,
+                backend: redis.url(db: 1),
+                queue: queue,
+                calls: (0..<count).map { _ in
+                    ["task": "swiftq.sleep", "args": [0.002], "options": ["ignore_result": true]]
+                },
+                wait: false
+            )
+        )
+        var seen: [Set<String>] = []
+        var unacked: [Int] = []
+        #expect(
+            eventually(timeout: 60) {
+                seen.append(windows())
+                unacked.append((try? rabbit.queueCounts(queue))?.unacked ?? 0)
+                return seen.last == ["16"] && unacked.last.map { $0 > 8 } == true
+            },
+            "windows \(seen), unacked \(unacked)"
+        )
+        #expect(unacked.allSatisfy { $0 <= 16 }, "unacked \(unacked)")
+        #expect(
+            eventually(timeout: 60) {
+                (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue == Int64(count)
+            }
+        )
+        // A task whose runtime is not known ends the streak.
+        _ = try Python.celeryClient(
+            RabbitMQInteropTests.request(
+                broker: rabbit.url,
+                backend: redis.url(db: 1),
+                queue: queue,
+                calls: [["task": "swiftq.add", "args": [1, 2]]]
+            )
+        )
+        #expect(eventually(timeout: 20) { windows() == ["8"] }, "after: \(windows())")
+    }
+
     @Test func twoDaemonsWithOneNodeNameNeverTakeEachOthersReservations() throws {
         let redis = try RedisServer()
         let node = "twin@test"

@@ -21,6 +21,7 @@ final class RecordingTransport: BrokerTransport, @unchecked Sendable {
     func start() { started = true }
     func grant(_ count: Int) {}
     func setHeldForETA(_ count: Int) {}
+    func setWindowAllowance(_ count: Int) {}
     func setRunning(_ tag: String, _ isRunning: Bool) {}
     func isStale(_ tag: String) -> Bool { false }
     func setWindow(_ count: Int) {}

@@ -15,6 +15,7 @@ final class RecordingBroker: BrokerPort {
         case grant(Int)
         case heldForETA(Int)
         case running(String, Bool)
+        case windowAllowance(Int)
     }
 
     var calls: [Call] = []
@@ -24,6 +25,7 @@ final class RecordingBroker: BrokerPort {
     func grant(_ count: Int) { calls.append(.grant(count)) }
     func setHeldForETA(_ count: Int) { calls.append(.heldForETA(count)) }
     func setRunning(_ tag: String, _ isRunning: Bool) { calls.append(.running(tag, isRunning)) }
+    func setWindowAllowance(_ count: Int) { calls.append(.windowAllowance(count)) }
     func isStale(_ tag: String) -> Bool { staleTags.contains(tag) }
 
     /// Every plan handed over, flattened in order.

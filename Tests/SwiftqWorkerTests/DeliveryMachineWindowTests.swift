@@ -83,6 +83,36 @@ import Testing
         #expect(Self.granted(machine.credit()) == 7)
     }
 
+    static func allowances(_ actions: [DeliveryMachine.Action]) -> [Int] {
+        actions.compactMap { action in
+            if case .setWindowAllowance(let count) = action { return count }
+            return nil
+        }
+    }
+
+    /// RabbitMQ's `basic.qos` follows the larger window through this action (Redis follows the credit alone): told
+    /// once when the streak grows the window, once when it ends, and after a reload.
+    @Test func theTransportIsToldWhenTheWindowGrowsAndWhenItShrinksBack() throws {
+        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n")
+        DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
+        DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.slow", id: "w2", runtime: 0.5)
+        #expect(Self.allowances(machine.credit()) == [])
+        _ = machine.received(Self.tasks("app.quick", 1...7), now: Self.now)
+        #expect(Self.allowances(machine.credit()) == [])
+        _ = machine.received(Self.tasks("app.quick", 8...8), now: Self.now)
+        let grown = machine.credit()
+        #expect(Self.allowances(grown) == [8])
+        #expect(Self.granted(grown) == 8)
+        _ = machine.received(Self.tasks("app.quick", 9...12), now: Self.now)
+        #expect(Self.allowances(machine.credit()) == [])
+        _ = machine.received(Self.tasks("app.slow", 1...1), now: Self.now)
+        #expect(Self.allowances(machine.credit()) == [0])
+        #expect(Self.allowances(machine.credit()) == [])
+        _ = machine.received(Self.tasks("app.quick", 13...20), now: Self.now)
+        #expect(Self.allowances(machine.credit()) == [8])
+        #expect(Self.allowances(machine.reconfigure(machine.settings)) == [0])
+    }
+
     @Test func aChordUnlockKeepsTheStreakAndAReloadEndsIt() throws {
         var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n")
         DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
