@@ -1,9 +1,10 @@
 # swiftq: build and install swiftqd and swiftqctl.
 #
-#   make                      release build (dev/build-release): static, non-PIE executables with functions in
-#                             start-up order, the very binary bench/run measures; where a C library has no static
-#                             archive, non-PIE with the Swift runtime static (then Debian's librabbitmq4,
-#                             libhiredis0.14, libyaml-0-2 and libstdc++6 are needed at run time)
+#   make                      release build (dev/build-release): static, non-PIE executables linked by lld with
+#                             functions in the order the daemon runs them, the very binary bench/run measures;
+#                             where a C library has no static archive, non-PIE with the Swift runtime static (then
+#                             Debian's librabbitmq4, libhiredis0.14, libyaml-0-2 and libstdc++6 are needed at run
+#                             time)
 #   sudo make install         into PREFIX (default /usr/local); DESTDIR=/tmp/pkg for a staging tree
 #   sudo make uninstall       removes what install put, except a configuration file that was edited
 #
