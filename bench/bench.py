@@ -17,8 +17,9 @@ Both workers run without mingle (Celery's `--without-mingle`, swiftqd's `worker.
 start waits a second for other workers' replies, which the RabbitMQ scenarios (a worker started per scenario) would
 count. An older swiftqd that does not know the key refuses the configuration: measure it with an older bench.py.
 
---pool prefork|threads|solo picks swiftqd's `worker.pool`. --profile runs swiftqd under `strace -c -f` for the
-drain scenario only (slower: the figures are syscall counts per task, not a throughput) and prints the summary.
+--pool prefork|threads|solo picks swiftqd's `worker.pool`; --prefetch-multiplier N sets both workers' multiplier.
+--profile runs swiftqd under `strace -c -f` for the drain scenario only (slower: the figures are syscall counts
+per task, not a throughput) and prints the summary.
 
 With --broker amqp the same three scenarios run on a RabbitMQ node (results in Redis, as above): the queue is
 pre-filled while no worker consumes it, and the clock starts when the first message leaves it.
@@ -189,13 +190,15 @@ class Worker:
     """Starts and stops one worker kind against the given Redis URLs."""
 
     def __init__(self, kind, concurrency, broker_url, backend_url, workdir, swiftqd, pool="prefork", profile=False,
-                 events=False, metrics=False):
+                 events=False, metrics=False, prefetch=None):
         self.kind, self.concurrency = kind, concurrency
         # --events: Celery's task events on (swiftqd events.enabled, celery -E); --metrics: swiftqd's /metrics on.
         self.events, self.metrics = events, metrics
         self.broker_url, self.backend_url = broker_url, backend_url
         self.workdir, self.swiftqd = workdir, swiftqd
         self.pool, self.profile = pool, profile
+        # --prefetch-multiplier: both workers' (swiftqd's worker.prefetch_multiplier, celery's --prefetch-multiplier).
+        self.prefetch = prefetch
         self.process = None
         self.socket = os.path.join(workdir, "swiftqd.sock")
         self.strace_output = os.path.join(workdir, "strace.txt")
@@ -209,6 +212,7 @@ class Worker:
             config = os.path.join(self.workdir, "swiftqd.yaml")
             # Only when asked: an older swiftqd (a baseline) does not know the key.
             pool = f"  pool: {self.pool}\n" if self.pool != "prefork" else ""
+            multiplier = "" if self.prefetch is None else f"  prefetch_multiplier: {self.prefetch}\n"
             with open(config, "w") as f:
                 f.write(f"""broker:
   url: {self.broker_url}
@@ -218,7 +222,7 @@ worker:
   concurrency: {self.concurrency}
 {pool}  queues: [{QUEUE}]
   mingle: false
-{os.environ.get("BENCH_SWIFTQD_WORKER", "")}control:
+{multiplier}control:
   socket: {self.socket}
 logging:
   level: warning
@@ -237,7 +241,8 @@ logging:
                 [sys.executable, "-m", "celery", "-A", "benchtasks", "worker", "-P", "prefork",
                  "-c", str(self.concurrency), "-Q", QUEUE, "--loglevel", "WARNING", "--without-gossip",
                  "--without-mingle", "--without-heartbeat", "-n", f"bench-{uuid.uuid4().hex[:8]}@%h"]
-                + (["-E"] if self.events else []),
+                + (["-E"] if self.events else [])
+                + ([] if self.prefetch is None else ["--prefetch-multiplier", str(self.prefetch)]),
                 stdout=log, stderr=log, env=env, cwd=HERE)
         if ready is not None:
             # AMQP: the caller watches the queue itself.
@@ -269,7 +274,8 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
     backend.flushdb()
     app = Celery("bench-client", broker=urls["broker"], backend=urls["backend"])
     worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.pool,
-                    args.profile and kind == "swiftqd", events=args.events, metrics=args.metrics)
+                    args.profile and kind == "swiftqd", events=args.events, metrics=args.metrics,
+                    prefetch=args.prefetch_multiplier)
     worker.start(broker)
     sampler = RSSSampler(worker.process.pid)
     sampler.start()
@@ -420,7 +426,7 @@ def run_amqp_scenarios(kind, args, urls, workdir, swiftqd):
 
     def timed(count, done):
         worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.pool,
-                        events=args.events, metrics=args.metrics)
+                        events=args.events, metrics=args.metrics, prefetch=args.prefetch_multiplier)
         worker.start(None, ready=True)
         sampler = RSSSampler(worker.process.pid)
         sampler.start()
@@ -507,6 +513,8 @@ def main():
     parser.add_argument("--metrics", action="store_true", help="swiftqd serves /metrics (metrics.listen)")
     parser.add_argument("--pool", choices=["prefork", "threads", "solo"], default="prefork",
                         help="swiftqd's worker.pool")
+    parser.add_argument("--prefetch-multiplier", type=int,
+                        help="both workers' prefetch multiplier (default: each one's own, 4)")
     parser.add_argument("--profile", action="store_true",
                         help="drain only, swiftqd under strace -c -f: syscalls per task")
     args = parser.parse_args()
