@@ -8,11 +8,13 @@
 /// (`LPUSH celery`, `LPUSH celery\x06\x163`, `RPUSH` by a restore) sends it a message, which ``wait(timeout:)``
 /// reports. Nothing needs configuring on the server.
 ///
-/// Wake-ups are hints, never promises: pops by other consumers, our own reserve scripts and keys that merely share
-/// the prefix (`celery` also covers `celery2`) wake it too, so always follow a wake-up with
+/// Wake-ups are hints, never promises: pops by other consumers and our own reserve scripts wake it too, so always
+/// follow a wake-up with
 /// ``KombuRedisBroker/reserve(queues:max:owner:)`` and wait again when it returns nothing. Messages that arrive
 /// while nobody is waiting are buffered, so the next ``wait(timeout:)`` returns at once and none is missed between
-/// an empty reserve and the wait.
+/// an empty reserve and the wait. Keys that merely share a prefix (`celery` also covers `celery2` and the
+/// `celery-task-meta-…` results Celery stores, in every database: tracking is not per database) are told too; their
+/// invalidations name them, and only a queue's own keys (the list and its priority buckets) wake ``wait(timeout:)``.
 ///
 /// Owned by one thread, like its ``RedisConnection`` (blocking calls). To change the set of queues, make a new
 /// watcher: a subscribed connection cannot change its tracking.
@@ -21,6 +23,8 @@ public final class KombuQueueWatcher {
     public let connection: RedisConnection
     /// The key prefixes registered, after removing any that another one already covers.
     public let prefixes: [String]
+    /// Each queue's list key (priority 0): it and `<key>\x06\x16<bucket>` are the keys whose writes wake.
+    private let queueKeys: [[UInt8]]
 
     /// Connects, registers the queues' key prefixes for tracking, and subscribes to the invalidation channel.
     ///
@@ -70,14 +74,36 @@ public final class KombuQueueWatcher {
         }
         self.connection = connection
         self.prefixes = prefixes
+        self.queueKeys = queues.map { Array(layout.queueKey(queue: $0, priority: 0).utf8) }
     }
 
     /// Blocks until a watched list was written since the last call, or `timeout` passes: `true` when something
     /// may have arrived. All invalidations already received are consumed, so a burst of pushes is one wake-up.
+    /// Invalidations of other keys under a prefix are read and dropped.
     public func wait(timeout: Duration) throws(RedisError) -> Bool {
-        guard try connection.receive(timeout: timeout) != nil else { return false }
+        let deadline = ContinuousClock.now + timeout
+        var woken = false
+        while !woken {
+            guard let reply = try connection.receive(timeout: max(.zero, ContinuousClock.now.duration(to: deadline)))
+            else { return false }
+            woken = wakes(reply)
+        }
         while try connection.receive(timeout: .zero) != nil {}
         return true
+    }
+
+    /// Whether an invalidation may concern a queue: it names a queue's key, or all keys (a flush), or is not the
+    /// message expected (then it wakes, as every one did before keys were looked at).
+    func wakes(_ reply: RedisReply) -> Bool {
+        guard let parts = reply.array, parts.count == 3, parts[0].string == "message", let keys = parts[2].array
+        else { return true }
+        let separator = Array(KombuRedisLayout.separator.utf8)
+        return keys.contains { key in
+            guard let name = key.bytes else { return true }
+            return queueKeys.contains { queue in
+                name == queue || (name.starts(with: queue) && name.dropFirst(queue.count).starts(with: separator))
+            }
+        }
     }
 
     /// The prefixes with every one that starts with another removed: Redis refuses overlapping prefixes on one

@@ -43,6 +43,32 @@ struct KombuQueueWatcherTests {
         }
     }
 
+    /// A prefix covers more than the queue's keys: `celery` also covers the results Celery stores as
+    /// `celery-task-meta-<id>` (in any database: tracking is not per database) and a queue named `celery2`. Their
+    /// writes are told to the watcher and dropped; the queue's list and its priority buckets wake it.
+    @Test func keysThatOnlyShareTheQueuesPrefixDoNotWakeIt() throws {
+        try withRedisServer { server in
+            let layout = KombuRedisLayout()
+            let watcher = try KombuQueueWatcher(url: server.url, layout: layout, queues: ["celery"])
+            let producer = try server.connect()
+            try producer.command("SELECT", "1")
+            try producer.command("SET", "celery-task-meta-1", "{}")
+            try producer.command("SELECT", "0")
+            try producer.command("LPUSH", "celery2", "m")
+            try producer.command("SET", "celery\u{06}", "x")
+            #expect(try !watcher.wait(timeout: .milliseconds(300)))
+            try producer.command("LPUSH", RedisArgument(layout.queueKey(queue: "celery", priority: 3)), "m")
+            #expect(try watcher.wait(timeout: .seconds(2)))
+            try producer.command("SET", "celery-task-meta-2", "{}")
+            try producer.command("LPUSH", "celery", "m")
+            #expect(try watcher.wait(timeout: .seconds(2)))
+            #expect(try !watcher.wait(timeout: .milliseconds(200)))
+            // A flush invalidates every key (no names): it wakes, as a reserve then sees what is left.
+            try producer.command("FLUSHALL")
+            #expect(try watcher.wait(timeout: .seconds(2)))
+        }
+    }
+
     @Test func aReserveAfterTheWakeUpFindsTheMessage() throws {
         try withRedisServer { server in
             let broker = KombuRedisBroker(connection: try server.connect())

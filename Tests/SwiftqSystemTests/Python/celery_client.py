@@ -5,7 +5,8 @@ a Python producer sees: values, exceptions re-raised with their type and message
 
 Request: {"broker": url, "backend": url, "timeout": s,
           "calls": [{"task": name, "args": [...], "kwargs": {...}, "options": {...}}, ...],
-          "wait": true, "track_states": false}
+          "wait": true, "track_states": false, "sequential": false}
+With "sequential", each call is sent once the one before it has finished.
 With "date_done", each successful line also has the backend's "date_done" and the client's "sent_at" (ISO 8601).
 With "track_states", each line also has "states": every distinct state the backend showed while waiting (polled).
 Output per call: {"id": ..., "state": ..., "result": ...} or {"id": ..., "exception": {"type": ..., "module": ...,
@@ -32,6 +33,12 @@ def main() -> None:
         before = datetime.datetime.now(datetime.timezone.utc).isoformat()
         sent.append(app.send_task(call["task"], args=call.get("args", []), kwargs=call.get("kwargs", {}), **options))
         sent_at[sent[-1].id] = before
+        if request.get("sequential"):
+            # One task at a time: the next is sent once this one has finished (reported below as usual).
+            try:
+                sent[-1].get(timeout=timeout, propagate=False)
+            except Exception:
+                pass
     if not request.get("wait", True):
         for result in sent:
             print(json.dumps({"id": result.id}))
