@@ -9,10 +9,9 @@
 /// reports. Nothing needs configuring on the server.
 ///
 /// Wake-ups are hints, never promises: pops by other consumers and our own reserve scripts wake it too, so always
-/// follow a wake-up with
-/// ``KombuRedisBroker/reserve(queues:max:owner:)`` and wait again when it returns nothing. Messages that arrive
-/// while nobody is waiting are buffered, so the next ``wait(timeout:)`` returns at once and none is missed between
-/// an empty reserve and the wait. Keys that merely share a prefix (`celery` also covers `celery2` and the
+/// follow a wake-up with ``KombuRedisBroker/reserve(queues:max:owner:)`` and wait again when it returns nothing.
+/// Messages that arrive while nobody is waiting are buffered, so the next ``wait(timeout:)`` returns at once and none
+/// is missed between an empty reserve and the wait. Keys that merely share a prefix (`celery` also covers `celery2` and the
 /// `celery-task-meta-…` results Celery stores, in every database: tracking is not per database) are told too; their
 /// invalidations name them, and only a queue's own keys (the list and its priority buckets) wake ``wait(timeout:)``.
 ///

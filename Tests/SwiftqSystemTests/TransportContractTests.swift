@@ -57,20 +57,38 @@ import Testing
         #expect((try? daemon.stats())?["tasks"]?["received"]?.intValue == 0)
     }
 
-    @Test func aReloadFromOneToFourChildrenRaisesTheRabbitMQWindowAndFeedsTheNewChildren() throws {
-        let rabbit = try RabbitMQNode.shared()
-        let redis = try RedisServer()
-        let queue = uniqueQueueName()
-        let count = 16
+    /// Sends `calls` to `queue` on RabbitMQ with Celery's client (results in `redis`, database 1); waits for their
+    /// results only when asked.
+    static func send(
+        _ calls: [JSONValue],
+        to queue: String,
+        on rabbit: RabbitMQNode,
+        results redis: RedisServer,
+        wait: Bool = false
+    ) throws {
         _ = try Python.celeryClient(
             RabbitMQInteropTests.request(
                 broker: rabbit.url,
                 backend: redis.url(db: 1),
                 queue: queue,
-                calls: (0..<count).map { _ in ["task": "swiftq.sleep", "args": [1.5]] },
-                wait: false
+                calls: calls,
+                wait: wait
             )
         )
+    }
+
+    /// A fresh queue on the shared node with 16 tasks of 1.5 s waiting in it (results in a Redis of their own).
+    static func sixteenSleepingTasks() throws -> (RabbitMQNode, RedisServer, String, Int) {
+        let rabbit = try RabbitMQNode.shared()
+        let redis = try RedisServer()
+        let queue = uniqueQueueName()
+        let calls: [JSONValue] = (0..<16).map { _ in ["task": "swiftq.sleep", "args": [1.5]] }
+        try send(calls, to: queue, on: rabbit, results: redis)
+        return (rabbit, redis, queue, calls.count)
+    }
+
+    @Test func aReloadFromOneToFourChildrenRaisesTheRabbitMQWindowAndFeedsTheNewChildren() throws {
+        let (rabbit, redis, queue, count) = try Self.sixteenSleepingTasks()
         let extraYAML = """
             broker:
               url: \(rabbit.url)
@@ -117,19 +135,7 @@ import Testing
     /// a channel-wide limit): the window is a per-consumer `basic.qos`, and a reload from 1 to 4 children restarts
     /// the consumer with the new limit, so the new children are fed.
     @Test func aPerConsumerWindowFollowsAReloadToo() throws {
-        let rabbit = try RabbitMQNode.shared()
-        let redis = try RedisServer()
-        let queue = uniqueQueueName()
-        let count = 16
-        _ = try Python.celeryClient(
-            RabbitMQInteropTests.request(
-                broker: rabbit.url,
-                backend: redis.url(db: 1),
-                queue: queue,
-                calls: (0..<count).map { _ in ["task": "swiftq.sleep", "args": [1.5]] },
-                wait: false
-            )
-        )
+        let (rabbit, redis, queue, count) = try Self.sixteenSleepingTasks()
         let extraYAML = """
             broker:
               url: \(rabbit.url)
@@ -231,16 +237,13 @@ import Testing
         #expect(eventually(timeout: 20) { windows() == ["8"] }, "before: \(windows())")
         // Short tasks (2 ms, below `child_prefetch_max_runtime`'s 10 ms once the first has run), many of them.
         let count = 4000
-        _ = try Python.celeryClient(
-            RabbitMQInteropTests.request(
-                broker: rabbit.url,
-                backend: redis.url(db: 1),
-                queue: queue,
-                calls: (0..<count).map { _ in
-                    ["task": "swiftq.sleep", "args": [0.002], "options": ["ignore_result": true]]
-                },
-                wait: false
-            )
+        try Self.send(
+            (0..<count).map { _ in
+                ["task": "swiftq.sleep", "args": [0.002], "options": ["ignore_result": true]]
+            },
+            to: queue,
+            on: rabbit,
+            results: redis
         )
         var seen: [Set<String>] = []
         var unacked: [Int] = []
@@ -259,14 +262,7 @@ import Testing
             }
         )
         // A task whose runtime is not known ends the streak.
-        _ = try Python.celeryClient(
-            RabbitMQInteropTests.request(
-                broker: rabbit.url,
-                backend: redis.url(db: 1),
-                queue: queue,
-                calls: [["task": "swiftq.add", "args": [1, 2]]]
-            )
-        )
+        try Self.send([["task": "swiftq.add", "args": [1, 2]]], to: queue, on: rabbit, results: redis, wait: true)
         #expect(eventually(timeout: 20) { windows() == ["8"] }, "after: \(windows())")
     }
 
