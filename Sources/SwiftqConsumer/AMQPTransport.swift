@@ -296,6 +296,8 @@ package final class AMQPTransport: BrokerTransport {
         var nextStarvationCheck: ContinuousClock.Instant = .now
         /// The earliest time a per-consumer limit may change again (``applyPrefetch(_:in:)``).
         var nextReconsume: ContinuousClock.Instant = .now
+        /// What each turn polls (the connection, the inbox), made once rather than every turn.
+        var pollSet: [pollfd] = []
 
         init(
             connection: AMQPConnection,
@@ -689,13 +691,16 @@ package final class AMQPTransport: BrokerTransport {
         }
         try checkStarvation(&session)
         if !session.connection.hasBufferedFrames {
-            var descriptors = [
-                pollfd(fd: session.connection.descriptor, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: inbox.descriptor, events: Int16(POLLIN), revents: 0),
-            ]
+            if session.pollSet.isEmpty {
+                session.pollSet = [
+                    pollfd(fd: session.connection.descriptor, events: Int16(POLLIN), revents: 0),
+                    pollfd(fd: inbox.descriptor, events: Int16(POLLIN), revents: 0),
+                ]
+            }
             // At most a second, or until the buffered events or a deferred per-consumer limit are due.
-            let due = [eventOutbox.dueIn(now: .now, maximumDelay: Self.eventDelay), prefetchDue].compactMap { $0 }.min()
-            _ = poll(&descriptors, 2, due.map { Int32(clamping: $0.milliseconds + 1) } ?? 1000)
+            var due = eventOutbox.dueIn(now: .now, maximumDelay: Self.eventDelay)
+            if let prefetchDue { due = min(due ?? prefetchDue, prefetchDue) }
+            _ = poll(&session.pollSet, 2, due.map { Int32(clamping: $0.milliseconds + 1) } ?? 1000)
         }
         var delivered: [InboundMessage] = []
         var control: [ControlDelivery] = []
