@@ -17,7 +17,8 @@ import Glibc
 /// - Deliveries are decoded on that thread and posted to the consumer in batches. A per-consumer `basic.qos`
 ///   bounds them: prefetch = `worker.prefetch_multiplier` × concurrency (changed by reloads, ``setWindow(_:)``),
 ///   raised by the number of tasks held for their ETA (as Celery does), so that those never starve the window, and
-///   by the allowance for short tasks while they come in (``setWindowAllowance(_:)``, ``DeliveryMachine/currentWindow``).
+///   by the allowance for short tasks while they come in (``setWindowAllowance(_:)``,
+///   ``DeliveryMachine/currentWindow``).
 ///   On classic queues the limit is channel-wide (`global`, as Celery sets it): one window shared by every queue,
 ///   changed in place at once, never exceeded. Quorum queues refuse a channel-wide limit, and RabbitMQ ≥ 4.3
 ///   refuses it by default (the deprecated feature `global_qos`), so there it is per consumer: with

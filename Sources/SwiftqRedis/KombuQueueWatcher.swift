@@ -11,9 +11,10 @@
 /// Wake-ups are hints, never promises: pops by other consumers and our own reserve scripts wake it too, so always
 /// follow a wake-up with ``KombuRedisBroker/reserve(queues:max:owner:)`` and wait again when it returns nothing.
 /// Messages that arrive while nobody is waiting are buffered, so the next ``wait(timeout:)`` returns at once and none
-/// is missed between an empty reserve and the wait. Keys that merely share a prefix (`celery` also covers `celery2` and the
-/// `celery-task-meta-…` results Celery stores, in every database: tracking is not per database) are told too; their
-/// invalidations name them, and only a queue's own keys (the list and its priority buckets) wake ``wait(timeout:)``.
+/// is missed between an empty reserve and the wait. Keys that merely share a prefix (`celery` also covers `celery2`
+/// and the `celery-task-meta-…` results Celery stores, in every database: tracking is not per database) are told
+/// too; their invalidations name them, and only a queue's own keys (the list and its priority buckets) wake
+/// ``wait(timeout:)``.
 ///
 /// Owned by one thread, like its ``RedisConnection`` (blocking calls). To change the set of queues, make a new
 /// watcher: a subscribed connection cannot change its tracking.
@@ -96,14 +97,16 @@ public final class KombuQueueWatcher {
     func wakes(_ reply: RedisReply) -> Bool {
         guard let parts = reply.array, parts.count == 3, parts[0].string == "message", let keys = parts[2].array
         else { return true }
-        let separator = Array(KombuRedisLayout.separator.utf8)
         return keys.contains { key in
             guard let name = key.bytes else { return true }
             return queueKeys.contains { queue in
-                name == queue || (name.starts(with: queue) && name.dropFirst(queue.count).starts(with: separator))
+                name == queue || (name.starts(with: queue) && name.dropFirst(queue.count).starts(with: Self.separator))
             }
         }
     }
+
+    /// kombu's separator before a priority bucket's number, as bytes.
+    private static let separator = Array(KombuRedisLayout.separator.utf8)
 
     /// The prefixes with every one that starts with another removed: Redis refuses overlapping prefixes on one
     /// client, and the shorter one already covers the longer.
