@@ -11,7 +11,9 @@ Scenarios (each run against both workers, with the same concurrency):
 
 For swiftqd, each scenario also reports what each task cost on the hot path (swiftqctl stats' `throughput`,
 read over the control socket before and after the scenario): consumer loop wake-ups, pool frames, thread
-wake-ups and broker round trips per task, and the mean reserve/ack/store batch sizes.
+wake-ups and broker round trips per task, and the mean reserve/ack/store batch sizes. On Redis, both workers
+also report the CPU time per task of their process tree and of redis-server over the drain and results scenarios:
+on a small machine it varies far less from run to run than tasks/s, and it is what a change to the hot path saves.
 
 Both workers run without mingle (Celery's `--without-mingle`, swiftqd's `worker.mingle: false`): with it, each
 start waits a second for other workers' replies, which the RabbitMQ scenarios (a worker started per scenario) would
@@ -88,6 +90,58 @@ def tree_memory_kib(root_pid):
         except OSError:
             pass
     return rss, pss, uss
+
+
+def descendants(root_pid):
+    """root_pid and every process below it."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except OSError:
+            continue
+    found, stack = [], [root_pid]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def cpu_seconds(pids):
+    """User plus system CPU time of the processes (all their threads), in seconds; a process gone is 0."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            continue
+    return total / ticks
+
+
+class CPUMeter:
+    """CPU time per task of the worker's process tree and of the broker's server over one scenario: a figure that
+    the other programs on a small machine disturb far less than tasks/s. The tree is taken at the start (pool
+    children replaced during the scenario are not counted)."""
+
+    def __init__(self, worker_pid, broker_pid):
+        self.pids = descendants(worker_pid)
+        self.broker_pid = broker_pid
+        self.worker = cpu_seconds(self.pids)
+        self.broker = cpu_seconds([broker_pid]) if broker_pid else None
+
+    def per_task(self, tasks):
+        """{worker_cpu_us, broker_cpu_us} per task since the meter was made."""
+        worker = (cpu_seconds(self.pids) - self.worker) / tasks * 1e6
+        broker = None if self.broker is None else (cpu_seconds([self.broker_pid]) - self.broker) / tasks * 1e6
+        return {"worker_cpu_us": worker, "broker_cpu_us": broker}
 
 
 class RSSSampler(threading.Thread):
@@ -272,6 +326,8 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
     backend = redis.Redis.from_url(urls["backend"])
     broker.flushdb()
     backend.flushdb()
+    # The server on loopback is ours: its CPU time is the broker's share of each task.
+    broker_pid = broker.info("server").get("process_id")
     app = Celery("bench-client", broker=urls["broker"], backend=urls["backend"])
     worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.pool,
                     args.profile and kind == "swiftqd", events=args.events, metrics=args.metrics,
@@ -285,11 +341,13 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
         envelope = template_envelope(app, broker, "swiftq.ping", [], ignore_result=True)
         prefill(broker, envelope, args.drain, "bench-hold")
         before = worker.stats()
+        cpu = CPUMeter(worker.process.pid, broker_pid)
         started = time.monotonic()
         broker.rename("bench-hold", QUEUE)
         ok = wait_until(lambda: broker.llen(QUEUE) == 0 and broker.hlen("unacked") == 0, 600, 0.002)
         elapsed = time.monotonic() - started
         results["drain"] = args.drain / elapsed if ok else None
+        results["cpu"] = {"drain": cpu.per_task(args.drain)}
         results["costs"] = {"drain": throughput_delta(before, worker.stats())}
         if args.profile:
             return results
@@ -298,6 +356,7 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
         envelope = template_envelope(app, broker, "swiftq.add", [2, 3], ignore_result=False)
         ids = prefill(broker, envelope, args.results, "bench-hold")
         before = worker.stats()
+        cpu = CPUMeter(worker.process.pid, broker_pid)
         started = time.monotonic()
         broker.rename("bench-hold", QUEUE)
         ok = wait_until(lambda: backend.dbsize() >= args.results, 600, 0.005)
@@ -305,6 +364,7 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
         results["results"] = args.results / elapsed if ok else None
         # The last acks follow the last result: let them land before reading the counters.
         wait_until(lambda: broker.hlen("unacked") == 0, 10, 0.005)
+        results["cpu"]["results"] = cpu.per_task(args.results)
         results["costs"]["results"] = throughput_delta(before, worker.stats())
         sample = backend.get(f"celery-task-meta-{ids[-1]}")
         assert sample and json.loads(sample)["result"] == 5, f"{kind}: wrong result {sample!r}"
@@ -578,6 +638,15 @@ def main():
                     print(f"| {scenario} | " + " | ".join(
                         "-" if cost[key] is None else f"{cost[key]:.2f}"
                         for key in COUNTERS + ["reserve_batch", "ack_batch", "store_batch"]) + " |")
+        cpu_rows = [(kind, scenario, cost) for kind, r in table.items()
+                    for scenario, cost in (r.get("cpu") or {}).items() if cost]
+        if cpu_rows:
+            print("\nCPU time per task (µs, user + system): the worker's process tree, and the broker's server\n")
+            print("| worker | scenario | worker tree | broker |")
+            print("|---|---|---|---|")
+            for kind, scenario, cost in cpu_rows:
+                broker_cpu = "-" if cost["broker_cpu_us"] is None else f"{cost['broker_cpu_us']:.1f}"
+                print(f"| {kind} | {scenario} | {cost['worker_cpu_us']:.1f} | {broker_cpu} |")
         print(json.dumps(table), file=sys.stderr)
     finally:
         server.terminate()

@@ -64,6 +64,9 @@ public final class EventLoop {
     private var deferredTimers: [TimerEntry] = []
     private var nextTimer: UInt64 = 0
     private var stopped = false
+    /// Who asked to run once more before this turn ends (``atEndOfTurn(_:)``); kept with its capacity, so a turn
+    /// allocates nothing for it.
+    private var endOfTurn: [any EndOfTurnWork] = []
 
     /// Creates an empty loop.
     public init() {}
@@ -91,6 +94,13 @@ public final class EventLoop {
     /// Stops watching `fd` (it does not close it).
     public func unwatch(_ fd: CInt) {
         if watchers.removeValue(forKey: fd) != nil { pollSetIsStale = true }
+    }
+
+    /// Calls `work.endOfTurn()` once before the current turn ends, after every handler and due timer of the turn
+    /// (work added by then runs too). For output that handlers add to piece by piece and that is written better
+    /// as one: the frames for one pool child. Asking again before the turn ends is the caller's to avoid.
+    public func atEndOfTurn(_ work: any EndOfTurnWork) {
+        endOfTurn.append(work)
     }
 
     /// Runs `body` once, after `delay`.
@@ -192,6 +202,17 @@ public final class EventLoop {
             }
         }
         runDueTimers()
+        runEndOfTurn()
+    }
+
+    private func runEndOfTurn() {
+        // By index: work may add more while this runs.
+        var index = 0
+        while index < endOfTurn.count {
+            endOfTurn[index].endOfTurn()
+            index += 1
+        }
+        endOfTurn.removeAll(keepingCapacity: true)
     }
 
     private func rebuildPollSet() {
@@ -244,6 +265,12 @@ public final class EventLoop {
 }
 
 /// A timer that re-arms itself until cancelled; see ``EventLoop/repeating(every:_:)``.
+/// What ``EventLoop/atEndOfTurn(_:)`` calls back: a class, so that asking allocates nothing.
+public protocol EndOfTurnWork: AnyObject {
+    /// Called once on the loop's thread, before the turn it was asked in ends.
+    func endOfTurn()
+}
+
 public final class RepeatingTimer {
     fileprivate weak var loop: EventLoop?
     fileprivate var current: EventLoop.TimerID?

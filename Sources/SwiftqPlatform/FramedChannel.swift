@@ -18,7 +18,7 @@ public struct ReceivedFrame {
 ///
 /// Owns its descriptor: ``close()`` closes it. Sends are queued and written as the socket accepts them,
 /// so a slow peer never blocks the loop. Confined to the loop's thread.
-public final class FramedChannel {
+public final class FramedChannel: EndOfTurnWork {
     /// The socket.
     public let descriptor: CInt
     /// Called for each frame, in order.
@@ -34,6 +34,8 @@ public final class FramedChannel {
     private var receivedDescriptors: [CInt] = []
     private var outgoing: [(bytes: [UInt8], offset: Int, descriptors: [CInt])] = []
     private var isClosed = false
+    /// Frames queued with ``send(serialized:atEndOfTurn:)`` wait for the loop's turn to end.
+    private var flushAtEndOfTurn = false
     /// Allocated, never initialised: a zero-filled array made all 256 KiB resident at once, in every channel of
     /// every process (five channels with two pool children), while frames are mostly a few hundred bytes. Pages
     /// of this buffer become resident only as large frames actually arrive.
@@ -70,12 +72,37 @@ public final class FramedChannel {
     }
 
     /// Queues a message already serialized as one JSON object (e.g. with a task body spliced in as it arrived).
-    public func send(serialized payload: [UInt8], descriptors: [CInt] = []) {
+    ///
+    /// Written now, unless `atEndOfTurn`: then it waits for the end of the loop's current turn, so that the frames
+    /// a turn sends to one peer go out in one write and wake it once (the jobs the consumer hands one pool child as
+    /// results come in). A frame written now takes the waiting ones, in order, with it.
+    public func send(serialized payload: [UInt8], descriptors: [CInt] = [], atEndOfTurn: Bool = false) {
         guard !isClosed else {
             descriptors.forEach(Descriptors.close)
             return
         }
-        outgoing.append((ChannelFrame.encode(payload, descriptorCount: descriptors.count), 0, descriptors))
+        let frame = ChannelFrame.encode(payload, descriptorCount: descriptors.count)
+        if descriptors.isEmpty, !outgoing.isEmpty, outgoing[outgoing.count - 1].offset == 0 {
+            // Behind unwritten frames: one buffer, one write. (Descriptors go with the first byte of an entry, so a
+            // frame that carries some starts one of its own, and any frame may join the entry it starts.)
+            outgoing[outgoing.count - 1].bytes.append(contentsOf: frame)
+        } else {
+            outgoing.append((frame, 0, descriptors))
+        }
+        if atEndOfTurn {
+            if !flushAtEndOfTurn {
+                flushAtEndOfTurn = true
+                loop.atEndOfTurn(self)
+            }
+        } else {
+            flush()
+        }
+    }
+
+    /// Writes the frames that waited for the end of the turn.
+    public func endOfTurn() {
+        guard flushAtEndOfTurn else { return }
+        flushAtEndOfTurn = false
         flush()
     }
 
@@ -101,9 +128,15 @@ public final class FramedChannel {
         while !isClosed && readAvailable() {}
     }
 
-    /// Closes the channel (without calling `onClose`).
+    /// Closes the channel (without calling `onClose`). Frames still waiting for the end of the turn are written
+    /// first, as far as the socket takes them without blocking, as if they had been written when sent.
     public func close() {
         guard !isClosed else { return }
+        if flushAtEndOfTurn {
+            flushAtEndOfTurn = false
+            flush()
+            guard !isClosed else { return }
+        }
         isClosed = true
         loop.unwatch(descriptor)
         Descriptors.close(descriptor)

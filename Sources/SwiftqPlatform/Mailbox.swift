@@ -55,9 +55,10 @@ public final class Mailbox<Item: Sendable>: Sendable {
 
     /// Takes every queued item (call on the loop's thread when the descriptor is readable).
     public func drain() -> [Item] {
-        // On the stack: a drain runs on every wake-up of the loop, and allocates nothing of its own.
+        // On the stack: a drain runs on every wake-up of the loop, and allocates nothing of its own. A read that
+        // does not fill the buffer has emptied the pipe: no second read just to be told EAGAIN.
         withUnsafeTemporaryAllocation(byteCount: 64, alignment: 1) { buffer in
-            while read(wakeRead, buffer.baseAddress, 64) > 0 {}
+            while read(wakeRead, buffer.baseAddress, 64) == 64 {}
         }
         return items.withLock { queue in
             let taken = queue

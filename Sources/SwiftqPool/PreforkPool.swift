@@ -184,14 +184,14 @@ package final class PreforkPool: WorkPool {
         {
             slot.state = .busy
             slot.jobs.append(job)
-            channel.send(serialized: PoolRequest.execute(job).serialized)
+            channel.send(serialized: PoolRequest.execute(job).serialized, atEndOfTurn: true)
             ThroughputCounters.shared.poolFrameSent()
             startRunning(slot)
             return PoolSubmission(slot: slot.index, pid: slot.pid)
         }
         guard job.mayQueue, childPrefetch > 1, let slot = queueTarget(), let channel = slot.channel else { return nil }
         slot.jobs.append(job)
-        channel.send(serialized: PoolRequest.execute(job).serialized)
+        channel.send(serialized: PoolRequest.execute(job).serialized, atEndOfTurn: true)
         ThroughputCounters.shared.poolFrameSent()
         return PoolSubmission(slot: slot.index, pid: slot.pid)
     }

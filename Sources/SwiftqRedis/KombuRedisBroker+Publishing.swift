@@ -159,7 +159,7 @@ extension KombuRedisBroker {
         return (removed, Self.reached(replies.commands))
     }
 
-    private func fanoutCommands(_ messages: [FanoutMessage]) -> [[RedisArgument]] {
+    func fanoutCommands(_ messages: [FanoutMessage]) -> [[RedisArgument]] {
         let database = connection.url.database
         return messages.map { message in
             let channel = layout.fanoutChannel(
@@ -171,7 +171,7 @@ extension KombuRedisBroker {
         }
     }
 
-    private static func reached(_ replies: [RedisReply]) -> [Int?] {
+    static func reached(_ replies: [RedisReply]) -> [Int?] {
         replies.map { reply in reply.errorMessage == nil ? Int(reply.integer ?? 0) : nil }
     }
 }

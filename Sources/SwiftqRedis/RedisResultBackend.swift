@@ -110,7 +110,7 @@ public struct RedisResultBackend {
 
     /// `EX seconds` for whole seconds (what Celery's `SETEX` sends), `PX milliseconds` otherwise, nothing for no
     /// expiry.
-    private static func expiry(_ expires: Duration?) -> [RedisArgument] {
+    static func expiry(_ expires: Duration?) -> [RedisArgument] {
         guard let expires, expires > .zero else { return [] }
         let (seconds, attoseconds) = expires.components
         if attoseconds == 0 { return ["EX", RedisArgument(Int(seconds))] }

@@ -43,6 +43,21 @@ public enum RedisTarget: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Whether `other` is the same server (or the same sentinels' master) with the same credentials, in any
+    /// database: then one connection reaches the keys of both, a script selecting the other's database.
+    public func isSameServer(as other: RedisTarget) -> Bool {
+        switch (self, other) {
+        case (.server(var mine), .server(let theirs)):
+            mine.database = theirs.database
+            return mine == theirs
+        case (.sentinel(var mine), .sentinel(let theirs)):
+            mine.database = theirs.database
+            return mine == theirs
+        default:
+            return false
+        }
+    }
+
     /// The target without passwords, for logs.
     public var redacted: String {
         switch self {

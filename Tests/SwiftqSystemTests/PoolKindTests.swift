@@ -83,6 +83,39 @@ import Testing
         #expect(perTask < 4.5, "\(after - before) broker round trips for \(count) tasks")
     }
 
+    /// With the result backend on the broker's server (here its database 1, as the interop daemons have it), a
+    /// result and its message's ack go in one script: a reserve, the store with the ack, and the empty reserve
+    /// that the reserve's own pop wakes (3 round trips per task; 4 with a round trip for the store and one for
+    /// the ack).
+    @Test func aResultAndItsAckShareOneRoundTrip() throws {
+        let redis = try RedisServer()
+        let daemon = try RedisInteropTests.daemon(broker: redis)
+        let count = 100
+        let before = try #require(try daemon.stats()["throughput"]?["broker_round_trips"]?.intValue)
+        var request = RedisInteropTests.request(
+            redis,
+            calls: (0..<count).map { ["task": "swiftq.add", "args": [.int(Int64($0)), 1]] }
+        )
+        if case .object(var object) = request {
+            object["sequential"] = true
+            request = .object(object)
+        }
+        let results = try Python.celeryClient(request)
+        #expect(results.count == count)
+        #expect(results.allSatisfy { $0["state"] == "SUCCESS" }, "\(results.filter { $0["state"] != "SUCCESS" })")
+        // Every message acked: nothing left in unacked once the results are all there.
+        func unacked() throws -> String {
+            try redis.cli(["HLEN", "unacked"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while try unacked() != "0", Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(try unacked() == "0")
+        let after = try #require(try daemon.stats()["throughput"]?["broker_round_trips"]?.intValue)
+        // A few more while idle: a reserve a second, the worker heartbeat event, the incarnation's beat.
+        let perTask = Double(after - before) / Double(count)
+        #expect(perTask < 3.5, "\(after - before) broker round trips for \(count) tasks")
+    }
+
     @Test func theThreadsPoolEndsSleepsAtSoftAndHardLimitsAndKeepsServing() throws {
         let redis = try RedisServer()
         let daemon = try RedisInteropTests.daemon(broker: redis, workerYAMLExtra: "  pool: threads\n")
