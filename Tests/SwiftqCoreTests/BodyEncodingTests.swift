@@ -11,6 +11,9 @@ import Testing
             let encoded = Base64.encode(bytes)
             #expect(encoded == Data(bytes).base64EncodedString())
             #expect(try Base64.decode(encoded) == bytes)
+            // From bytes (a JSON string's text in an envelope), contiguous or not.
+            #expect(try Base64.decode(Array(encoded.utf8)) == bytes)
+            #expect(try Base64.decode(Array(encoded.utf8).lazy.map { $0 }) == bytes)
             // Not contiguous: the generic path gives the same text.
             #expect(Base64.encode(bytes.lazy.map { $0 }) == encoded)
             // Appended after what a buffer already holds, as the kombu envelope encoder does.
@@ -37,6 +40,12 @@ import Testing
     @Test func namesTheOffendingCharacter() {
         #expect(throws: Base64.DecodingError(message: "invalid character '%' at offset 2")) {
             try Base64.decode("YW%j")
+        }
+        #expect(throws: Base64.DecodingError(message: "data after padding at offset 3")) {
+            try Base64.decode(Array("YQ=a".utf8))
+        }
+        #expect(throws: Base64.DecodingError(message: "truncated input (5 base64 characters)")) {
+            try Base64.decode(Array("YWJj Z".utf8))
         }
     }
 }

@@ -92,6 +92,23 @@ private let taskID = "6c1f0000-0000-4000-8000-000000000001"
         }
     }
 
+    /// Bodies are decoded from the envelope's own bytes when their JSON string has no escapes; one that has them
+    /// (a utf-8 body with quotes, a base64 body with `\/` as some JSON encoders write `/`) decodes as its
+    /// unescaped text would.
+    @Test func escapedBodiesDecodeAsTheirUnescapedText() throws {
+        let text = #"[["say \"hi\"", "\u00e9\n"], {}, null]"#
+        let utf8 = try TaskMessage.decode(try RedisEnvelope.decode(envelope(body: text, bodyEncoding: "utf-8")))
+        #expect(utf8.args == ["say \"hi\"", "é\n"])
+
+        let base64Text = Data(#"[["???"], {}, null]"#.utf8).base64EncodedString()
+        #expect(base64Text.contains("/"))
+        let plain = String(decoding: envelope(body: #"[["???"], {}, null]"#), as: UTF8.self)
+        let escaped = Array(plain.replacingOccurrences(of: "/", with: #"\/"#).utf8)
+        let task = try TaskMessage.decode(try RedisEnvelope.decode(escaped))
+        #expect(task.args == ["???"])
+        #expect(try RedisEnvelope.decode(escaped).body == Array(#"[["???"], {}, null]"#.utf8))
+    }
+
     @Test func unknownBodyEncoding() {
         #expect(decodingError(envelope(bodyEncoding: "rot13"))?.code == .badBodyEncoding)
     }

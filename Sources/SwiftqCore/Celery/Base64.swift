@@ -77,14 +77,67 @@ public enum Base64 {
 
     /// The bytes encoded by `text`; see the type documentation for what is accepted.
     public static func decode(_ text: String) throws(DecodingError) -> [UInt8] {
-        var output: [UInt8] = []
-        output.reserveCapacity(text.utf8.count / 4 * 3)
+        var text = text
+        return try text.withUTF8 { utf8 in Result { () throws(DecodingError) in try decode(utf8) } }.get()
+    }
+
+    /// The bytes encoded by the base64 text `bytes` (UTF-8, as in a JSON string without escapes): ``decode(_:)-1``
+    /// without making a `String` of a body first.
+    public static func decode(_ bytes: some Collection<UInt8>) throws(DecodingError) -> [UInt8] {
+        let result = bytes.withContiguousStorageIfAvailable { buffer in
+            Result { () throws(DecodingError) in try decode(buffer) }
+        }
+        if let result { return try result.get() }
+        return try Array(bytes).withUnsafeBufferPointer { buffer in
+            Result { () throws(DecodingError) in try decode(buffer) }
+        }.get()
+    }
+
+    private static func decode(_ input: UnsafeBufferPointer<UInt8>) throws(DecodingError) -> [UInt8] {
+        var failure: DecodingError?
+        // Written in place: at most three bytes per four characters, and two more for a final partial group.
+        let output = [UInt8](unsafeUninitializedCapacity: input.count / 4 * 3 + 2) { buffer, written in
+            decodeTable.withUnsafeBufferPointer { table in
+                do throws(DecodingError) {
+                    written = try decode(input, into: buffer, table: table)
+                } catch {
+                    failure = error
+                    written = 0
+                }
+            }
+        }
+        if let failure { throw failure }
+        return output
+    }
+
+    /// Decodes `input` into `output` (large enough), returning how many bytes it wrote.
+    private static func decode(
+        _ input: UnsafeBufferPointer<UInt8>,
+        into output: UnsafeMutableBufferPointer<UInt8>,
+        table: UnsafeBufferPointer<UInt8>
+    ) throws(DecodingError) -> Int {
+        var out = 0
         var group: UInt32 = 0
         var count = 0  // significant characters in `group`
         var total = 0  // significant characters so far
         var padding = 0
-        for (offset, byte) in text.utf8.enumerated() {
-            let value = decodeTable[Int(byte)]
+        for offset in input.indices {
+            let byte = input[offset]
+            let value = table[Int(byte)]
+            if value < 64 && padding == 0 {
+                group = group << 6 | UInt32(value)
+                count += 1
+                if count == 4 {
+                    output[out] = UInt8(truncatingIfNeeded: group >> 16)
+                    output[out + 1] = UInt8(truncatingIfNeeded: group >> 8)
+                    output[out + 2] = UInt8(truncatingIfNeeded: group)
+                    out += 3
+                    group = 0
+                    count = 0
+                    total += 4
+                }
+                continue
+            }
             if value == whitespace { continue }
             if byte == UInt8(ascii: "=") {
                 padding += 1
@@ -93,20 +146,9 @@ public enum Base64 {
             guard value != invalid else {
                 throw DecodingError(message: "invalid character \(describe(byte)) at offset \(offset)")
             }
-            guard padding == 0 else {
-                throw DecodingError(message: "data after padding at offset \(offset)")
-            }
-            group = group << 6 | UInt32(value)
-            count += 1
-            total += 1
-            if count == 4 {
-                output.append(UInt8(truncatingIfNeeded: group >> 16))
-                output.append(UInt8(truncatingIfNeeded: group >> 8))
-                output.append(UInt8(truncatingIfNeeded: group))
-                group = 0
-                count = 0
-            }
+            throw DecodingError(message: "data after padding at offset \(offset)")
         }
+        total += count
         switch count {
         case 0:
             guard padding == 0 else { throw DecodingError(message: "unexpected padding") }
@@ -114,13 +156,15 @@ public enum Base64 {
             throw DecodingError(message: "truncated input (\(total) base64 characters)")
         case 2:
             guard padding == 0 || padding == 2 else { throw DecodingError(message: "incorrect padding") }
-            output.append(UInt8(truncatingIfNeeded: group >> 4))
+            output[out] = UInt8(truncatingIfNeeded: group >> 4)
+            out += 1
         default:
             guard padding <= 1 else { throw DecodingError(message: "incorrect padding") }
-            output.append(UInt8(truncatingIfNeeded: group >> 10))
-            output.append(UInt8(truncatingIfNeeded: group >> 2))
+            output[out] = UInt8(truncatingIfNeeded: group >> 10)
+            output[out + 1] = UInt8(truncatingIfNeeded: group >> 2)
+            out += 2
         }
-        return output
+        return out
     }
 
     private static func describe(_ byte: UInt8) -> String {

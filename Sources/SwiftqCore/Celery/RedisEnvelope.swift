@@ -82,14 +82,33 @@ extension RedisEnvelope {
     ///   filled in from the headers when they can be read.
     public static func decode(_ bytes: some Collection<UInt8>) throws(MessageDecodingError) -> RedisEnvelope {
         let raw = Array(bytes)
+        // The body is only delimited by the parser: a base64 body is decoded from the envelope's own bytes, without
+        // a `String` of it first (the largest member, and the only one read just once).
         let value: JSONValue
+        let bodyText: ArraySlice<UInt8>?
         do {
-            value = try JSONValue(parsing: raw)
+            let parsed = try JSONValue.parsing(raw, deferring: bodyMember)
+            (value, bodyText) = (parsed.value, parsed.raw["body"])
         } catch {
             throw MessageDecodingError(.notJSON, "envelope is not JSON: \(error)")
         }
-        guard case .object(let envelope) = value else {
+        guard case .object(var envelope) = value else {
             throw MessageDecodingError(.badEnvelope, "envelope must be a JSON object, got \(value.typeName)")
+        }
+        // The body's text without its quotes when it is a string that needs no unescaping (every base64 body);
+        // anything else is parsed as JSON, as it was delimited.
+        var plainBody: ArraySlice<UInt8>?
+        if let bodyText {
+            if bodyText.count >= 2, bodyText.first == UInt8(ascii: "\""), !bodyText.contains(UInt8(ascii: "\\")) {
+                plainBody = bodyText.dropFirst().dropLast()
+                envelope["body"] = .string("")
+            } else {
+                do {
+                    envelope["body"] = try JSONValue(parsing: bodyText)
+                } catch {
+                    throw MessageDecodingError(.notJSON, "envelope is not JSON: \(error)")
+                }
+            }
         }
 
         let headers = try object(envelope["headers"], "headers", context: nil)
@@ -112,10 +131,14 @@ extension RedisEnvelope {
         let body: [UInt8]
         switch properties["body_encoding"] {
         case nil, .null?:
-            body = Array(encodedBody.utf8)
+            body = plainBody.map(Array.init) ?? Array(encodedBody.utf8)
         case .string("base64")?:
             do {
-                body = try Base64.decode(encodedBody)
+                if let plainBody {
+                    body = try Base64.decode(plainBody)
+                } else {
+                    body = try Base64.decode(encodedBody)
+                }
             } catch {
                 throw MessageDecodingError(
                     .badBodyEncoding,
@@ -126,7 +149,7 @@ extension RedisEnvelope {
             }
         case .string(let encoding)? where encoding.lowercased() == "utf-8":
             // kombu's decode_body passes utf-8 bodies through unchanged.
-            body = Array(encodedBody.utf8)
+            body = plainBody.map(Array.init) ?? Array(encodedBody.utf8)
         case let other?:
             throw MessageDecodingError(
                 .badBodyEncoding,
@@ -157,6 +180,8 @@ extension RedisEnvelope {
             redelivered: headers["redelivered"] == .bool(true) || deliveryInfo["redelivered"] == .bool(true)
         )
     }
+
+    private static let bodyMember: Set<String> = ["body"]
 
     private static func object(
         _ value: JSONValue?,
