@@ -214,6 +214,7 @@ package extension Consumer {
         var settings = DeliveryMachine.Settings(configuration: configuration, nodeName: nodeName)
         settings.window = prefetchWindow
         settings.childQueueAllowance = childQueueAllowance
+        settings.poolSize = windowPoolSize
         return settings
     }
 

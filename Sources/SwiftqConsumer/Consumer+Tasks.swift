@@ -54,7 +54,7 @@ package extension Consumer {
     }
 
     /// The pool size the windows are worked out for: the live size (pool_grow), or the largest with autoscale.
-    private var windowPoolSize: Int {
+    var windowPoolSize: Int {
         max(pool?.targetSize ?? configuration.worker.effectiveConcurrency, autoscaler?.maximum ?? 0)
     }
 

@@ -17,7 +17,8 @@ package extension DeliveryMachine.Settings {
         if worker.pool == .prefork && worker.childPrefetch > 1 {
             queueRuntimeLimit = worker.childPrefetchMaxRuntime.seconds
         }
-        childQueueAllowance = Self.childQueueAllowance(worker, poolSize: worker.effectiveConcurrency)
+        poolSize = worker.effectiveConcurrency
+        childQueueAllowance = Self.childQueueAllowance(worker, poolSize: poolSize)
         if childQueueAllowance > 0 { shortRuntimeLimit = worker.childPrefetchMaxRuntime.seconds }
         let broker = configuration.broker.url.lowercased()
         if (broker.hasPrefix("amqp://") || broker.hasPrefix("amqps://")) && configuration.broker.consumerTimeout > .zero

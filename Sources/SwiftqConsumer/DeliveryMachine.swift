@@ -77,6 +77,8 @@ package struct DeliveryMachine {
         /// `worker.child_prefetch` (prefork: the children's own queues; threads: as many); 0 with the solo pool,
         /// without child prefetch or without a window.
         package var childQueueAllowance = 0
+        /// The pool size the window is worked out for (the short-task window holds about the same work per slot).
+        package var poolSize = 1
         /// `worker.default_queue`: where canvas follow-ups go when their signature names no queue.
         package var defaultQueue = Canvas.defaultQueue
         /// Programs of exec tasks, by task name.
@@ -206,6 +208,11 @@ package struct DeliveryMachine {
     private(set) var runningAckedEarly = 0
     /// How many short tasks (``isShort(_:limits:)``) came in since the last one that is not: ``currentWindow``.
     private(set) var shortStreak = 0
+    /// The streak's tasks' recent runtimes (seconds), averaged with more weight on the latest (as each task's
+    /// own): how much work a message held in the larger window stands for.
+    private(set) var streakRuntime = 0.0
+    /// How much larger than ``Settings/window`` the window is now (``currentWindow``): set as short tasks come in.
+    private(set) var shortAllowance = 0
     /// The allowance last told to the transport (``Action/setWindowAllowance(_:)``).
     private(set) var announcedAllowance = 0
     var nextTimer: UInt64 = 1
@@ -223,15 +230,48 @@ package struct DeliveryMachine {
     package var heldInWindow: Int { ready.count + running.count - runningAckedEarly }
 
     /// The window credit is granted against: ``Settings/window``, and while the tasks coming in are short ones
-    /// (a whole window of them in a row), ``Settings/childQueueAllowance`` more. Most of a fast drain's window is
-    /// credit on its way through the broker (granted, not delivered yet), so only a larger window keeps the pool
-    /// fed; a task not known to be short coming in ends the streak and with it the allowance. Credit granted
-    /// before is not taken back: whatever comes next may use it, so up to `window + allowance` messages of any
-    /// kind can be held for that moment.
-    package var currentWindow: Int {
-        let allowance = settings.childQueueAllowance
-        return allowance > 0 && shortStreak >= settings.window ? settings.window + allowance : settings.window
+    /// (a whole window of them in a row), ``Settings/childQueueAllowance`` more; each time a whole window at that
+    /// size has come in short too, the allowance doubles (``nextShortAllowance()``). Most of a fast drain's window
+    /// is credit on its way through the broker (granted, not delivered yet), so only a larger window keeps the pool
+    /// fed, and the broker's batches grow with it; a task not known to be short coming in ends the streak and with
+    /// it the allowance. Credit granted before is not taken back: whatever comes next may use it, so up to
+    /// `window + allowance` messages of any kind can be held for that moment.
+    package var currentWindow: Int { settings.window + shortAllowance }
+
+    /// The allowance for the streak so far: the children's queues once a whole window of short tasks came in, then
+    /// doubled each time a whole window at the size reached came in too, while the step fits ``shortWindowFactor``
+    /// times Celery's window and ``shortWindowWork`` per pool slot at the streak's runtime. It shrinks back to the
+    /// step that fits only once the work held is more than twice that (a streak whose runtimes jitter around a
+    /// step does not make the broker's window follow every task).
+    private func nextShortAllowance() -> Int {
+        let window = settings.window
+        let first = settings.childQueueAllowance
+        guard first > 0, shortStreak >= window else { return 0 }
+        let byWork =
+            streakRuntime > 0 ? Double(settings.poolSize) * Self.shortWindowWork / streakRuntime : Double(Int.max)
+        let largest = max(first, (Self.shortWindowFactor - 1) * window)
+        var allowance = first
+        // The streak needed to reach each step: a whole window at the size before it.
+        var needed = window
+        while true {
+            let next = min(allowance * 2, largest)
+            guard next > allowance, Double(next) <= byWork else { break }
+            needed += window + allowance
+            guard shortStreak >= needed else { break }
+            allowance = next
+        }
+        if allowance < shortAllowance && Double(shortAllowance) <= 2 * byWork { return shortAllowance }
+        return allowance
     }
+
+    /// How many times Celery's window the short-task window may reach (``currentWindow``): 64 messages for the
+    /// default 8. A fast drain's broker batches grow with it; a queue shared with other workers is held by this
+    /// one for no longer than ``shortWindowWork`` allows.
+    static let shortWindowFactor = 8
+    /// How much work (seconds per pool slot, at the streak's longest recent runtime) the short-task window may hold
+    /// beyond Celery's window: tasks of a millisecond get less of it than tasks of microseconds, tasks of several
+    /// milliseconds only the first step.
+    static let shortWindowWork = 0.02
     /// Deliveries held outside the window: for their ETA or for their rate limit's next token.
     package var heldOutsideWindow: Int { heldByTimer.count + parkedCount }
     /// Deliveries waiting for their ETA.
@@ -262,6 +302,8 @@ package struct DeliveryMachine {
         self.settings = settings
         // A streak counted under other settings says nothing about these.
         shortStreak = 0
+        streakRuntime = 0
+        shortAllowance = 0
         return credit()
     }
 
@@ -395,7 +437,15 @@ package struct DeliveryMachine {
         delivery.state = .ready
         // A chord unlock runs in the consumer and takes no slot: it neither counts nor ends a streak.
         if settings.childQueueAllowance > 0 && !Self.isChordUnlock(message.name) {
-            shortStreak = isShort(message, limits: timeLimits(message)) ? shortStreak + 1 : 0
+            if isShort(message, limits: timeLimits(message)) {
+                let runtime = statistics[message.name]?.recentRuntime ?? 0
+                streakRuntime = shortStreak == 0 ? runtime : streakRuntime * 0.75 + runtime * 0.25
+                shortStreak += 1
+            } else {
+                shortStreak = 0
+                streakRuntime = 0
+            }
+            shortAllowance = nextShortAllowance()
         }
         ready.append(delivery.key)
     }

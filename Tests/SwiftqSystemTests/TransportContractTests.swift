@@ -195,8 +195,9 @@ import Testing
     }
 
     /// The larger window for short tasks on RabbitMQ: while a streak of them comes in, `basic.qos` is Celery's
-    /// window (2 × 4) plus the children's queues (2 × 4), channel-wide or per consumer; a task not known to be short
-    /// brings it back to 8.
+    /// window (2 × 4) plus the children's queues (2 × 4), channel-wide or per consumer, and no more for tasks of 6 ms
+    /// (20 ms of work per slot is about 6 of them: the first step only); tasks of microseconds take it up to 8 ×
+    /// Celery's window, 64; a task not known to be short brings it back to 8.
     @Test(arguments: [true, false]) func aStreakOfShortTasksRaisesTheRabbitMQWindow(channelWide: Bool) throws {
         let rabbit = try RabbitMQNode.shared()
         let redis = try RedisServer()
@@ -235,11 +236,11 @@ import Testing
             return limits
         }
         #expect(eventually(timeout: 20) { windows() == ["8"] }, "before: \(windows())")
-        // Short tasks (2 ms, below `child_prefetch_max_runtime`'s 10 ms once the first has run), many of them.
-        let count = 4000
+        // Short tasks (6 ms, below `child_prefetch_max_runtime`'s 10 ms once the first has run), many of them.
+        let count = 2000
         try Self.send(
             (0..<count).map { _ in
-                ["task": "swiftq.sleep", "args": [0.002], "options": ["ignore_result": true]]
+                ["task": "swiftq.sleep", "args": [0.006], "options": ["ignore_result": true]]
             },
             to: queue,
             on: rabbit,
@@ -258,9 +259,41 @@ import Testing
         #expect(unacked.allSatisfy { $0 <= 16 }, "unacked \(unacked)")
         #expect(
             eventually(timeout: 60) {
-                (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue == Int64(count)
+                seen.append(windows())
+                unacked.append((try? rabbit.queueCounts(queue))?.unacked ?? 0)
+                return (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue
+                    == Int64(count)
             }
         )
+        #expect(seen.allSatisfy { $0.isEmpty || $0 == ["8"] || $0 == ["16"] }, "windows \(seen)")
+        #expect(unacked.allSatisfy { $0 <= 16 }, "unacked \(unacked)")
+
+        // Tasks of microseconds (a sleep of 0 s), many more: the window grows to 64, and never beyond.
+        let tiny = 20000
+        try Self.send(
+            (0..<tiny).map { _ in ["task": "swiftq.sleep", "args": [0], "options": ["ignore_result": true]] },
+            to: queue,
+            on: rabbit,
+            results: redis
+        )
+        seen = []
+        unacked = []
+        #expect(
+            eventually(timeout: 60) {
+                seen.append(windows())
+                unacked.append((try? rabbit.queueCounts(queue))?.unacked ?? 0)
+                return seen.last == ["64"]
+            },
+            "windows \(seen), unacked \(unacked)"
+        )
+        #expect(
+            eventually(timeout: 60) {
+                unacked.append((try? rabbit.queueCounts(queue))?.unacked ?? 0)
+                return (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue
+                    == Int64(count + tiny)
+            }
+        )
+        #expect(unacked.allSatisfy { $0 <= 64 }, "unacked \(unacked)")
         // A task whose runtime is not known ends the streak.
         try Self.send([["task": "swiftq.add", "args": [1, 2]]], to: queue, on: rabbit, results: redis, wait: true)
         #expect(eventually(timeout: 20) { windows() == ["8"] }, "after: \(windows())")

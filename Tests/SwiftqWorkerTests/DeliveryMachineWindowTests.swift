@@ -175,6 +175,93 @@ import Testing
         #expect(solo.settings.childQueueAllowance == 0)
     }
 
+    /// The windows a streak of `count` tasks of `runtime` seconds goes through, one per task received, and the
+    /// allowances told to the transport meanwhile.
+    static func streak(runtime: Double, count: Int, yaml: String = "worker:\n  concurrency: 2\n") throws -> (
+        windows: [Int], allowances: [Int], machine: DeliveryMachine
+    ) {
+        var machine = try DeliveryMachineChildPrefetchTests.machine(yaml)
+        DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.task", id: "w1", runtime: runtime)
+        var windows: [Int] = []
+        var allowances: [Int] = []
+        for index in 1...count {
+            _ = machine.received(Self.tasks("app.task", index...index), now: Self.now)
+            windows.append(machine.currentWindow)
+            allowances += Self.allowances(machine.credit())
+        }
+        return (windows, allowances, machine)
+    }
+
+    /// Tasks of microseconds: each time a whole window of them at its current size has come in, the allowance
+    /// doubles (8 → 16 → 32), up to 8 × Celery's window (64 in all), where it stays; the first task not known to
+    /// be short brings it back to Celery's 8 at once.
+    @Test func aLongStreakOfTinyTasksGrowsTheWindowToEightTimesCelerys() throws {
+        var (windows, allowances, machine) = try Self.streak(runtime: 0.000_02, count: 200)
+        // windows[i] is the window once the streak is i + 1 long.
+        #expect(windows[6] == 8)
+        #expect(windows[7] == 16)
+        #expect(windows[22] == 16)
+        #expect(windows[23] == 24)
+        #expect(windows[46] == 24)
+        #expect(windows[47] == 40)
+        #expect(windows[86] == 40)
+        #expect(windows[87] == 64)
+        #expect(windows.max() == 64)
+        #expect(allowances == [8, 16, 32, 56])
+        _ = machine.received(Self.tasks("app.slow", 1...1), now: Self.now)
+        #expect(machine.currentWindow == 8)
+        #expect(Self.allowances(machine.credit()) == [0])
+        // Celery's window sets the scale: with prefetch_multiplier 1 (a window of 2) it stops at 16.
+        let small = try Self.streak(
+            runtime: 0.000_02,
+            count: 200,
+            yaml: "worker:\n  concurrency: 2\n  prefetch_multiplier: 1\n"
+        )
+        #expect(small.windows.max() == 16)
+    }
+
+    /// Tasks of milliseconds get the steps that hold at most about 20 ms of their work per pool slot (2 × 0.02 /
+    /// 0.001 = 40 for 1 ms tasks: the step to 32, not the one to 56); tasks of several milliseconds only the first
+    /// step, the children's queues.
+    @Test func theLargerWindowHoldsAboutTwentyMillisecondsOfWorkPerSlot() throws {
+        let oneMillisecond = try Self.streak(runtime: 0.001, count: 300)
+        #expect(oneMillisecond.windows.max() == 40)
+        #expect(oneMillisecond.allowances == [8, 16, 32])
+        #expect(try Self.streak(runtime: 0.006, count: 300).windows.max() == 16)
+    }
+
+    /// The streak's runtime follows its latest tasks: a slower (still short) one among tiny ones shrinks the window
+    /// to what fits, and tiny ones after it grow it back. Runtimes that only drift past a step keep the window
+    /// until the work held is twice what fits.
+    @Test func theWindowFollowsTheStreaksRuntimeWithoutFlapping() throws {
+        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n")
+        let runtimes = [
+            "app.tiny": 0.000_02, "app.one": 0.001, "app.slower": 0.0015, "app.three": 0.003, "app.six": 0.006,
+        ]
+        for (index, (name, runtime)) in runtimes.sorted(by: { $0.key < $1.key }).enumerated() {
+            DeliveryMachineChildPrefetchTests.runOnce(&machine, name, id: "w\(index)", runtime: runtime)
+        }
+        _ = machine.received(Self.tasks("app.tiny", 1...100), now: Self.now)
+        #expect(machine.currentWindow == 64)
+        // 0.75 × 0.02 ms + 0.25 × 6 ms: about 1.5 ms, for which 16 more fits, and 56 is more than twice too much.
+        _ = machine.received(Self.tasks("app.six", 1...1), now: Self.now)
+        #expect(machine.currentWindow == 24)
+        _ = machine.received(Self.tasks("app.tiny", 101...200), now: Self.now)
+        #expect(machine.currentWindow == 64)
+
+        // A task not known to be short ends the streak; a new one of 1 ms tasks: 32 more. Then 1.5 ms ones: only
+        // 16 would fit, but 32 is less than twice that: kept.
+        _ = machine.received(Self.tasks("app.new", 1...1), now: Self.now)
+        #expect(machine.currentWindow == 8)
+        _ = machine.received(Self.tasks("app.one", 1...100), now: Self.now)
+        #expect(machine.currentWindow == 40)
+        _ = machine.received(Self.tasks("app.slower", 1...100), now: Self.now)
+        #expect(machine.currentWindow == 40)
+        // 3 ms ones: 13 would fit, 32 is more than twice that: back to the first step.
+        _ = machine.received(Self.tasks("app.three", 1...100), now: Self.now)
+        #expect(machine.currentWindow == 16)
+    }
+
     @Test func theThreadsPoolGetsTheShortTaskWindowButNoChildQueues() throws {
         var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  pool: threads\n")
         #expect(machine.settings.childQueueAllowance == 8)
