@@ -586,7 +586,8 @@ import Testing
         let node = try RabbitMQNode.privateNode()
         let redis = try RedisServer()
         let queue = "celery"
-        let count = 2000
+        // Enough that the cut and the restart come while tasks are still waiting and running.
+        let count = 6000
         let sent = try Python.celeryClient(
             RabbitMQInteropTests.request(
                 broker: node.url,
@@ -607,8 +608,12 @@ import Testing
         #expect(eventually(timeout: 60) { (try? daemon.stats())?["tasks"]?["completed"]?.intValue ?? 0 >= 300 })
         // First a cut connection (the broker stays up), then a restart of the whole node.
         try node.ctl(["close_all_connections", "swiftq test: cut"])
+        // rabbitmqctl returns when the node has the order, not when the connection is closed: wait for the log.
+        #expect(
+            eventually(timeout: 30) { daemon.log.contains("swiftq test: cut") },
+            "the cut was not logged with the broker's reason"
+        )
         #expect(eventually(timeout: 60) { (try? daemon.stats())?["tasks"]?["completed"]?.intValue ?? 0 >= 700 })
-        #expect(daemon.log.contains("swiftq test: cut"), "the cut was not logged with the broker's reason")
         try node.restart()
         #expect(
             eventually(timeout: 240) {
