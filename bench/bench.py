@@ -57,41 +57,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-def tree_memory_kib(root_pid):
-    """(RSS, PSS, USS) summed over root_pid and all its descendants, in KiB.
-
-    RSS counts every shared page (shared libraries, the executable's code, copy-on-write pages of forked
-    children) once per process; PSS divides each shared page among the processes that map it, so it adds up
-    to the memory the tree really uses; USS counts only pages private to one process (what killing it would
-    free). All three are reported."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-        except OSError:
-            continue
-    rss, pss, uss, stack = 0, 0, 0, [root_pid]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Rss:"):
-                        rss += int(line.split()[1])
-                    elif line.startswith("Pss:"):
-                        pss += int(line.split()[1])
-                    elif line.startswith(("Private_Clean:", "Private_Dirty:")):
-                        uss += int(line.split()[1])
-        except OSError:
-            pass
-    return rss, pss, uss
-
-
 def descendants(root_pid):
     """root_pid and every process below it."""
     children = {}
@@ -110,6 +75,29 @@ def descendants(root_pid):
         found.append(pid)
         stack.extend(children.get(pid, []))
     return found
+
+
+def tree_memory_kib(root_pid):
+    """(RSS, PSS, USS) summed over root_pid and all its descendants, in KiB.
+
+    RSS counts every shared page (shared libraries, the executable's code, copy-on-write pages of forked
+    children) once per process; PSS divides each shared page among the processes that map it, so it adds up
+    to the memory the tree really uses; USS counts only pages private to one process (what killing it would
+    free). All three are reported."""
+    rss, pss, uss = 0, 0, 0
+    for pid in descendants(root_pid):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+                    elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                        uss += int(line.split()[1])
+        except OSError:
+            pass
+    return rss, pss, uss
 
 
 def cpu_seconds(pids):

@@ -25,7 +25,8 @@ import Glibc
         return texts
     }
 
-    @Test func framesForTheEndOfTheTurnGoOutTogetherWhenItEnds() throws {
+    /// A channel on a loop, and the peer's end of its socket, for `body`.
+    static func withChannel(_ body: (EventLoop, FramedChannel, CInt) throws -> Void) throws {
         let loop = EventLoop()
         let (ours, theirs) = try Descriptors.socketPair()
         let channel = FramedChannel(descriptor: ours, loop: loop)
@@ -33,34 +34,35 @@ import Glibc
             channel.close()
             Descriptors.close(theirs)
         }
-        // A timer makes the turn: the frames are sent from inside it, as the pool sends jobs from a handler.
-        loop.schedule(after: .zero) {
-            for index in 1...3 { channel.send(serialized: Array("{\"n\":\(index)}".utf8), atEndOfTurn: true) }
-            // Still inside the turn: nothing written yet.
+        try body(loop, channel, theirs)
+    }
+
+    @Test func framesForTheEndOfTheTurnGoOutTogetherWhenItEnds() throws {
+        try Self.withChannel { loop, channel, theirs in
+            // A timer makes the turn: the frames are sent from inside it, as the pool sends jobs from a handler.
+            loop.schedule(after: .zero) {
+                for index in 1...3 { channel.send(serialized: Array("{\"n\":\(index)}".utf8), atEndOfTurn: true) }
+                // Still inside the turn: nothing written yet.
+                #expect(Self.readNow(theirs) == nil)
+            }
+            loop.runOnce(timeout: .milliseconds(100))
+            // All three, in order.
+            let bytes = try #require(Self.readNow(theirs))
+            #expect(try Self.frames(bytes) == [#"{"n":1}"#, #"{"n":2}"#, #"{"n":3}"#])
             #expect(Self.readNow(theirs) == nil)
         }
-        loop.runOnce(timeout: .milliseconds(100))
-        // All three, in order.
-        let bytes = try #require(Self.readNow(theirs))
-        #expect(try Self.frames(bytes) == [#"{"n":1}"#, #"{"n":2}"#, #"{"n":3}"#])
-        #expect(Self.readNow(theirs) == nil)
     }
 
     @Test func aFrameWrittenAtOnceTakesTheWaitingOnesAheadOfIt() throws {
-        let loop = EventLoop()
-        let (ours, theirs) = try Descriptors.socketPair()
-        let channel = FramedChannel(descriptor: ours, loop: loop)
-        defer {
-            channel.close()
-            Descriptors.close(theirs)
+        try Self.withChannel { loop, channel, theirs in
+            channel.send(serialized: Array(#"{"n":1}"#.utf8), atEndOfTurn: true)
+            channel.send(serialized: Array(#"{"n":2}"#.utf8))
+            let bytes = try #require(Self.readNow(theirs))
+            #expect(try Self.frames(bytes) == [#"{"n":1}"#, #"{"n":2}"#])
+            // The end of the turn finds nothing left to write.
+            loop.runOnce(timeout: .zero)
+            #expect(Self.readNow(theirs) == nil)
         }
-        channel.send(serialized: Array(#"{"n":1}"#.utf8), atEndOfTurn: true)
-        channel.send(serialized: Array(#"{"n":2}"#.utf8))
-        let bytes = try #require(Self.readNow(theirs))
-        #expect(try Self.frames(bytes) == [#"{"n":1}"#, #"{"n":2}"#])
-        // The end of the turn finds nothing left to write.
-        loop.runOnce(timeout: .zero)
-        #expect(Self.readNow(theirs) == nil)
     }
 
     @Test func closingWritesWhatWaitedForTheEndOfTheTurn() throws {

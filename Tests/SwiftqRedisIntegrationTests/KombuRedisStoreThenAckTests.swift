@@ -4,7 +4,7 @@ import Testing
 
 /// Results and their acks in one script (``KombuRedisBroker/store(_:in:database:thenAck:owner:publishing:)``): what
 /// the two steps did, and never an ack before its result. (The daemon's round trips per task are counted by
-/// `PoolKindTests.aResultAndItsAckShareOneRoundTrip`.)
+/// `PoolKindTests.oneTaskAtATimeCostsThreeBrokerRoundTrips`.)
 @Suite("Store then ack in one script, against a private redis-server", .timeLimit(.minutes(1)))
 struct KombuRedisStoreThenAckTests {
     static func meta(_ status: String, _ id: String) -> [UInt8] {

@@ -241,25 +241,24 @@ import Testing
         for (index, (name, runtime)) in runtimes.sorted(by: { $0.key < $1.key }).enumerated() {
             DeliveryMachineChildPrefetchTests.runOnce(&machine, name, id: "w\(index)", runtime: runtime)
         }
-        _ = machine.received(Self.tasks("app.tiny", 1...100), now: Self.now)
-        #expect(machine.currentWindow == 64)
-        // 0.75 × 0.02 ms + 0.25 × 6 ms: about 1.5 ms, for which 16 more fits, and 56 is more than twice too much.
-        _ = machine.received(Self.tasks("app.six", 1...1), now: Self.now)
-        #expect(machine.currentWindow == 24)
-        _ = machine.received(Self.tasks("app.tiny", 101...200), now: Self.now)
-        #expect(machine.currentWindow == 64)
-
-        // A task not known to be short ends the streak; a new one of 1 ms tasks: 32 more. Then 1.5 ms ones: only
-        // 16 would fit, but 32 is less than twice that: kept.
-        _ = machine.received(Self.tasks("app.new", 1...1), now: Self.now)
-        #expect(machine.currentWindow == 8)
-        _ = machine.received(Self.tasks("app.one", 1...100), now: Self.now)
-        #expect(machine.currentWindow == 40)
-        _ = machine.received(Self.tasks("app.slower", 1...100), now: Self.now)
-        #expect(machine.currentWindow == 40)
-        // 3 ms ones: 13 would fit, 32 is more than twice that: back to the first step.
-        _ = machine.received(Self.tasks("app.three", 1...100), now: Self.now)
-        #expect(machine.currentWindow == 16)
+        // What comes in, and the window after it.
+        let steps: [(name: String, range: ClosedRange<Int>, window: Int)] = [
+            ("app.tiny", 1...100, 64),
+            // 0.75 × 0.02 ms + 0.25 × 6 ms: about 1.5 ms, for which 16 more fits, and 56 is more than twice that.
+            ("app.six", 1...1, 24),
+            ("app.tiny", 101...200, 64),
+            // A task not known to be short ends the streak; a new one of 1 ms tasks: 32 more.
+            ("app.new", 1...1, 8),
+            ("app.one", 1...100, 40),
+            // 1.5 ms ones: only 16 would fit, but 32 is less than twice that: kept.
+            ("app.slower", 1...100, 40),
+            // 3 ms ones: 13 would fit, 32 is more than twice that: back to the first step.
+            ("app.three", 1...100, 16),
+        ]
+        for step in steps {
+            _ = machine.received(Self.tasks(step.name, step.range), now: Self.now)
+            #expect(machine.currentWindow == step.window, "after \(step.name) \(step.range)")
+        }
     }
 
     @Test func theThreadsPoolGetsTheShortTaskWindowButNoChildQueues() throws {
