@@ -268,9 +268,9 @@ package struct DeliveryMachine {
     /// default 8. A fast drain's broker batches grow with it; a queue shared with other workers is held by this
     /// one for no longer than ``shortWindowWork`` allows.
     static let shortWindowFactor = 8
-    /// How much work (seconds per pool slot, at the streak's longest recent runtime) the short-task window may hold
-    /// beyond Celery's window: tasks of a millisecond get less of it than tasks of microseconds, tasks of several
-    /// milliseconds only the first step.
+    /// How much work (seconds per pool slot, at ``streakRuntime``) the short-task window may hold beyond Celery's
+    /// window: tasks of a millisecond get less of it than tasks of microseconds, tasks of several milliseconds only
+    /// the first step.
     static let shortWindowWork = 0.02
     /// Deliveries held outside the window: for their ETA or for their rate limit's next token.
     package var heldOutsideWindow: Int { heldByTimer.count + parkedCount }

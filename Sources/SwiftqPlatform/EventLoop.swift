@@ -264,13 +264,13 @@ public final class EventLoop {
     }
 }
 
-/// A timer that re-arms itself until cancelled; see ``EventLoop/repeating(every:_:)``.
 /// What ``EventLoop/atEndOfTurn(_:)`` calls back: a class, so that asking allocates nothing.
 public protocol EndOfTurnWork: AnyObject {
     /// Called once on the loop's thread, before the turn it was asked in ends.
     func endOfTurn()
 }
 
+/// A timer that re-arms itself until cancelled; see ``EventLoop/repeating(every:_:)``.
 public final class RepeatingTimer {
     fileprivate weak var loop: EventLoop?
     fileprivate var current: EventLoop.TimerID?

@@ -1,8 +1,8 @@
 extension KombuRedisBroker {
     /// Stores results as ``RedisResultBackend/storeBatch(_:)`` does, then acks as ``ack(tags:owner:)`` does, in one
-    /// script: one round trip where there were two, for a backend on the broker's own connection (the same server
-    /// and database). The acks come after every store, in the same script; a store that fails on the server ends
-    /// the script before them, so a result is always stored before its message is acked, as with two round trips.
+    /// script: one round trip where there were two, for a result backend on the broker's server. The acks come after
+    /// every store, in the same script; a store that fails on the server ends the script before them, so a result
+    /// is always stored before its message is acked, as with two round trips.
     ///
     /// The backend may use another database of the same server: the script selects it for the stores and the
     /// broker's again for the acks (a script's `SELECT` is the script's own; the connection stays in its database).
