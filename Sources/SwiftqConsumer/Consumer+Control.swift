@@ -261,7 +261,7 @@ struct ConsumerControlState: ControlState {
                     "all": .string(shares.joined(separator: ", ")),
                     "raw": .string(completed.map(String.init).joined(separator: ", ")),
                     "strategy": "fair",
-                    "inqueues": ["total": .int(Int64(slots.count)), "active": .int(Int64(consumer.busyCount))],
+                    "inqueues": ["total": .int(Int64(slots.count)), "active": .int(Int64(consumer.activeCount))],
                 ],
             ],
             "broker": brokerInfo,

@@ -274,6 +274,8 @@ package final class Consumer {
     }
 
     package var busyCount: Int { core?.machine.running.count ?? 0 }
+    /// Tasks started and not ended (jobs waiting in a child's queue excepted): Celery's `active`.
+    package var activeCount: Int { core?.machine.activeCount ?? 0 }
 
     /// The broker URL with its password masked, for stats and logs.
     package var redactedBrokerURL: String {

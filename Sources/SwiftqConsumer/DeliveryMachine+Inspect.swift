@@ -43,6 +43,12 @@ package extension DeliveryMachine {
         delivery.state == .running && delivery.timeStart != nil
     }
 
+    /// How many tasks have started and not ended: what Celery counts as active (its `active_requests`, the
+    /// `active` of `worker-heartbeat`). Jobs waiting in a pool child's queue are handed to the pool but not active.
+    var activeCount: Int {
+        running.values.count { key in deliveries[key].map(Self.started) ?? false }
+    }
+
     /// `inspect active`: the running tasks.
     func activeInfo(safe: Bool) -> [JSONValue] {
         deliveries { $0 == .running }.filter(Self.started).map { info($0, safe: safe) }

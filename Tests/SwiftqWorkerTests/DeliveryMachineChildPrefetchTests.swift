@@ -46,6 +46,18 @@ import Testing
         return machine
     }
 
+    /// A job waiting in a child's queue is in the pool but not active: `worker-heartbeat`'s `active` and the
+    /// stats' `inqueues.active` count started tasks only (Celery's `active_requests`), never more than the slots.
+    @Test func aJobWaitingInAChildIsNotActive() throws {
+        var machine = try Self.quickTasksInAChild(["a", "b"])
+        #expect(machine.running.count == 2)
+        #expect(machine.activeCount == 1)
+        _ = machine.pool(.finished(jobID: "a", outcome: .success(.null), runtime: 0.001), now: Self.now)
+        #expect(machine.activeCount == 0)
+        _ = machine.pool(.started(jobID: "b", slot: 0, pid: 10), now: Self.now)
+        #expect(machine.activeCount == 1)
+    }
+
     @Test func onlyShortTasksWithoutTimeLimitsWaitInABusyChild() throws {
         var machine = try Self.machine("tasks:\n  app.limited:\n    time_limit: 30s\n")
         Self.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)

@@ -80,7 +80,7 @@ package extension Consumer {
     func startWorkerEvents() {
         guard let emitter = events.emitter, !events.workerOnline else { return }
         events.workerOnline = true
-        emitter.sendWorker("worker-online", frequency: heartbeatFrequency, active: busyCount, processed: processedCount)
+        emitter.sendWorker("worker-online", frequency: heartbeatFrequency, active: activeCount, processed: processedCount)
         armEventHeartbeat()
     }
 
@@ -93,7 +93,7 @@ package extension Consumer {
         emitter.sendWorker(
             "worker-offline",
             frequency: heartbeatFrequency,
-            active: busyCount,
+            active: activeCount,
             processed: processedCount
         )
     }
@@ -104,7 +104,7 @@ package extension Consumer {
             events.emitter?.sendWorker(
                 "worker-heartbeat",
                 frequency: heartbeatFrequency,
-                active: busyCount,
+                active: activeCount,
                 processed: processedCount
             )
         }
