@@ -80,7 +80,12 @@ package extension Consumer {
     func startWorkerEvents() {
         guard let emitter = events.emitter, !events.workerOnline else { return }
         events.workerOnline = true
-        emitter.sendWorker("worker-online", frequency: heartbeatFrequency, active: activeCount, processed: processedCount)
+        emitter.sendWorker(
+            "worker-online",
+            frequency: heartbeatFrequency,
+            active: activeCount,
+            processed: processedCount
+        )
         armEventHeartbeat()
     }
 
