@@ -28,6 +28,9 @@ package final class RedisTransport: BrokerTransport {
     /// The broker: one server, or the master the sentinels name (asked again at every reconnect).
     private let broker: RedisTarget
     private let backend: RedisTarget?
+    /// The result backend's database when it is on the broker's server: results and their acks then go in one
+    /// script on the broker's connection (``flush``). Nil: another server, or no Redis backend.
+    private let backendDatabaseOnBroker: Int?
     private let queues: [String]
     /// The queues asked for by ``setQueues(_:)`` and not yet taken up by the fetcher.
     private let requestedQueues = Mutex<[String]?>(nil)
@@ -73,6 +76,7 @@ package final class RedisTransport: BrokerTransport {
         self.revokeExpiry = revokeExpiry
         self.broker = broker
         self.backend = backend
+        self.backendDatabaseOnBroker = backend.flatMap { $0.isSameServer(as: broker) ? $0.database : nil }
         self.queues = queues
         self.node = node
         // Incarnations of the same daemon run one at a time: earlier ones with this prefix are dead for sure.
@@ -451,7 +455,7 @@ package final class RedisTransport: BrokerTransport {
         var ackedWithResults = false
         if let backend, !results.isEmpty {
             let items = results.map { ResultStoreItem(taskID: $0.taskID, meta: $0.meta, expires: resultExpires) }
-            if let database = self.backend.flatMap({ $0.isSameServer(as: self.broker) ? $0.database : nil }),
+            if let database = backendDatabaseOnBroker,
                 let tags = Self.acksStoredWithResults(batch, except: stoppedPlans)
             {
                 let outcome = try broker.store(

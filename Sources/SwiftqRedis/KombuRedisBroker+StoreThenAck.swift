@@ -13,39 +13,15 @@ extension KombuRedisBroker {
     /// alone), then how many tags were still in `unacked`.
     static let storeThenAck = RedisScript(
         name: "swiftq.storeThenAck",
-        source: #"""
+        source: RedisResultBackend.storeFunction + KombuRedisScripts.ackFunction + #"""
             local results = #KEYS - 3
             local out = {}
             if ARGV[1] ~= '' then redis.call('SELECT', ARGV[1]) end
             for i = 1, results do
-              local key, meta, unit, ttl = KEYS[i + 3], ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
-              local current = redis.call('GET', key)
-              local keep = false
-              if current then
-                local ok, old = pcall(cjson.decode, current)
-                keep = ok and type(old) == 'table' and old.status == 'SUCCESS'
-              end
-              if keep then
-                out[i] = 0
-              else
-                if unit ~= '' then
-                  redis.call('SET', key, meta, unit, ttl)
-                else
-                  redis.call('SET', key, meta)
-                end
-                redis.call('PUBLISH', key, meta)
-                out[i] = 1
-              end
+              out[i] = store_result(KEYS[i + 3], ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2])
             end
             if ARGV[2] ~= '' then redis.call('SELECT', ARGV[2]) end
-            local removed = 0
-            for i = 3 * results + 3, #ARGV, 1000 do
-              local last = math.min(i + 999, #ARGV)
-              redis.call('ZREM', KEYS[2], unpack(ARGV, i, last))
-              removed = removed + redis.call('HDEL', KEYS[1], unpack(ARGV, i, last))
-              redis.call('SREM', KEYS[3], unpack(ARGV, i, last))
-            end
-            out[results + 1] = removed
+            out[results + 1] = ack_tags(3 * results + 3)
             return out
             """#
     )

@@ -304,17 +304,27 @@ enum KombuRedisScripts {
     /// KEYS: unacked, unacked_index, owner set. ARGV: delivery tags. Returns how many were still in `unacked`.
     static let ack = RedisScript(
         name: "kombu.ack",
-        source: #"""
-            local removed = 0
-            for i = 1, #ARGV, 1000 do
-              local last = math.min(i + 999, #ARGV)
-              redis.call('ZREM', KEYS[2], unpack(ARGV, i, last))
-              removed = removed + redis.call('HDEL', KEYS[1], unpack(ARGV, i, last))
-              redis.call('SREM', KEYS[3], unpack(ARGV, i, last))
-            end
-            return removed
+        source: ackFunction + #"""
+            return ack_tags(1)
             """#
     )
+
+    /// The Lua function behind every ack (``ack``, and the script that stores results and then acks their
+    /// messages): `ack_tags(first)` forgets the tags `ARGV[first]…` in KEYS[1] (unacked), KEYS[2] (unacked_index)
+    /// and KEYS[3] (the owner set), a thousand per call, and returns how many were still in `unacked`.
+    static let ackFunction = #"""
+        local function ack_tags(first)
+          local removed = 0
+          for i = first, #ARGV, 1000 do
+            local last = math.min(i + 999, #ARGV)
+            redis.call('ZREM', KEYS[2], unpack(ARGV, i, last))
+            removed = removed + redis.call('HDEL', KEYS[1], unpack(ARGV, i, last))
+            redis.call('SREM', KEYS[3], unpack(ARGV, i, last))
+          end
+          return removed
+        end
+
+        """#
 
     /// kombu's reject with requeue: the stored envelope, with the redelivered marks, LPUSHed to the tail of its
     /// queue; then forgotten in unacked, unacked_index and the owner set.

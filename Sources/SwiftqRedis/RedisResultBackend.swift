@@ -32,21 +32,31 @@ public struct RedisResultBackend {
     /// KEYS: the result key. ARGV: meta, then `EX`/`PX` and the TTL, or nothing.
     static let storeScript = RedisScript(
         name: "celery.storeResult",
-        source: #"""
-            local current = redis.call('GET', KEYS[1])
-            if current then
-              local ok, meta = pcall(cjson.decode, current)
-              if ok and type(meta) == 'table' and meta.status == 'SUCCESS' then return 0 end
-            end
-            if ARGV[2] then
-              redis.call('SET', KEYS[1], ARGV[1], ARGV[2], ARGV[3])
-            else
-              redis.call('SET', KEYS[1], ARGV[1])
-            end
-            redis.call('PUBLISH', KEYS[1], ARGV[1])
-            return 1
+        source: storeFunction + #"""
+            return store_result(KEYS[1], ARGV[1], ARGV[2] or '', ARGV[3] or '')
             """#
     )
+
+    /// The Lua function behind every store of a result (``storeScript``, and ``KombuRedisBroker``'s script that
+    /// stores results and then acks their messages): `store_result(key, meta, unit, ttl)` does the above, with
+    /// `unit` `EX`, `PX` or empty (no expiry), and returns 1 or 0.
+    static let storeFunction = #"""
+        local function store_result(key, meta, unit, ttl)
+          local current = redis.call('GET', key)
+          if current then
+            local ok, old = pcall(cjson.decode, current)
+            if ok and type(old) == 'table' and old.status == 'SUCCESS' then return 0 end
+          end
+          if unit ~= '' then
+            redis.call('SET', key, meta, unit, ttl)
+          else
+            redis.call('SET', key, meta)
+          end
+          redis.call('PUBLISH', key, meta)
+          return 1
+        end
+
+        """#
 
     /// A backend over a connection.
     ///

@@ -92,23 +92,8 @@ extension RedisEnvelope {
         } catch {
             throw MessageDecodingError(.notJSON, "envelope is not JSON: \(error)")
         }
-        guard case .object(var envelope) = value else {
+        guard case .object(let envelope) = value else {
             throw MessageDecodingError(.badEnvelope, "envelope must be a JSON object, got \(value.typeName)")
-        }
-        // The body's text without its quotes when it is a string that needs no unescaping (every base64 body);
-        // anything else is parsed as JSON, as it was delimited.
-        var plainBody: ArraySlice<UInt8>?
-        if let bodyText {
-            if bodyText.count >= 2, bodyText.first == UInt8(ascii: "\""), !bodyText.contains(UInt8(ascii: "\\")) {
-                plainBody = bodyText.dropFirst().dropLast()
-                envelope["body"] = .string("")
-            } else {
-                do {
-                    envelope["body"] = try JSONValue(parsing: bodyText)
-                } catch {
-                    throw MessageDecodingError(.notJSON, "envelope is not JSON: \(error)")
-                }
-            }
         }
 
         let headers = try object(envelope["headers"], "headers", context: nil)
@@ -120,25 +105,37 @@ extension RedisEnvelope {
         let deliveryInfo = try object(properties["delivery_info"], "properties.delivery_info", context: context)
         let deliveryTag = try string(properties["delivery_tag"], "properties.delivery_tag", context: context)
 
-        guard case .string(let encodedBody) = envelope["body"] else {
-            throw MessageDecodingError(
-                .badEnvelope,
-                "envelope \"body\" must be a string, got \(envelope["body"]?.typeName ?? "nothing")",
-                taskID: context.id,
-                taskName: context.name
-            )
+        // The body string's UTF-8: its text in the envelope when that needs no unescaping (every base64 body),
+        // else the string the JSON text stands for.
+        let bodyUTF8: ArraySlice<UInt8>
+        if let bodyText, bodyText.count >= 2, bodyText.first == UInt8(ascii: "\""),
+            !bodyText.contains(UInt8(ascii: "\\"))
+        {
+            bodyUTF8 = bodyText.dropFirst().dropLast()
+        } else {
+            let member: JSONValue?
+            do {
+                member = try bodyText.map { (text) throws(JSONParseError) in try JSONValue(parsing: text) }
+            } catch {
+                throw MessageDecodingError(.notJSON, "envelope is not JSON: \(error)")
+            }
+            guard case .string(let text)? = member else {
+                throw MessageDecodingError(
+                    .badEnvelope,
+                    "envelope \"body\" must be a string, got \(member?.typeName ?? "nothing")",
+                    taskID: context.id,
+                    taskName: context.name
+                )
+            }
+            bodyUTF8 = Array(text.utf8)[...]
         }
         let body: [UInt8]
         switch properties["body_encoding"] {
         case nil, .null?:
-            body = plainBody.map(Array.init) ?? Array(encodedBody.utf8)
+            body = Array(bodyUTF8)
         case .string("base64")?:
             do {
-                if let plainBody {
-                    body = try Base64.decode(plainBody)
-                } else {
-                    body = try Base64.decode(encodedBody)
-                }
+                body = try Base64.decode(bodyUTF8)
             } catch {
                 throw MessageDecodingError(
                     .badBodyEncoding,
@@ -149,7 +146,7 @@ extension RedisEnvelope {
             }
         case .string(let encoding)? where encoding.lowercased() == "utf-8":
             // kombu's decode_body passes utf-8 bodies through unchanged.
-            body = plainBody.map(Array.init) ?? Array(encodedBody.utf8)
+            body = Array(bodyUTF8)
         case let other?:
             throw MessageDecodingError(
                 .badBodyEncoding,
