@@ -193,6 +193,10 @@ package final class Consumer {
                 registry: registry,
                 lifeline: Self.lifelineDescriptor
             )
+            pool.setChildPrefetch(
+                configuration.worker.childPrefetch,
+                maxRuntime: configuration.worker.childPrefetchMaxRuntime
+            )
             pool.onEvent = { [unowned self] event in poolEvent(event) }
             self.pool = pool
             try pool.start()

@@ -5,7 +5,7 @@ extension DeliveryMachine {
     /// The request context a Swift task sees (``TaskRequest``, Celery's `self.request`), from its message and
     /// delivery: ids, group, this worker's node name, the ETA and expiry, the reply queue, the queue it came from and
     /// whether it was redelivered, the time limits it runs under, the client's custom headers.
-    func requestContext(_ delivery: Delivery, limits: (soft: Double?, hard: Double?)) -> TaskRequest {
+    mutating func requestContext(_ delivery: Delivery, limits: (soft: Double?, hard: Double?)) -> TaskRequest {
         let message = delivery.message
         var request = TaskRequest()
         request.rootID = message.rootID
@@ -28,7 +28,10 @@ extension DeliveryMachine {
         request.properties = message.received.properties
         request.timeLimit = limits.hard
         request.softTimeLimit = limits.soft
-        request.headers = TaskRequest.customHeaders(message.headers)
+        if message.headers.keys != plainHeaderNames {
+            request.headers = TaskRequest.customHeaders(message.headers)
+            if request.headers == nil { plainHeaderNames = message.headers.keys }
+        }
         request.replacedTaskNesting = message.replacedTaskNesting
         request.chord = message.chord
         return request

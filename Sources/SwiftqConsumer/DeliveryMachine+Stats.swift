@@ -14,7 +14,7 @@ package extension DeliveryMachine.Settings {
         applyTaskPolicies(configuration)
         poisonThreshold = configuration.worker.poisonThreshold
         deadLetterQueue = configuration.worker.deadLetterQueue
-        if worker.pool == .prefork && worker.childPrefetch > 1 {
+        if worker.pool != .solo && worker.childPrefetch > 1 {
             queueRuntimeLimit = worker.childPrefetchMaxRuntime.seconds
         }
         poolSize = worker.effectiveConcurrency

@@ -95,8 +95,8 @@ package struct DeliveryMachine {
         /// of RabbitMQ's `broker.consumer_timeout`; nil on Redis or without a consumer timeout
         /// (DeliveryMachine+ConsumerTimeout.swift).
         package var etaHoldLimit: Double?
-        /// Tasks whose recent runtime is below this (seconds) may wait in a busy pool child's queue (child prefetch,
-        /// `worker.child_prefetch_max_runtime`); nil: every task waits for an idle slot.
+        /// Tasks whose recent runtime is below this (seconds) may wait in a busy pool child's or pool thread's queue
+        /// (child prefetch, `worker.child_prefetch_max_runtime`); nil: every task waits for an idle slot.
         package var queueRuntimeLimit: Double?
         /// Tasks whose recent runtime is below this (seconds) count as short for the window
         /// (``DeliveryMachine/currentWindow``); nil: none does. `worker.child_prefetch_max_runtime`, with the prefork
@@ -215,6 +215,9 @@ package struct DeliveryMachine {
     private(set) var shortAllowance = 0
     /// The allowance last told to the transport (``Action/setWindowAllowance(_:)``).
     private(set) var announcedAllowance = 0
+    /// The header names of the last message found to carry none of a client's own (``requestContext(_:limits:)``):
+    /// a producer sends the same names in the same order every time, and comparing them is cheaper than hashing each.
+    var plainHeaderNames: OrderedSet<String> = []
     var nextTimer: UInt64 = 1
 
     package init(settings: Settings, isKnownTask: @escaping (String) -> Bool) {

@@ -1,10 +1,25 @@
 import Synchronization
 
 /// A queue towards a background thread, which blocks until there is work, a deadline, or a stop.
+///
+/// The semaphore is posted only when the thread sleeps (or is about to): a thread that is busy finds the new items
+/// when it next takes, so a burst of posts costs one wake-up (one futex call) instead of one each.
 public final class WorkQueue<Item: Sendable>: Sendable {
     private struct State {
         var items: [Item] = []
         var stopped = false
+        /// The thread found nothing and waits (or is about to) on ``signal``: the next post must wake it.
+        var sleeping = false
+        /// How many posts woke the thread (tests count them).
+        var wakeUps = 0
+
+        /// Whether the thread sleeps and must be woken; it counts as awake from now on (one post wakes it).
+        mutating func takeSleeper() -> Bool {
+            guard sleeping else { return false }
+            sleeping = false
+            wakeUps += 1
+            return true
+        }
     }
 
     private let state = Mutex(State())
@@ -14,13 +29,28 @@ public final class WorkQueue<Item: Sendable>: Sendable {
     /// Creates an empty queue.
     public init() {}
 
+    /// How many posts had to wake the thread (a post to a thread that is not asleep does not).
+    var wakeUps: Int { state.withLock { $0.wakeUps } }
+
+    /// Whether the thread found nothing and waits (tests wait for it).
+    var isAsleep: Bool { state.withLock { $0.sleeping } }
+
     public func post(_ newItems: [Item]) {
         guard !newItems.isEmpty else { return }
-        state.withLock { $0.items.append(contentsOf: newItems) }
-        signal.post()
+        let wake = state.withLock { state in
+            state.items.append(contentsOf: newItems)
+            return state.takeSleeper()
+        }
+        if wake { signal.post() }
     }
 
-    public func post(_ item: Item) { post([item]) }
+    public func post(_ item: Item) {
+        let wake = state.withLock { state in
+            state.items.append(item)
+            return state.takeSleeper()
+        }
+        if wake { signal.post() }
+    }
 
     /// Wakes the thread waiting in ``take(timeout:)`` without an item (it returns none), for work kept elsewhere:
     /// the Redis writer's Celery events.
@@ -33,11 +63,42 @@ public final class WorkQueue<Item: Sendable>: Sendable {
         signal.post()
     }
 
-    /// Waits up to `timeout` for items; returns them (possibly none) and whether the queue was stopped.
-    public func take(timeout: Duration) -> (items: [Item], stopped: Bool) {
-        let ready = state.withLock { !$0.items.isEmpty || $0.stopped }
+    /// Waits up to `timeout` for an item; returns the first one (nil: none came) and whether the queue was
+    /// stopped. The items behind it stay queued, so ``remove(where:)`` can still take them back.
+    public func takeFirst(timeout: Duration) -> (item: Item?, stopped: Bool) {
+        let ready = state.withLock { state in
+            let ready = !state.items.isEmpty || state.stopped
+            state.sleeping = !ready
+            return ready
+        }
         if !ready { signal.wait(timeout: timeout) }
         return state.withLock { state in
+            state.sleeping = false
+            return (state.items.isEmpty ? nil : state.items.removeFirst(), state.stopped)
+        }
+    }
+
+    /// Takes back the first queued item that `matches`, if the thread has not taken it yet; returns whether it did.
+    public func remove(where matches: (Item) -> Bool) -> Bool {
+        state.withLock { state in
+            guard let index = state.items.firstIndex(where: matches) else { return false }
+            state.items.remove(at: index)
+            return true
+        }
+    }
+
+    /// Waits up to `timeout` for items; returns them (possibly none) and whether the queue was stopped.
+    public func take(timeout: Duration) -> (items: [Item], stopped: Bool) {
+        let ready = state.withLock { state in
+            let ready = !state.items.isEmpty || state.stopped
+            state.sleeping = !ready
+            return ready
+        }
+        if !ready { signal.wait(timeout: timeout) }
+        return state.withLock { state in
+            // A post that came after a timeout still posted the semaphore: the next wait returns at once, with
+            // nothing or with what came since, which the caller handles as any wake-up.
+            state.sleeping = false
             let taken = state.items
             state.items.removeAll(keepingCapacity: true)
             return (taken, state.stopped)

@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 import SwiftqCore
 import SwiftqPlatform
@@ -13,6 +14,15 @@ import Glibc
 /// No frames and no children: a job is handed to its slot's thread through a ``WorkQueue`` and its outcome comes
 /// back through one ``Mailbox`` the loop watches (one wake-up for every burst of results), or, with `solo`, runs in
 /// a loop turn of its own. Exec tasks still run as a program of their own (``ExecTask``), from the slot's thread.
+///
+/// **Slot queues** (`worker.child_prefetch`, as for prefork children): a busy slot may hold more jobs than the one
+/// its thread runs, up to ``childPrefetch``, in its queue, so the thread goes from one short task to the next without
+/// sleeping and waking (one futex call and one loop wake-up per burst instead of per task). The same rules as
+/// ``PreforkPool``'s: only jobs marked ``PoolJob/mayQueue`` wait, only behind such jobs, never behind a job running
+/// longer than ``queueRuntimeLimit``. A waiting job has not started: its ``PoolEvent/started(jobID:slot:pid:)``
+/// comes with the result of the job before it (the thread runs its jobs in order), and it can be taken back while
+/// the thread has not taken it (``withdraw(jobID:)``: a revoke, a shrink, a warm shutdown; then
+/// ``PoolEvent/returned(jobID:)`` follows, in a loop turn of its own).
 ///
 /// The trade-off is isolation. A task that traps (a failed precondition, an out-of-bounds index) takes the
 /// consumer, and every task it holds, with it; a Swift error is the task's failure as in a child. A thread cannot
@@ -45,12 +55,26 @@ package final class ThreadPool: WorkPool {
     private var completions: Mailbox<Completion>?
     /// The pid that runs every job: this process.
     private let pid = getpid()
+    /// How many jobs a slot holds at once, the running one included (`worker.child_prefetch`; 1: only idle slots
+    /// get work). Threads mode only.
+    package private(set) var childPrefetch = 1
+    /// A job running longer than this has no job queued behind it (`worker.child_prefetch_max_runtime`).
+    package private(set) var queueRuntimeLimit: Duration = .milliseconds(10)
 
-    private final class Slot {
+    /// Also the loop's end-of-turn work: the jobs a turn hands the slot go to its thread together when the turn
+    /// ends, one wake-up for all of them (a thread woken for each would finish a short task before the next came).
+    private final class Slot: EndOfTurnWork {
         let index: Int
-        /// The slot's thread's queue (threads mode).
+        /// The slot's thread's queue (threads mode): the jobs of ``jobs`` its thread has not taken yet.
         let queue = WorkQueue<PoolJob>()
-        var job: PoolJob?
+        /// Jobs handed to the slot in this loop turn, for ``queue`` when the turn ends.
+        var pending: [PoolJob] = []
+        /// The jobs the slot holds: the first runs (or is about to), the others wait in ``queue``.
+        var jobs = Deque<PoolJob>()
+        /// The running job (the first one).
+        var job: PoolJob? { jobs.first }
+        /// When the running job started (its ``PoolEvent/started(jobID:slot:pid:)`` went out).
+        var jobStartedAt: ContinuousClock.Instant?
         /// The job's hard limit passed: it was reported lost, and its result will be dropped.
         var abandoned = false
         var hardLimitTimer: EventLoop.TimerID?
@@ -59,6 +83,26 @@ package final class ThreadPool: WorkPool {
         let startedAt = ContinuousClock.now
 
         init(index: Int) { self.index = index }
+
+        /// Hands `job` to the thread when the loop's turn ends.
+        func post(_ job: PoolJob, loop: EventLoop) {
+            if pending.isEmpty { loop.atEndOfTurn(self) }
+            pending.append(job)
+        }
+
+        func endOfTurn() {
+            queue.post(pending)
+            pending.removeAll(keepingCapacity: true)
+        }
+
+        /// Takes `jobID` back if the thread has not taken it.
+        func takeBack(_ jobID: String) -> Bool {
+            if let index = pending.firstIndex(where: { $0.id == jobID }) {
+                pending.remove(at: index)
+                return true
+            }
+            return queue.remove { $0.id == jobID }
+        }
     }
 
     private struct Completion: Sendable {
@@ -77,7 +121,47 @@ package final class ThreadPool: WorkPool {
         self.lifeline = lifeline
     }
 
-    package var idleSlots: Int { stopping ? 0 : slots.values.count { $0.job == nil && !$0.retiring } }
+    package var idleSlots: Int { stopping ? 0 : slots.values.count { $0.jobs.isEmpty && !$0.retiring } }
+
+    /// Room for jobs that may wait, in the queues of busy slots that take them (``takesQueuedJobs(_:now:)``).
+    package var queueableSlots: Int {
+        guard mode == .threads, childPrefetch > 1, !stopping else { return 0 }
+        let now = ContinuousClock.now
+        var room = 0
+        for slot in slots.values where takesQueuedJobs(slot, now: now) { room += childPrefetch - slot.jobs.count }
+        return room
+    }
+
+    /// Whether a busy slot takes one more waiting job: room left, every job it holds may wait, and the running one
+    /// is not overdue (nor abandoned at its hard limit).
+    private func takesQueuedJobs(_ slot: Slot, now: ContinuousClock.Instant) -> Bool {
+        guard !slot.jobs.isEmpty, slot.jobs.count < childPrefetch, !slot.retiring, !slot.abandoned,
+            slot.jobs.allSatisfy(\.mayQueue)
+        else { return false }
+        if let started = slot.jobStartedAt, started.duration(to: now) > queueRuntimeLimit { return false }
+        return true
+    }
+
+    /// The busy slot with the fewest jobs that takes a waiting one.
+    private func queueTarget() -> Slot? {
+        let now = ContinuousClock.now
+        var best: Slot?
+        for slot in slots.values where takesQueuedJobs(slot, now: now) {
+            if let current = best,
+                current.jobs.count < slot.jobs.count
+                    || (current.jobs.count == slot.jobs.count && current.index < slot.index)
+            {
+                continue
+            }
+            best = slot
+        }
+        return best
+    }
+
+    package func setChildPrefetch(_ depth: Int, maxRuntime: Duration) {
+        childPrefetch = mode == .threads ? max(1, depth) : 1
+        queueRuntimeLimit = maxRuntime
+    }
 
     package func start() throws {
         if mode == .threads {
@@ -97,15 +181,17 @@ package final class ThreadPool: WorkPool {
             let registry = registry
             let lifeline = lifeline
             try PlatformThread.start(name: "swiftq-pool-\(index)") {
+                // One job at a time: the ones behind it stay in the queue, where the loop can still take them back.
                 while true {
-                    let (jobs, stopped) = queue.take(timeout: .seconds(3600))
-                    for job in jobs {
-                        let (outcome, runtime, effects) = Self.run(job, registry: registry, lifeline: lifeline)
-                        completions.post(
-                            Completion(slot: index, jobID: job.id, outcome: outcome, runtime: runtime, effects: effects)
-                        )
+                    let (job, stopped) = queue.takeFirst(timeout: .seconds(3600))
+                    guard let job else {
+                        if stopped { return }
+                        continue
                     }
-                    if stopped && jobs.isEmpty { return }
+                    let (outcome, runtime, effects) = Self.run(job, registry: registry, lifeline: lifeline)
+                    completions.post(
+                        Completion(slot: index, jobID: job.id, outcome: outcome, runtime: runtime, effects: effects)
+                    )
                 }
             }
         }
@@ -114,22 +200,23 @@ package final class ThreadPool: WorkPool {
     }
 
     package func submit(_ job: PoolJob) -> PoolSubmission? {
-        guard !stopping,
-            let slot = slots.values.lazy.filter({ $0.job == nil && !$0.retiring }).min(by: { $0.index < $1.index })
-        else { return nil }
-        slot.job = job
+        guard !stopping else { return nil }
+        guard
+            let slot = slots.values.lazy.filter({ $0.jobs.isEmpty && !$0.retiring }).min(by: { $0.index < $1.index })
+        else {
+            // Behind a busy slot's running job (threads mode only: solo's childPrefetch is 1).
+            guard job.mayQueue, childPrefetch > 1, let slot = queueTarget() else { return nil }
+            slot.jobs.append(job)
+            slot.post(job, loop: loop)
+            return PoolSubmission(slot: slot.index, pid: pid)
+        }
+        slot.jobs.append(job)
         slot.abandoned = false
         switch mode {
         case .threads:
-            slot.queue.post(job)
-            if job.exec == nil, let limit = job.hardTimeLimit, limit > 0 {
-                slot.hardLimitTimer = loop.schedule(after: .milliseconds(Int64(limit * 1000))) {
-                    [unowned self, unowned slot] in
-                    slot.hardLimitTimer = nil
-                    guard slot.job?.id == job.id else { return }
-                    abandon(slot, job: job, limit: limit)
-                }
-            }
+            slot.post(job, loop: loop)
+            startRunning(slot)
+            return PoolSubmission(slot: slot.index, pid: pid)
         case .solo:
             // Its own loop turn: the consumer finishes what it is doing (the submit is one of its actions) first.
             loop.schedule(after: .zero) { [unowned self, unowned slot] in
@@ -139,9 +226,56 @@ package final class ThreadPool: WorkPool {
                     Completion(slot: slot.index, jobID: job.id, outcome: outcome, runtime: runtime, effects: effects)
                 )
             }
+            slot.jobStartedAt = .now
+            onEvent?(.started(jobID: job.id, slot: slot.index, pid: pid))
+            return PoolSubmission(slot: slot.index, pid: pid)
+        }
+    }
+
+    /// The slot's first job runs from now (its thread took it, or is about to): its hard limit starts and
+    /// ``PoolEvent/started(jobID:slot:pid:)`` goes out.
+    private func startRunning(_ slot: Slot) {
+        guard let job = slot.jobs.first else { return }
+        slot.jobStartedAt = .now
+        if job.exec == nil, let limit = job.hardTimeLimit, limit > 0 {
+            slot.hardLimitTimer = loop.schedule(after: .milliseconds(Int64(limit * 1000))) {
+                [unowned self, unowned slot] in
+                slot.hardLimitTimer = nil
+                guard slot.job?.id == job.id else { return }
+                abandon(slot, job: job, limit: limit)
+            }
         }
         onEvent?(.started(jobID: job.id, slot: slot.index, pid: pid))
-        return PoolSubmission(slot: slot.index, pid: pid)
+    }
+
+    /// Takes back the jobs waiting behind the slot's running one that its thread has not taken yet; each is
+    /// given back (``PoolEvent/returned(jobID:)``) in a loop turn of its own, not inside the caller's.
+    private func withdrawQueued(_ slot: Slot, only jobID: String? = nil) {
+        var taken: [String] = []
+        for job in slot.jobs.dropFirst() where jobID == nil || job.id == jobID {
+            if slot.takeBack(job.id) { taken.append(job.id) }
+        }
+        guard !taken.isEmpty else { return }
+        slot.jobs.removeAll { taken.contains($0.id) }
+        loop.schedule(after: .zero) { [weak self] in
+            for id in taken { self?.onEvent?(.returned(jobID: id)) }
+        }
+    }
+
+    /// The slot (active or departing) holding `jobID`, and its place there (0: running).
+    private func locate(_ jobID: String) -> (slot: Slot, index: Int)? {
+        for slot in slots.values {
+            if let index = slot.jobs.firstIndex(where: { $0.id == jobID }) { return (slot, index) }
+        }
+        for slot in departing.values {
+            if let index = slot.jobs.firstIndex(where: { $0.id == jobID }) { return (slot, index) }
+        }
+        return nil
+    }
+
+    package func withdraw(jobID: String) {
+        guard let (slot, index) = locate(jobID), index > 0 else { return }
+        withdrawQueued(slot, only: jobID)
     }
 
     /// A hard limit passed on a thread: the task fails now; the thread goes on until the handler returns.
@@ -163,13 +297,18 @@ package final class ThreadPool: WorkPool {
         else { return }
         if let timer = slot.hardLimitTimer { loop.cancel(timer) }
         slot.hardLimitTimer = nil
-        slot.job = nil
+        slot.jobs.removeFirst()
+        slot.jobStartedAt = nil
         slot.completed += 1
         let abandoned = slot.abandoned
         slot.abandoned = false
-        if slot.retiring {
+        if slot.retiring && slot.jobs.isEmpty {
             slot.queue.stop()
             departing[slot.index] = nil
+        }
+        defer {
+            // The thread runs its jobs in order: the next one started when this one returned.
+            if !slot.jobs.isEmpty { startRunning(slot) }
         }
         if !abandoned, job.exec == nil, let limit = job.hardTimeLimit, limit > 0, completion.runtime >= limit {
             // Ended at (or past) its hard limit, which also ended its sleeps: the limit's failure, whichever of the
@@ -250,10 +389,12 @@ package final class ThreadPool: WorkPool {
     }
 
     package func terminate(jobID: String, signal: CInt, reason: ExitReason) {
-        guard
-            slots.values.contains(where: { $0.job?.id == jobID })
-                || departing.values.contains(where: { $0.job?.id == jobID })
-        else { return }
+        guard let (slot, index) = locate(jobID) else { return }
+        if index > 0 {
+            // Not started: taken back if its thread has not taken it (the revoke then finishes it unrun).
+            withdrawQueued(slot, only: jobID)
+            return
+        }
         logger.warning(
             "cannot terminate a task running on the \(mode.rawValue) pool (no process to signal): it runs to its end",
             metadata: [DaemonLog.Key.taskID: "\(jobID)"]
@@ -274,10 +415,11 @@ package final class ThreadPool: WorkPool {
         for (index, slot) in slots where index >= size {
             slots[index] = nil
             onEvent?(.slotExited(slot: index, pid: pid, reason: .shrink))
-            if slot.job == nil {
+            if slot.jobs.isEmpty {
                 slot.queue.stop()
             } else {
                 slot.retiring = true
+                withdrawQueued(slot)
                 departing[index] = slot
             }
         }
@@ -285,11 +427,15 @@ package final class ThreadPool: WorkPool {
 
     package func stop(cold: Bool) {
         stopping = true
-        for slot in slots.values { slot.queue.stop() }
+        for slot in slots.values {
+            // Jobs waiting behind a running one go back (to the broker, during a shutdown) rather than hold it up.
+            withdrawQueued(slot)
+            slot.queue.stop()
+        }
     }
 
     package var isStopped: Bool {
-        stopping && slots.values.allSatisfy { $0.job == nil } && departing.isEmpty
+        stopping && slots.values.allSatisfy { $0.jobs.isEmpty } && departing.isEmpty
     }
 
     package func setLogLevel(_ level: LogLevel) {}
@@ -302,6 +448,7 @@ package final class ThreadPool: WorkPool {
                 pid: pid,
                 state: slot.job == nil ? "idle" : "busy",
                 jobID: slot.job?.id,
+                queued: max(0, slot.jobs.count - 1),
                 tasksCompleted: slot.completed,
                 restarts: 0,
                 lastExit: nil,

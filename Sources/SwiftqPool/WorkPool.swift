@@ -47,7 +47,8 @@ package protocol WorkPool: AnyObject {
     /// Replace a child after it ran `maxTasks` tasks or when its resident memory exceeds `maxMemoryKiB` after a
     /// task (nil: no limit); between tasks, never during one.
     func setChildLimits(maxTasks: Int?, maxMemoryKiB: Int?)
-    /// `worker.child_prefetch` and `worker.child_prefetch_max_runtime` (pools without children ignore them).
+    /// `worker.child_prefetch` and `worker.child_prefetch_max_runtime` (the prefork pool's children and the threads
+    /// pool's slots; the others ignore them).
     func setChildPrefetch(_ depth: Int, maxRuntime: Duration)
 }
 

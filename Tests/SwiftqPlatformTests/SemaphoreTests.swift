@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 
 @testable import SwiftqPlatform
@@ -36,6 +37,70 @@ import Glibc
         #expect(queue.take(timeout: .milliseconds(5)).items.isEmpty)
         queue.stop()
         #expect(queue.take(timeout: .seconds(5)).stopped)
+    }
+
+    /// A post wakes the thread only when it sleeps: items posted while it works wait for its next take, and a
+    /// burst costs one wake-up (one futex call), not one each.
+    @Test func aWorkQueueWakesItsThreadOnlyWhenItSleeps() throws {
+        let queue = WorkQueue<Int>()
+        let working = Semaphore()
+        let carryOn = Semaphore()
+        let taken = Mutex<[[Int]]>([])
+        try PlatformThread.start(name: "workqueue-test") {
+            while true {
+                let (items, stopped) = queue.take(timeout: .seconds(10))
+                if !items.isEmpty {
+                    taken.withLock { $0.append(items) }
+                    working.post()
+                    _ = carryOn.wait(timeout: .seconds(10))
+                }
+                if stopped { return }
+            }
+        }
+        // Let the thread reach its wait: a post before then finds it awake, which is fine but not this test's case.
+        var waited = ContinuousClock.now
+        while !queue.isAsleep && waited.duration(to: .now) < .seconds(5) {
+            PlatformThread.sleep(for: .milliseconds(1))
+        }
+        queue.post(1)
+        #expect(working.wait(timeout: .seconds(5)))
+        #expect(queue.wakeUps == 1)
+        // The thread is busy with [1]: these four wake nobody.
+        queue.post([2, 3])
+        queue.post(4)
+        queue.post(5)
+        #expect(queue.wakeUps == 1)
+        carryOn.post()
+        #expect(working.wait(timeout: .seconds(5)))
+        #expect(taken.withLock { $0 } == [[1], [2, 3, 4, 5]])
+        #expect(queue.wakeUps == 1)
+        carryOn.post()
+        // Asleep again: the next post wakes it.
+        waited = ContinuousClock.now
+        while !queue.isAsleep && waited.duration(to: .now) < .seconds(5) {
+            PlatformThread.sleep(for: .milliseconds(1))
+        }
+        queue.post(6)
+        #expect(working.wait(timeout: .seconds(5)))
+        #expect(queue.wakeUps == 2)
+        carryOn.post()
+        queue.stop()
+    }
+
+    @Test func aWorkQueueHandsItemsOverOneAtATimeAndGivesBackWhatWasNotTaken() {
+        let queue = WorkQueue<Int>()
+        queue.post([1, 2, 3])
+        #expect(queue.takeFirst(timeout: .seconds(5)).item == 1)
+        #expect(queue.remove { $0 == 3 })
+        #expect(!queue.remove { $0 == 1 }, "already taken")
+        #expect(queue.takeFirst(timeout: .seconds(5)).item == 2)
+        let none = queue.takeFirst(timeout: .milliseconds(5))
+        #expect(none.item == nil && !none.stopped)
+        queue.post(4)
+        queue.stop()
+        let last = queue.takeFirst(timeout: .seconds(5))
+        #expect(last.item == 4 && last.stopped, "what was posted before the stop is still handed over")
+        #expect(queue.takeFirst(timeout: .seconds(5)) == (nil, true))
     }
 
     @Test func aMailboxWakesItsDescriptorAndDrains() throws {

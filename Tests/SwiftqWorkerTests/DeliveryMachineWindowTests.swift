@@ -261,18 +261,23 @@ import Testing
         }
     }
 
-    @Test func theThreadsPoolGetsTheShortTaskWindowButNoChildQueues() throws {
+    /// The threads pool's slots queue short tasks as prefork children do (`worker.child_prefetch`); solo has one
+    /// slot that runs in the loop, and neither queue nor larger window.
+    @Test func theThreadsPoolGetsTheShortTaskWindowAndSlotQueuesAndSoloNeither() throws {
         var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  pool: threads\n")
         #expect(machine.settings.childQueueAllowance == 8)
-        #expect(machine.settings.queueRuntimeLimit == nil)
+        #expect(machine.settings.queueRuntimeLimit == 0.01)
         DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
         _ = machine.received(Self.tasks("app.quick", 1...8), now: Self.now)
         #expect(machine.currentWindow == 16)
-        // Nothing waits behind a busy slot: only idle ones get work.
         let jobs = DeliveryMachineChildPrefetchTests.jobs(
             machine.dispatch(idleSlots: 2, queueable: 4, isStale: { _ in false }, now: Self.now)
         )
-        #expect(jobs.map(\.id) == ["app.quick-1", "app.quick-2"])
-        #expect(!jobs.contains { $0.mayQueue })
+        #expect(jobs.map(\.id) == (1...6).map { "app.quick-\($0)" })
+        #expect(jobs.map(\.mayQueue) == [true, true, true, true, true, true])
+
+        let solo = try DeliveryMachineChildPrefetchTests.machine("worker:\n  pool: solo\n")
+        #expect(solo.settings.childQueueAllowance == 0)
+        #expect(solo.settings.queueRuntimeLimit == nil)
     }
 }

@@ -111,6 +111,78 @@ import Glibc
         #expect(recorder.finished["next"] == .success(4))
     }
 
+    static func short(_ id: String, _ name: String = "swiftq.add", _ args: [JSONValue] = [1, 1]) -> PoolJob {
+        var job = Self.job(id, name, args)
+        job.mayQueue = true
+        return job
+    }
+
+    /// The order of `started` and `finished` (`+id`, `-id`) and `returned` (`<id`) events.
+    static func trace(_ recorder: Recorder) -> [String] {
+        recorder.events.compactMap { event in
+            switch event {
+            case .started(let id, _, _): "+\(id)"
+            case .finished(let id, _, _, _): "-\(id)"
+            case .returned(let id): "<\(id)"
+            default: nil
+            }
+        }
+    }
+
+    /// `worker.child_prefetch` for threads: a busy slot takes short jobs into its thread's queue; each starts (its
+    /// `started` goes out) only when the one before it returned, and only jobs that may wait do.
+    @Test func aBusyThreadSlotQueuesShortJobsAndStartsEachWhenThePreviousReturns() throws {
+        let (pool, loop, recorder) = try Self.pool(.threads, size: 1)
+        #expect(pool.queueableSlots == 0, "child_prefetch 1 until set")
+        pool.setChildPrefetch(3, maxRuntime: .seconds(5))
+        _ = try #require(pool.submit(Self.short("a", "swiftq.sleep", [0.3])))
+        #expect(pool.idleSlots == 0)
+        #expect(pool.queueableSlots == 2)
+        // A job that may not wait needs an idle slot.
+        #expect(pool.submit(Self.job("long", "swiftq.add", [1, 1])) == nil)
+        _ = try #require(pool.submit(Self.short("b")))
+        _ = try #require(pool.submit(Self.short("c")))
+        #expect(pool.queueableSlots == 0)
+        #expect(pool.submit(Self.short("d")) == nil, "the slot holds three")
+        #expect(pool.snapshot.first?.queued == 2)
+        #expect(loop.run(until: { recorder.finished.count == 3 }, timeout: .seconds(5)))
+        #expect(Self.trace(recorder) == ["+a", "-a", "+b", "-b", "+c", "-c"])
+        #expect(recorder.finished["c"] == .success(2))
+        #expect(pool.idleSlots == 1)
+
+        // A job behind one that runs past child_prefetch_max_runtime is not taken.
+        pool.setChildPrefetch(3, maxRuntime: .milliseconds(50))
+        _ = try #require(pool.submit(Self.short("slow", "swiftq.sleep", [0.4])))
+        #expect(loop.run(until: { pool.queueableSlots == 0 }, timeout: .seconds(2)))
+        #expect(pool.submit(Self.short("e")) == nil)
+        #expect(loop.run(until: { recorder.finished["slow"] != nil }, timeout: .seconds(5)))
+        pool.stop(cold: false)
+        #expect(loop.run(until: { pool.isStopped }, timeout: .seconds(5)))
+    }
+
+    /// A waiting job has not started: a withdraw (a revoke), a terminate, a shrink and a warm shutdown take it back
+    /// unrun, and `returned` says so, in a loop turn of its own.
+    @Test func aJobWaitingInASlotsQueueIsGivenBackUnrun() throws {
+        let (pool, loop, recorder) = try Self.pool(.threads, size: 2)
+        pool.setChildPrefetch(4, maxRuntime: .seconds(5))
+        _ = pool.submit(Self.short("a", "swiftq.sleep", [0.3]))
+        _ = pool.submit(Self.short("b", "swiftq.sleep", [0.3]))
+        for id in ["c", "d", "e", "f"] { _ = try #require(pool.submit(Self.short(id))) }
+        pool.withdraw(jobID: "c")
+        pool.terminate(jobID: "d", signal: SIGTERM, reason: .terminated(signal: SIGTERM))
+        pool.withdraw(jobID: "a")  // running: left alone
+        #expect(!Self.trace(recorder).contains { $0.hasPrefix("<") }, "given back in a turn of its own")
+        #expect(loop.run(until: { Self.trace(recorder).contains("<d") }, timeout: .seconds(2)))
+        #expect(Self.trace(recorder).contains("<c"))
+        pool.resize(to: 1)
+        pool.stop(cold: false)
+        #expect(loop.run(until: { pool.isStopped }, timeout: .seconds(5)))
+        let trace = Self.trace(recorder)
+        #expect(Set(trace.filter { $0.hasPrefix("<") }) == ["<c", "<d", "<e", "<f"], "\(trace)")
+        #expect(Set(recorder.finished.keys) == ["a", "b"], "\(trace)")
+        #expect(!trace.contains("+c") && !trace.contains("+e"), "\(trace)")
+    }
+
     @Test func soloRunsOneJobAtATimeInALoopTurn() throws {
         let (pool, loop, recorder) = try Self.pool(.solo, size: 4)
         #expect(pool.targetSize == 1, "solo ignores concurrency")
