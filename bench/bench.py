@@ -11,9 +11,10 @@ Scenarios (each run against both workers, with the same concurrency):
 
 For swiftqd, each scenario also reports what each task cost on the hot path (swiftqctl stats' `throughput`,
 read over the control socket before and after the scenario): consumer loop wake-ups, pool frames, thread
-wake-ups and broker round trips per task, and the mean reserve/ack/store batch sizes. On Redis, both workers
-also report the CPU time per task of their process tree and of redis-server over the drain and results scenarios:
-on a small machine it varies far less from run to run than tasks/s, and it is what a change to the hot path saves.
+wake-ups and broker round trips per task, and the mean reserve/ack/store batch sizes. Both workers also report
+the CPU time per task of their process tree and of the broker's server (redis-server, or the RabbitMQ node's
+process found by its port) over the drain and results scenarios: on a small machine it varies far less from run to
+run than tasks/s, it is what a change to the hot path saves, and it shows which side a drain is bound by.
 
 Both workers run without mingle (Celery's `--without-mingle`, swiftqd's `worker.mingle: false`): with it, each
 start waits a second for other workers' replies, which the RabbitMQ scenarios (a worker started per scenario) would
@@ -32,6 +33,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -41,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 
 import redis
@@ -421,6 +424,18 @@ def raw_roundtrips(broker, backend, envelope, count):
     return latencies
 
 
+def listening_pid(url):
+    """The pid of the process listening on the URL's loopback port (the RabbitMQ node's beam.smp), for its CPU time;
+    None if `ss` cannot tell."""
+    port = urllib.parse.urlsplit(url).port or 5672
+    try:
+        out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    match = re.search(r"pid=(\d+)", out)
+    return int(match.group(1)) if match else None
+
+
 class AMQPQueue:
     """The bench queue on RabbitMQ, declared as Celery declares it, with counts read by passive declares."""
 
@@ -472,7 +487,10 @@ def run_amqp_scenarios(kind, args, urls, workdir, swiftqd):
     app = Celery("bench-client", broker=urls["broker"], backend=urls["backend"])
     results, peaks = {}, [0, 0, 0]
 
-    def timed(count, done):
+    broker_pid = listening_pid(urls["broker"])
+    results["cpu"] = {}
+
+    def timed(count, done, scenario):
         worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.pool,
                         events=args.events, metrics=args.metrics, prefetch=args.prefetch_multiplier)
         worker.start(None, ready=True)
@@ -481,9 +499,13 @@ def run_amqp_scenarios(kind, args, urls, workdir, swiftqd):
         try:
             if not wait_until(lambda: bench_queue.counts()[0] < count, 120, 0.001):
                 raise RuntimeError(f"{kind} took nothing; see {workdir}/{kind}.log")
+            # From the first message taken, as the clock: by then every process of the worker's tree is up.
+            cpu = CPUMeter(worker.process.pid, broker_pid)
             started = time.monotonic()
             ok = wait_until(done, 600, 0.02)
-            return (count / (time.monotonic() - started) if ok else None), worker, sampler
+            rate = count / (time.monotonic() - started) if ok else None
+            results["cpu"][scenario] = cpu.per_task(count)
+            return rate, worker, sampler
         except BaseException:
             sampler.running = False
             worker.stop()
@@ -499,12 +521,12 @@ def run_amqp_scenarios(kind, args, urls, workdir, swiftqd):
 
     bench_queue.prefill(app, "swiftq.ping", [], True, args.drain)
     # Polled every 20 ms: a passive declare is a broker round trip, and polling faster takes CPU from the broker.
-    rate, worker, sampler = timed(args.drain, lambda: bench_queue.counts()[0] == 0)
+    rate, worker, sampler = timed(args.drain, lambda: bench_queue.counts()[0] == 0, "drain")
     results["drain"] = rate
     finish(worker, sampler)
 
     ids = bench_queue.prefill(app, "swiftq.add", [2, 3], False, args.results)
-    rate, worker, sampler = timed(args.results, lambda: backend.dbsize() >= args.results)
+    rate, worker, sampler = timed(args.results, lambda: backend.dbsize() >= args.results, "results")
     results["results"] = rate
     sample = backend.get(f"celery-task-meta-{ids[-1]}")
     assert sample and json.loads(sample)["result"] == 5, f"{kind}: wrong result {sample!r}"
