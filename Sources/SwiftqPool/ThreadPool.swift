@@ -60,6 +60,9 @@ package final class ThreadPool: WorkPool {
     package private(set) var childPrefetch = 1
     /// A job running longer than this has no job queued behind it (`worker.child_prefetch_max_runtime`).
     package private(set) var queueRuntimeLimit: Duration = .milliseconds(10)
+    /// Jobs taken back whose ``PoolEvent/returned(jobID:)`` has not gone out yet: the pool is not stopped before
+    /// it has (a warm shutdown gives them back to the broker).
+    private var returnsPending = 0
 
     /// Also the loop's end-of-turn work: the jobs a turn hands the slot go to its thread together when the turn
     /// ends, one wake-up for all of them (a thread woken for each would finish a short task before the next came).
@@ -257,8 +260,11 @@ package final class ThreadPool: WorkPool {
         }
         guard !taken.isEmpty else { return }
         slot.jobs.removeAll { taken.contains($0.id) }
+        returnsPending += taken.count
         loop.schedule(after: .zero) { [weak self] in
-            for id in taken { self?.onEvent?(.returned(jobID: id)) }
+            guard let self else { return }
+            returnsPending -= taken.count
+            for id in taken { onEvent?(.returned(jobID: id)) }
         }
     }
 
@@ -435,7 +441,7 @@ package final class ThreadPool: WorkPool {
     }
 
     package var isStopped: Bool {
-        stopping && slots.values.allSatisfy { $0.jobs.isEmpty } && departing.isEmpty
+        stopping && slots.values.allSatisfy { $0.jobs.isEmpty } && departing.isEmpty && returnsPending == 0
     }
 
     package func setLogLevel(_ level: LogLevel) {}
