@@ -318,6 +318,7 @@ package final class Consumer {
             let previousWindow = configured ? prefetchWindow : nil
             let previousEvents = configuration.events
             configuration = try Configuration.parse(yaml, file: file)
+            metrics.countsTasks = configuration.metrics.listen != nil
             DaemonLog.level = Logger.Level(configuration.logging.level)
             pool?.setLogLevel(configuration.logging.level)
             pool?.setChildLimits(

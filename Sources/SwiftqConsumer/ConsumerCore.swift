@@ -35,12 +35,20 @@ package protocol TimerScheduling: AnyObject {
     func cancelTimer(token: UInt64)
     /// Timers started and neither fired nor cancelled.
     var pendingTimers: Int { get }
+    /// Runs `body` once the current loop turn's handlers are done (once per call).
+    func atEndOfTurn(_ body: @escaping () -> Void)
+}
+
+extension TimerScheduling {
+    /// Without a loop (tests' manual clocks): at once.
+    package func atEndOfTurn(_ body: @escaping () -> Void) { body() }
 }
 
 /// ``TimerScheduling`` on an ``EventLoop``. *Owner*: the loop's thread.
-package final class EventLoopTimers: TimerScheduling {
+package final class EventLoopTimers: TimerScheduling, EndOfTurnWork {
     private let loop: EventLoop
     private var ids: [UInt64: EventLoop.TimerID] = [:]
+    private var turnEnd: [() -> Void] = []
 
     package init(loop: EventLoop) { self.loop = loop }
 
@@ -56,6 +64,17 @@ package final class EventLoopTimers: TimerScheduling {
     }
 
     package var pendingTimers: Int { ids.count }
+
+    package func atEndOfTurn(_ body: @escaping () -> Void) {
+        if turnEnd.isEmpty { loop.atEndOfTurn(self) }
+        turnEnd.append(body)
+    }
+
+    package func endOfTurn() {
+        let bodies = turnEnd
+        turnEnd.removeAll(keepingCapacity: true)
+        for body in bodies { body() }
+    }
 }
 
 /// The consumer's task path: a ``DeliveryMachine`` that decides, and the code that carries out its actions on an
@@ -80,6 +99,9 @@ package final class ConsumerCore {
     /// Set while actions are being performed: pool events raised meanwhile are queued, not handled re-entrantly.
     private var performing = false
     private var deferredEvents: [PoolEvent] = []
+    /// A pump waits for the end of the loop turn: a burst of pool events (the results one wake-up brought) is one
+    /// dispatch, which hands out every freed slot at once, not one dispatch per event.
+    private var pumpAtEndOfTurn = false
 
     package init(
         machine: DeliveryMachine,
@@ -192,7 +214,12 @@ package final class ConsumerCore {
             for observer in observers { observer.poolEvent(event, delivery: delivery) }
         }
         onPoolEvent?(event)
-        pump()
+        guard !pumpAtEndOfTurn else { return }
+        pumpAtEndOfTurn = true
+        timers.atEndOfTurn { [unowned self] in
+            pumpAtEndOfTurn = false
+            pump()
+        }
     }
 
     // MARK: Actions

@@ -38,6 +38,30 @@ func httpGet(port: Int, _ target: String, timeout: Double = 5) throws -> (status
 /// `/metrics` scraped by a real Prometheus, `promtool check metrics`, `/healthz` and `swiftqctl ping` following
 /// the broker.
 @Suite(.serialized) struct MonitoringTests {
+    /// `metrics.listen` is decided at startup: a reload that drops it keeps the listener, and the consumer (which
+    /// keeps task counters only while one serves them) keeps counting.
+    @Test func aReloadThatDropsTheListenerKeepsItAndItsTaskCounters() throws {
+        let redis = try RedisServer()
+        let port = try freeLoopbackPort()
+        let daemon = try RedisInteropTests.daemon(broker: redis, extraYAML: "metrics:\n  listen: 127.0.0.1:\(port)\n")
+        let calls: [JSONValue] = (0..<3).map { ["task": "swiftq.add", "args": [.int(Int64($0)), 1]] }
+        #expect(try Python.celeryClient(RedisInteropTests.request(redis, calls: calls)).count == 3)
+        try daemon.rewriteConfiguration(
+            concurrency: 2,
+            extraYAML: "broker:\n  url: \(redis.url)\nresult_backend:\n  url: \(redis.url(db: 1))\n"
+        )
+        daemon.signal(SIGHUP)
+        #expect(eventually { daemon.log.contains("configuration reloaded") }, "\(daemon.log.suffix(3000))")
+        #expect(daemon.log.contains("metrics.listen changes take effect on restart"))
+        #expect(try Python.celeryClient(RedisInteropTests.request(redis, calls: calls)).count == 3)
+        let scraped = try httpGet(port: port, "/metrics")
+        #expect(scraped.status == 200)
+        #expect(
+            scraped.body.contains(#"swiftq_tasks_succeeded_total{task="swiftq.add",queue="celery"} 6"#),
+            "\(scraped.body)"
+        )
+    }
+
     @Test func prometheusScrapesTheTaskCountersAndPromtoolFindsNoProblem() throws {
         let redis = try RedisServer()
         let port = try freeLoopbackPort()

@@ -57,6 +57,18 @@ final class ManualTimers: TimerScheduling {
 
     var pendingTimers: Int { timers.count }
 
+    /// When set, work for the end of the loop turn waits for ``endTurn()``; otherwise it runs at once.
+    var holdsTurnEnd = false
+    private var turnEnd: [() -> Void] = []
+
+    func atEndOfTurn(_ body: @escaping () -> Void) {
+        if holdsTurnEnd { turnEnd.append(body) } else { body() }
+    }
+
+    func endTurn() {
+        while !turnEnd.isEmpty { turnEnd.removeFirst()() }
+    }
+
     func advance(by seconds: Double) {
         clock += seconds
         let due = timers.filter { $0.value.deadline <= clock }.sorted { $0.value.deadline < $1.value.deadline }
@@ -125,6 +137,23 @@ extension Settlement {
 }
 
 @Suite struct ConsumerCoreTests {
+    /// Slots freed by the pool events of one loop turn are filled by one dispatch when the turn ends, not one
+    /// dispatch per event.
+    @Test func poolEventsOfOneTurnAreFollowedByOneDispatchWhenItEnds() {
+        let harness = CoreHarness(concurrency: 2)
+        harness.core.received((1...4).map { .task(harness.task("t\($0)"), deliveryTag: "\($0)", queue: "celery") })
+        harness.timers.holdsTurnEnd = true
+        #expect(harness.pool.runPending() == 2)
+        // Both finished; nothing handed out yet.
+        #expect(harness.pool.idleSlots == 2)
+        #expect(harness.broker.plans.count == 2, "results and acks do not wait for the turn's end")
+        harness.timers.endTurn()
+        #expect(harness.pool.idleSlots == 0)
+        #expect(harness.pool.runPending() == 2)
+        harness.timers.endTurn()
+        #expect(harness.broker.plans.count == 4)
+    }
+
     @Test func successStoresTheResultBeforeTheAckInOnePlan() {
         let harness = CoreHarness()
         harness.deliver(harness.task("t1"), tag: "1")

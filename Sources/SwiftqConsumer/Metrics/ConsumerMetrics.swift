@@ -12,6 +12,12 @@ import SwiftqPool
 /// *Owner*: the consumer loop's thread (the registry itself is thread-safe; the name table is not).
 package final class ConsumerMetrics: ConsumerCoreObserver {
     package let registry = PrometheusCollectorRegistry()
+    /// Whether task events are counted: only while `metrics.listen` is set (nobody reads them otherwise, and they
+    /// cost several hash lookups per task). The supervisor keeps the listener it started with across reloads, and
+    /// the configuration it sends says so.
+    package var countsTasks = true {
+        didSet { if !countsTasks { running.removeAll() } }
+    }
     private var names: Set<String> = []
     /// Task name and queue of running jobs, for the events that only carry the job id.
     private var running: [String: (task: String, queue: String)] = [:]
@@ -189,6 +195,7 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
     // MARK: ConsumerCoreObserver
 
     package func received(_ messages: [InboundMessage], now: CeleryTimestamp) {
+        guard countsTasks else { return }
         for inbound in messages {
             switch inbound {
             case .task(let message, _, let queue):
@@ -202,6 +209,7 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
     }
 
     package func revoking(_ taskID: String, waiting: [DeliveryMachine.Delivery]) {
+        guard countsTasks else { return }
         for delivery in waiting { count("revoked", task: delivery.message.name, queue: delivery.queue) }
     }
 
@@ -212,7 +220,7 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
         case .slotExited(_, _, let reason):
             childExited(reason)
         case .started(let jobID, _, _):
-            guard let delivery else { return }
+            guard countsTasks, let delivery else { return }
             running[jobID] = (delivery.message.name, delivery.queue)
             count("started", task: delivery.message.name, queue: delivery.queue)
         case .finished(let jobID, let outcome, let seconds, _):

@@ -131,6 +131,12 @@ extension Supervisor {
             logger.warning("worker.pool changes take effect on restart; keeping \(previous.worker.pool.rawValue)")
             effective.worker.pool = previous.worker.pool
         }
+        // The monitoring listener is bound at startup; the consumer counts task metrics only while one serves them,
+        // so it must see the address in use, not the new one.
+        if updated.metrics.listen != previous.metrics.listen {
+            logger.warning("metrics.listen changes take effect on restart; keeping the current listener")
+            effective.metrics.listen = previous.metrics.listen
+        }
         if updated.logging.level != previous.logging.level {
             DaemonLog.level = Logger.Level(updated.logging.level)
             // Children spawned from now on inherit the level through the environment.
