@@ -259,6 +259,33 @@ enum KombuRedisScripts {
     static let reserve = RedisScript(
         name: "kombu.reserve",
         source: #"""
+            -- The envelope's properties. kombu (and swiftq) write them last, `"properties": {...}}`: when the last
+            -- such key's object closes the envelope, it is a member of the envelope itself (a key nested deeper
+            -- would be followed by more than one brace), and only that object is decoded, a quarter of the envelope
+            -- (~2 µs of the server's time per message). Any other layout decodes the whole envelope.
+            local function last_find(text, key)
+              local last, from = nil, 1
+              while true do
+                local at = string.find(text, key, from, true)
+                if not at then return last end
+                last, from = at, at + 1
+              end
+            end
+            local function properties_of(payload)
+              local at, open = last_find(payload, '"properties": {'), 14
+              local compact = last_find(payload, '"properties":{')
+              if compact and (not at or compact > at) then at, open = compact, 13 end
+              if at then
+                local object, after = string.match(payload, '^(%b{})()', at + open)
+                if object and string.find(payload, '^%s*}%s*$', after) then
+                  local ok, p = pcall(cjson.decode, object)
+                  if ok and type(p) == 'table' then return p end
+                end
+              end
+              local ok, d = pcall(cjson.decode, payload)
+              if ok and type(d) == 'table' and type(d.properties) == 'table' then return d.properties end
+              return nil
+            end
             local max = tonumber(ARGV[1])
             local out = {}
             if max == nil or max <= 0 then return out end
@@ -272,9 +299,8 @@ enum KombuRedisScripts {
                 for _, payload in ipairs(popped) do
                   taken = taken + 1
                   local tag = false
-                  local ok, d = pcall(cjson.decode, payload)
-                  if ok and type(d) == 'table' and type(d.properties) == 'table' then
-                    local p = d.properties
+                  local p = properties_of(payload)
+                  if p then
                     if type(p.delivery_tag) == 'string' and p.delivery_tag ~= '' then
                       tag = p.delivery_tag
                       local exchange, routing_key = '', ARGV[i - 2]

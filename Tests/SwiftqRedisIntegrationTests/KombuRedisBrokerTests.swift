@@ -125,6 +125,36 @@ struct KombuRedisBrokerTests {
         }
     }
 
+    /// The reserve script decodes only the envelope's last member when it is `properties` (as kombu writes it);
+    /// any other layout, or a `properties` key nested elsewhere, still finds the envelope's own delivery tag.
+    @Test func reserveFindsTheEnvelopesOwnTagWhateverTheLayout() throws {
+        try withBroker { fixture in
+            let body = #""body": "W10=", "content-type": "application/json""#
+            func properties(note: String) -> String { #""properties": {"delivery_tag": "real", "note": "\#(note)"}"# }
+            let payloads = [
+                // properties last: decoded alone, whatever comes before.
+                "{" + body + #", "x": {"properties":{"delivery_tag": "fake"}}, "# + properties(note: "{ }") + " }\n",
+                // written compactly, as swiftq writes it.
+                #"{"body":"W10=","properties":{"delivery_tag":"real"}}"#,
+                // properties first, a nested "properties" last: the whole envelope is decoded.
+                "{" + properties(note: "") + ", " + body + #", "headers": {"properties": {"delivery_tag": "fake"}}}"#,
+                // a header named "properties" before the envelope's own, which is last: decoded alone.
+                "{" + body + #", "headers": {"properties": {"delivery_tag": "fake"}}, "# + properties(note: "") + "}",
+                // unbalanced braces inside a string of the last member: decoded whole.
+                "{" + body + ", " + properties(note: "} {") + "}",
+                // the last member's object does not close the envelope.
+                "{" + body + ", " + properties(note: "") + #", "x": 1}"#,
+            ]
+            for (index, payload) in payloads.enumerated() {
+                try fixture.push(payload, to: "q")
+                let messages = try fixture.broker.reserve(queues: ["q"], max: 10, owner: "w")
+                #expect(messages.map(\.deliveryTag) == ["real"], "layout \(index)")
+                #expect(try fixture.unacked("real") == "[" + payload + #", "", "q"]"#, "layout \(index)")
+                #expect(try fixture.broker.ack(tags: ["real"], owner: "w") == 1)
+            }
+        }
+    }
+
     @Test func ackRemovesFromAllThree() throws {
         try withBroker { fixture in
             for tag in ["a", "b", "c"] { try fixture.push(envelope(tag: tag, queue: "q"), to: "q") }
