@@ -37,19 +37,28 @@ public final class WorkQueue<Item: Sendable>: Sendable {
 
     public func post(_ newItems: [Item]) {
         guard !newItems.isEmpty else { return }
+        append { $0.append(contentsOf: newItems) }
+    }
+
+    public func post(_ item: Item) { append { $0.append(item) } }
+
+    /// Adds items under the lock; wakes the thread if it sleeps.
+    private func append(_ add: (inout [Item]) -> Void) {
         let wake = state.withLock { state in
-            state.items.append(contentsOf: newItems)
+            add(&state.items)
             return state.takeSleeper()
         }
         if wake { signal.post() }
     }
 
-    public func post(_ item: Item) {
-        let wake = state.withLock { state in
-            state.items.append(item)
-            return state.takeSleeper()
+    /// Sleeps until a post, a stop or `timeout` when nothing is queued (the posts that come meanwhile wake it).
+    private func waitForWork(timeout: Duration) {
+        let ready = state.withLock { state in
+            let ready = !state.items.isEmpty || state.stopped
+            state.sleeping = !ready
+            return ready
         }
-        if wake { signal.post() }
+        if !ready { signal.wait(timeout: timeout) }
     }
 
     /// Wakes the thread waiting in ``take(timeout:)`` without an item (it returns none), for work kept elsewhere:
@@ -66,12 +75,7 @@ public final class WorkQueue<Item: Sendable>: Sendable {
     /// Waits up to `timeout` for an item; returns the first one (nil: none came) and whether the queue was
     /// stopped. The items behind it stay queued, so ``remove(where:)`` can still take them back.
     public func takeFirst(timeout: Duration) -> (item: Item?, stopped: Bool) {
-        let ready = state.withLock { state in
-            let ready = !state.items.isEmpty || state.stopped
-            state.sleeping = !ready
-            return ready
-        }
-        if !ready { signal.wait(timeout: timeout) }
+        waitForWork(timeout: timeout)
         return state.withLock { state in
             state.sleeping = false
             return (state.items.isEmpty ? nil : state.items.removeFirst(), state.stopped)
@@ -89,12 +93,7 @@ public final class WorkQueue<Item: Sendable>: Sendable {
 
     /// Waits up to `timeout` for items; returns them (possibly none) and whether the queue was stopped.
     public func take(timeout: Duration) -> (items: [Item], stopped: Bool) {
-        let ready = state.withLock { state in
-            let ready = !state.items.isEmpty || state.stopped
-            state.sleeping = !ready
-            return ready
-        }
-        if !ready { signal.wait(timeout: timeout) }
+        waitForWork(timeout: timeout)
         return state.withLock { state in
             // A post that came after a timeout still posted the semaphore: the next wait returns at once, with
             // nothing or with what came since, which the caller handles as any wake-up.

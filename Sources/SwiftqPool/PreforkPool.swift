@@ -68,7 +68,7 @@ package final class PreforkPool: WorkPool {
     /// One slot and the child that fills it. States: `starting` (spawned, no hello yet) → `idle` ⇄ `busy`;
     /// `retiring` (finish the running job, take back the queued ones, then let the child go); `backoff` (dead,
     /// waiting for its respawn timer).
-    private final class Slot {
+    private final class Slot: JobHoldingSlot {
         enum State: String {
             case starting, idle, busy, retiring, backoff
         }
@@ -127,13 +127,11 @@ package final class PreforkPool: WorkPool {
     /// Asked on every dispatch: counted without building an array.
     package var idleSlots: Int { slots.values.count { $0.state == .idle } }
 
-    /// Room for jobs that may wait, in the queues of busy children that take them (``queueTarget()``).
+    /// Room for jobs that may wait, in the queues of busy children that take them (``takesQueuedJobs(_:now:)``).
     package var queueableSlots: Int {
         guard childPrefetch > 1, !stopping else { return 0 }
         let now = ContinuousClock.now
-        var room = 0
-        for slot in slots.values where takesQueuedJobs(slot, now: now) { room += childPrefetch - slot.jobs.count }
-        return room
+        return slots.values.queueRoom(depth: childPrefetch) { takesQueuedJobs($0, now: now) }
     }
 
     /// Whether a busy child takes one more waiting job: room left, nothing being asked back, every job it holds
@@ -146,22 +144,6 @@ package final class PreforkPool: WorkPool {
         if let started = slot.jobStartedAt, started.duration(to: now) > queueRuntimeLimit { return false }
         if let limit = maxTasksPerChild, slot.childTasks + slot.jobs.count >= limit { return false }
         return true
-    }
-
-    /// The busy child with the fewest jobs that takes a waiting one.
-    private func queueTarget() -> Slot? {
-        let now = ContinuousClock.now
-        var best: Slot?
-        for slot in slots.values where takesQueuedJobs(slot, now: now) {
-            if let current = best,
-                current.jobs.count < slot.jobs.count
-                    || (current.jobs.count == slot.jobs.count && current.index < slot.index)
-            {
-                continue
-            }
-            best = slot
-        }
-        return best
     }
 
     /// Slots whose child said hello (idle or busy).
@@ -189,7 +171,9 @@ package final class PreforkPool: WorkPool {
             startRunning(slot)
             return PoolSubmission(slot: slot.index, pid: slot.pid)
         }
-        guard job.mayQueue, childPrefetch > 1, let slot = queueTarget(), let channel = slot.channel else { return nil }
+        guard job.mayQueue, childPrefetch > 1,
+            let slot = slots.values.queueTarget(takes: { takesQueuedJobs($0, now: .now) }), let channel = slot.channel
+        else { return nil }
         slot.jobs.append(job)
         channel.send(serialized: PoolRequest.execute(job).serialized, atEndOfTurn: true)
         ThroughputCounters.shared.poolFrameSent()
@@ -220,13 +204,7 @@ package final class PreforkPool: WorkPool {
 
     /// The slot (active or departing) holding `jobID`, and its place there (0: running).
     private func locate(_ jobID: String) -> (slot: Slot, index: Int)? {
-        for slot in slots.values {
-            if let index = slot.jobs.firstIndex(where: { $0.id == jobID }) { return (slot, index) }
-        }
-        for slot in departing.values {
-            if let index = slot.jobs.firstIndex(where: { $0.id == jobID }) { return (slot, index) }
-        }
-        return nil
+        slots.values.locate(jobID) ?? departing.values.locate(jobID)
     }
 
     package func terminate(jobID: String, signal: CInt, reason: ExitReason) {

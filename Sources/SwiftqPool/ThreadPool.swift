@@ -66,7 +66,7 @@ package final class ThreadPool: WorkPool {
 
     /// Also the loop's end-of-turn work: the jobs a turn hands the slot go to its thread together when the turn
     /// ends, one wake-up for all of them (a thread woken for each would finish a short task before the next came).
-    private final class Slot: EndOfTurnWork {
+    private final class Slot: EndOfTurnWork, JobHoldingSlot {
         let index: Int
         /// The slot's thread's queue (threads mode): the jobs of ``jobs`` its thread has not taken yet.
         let queue = WorkQueue<PoolJob>()
@@ -130,9 +130,7 @@ package final class ThreadPool: WorkPool {
     package var queueableSlots: Int {
         guard mode == .threads, childPrefetch > 1, !stopping else { return 0 }
         let now = ContinuousClock.now
-        var room = 0
-        for slot in slots.values where takesQueuedJobs(slot, now: now) { room += childPrefetch - slot.jobs.count }
-        return room
+        return slots.values.queueRoom(depth: childPrefetch) { takesQueuedJobs($0, now: now) }
     }
 
     /// Whether a busy slot takes one more waiting job: room left, every job it holds may wait, and the running one
@@ -143,22 +141,6 @@ package final class ThreadPool: WorkPool {
         else { return false }
         if let started = slot.jobStartedAt, started.duration(to: now) > queueRuntimeLimit { return false }
         return true
-    }
-
-    /// The busy slot with the fewest jobs that takes a waiting one.
-    private func queueTarget() -> Slot? {
-        let now = ContinuousClock.now
-        var best: Slot?
-        for slot in slots.values where takesQueuedJobs(slot, now: now) {
-            if let current = best,
-                current.jobs.count < slot.jobs.count
-                    || (current.jobs.count == slot.jobs.count && current.index < slot.index)
-            {
-                continue
-            }
-            best = slot
-        }
-        return best
     }
 
     package func setChildPrefetch(_ depth: Int, maxRuntime: Duration) {
@@ -208,7 +190,9 @@ package final class ThreadPool: WorkPool {
             let slot = slots.values.lazy.filter({ $0.jobs.isEmpty && !$0.retiring }).min(by: { $0.index < $1.index })
         else {
             // Behind a busy slot's running job (threads mode only: solo's childPrefetch is 1).
-            guard job.mayQueue, childPrefetch > 1, let slot = queueTarget() else { return nil }
+            guard job.mayQueue, childPrefetch > 1,
+                let slot = slots.values.queueTarget(takes: { takesQueuedJobs($0, now: .now) })
+            else { return nil }
             slot.jobs.append(job)
             slot.post(job, loop: loop)
             return PoolSubmission(slot: slot.index, pid: pid)
@@ -270,13 +254,7 @@ package final class ThreadPool: WorkPool {
 
     /// The slot (active or departing) holding `jobID`, and its place there (0: running).
     private func locate(_ jobID: String) -> (slot: Slot, index: Int)? {
-        for slot in slots.values {
-            if let index = slot.jobs.firstIndex(where: { $0.id == jobID }) { return (slot, index) }
-        }
-        for slot in departing.values {
-            if let index = slot.jobs.firstIndex(where: { $0.id == jobID }) { return (slot, index) }
-        }
-        return nil
+        slots.values.locate(jobID) ?? departing.values.locate(jobID)
     }
 
     package func withdraw(jobID: String) {

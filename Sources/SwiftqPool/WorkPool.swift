@@ -1,3 +1,4 @@
+import DequeModule
 import OrderedCollections
 import SwiftqCore
 import SwiftqPlatform
@@ -60,6 +61,45 @@ package extension WorkPool {
     var queueableSlots: Int { 0 }
     /// Pools without child prefetch start every job they take at once: nothing waits to be taken back.
     func withdraw(jobID: String) {}
+}
+
+/// A pool slot as child prefetch sees it, in both pools that have it (``PreforkPool``, ``ThreadPool``): the jobs it
+/// holds, the running one first.
+protocol JobHoldingSlot: AnyObject {
+    var index: Int { get }
+    var jobs: Deque<PoolJob> { get }
+}
+
+extension Sequence where Element: JobHoldingSlot {
+    /// What the slots that take waiting jobs (`takes`) can still hold, `depth` jobs each.
+    func queueRoom(depth: Int, takes: (Element) -> Bool) -> Int {
+        var room = 0
+        for slot in self where takes(slot) { room += depth - slot.jobs.count }
+        return room
+    }
+
+    /// Among the slots that take one more waiting job, the one holding the fewest jobs (the lowest index among equals).
+    func queueTarget(takes: (Element) -> Bool) -> Element? {
+        var best: Element?
+        for slot in self where takes(slot) {
+            if let current = best,
+                current.jobs.count < slot.jobs.count
+                    || (current.jobs.count == slot.jobs.count && current.index < slot.index)
+            {
+                continue
+            }
+            best = slot
+        }
+        return best
+    }
+
+    /// The slot holding `jobID`, and its place there (0: running).
+    func locate(_ jobID: String) -> (slot: Element, index: Int)? {
+        for slot in self {
+            if let index = slot.jobs.firstIndex(where: { $0.id == jobID }) { return (slot, index) }
+        }
+        return nil
+    }
 }
 
 /// Where ``WorkPool/submit(_:)`` placed a job: the slot, and the pid of the process that runs it (for the
