@@ -50,7 +50,8 @@ package final class ThreadPool: WorkPool {
     private var logger = DaemonLog.logger(role: "consumer")
     private var slots: [Int: Slot] = [:]
     /// Slots shrunk away while busy: they go when their job returns.
-    private var departing: [Int: Slot] = [:]
+    /// A list, not a table by index: the index may be in use again (a grow after the shrink) before they go.
+    private var departing: [Slot] = []
     private var stopping = false
     private var completions: Mailbox<Completion>?
     /// The pid that runs every job: this process.
@@ -254,7 +255,7 @@ package final class ThreadPool: WorkPool {
 
     /// The slot (active or departing) holding `jobID`, and its place there (0: running).
     private func locate(_ jobID: String) -> (slot: Slot, index: Int)? {
-        slots.values.locate(jobID) ?? departing.values.locate(jobID)
+        slots.values.locate(jobID) ?? departing.locate(jobID)
     }
 
     package func withdraw(jobID: String) {
@@ -276,9 +277,12 @@ package final class ThreadPool: WorkPool {
     }
 
     private func complete(_ completion: Completion) {
-        guard let slot = slots[completion.slot] ?? departing[completion.slot], let job = slot.job,
-            job.id == completion.jobID
-        else { return }
+        // The index names the thread; the job tells a departing slot from a new one with the same index.
+        let active = slots[completion.slot]
+        let holder =
+            active?.job?.id == completion.jobID
+            ? active : departing.first { $0.index == completion.slot && $0.job?.id == completion.jobID }
+        guard let slot = holder, let job = slot.job else { return }
         if let timer = slot.hardLimitTimer { loop.cancel(timer) }
         slot.hardLimitTimer = nil
         slot.jobs.removeFirst()
@@ -288,7 +292,7 @@ package final class ThreadPool: WorkPool {
         slot.abandoned = false
         if slot.retiring && slot.jobs.isEmpty {
             slot.queue.stop()
-            departing[slot.index] = nil
+            departing.removeAll { $0 === slot }
         }
         defer {
             // The thread runs its jobs in order: the next one started when this one returned.
@@ -404,7 +408,7 @@ package final class ThreadPool: WorkPool {
             } else {
                 slot.retiring = true
                 withdrawQueued(slot)
-                departing[index] = slot
+                departing.append(slot)
             }
         }
     }

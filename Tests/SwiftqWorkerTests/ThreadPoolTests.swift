@@ -184,6 +184,19 @@ import Glibc
         #expect(!trace.contains("+c") && !trace.contains("+e"), "\(trace)")
     }
 
+    /// A slot shrunk away while busy finishes its job even when a grow has put a new slot at its index meanwhile.
+    @Test func aShrunkSlotsJobStillFinishesAfterAGrowReusesItsIndex() throws {
+        let (pool, loop, recorder) = try Self.pool(.threads, size: 2)
+        _ = pool.submit(Self.job("a", "swiftq.sleep", [0.2]))
+        _ = pool.submit(Self.job("b", "swiftq.sleep", [0.2]))
+        pool.resize(to: 1)
+        pool.resize(to: 2)
+        #expect(loop.run(until: { recorder.finished.count == 2 }, timeout: .seconds(5)), "\(recorder.events)")
+        #expect(loop.run(until: { pool.idleSlots == 2 }, timeout: .seconds(2)))
+        pool.stop(cold: false)
+        #expect(loop.run(until: { pool.isStopped }, timeout: .seconds(5)))
+    }
+
     @Test func soloRunsOneJobAtATimeInALoopTurn() throws {
         let (pool, loop, recorder) = try Self.pool(.solo, size: 4)
         #expect(pool.targetSize == 1, "solo ignores concurrency")
