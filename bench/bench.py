@@ -4,9 +4,10 @@ Scenarios (each run against both workers, with the same concurrency):
   drain      N no-op tasks (ignore_result) pre-filled into the queue, then released at once: tasks/s
   results    M `swiftq.add` tasks with results stored in Redis: tasks/s until every result exists
   roundtrip  K sequential `send_task(...).get()` round trips from a Python client: p50/p99 ms
-  raw        (Redis) K round trips of the same message without Celery's client: LPUSHed with the result's
-             channel already subscribed, timed until the result is published. Celery's client alone takes
-             about a millisecond of the round trip above; this is closer to what the worker takes.
+  raw        K round trips of the same message without Celery's client: LPUSHed (on RabbitMQ, published with
+             kombu) with the result's channel already subscribed, timed until the result is published. Celery's
+             client alone takes about a millisecond of the round trip above; this is closer to what the worker
+             takes.
   rss        peak resident memory of the worker's whole process tree during the run
 
 For swiftqd, each scenario also reports what each task cost on the hot path (swiftqctl stats' `throughput`,
@@ -24,7 +25,7 @@ count. An older swiftqd that does not know the key refuses the configuration: me
 --profile runs swiftqd under `strace -c -f` for the drain scenario only (slower: the figures are syscall counts
 per task, not a throughput) and prints the summary.
 
-With --broker amqp the same three scenarios run on a RabbitMQ node (results in Redis, as above): the queue is
+With --broker amqp the same scenarios run on a RabbitMQ node (results in Redis, as above): the queue is
 pre-filled while no worker consumes it, and the clock starts when the first message leaves it.
 
 Usage: bench/run (builds swiftqd in release mode and calls this with the venv's Python).
@@ -377,8 +378,9 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
         results["costs"]["roundtrip"] = throughput_delta(before, worker.stats())
 
         # raw round trips: the same task message, pushed and awaited with plain Redis commands.
-        raw = raw_roundtrips(broker, backend, template_envelope(app, broker, "swiftq.add", [1, 2], False),
-                             args.roundtrips)
+        envelope = template_envelope(app, broker, "swiftq.add", [1, 2], False)
+        raw = raw_roundtrips(backend, args.roundtrips,
+                             lambda task_id: broker.lpush(QUEUE, json.dumps(clone_envelope(envelope, task_id))))
         results["raw_p50"] = statistics.median(raw)
         results["raw_p99"] = raw[int(len(raw) * 0.99) - 1]
     finally:
@@ -391,16 +393,16 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
     return results
 
 
-def raw_roundtrips(broker, backend, envelope, count):
-    """Round trips without Celery's client: a clone of `envelope` is LPUSHed to the queue while a pub/sub
-    connection already subscribes to its result's channel (as Celery's client does, but with the subscription
-    confirmed before the clock starts), and the clock stops when the result is published. What is left of the
-    client is two Redis round trips of Python; sorted latencies in ms."""
+def raw_roundtrips(backend, count, send):
+    """Round trips without Celery's client: `send(task_id)` puts a clone of the task message on the queue (an LPUSH
+    on Redis, a publish on RabbitMQ) while a pub/sub connection already subscribes to its result's channel (as
+    Celery's client does, but with the subscription confirmed before the clock starts), and the clock stops when
+    the result is published. What is left of the client is the send and a Redis read of Python; sorted latencies
+    in ms."""
     latencies = []
     pubsub = backend.pubsub()
     for _ in range(count):
         task_id = str(uuid.uuid4())
-        text = json.dumps(clone_envelope(envelope, task_id))
         channel = f"celery-task-meta-{task_id}"
         pubsub.subscribe(channel)
         while True:
@@ -408,7 +410,7 @@ def raw_roundtrips(broker, backend, envelope, count):
             if confirmation is not None and confirmation["type"] == "subscribe":
                 break
         started = time.monotonic()
-        broker.lpush(QUEUE, text)
+        send(task_id)
         while True:
             message = pubsub.get_message(timeout=30)
             if message is not None and message["type"] == "message":
@@ -456,8 +458,8 @@ class AMQPQueue:
     def purge(self):
         self.queue.purge()
 
-    def prefill(self, app, task, args, ignore_result, count):
-        """Publishes `count` clones of the message Celery's client sends (fresh ids); returns the ids."""
+    def template(self, app, task, args, ignore_result):
+        """The message Celery's client sends for `task`, taken from a scratch queue."""
         name = "bench-template-" + uuid.uuid4().hex
         scratch = Queue(name, Exchange(name, type="direct"), routing_key=name)(self.channel)
         scratch.declare()
@@ -467,16 +469,22 @@ class AMQPQueue:
             template = scratch.get(no_ack=True)
         scratch.delete()
         scratch.exchange.delete()
-        ids = []
-        for _ in range(count):
-            task_id = str(uuid.uuid4())
-            headers = dict(template.headers, id=task_id, root_id=task_id)
-            self.producer.publish(template.body, exchange="", routing_key=QUEUE, headers=headers,
-                                  content_type=template.content_type,
-                                  content_encoding=template.content_encoding,
-                                  correlation_id=task_id, reply_to=template.properties.get("reply_to"),
-                                  delivery_mode=2, serializer=None)
-            ids.append(task_id)
+        return template
+
+    def publish(self, template, task_id):
+        """A clone of `template` with the id `task_id`, published as Celery's client publishes it."""
+        headers = dict(template.headers, id=task_id, root_id=task_id)
+        self.producer.publish(template.body, exchange="", routing_key=QUEUE, headers=headers,
+                              content_type=template.content_type, content_encoding=template.content_encoding,
+                              correlation_id=task_id, reply_to=template.properties.get("reply_to"),
+                              delivery_mode=2, serializer=None)
+
+    def prefill(self, app, task, args, ignore_result, count):
+        """Publishes `count` clones of the message Celery's client sends (fresh ids); returns the ids."""
+        template = self.template(app, task, args, ignore_result)
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+        for task_id in ids:
+            self.publish(template, task_id)
         return ids
 
 
@@ -543,6 +551,11 @@ def run_amqp_scenarios(kind, args, urls, workdir, swiftqd):
         latencies.sort()
         results["p50"] = statistics.median(latencies)
         results["p99"] = latencies[int(len(latencies) * 0.99) - 1]
+        # raw round trips: the same task message, published with kombu and awaited with plain Redis commands.
+        template = bench_queue.template(app, "swiftq.add", [1, 2], False)
+        raw = raw_roundtrips(backend, args.roundtrips, lambda task_id: bench_queue.publish(template, task_id))
+        results["raw_p50"] = statistics.median(raw)
+        results["raw_p99"] = raw[int(len(raw) * 0.99) - 1]
     finally:
         finish(worker, sampler)
     results["rss_mib"], results["pss_mib"], results["uss_mib"] = (p / 1024 for p in peaks)
