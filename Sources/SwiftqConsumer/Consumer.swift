@@ -193,10 +193,7 @@ package final class Consumer {
                 registry: registry,
                 lifeline: Self.lifelineDescriptor
             )
-            pool.setChildPrefetch(
-                configuration.worker.childPrefetch,
-                maxRuntime: configuration.worker.childPrefetchMaxRuntime
-            )
+            applyPoolSettings(pool)
             pool.onEvent = { [unowned self] event in poolEvent(event) }
             self.pool = pool
             try pool.start()
@@ -212,12 +209,7 @@ package final class Consumer {
             logLevel: configuration.logging.level,
             executable: ChildProcess.currentExecutable
         )
-        pool.maxTasksPerChild = configuration.worker.maxTasksPerChild
-        pool.maxMemoryPerChild = configuration.worker.maxMemoryPerChild
-        pool.setChildPrefetch(
-            configuration.worker.childPrefetch,
-            maxRuntime: configuration.worker.childPrefetchMaxRuntime
-        )
+        applyPoolSettings(pool)
         // Until the transport and the core exist (the "Connection" step), only slots come and go.
         pool.onEvent = { [unowned self] event in poolEvent(event) }
         self.pool = pool
@@ -228,6 +220,19 @@ package final class Consumer {
                 message: "only \(pool.readySlots) of \(expected) pool children said hello within 30s"
             )
         }
+    }
+
+    /// What the configuration says of the pool's slots: child limits and child prefetch (at start and at every
+    /// reload; the pools that have no use for them ignore them).
+    private func applyPoolSettings(_ pool: any WorkPool) {
+        pool.setChildLimits(
+            maxTasks: configuration.worker.maxTasksPerChild,
+            maxMemoryKiB: configuration.worker.maxMemoryPerChild
+        )
+        pool.setChildPrefetch(
+            configuration.worker.childPrefetch,
+            maxRuntime: configuration.worker.childPrefetchMaxRuntime
+        )
     }
 
     /// The pool's rows for the supervisor's `stats` and `STATUS=`.
@@ -321,14 +326,7 @@ package final class Consumer {
             metrics.countsTasks = configuration.metrics.listen != nil
             DaemonLog.level = Logger.Level(configuration.logging.level)
             pool?.setLogLevel(configuration.logging.level)
-            pool?.setChildLimits(
-                maxTasks: configuration.worker.maxTasksPerChild,
-                maxMemoryKiB: configuration.worker.maxMemoryPerChild
-            )
-            pool?.setChildPrefetch(
-                configuration.worker.childPrefetch,
-                maxRuntime: configuration.worker.childPrefetchMaxRuntime
-            )
+            if let pool { applyPoolSettings(pool) }
             if let pool, autoscaler == nil, configuration.worker.effectiveConcurrency != pool.targetSize {
                 logger.info("worker.concurrency \(pool.targetSize) -> \(configuration.worker.concurrency)")
                 pool.resize(to: configuration.worker.concurrency)

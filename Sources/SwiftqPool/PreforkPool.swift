@@ -171,8 +171,9 @@ package final class PreforkPool: WorkPool {
             startRunning(slot)
             return PoolSubmission(slot: slot.index, pid: slot.pid)
         }
+        let now = ContinuousClock.now
         guard job.mayQueue, childPrefetch > 1,
-            let slot = slots.values.queueTarget(takes: { takesQueuedJobs($0, now: .now) }), let channel = slot.channel
+            let slot = slots.values.queueTarget(takes: { takesQueuedJobs($0, now: now) }), let channel = slot.channel
         else { return nil }
         slot.jobs.append(job)
         channel.send(serialized: PoolRequest.execute(job).serialized, atEndOfTurn: true)

@@ -191,8 +191,9 @@ package final class ThreadPool: WorkPool {
             let slot = slots.values.lazy.filter({ $0.jobs.isEmpty && !$0.retiring }).min(by: { $0.index < $1.index })
         else {
             // Behind a busy slot's running job (threads mode only: solo's childPrefetch is 1).
+            let now = ContinuousClock.now
             guard job.mayQueue, childPrefetch > 1,
-                let slot = slots.values.queueTarget(takes: { takesQueuedJobs($0, now: .now) })
+                let slot = slots.values.queueTarget(takes: { takesQueuedJobs($0, now: now) })
             else { return nil }
             slot.jobs.append(job)
             slot.post(job, loop: loop)

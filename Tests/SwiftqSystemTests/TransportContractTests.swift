@@ -240,8 +240,9 @@ import Testing
             return limits
         }
         #expect(eventually(timeout: 20) { windows() == ["8"] }, "before: \(windows())")
-        // Short tasks (6 ms, below `child_prefetch_max_runtime`'s 10 ms once the first has run), many of them.
-        let count = 2000
+        // Short tasks (6 ms, below `child_prefetch_max_runtime`'s 10 ms once the first has run), many of them: enough
+        // for ~12 s of work, so that a loaded machine's slow `rabbitmqctl` samples still catch the window full.
+        let count = 4000
         try Self.send(
             (0..<count).map { _ in
                 ["task": "swiftq.sleep", "args": [0.006], "options": ["ignore_result": true]]
