@@ -16,6 +16,8 @@ wake-ups and broker round trips per task, and the mean reserve/ack/store batch s
 the CPU time per task of their process tree and of the broker's server (redis-server, or the RabbitMQ node's
 process found by its port) over the drain and results scenarios: on a small machine it varies far less from run to
 run than tasks/s, it is what a change to the hot path saves, and it shows which side a drain is bound by.
+swiftqd's figure is also split by thread (the consumer's loop, its fetch and write threads, the pool's threads or
+children), to show which part a change made cheaper.
 
 Both workers run without mingle (Celery's `--without-mingle`, swiftqd's `worker.mingle: false`): with it, each
 start waits a second for other workers' replies, which the RabbitMQ scenarios (a worker started per scenario) would
@@ -118,6 +120,34 @@ def cpu_seconds(pids):
     return total / ticks
 
 
+def thread_cpu_seconds(pids):
+    """{role: CPU seconds} of the processes' threads, by role: a thread's name without its digits
+    (`swiftq-fetch`, `swiftq-pool-`, …), or for a process's main thread `main` plus its first argument (swiftqd's
+    consumer is `main _consumer`, a pool child `main _child`, the supervisor `main --config`)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    roles = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    head, rest = f.read().rsplit(")", 1)
+                fields = rest.split()
+            except OSError:
+                continue
+            if int(tid) == pid:
+                role = "main " + (argv[1].decode(errors="replace") if len(argv) > 1 else "")
+            else:
+                role = re.sub(r"\d+$", "", head.split("(", 1)[1])
+            roles[role] = roles.get(role, 0) + (int(fields[11]) + int(fields[12])) / ticks
+    return roles
+
+
 class CPUMeter:
     """CPU time per task of the worker's process tree and of the broker's server over one scenario: a figure that
     the other programs on a small machine disturb far less than tasks/s. A process of the tree that is gone by the
@@ -128,6 +158,7 @@ class CPUMeter:
         self.pids = descendants(worker_pid)
         self.broker_pid = broker_pid
         self.worker = cpu_seconds(self.pids)
+        self.threads = thread_cpu_seconds(self.pids)
         self.broker = cpu_seconds([broker_pid]) if broker_pid else None
 
     def per_task(self, tasks):
@@ -136,7 +167,10 @@ class CPUMeter:
         newcomers = [pid for pid in descendants(self.worker_pid) if pid not in self.pids]
         worker = (cpu_seconds(self.pids) + cpu_seconds(newcomers) - self.worker) / tasks * 1e6
         broker = None if self.broker is None else (cpu_seconds([self.broker_pid]) - self.broker) / tasks * 1e6
-        return {"worker_cpu_us": worker, "broker_cpu_us": broker}
+        now = thread_cpu_seconds(self.pids + newcomers)
+        threads = {role: (seconds - self.threads.get(role, 0)) / tasks * 1e6 for role, seconds in now.items()}
+        return {"worker_cpu_us": worker, "broker_cpu_us": broker,
+                "threads_cpu_us": {role: us for role, us in sorted(threads.items()) if us > 0}}
 
 
 class RSSSampler(threading.Thread):
@@ -271,7 +305,7 @@ worker:
   concurrency: {self.concurrency}
 {pool}  queues: [{QUEUE}]
   mingle: false
-{multiplier}control:
+{multiplier}{os.environ.get("BENCH_SWIFTQD_WORKER", "")}control:
   socket: {self.socket}
 logging:
   level: warning
@@ -673,6 +707,15 @@ def main():
             for kind, scenario, cost in cpu_rows:
                 broker_cpu = "-" if cost["broker_cpu_us"] is None else f"{cost['broker_cpu_us']:.1f}"
                 print(f"| {kind} | {scenario} | {cost['worker_cpu_us']:.1f} | {broker_cpu} |")
+            thread_rows = [(scenario, cost["threads_cpu_us"]) for kind, scenario, cost in cpu_rows
+                           if kind == "swiftqd" and cost.get("threads_cpu_us")]
+            if thread_rows:
+                print("\nswiftqd's CPU time per task by thread (µs): where the worker tree's figure goes\n")
+                print("| scenario | " + " | ".join(f"{role}" for role in thread_rows[0][1]) + " |")
+                print("|---|" + "---|" * len(thread_rows[0][1]))
+                for scenario, threads in thread_rows:
+                    cells = " | ".join(f"{threads.get(role, 0):.1f}" for role in thread_rows[0][1])
+                    print(f"| {scenario} | {cells} |")
         print(json.dumps(table), file=sys.stderr)
     finally:
         server.terminate()

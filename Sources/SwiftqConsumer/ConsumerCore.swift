@@ -209,9 +209,19 @@ package final class ConsumerCore {
         }
         perform(machine.pool(event, now: now()))
         if !observers.isEmpty {
-            var delivery: DeliveryMachine.Delivery?
-            if case .started(let jobID, _, _) = event { delivery = machine.runningDelivery(jobID) }
-            for observer in observers { observer.poolEvent(event, delivery: delivery) }
+            // Looked up at most once, and only if an observer asks. Through the stored properties: a method of the
+            // machine called on this class's property would copy the whole machine first.
+            var delivery: DeliveryMachine.Delivery??
+            let lookup = { [unowned self] () -> DeliveryMachine.Delivery? in
+                if let delivery { return delivery }
+                var found: DeliveryMachine.Delivery?
+                if case .started(let jobID, _, _) = event, let key = machine.running[jobID] {
+                    found = machine.deliveries[key]
+                }
+                delivery = .some(found)
+                return found
+            }
+            for observer in observers { observer.poolEvent(event, delivery: lookup) }
         }
         onPoolEvent?(event)
         guard !pumpAtEndOfTurn else { return }

@@ -115,32 +115,72 @@ package struct PoolSubmission: Sendable, Equatable {
 }
 
 /// One job for a pool slot.
+///
+/// A job passes by value through the consumer's actions, the pool's slot queues and its threads' work queues: its
+/// fields live in one copy-on-write box, so each of those hand-overs retains one object rather than every string
+/// and collection of the job (its request context alone holds a dozen).
 package struct PoolJob: Sendable, Equatable {
     /// The task id.
-    package var id: String
+    package var id: String {
+        get { storage.fields.id }
+        set { mutate { $0.id = newValue } }
+    }
     /// The registered task name.
-    package var name: String
+    package var name: String {
+        get { storage.fields.name }
+        set { mutate { $0.name = newValue } }
+    }
     /// The task's positional and keyword arguments.
-    package var args: [JSONValue]
-    package var kwargs: OrderedDictionary<String, JSONValue>
+    package var args: [JSONValue] {
+        get { storage.fields.args }
+        set { mutate { $0.args = newValue } }
+    }
+    package var kwargs: OrderedDictionary<String, JSONValue> {
+        get { storage.fields.kwargs }
+        set { mutate { $0.kwargs = newValue } }
+    }
     /// The message body these were decoded from (JSON `[args, kwargs, embed]`), when there is one: the pool child
     /// gets these bytes as they arrived instead of ``args`` and ``kwargs`` encoded again (see ``PoolRequest``).
-    package var body: [UInt8] = []
+    package var body: [UInt8] {
+        get { storage.fields.body }
+        set { mutate { $0.body = newValue } }
+    }
     /// The program to run, for an exec task (configuration that pool children do not read).
-    package var exec: ExecSpec?
+    package var exec: ExecSpec? {
+        get { storage.fields.exec }
+        set { mutate { $0.exec = newValue } }
+    }
     /// Soft and hard time limits in seconds (nil: none).
-    package var softTimeLimit: Double?
-    package var hardTimeLimit: Double?
+    package var softTimeLimit: Double? {
+        get { storage.fields.softTimeLimit }
+        set { mutate { $0.softTimeLimit = newValue } }
+    }
+    package var hardTimeLimit: Double? {
+        get { storage.fields.hardTimeLimit }
+        set { mutate { $0.hardTimeLimit = newValue } }
+    }
     /// The message's `retries` (what the task sees as its retry count).
-    package var retries: Int
+    package var retries: Int {
+        get { storage.fields.retries }
+        set { mutate { $0.retries = newValue } }
+    }
     /// The rest of the task's request context, nil when there is none.
-    package var request: TaskRequest?
+    package var request: TaskRequest? {
+        get { storage.fields.request }
+        set { mutate { $0.request = newValue } }
+    }
     /// The request context as the JSON text the consumer sent, undecoded: how a pool child receives it
     /// (``PoolRequest/init(payload:)``); the task decodes it if it reads it.
-    package var requestText: [UInt8]?
+    package var requestText: [UInt8]? {
+        get { storage.fields.requestText }
+        set { mutate { $0.requestText = newValue } }
+    }
     /// Whether the job may wait in a busy child's queue (child prefetch): the consumer says so for short tasks
     /// without time limits; any other job goes to an idle slot only. Not sent to the child.
-    package var mayQueue = false
+    package var mayQueue: Bool {
+        get { storage.fields.mayQueue }
+        set { mutate { $0.mayQueue = newValue } }
+    }
 
     package init(
         id: String,
@@ -152,14 +192,57 @@ package struct PoolJob: Sendable, Equatable {
         hardTimeLimit: Double? = nil,
         retries: Int = 0
     ) {
-        self.id = id
-        self.name = name
-        self.args = args
-        self.kwargs = kwargs
-        self.exec = exec
-        self.softTimeLimit = softTimeLimit
-        self.hardTimeLimit = hardTimeLimit
-        self.retries = retries
+        storage = Storage(
+            Fields(
+                id: id,
+                name: name,
+                args: args,
+                kwargs: kwargs,
+                exec: exec,
+                softTimeLimit: softTimeLimit,
+                hardTimeLimit: hardTimeLimit,
+                retries: retries
+            )
+        )
+    }
+
+    package static func == (lhs: PoolJob, rhs: PoolJob) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.fields == rhs.storage.fields
+    }
+
+    private var storage: Storage
+
+    /// Changes the fields, in place when this job is the box's only owner, else in a copy of the box.
+    private mutating func mutate(_ change: (inout Fields) -> Void) {
+        if !isKnownUniquelyReferenced(&storage) {
+            storage = Storage(storage.fields)
+        }
+        change(&storage.fields)
+    }
+
+    private struct Fields: Sendable, Equatable {
+        var id: String
+        var name: String
+        var args: [JSONValue]
+        var kwargs: OrderedDictionary<String, JSONValue>
+        var body: [UInt8] = []
+        var exec: ExecSpec?
+        var softTimeLimit: Double?
+        var hardTimeLimit: Double?
+        var retries: Int
+        var request: TaskRequest?
+        var requestText: [UInt8]?
+        var mayQueue = false
+    }
+
+    /// The box. `@unchecked Sendable` because it is only ever changed through ``mutate(_:)``, by an owner that holds
+    /// the only reference: a box that two jobs share (and so possibly two threads) is never written.
+    private final class Storage: @unchecked Sendable {
+        var fields: Fields
+
+        init(_ fields: Fields) {
+            self.fields = fields
+        }
     }
 
     /// An exec task's program and its own timeout.

@@ -183,6 +183,30 @@ private func nestedArrays(_ depth: Int) -> String {
         #expect(literal == value)
     }
 
+    /// The parser looks for duplicates by the keys' text for small objects and by hashing for large ones: the same
+    /// key spelt with an escape, duplicates in a large object and in objects nested in each other are all merged.
+    @Test func duplicateKeysAreFoundWhateverTheirSpellingOrTheObjectsSize() throws {
+        #expect(try JSONValue(parsing: #"{"a":1,"\u0061":2}"#).jsonString == #"{"a":2}"#)
+        #expect(try JSONValue(parsing: #"{"\n":1,"b":2,"\u000a":3}"#).jsonString == #"{"\n":3,"b":2}"#)
+        #expect(try JSONValue(parsing: #"{"ab":1,"ba":2,"a":3,"b":4}"#).jsonString == #"{"ab":1,"ba":2,"a":3,"b":4}"#)
+
+        for size in [15, 16, 32, 33, 40] {
+            let members = (0..<size).map { #""k\#($0)":\#($0)"# }
+            let text = "{" + (members + [#""k0":"last""#, #""k\#(size - 1)":"end""#]).joined(separator: ",") + "}"
+            let object = try #require(try JSONValue(parsing: text).objectValue)
+            #expect(object.count == size)
+            #expect(Array(object.keys) == (0..<size).map { "k\($0)" })
+            #expect(object["k0"] == .string("last"))
+            #expect(object["k\(size - 1)"] == .string("end"))
+            #expect(object["k1"] == .int(1))
+        }
+
+        let nested = #"{"a":[{"x":1,"x":2},{"y":{"a":0,"a":[1,{"z":3}]}}],"b":{"a":4},"a":{"c":5,"c":6}}"#
+        #expect(try JSONValue(parsing: nested).jsonString == #"{"a":{"c":6},"b":{"a":4}}"#)
+        let kept = #"{"a":[{"x":1,"x":2},{"y":{"a":0,"a":[1,{"z":3}]}}],"b":{"a":4}}"#
+        #expect(try JSONValue(parsing: kept).jsonString == #"{"a":[{"x":2},{"y":{"a":[1,{"z":3}]}}],"b":{"a":4}}"#)
+    }
+
     @Test func whitespaceAroundTokens() throws {
         let value = try JSONValue(parsing: " \t\r\n{ \"a\" :\n[ 1 ,\t2 ] , \"b\"\r: { } }\n ")
         #expect(value.jsonString == #"{"a":[1,2],"b":{}}"#)

@@ -154,6 +154,50 @@ extension Settlement {
         #expect(harness.broker.plans.count == 4)
     }
 
+    /// Observers get the started job's delivery on request, looked up once however many ask, and the observers that
+    /// have nothing to do with it (no task events, no metrics listener, no info log) never ask: a delivery is a copy
+    /// of the whole task message.
+    @Test func observersLookUpTheStartedDeliveryOnlyWhenTheyUseIt() {
+        final class Asking: ConsumerCoreObserver {
+            var seen: [String?] = []
+            let asks: Int
+            init(asks: Int) { self.asks = asks }
+            func received(_ messages: [InboundMessage], now: CeleryTimestamp) {}
+            func revoking(_ taskID: String, waiting: [DeliveryMachine.Delivery]) {}
+            func poolEvent(_ event: PoolEvent, delivery: () -> DeliveryMachine.Delivery?) {
+                for _ in 0..<asks { seen.append(delivery()?.message.id) }
+            }
+        }
+        let harness = CoreHarness()
+        let (first, second) = (Asking(asks: 2), Asking(asks: 1))
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let metrics = ConsumerMetrics()
+        metrics.countsTasks = false
+        let idle: [any ConsumerCoreObserver] = [TaskEndLog(logger: logger), metrics]
+        harness.core.observers = [first] + idle + [second]
+        harness.deliver(harness.task("t1"), tag: "1")
+        #expect(harness.pool.runPending() == 1)
+        // started: the delivery of t1; finished: none.
+        #expect(first.seen == ["t1", "t1", nil, nil])
+        #expect(second.seen == ["t1", nil])
+
+        var asked = 0
+        let count = { () -> DeliveryMachine.Delivery? in
+            asked += 1
+            return nil
+        }
+        for observer in idle { observer.poolEvent(.started(jobID: "t2", slot: 0, pid: 1), delivery: count) }
+        let emitter = TaskEventEmitter(
+            dispatcher: EventDispatcher(hostname: "w@h", pid: 1, exchangeType: .topic),
+            enabled: false,
+            broker: harness.broker,
+            isKnownTask: { _ in true }
+        )
+        emitter.poolEvent(.started(jobID: "t2", slot: 0, pid: 1), delivery: count)
+        #expect(asked == 0)
+    }
+
     @Test func successStoresTheResultBeforeTheAckInOnePlan() {
         let harness = CoreHarness()
         harness.deliver(harness.task("t1"), tag: "1")

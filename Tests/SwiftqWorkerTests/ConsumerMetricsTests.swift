@@ -26,8 +26,8 @@ import Testing
         let delivery = DeliveryMachine.Delivery(key: 1, message: message, tag: "1", queue: "celery", state: .ready)
         func runOnce() {
             metrics.received([.task(message, deliveryTag: "1", queue: "celery")], now: CeleryTimestamp.now)
-            metrics.poolEvent(.started(jobID: "t1", slot: 0, pid: 1), delivery: delivery)
-            metrics.poolEvent(.finished(jobID: "t1", outcome: .success(5), runtime: 0.01, effects: []), delivery: nil)
+            metrics.poolEvent(.started(jobID: "t1", slot: 0, pid: 1), delivery: { delivery })
+            metrics.poolEvent(.finished(jobID: "t1", outcome: .success(5), runtime: 0.01, effects: []), delivery: { nil })
         }
         metrics.countsTasks = false
         runOnce()

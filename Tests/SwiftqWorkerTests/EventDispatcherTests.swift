@@ -59,10 +59,10 @@ struct EventDispatcherTests {
             broker: broker,
             isKnownTask: { _ in true }
         )
-        emitter.poolEvent(.started(jobID: "a", slot: 0, pid: 7), delivery: nil)
+        emitter.poolEvent(.started(jobID: "a", slot: 0, pid: 7), delivery: { nil })
         #expect(broker.calls.isEmpty)
         emitter.taskEventsEnabled = true
-        emitter.poolEvent(.finished(jobID: "a", outcome: .success(5), runtime: 0.25), delivery: nil)
+        emitter.poolEvent(.finished(jobID: "a", outcome: .success(5), runtime: 0.25), delivery: { nil })
         guard case .settle(let plans) = broker.calls.first else {
             Issue.record("no plan")
             return

@@ -19,13 +19,13 @@ package final class TaskEndLog: ConsumerCoreObserver {
 
     package func revoking(_ taskID: String, waiting: [DeliveryMachine.Delivery]) {}
 
-    package func poolEvent(_ event: PoolEvent, delivery: DeliveryMachine.Delivery?) {
+    package func poolEvent(_ event: PoolEvent, delivery: () -> DeliveryMachine.Delivery?) {
         switch event {
         case .started(let jobID, _, _):
             // Nothing to remember for a line that will not be written (the level is checked per task, so a reload
             // that enables info logs the tasks started after it).
             guard logger.logLevel <= .info else { return }
-            guard let delivery else { return }
+            guard let delivery = delivery() else { return }
             running[jobID] = (delivery.message.name, delivery.queue)
         case .finished(let jobID, let outcome, let runtime, _):
             guard let job = running.removeValue(forKey: jobID) else { return }

@@ -6,14 +6,16 @@ import SwiftqTasks
 /// What watches the ``ConsumerCore`` without steering it: told of deliveries before the machine sees them, of
 /// revokes before they are carried out, and of pool events after the machine has handled them.
 ///
-/// The core hands over the deliveries concerned (looked up once for all observers), never the machine itself: a
-/// struct of that size passed from a class property is copied, field by field, for every call.
+/// The core hands over the deliveries concerned, never the machine itself: a struct of that size passed from a
+/// class property is copied, field by field, for every call.
 package protocol ConsumerCoreObserver: AnyObject {
     func received(_ messages: [InboundMessage], now: CeleryTimestamp)
     /// `waiting`: the deliveries of that id held here and not running yet (those a revoke ends at once).
     func revoking(_ taskID: String, waiting: [DeliveryMachine.Delivery])
-    /// `delivery`: for `.started`, the delivery the job runs.
-    func poolEvent(_ event: PoolEvent, delivery: DeliveryMachine.Delivery?)
+    /// `delivery`: for `.started`, looks up the delivery the job runs (nil for other events). Called only by an
+    /// observer that will use it: a delivery is a copy of the whole task message, which a worker without events,
+    /// metrics or info logs would make for every task for nothing.
+    func poolEvent(_ event: PoolEvent, delivery: () -> DeliveryMachine.Delivery?)
 }
 
 /// Celery's task and worker events, sent fire-and-forget through the broker transport's bounded event buffer
@@ -155,13 +157,13 @@ package final class TaskEventEmitter: ConsumerCoreObserver {
         send([("task-revoked", ["uuid": .string(taskID), "terminated": false, "signum": .null, "expired": false])])
     }
 
-    package func poolEvent(_ event: PoolEvent, delivery: DeliveryMachine.Delivery?) {
+    package func poolEvent(_ event: PoolEvent, delivery: () -> DeliveryMachine.Delivery?) {
         guard taskEventsEnabled else { return }
         switch event {
         case .slotReady, .slotExited, .returned:
             return
         case .started(let jobID, _, _):
-            if let hard = delivery?.message.timeLimit.hard {
+            if let hard = delivery()?.message.timeLimit.hard {
                 hardLimits[jobID] = hard
             }
             send([("task-started", ["uuid": .string(jobID)])])

@@ -213,14 +213,14 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
         for delivery in waiting { count("revoked", task: delivery.message.name, queue: delivery.queue) }
     }
 
-    package func poolEvent(_ event: PoolEvent, delivery: DeliveryMachine.Delivery?) {
+    package func poolEvent(_ event: PoolEvent, delivery: () -> DeliveryMachine.Delivery?) {
         switch event {
         case .slotReady, .returned:
             return
         case .slotExited(_, _, let reason):
             childExited(reason)
         case .started(let jobID, _, _):
-            guard countsTasks, let delivery else { return }
+            guard countsTasks, let delivery = delivery() else { return }
             running[jobID] = (delivery.message.name, delivery.queue)
             count("started", task: delivery.message.name, queue: delivery.queue)
         case .finished(let jobID, let outcome, let seconds, _):
