@@ -23,7 +23,8 @@ Both workers run without mingle (Celery's `--without-mingle`, swiftqd's `worker.
 start waits a second for other workers' replies, which the RabbitMQ scenarios (a worker started per scenario) would
 count. An older swiftqd that does not know the key refuses the configuration: measure it with an older bench.py.
 
---pool prefork|threads|solo picks swiftqd's `worker.pool`; --prefetch-multiplier N sets both workers' multiplier.
+--pool prefork|threads|solo picks swiftqd's `worker.pool`; --prefetch-multiplier N sets both workers' multiplier;
+--child-prefetch N sets swiftqd's `worker.child_prefetch`.
 --profile runs swiftqd under `strace -c -f` for the drain scenario only (slower: the figures are syscall counts
 per task, not a throughput) and prints the summary.
 
@@ -273,7 +274,7 @@ class Worker:
     """Starts and stops one worker kind against the given Redis URLs."""
 
     def __init__(self, kind, concurrency, broker_url, backend_url, workdir, swiftqd, pool="prefork", profile=False,
-                 events=False, metrics=False, prefetch=None):
+                 events=False, metrics=False, prefetch=None, child_prefetch=None):
         self.kind, self.concurrency = kind, concurrency
         # --events: Celery's task events on (swiftqd events.enabled, celery -E); --metrics: swiftqd's /metrics on.
         self.events, self.metrics = events, metrics
@@ -282,6 +283,8 @@ class Worker:
         self.pool, self.profile = pool, profile
         # --prefetch-multiplier: both workers' (swiftqd's worker.prefetch_multiplier, celery's --prefetch-multiplier).
         self.prefetch = prefetch
+        # --child-prefetch: swiftqd's worker.child_prefetch (Celery has no such setting).
+        self.child_prefetch = child_prefetch
         self.process = None
         self.socket = os.path.join(workdir, "swiftqd.sock")
         self.strace_output = os.path.join(workdir, "strace.txt")
@@ -296,6 +299,8 @@ class Worker:
             # Only when asked: an older swiftqd (a baseline) does not know the key.
             pool = f"  pool: {self.pool}\n" if self.pool != "prefork" else ""
             multiplier = "" if self.prefetch is None else f"  prefetch_multiplier: {self.prefetch}\n"
+            if self.child_prefetch is not None:
+                multiplier += f"  child_prefetch: {self.child_prefetch}\n"
             with open(config, "w") as f:
                 f.write(f"""broker:
   url: {self.broker_url}
@@ -305,7 +310,7 @@ worker:
   concurrency: {self.concurrency}
 {pool}  queues: [{QUEUE}]
   mingle: false
-{multiplier}{os.environ.get("BENCH_SWIFTQD_WORKER", "")}control:
+{multiplier}control:
   socket: {self.socket}
 logging:
   level: warning
@@ -360,7 +365,7 @@ def run_scenarios(kind, args, urls, workdir, swiftqd):
     app = Celery("bench-client", broker=urls["broker"], backend=urls["backend"])
     worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.pool,
                     args.profile and kind == "swiftqd", events=args.events, metrics=args.metrics,
-                    prefetch=args.prefetch_multiplier)
+                    prefetch=args.prefetch_multiplier, child_prefetch=args.child_prefetch)
     worker.start(broker)
     sampler = RSSSampler(worker.process.pid)
     sampler.start()
@@ -537,7 +542,8 @@ def run_amqp_scenarios(kind, args, urls, workdir, swiftqd):
 
     def timed(count, done, scenario):
         worker = Worker(kind, args.concurrency, urls["broker"], urls["backend"], workdir, swiftqd, args.pool,
-                        events=args.events, metrics=args.metrics, prefetch=args.prefetch_multiplier)
+                        events=args.events, metrics=args.metrics, prefetch=args.prefetch_multiplier,
+                        child_prefetch=args.child_prefetch)
         worker.start(None, ready=True)
         sampler = RSSSampler(worker.process.pid)
         sampler.start()
@@ -635,6 +641,7 @@ def main():
                         help="swiftqd's worker.pool")
     parser.add_argument("--prefetch-multiplier", type=int,
                         help="both workers' prefetch multiplier (default: each one's own, 4)")
+    parser.add_argument("--child-prefetch", type=int, help="swiftqd's worker.child_prefetch (default: its own, 4)")
     parser.add_argument("--profile", action="store_true",
                         help="drain only, swiftqd under strace -c -f: syscalls per task")
     args = parser.parse_args()

@@ -27,7 +27,10 @@ import Testing
         func runOnce() {
             metrics.received([.task(message, deliveryTag: "1", queue: "celery")], now: CeleryTimestamp.now)
             metrics.poolEvent(.started(jobID: "t1", slot: 0, pid: 1), delivery: { delivery })
-            metrics.poolEvent(.finished(jobID: "t1", outcome: .success(5), runtime: 0.01, effects: []), delivery: { nil })
+            metrics.poolEvent(
+                .finished(jobID: "t1", outcome: .success(5), runtime: 0.01, effects: []),
+                delivery: { nil }
+            )
         }
         metrics.countsTasks = false
         runOnce()
