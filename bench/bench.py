@@ -717,11 +717,12 @@ def main():
             thread_rows = [(scenario, cost["threads_cpu_us"]) for kind, scenario, cost in cpu_rows
                            if kind == "swiftqd" and cost.get("threads_cpu_us")]
             if thread_rows:
+                roles = sorted({role for _, threads in thread_rows for role in threads})
                 print("\nswiftqd's CPU time per task by thread (µs): where the worker tree's figure goes\n")
-                print("| scenario | " + " | ".join(f"{role}" for role in thread_rows[0][1]) + " |")
-                print("|---|" + "---|" * len(thread_rows[0][1]))
+                print("| scenario | " + " | ".join(roles) + " |")
+                print("|---|" + "---|" * len(roles))
                 for scenario, threads in thread_rows:
-                    cells = " | ".join(f"{threads.get(role, 0):.1f}" for role in thread_rows[0][1])
+                    cells = " | ".join(f"{threads.get(role, 0):.1f}" for role in roles)
                     print(f"| {scenario} | {cells} |")
         print(json.dumps(table), file=sys.stderr)
     finally:
