@@ -13,9 +13,9 @@ import Glibc
 //
 //   swiftq-pool-probe <swiftqd> <size> <child_prefetch> <max runtime ms>
 //
-// Requests: {"op": "submit", "id", "task", "args", "may_queue"} (answered {"submitted": id, "ok": bool}),
-// {"op": "withdraw"|"terminate", "id", "signal"}, {"op": "state"} (answered {"idle", "queueable", "slots": [{"slot",
-// "pid", "queued"}]}). Every pool event is sent as {"event": "started"|"finished"|"lost"|"returned"|..., "id", …}.
+// Requests: {"op": "submit", "id", "task", "args", "may_queue", "expected_runtime"} (answered {"submitted": id,
+// "ok": bool}), {"op": "withdraw"|"terminate", "id", "signal"}, {"op": "state"} (answered {"idle", "queueable",
+// "queueable_work", "slots": [{"slot", "pid", "queued"}]}). Every pool event is sent as {"event": "started"|"finished"|"lost"|"returned"|..., "id", …}.
 
 let arguments = CommandLine.arguments
 guard arguments.count == 5, let size = Int(arguments[2]), let prefetch = Int(arguments[3]),
@@ -63,6 +63,7 @@ channel.onFrame = { frame in
             kwargs: [:]
         )
         job.mayQueue = request["may_queue"]?.boolValue ?? true
+        job.expectedRuntime = request["expected_runtime"]?.doubleValue ?? 0
         let ok = pool.submit(job) != nil
         channel.send(["submitted": .string(id), "ok": .bool(ok)])
     case "withdraw":
@@ -76,7 +77,7 @@ channel.onFrame = { frame in
         }
         channel.send([
             "idle": .int(Int64(pool.idleSlots)), "queueable": .int(Int64(pool.queueableSlots)),
-            "slots": .array(slots),
+            "queueable_work": .double(pool.queueableWork), "slots": .array(slots),
         ])
     default:
         channel.send(["error": .string("unknown request \(request.serialized())")])

@@ -195,6 +195,7 @@ package final class ConsumerCore {
             machine.dispatch(
                 idleSlots: pool.idleSlots,
                 queueable: pool.queueableSlots,
+                queueableWork: pool.queueableWork,
                 isStale: broker.isStale,
                 now: now()
             )

@@ -248,7 +248,7 @@ package struct DeliveryMachine {
     /// step does not make the broker's window follow every task).
     private func nextShortAllowance() -> Int {
         let window = settings.window
-        let first = settings.childQueueAllowance
+        let first = firstShortAllowance
         guard first > 0, shortStreak >= window else { return 0 }
         let byWork =
             streakRuntime > 0 ? Double(settings.poolSize) * Self.shortWindowWork / streakRuntime : Double(Int.max)
@@ -265,6 +265,20 @@ package struct DeliveryMachine {
         }
         if allowance < shortAllowance && Double(shortAllowance) <= 2 * byWork { return shortAllowance }
         return allowance
+    }
+
+    /// The short-task window's first step: what the pool slots' own queues hold of tasks at the streak's runtime,
+    /// `child_prefetch` each (``Settings/childQueueAllowance``), but no more than fit in
+    /// `child_prefetch_max_runtime` (``Settings/queueRuntimeLimit``), as a slot takes jobs to wait only while what it
+    /// holds is expected to take less (``SwiftqPool/WorkPool/queueableWork``).
+    private var firstShortAllowance: Int {
+        let allowance = settings.childQueueAllowance
+        guard allowance > 0, settings.poolSize > 0, streakRuntime > 0,
+            let budget = settings.queueRuntimeLimit ?? settings.shortRuntimeLimit
+        else { return allowance }
+        let fits = (budget / streakRuntime).rounded(.up)
+        let depth = allowance / settings.poolSize
+        return settings.poolSize * Swift.max(1, fits < Double(depth) ? Int(fits) : depth)
     }
 
     /// How many times Celery's window the short-task window may reach (``currentWindow``): 64 messages for the
@@ -470,12 +484,14 @@ package struct DeliveryMachine {
     }
 
     /// Hands ready deliveries to up to `idleSlots` pool slots, and up to `queueable` of them that may wait (short
-    /// tasks without time limits: ``mayQueue(_:limits:)``) to busy children's queues; the first delivery that fits
-    /// neither waits, first in line. `isStale` tells whether a delivery tag belongs to a lost connection (its ack can
-    /// no longer be given and the broker delivers the message again): such a delivery is dropped, not run.
+    /// tasks without time limits: ``mayQueue(_:limits:)``) to busy children's queues, as long as their recent
+    /// runtimes add up to no more than `queueableWork` seconds; the first delivery that fits neither waits, first in
+    /// line. `isStale` tells whether a delivery tag belongs to a lost connection (its ack can no longer be given and
+    /// the broker delivers the message again): such a delivery is dropped, not run.
     package mutating func dispatch(
         idleSlots: Int,
         queueable: Int = 0,
+        queueableWork: Double = .infinity,
         isStale: (String) -> Bool,
         now: CeleryTimestamp
     ) -> [Action] {
@@ -483,6 +499,7 @@ package struct DeliveryMachine {
         var actions: [Action] = []
         var free = idleSlots
         var room = queueable
+        var work = queueableWork
         while free > 0 || room > 0, let key = ready.first {
             ready.removeFirst()
             guard let delivery = deliveries[key] else { continue }
@@ -527,14 +544,20 @@ package struct DeliveryMachine {
             let limits = timeLimits(message)
             let queues = free == 0
             let waits = mayQueue(message, limits: limits)
-            if queues && !waits {
+            let expected = statistics[message.name]?.recentRuntime ?? 0
+            if queues && (!waits || expected > work) {
                 ready.prepend(key)
                 break
             }
             if !takeToken(delivery, now: now, into: &actions) { continue }
             delivery.state = .running
             running[message.id] = key
-            if queues { room -= 1 } else { free -= 1 }
+            if queues {
+                room -= 1
+                work -= expected
+            } else {
+                free -= 1
+            }
             let name =
                 counters.accepted[message.name] != nil || counters.accepted.count < Self.maximumTaskNames
                 ? message.name : Self.otherTasksName
@@ -553,6 +576,7 @@ package struct DeliveryMachine {
             job.body = message.body
             job.request = requestContext(delivery, limits: limits)
             job.mayQueue = waits
+            job.expectedRuntime = expected
             actions.append(.submit(job))
         }
         startRateTimers(now: now, into: &actions)

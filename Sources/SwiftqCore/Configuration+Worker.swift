@@ -66,7 +66,7 @@ extension Configuration {
         /// own queue, so it goes from one short task to the next without waiting for the consumer. Only tasks whose
         /// recent runtime is below ``childPrefetchMaxRuntime`` and that have no time limits wait, only behind
         /// such tasks. 1: a task goes to an idle child only (Celery's `-O fair`).
-        public var childPrefetch = 4
+        public var childPrefetch = 16
         /// The recent runtime below which a task may wait in a busy child's queue (``childPrefetch``); a child whose
         /// task runs longer gets no more (what already waits there waits for that task: the child reads its queue
         /// only between tasks).

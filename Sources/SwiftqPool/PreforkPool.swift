@@ -134,14 +134,21 @@ package final class PreforkPool: WorkPool {
         return slots.values.queueRoom(depth: childPrefetch) { takesQueuedJobs($0, now: now) }
     }
 
+    package var queueableWork: Double {
+        guard childPrefetch > 1, !stopping else { return 0 }
+        let now = ContinuousClock.now
+        return slots.values.queueWork(budget: queueRuntimeLimit.seconds) { takesQueuedJobs($0, now: now) }
+    }
+
     /// Whether a busy child takes one more waiting job: room left, nothing being asked back, every job it holds
-    /// may wait, the running one is not overdue, and (with `max_tasks_per_child`) the child lives long enough to
-    /// reach it.
+    /// may wait, what it holds expected to take less than ``queueRuntimeLimit`` in all, the running one not overdue,
+    /// and (with `max_tasks_per_child`) the child lives long enough to reach it.
     private func takesQueuedJobs(_ slot: Slot, now: ContinuousClock.Instant) -> Bool {
         guard slot.state == .busy, slot.channel != nil, slot.jobs.count < childPrefetch, slot.cancelling.isEmpty,
             slot.jobs.allSatisfy(\.mayQueue)
         else { return false }
         if let started = slot.jobStartedAt, started.duration(to: now) > queueRuntimeLimit { return false }
+        if slot.heldWork >= queueRuntimeLimit.seconds { return false }
         if let limit = maxTasksPerChild, slot.childTasks + slot.jobs.count >= limit { return false }
         return true
     }

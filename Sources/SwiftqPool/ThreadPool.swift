@@ -134,13 +134,21 @@ package final class ThreadPool: WorkPool {
         return slots.values.queueRoom(depth: childPrefetch) { takesQueuedJobs($0, now: now) }
     }
 
-    /// Whether a busy slot takes one more waiting job: room left, every job it holds may wait, and the running one
-    /// is not overdue (nor abandoned at its hard limit).
+    package var queueableWork: Double {
+        guard mode == .threads, childPrefetch > 1, !stopping else { return 0 }
+        let now = ContinuousClock.now
+        return slots.values.queueWork(budget: queueRuntimeLimit.seconds) { takesQueuedJobs($0, now: now) }
+    }
+
+    /// Whether a busy slot takes one more waiting job: room left, every job it holds may wait, what it holds
+    /// expected to take less than ``queueRuntimeLimit`` in all, and the running one not overdue (nor abandoned at its
+    /// hard limit).
     private func takesQueuedJobs(_ slot: Slot, now: ContinuousClock.Instant) -> Bool {
         guard !slot.jobs.isEmpty, slot.jobs.count < childPrefetch, !slot.retiring, !slot.abandoned,
             slot.jobs.allSatisfy(\.mayQueue)
         else { return false }
         if let started = slot.jobStartedAt, started.duration(to: now) > queueRuntimeLimit { return false }
+        if slot.heldWork >= queueRuntimeLimit.seconds { return false }
         return true
     }
 

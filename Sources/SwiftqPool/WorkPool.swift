@@ -24,6 +24,10 @@ package protocol WorkPool: AnyObject {
     /// How many more jobs that may wait behind another (``PoolJob/mayQueue``) the pool takes now besides
     /// ``idleSlots``: room in busy children's queues (child prefetch; 0 for pools without it).
     var queueableSlots: Int { get }
+    /// How much work (seconds, by ``PoolJob/expectedRuntime``) those jobs may add in all: a busy slot takes jobs
+    /// to wait only while the jobs it holds add up to less than `worker.child_prefetch_max_runtime`, so that no job
+    /// waits behind more than about that much work, whatever `worker.child_prefetch` allows.
+    var queueableWork: Double { get }
     /// Starts the pool's slots.
     func start() throws
     /// Runs `job` in an idle slot; returns the slot and its child's pid, or nil when no slot is idle (nothing
@@ -59,6 +63,7 @@ package extension WorkPool {
     func setChildPrefetch(_ depth: Int, maxRuntime: Duration) {}
     /// Pools without child prefetch run a job only in an idle slot.
     var queueableSlots: Int { 0 }
+    var queueableWork: Double { 0 }
     /// Pools without child prefetch start every job they take at once: nothing waits to be taken back.
     func withdraw(jobID: String) {}
 }
@@ -70,12 +75,29 @@ protocol JobHoldingSlot: AnyObject {
     var jobs: Deque<PoolJob> { get }
 }
 
+extension JobHoldingSlot {
+    /// The expected runtimes of the jobs the slot holds, the running one's included: what one more would wait.
+    var heldWork: Double {
+        var work = 0.0
+        for job in jobs { work += job.expectedRuntime }
+        return work
+    }
+}
+
 extension Sequence where Element: JobHoldingSlot {
     /// What the slots that take waiting jobs (`takes`) can still hold, `depth` jobs each.
     func queueRoom(depth: Int, takes: (Element) -> Bool) -> Int {
         var room = 0
         for slot in self where takes(slot) { room += depth - slot.jobs.count }
         return room
+    }
+
+    /// The work (seconds, by expected runtimes) the slots that take waiting jobs (`takes`) can still be given
+    /// before what each holds reaches `budget`.
+    func queueWork(budget: Double, takes: (Element) -> Bool) -> Double {
+        var work = 0.0
+        for slot in self where takes(slot) { work += Swift.max(0, budget - slot.heldWork) }
+        return work
     }
 
     /// Among the slots that take one more waiting job, the one holding the fewest jobs (the lowest index among equals).
@@ -181,6 +203,12 @@ package struct PoolJob: Sendable, Equatable {
         get { storage.fields.mayQueue }
         set { mutate { $0.mayQueue = newValue } }
     }
+    /// How long the job is expected to run (seconds): its task's recent runtime, 0 when not known yet. What a job
+    /// waiting behind it waits (``WorkPool/queueableWork``). Not sent to the child.
+    package var expectedRuntime: Double {
+        get { storage.fields.expectedRuntime }
+        set { mutate { $0.expectedRuntime = newValue } }
+    }
 
     package init(
         id: String,
@@ -233,6 +261,7 @@ package struct PoolJob: Sendable, Equatable {
         var request: TaskRequest?
         var requestText: [UInt8]?
         var mayQueue = false
+        var expectedRuntime = 0.0
     }
 
     /// The box. `@unchecked Sendable` because it is only ever changed through ``mutate(_:)``, by an owner that holds

@@ -69,10 +69,15 @@ import Testing
         }
 
         /// Whether the pool took the job (a slot or a child's queue).
-        func submit(_ id: String, sleep seconds: Double? = nil, mayQueue: Bool = true) -> Bool {
+        func submit(_ id: String, sleep seconds: Double? = nil, mayQueue: Bool = true, expecting runtime: Double = 0)
+            -> Bool
+        {
             let task: JSONValue = seconds == nil ? "swiftq.ping" : "swiftq.sleep"
             let args: JSONValue = seconds.map { [.double($0)] } ?? []
-            send(["op": "submit", "id": .string(id), "task": task, "args": args, "may_queue": .bool(mayQueue)])
+            send([
+                "op": "submit", "id": .string(id), "task": task, "args": args, "may_queue": .bool(mayQueue),
+                "expected_runtime": .double(runtime),
+            ])
             return reply()?["ok"]?.boolValue == true
         }
 
@@ -110,6 +115,24 @@ import Testing
         func position(_ id: String, _ kind: String) -> Int? {
             events.firstIndex { $0["id"]?.stringValue == id && $0["event"]?.stringValue == kind }
         }
+    }
+
+    /// A busy child takes jobs to wait only while the jobs it holds are expected (`PoolJob.expectedRuntime`) to
+    /// take less than `child_prefetch_max_runtime` in all: `child_prefetch` 16 leaves room, the work does not.
+    @Test func aBusyChildTakesWaitingJobsOnlyWithinItsWorkBudget() throws {
+        let pool = try PoolUnderTest(size: 1, prefetch: 16, maxRuntime: .seconds(10))
+        #expect(pool.submit("a", sleep: 0.5, expecting: 3))
+        #expect(pool.state()["queueable"] == 15)
+        #expect(pool.state()["queueable_work"]?.doubleValue == 7)
+        #expect(pool.submit("b", expecting: 3))
+        #expect(pool.submit("c", expecting: 3))
+        // 9 s held: one more may join (it waits behind 9 s); then 12 s are held and no job may, not even a tiny one.
+        #expect(pool.state()["queueable_work"]?.doubleValue == 1)
+        #expect(pool.submit("d", expecting: 3))
+        #expect(pool.state()["queueable"] == 0)
+        #expect(pool.state()["queueable_work"]?.doubleValue == 0)
+        #expect(!pool.submit("e", expecting: 0.001))
+        #expect(pool.waitFor { _ in ["a", "b", "c", "d"].allSatisfy { pool.kinds($0).last == "finished" } })
     }
 
     @Test func queuedJobsStartWhenTheChildReachesThemAndAWithdrawnOneNeverRuns() throws {

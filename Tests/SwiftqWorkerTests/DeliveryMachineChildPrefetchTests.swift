@@ -58,6 +58,39 @@ import Testing
         #expect(machine.activeCount == 1)
     }
 
+    /// Waiting jobs are handed out while their recent runtimes fit the work the pool's queues can still take
+    /// (`queueableWork`), whatever room the count leaves; every job carries its expected runtime for the pool.
+    @Test func waitingJobsFitTheQueuesWorkBudgetAsWellAsTheirRoom() throws {
+        var machine = try Self.machine()
+        Self.runOnce(&machine, "app.four", id: "w1", runtime: 0.004)
+        Self.runOnce(&machine, "app.tiny", id: "w2", runtime: 0.000_01)
+        let messages: [InboundMessage] = (1...6).map { index in
+            .task(TaskMessage(id: "f\(index)", name: "app.four"), deliveryTag: "\(index)", queue: "q")
+        }
+        _ = machine.received(messages, now: Self.now)
+        let first = Self.jobs(
+            machine.dispatch(idleSlots: 1, queueable: 10, queueableWork: 0.009, isStale: { _ in false }, now: Self.now)
+        )
+        // The idle slot's job does not use the budget; two of 4 ms fit in 9 ms, the third waits first in line.
+        #expect(first.map(\.id) == ["f1", "f2", "f3"])
+        #expect(first.map(\.mayQueue) == [true, true, true])
+        #expect(first.allSatisfy { abs($0.expectedRuntime - 0.004) < 1e-9 })
+        #expect(machine.ready.first.flatMap { machine.deliveries[$0]?.message.id } == "f4")
+        // Room runs out before the budget does.
+        let second = Self.jobs(
+            machine.dispatch(idleSlots: 0, queueable: 2, queueableWork: 1, isStale: { _ in false }, now: Self.now)
+        )
+        #expect(second.map(\.id) == ["f4", "f5"])
+        // A task never seen finishing expects nothing (and goes to an idle slot only).
+        _ = machine.received(
+            [.task(TaskMessage(id: "n1", name: "app.new"), deliveryTag: "9", queue: "q")],
+            now: Self.now
+        )
+        let third = Self.jobs(machine.dispatch(idleSlots: 2, isStale: { _ in false }, now: Self.now))
+        #expect(third.map(\.id) == ["f6", "n1"])
+        #expect(third.map(\.expectedRuntime) == [0.004, 0])
+    }
+
     @Test func onlyShortTasksWithoutTimeLimitsWaitInABusyChild() throws {
         var machine = try Self.machine("tasks:\n  app.limited:\n    time_limit: 30s\n")
         Self.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)

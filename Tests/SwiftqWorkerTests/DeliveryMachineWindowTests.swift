@@ -6,7 +6,9 @@ import Testing
 @testable import SwiftqPool
 
 /// The prefetch window in the delivery machine (no processes): what counts against it, as the broker counts
-/// unacked messages in Celery, and the larger window short tasks get (child prefetch).
+/// unacked messages in Celery, and the larger window short tasks get (child prefetch). The steps of the larger
+/// window are worked out with `child_prefetch: 4`, small numbers to follow; `defaultChildPrefetch…` checks the
+/// default's.
 @Suite struct DeliveryMachineWindowTests {
     static let now = DeliveryMachineChildPrefetchTests.now
 
@@ -93,7 +95,7 @@ import Testing
     /// RabbitMQ's `basic.qos` follows the larger window through this action (Redis follows the credit alone): told
     /// once when the streak grows the window, once when it ends, and after a reload.
     @Test func theTransportIsToldWhenTheWindowGrowsAndWhenItShrinksBack() throws {
-        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n")
+        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  child_prefetch: 4\n")
         DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
         DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.slow", id: "w2", runtime: 0.5)
         #expect(Self.allowances(machine.credit()) == [])
@@ -114,7 +116,7 @@ import Testing
     }
 
     @Test func aChordUnlockKeepsTheStreakAndAReloadEndsIt() throws {
-        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n")
+        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  child_prefetch: 4\n")
         DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
         _ = machine.received(Self.tasks("app.quick", 1...4), now: Self.now)
         _ = machine.received(Self.tasks("celery.chord_unlock", 1...1), now: Self.now)
@@ -126,7 +128,7 @@ import Testing
 
     @Test func whileShortTasksComeInTheWindowGrowsByTheChildrensQueues() throws {
         // concurrency 2, child_prefetch 4 (the default): a window of 8, and 2 × 4 more while short tasks come in.
-        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n")
+        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  child_prefetch: 4\n")
         #expect(machine.settings.window == 8)
         #expect(machine.settings.childQueueAllowance == 8)
         DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
@@ -177,9 +179,11 @@ import Testing
 
     /// The windows a streak of `count` tasks of `runtime` seconds goes through, one per task received, and the
     /// allowances told to the transport meanwhile.
-    static func streak(runtime: Double, count: Int, yaml: String = "worker:\n  concurrency: 2\n") throws -> (
-        windows: [Int], allowances: [Int], machine: DeliveryMachine
-    ) {
+    static func streak(runtime: Double, count: Int, yaml: String = "worker:\n  concurrency: 2\n  child_prefetch: 4\n")
+        throws -> (
+            windows: [Int], allowances: [Int], machine: DeliveryMachine
+        )
+    {
         var machine = try DeliveryMachineChildPrefetchTests.machine(yaml)
         DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.task", id: "w1", runtime: runtime)
         var windows: [Int] = []
@@ -215,26 +219,46 @@ import Testing
         let small = try Self.streak(
             runtime: 0.000_02,
             count: 200,
-            yaml: "worker:\n  concurrency: 2\n  prefetch_multiplier: 1\n"
+            yaml: "worker:\n  concurrency: 2\n  prefetch_multiplier: 1\n  child_prefetch: 4\n"
         )
         #expect(small.windows.max() == 16)
     }
 
     /// Tasks of milliseconds get the steps that hold at most about 20 ms of their work per pool slot (2 × 0.02 /
     /// 0.001 = 40 for 1 ms tasks: the step to 32, not the one to 56); tasks of several milliseconds only the first
-    /// step, the children's queues.
+    /// step, the children's queues as far as `child_prefetch_max_runtime` (10 ms) of their work fits: two tasks of
+    /// 6 ms per child (one running, one waiting), not `child_prefetch`'s four.
     @Test func theLargerWindowHoldsAboutTwentyMillisecondsOfWorkPerSlot() throws {
         let oneMillisecond = try Self.streak(runtime: 0.001, count: 300)
         #expect(oneMillisecond.windows.max() == 40)
         #expect(oneMillisecond.allowances == [8, 16, 32])
-        #expect(try Self.streak(runtime: 0.006, count: 300).windows.max() == 16)
+        #expect(try Self.streak(runtime: 0.006, count: 300).windows.max() == 8 + 2 * 2)
+        #expect(try Self.streak(runtime: 0.004, count: 300).windows.max() == 8 + 2 * 3)
+        #expect(try Self.streak(runtime: 0.0099, count: 300).windows.max() == 8 + 2 * 2)
+    }
+
+    /// With the default `child_prefetch` (16), tasks of microseconds start at the children's whole queues (2 × 16)
+    /// and take the window to 8 × Celery's at the next step; tasks of 1 ms start at what 10 ms of them fill (2 × 10)
+    /// and double once, to the 20 ms of work per slot the larger window may hold.
+    @Test func defaultChildPrefetchStartsTinyTasksAtTheChildrensWholeQueues() throws {
+        let yaml = "worker:\n  concurrency: 2\n"
+        let machine = try DeliveryMachineChildPrefetchTests.machine(yaml)
+        #expect(machine.settings.childQueueAllowance == 32)
+        let tiny = try Self.streak(runtime: 0.000_02, count: 200, yaml: yaml)
+        #expect(tiny.allowances == [32, 56])
+        #expect(tiny.windows[6] == 8)
+        #expect(tiny.windows[7] == 40)
+        #expect(tiny.windows.max() == 64)
+        let oneMillisecond = try Self.streak(runtime: 0.001, count: 300, yaml: yaml)
+        #expect(oneMillisecond.allowances == [20, 40])
+        #expect(oneMillisecond.windows.max() == 48)
     }
 
     /// The streak's runtime follows its latest tasks: a slower (still short) one among tiny ones shrinks the window
     /// to what fits, and tiny ones after it grow it back. Runtimes that only drift past a step keep the window
     /// until the work held is twice what fits.
     @Test func theWindowFollowsTheStreaksRuntimeWithoutFlapping() throws {
-        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n")
+        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  child_prefetch: 4\n")
         let runtimes = [
             "app.tiny": 0.000_02, "app.one": 0.001, "app.slower": 0.0015, "app.three": 0.003, "app.six": 0.006,
         ]
@@ -264,7 +288,9 @@ import Testing
     /// The threads pool's slots queue short tasks as prefork children do (`worker.child_prefetch`); solo has one
     /// slot that runs in the loop, and neither queue nor larger window.
     @Test func theThreadsPoolGetsTheShortTaskWindowAndSlotQueuesAndSoloNeither() throws {
-        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  pool: threads\n")
+        var machine = try DeliveryMachineChildPrefetchTests.machine(
+            "worker:\n  concurrency: 2\n  pool: threads\n  child_prefetch: 4\n"
+        )
         #expect(machine.settings.childQueueAllowance == 8)
         #expect(machine.settings.queueRuntimeLimit == 0.01)
         DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)

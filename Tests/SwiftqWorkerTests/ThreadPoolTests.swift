@@ -160,6 +160,34 @@ import Glibc
         #expect(loop.run(until: { pool.isStopped }, timeout: .seconds(5)))
     }
 
+    /// A busy slot takes jobs to wait only while the jobs it holds are expected to take less than
+    /// `child_prefetch_max_runtime` in all: `queueableWork` is what is left of that, and a slot whose jobs fill it
+    /// takes no more, whatever room `child_prefetch` leaves.
+    @Test func aBusySlotTakesWaitingJobsOnlyWithinItsWorkBudget() throws {
+        let (pool, loop, recorder) = try Self.pool(.threads, size: 1)
+        pool.setChildPrefetch(16, maxRuntime: .seconds(1))
+        func short(_ id: String, expecting runtime: Double, _ args: [JSONValue] = [1, 1]) -> PoolJob {
+            var job = Self.short(id, id == "a" ? "swiftq.sleep" : "swiftq.add", args)
+            job.expectedRuntime = runtime
+            return job
+        }
+        _ = try #require(pool.submit(short("a", expecting: 0.3, [0.5])))
+        #expect(pool.queueableSlots == 15)
+        #expect(abs(pool.queueableWork - 0.7) < 1e-9)
+        _ = try #require(pool.submit(short("b", expecting: 0.3)))
+        _ = try #require(pool.submit(short("c", expecting: 0.3)))
+        #expect(abs(pool.queueableWork - 0.1) < 1e-9)
+        #expect(pool.queueableSlots == 13)
+        // 0.9 s held: one more may still join (it waits behind 0.9 s); then 1.2 s are held, and none may.
+        _ = try #require(pool.submit(short("d", expecting: 0.3)))
+        #expect(pool.queueableWork == 0)
+        #expect(pool.queueableSlots == 0)
+        #expect(pool.submit(short("e", expecting: 0.000_01)) == nil)
+        #expect(loop.run(until: { recorder.finished.count == 4 }, timeout: .seconds(5)))
+        pool.stop(cold: false)
+        #expect(loop.run(until: { pool.isStopped }, timeout: .seconds(5)))
+    }
+
     /// A waiting job has not started: a withdraw (a revoke), a terminate, a shrink and a warm shutdown take it back
     /// unrun, and `returned` says so, in a loop turn of its own.
     @Test func aJobWaitingInASlotsQueueIsGivenBackUnrun() throws {
