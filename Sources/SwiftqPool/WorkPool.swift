@@ -144,70 +144,70 @@ package struct PoolSubmission: Sendable, Equatable {
 package struct PoolJob: Sendable, Equatable {
     /// The task id.
     package var id: String {
-        get { storage.fields.id }
-        set { mutate { $0.id = newValue } }
+        get { self[\.id] }
+        set { self[\.id] = newValue }
     }
     /// The registered task name.
     package var name: String {
-        get { storage.fields.name }
-        set { mutate { $0.name = newValue } }
+        get { self[\.name] }
+        set { self[\.name] = newValue }
     }
     /// The task's positional and keyword arguments.
     package var args: [JSONValue] {
-        get { storage.fields.args }
-        set { mutate { $0.args = newValue } }
+        get { self[\.args] }
+        set { self[\.args] = newValue }
     }
     package var kwargs: OrderedDictionary<String, JSONValue> {
-        get { storage.fields.kwargs }
-        set { mutate { $0.kwargs = newValue } }
+        get { self[\.kwargs] }
+        set { self[\.kwargs] = newValue }
     }
     /// The message body these were decoded from (JSON `[args, kwargs, embed]`), when there is one: the pool child
     /// gets these bytes as they arrived instead of ``args`` and ``kwargs`` encoded again (see ``PoolRequest``).
     package var body: [UInt8] {
-        get { storage.fields.body }
-        set { mutate { $0.body = newValue } }
+        get { self[\.body] }
+        set { self[\.body] = newValue }
     }
     /// The program to run, for an exec task (configuration that pool children do not read).
     package var exec: ExecSpec? {
-        get { storage.fields.exec }
-        set { mutate { $0.exec = newValue } }
+        get { self[\.exec] }
+        set { self[\.exec] = newValue }
     }
     /// Soft and hard time limits in seconds (nil: none).
     package var softTimeLimit: Double? {
-        get { storage.fields.softTimeLimit }
-        set { mutate { $0.softTimeLimit = newValue } }
+        get { self[\.softTimeLimit] }
+        set { self[\.softTimeLimit] = newValue }
     }
     package var hardTimeLimit: Double? {
-        get { storage.fields.hardTimeLimit }
-        set { mutate { $0.hardTimeLimit = newValue } }
+        get { self[\.hardTimeLimit] }
+        set { self[\.hardTimeLimit] = newValue }
     }
     /// The message's `retries` (what the task sees as its retry count).
     package var retries: Int {
-        get { storage.fields.retries }
-        set { mutate { $0.retries = newValue } }
+        get { self[\.retries] }
+        set { self[\.retries] = newValue }
     }
     /// The rest of the task's request context, nil when there is none.
     package var request: TaskRequest? {
-        get { storage.fields.request }
-        set { mutate { $0.request = newValue } }
+        get { self[\.request] }
+        set { self[\.request] = newValue }
     }
     /// The request context as the JSON text the consumer sent, undecoded: how a pool child receives it
     /// (``PoolRequest/init(payload:)``); the task decodes it if it reads it.
     package var requestText: [UInt8]? {
-        get { storage.fields.requestText }
-        set { mutate { $0.requestText = newValue } }
+        get { self[\.requestText] }
+        set { self[\.requestText] = newValue }
     }
     /// Whether the job may wait in a busy child's queue (child prefetch): the consumer says so for short tasks
     /// without time limits; any other job goes to an idle slot only. Not sent to the child.
     package var mayQueue: Bool {
-        get { storage.fields.mayQueue }
-        set { mutate { $0.mayQueue = newValue } }
+        get { self[\.mayQueue] }
+        set { self[\.mayQueue] = newValue }
     }
     /// How long the job is expected to run (seconds): its task's recent runtime, 0 when not known yet. What a job
     /// waiting behind it waits (``WorkPool/queueableWork``). Not sent to the child.
     package var expectedRuntime: Double {
-        get { storage.fields.expectedRuntime }
-        set { mutate { $0.expectedRuntime = newValue } }
+        get { self[\.expectedRuntime] }
+        set { self[\.expectedRuntime] = newValue }
     }
 
     package init(
@@ -240,12 +240,15 @@ package struct PoolJob: Sendable, Equatable {
 
     private var storage: Storage
 
-    /// Changes the fields, in place when this job is the box's only owner, else in a copy of the box.
-    private mutating func mutate(_ change: (inout Fields) -> Void) {
-        if !isKnownUniquelyReferenced(&storage) {
-            storage = Storage(storage.fields)
+    /// One field: read from the box; written in place when this job is the box's only owner, else in a copy of it.
+    private subscript<Value>(field: WritableKeyPath<Fields, Value>) -> Value {
+        get { storage.fields[keyPath: field] }
+        set {
+            if !isKnownUniquelyReferenced(&storage) {
+                storage = Storage(storage.fields)
+            }
+            storage.fields[keyPath: field] = newValue
         }
-        change(&storage.fields)
     }
 
     private struct Fields: Sendable, Equatable {
@@ -264,7 +267,7 @@ package struct PoolJob: Sendable, Equatable {
         var expectedRuntime = 0.0
     }
 
-    /// The box. `@unchecked Sendable` because it is only ever changed through ``mutate(_:)``, by an owner that holds
+    /// The box. `@unchecked Sendable` because it is only ever changed through ``subscript(_:)``, by an owner that holds
     /// the only reference: a box that two jobs share (and so possibly two threads) is never written.
     private final class Storage: @unchecked Sendable {
         var fields: Fields
