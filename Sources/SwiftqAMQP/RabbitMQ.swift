@@ -141,8 +141,9 @@ extension amqp_field_value_t {
 extension amqp_table_t {
     /// The table as an ordered dictionary in wire order; a repeated key keeps its last value.
     func json(depth: Int = 0) throws(AMQPError) -> OrderedDictionary<String, JSONValue> {
-        var result: OrderedDictionary<String, JSONValue> = [:]
-        guard let entries, num_entries > 0 else { return result }
+        guard let entries, num_entries > 0 else { return [:] }
+        // Sized once: a task's headers (~20 entries) would otherwise regrow the keys, values and hash table.
+        var result = OrderedDictionary<String, JSONValue>(minimumCapacity: Int(num_entries))
         for index in 0..<Int(num_entries) {
             result[entries[index].key.string] = try entries[index].value.json(depth: depth)
         }
