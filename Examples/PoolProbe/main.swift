@@ -76,8 +76,8 @@ channel.onFrame = { frame in
             ["slot": .int(Int64(row.slot)), "pid": .int(Int64(row.pid)), "queued": .int(Int64(row.queued))]
         }
         channel.send([
-            "idle": .int(Int64(pool.idleSlots)), "queueable": .int(Int64(pool.queueableSlots)),
-            "queueable_work": .double(pool.queueableWork), "slots": .array(slots),
+            "idle": .int(Int64(pool.idleSlots)), "queueable": .int(Int64(pool.queueRoom.jobs)),
+            "queueable_work": .double(pool.queueRoom.work), "slots": .array(slots),
         ])
     default:
         channel.send(["error": .string("unknown request \(request.serialized())")])

@@ -191,11 +191,12 @@ package final class ConsumerCore {
 
     /// Dispatches ready work to idle slots and refills credit.
     package func pump() {
+        let room = pool.queueRoom
         perform(
             machine.dispatch(
                 idleSlots: pool.idleSlots,
-                queueable: pool.queueableSlots,
-                queueableWork: pool.queueableWork,
+                queueable: room.jobs,
+                queueableWork: room.work,
                 isStale: broker.isStale,
                 now: now()
             )

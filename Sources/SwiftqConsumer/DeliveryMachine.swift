@@ -270,7 +270,7 @@ package struct DeliveryMachine {
     /// The short-task window's first step: what the pool slots' own queues hold of tasks at the streak's runtime,
     /// `child_prefetch` each (``Settings/childQueueAllowance``), but no more than fit in
     /// `child_prefetch_max_runtime` (``Settings/queueRuntimeLimit``), as a slot takes jobs to wait only while what it
-    /// holds is expected to take less (``SwiftqPool/WorkPool/queueableWork``).
+    /// holds is expected to take less (``SwiftqPool/PoolQueueRoom``).
     private var firstShortAllowance: Int {
         let allowance = settings.childQueueAllowance
         guard allowance > 0, settings.poolSize > 0, streakRuntime > 0,

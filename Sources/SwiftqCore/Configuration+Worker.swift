@@ -65,11 +65,13 @@ extension Configuration {
         /// How many tasks a prefork child holds at once, the running one included: the others wait in the child's
         /// own queue, so it goes from one short task to the next without waiting for the consumer. Only tasks whose
         /// recent runtime is below ``childPrefetchMaxRuntime`` and that have no time limits wait, only behind
-        /// such tasks. 1: a task goes to an idle child only (Celery's `-O fair`).
+        /// such tasks, and only while what the child holds is expected (by those runtimes) to take less than
+        /// ``childPrefetchMaxRuntime`` in all: the count binds tasks of microseconds, the time tasks of
+        /// milliseconds. 1: a task goes to an idle child only (Celery's `-O fair`).
         public var childPrefetch = 16
-        /// The recent runtime below which a task may wait in a busy child's queue (``childPrefetch``); a child whose
-        /// task runs longer gets no more (what already waits there waits for that task: the child reads its queue
-        /// only between tasks).
+        /// The recent runtime below which a task may wait in a busy child's queue (``childPrefetch``), and the work
+        /// a waiting task may wait behind; a child whose task runs longer gets no more (what already waits there
+        /// waits for that task: the child reads its queue only between tasks).
         public var childPrefetchMaxRuntime: Duration = .milliseconds(10)
         public static let childPrefetchRange = 1...64
         /// How many times a message may kill its pool child before it is moved to the dead-letter queue instead

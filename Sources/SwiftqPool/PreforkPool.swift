@@ -26,8 +26,9 @@ import Glibc
 /// **Child prefetch** (`worker.child_prefetch`): a busy child may hold more jobs than the one it runs, up to
 /// ``childPrefetch``, in its own queue, so it goes from one short task to the next without waiting for the
 /// consumer (fewer wake-ups and frames on both sides). Only jobs the consumer marks ``PoolJob/mayQueue`` (short
-/// by their learned runtime, no time limits) wait, only behind such jobs, and never behind a job running longer
-/// than ``queueRuntimeLimit``. A job already waiting behind a job that turns out long waits for it: the child
+/// by their learned runtime, no time limits) wait, only behind such jobs, only while the jobs the child holds are
+/// expected (``PoolJob/expectedRuntime``) to take less than ``queueRuntimeLimit`` in all, and never behind a job
+/// running longer than that. A job already waiting behind a job that turns out long waits for it: the child
 /// runs one job at a time and reads its channel only between jobs, so nothing can be taken back from it sooner
 /// (the learned runtime keeps this to tasks that are usually short; `child_prefetch: 1` rules it out). A job that
 /// waits has not started: ``PoolEvent/started(jobID:slot:pid:)`` comes when the child
@@ -128,16 +129,12 @@ package final class PreforkPool: WorkPool {
     package var idleSlots: Int { slots.values.count { $0.state == .idle } }
 
     /// Room for jobs that may wait, in the queues of busy children that take them (``takesQueuedJobs(_:now:)``).
-    package var queueableSlots: Int {
-        guard childPrefetch > 1, !stopping else { return 0 }
+    package var queueRoom: PoolQueueRoom {
+        guard childPrefetch > 1, !stopping else { return .none }
         let now = ContinuousClock.now
-        return slots.values.queueRoom(depth: childPrefetch) { takesQueuedJobs($0, now: now) }
-    }
-
-    package var queueableWork: Double {
-        guard childPrefetch > 1, !stopping else { return 0 }
-        let now = ContinuousClock.now
-        return slots.values.queueWork(budget: queueRuntimeLimit.seconds) { takesQueuedJobs($0, now: now) }
+        return slots.values.queueRoom(depth: childPrefetch, budget: queueRuntimeLimit.seconds) {
+            takesQueuedJobs($0, now: now)
+        }
     }
 
     /// Whether a busy child takes one more waiting job: room left, nothing being asked back, every job it holds

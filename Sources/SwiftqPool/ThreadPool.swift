@@ -18,8 +18,8 @@ import Glibc
 /// **Slot queues** (`worker.child_prefetch`, as for prefork children): a busy slot may hold more jobs than the one
 /// its thread runs, up to ``childPrefetch``, in its queue, so the thread goes from one short task to the next without
 /// sleeping and waking (one futex call and one loop wake-up per burst instead of per task). The same rules as
-/// ``PreforkPool``'s: only jobs marked ``PoolJob/mayQueue`` wait, only behind such jobs, never behind a job running
-/// longer than ``queueRuntimeLimit``. A waiting job has not started: its ``PoolEvent/started(jobID:slot:pid:)``
+/// ``PreforkPool``'s: only jobs marked ``PoolJob/mayQueue`` wait, only behind such jobs, only while what the slot
+/// holds is expected to take less than ``queueRuntimeLimit``, never behind a job running longer than that. A waiting job has not started: its ``PoolEvent/started(jobID:slot:pid:)``
 /// comes with the result of the job before it (the thread runs its jobs in order), and it can be taken back while
 /// the thread has not taken it (``withdraw(jobID:)``: a revoke, a shrink, a warm shutdown; then
 /// ``PoolEvent/returned(jobID:)`` follows, in a loop turn of its own).
@@ -128,16 +128,12 @@ package final class ThreadPool: WorkPool {
     package var idleSlots: Int { stopping ? 0 : slots.values.count { $0.jobs.isEmpty && !$0.retiring } }
 
     /// Room for jobs that may wait, in the queues of busy slots that take them (``takesQueuedJobs(_:now:)``).
-    package var queueableSlots: Int {
-        guard mode == .threads, childPrefetch > 1, !stopping else { return 0 }
+    package var queueRoom: PoolQueueRoom {
+        guard mode == .threads, childPrefetch > 1, !stopping else { return .none }
         let now = ContinuousClock.now
-        return slots.values.queueRoom(depth: childPrefetch) { takesQueuedJobs($0, now: now) }
-    }
-
-    package var queueableWork: Double {
-        guard mode == .threads, childPrefetch > 1, !stopping else { return 0 }
-        let now = ContinuousClock.now
-        return slots.values.queueWork(budget: queueRuntimeLimit.seconds) { takesQueuedJobs($0, now: now) }
+        return slots.values.queueRoom(depth: childPrefetch, budget: queueRuntimeLimit.seconds) {
+            takesQueuedJobs($0, now: now)
+        }
     }
 
     /// Whether a busy slot takes one more waiting job: room left, every job it holds may wait, what it holds

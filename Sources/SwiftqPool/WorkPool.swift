@@ -21,13 +21,9 @@ package protocol WorkPool: AnyObject {
     var targetSize: Int { get }
     /// Slots whose child is up and not running a job.
     var idleSlots: Int { get }
-    /// How many more jobs that may wait behind another (``PoolJob/mayQueue``) the pool takes now besides
-    /// ``idleSlots``: room in busy children's queues (child prefetch; 0 for pools without it).
-    var queueableSlots: Int { get }
-    /// How much work (seconds, by ``PoolJob/expectedRuntime``) those jobs may add in all: a busy slot takes jobs
-    /// to wait only while the jobs it holds add up to less than `worker.child_prefetch_max_runtime`, so that no job
-    /// waits behind more than about that much work, whatever `worker.child_prefetch` allows.
-    var queueableWork: Double { get }
+    /// What jobs that may wait behind another (``PoolJob/mayQueue``) the pool takes now besides ``idleSlots``: room
+    /// in busy children's queues (child prefetch; none for pools without it).
+    var queueRoom: PoolQueueRoom { get }
     /// Starts the pool's slots.
     func start() throws
     /// Runs `job` in an idle slot; returns the slot and its child's pid, or nil when no slot is idle (nothing
@@ -62,10 +58,25 @@ package extension WorkPool {
     func setChildLimits(maxTasks: Int?, maxMemoryKiB: Int?) {}
     func setChildPrefetch(_ depth: Int, maxRuntime: Duration) {}
     /// Pools without child prefetch run a job only in an idle slot.
-    var queueableSlots: Int { 0 }
-    var queueableWork: Double { 0 }
+    var queueRoom: PoolQueueRoom { .none }
     /// Pools without child prefetch start every job they take at once: nothing waits to be taken back.
     func withdraw(jobID: String) {}
+}
+
+/// Room in busy slots' queues for jobs that may wait (``WorkPool/queueRoom``): how many more, and how much work
+/// (seconds, by ``PoolJob/expectedRuntime``) they may add in all. A busy slot takes jobs to wait only while the jobs
+/// it holds add up to less than `worker.child_prefetch_max_runtime`, so that no job waits behind more than that
+/// much work, however many `worker.child_prefetch` allows.
+package struct PoolQueueRoom: Sendable, Equatable {
+    package var jobs: Int
+    package var work: Double
+
+    package init(jobs: Int, work: Double) {
+        self.jobs = jobs
+        self.work = work
+    }
+
+    package static let none = PoolQueueRoom(jobs: 0, work: 0)
 }
 
 /// A pool slot as child prefetch sees it, in both pools that have it (``PreforkPool``, ``ThreadPool``): the jobs it
@@ -85,19 +96,15 @@ extension JobHoldingSlot {
 }
 
 extension Sequence where Element: JobHoldingSlot {
-    /// What the slots that take waiting jobs (`takes`) can still hold, `depth` jobs each.
-    func queueRoom(depth: Int, takes: (Element) -> Bool) -> Int {
-        var room = 0
-        for slot in self where takes(slot) { room += depth - slot.jobs.count }
+    /// What the slots that take waiting jobs (`takes`) can still hold: `depth` jobs each, and work until what
+    /// each holds reaches `budget` seconds.
+    func queueRoom(depth: Int, budget: Double, takes: (Element) -> Bool) -> PoolQueueRoom {
+        var room = PoolQueueRoom.none
+        for slot in self where takes(slot) {
+            room.jobs += depth - slot.jobs.count
+            room.work += Swift.max(0, budget - slot.heldWork)
+        }
         return room
-    }
-
-    /// The work (seconds, by expected runtimes) the slots that take waiting jobs (`takes`) can still be given
-    /// before what each holds reaches `budget`.
-    func queueWork(budget: Double, takes: (Element) -> Bool) -> Double {
-        var work = 0.0
-        for slot in self where takes(slot) { work += Swift.max(0, budget - slot.heldWork) }
-        return work
     }
 
     /// Among the slots that take one more waiting job, the one holding the fewest jobs (the lowest index among equals).
@@ -204,7 +211,7 @@ package struct PoolJob: Sendable, Equatable {
         set { self[\.mayQueue] = newValue }
     }
     /// How long the job is expected to run (seconds): its task's recent runtime, 0 when not known yet. What a job
-    /// waiting behind it waits (``WorkPool/queueableWork``). Not sent to the child.
+    /// waiting behind it waits (``PoolQueueRoom``). Not sent to the child.
     package var expectedRuntime: Double {
         get { self[\.expectedRuntime] }
         set { self[\.expectedRuntime] = newValue }

@@ -133,16 +133,16 @@ import Glibc
     /// `started` goes out) only when the one before it returned, and only jobs that may wait do.
     @Test func aBusyThreadSlotQueuesShortJobsAndStartsEachWhenThePreviousReturns() throws {
         let (pool, loop, recorder) = try Self.pool(.threads, size: 1)
-        #expect(pool.queueableSlots == 0, "child_prefetch 1 until set")
+        #expect(pool.queueRoom.jobs == 0, "child_prefetch 1 until set")
         pool.setChildPrefetch(3, maxRuntime: .seconds(5))
         _ = try #require(pool.submit(Self.short("a", "swiftq.sleep", [0.3])))
         #expect(pool.idleSlots == 0)
-        #expect(pool.queueableSlots == 2)
+        #expect(pool.queueRoom.jobs == 2)
         // A job that may not wait needs an idle slot.
         #expect(pool.submit(Self.job("long", "swiftq.add", [1, 1])) == nil)
         _ = try #require(pool.submit(Self.short("b")))
         _ = try #require(pool.submit(Self.short("c")))
-        #expect(pool.queueableSlots == 0)
+        #expect(pool.queueRoom.jobs == 0)
         #expect(pool.submit(Self.short("d")) == nil, "the slot holds three")
         #expect(pool.snapshot.first?.queued == 2)
         #expect(loop.run(until: { recorder.finished.count == 3 }, timeout: .seconds(5)))
@@ -153,7 +153,7 @@ import Glibc
         // A job behind one that runs past child_prefetch_max_runtime is not taken.
         pool.setChildPrefetch(3, maxRuntime: .milliseconds(50))
         _ = try #require(pool.submit(Self.short("slow", "swiftq.sleep", [0.4])))
-        #expect(loop.run(until: { pool.queueableSlots == 0 }, timeout: .seconds(2)))
+        #expect(loop.run(until: { pool.queueRoom.jobs == 0 }, timeout: .seconds(2)))
         #expect(pool.submit(Self.short("e")) == nil)
         #expect(loop.run(until: { recorder.finished["slow"] != nil }, timeout: .seconds(5)))
         pool.stop(cold: false)
@@ -161,7 +161,7 @@ import Glibc
     }
 
     /// A busy slot takes jobs to wait only while the jobs it holds are expected to take less than
-    /// `child_prefetch_max_runtime` in all: `queueableWork` is what is left of that, and a slot whose jobs fill it
+    /// `child_prefetch_max_runtime` in all: `queueRoom.work` is what is left of that, and a slot whose jobs fill it
     /// takes no more, whatever room `child_prefetch` leaves.
     @Test func aBusySlotTakesWaitingJobsOnlyWithinItsWorkBudget() throws {
         let (pool, loop, recorder) = try Self.pool(.threads, size: 1)
@@ -172,16 +172,16 @@ import Glibc
             return job
         }
         _ = try #require(pool.submit(short("a", expecting: 0.3, [0.5])))
-        #expect(pool.queueableSlots == 15)
-        #expect(abs(pool.queueableWork - 0.7) < 1e-9)
+        #expect(pool.queueRoom.jobs == 15)
+        #expect(abs(pool.queueRoom.work - 0.7) < 1e-9)
         _ = try #require(pool.submit(short("b", expecting: 0.3)))
         _ = try #require(pool.submit(short("c", expecting: 0.3)))
-        #expect(abs(pool.queueableWork - 0.1) < 1e-9)
-        #expect(pool.queueableSlots == 13)
+        #expect(abs(pool.queueRoom.work - 0.1) < 1e-9)
+        #expect(pool.queueRoom.jobs == 13)
         // 0.9 s held: one more may still join (it waits behind 0.9 s); then 1.2 s are held, and none may.
         _ = try #require(pool.submit(short("d", expecting: 0.3)))
-        #expect(pool.queueableWork == 0)
-        #expect(pool.queueableSlots == 0)
+        #expect(pool.queueRoom.work == 0)
+        #expect(pool.queueRoom.jobs == 0)
         #expect(pool.submit(short("e", expecting: 0.000_01)) == nil)
         #expect(loop.run(until: { recorder.finished.count == 4 }, timeout: .seconds(5)))
         pool.stop(cold: false)
