@@ -158,6 +158,17 @@ let package = Package(
             path: "bench/timers",
             exclude: ["run"]
         ),
+        // Micro-benchmark of the per-task codecs, to compare two builds where end-to-end runs are too noisy
+        // (bench/codec/run). Not a test.
+        .executableTarget(
+            name: "swiftq-bench-codec",
+            dependencies: [
+                "SwiftqCore", "SwiftqPool", "SwiftqTasks",
+                .product(name: "OrderedCollections", package: "swift-collections"),
+            ],
+            path: "bench/codec",
+            exclude: ["run"]
+        ),
         .testTarget(
             name: "SwiftqCoreTests",
             dependencies: ["SwiftqCore"],

@@ -420,17 +420,16 @@ private struct JSONParser {
     /// Advances to the next `"` or `\`, validating UTF-8 and rejecting control characters on the way. On return
     /// `position < end`.
     mutating func scanUnescapedRun(open: Int) throws(JSONParseError) {
+        guard let base = input.baseAddress else { throw JSONParseError(offset: open, message: "unterminated string") }
         while position < end {
+            position = JSONByteScan.plainRunEnd(base, from: position, to: end)
+            guard position < end else { break }
             let byte = input[position]
             if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return }
             if byte < 0x20 {
                 throw failure("unescaped control character U+00\(hex(byte)) in string")
             }
-            if byte < 0x80 {
-                position += 1
-            } else {
-                try skipUTF8Sequence()
-            }
+            try skipUTF8Sequence()  // What else stops the plain run: a byte above 0x7F.
         }
         throw JSONParseError(offset: open, message: "unterminated string")
     }

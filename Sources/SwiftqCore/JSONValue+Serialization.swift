@@ -102,19 +102,26 @@ extension JSONValue {
     /// Writes a quoted string, escaping `"`, `\` and control characters; everything else is copied as UTF-8, or, with
     /// `asciiOnly`, escaped as Python's `ensure_ascii` does (`\u00e9`, surrogate pairs above U+FFFF).
     static func appendString(_ string: String, to buffer: inout [UInt8], asciiOnly: Bool = false) {
-        if asciiOnly && !string.utf8.allSatisfy({ $0 < 0x80 }) {
-            appendASCIIString(string, to: &buffer)
-            return
-        }
+        let start = buffer.count
         buffer.append(UInt8(ascii: "\""))
         var string = string
-        string.withUTF8 { utf8 in
+        let escapedAll = string.withUTF8 { utf8 -> Bool in
+            guard let base = utf8.baseAddress else { return true }
             var runStart = 0
-            for index in utf8.indices {
+            var index = 0
+            while true {
+                index = JSONByteScan.plainRunEnd(base, from: index, to: utf8.count)
+                guard index < utf8.count else { break }
                 let byte = utf8[index]
-                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                if byte >= 0x80 {
+                    // Not ASCII: copied as it is, unless only ASCII may be written (Python's ensure_ascii).
+                    if asciiOnly { return false }
+                    index += 1
+                    continue
+                }
                 buffer.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index]))
-                runStart = index + 1
+                index += 1
+                runStart = index
                 buffer.append(UInt8(ascii: "\\"))
                 switch byte {
                 case UInt8(ascii: "\""): buffer.append(UInt8(ascii: "\""))
@@ -132,6 +139,12 @@ extension JSONValue {
                 }
             }
             buffer.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...]))
+            return true
+        }
+        guard escapedAll else {
+            buffer.removeSubrange(start...)
+            appendASCIIString(string, to: &buffer)
+            return
         }
         buffer.append(UInt8(ascii: "\""))
     }

@@ -92,9 +92,12 @@ public struct TaskRequest: Sendable, Equatable {
     /// ``json``'s compact text (``JSONValue/serialized()``'s bytes) appended to `buffer` without building the object:
     /// the consumer writes one for every task it hands to a pool child.
     package func serializeJSON(into buffer: inout [UInt8]) {
-        func field(_ name: String, _ value: JSONValue, first: Bool = false) {
+        // The names are plain ASCII constants: copied as they are, not escaped through a JSON string each time.
+        func field(_ name: StaticString, _ value: JSONValue, first: Bool = false) {
             buffer.append(first ? UInt8(ascii: "{") : UInt8(ascii: ","))
-            JSONValue.string(name).serialize(into: &buffer)
+            buffer.append(UInt8(ascii: "\""))
+            buffer.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            buffer.append(UInt8(ascii: "\""))
             buffer.append(UInt8(ascii: ":"))
             value.serialize(into: &buffer)
         }

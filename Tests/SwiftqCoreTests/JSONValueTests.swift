@@ -333,6 +333,59 @@ private struct ValueGenerator {
         #expect(try JSONValue(parsing: value.serialized()) == value)
     }
 
+    /// Strings are scanned eight bytes at a time, by the parser and by the serializer: a byte that needs attention
+    /// (a quote, a backslash, a control character, a byte above 0x7F) must be found wherever it falls, in the first
+    /// word, on either side of a word's edge and in the bytes after the last whole word.
+    @Test func bytesThatNeedAttentionAreFoundAtEveryOffset() throws {
+        func escaped(_ byte: UInt8) -> [UInt8] {
+            switch byte {
+            case UInt8(ascii: "\""): return Array(#"\""#.utf8)
+            case UInt8(ascii: "\\"): return Array(#"\\"#.utf8)
+            case 0x08: return Array(#"\b"#.utf8)
+            case 0x09: return Array(#"\t"#.utf8)
+            case 0x0A: return Array(#"\n"#.utf8)
+            case 0x0C: return Array(#"\f"#.utf8)
+            case 0x0D: return Array(#"\r"#.utf8)
+            case ..<0x20: return Array(String(format: "\\u%04x", Int(byte)).utf8)
+            default: return [byte]
+            }
+        }
+        let interesting: [UInt8] = [0x00, 0x01, 0x08, 0x0A, 0x1F, 0x20, 0x21, 0x22, 0x23, 0x5B, 0x5C, 0x5D, 0x7E, 0x7F]
+        for length in 1...25 {
+            for offset in 0..<length {
+                for byte in interesting {
+                    var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    bytes[offset] = byte
+                    let text = String(decoding: bytes, as: UTF8.self)
+                    let serialized = JSONValue.string(text).serialized()
+                    #expect(serialized == quoted(bytes.flatMap(escaped)), "byte \(byte) at \(offset) of \(length)")
+                    #expect(try JSONValue(parsing: serialized) == .string(text))
+                    let raw = parseError(bytes: quoted(bytes))
+                    switch byte {
+                    case ..<0x20: #expect(raw?.offset == offset + 1, "raw control \(byte) at \(offset) of \(length)")
+                    case UInt8(ascii: "\""): #expect(raw != nil)  // The string ends early; the rest is not JSON.
+                    case UInt8(ascii: "\\"): #expect(raw != nil)  // `\a` (or `\"` then no end) is not an escape.
+                    default: #expect(raw == nil)
+                    }
+                }
+                // Two-byte and four-byte UTF-8 at the offset: copied, or escaped for Python's ensure_ascii.
+                for (scalar, python) in [("é", #"\u00e9"#), ("😀", #"\ud83d\ude00"#)] {
+                    let text = String(repeating: "a", count: offset) + scalar + String(repeating: "b", count: length)
+                    let value = JSONValue.string(text)
+                    #expect(value.serialized() == quoted(Array(text.utf8)))
+                    let ascii = String(repeating: "a", count: offset) + python + String(repeating: "b", count: length)
+                    #expect(value.pythonSerialized() == quoted(Array(ascii.utf8)))
+                    #expect(try JSONValue(parsing: value.serialized()) == value)
+                    #expect(try JSONValue(parsing: value.pythonSerialized()) == value)
+                }
+                // A byte that cannot start UTF-8, at the offset, is refused.
+                var invalid = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                invalid[offset] = 0xFF
+                #expect(parseError(bytes: quoted(invalid)) != nil)
+            }
+        }
+    }
+
     @Test(arguments: 0..<0x20)
     func rawControlCharactersAreRejected(_ byte: Int) {
         let error = parseError(bytes: quoted([UInt8(ascii: "a"), UInt8(byte), UInt8(ascii: "b")]))

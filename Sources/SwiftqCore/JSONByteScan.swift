@@ -1,0 +1,43 @@
+/// Finds where the plain part of a JSON string ends, eight bytes at a time: the parser and the serializer both walk
+/// every byte of every string (task ids, names, header values), and a byte-by-byte loop was a visible share of the
+/// fetch thread and of the consumer loop.
+enum JSONByteScan {
+    private static let ones: UInt64 = 0x0101_0101_0101_0101
+    private static let highs: UInt64 = 0x8080_8080_8080_8080
+
+    /// The index of the first byte in `base[from..<end]` that is `"`, `\`, a control character (below 0x20) or not
+    /// ASCII (0x80 and above), or `end` when there is none. The caller looks at that byte; every byte before it
+    /// can be copied as it is.
+    @inline(__always)
+    static func plainRunEnd(_ base: UnsafePointer<UInt8>, from: Int, to end: Int) -> Int {
+        var index = from
+        let raw = UnsafeRawPointer(base)
+        while end - index >= 8 {
+            let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+            if special(word) == 0 {
+                index += 8
+                continue
+            }
+            break
+        }
+        while index < end {
+            let byte = base[index]
+            if byte < 0x20 || byte >= 0x80 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return index }
+            index += 1
+        }
+        return end
+    }
+
+    /// Non-zero when some byte of `word` is `"`, `\`, below 0x20 or above 0x7F. Exact as to whether there is one
+    /// (the bits set need not mark which byte), which is all ``plainRunEnd(_:from:to:)`` asks of it.
+    @inline(__always)
+    static func special(_ word: UInt64) -> UInt64 {
+        // A byte is zero in `v` exactly when `(v - 0x01…) & ~v & 0x80…` has its high bit set (no false negatives).
+        func hasZero(_ value: UInt64) -> UInt64 { (value &- ones) & ~value & highs }
+        let quote = hasZero(word ^ (ones &* UInt64(UInt8(ascii: "\""))))
+        let backslash = hasZero(word ^ (ones &* UInt64(UInt8(ascii: "\\"))))
+        // Below 0x20, for bytes without the high bit (those with it are caught on their own).
+        let control = (word &- ones &* 0x20) & ~word & highs
+        return quote | backslash | control | (word & highs)
+    }
+}
