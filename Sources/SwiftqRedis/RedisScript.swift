@@ -74,7 +74,7 @@ extension RedisConnection {
 
     /// The script's SHA1 on this connection's server, loading it first if needed.
     private func load(_ script: RedisScript, force: Bool) throws(RedisError) -> String {
-        if !force, let sha = loadedScripts[script.source] { return sha }
+        if !force, let loaded = loadedScripts[script.name], loaded.source == script.source { return loaded.sha }
         let reply: RedisReply
         do throws(RedisError) {
             reply = try command("SCRIPT", "LOAD", RedisArgument(script.source))
@@ -84,7 +84,7 @@ extension RedisConnection {
         guard let sha = reply.string, sha.utf8.count == 40 else {
             throw RedisError(code: .script, message: "SCRIPT LOAD of \(script.name) returned \(reply)")
         }
-        loadedScripts[script.source] = sha
+        loadedScripts[script.name] = (script.source, sha)
         return sha
     }
 

@@ -144,6 +144,12 @@ struct KombuRedisBrokerTests {
                 "{" + body + ", " + properties(note: "} {") + "}",
                 // the last member's object does not close the envelope.
                 "{" + body + ", " + properties(note: "") + #", "x": 1}"#,
+                // the search starts in the envelope's last kilobyte: properties that begin before it are found too,
+                (#"{"body": "\#(String(repeating: "A", count: 3000))", "#
+                    + properties(note: String(repeating: "n", count: 2000)) + "}"),
+                // and a "properties" key early on does not hide the envelope's own in the last kilobyte.
+                (#"{"headers": {"properties": {"delivery_tag": "fake"}}, "body": ""#
+                    + String(repeating: "A", count: 3000) + #"", "# + properties(note: "") + "}"),
             ]
             for (index, payload) in payloads.enumerated() {
                 try fixture.push(payload, to: "q")
@@ -152,6 +158,30 @@ struct KombuRedisBrokerTests {
                 #expect(try fixture.unacked("real") == "[" + payload + #", "", "q"]"#, "layout \(index)")
                 #expect(try fixture.broker.ack(tags: ["real"], owner: "w") == 1)
             }
+        }
+    }
+
+    /// The script records a batch with one HSET, ZADD and SADD per thousand messages: a batch larger than that is
+    /// recorded whole, and a tag that repeats keeps the last payload, as one call per message did.
+    @Test func reserveRecordsEveryMessageOfALargeBatch() throws {
+        try withBroker { fixture in
+            let count = 2_500
+            for index in 0..<count { try fixture.push(envelope(tag: "m\(index)", queue: "q"), to: "q") }
+            try fixture.push(envelope(tag: "dup", queue: "q", routingKey: "first"), to: "q")
+            try fixture.push(envelope(tag: "dup", queue: "q", routingKey: "second"), to: "q")
+            let messages = try fixture.broker.reserve(queues: ["q"], max: count + 2, owner: "w")
+            #expect(messages.count == count + 2)
+            #expect(messages.map(\.deliveryTag) == (0..<count).map { "m\($0)" } + ["dup", "dup"])
+            #expect(try fixture.unackedCount() == Int64(count + 1))
+            #expect(try fixture.indexCount() == Int64(count + 1))
+            #expect(try fixture.owned(by: "w").count == count + 1)
+            for index in [0, 999, 1000, 1001, 2499] {
+                let payload = envelope(tag: "m\(index)", queue: "q")
+                #expect(try fixture.unacked("m\(index)") == "[" + payload + #", "", "q"]"#)
+                #expect(try fixture.indexScore("m\(index)") != nil)
+            }
+            let second = envelope(tag: "dup", queue: "q", routingKey: "second")
+            #expect(try fixture.unacked("dup") == "[" + second + #", "", "second"]"#)
         }
     }
 
@@ -447,6 +477,20 @@ struct KombuRedisBrokerTests {
             try fixture.inspector.command("SCRIPT", "FLUSH")
             try fixture.push(envelope(tag: "b", queue: "q"), to: "q")
             #expect(try fixture.broker.reserve(queues: ["q"], max: 1, owner: "w").map(\.deliveryTag) == ["b"])
+        }
+    }
+
+    /// The connection remembers loaded scripts by name (hashing a source on every call was measurable); a script of
+    /// the same name with another source must still run its own source, not the one loaded first.
+    @Test func scriptsOfOneNameWithDifferentSourcesRunTheirOwnSource() throws {
+        try withRedisServer { server in
+            let connection = try server.connect()
+            let one = RedisScript(name: "test.same", source: "return 'one'")
+            let two = RedisScript(name: "test.same", source: "return 'two'")
+            #expect(try connection.run(one).string == "one")
+            #expect(try connection.run(two).string == "two")
+            #expect(try connection.run(one).string == "one")
+            #expect(try connection.runPipelined(two, calls: [.init(), .init()]).map(\.string) == ["two", "two"])
         }
     }
 
