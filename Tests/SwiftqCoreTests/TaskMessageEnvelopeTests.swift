@@ -177,3 +177,70 @@ private func roundTrip(_ message: TaskMessage, queue: String = "celery", priorit
         )
     }
 }
+
+/// A message keeps its fields in one box that copies share until one changes: every copy must still behave as a
+/// value of its own.
+@Suite struct TaskMessageValueTests {
+    private func decoded() throws -> TaskMessage {
+        let message = TaskMessage(
+            id: "t1",
+            name: "tasks.add",
+            args: [2, 3],
+            kwargs: ["x": 1],
+            extraHeaders: ["k": "v"]
+        )
+        return try TaskMessage.decode(
+            try RedisEnvelope.decode(message.redisEnvelope(queue: "q", priority: 0, replyTo: nil, deliveryTag: "d"))
+        )
+    }
+
+    @Test func aChangedCopyLeavesTheOriginalAsItWas() throws {
+        let original = try decoded()
+        var copy = original
+        copy.name = "tasks.mul"
+        copy.headers["k"] = "changed"
+        copy.retries = 4
+        copy.received.exchange = "elsewhere"
+        #expect(original.name == "tasks.add" && original.headers["k"] == "v" && original.retries == 0)
+        #expect(original.received.exchange == "")
+        #expect(copy.name == "tasks.mul" && copy.headers["k"] == "changed" && copy.retries == 4)
+        #expect(copy != original)
+        // Printed (logs, test failures) with its fields, not the box they are kept in.
+        #expect(
+            String(describing: original).contains("\"tasks.add\"") && String(describing: copy).contains("tasks.mul")
+        )
+        // And the other way round: changing the original leaves a copy taken before alone.
+        var changed = original
+        let before = changed
+        changed.args.append(4)
+        #expect(before.args == [2, 3] && changed.args == [2, 3, 4])
+    }
+
+    @Test func changingTheArgumentsEmptiesTheWireBodyOfThatCopyOnly() throws {
+        let original = try decoded()
+        #expect(!original.body.isEmpty)
+        for change in [
+            { (message: inout TaskMessage) in message.args[0] = 7 },
+            { (message: inout TaskMessage) in message.kwargs["y"] = 2 },
+            { (message: inout TaskMessage) in message.embed = nil },
+        ] {
+            var copy = original
+            change(&copy)
+            #expect(copy.body.isEmpty)
+            #expect(!original.body.isEmpty)
+        }
+        var renamed = original
+        renamed.name = "tasks.mul"
+        #expect(renamed.body == original.body)
+    }
+
+    @Test func equalityComparesTheTaskNotItsDelivery() throws {
+        let original = try decoded()
+        var other = original
+        other.body = Array("[[2, 3], {\"x\": 1}, null]".utf8)
+        other.received = TaskMessage.Received(properties: ["priority": 5], exchange: "x", routingKey: "y")
+        #expect(other == original)
+        other.shadow = "s"
+        #expect(other != original)
+    }
+}

@@ -11,7 +11,7 @@ import OrderedCollections
 /// authoritative for the headers they stand for, and ``headers`` supplies the rest (custom headers, `stamps`,
 /// `stamped_headers`, `replaced_task_nesting`). Changing a typed property does not rewrite ``headers``, and equality
 /// compares both, so a message changed after creation equals its decoded envelope only in the typed properties.
-public struct TaskMessage: Sendable, Equatable {
+public struct TaskMessage: Sendable, Equatable, CustomReflectable {
     /// The `timelimit` header: `[hard, soft]` in seconds, `null` for "use the task's default".
     ///
     /// The wire order is **hard first**: `time_limit=30, soft_time_limit=20` is sent as `[30, 20]` (§1.2, trap 1).
@@ -31,60 +31,197 @@ public struct TaskMessage: Sendable, Equatable {
     }
 
     /// `id` header: the task id (a UUID string), also the result key's suffix. Required.
-    public var id: String
+    public var id: String {
+        get { storage.fields.id }
+        _modify {
+            makeUnique()
+            yield &storage.fields.id
+        }
+    }
     /// `task` header: the registered task name. Required; its presence marks a protocol 2 message.
-    public var name: String
+    public var name: String {
+        get { storage.fields.name }
+        _modify {
+            makeUnique()
+            yield &storage.fields.name
+        }
+    }
     /// `shadow` header: a display name that replaces ``name`` in logs and events (§1.2).
-    public var shadow: String?
+    public var shadow: String? {
+        get { storage.fields.shadow }
+        _modify {
+            makeUnique()
+            yield &storage.fields.shadow
+        }
+    }
     /// Positional arguments: the body's first element.
-    public var args: [JSONValue] { didSet { wire.bytes = [] } }
+    public var args: [JSONValue] {
+        get { storage.fields.args }
+        _modify {
+            makeUnique()
+            yield &storage.fields.args
+            storage.fields.wire.bytes = []
+        }
+    }
     /// Keyword arguments: the body's second element.
-    public var kwargs: OrderedDictionary<String, JSONValue> { didSet { wire.bytes = [] } }
+    public var kwargs: OrderedDictionary<String, JSONValue> {
+        get { storage.fields.kwargs }
+        _modify {
+            makeUnique()
+            yield &storage.fields.kwargs
+            storage.fields.wire.bytes = []
+        }
+    }
     /// The body's third element: `{"callbacks", "errbacks", "chain", "chord"}` (§1.3), or `.null`. Kept whole,
     /// since signatures are passed on rather than interpreted here.
-    public var embed: JSONValue { didSet { wire.bytes = [] } }
+    public var embed: JSONValue {
+        get { storage.fields.embed }
+        _modify {
+            makeUnique()
+            yield &storage.fields.embed
+            storage.fields.wire.bytes = []
+        }
+    }
     /// Every header as received, custom ones included, in wire order.
-    public var headers: OrderedDictionary<String, JSONValue>
+    public var headers: OrderedDictionary<String, JSONValue> {
+        get { storage.fields.headers }
+        _modify {
+            makeUnique()
+            yield &storage.fields.headers
+        }
+    }
     /// `root_id` header: the id of the first task of the workflow; Python sends the task's own id by default.
-    public var rootID: String?
+    public var rootID: String? {
+        get { storage.fields.rootID }
+        _modify {
+            makeUnique()
+            yield &storage.fields.rootID
+        }
+    }
     /// `parent_id` header: the id of the task that sent this one, if it was sent from a task.
-    public var parentID: String?
+    public var parentID: String? {
+        get { storage.fields.parentID }
+        _modify {
+            makeUnique()
+            yield &storage.fields.parentID
+        }
+    }
     /// `group` header: the group id, for group members and chord headers.
-    public var group: String?
+    public var group: String? {
+        get { storage.fields.group }
+        _modify {
+            makeUnique()
+            yield &storage.fields.group
+        }
+    }
     /// `group_index` header: the position in the group (the score of ordered chord results).
-    public var groupIndex: Int?
+    public var groupIndex: Int? {
+        get { storage.fields.groupIndex }
+        _modify {
+            makeUnique()
+            yield &storage.fields.groupIndex
+        }
+    }
     /// `eta` header: do not run before this instant (§1.4).
-    public var eta: CeleryTimestamp?
+    public var eta: CeleryTimestamp? {
+        get { storage.fields.eta }
+        _modify {
+            makeUnique()
+            yield &storage.fields.eta
+        }
+    }
     /// `expires` header: revoke instead of running after this instant (§1.4).
-    public var expires: CeleryTimestamp?
+    public var expires: CeleryTimestamp? {
+        get { storage.fields.expires }
+        _modify {
+            makeUnique()
+            yield &storage.fields.expires
+        }
+    }
     /// `retries` header: how many times the task has been retried; 0 when absent.
-    public var retries: Int
+    public var retries: Int {
+        get { storage.fields.retries }
+        _modify {
+            makeUnique()
+            yield &storage.fields.retries
+        }
+    }
     /// `timelimit` header, `[hard, soft]`.
-    public var timeLimit: TimeLimit
+    public var timeLimit: TimeLimit {
+        get { storage.fields.timeLimit }
+        _modify {
+            makeUnique()
+            yield &storage.fields.timeLimit
+        }
+    }
     /// `argsrepr` header: Python's `saferepr` of the args, for events and logs (see ``PythonRepr``).
-    public var argsRepr: String?
+    public var argsRepr: String? {
+        get { storage.fields.argsRepr }
+        _modify {
+            makeUnique()
+            yield &storage.fields.argsRepr
+        }
+    }
     /// `kwargsrepr` header: Python's `saferepr` of the kwargs.
-    public var kwargsRepr: String?
+    public var kwargsRepr: String? {
+        get { storage.fields.kwargsRepr }
+        _modify {
+            makeUnique()
+            yield &storage.fields.kwargsRepr
+        }
+    }
     /// `origin` header: the sender's node name, `gen<pid>@<host>` for a client.
-    public var origin: String?
+    public var origin: String? {
+        get { storage.fields.origin }
+        _modify {
+            makeUnique()
+            yield &storage.fields.origin
+        }
+    }
     /// `ignore_result` header: `true` to store no result; `nil` (sent as `null` by `send_task` of an unknown name)
     /// means the task's own default.
-    public var ignoreResult: Bool?
+    public var ignoreResult: Bool? {
+        get { storage.fields.ignoreResult }
+        _modify {
+            makeUnique()
+            yield &storage.fields.ignoreResult
+        }
+    }
     /// `reply_to` property: the client's oid, used by the `rpc://` backend (§1.1).
-    public var replyTo: String?
+    public var replyTo: String? {
+        get { storage.fields.replyTo }
+        _modify {
+            makeUnique()
+            yield &storage.fields.replyTo
+        }
+    }
     /// `correlation_id` property: the task id, as Python sends it.
-    public var correlationID: String?
+    public var correlationID: String? {
+        get { storage.fields.correlationID }
+        _modify {
+            makeUnique()
+            yield &storage.fields.correlationID
+        }
+    }
     /// Whether kombu restored this message after another consumer failed to ack it (§2.6).
-    public var redelivered: Bool
+    public var redelivered: Bool {
+        get { storage.fields.redelivered }
+        _modify {
+            makeUnique()
+            yield &storage.fields.redelivered
+        }
+    }
     /// The body as it arrived (inflated when compressed): the JSON text `[args, kwargs, embed]` that ``args``,
     /// ``kwargs`` and ``embed`` were decoded from. Handed to the pool child as it is, never encoded again. Empty for
     /// a message built in code, and emptied when ``args``, ``kwargs`` or ``embed`` change, so it never disagrees
     /// with them. Not part of a message's identity (`==`): the same task formatted differently is the same message.
     public var body: [UInt8] {
-        get { wire.bytes }
-        set { wire.bytes = newValue }
+        get { storage.fields.wire.bytes }
+        _modify {
+            makeUnique()
+            yield &storage.fields.wire.bytes
+        }
     }
-    private var wire = WireBody()
 
     /// How the broker delivered the message: its properties as they arrived (kombu's names: `correlation_id`,
     /// `reply_to`, `priority`, `delivery_mode`, `app_id`, …; on Redis also `delivery_info`, `body_encoding` and
@@ -92,10 +229,67 @@ public struct TaskMessage: Sendable, Equatable {
     /// `properties` and `delivery_info`. Empty for a message built in code. Like ``body``, not part of a message's
     /// identity (`==`): it describes one delivery, not the task.
     public var received: Received {
-        get { delivery.value }
-        set { delivery.value = newValue }
+        get { storage.fields.delivery.value }
+        _modify {
+            makeUnique()
+            yield &storage.fields.delivery.value
+        }
     }
-    private var delivery = DeliveryDetails()
+
+    /// The fields, in one box shared by copies until one of them changes: a message passes by value from the
+    /// fetch thread to the consumer loop, into its deliveries and out again for every result, and copying two dozen
+    /// strings and collections (a retain each) at every step was a visible share of the loop.
+    private var storage: Storage
+
+    /// Makes ``storage`` this message's own before a change: a box that another copy shares is copied first.
+    private mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = Storage(storage.fields) }
+    }
+
+    public static func == (lhs: TaskMessage, rhs: TaskMessage) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.fields == rhs.storage.fields
+    }
+
+    /// The fields, not the box, in `dump`, test failures and `"\(message)"`.
+    public var customMirror: Mirror { Mirror(reflecting: storage.fields) }
+
+    private struct Fields: Sendable, Equatable {
+        var id: String
+        var name: String
+        var shadow: String? = nil
+        var args: [JSONValue]
+        var kwargs: OrderedDictionary<String, JSONValue>
+        var embed: JSONValue
+        var headers: OrderedDictionary<String, JSONValue>
+        var rootID: String? = nil
+        var parentID: String? = nil
+        var group: String? = nil
+        var groupIndex: Int? = nil
+        var eta: CeleryTimestamp? = nil
+        var expires: CeleryTimestamp? = nil
+        var retries: Int
+        var timeLimit: TimeLimit
+        var argsRepr: String? = nil
+        var kwargsRepr: String? = nil
+        var origin: String? = nil
+        var ignoreResult: Bool? = nil
+        var replyTo: String? = nil
+        var correlationID: String? = nil
+        var redelivered: Bool
+        var wire = WireBody()
+        var delivery = DeliveryDetails()
+    }
+
+    /// The box. `@unchecked Sendable` because it is only changed through the accessors above, each of which first
+    /// makes it its message's own (``makeUnique()``): a box that two messages share (and so possibly two threads) is
+    /// never written.
+    private final class Storage: @unchecked Sendable {
+        var fields: Fields
+
+        init(_ fields: Fields) {
+            self.fields = fields
+        }
+    }
 
     /// See ``received``.
     public struct Received: Sendable, Equatable {
@@ -162,28 +356,32 @@ public struct TaskMessage: Sendable, Equatable {
         extraHeaders: OrderedDictionary<String, JSONValue> = [:],
         redelivered: Bool = false
     ) {
-        self.id = id
-        self.name = name
-        self.shadow = shadow
-        self.args = args
-        self.kwargs = kwargs
-        self.embed = embed
-        self.rootID = rootID ?? id
-        self.parentID = parentID
-        self.group = group
-        self.groupIndex = groupIndex
-        self.eta = eta
-        self.expires = expires
-        self.retries = retries
-        self.timeLimit = timeLimit
-        self.argsRepr = argsRepr ?? PythonRepr.argsRepr(args)
-        self.kwargsRepr = kwargsRepr ?? PythonRepr.repr(.object(kwargs))
-        self.origin = origin
-        self.ignoreResult = ignoreResult
-        self.replyTo = replyTo
-        self.correlationID = correlationID ?? id
-        self.redelivered = redelivered
-        self.headers = [:]
+        storage = Storage(
+            Fields(
+                id: id,
+                name: name,
+                shadow: shadow,
+                args: args,
+                kwargs: kwargs,
+                embed: embed,
+                headers: [:],
+                rootID: rootID ?? id,
+                parentID: parentID,
+                group: group,
+                groupIndex: groupIndex,
+                eta: eta,
+                expires: expires,
+                retries: retries,
+                timeLimit: timeLimit,
+                argsRepr: argsRepr ?? PythonRepr.argsRepr(args),
+                kwargsRepr: kwargsRepr ?? PythonRepr.repr(.object(kwargs)),
+                origin: origin,
+                ignoreResult: ignoreResult,
+                replyTo: replyTo,
+                correlationID: correlationID ?? id,
+                redelivered: redelivered
+            )
+        )
         self.headers = wireHeaders(extra: extraHeaders)
     }
 
@@ -197,15 +395,19 @@ public struct TaskMessage: Sendable, Equatable {
         embed: JSONValue,
         headers: OrderedDictionary<String, JSONValue>
     ) {
-        self.id = id
-        self.name = name
-        self.args = args
-        self.kwargs = kwargs
-        self.embed = embed
-        self.headers = headers
-        self.retries = 0
-        self.timeLimit = TimeLimit()
-        self.redelivered = false
+        storage = Storage(
+            Fields(
+                id: id,
+                name: name,
+                args: args,
+                kwargs: kwargs,
+                embed: embed,
+                headers: headers,
+                retries: 0,
+                timeLimit: TimeLimit(),
+                redelivered: false
+            )
+        )
     }
 
     /// The name to show in logs and events: ``shadow`` when set, else ``name`` (Celery's `shadow or task`).
