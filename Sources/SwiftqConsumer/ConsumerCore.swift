@@ -236,11 +236,14 @@ package final class ConsumerCore {
 
     // MARK: Actions
 
-    private func perform(_ actions: [DeliveryMachine.Action]) {
+    private func perform(_ actions: consuming [DeliveryMachine.Action]) {
         let outer = !performing
         performing = true
         var plans: [Settlement] = []
-        for action in actions {
+        // Taken out of the array one by one (from the back of it reversed), so that plans and jobs move on
+        // instead of being copied, a retain for each of their strings and collections.
+        actions.reverse()
+        while let action = actions.popLast() {
             switch action {
             case .settle(let plan):
                 plans.append(plan)

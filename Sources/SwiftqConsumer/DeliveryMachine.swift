@@ -1013,8 +1013,8 @@ package struct DeliveryMachine {
         if plan.result != nil || plan.deliveryTag != nil || plan.hasChordWork { settle(plan, into: &actions) }
     }
 
-    mutating func settle(_ plan: Settlement, into actions: inout [Action]) {
-        var plan = plan
+    /// Hands a plan on. Consuming: the callers' plans are built for this call and moved into the action, not copied.
+    mutating func settle(_ plan: consuming Settlement, into actions: inout [Action]) {
         if plan.taskID == nil { plan.taskID = plan.result?.taskID }
         if let tag = plan.deliveryTag, plan.disposition != .none { unsettled.insert(tag) }
         actions.append(.settle(plan))

@@ -373,10 +373,9 @@ package final class RedisTransport: BrokerTransport {
                 // Sent (with the acks or on their own) even if the turn fails after: not sent again.
                 defer { if envelopes.isEmpty { pendingEvents.removeAll() } }
                 if !pending.isEmpty {
-                    var batch = Array(pending.prefix(batchLimit))
-                    let taken = batch.count
+                    var batch = pending.takeFirst(batchLimit)
                     // What is left of the batch (nothing once flushed) goes back in front of the queue.
-                    defer { pending.replaceSubrange(0..<taken, with: batch) }
+                    defer { pending.insert(contentsOf: batch, at: 0) }
                     try flush(&batch, broker: broker, backend: backend, events: &envelopes)
                     batch.removeAll()
                 }
