@@ -185,6 +185,10 @@ private struct JSONParser {
                 let next: UInt8? = position < end ? input[position] : nil
                 if stack[top].isObject {
                     let key = stack[top].key
+                    // An object that reaches 8 members is most likely a task's headers (Celery sends ~20): room for
+                    // 32 at once, instead of growing to 16, building the hash table at 16 and growing again (the
+                    // envelope's decoding 9.3 → 8.9 µs in bench/codec).
+                    if stack[top].members.count == 8 { stack[top].members.reserveCapacity(32) }
                     stack[top].members[key] = value
                     if next == UInt8(ascii: ",") {
                         position += 1

@@ -62,12 +62,12 @@ extension TaskMessage {
         }
         let bodyBytes = try context.inflated(rawBody, compression: headers["compression"])
 
-        guard headers["task"] != nil else {
+        guard context.task != nil else {
             throw detectProtocolV1(bodyBytes)
         }
         // The reader already names the task in its errors when these are strings.
-        let name = try context.requiredString("task")
-        let id = try context.requiredString("id")
+        let name = try context.requiredString("task", context.task)
+        let id = try context.requiredString("id", context.id)
 
         let body: JSONValue
         do {
@@ -148,13 +148,16 @@ extension TaskMessage {
 /// Reads typed protocol 2 headers, turning a wrong type into a `.badHeader` error that names the header and task.
 private struct HeaderReader {
     let headers: OrderedDictionary<String, JSONValue>
-    let taskID: String?
-    let taskName: String?
+    /// The `id` and `task` headers, looked up once (every error names them, and the decoder reads them too).
+    let id: JSONValue?
+    let task: JSONValue?
+    var taskID: String? { id?.stringValue }
+    var taskName: String? { task?.stringValue }
 
     init(headers: OrderedDictionary<String, JSONValue>) {
         self.headers = headers
-        self.taskID = headers["id"]?.stringValue
-        self.taskName = headers["task"]?.stringValue
+        self.id = headers["id"]
+        self.task = headers["task"]
     }
 
     func error(_ code: MessageDecodingError.Code, _ message: String) -> MessageDecodingError {
@@ -165,8 +168,9 @@ private struct HeaderReader {
         error(.badHeader, "header \"\(name)\" must be \(expected), got \(value.typeName) \(value.jsonString)")
     }
 
-    func requiredString(_ name: String) throws(MessageDecodingError) -> String {
-        guard let value = headers[name] else {
+    /// A required string header, `value` being what ``headers`` holds under `name`.
+    func requiredString(_ name: String, _ value: JSONValue?) throws(MessageDecodingError) -> String {
+        guard let value else {
             throw error(.missingHeader, "required header \"\(name)\" is missing")
         }
         guard case .string(let text) = value else {
