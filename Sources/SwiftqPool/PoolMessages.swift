@@ -125,21 +125,22 @@ package extension PoolRequest {
                 throw .malformed(error, id: id)
             }
             // The message body as it arrived, `[args, kwargs, embed]` (the consumer checked its shape), or
-            // separate `args` and `kwargs`.
-            var message = message
-            if case .array(let parts)? = message["body"], parts.count >= 2, case .object(var fields) = message {
-                fields["args"] = parts[0]
-                fields["kwargs"] = parts[1]
-                message = .object(fields)
+            // separate `args` and `kwargs`. Read from the body where they are, not copied into the message first.
+            let argsValue: JSONValue?
+            let kwargsValue: JSONValue?
+            if case .array(let parts)? = message["body"], parts.count >= 2, message.objectValue != nil {
+                (argsValue, kwargsValue) = (parts[0], parts[1])
+            } else {
+                (argsValue, kwargsValue) = (message["args"], message["kwargs"])
             }
             let args: [JSONValue]
-            switch message["args"] {
+            switch argsValue {
             case nil, .null?: args = []
             case .array(let values)?: args = values
             case let other?: throw .badArguments(id: jobID, .typeError("args must be a list, got \(other.typeName)"))
             }
             let kwargs: OrderedDictionary<String, JSONValue>
-            switch message["kwargs"] {
+            switch kwargsValue {
             case nil, .null?: kwargs = [:]
             case .object(let values)?: kwargs = values
             case let other?:
