@@ -45,7 +45,8 @@ package extension PoolRequest {
     var serialized: [UInt8] {
         guard case .execute(let job) = self, !job.body.isEmpty else { return json.serialized() }
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(job.body.count + 512)
+        // A Celery task's frame is ~900 bytes besides its body (the request context is most of it): sized once.
+        bytes.reserveCapacity(job.body.count + 1024)
         bytes.append(contentsOf: #"{"type":"execute","id":"#.utf8)
         JSONValue.string(job.id).serialize(into: &bytes)
         bytes.append(contentsOf: #","task":"#.utf8)
