@@ -19,10 +19,11 @@ import Glibc
 /// its thread runs, up to ``childPrefetch``, in its queue, so the thread goes from one short task to the next without
 /// sleeping and waking (one futex call and one loop wake-up per burst instead of per task). The same rules as
 /// ``PreforkPool``'s: only jobs marked ``PoolJob/mayQueue`` wait, only behind such jobs, only while what the slot
-/// holds is expected to take less than ``queueRuntimeLimit``, never behind a job running longer than that. A waiting job has not started: its ``PoolEvent/started(jobID:slot:pid:)``
-/// comes with the result of the job before it (the thread runs its jobs in order), and it can be taken back while
-/// the thread has not taken it (``withdraw(jobID:)``: a revoke, a shrink, a warm shutdown; then
-/// ``PoolEvent/returned(jobID:)`` follows, in a loop turn of its own).
+/// holds is expected to take less than ``queueRuntimeLimit``, never behind a job running longer than that. A
+/// waiting job has not started: its ``PoolEvent/started(jobID:slot:pid:)`` comes with the result of the job before
+/// it (the thread runs its jobs in order), and it can be taken back while the thread has not taken it
+/// (``withdraw(jobID:)``: a revoke, a shrink, a warm shutdown; then ``PoolEvent/returned(jobID:)`` follows, in a loop
+/// turn of its own).
 ///
 /// The trade-off is isolation. A task that traps (a failed precondition, an out-of-bounds index) takes the
 /// consumer, and every task it holds, with it; a Swift error is the task's failure as in a child. A thread cannot
