@@ -192,6 +192,12 @@ package final class RedisTransport: BrokerTransport {
         var nextBeat = ContinuousClock.now
         var liveSiblings: Set<String> = []
         var reserveOrder: KombuRedisBroker.ReserveOrder?
+        var inFlight: SentReserve?
+        defer {
+            // Stopping with a reserve sent: its script has run or will run; wait for it, so that what it took is in
+            // this owner's records (given back by the writer's restore) before the thread ends.
+            if let inFlight, let broker { _ = try? broker.reserved(inFlight.reserve) }
+        }
         while !isStopping {
             if broker == nil {
                 do {
@@ -227,76 +233,86 @@ package final class RedisTransport: BrokerTransport {
                 }
             }
             guard let kombu = broker else { continue }
-            if let wanted = requestedQueues.withLock({ requested in
-                defer { requested = nil }; return requested
-            }) {
-                do {
-                    try kombu.declare(queues: wanted)
-                    watcher =
-                        wanted.isEmpty
-                        ? nil : try KombuQueueWatcher(target: self.broker, layout: KombuRedisLayout(), queues: wanted)
-                    current = wanted
-                    order = wanted
-                } catch {
-                    requestedQueues.withLock { $0 = $0 ?? wanted }
-                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
-                    broker = nil
-                    watcher = nil
-                    continue
+            // With a reserve in flight (sent while the batch before was decoded) its reply is read first, before
+            // any other command; the checks below wait for the next turn without one.
+            if inFlight == nil {
+                if let wanted = requestedQueues.withLock({ requested in
+                    defer { requested = nil }; return requested
+                }) {
+                    do {
+                        try kombu.declare(queues: wanted)
+                        watcher =
+                            wanted.isEmpty
+                            ? nil
+                            : try KombuQueueWatcher(target: self.broker, layout: KombuRedisLayout(), queues: wanted)
+                        current = wanted
+                        order = wanted
+                    } catch {
+                        requestedQueues.withLock { $0 = $0 ?? wanted }
+                        events.post(.state(.fetch, connected: false, detail: "\(error)"))
+                        broker = nil
+                        watcher = nil
+                        continue
+                    }
                 }
-            }
-            if ContinuousClock.now >= nextBeat {
-                nextBeat = .now + Self.incarnationBeat
-                do {
-                    try kombu.heartbeat(node: node, owner: owner, ttl: Self.incarnationTTL)
-                    // A previous consumer of this node killed moments ago is still "alive" at our start: its
-                    // reservations come back here once its key expires, not after the visibility timeout.
-                    try recoverSiblings(kombu, known: &liveSiblings)
-                } catch {
-                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
-                    broker = nil
-                    watcher = nil
-                    continue
+                if ContinuousClock.now >= nextBeat {
+                    nextBeat = .now + Self.incarnationBeat
+                    do {
+                        try kombu.heartbeat(node: node, owner: owner, ttl: Self.incarnationTTL)
+                        // A previous consumer of this node killed moments ago is still "alive" at our start: its
+                        // reservations come back here once its key expires, not after the visibility timeout.
+                        try recoverSiblings(kombu, known: &liveSiblings)
+                    } catch {
+                        events.post(.state(.fetch, connected: false, detail: "\(error)"))
+                        broker = nil
+                        watcher = nil
+                        continue
+                    }
                 }
-            }
-            if ContinuousClock.now >= nextHousekeeping {
-                nextHousekeeping = .now + housekeepingInterval
-                do {
-                    let tags = Array(running.withLock { $0 })
-                    if !tags.isEmpty { _ = try kombu.refresh(tags: tags) }
-                    let restored = try kombu.restoreVisible(visibilityTimeout: visibilityTimeout, limit: 1000).restored
-                    if restored > 0 { events.post(.restored(restored)) }
-                } catch {
-                    events.post(.state(.fetch, connected: false, detail: "\(error)"))
-                    broker = nil
-                    watcher = nil
-                    continue
+                if ContinuousClock.now >= nextHousekeeping {
+                    nextHousekeeping = .now + housekeepingInterval
+                    do {
+                        let tags = Array(running.withLock { $0 })
+                        if !tags.isEmpty { _ = try kombu.refresh(tags: tags) }
+                        let restored = try kombu.restoreVisible(visibilityTimeout: visibilityTimeout, limit: 1000)
+                            .restored
+                        if restored > 0 { events.post(.restored(restored)) }
+                    } catch {
+                        events.post(.state(.fetch, connected: false, detail: "\(error)"))
+                        broker = nil
+                        watcher = nil
+                        continue
+                    }
                 }
-            }
-            let available = credit.withLock { $0 }
-            if available <= 0 || order.isEmpty {
-                madeProgress(delivered: false)
-                fetchSignal.wait(timeout: .milliseconds(500))
-                continue
-            }
-            do {
-                let keys =
-                    reserveOrder.flatMap { $0.queues == order ? $0 : nil }
-                    ?? kombu.reserveOrder(queues: order, owner: owner)
-                reserveOrder = keys
-                let requested = min(available, batchLimit)
-                let reserved = try kombu.reserve(keys, max: requested)
-                ThroughputCounters.shared.record(.reserve, size: reserved.count)
-                if order.count > 1 { order.append(order.removeFirst()) }
-                if reserved.isEmpty {
+                let available = credit.withLock { $0 }
+                if available <= 0 || order.isEmpty {
                     madeProgress(delivered: false)
+                    fetchSignal.wait(timeout: .milliseconds(500))
+                    continue
+                }
+            }
+            var reading = inFlight
+            inFlight = nil
+            do {
+                if reading == nil { reading = try sendReserve(kombu, order: &order, reserveOrder: &reserveOrder) }
+                guard let asked = reading else { continue }
+                let reserved = try kombu.reserved(asked.reserve)
+                reading = nil
+                took(reserved, requested: asked.requested)
+                if reserved.isEmpty {
                     // Wakes on any push to any of our lists (a hint: reserve again and see).
                     _ = try watcher?.wait(timeout: .seconds(1))
                 } else {
-                    credit.withLock { $0 -= reserved.count }
-                    madeProgress(delivered: true)
-                    events.post(.delivered(reserved.map(Self.inbound)))
-                    if reserved.count < requested && available > reserved.count {
+                    // A whole batch, so likely more behind it: the next reserve runs on the server while this one is
+                    // decoded, unless a heartbeat, housekeeping or new queues are due (they need the connection).
+                    if reserved.count == asked.requested, !isStopping,
+                        ContinuousClock.now < min(nextBeat, nextHousekeeping),
+                        requestedQueues.withLock({ $0 == nil })
+                    {
+                        inFlight = try sendReserve(kombu, order: &order, reserveOrder: &reserveOrder)
+                    }
+                    deliver(reserved)
+                    if reserved.count < asked.requested {
                         // The script pops every queue until it has `requested`: fewer means it emptied them all, so
                         // reserving again at once finds nothing. Wait for a push instead (a push made since the pop
                         // is already buffered and returns at once); this saves one empty reserve per delivery at
@@ -305,12 +321,60 @@ package final class RedisTransport: BrokerTransport {
                     }
                 }
             } catch {
+                for unread in [reading, inFlight] { if let unread { credit.withLock { $0 += unread.requested } } }
+                inFlight = nil
                 events.post(.state(.fetch, connected: false, detail: "\(error)"))
                 broker = nil
                 watcher = nil
                 PlatformThread.sleep(for: backoff.next())
             }
         }
+    }
+
+    /// A reserve sent and not read yet, with the credit taken for it (given back for what it did not find).
+    private struct SentReserve {
+        let reserve: KombuRedisBroker.SentReserve
+        let requested: Int
+    }
+
+    /// Sends a reserve for as much credit as there is (at most ``batchLimit``) and takes that credit; nil when
+    /// there is none. The next reserve starts from the next queue.
+    private func sendReserve(
+        _ kombu: KombuRedisBroker,
+        order: inout [String],
+        reserveOrder: inout KombuRedisBroker.ReserveOrder?
+    ) throws(RedisError) -> SentReserve? {
+        let requested = credit.withLock { credit in
+            let taken = min(credit, batchLimit)
+            credit -= max(taken, 0)
+            return taken
+        }
+        guard requested > 0 else { return nil }
+        let keys =
+            reserveOrder.flatMap { $0.queues == order ? $0 : nil } ?? kombu.reserveOrder(queues: order, owner: owner)
+        reserveOrder = keys
+        // Queues take turns being first (kombu's round robin).
+        if order.count > 1 { order.append(order.removeFirst()) }
+        do throws(RedisError) {
+            return SentReserve(reserve: try kombu.sendReserve(keys, max: requested), requested: requested)
+        } catch {
+            credit.withLock { $0 += requested }
+            throw error
+        }
+    }
+
+    /// Counts a reserve's reply and gives back the credit it did not use.
+    private func took(_ reserved: [ReservedMessage], requested: Int) {
+        ThroughputCounters.shared.record(.reserve, size: reserved.count)
+        if reserved.count < requested { credit.withLock { $0 += requested - reserved.count } }
+        if reserved.isEmpty { madeProgress(delivered: false) }
+    }
+
+    /// Hands a batch to the consumer, decoded here (the consumer loop only routes it).
+    private func deliver(_ reserved: [ReservedMessage]) {
+        guard !reserved.isEmpty else { return }
+        madeProgress(delivered: true)
+        events.post(.delivered(reserved.map(Self.inbound)))
     }
 
     /// The server a connection reached, and through which sentinels, for the connected state and the log.

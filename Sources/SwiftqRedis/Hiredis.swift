@@ -90,6 +90,19 @@ struct HiredisContext: ~Copyable {
         }
     }
 
+    /// Sends everything queued by ``append(_:)`` without reading anything, blocking (up to the socket timeout)
+    /// until the kernel has taken it all. The corresponding C function is `redisBufferWrite`.
+    func flush() throws(RedisError) {
+        var done: Int32 = 0
+        while done == 0 {
+            let status = redisBufferWrite(context, &done)
+            let savedErrno = errno
+            if status != REDIS_OK {
+                throw failure("sending to \(peer) failed", errnoAfterCall: savedErrno)
+            }
+        }
+    }
+
     /// Sends anything queued, then blocks (up to the socket timeout) until one complete reply has been read.
     /// The corresponding C function is `redisGetReply`.
     func readReply() throws(RedisError) -> RedisReply {

@@ -125,13 +125,35 @@ public struct KombuRedisBroker {
 
     /// ``reserve(queues:max:owner:)`` with the keys worked out beforehand (``ReserveOrder``).
     public func reserve(_ order: ReserveOrder, max: Int) throws(RedisError) -> [ReservedMessage] {
-        if order.keys.isEmpty || max <= 0 { return [] }
-        let queueOfKey = order.queueOfKey
+        try reserved(try sendReserve(order, max: max))
+    }
+
+    /// A reserve sent by ``sendReserve(_:max:)`` whose messages are still to be read (``reserved(_:)``).
+    public struct SentReserve: Sendable {
+        let order: ReserveOrder
+        /// Nil when there was nothing to ask for (no queues, or `max` ≤ 0): nothing was sent.
+        let sent: RedisScript.Sent?
+    }
+
+    /// Sends a reserve without waiting for the messages: the script runs on the server while the caller decodes
+    /// the batch before. Read them with ``reserved(_:)`` before any other call on this broker's connection.
+    public func sendReserve(_ order: ReserveOrder, max: Int) throws(RedisError) -> SentReserve {
+        if order.keys.isEmpty || max <= 0 { return SentReserve(order: order, sent: nil) }
         var arguments: [RedisArgument] = []
         arguments.reserveCapacity(order.queueArguments.count + 1)
         arguments.append(RedisArgument(max))
         arguments.append(contentsOf: order.queueArguments)
-        let reply = try connection.run(KombuRedisScripts.reserve, keys: order.keys, arguments: arguments)
+        return SentReserve(
+            order: order,
+            sent: try connection.send(KombuRedisScripts.reserve, keys: order.keys, arguments: arguments)
+        )
+    }
+
+    /// The messages of a reserve sent by ``sendReserve(_:max:)``, as ``reserve(_:max:)`` returns them.
+    public func reserved(_ reserve: SentReserve) throws(RedisError) -> [ReservedMessage] {
+        guard let sent = reserve.sent else { return [] }
+        let queueOfKey = reserve.order.queueOfKey
+        let reply = try connection.reply(to: sent)
         guard let elements = reply.array, elements.count % 3 == 0 else {
             throw Self.unexpected(KombuRedisScripts.reserve, reply)
         }

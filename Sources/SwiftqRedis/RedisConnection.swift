@@ -29,6 +29,9 @@ public final class RedisConnection {
     /// source it was loaded from. Keyed by name because hashing a source (kilobytes, not all ASCII) on every call
     /// cost the fetch thread 3 % of its time; comparing the source is a pointer check for the same script.
     var loadedScripts: [String: (source: String, sha: String)] = [:]
+    /// Replies owed to commands sent by ``send(_:)`` and not read yet by ``readSent()``: every other call needs
+    /// none owed, or it would read a reply that is not its own.
+    private var unreadReplies = 0
 
     /// Whether an I/O error, timeout, EOF or protocol error has made this connection unusable.
     public var isBroken: Bool { brokenBy != nil }
@@ -109,6 +112,30 @@ public final class RedisConnection {
         return replies
     }
 
+    /// Sends commands without reading their replies, so that the caller works while the server runs them; read each
+    /// reply, in order, with ``readSent()`` before any other call on this connection.
+    ///
+    /// - Throws: only I/O or timeout errors, which break the connection.
+    func send(_ commands: [[RedisArgument]]) throws(RedisError) {
+        if commands.isEmpty { return }
+        ThroughputCounters.shared.brokerRoundTrip()
+        try use(owingReplies: true) { context throws(RedisError) in
+            for command in commands { try context.append(command) }
+            try context.flush()
+        }
+        unreadReplies += commands.count
+    }
+
+    /// The next reply owed to a command sent by ``send(_:)``, waiting for it up to ``commandTimeout``. An error
+    /// reply is returned as ``RedisReply/error(_:)``, as ``pipeline(_:)`` returns it.
+    func readSent() throws(RedisError) -> RedisReply {
+        precondition(unreadReplies > 0, "no reply is owed on this connection")
+        let reply = try use(owingReplies: true) { context throws(RedisError) in try context.readReply() }
+        unreadReplies -= 1
+        try checkAvailable([reply])
+        return reply
+    }
+
     /// Turns a `READONLY`/`LOADING`/`MASTERDOWN` reply into an error that breaks this connection, so that every
     /// caller reconnects with backoff as after a dropped socket.
     private func checkAvailable(_ replies: [RedisReply]) throws(RedisError) {
@@ -157,10 +184,12 @@ public final class RedisConnection {
     // MARK: - Private
 
     /// Runs `body` on the context, recording an error that breaks the connection.
-    private func use<Result>(_ body: (borrowing HiredisContext) throws(RedisError) -> Result) throws(RedisError)
-        -> Result
-    {
+    private func use<Result>(
+        owingReplies: Bool = false,
+        _ body: (borrowing HiredisContext) throws(RedisError) -> Result
+    ) throws(RedisError) -> Result {
         if let brokenBy { throw brokenBy }
+        precondition(owingReplies || unreadReplies == 0, "a reply to a command sent earlier is still to be read")
         do throws(RedisError) {
             return try body(context)
         } catch {

@@ -18,6 +18,13 @@ public struct RedisScript: Sendable, Hashable {
         self.source = source
     }
 
+    /// A call sent by ``RedisConnection/send(_:keys:arguments:)`` whose reply is still to be read
+    /// (``RedisConnection/reply(to:)``).
+    public struct Sent: Sendable {
+        let script: RedisScript
+        let call: Call
+    }
+
     /// The keys and arguments of one call, for ``RedisConnection/runPipelined(_:calls:)``.
     public struct Call: Sendable, Hashable {
         /// `KEYS[1…]`.
@@ -70,6 +77,26 @@ extension RedisConnection {
             for (index, reply) in zip(lost, again) { replies[index] = reply }
         }
         return (commandReplies, replies)
+    }
+
+    /// Sends one call of a script without reading its reply (``RedisConnection/send(_:)``): the caller works while
+    /// the server runs it, then reads the reply with ``reply(to:)`` before any other call on this connection.
+    public func send(_ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = [])
+        throws(RedisError) -> RedisScript.Sent
+    {
+        let call = RedisScript.Call(keys: keys, arguments: arguments)
+        try send([Self.evalsha(try load(script, force: false), call)])
+        return RedisScript.Sent(script: script, call: call)
+    }
+
+    /// The reply to a call sent by ``send(_:keys:arguments:)``, as ``run(_:keys:arguments:)`` returns it: if the
+    /// server had lost the script, it is loaded again and the call repeated.
+    public func reply(to sent: RedisScript.Sent) throws(RedisError) -> RedisReply {
+        var reply = try readSent()
+        if reply.errorMessage?.hasPrefix("NOSCRIPT") == true {
+            reply = try pipeline([Self.evalsha(try load(sent.script, force: true), sent.call)])[0]
+        }
+        return try reply.orThrow(sent.script)
     }
 
     /// The script's SHA1 on this connection's server, loading it first if needed.

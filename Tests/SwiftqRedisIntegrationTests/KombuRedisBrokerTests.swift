@@ -185,6 +185,33 @@ struct KombuRedisBrokerTests {
         }
     }
 
+    /// A reserve sent ahead (the fetcher's pipeline) runs on the server before its reply is read: the messages are
+    /// recorded while the caller does other work, and read later in order. A script the server lost meanwhile is
+    /// loaded and run again when the reply is read.
+    @Test func aReserveSentAheadRunsBeforeItsReplyIsRead() throws {
+        try withBroker { fixture in
+            for index in 0..<5 { try fixture.push(envelope(tag: "m\(index)", queue: "q"), to: "q") }
+            let order = fixture.broker.reserveOrder(queues: ["q"], owner: "w")
+            let sent = try fixture.broker.sendReserve(order, max: 2)
+            // Not read yet, but sent: another connection sees the script's records.
+            let deadline = ContinuousClock.now + .seconds(5)
+            while try fixture.unackedCount() < 2, ContinuousClock.now < deadline { usleep(1_000) }
+            #expect(try fixture.unackedCount() == 2)
+            #expect(try fixture.owned(by: "w") == ["m0", "m1"])
+            #expect(try fixture.broker.reserved(sent).map(\.deliveryTag) == ["m0", "m1"])
+            // The connection is free again for other calls.
+            #expect(try fixture.broker.ack(tags: ["m0"], owner: "w") == 1)
+
+            try fixture.inspector.command("SCRIPT", "FLUSH")
+            let afterFlush = try fixture.broker.sendReserve(order, max: 2)
+            #expect(try fixture.broker.reserved(afterFlush).map(\.deliveryTag) == ["m2", "m3"])
+            // Nothing to ask for: nothing is sent, and nothing is read.
+            let none = try fixture.broker.sendReserve(order, max: 0)
+            #expect(try fixture.broker.reserved(none).isEmpty)
+            #expect(try fixture.broker.reserve(order, max: 5).map(\.deliveryTag) == ["m4"])
+        }
+    }
+
     @Test func ackRemovesFromAllThree() throws {
         try withBroker { fixture in
             for tag in ["a", "b", "c"] { try fixture.push(envelope(tag: tag, queue: "q"), to: "q") }

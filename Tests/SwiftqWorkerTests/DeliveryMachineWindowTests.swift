@@ -197,11 +197,12 @@ import Testing
     }
 
     /// Tasks of microseconds: each time a whole window of them at its current size has come in, the allowance
-    /// doubles (8 → 16 → 32), up to 8 × Celery's window (64 in all), where it stays; the first task not known to
-    /// be short brings it back to Celery's 8 at once.
-    @Test func aLongStreakOfTinyTasksGrowsTheWindowToEightTimesCelerys() throws {
-        var (windows, allowances, machine) = try Self.streak(runtime: 0.000_02, count: 200)
-        // windows[i] is the window once the streak is i + 1 long.
+    /// doubles (8 → 16 → 32 → 64 → 128), up to 32 × Celery's window (256 in all), where it stays; the first task
+    /// not known to be short brings it back to Celery's 8 at once.
+    @Test func aLongStreakOfTinyTasksGrowsTheWindowToThirtyTwoTimesCelerys() throws {
+        var (windows, allowances, machine) = try Self.streak(runtime: 0.000_02, count: 400)
+        // windows[i] is the window once the streak is i + 1 long; each step needs a whole window at the size
+        // before it: 8, then 8 + 8, 8 + 16, 8 + 32, 8 + 64, 8 + 128 more tasks.
         #expect(windows[6] == 8)
         #expect(windows[7] == 16)
         #expect(windows[22] == 16)
@@ -209,19 +210,24 @@ import Testing
         #expect(windows[46] == 24)
         #expect(windows[47] == 40)
         #expect(windows[86] == 40)
-        #expect(windows[87] == 64)
-        #expect(windows.max() == 64)
-        #expect(allowances == [8, 16, 32, 56])
+        #expect(windows[87] == 72)
+        #expect(windows[158] == 72)
+        #expect(windows[159] == 136)
+        #expect(windows[294] == 136)
+        #expect(windows[295] == 256)
+        #expect(windows[295...].allSatisfy { $0 == 256 })
+        #expect(allowances == [8, 16, 32, 64, 128, 248])
         _ = machine.received(Self.tasks("app.slow", 1...1), now: Self.now)
         #expect(machine.currentWindow == 8)
         #expect(Self.allowances(machine.credit()) == [0])
-        // Celery's window sets the scale: with prefetch_multiplier 1 (a window of 2) it stops at 16.
+        // Celery's window sets the scale: with prefetch_multiplier 1 (a window of 2) it stops at 64.
         let small = try Self.streak(
             runtime: 0.000_02,
             count: 200,
             yaml: "worker:\n  concurrency: 2\n  prefetch_multiplier: 1\n  child_prefetch: 4\n"
         )
-        #expect(small.windows.max() == 16)
+        #expect(small.windows.max() == 64)
+        #expect(small.allowances == [8, 16, 32, 62])
     }
 
     /// Tasks of milliseconds get the steps that hold at most about 20 ms of their work per pool slot (2 × 0.02 /
@@ -238,17 +244,20 @@ import Testing
     }
 
     /// With the default `child_prefetch` (16), tasks of microseconds start at the children's whole queues (2 × 16)
-    /// and take the window to 8 × Celery's at the next step; tasks of 1 ms start at what 10 ms of them fill (2 × 10)
-    /// and double once, to the 20 ms of work per slot the larger window may hold.
+    /// and take the window to 32 × Celery's in three more steps; tasks of 1 ms start at what 10 ms of them fill
+    /// (2 × 10) and double once, to the 20 ms of work per slot the larger window may hold.
     @Test func defaultChildPrefetchStartsTinyTasksAtTheChildrensWholeQueues() throws {
         let yaml = "worker:\n  concurrency: 2\n"
         let machine = try DeliveryMachineChildPrefetchTests.machine(yaml)
         #expect(machine.settings.childQueueAllowance == 32)
-        let tiny = try Self.streak(runtime: 0.000_02, count: 200, yaml: yaml)
-        #expect(tiny.allowances == [32, 56])
+        let tiny = try Self.streak(runtime: 0.000_02, count: 400, yaml: yaml)
+        #expect(tiny.allowances == [32, 64, 128, 248])
         #expect(tiny.windows[6] == 8)
         #expect(tiny.windows[7] == 40)
-        #expect(tiny.windows.max() == 64)
+        #expect(tiny.windows[47] == 72)
+        #expect(tiny.windows[119] == 136)
+        #expect(tiny.windows[255] == 256)
+        #expect(tiny.windows.max() == 256)
         let oneMillisecond = try Self.streak(runtime: 0.001, count: 300, yaml: yaml)
         #expect(oneMillisecond.allowances == [20, 40])
         #expect(oneMillisecond.windows.max() == 48)
@@ -267,10 +276,11 @@ import Testing
         }
         // What comes in, and the window after it.
         let steps: [(name: String, range: ClosedRange<Int>, window: Int)] = [
-            ("app.tiny", 1...100, 64),
-            // 0.75 × 0.02 ms + 0.25 × 6 ms: about 1.5 ms, for which 16 more fits, and 56 is more than twice that.
+            ("app.tiny", 1...100, 72),
+            // 0.75 × 0.02 ms + 0.25 × 6 ms: about 1.5 ms, for which 16 more fits, and 64 is more than twice that.
             ("app.six", 1...1, 24),
-            ("app.tiny", 101...200, 64),
+            // The streak goes on (201 long): back to where it would be, 128 more.
+            ("app.tiny", 101...200, 136),
             // A task not known to be short ends the streak; a new one of 1 ms tasks: 32 more.
             ("app.new", 1...1, 8),
             ("app.one", 1...100, 40),

@@ -153,6 +153,42 @@ import Testing
         return message.redisEnvelope(deliveryTag: id + "-tag")
     }
 
+    /// The fetcher sends the next reserve while it decodes a whole batch: the credit is taken when a reserve is
+    /// sent and what it did not find given back, so exactly what was granted is delivered, each message once, across
+    /// batches of 64 and a short last one; more credit delivers the rest.
+    @Test func reservesSentAheadTakeExactlyTheCreditGranted() throws {
+        let server = try Server()
+        let transport = try RedisTransport(
+            broker: .server(server.url(0)),
+            backend: .server(server.url(1)),
+            queues: ["in"],
+            node: "credit@test",
+            resultExpires: nil,
+            visibilityTimeout: .seconds(3600)
+        )
+        let client = try server.connect()
+        let count = 300
+        _ = try client.pipeline((0..<count).map { ["LPUSH", "in", RedisArgument(envelope(id: "t\($0)"))] })
+        transport.start()
+        defer { transport.stop(restoreHeld: false, timeout: .seconds(5)) }
+        transport.grant(130)
+        var seen = Self.events(transport) { Self.delivered($0).count >= 130 }
+        usleep(300_000)
+        seen += transport.events.drain()
+        #expect(Self.delivered(seen).count == 130)
+        #expect(try client.command("LLEN", "in").integer == Int64(count - 130))
+        transport.grant(count - 130 + 10)
+        let before = seen
+        seen += Self.events(transport) { Self.delivered(before + $0).count >= count }
+        let tags = Self.delivered(seen)
+        #expect(tags.count == count)
+        #expect(Set(tags) == Set((0..<count).map { "t\($0)-tag" }))
+        #expect(try client.command("LLEN", "in").integer == 0)
+        // The 10 left over are still there: a message pushed now is delivered.
+        try client.command("LPUSH", "in", RedisArgument(envelope(id: "late")))
+        #expect(Self.delivered(Self.events(transport) { Self.delivered($0) == ["late-tag"] }) == ["late-tag"])
+    }
+
     @Test func publishesThenTheResultThenTheAck() throws {
         try run { server, transport, client in
             transport.settle(
