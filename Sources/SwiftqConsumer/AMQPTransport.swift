@@ -868,7 +868,7 @@ package final class AMQPTransport: BrokerTransport {
         guard let tag = plan.deliveryTag, plan.disposition != .none else { return }
         guard let (tagGeneration, deliveryTag) = Self.split(tag), tagGeneration == session.generation else {
             // Delivered on a lost connection: the broker has put the message back already.
-            if plan.disposition != .requeue, let taskID = plan.taskID {
+            if plan.disposition != .requeue, plan.disposition != .restore, let taskID = plan.taskID {
                 lost.append(taskID)
                 if lost.count > 10_000 { lost.removeFirst(lost.count - 10_000) }
             }
@@ -882,11 +882,11 @@ package final class AMQPTransport: BrokerTransport {
             return
         }
         switch plan.disposition {
-        case .requeue, .reject:
+        case .requeue, .restore, .reject:
             try session.connection.reject(
                 channel: consumeChannel,
                 deliveryTag: deliveryTag,
-                requeue: plan.disposition == .requeue
+                requeue: plan.disposition != .reject
             )
             session.outstanding.remove(deliveryTag)
             session.keyByTag.removeValue(forKey: deliveryTag)

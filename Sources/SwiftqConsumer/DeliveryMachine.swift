@@ -215,6 +215,8 @@ package struct DeliveryMachine {
     private(set) var shortAllowance = 0
     /// The allowance last told to the transport (``Action/setWindowAllowance(_:)``).
     private(set) var announcedAllowance = 0
+    /// How many deliveries are still to be given back because the window shrank under them (``giveBackExcess``).
+    private(set) var toGiveBack = 0
     /// The header names of the last message found to carry none of a client's own (``requestContext(_:limits:)``):
     /// a producer sends the same names in the same order every time, and comparing them is cheaper than hashing each.
     var plainHeaderNames: OrderedSet<String> = []
@@ -237,8 +239,8 @@ package struct DeliveryMachine {
     /// size has come in short too, the allowance doubles (``nextShortAllowance()``). Most of a fast drain's window
     /// is credit on its way through the broker (granted, not delivered yet), so only a larger window keeps the pool
     /// fed, and the broker's batches grow with it; a task not known to be short coming in ends the streak and with
-    /// it the allowance. Credit granted before is not taken back: whatever comes next may use it, so up to
-    /// `window + allowance` messages of any kind can be held for that moment.
+    /// it the allowance. What the window then holds beyond its size, and what the credit granted before brings, goes
+    /// back to the broker as it arrives (``giveBackExcess``): no more than the window of what ends the streak waits here.
     package var currentWindow: Int { settings.window + shortAllowance }
 
     /// The allowance for the streak so far: the children's queues once a whole window of short tasks came in, then
@@ -318,20 +320,64 @@ package struct DeliveryMachine {
 
     /// A new configuration: the window may have changed, so credit is recomputed.
     package mutating func reconfigure(_ settings: Settings) -> [Action] {
+        let windowBefore = currentWindow
         self.settings = settings
         // A streak counted under other settings says nothing about these.
         shortStreak = 0
         streakRuntime = 0
         shortAllowance = 0
-        return credit()
+        var actions: [Action] = []
+        giveBackExcess(windowBefore: windowBefore, into: &actions)
+        return actions + credit()
     }
 
     /// The transport delivered messages.
     package mutating func received(_ messages: [InboundMessage], now: CeleryTimestamp) -> [Action] {
         outstandingCredit = max(0, outstandingCredit - messages.count)
+        let windowBefore = currentWindow
         var actions: [Action] = []
         for inbound in messages { receive(inbound, now: now, into: &actions) }
+        giveBackExcess(windowBefore: windowBefore, into: &actions)
         return actions
+    }
+
+    /// When the window shrinks (a streak of short tasks ended, or a reload made it smaller), what it held and the
+    /// credit already on its way beyond the smaller window would stay here, waiting behind this worker's pool while
+    /// other workers of the queue may be idle: up to 32 × Celery's window of tasks that are not short. So the newest
+    /// ready deliveries beyond the window go back to the broker, next in line (``Settlement/Disposition/restore``),
+    /// now and as the credit granted before arrives, until it has all arrived. Running ones and those held for an
+    /// ETA or a rate limit stay.
+    private mutating func giveBackExcess(windowBefore: Int, into actions: inout [Action]) {
+        let window = currentWindow
+        if window < windowBefore {
+            toGiveBack = max(toGiveBack, heldInWindow + outstandingCredit - window)
+        } else if window > windowBefore {
+            toGiveBack = 0
+        }
+        guard toGiveBack > 0 else { return }
+        let count = min(toGiveBack, heldInWindow - window, ready.count)
+        if count > 0 {
+            // In the order they came, so that the transport puts the earliest next in line.
+            for key in ready.suffix(count) {
+                guard let delivery = deliveries.removeValue(forKey: key) else { continue }
+                settle(
+                    Settlement(deliveryTag: delivery.tag, taskID: delivery.message.id, disposition: .restore),
+                    into: &actions
+                )
+            }
+            ready.removeLast(count)
+            toGiveBack -= count
+            actions.append(
+                .log(
+                    .init(
+                        level: .info,
+                        text:
+                            "gave back \(count) reserved task(s) to the broker: the prefetch window shrank to \(window)"
+                    )
+                )
+            )
+        }
+        if outstandingCredit == 0 { toGiveBack = 0 }
     }
 
     private mutating func receive(_ inbound: InboundMessage, now: CeleryTimestamp, into actions: inout [Action]) {

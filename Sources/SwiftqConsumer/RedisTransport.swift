@@ -570,6 +570,7 @@ package final class RedisTransport: BrokerTransport {
         let plans = batch.indices.filter { !stoppedPlans.contains($0) }.map { batch[$0] }
         var acks: [String] = []
         var requeued: [String] = []
+        var restored: [String] = []
         var restoreHeld = false
         for plan in plans {
             if plan.restoreHeld { restoreHeld = true }
@@ -579,6 +580,8 @@ package final class RedisTransport: BrokerTransport {
                 // A no-op when the message is no longer in `unacked` (already acked or restored).
                 _ = try broker.reject(tag: tag, owner: owner, requeue: true)
                 requeued.append(tag)
+            case .restore:
+                restored.append(tag)
             case .ack, .reject:
                 // kombu's reject without requeue is an ack on Redis.
                 acks.append(tag)
@@ -586,6 +589,8 @@ package final class RedisTransport: BrokerTransport {
                 break
             }
         }
+        // One script for the batch; a no-op for those no longer in `unacked`.
+        if !restored.isEmpty { try broker.restore(tags: restored, owner: owner) }
         if !acks.isEmpty && !ackedWithResults {
             let reached = try broker.ack(tags: acks, owner: owner, publishing: fanout).reached
             reportRefused(reached)
@@ -612,18 +617,18 @@ package final class RedisTransport: BrokerTransport {
             try broker.retire(node: node, owner: owner)
             events.post(.restored(restored.restored))
         }
-        events.post(.settled(tags: acks + requeued, results: backend == nil ? 0 : results.count))
+        events.post(.settled(tags: acks + requeued + restored, results: backend == nil ? 0 : results.count))
     }
 
     /// The tags to ack in the script that stores the batch's results, or nil when some plan needs a step between
-    /// its result and its ack (chord counting, publishes after the result, a chord cleanup), requeues, or gives back
-    /// what the owner holds: those take the separate steps of ``flush``, in their order.
+    /// its result and its ack (chord counting, publishes after the result, a chord cleanup), requeues or restores, or
+    /// gives back what the owner holds: those take the separate steps of ``flush``, in their order.
     static func acksStoredWithResults(_ batch: [Settlement], except stopped: Set<Int>) -> [String]? {
         var tags: [String] = []
         for index in batch.indices where !stopped.contains(index) {
             let plan = batch[index]
             guard !plan.hasChordWork, plan.afterResult.isEmpty, plan.chordCleanup == nil, !plan.restoreHeld,
-                plan.disposition != .requeue
+                plan.disposition != .requeue, plan.disposition != .restore
             else { return nil }
             if let tag = plan.deliveryTag, plan.disposition == .ack || plan.disposition == .reject { tags.append(tag) }
         }

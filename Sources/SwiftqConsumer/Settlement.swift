@@ -59,6 +59,10 @@ package struct Settlement: Sendable, Equatable {
         case ack
         /// Back to its queue, for this or another worker.
         case requeue
+        /// Never started, given back to be next in line: on Redis to the head of its queue (kombu's restore, where
+        /// ``requeue`` goes to the tail as kombu's reject does); on RabbitMQ as ``requeue`` (`basic.reject`, which
+        /// puts it back in its place).
+        case restore
         /// Refused: dropped (or dead-lettered where the queue has a dead-letter exchange). Never redelivered.
         case reject
         /// Left as it is (settled earlier, e.g. acked when the task started).

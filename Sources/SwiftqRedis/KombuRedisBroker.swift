@@ -246,6 +246,22 @@ public struct KombuRedisBroker {
         return result != 0
     }
 
+    /// Gives back delivered messages that never started, to the *head* of their queues (RPUSH, like kombu's restore),
+    /// with the redelivered marks: `tags` in delivery order, the earliest ends up next in line. Returns how many were
+    /// still in `unacked` and went back.
+    @discardableResult
+    public func restore(tags: [String], owner: String) throws(RedisError) -> Int {
+        if tags.isEmpty { return 0 }
+        let reply = try connection.run(
+            KombuRedisScripts.restore,
+            keys: restoreKeys(owner: owner),
+            arguments: [RedisArgument(layout.globalKeyPrefix), RedisArgument(KombuRedisLayout.separator)]
+                + tags.reversed().map { RedisArgument($0) }
+        )
+        guard let restored = reply.integer else { throw Self.unexpected(KombuRedisScripts.restore, reply) }
+        return Int(restored)
+    }
+
     /// Gives back every message this owner still holds: each tag in the owner's set that is still in `unacked` is
     /// pushed to the *head* of its queue (RPUSH, like kombu's restore) with the redelivered marks and removed from
     /// `unacked`/`unacked_index`; then the owner's set is deleted. The earliest delivery ends up next in line.

@@ -392,6 +392,24 @@ enum KombuRedisScripts {
             """#
     )
 
+    /// Gives back some of what one consumer holds, as kombu's restore does: each tag still in unacked is RPUSHed to
+    /// the head of its queue with the redelivered marks, in the order given (the latest delivery first, so that the
+    /// earliest ends up next in line), and leaves the owner set.
+    ///
+    /// KEYS: unacked, unacked_index, owner set, parked hash. ARGV: prefix, separator, tags….
+    /// Returns how many were restored (parked and unknown tags excluded).
+    static let restore = RedisScript(
+        name: "kombu.restore",
+        source: restorePrelude + #"""
+            local restored = 0
+            for i = 3, #ARGV do
+              if restore(ARGV[i], false, KEYS[1], KEYS[2], KEYS[4]) == 1 then restored = restored + 1 end
+              redis.call('SREM', KEYS[3], ARGV[i])
+            end
+            return restored
+            """#
+    )
+
     /// Gives back everything one consumer holds: each tag of the owner set still in unacked is RPUSHed to the head
     /// of its queue with the redelivered marks (latest delivery first, so the earliest ends up next in line);
     /// then the owner set is deleted.

@@ -288,6 +288,30 @@ struct KombuRedisBrokerTests {
         }
     }
 
+    /// Giving back some deliveries (a window that shrank): those named go to the head in delivery order, the
+    /// earliest next in line, with the redelivered marks, and leave every record; the rest stay reserved; a tag no
+    /// longer in `unacked` is skipped.
+    @Test func restoreOfSomeTagsPutsThemAtTheHeadInDeliveryOrder() throws {
+        try withBroker { fixture in
+            for tag in ["a", "b", "c", "d", "waiting"] { try fixture.push(envelope(tag: tag, queue: "q"), to: "q") }
+            _ = try fixture.broker.reserve(queues: ["q"], max: 4, owner: "w")
+            #expect(try fixture.broker.restore(tags: ["b", "c", "gone"], owner: "w") == 2)
+            #expect(
+                try fixture.list("q") == [
+                    envelope(tag: "waiting", queue: "q"), redelivered(envelope(tag: "c", queue: "q")),
+                    redelivered(envelope(tag: "b", queue: "q")),
+                ]
+            )
+            #expect(try fixture.unacked("b") == nil)
+            #expect(try fixture.indexScore("c") == nil)
+            #expect(try fixture.owned(by: "w") == ["a", "d"])
+            #expect(try fixture.unackedCount() == 2)
+            #expect(try fixture.broker.restore(tags: [], owner: "w") == 0)
+            // Next in line: b, then c.
+            #expect(try fixture.broker.reserve(queues: ["q"], max: 2, owner: "w").map(\.deliveryTag) == ["b", "c"])
+        }
+    }
+
     @Test func restoredMessagesAreReadAsRedeliveredByAJSONParser() throws {
         try withBroker { fixture in
             try fixture.push(envelope(tag: "t", queue: "q"), to: "q")

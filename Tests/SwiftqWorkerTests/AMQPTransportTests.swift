@@ -108,6 +108,44 @@ import Testing
         #expect(methods == ["ping"])
         #expect(Self.tasks(control).isEmpty, "a control message was decoded as a task")
     }
+
+    /// A delivery given back (`restore`: the window shrank under it) is rejected with requeue, so RabbitMQ puts it
+    /// back in its place and delivers it again, marked redelivered; nothing records it as finished.
+    @Test(.enabled(if: url != nil)) func aRestoredDeliveryIsDeliveredAgain() throws {
+        let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let queue = "restore-\(suffix)"
+        let transport = try AMQPTransport(
+            urls: [try AMQPURL(parsing: try #require(Self.url))],
+            tls: nil,
+            broker: Configuration().broker,
+            queues: [queue],
+            window: 4,
+            nodeName: "restore-\(suffix)@test",
+            rpcResults: false,
+            redisResults: nil,
+            resultExpires: nil
+        )
+        transport.start()
+        defer { transport.stop(restoreHeld: false, timeout: .seconds(5)) }
+        transport.settle(Settlement(publishes: [Self.task(id: "r-1", to: queue)], disposition: .none))
+        let first = try #require(Self.tasks(Self.events(transport) { !Self.tasks($0).isEmpty }).first)
+        transport.settle(Settlement(deliveryTag: first.tag, taskID: "r-1", disposition: .restore))
+        var redelivered = false
+        let again = Self.events(transport) { seen in
+            seen.contains { event in
+                guard case .delivered(let messages) = event else { return false }
+                return messages.contains { message in
+                    guard case .task(let task, let tag?, _) = message, task.id == "r-1", tag != first.tag else {
+                        return false
+                    }
+                    redelivered = task.redelivered
+                    return true
+                }
+            }
+        }
+        #expect(Self.tasks(again).contains { $0.id == "r-1" && $0.tag != first.tag })
+        #expect(redelivered)
+    }
 }
 
 /// Which errors in reply to a channel-wide `basic.qos` mean "the broker refuses it" (RabbitMQ ≥ 4.3 while its

@@ -189,6 +189,23 @@ import Testing
         #expect(Self.delivered(Self.events(transport) { Self.delivered($0) == ["late-tag"] }) == ["late-tag"])
     }
 
+    /// A delivery given back (`restore`: the window shrank under it) goes to the head of its queue, next in line,
+    /// marked redelivered, and is reported settled.
+    @Test func aRestoredDeliveryIsNextInLine() throws {
+        try run { server, transport, client in
+            try client.command("LPUSH", "in", RedisArgument(envelope(id: "behind")))
+            transport.settle([Settlement(deliveryTag: "task-1-tag", taskID: "task-1", disposition: .restore)])
+            let settled = Self.settled(Self.events(transport) { Self.settled($0) == ["task-1-tag"] })
+            #expect(settled == ["task-1-tag"])
+            let head = try #require(try client.command("LINDEX", "in", "-1").bytes)
+            let value = try JSONValue(parsing: head)
+            #expect(value["headers"]?["id"] == "task-1")
+            #expect(value["headers"]?["redelivered"] == true)
+            #expect(try client.command("LLEN", "in").integer == 2)
+            #expect(try client.command("HLEN", "unacked").integer == 0)
+        }
+    }
+
     @Test func publishesThenTheResultThenTheAck() throws {
         try run { server, transport, client in
             transport.settle(
