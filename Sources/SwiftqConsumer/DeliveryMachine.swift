@@ -344,9 +344,10 @@ package struct DeliveryMachine {
     /// When the window shrinks (a streak of short tasks ended, or a reload made it smaller), what it held and the
     /// credit already on its way beyond the smaller window would stay here, waiting behind this worker's pool while
     /// other workers of the queue may be idle: up to 32 × Celery's window of tasks that are not short. So the newest
-    /// ready deliveries beyond the window go back to the broker, next in line (``Settlement/Disposition/restore``),
-    /// now and as the credit granted before arrives, until it has all arrived. Running ones and those held for an
-    /// ETA or a rate limit stay.
+    /// ready deliveries beyond the window that are not short go back to the broker, next in line
+    /// (``Settlement/Disposition/restore``), now and as the credit granted before arrives, until it has all arrived.
+    /// Short ones stay (they run here in moments; given back, they would start a streak again), and so do running
+    /// ones and those held for an ETA or a rate limit.
     private mutating func giveBackExcess(windowBefore: Int, into actions: inout [Action]) {
         let window = currentWindow
         if window < windowBefore {
@@ -355,17 +356,26 @@ package struct DeliveryMachine {
             toGiveBack = 0
         }
         guard toGiveBack > 0 else { return }
-        let count = min(toGiveBack, heldInWindow - window, ready.count)
+        let wanted = min(toGiveBack, heldInWindow - window)
+        var chosen: [UInt64] = []
+        for key in ready.reversed() where chosen.count < wanted {
+            guard let message = deliveries[key]?.message, !isShort(message, limits: timeLimits(message)) else {
+                continue
+            }
+            chosen.append(key)
+        }
+        let count = chosen.count
         if count > 0 {
             // In the order they came, so that the transport puts the earliest next in line.
-            for key in ready.suffix(count) {
+            for key in chosen.reversed() {
                 guard let delivery = deliveries.removeValue(forKey: key) else { continue }
                 settle(
                     Settlement(deliveryTag: delivery.tag, taskID: delivery.message.id, disposition: .restore),
                     into: &actions
                 )
             }
-            ready.removeLast(count)
+            let givenBack = Set(chosen)
+            ready.removeAll { givenBack.contains($0) }
             toGiveBack -= count
             actions.append(
                 .log(

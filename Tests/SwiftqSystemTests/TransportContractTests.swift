@@ -310,6 +310,57 @@ import Testing
         #expect(eventually(timeout: 20) { windows() == ["8"] }, "after: \(windows())")
     }
 
+    /// Tasks of microseconds take the Redis window to 32 × Celery's; the tasks that follow them are not short, so
+    /// the window shrinks back to 8 and what the worker reserved of them beyond it goes back to the queue's head:
+    /// while most of them still wait in the queue (for any worker), this one holds no more than its window. None is
+    /// lost, and none runs twice.
+    @Test func theTasksAfterAStreakWaitInTheQueueNotInTheWorker() throws {
+        let redis = try RedisServer()
+        let (tiny, slow) = (4000, 300)
+        try CeleryControl.python(
+            """
+            from control_tasks import app
+            with app.producer_or_acquire() as producer:
+                for i in range(\(tiny)):
+                    app.send_task('swiftq.add', args=[i, 1], ignore_result=True, producer=producer)
+                for i in range(\(slow)):
+                    app.send_task('swiftq.sleep', args=[0.05], task_id=f'slow-{i}', producer=producer)
+            """,
+            broker: redis.url,
+            backend: redis.url(db: 1)
+        )
+        let daemon = try RedisInteropTests.daemon(broker: redis, concurrency: 2, prefetch: 4)
+        func count(_ command: [String]) -> Int {
+            Int(RedisWorkloadTests.trimmed((try? redis.cli(command)) ?? "")) ?? -1
+        }
+        func succeeded(_ name: String) -> Int64? {
+            (try? daemon.stats())?["tasks"]?["by_name"]?[name]?["succeeded"]?.intValue
+        }
+        // Once the streak is over: how many the worker holds, how many wait in the queue, how many slow ones ran.
+        var samples: [(unacked: Int, queued: Int, ran: Int64)] = []
+        #expect(
+            eventually(timeout: 60) {
+                guard succeeded("swiftq.add") == Int64(tiny) else { return false }
+                samples.append(
+                    (count(["HLEN", "unacked"]), count(["LLEN", "celery"]), succeeded("swiftq.sleep") ?? 0)
+                )
+                return samples.last.map { $0.unacked <= 8 && $0.queued >= 100 } == true
+            },
+            "after the streak: \(samples.suffix(20)); \(daemon.log.suffix(1500))"
+        )
+        // Given back at once, not worked off: a worker that kept what it had reserved (a batch or two of 64) would
+        // hold more than 8 until it had run most of them.
+        #expect((samples.last?.ran ?? .max) <= 20, "\(samples.suffix(20))")
+        #expect(daemon.log.contains("gave back"), "\(daemon.log.suffix(1500))")
+        #expect(eventually(timeout: 60) { succeeded("swiftq.sleep") == Int64(slow) })
+        #expect(
+            (0..<slow).allSatisfy { RevokeTests.status(redis, "slow-\($0)") == "SUCCESS" },
+            "a slow task has no SUCCESS"
+        )
+        #expect(succeeded("swiftq.sleep") == Int64(slow))
+        #expect(count(["HLEN", "unacked"]) == 0)
+    }
+
     @Test func twoDaemonsWithOneNodeNameNeverTakeEachOthersReservations() throws {
         let redis = try RedisServer()
         let node = "twin@test"
