@@ -193,7 +193,7 @@ package final class AMQPTransport: BrokerTransport {
 
     /// Plans whose first step is a result to store go straight to the result writer (Redis backend), which hands
     /// them back for the ack; the others start on the connection thread.
-    package func settle(_ plans: [Settlement]) {
+    package func settle(_ plans: consuming [Settlement]) {
         guard let resultWriter else {
             inbox.post(plans)
             return

@@ -38,7 +38,7 @@ package protocol BrokerTransport: BrokerPort, Sendable {
     /// (`worker.mingle: false`).
     func setMingle(revokes ids: [String]?)
     /// Queues settlement plans, each done in order; a failed step stops its plan (the message stays unacked).
-    func settle(_ plans: [Settlement])
+    func settle(_ plans: consuming [Settlement])
     /// What the fetch path has done lately, for the supervisor's stall detection.
     var fetchProgress: FetchProgress { get }
     /// Stops receiving; settles what is queued, then gives back every message still held. Blocks until done or

@@ -7,7 +7,7 @@ import SwiftqPool
 /// What the consumer core asks of a broker transport: settle plans, grant credit, keep held deliveries visible.
 /// ``BrokerTransport`` provides it; unit tests pass a recording fake.
 package protocol BrokerPort: AnyObject {
-    func settle(_ plans: [Settlement])
+    func settle(_ plans: consuming [Settlement])
     func grant(_ count: Int)
     func setHeldForETA(_ count: Int)
     /// How much larger than the configured window the prefetch window is now (short tasks; see
@@ -279,7 +279,7 @@ package final class ConsumerCore {
                 log(line)
             }
         }
-        if !plans.isEmpty { broker.settle(plans) }
+        if !plans.isEmpty { broker.settle(consume plans) }
         guard outer else { return }
         performing = false
         while !deferredEvents.isEmpty {

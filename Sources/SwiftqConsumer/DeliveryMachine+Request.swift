@@ -7,6 +7,9 @@ extension DeliveryMachine {
     /// whether it was redelivered, the time limits it runs under, the client's custom headers.
     mutating func requestContext(_ delivery: Delivery, limits: (soft: Double?, hard: Double?)) -> TaskRequest {
         let message = delivery.message
+        // Read once each: a message's fields are behind out-of-line accessors that copy what they return.
+        let received = message.received
+        let headers = message.headers
         var request = TaskRequest()
         request.rootID = message.rootID
         request.parentID = message.parentID
@@ -19,18 +22,18 @@ extension DeliveryMachine {
         request.correlationID = message.correlationID ?? message.id
         request.origin = message.origin
         request.deliveryInfo = [
-            "exchange": .string(message.received.exchange ?? ""),
-            "routing_key": .string(message.received.routingKey ?? delivery.queue),
-            "priority": message.received.priority.map { .int(Int64($0)) } ?? .null,
+            "exchange": .string(received.exchange ?? ""),
+            "routing_key": .string(received.routingKey ?? delivery.queue),
+            "priority": received.priority.map { .int(Int64($0)) } ?? .null,
             "redelivered": .bool(message.redelivered),
             "queue": .string(delivery.queue),
         ]
-        request.properties = message.received.properties
+        request.properties = received.properties
         request.timeLimit = limits.hard
         request.softTimeLimit = limits.soft
-        if message.headers.keys != plainHeaderNames {
-            request.headers = TaskRequest.customHeaders(message.headers)
-            if request.headers == nil { plainHeaderNames = message.headers.keys }
+        if headers.keys != plainHeaderNames {
+            request.headers = TaskRequest.customHeaders(headers)
+            if request.headers == nil { plainHeaderNames = headers.keys }
         }
         request.replacedTaskNesting = message.replacedTaskNesting
         request.chord = message.chord

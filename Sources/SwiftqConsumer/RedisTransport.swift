@@ -133,8 +133,8 @@ package final class RedisTransport: BrokerTransport {
     }
 
     /// Queues plans for the writer.
-    package func settle(_ plans: [Settlement]) {
-        outbox.post(plans)
+    package func settle(_ plans: consuming [Settlement]) {
+        outbox.post(consume plans)
     }
 
     /// Buffers events for the writer, and wakes it when the buffer has just filled from empty.

@@ -35,9 +35,16 @@ public final class WorkQueue<Item: Sendable>: Sendable {
     /// Whether the thread found nothing and waits (tests wait for it).
     var isAsleep: Bool { state.withLock { $0.sleeping } }
 
-    public func post(_ newItems: [Item]) {
+    /// Queues `newItems`. Consuming: when nothing is queued (the thread took all there was, the usual case) the array
+    /// itself becomes the queue, instead of each item being copied into it (a retain of every string and collection
+    /// a settlement plan holds, and a release of each when the caller's array went away).
+    public func post(_ newItems: consuming [Item]) {
         guard !newItems.isEmpty else { return }
-        append { $0.append(contentsOf: newItems) }
+        var moved = Optional(newItems)
+        append { items in
+            guard let newItems = moved.take() else { return }
+            if items.isEmpty { items = newItems } else { items.append(contentsOf: newItems) }
+        }
     }
 
     public func post(_ item: Item) { append { $0.append(item) } }

@@ -35,6 +35,11 @@ import Glibc
         #expect(first.items == [1, 2, 3])
         #expect(!first.stopped)
         #expect(queue.take(timeout: .milliseconds(5)).items.isEmpty)
+        // An array posted to an empty queue becomes the queue; later posts go behind it.
+        queue.post([4, 5])
+        queue.post([6, 7])
+        queue.post(8)
+        #expect(queue.take(timeout: .seconds(5)).items == [4, 5, 6, 7, 8])
         queue.stop()
         #expect(queue.take(timeout: .seconds(5)).stopped)
     }
