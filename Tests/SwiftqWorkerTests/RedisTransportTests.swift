@@ -127,16 +127,21 @@ import Testing
         }
     }
 
-    func run(_ body: (Server, RedisTransport, RedisConnection) throws -> Void) throws {
-        let server = try Server()
-        let transport = try RedisTransport(
+    /// A transport consuming `in` on `server` (results in database 1), not started.
+    static func transport(_ server: Server, node: String) throws -> RedisTransport {
+        try RedisTransport(
             broker: .server(server.url(0)),
             backend: .server(server.url(1)),
             queues: ["in"],
-            node: "plans@test",
+            node: node,
             resultExpires: nil,
             visibilityTimeout: .seconds(3600)
         )
+    }
+
+    func run(_ body: (Server, RedisTransport, RedisConnection) throws -> Void) throws {
+        let server = try Server()
+        let transport = try Self.transport(server, node: "plans@test")
         transport.start()
         defer { transport.stop(restoreHeld: false, timeout: .seconds(5)) }
         let client = try server.connect()
@@ -158,14 +163,7 @@ import Testing
     /// batches of 64 and a short last one; more credit delivers the rest.
     @Test func reservesSentAheadTakeExactlyTheCreditGranted() throws {
         let server = try Server()
-        let transport = try RedisTransport(
-            broker: .server(server.url(0)),
-            backend: .server(server.url(1)),
-            queues: ["in"],
-            node: "credit@test",
-            resultExpires: nil,
-            visibilityTimeout: .seconds(3600)
-        )
+        let transport = try Self.transport(server, node: "credit@test")
         let client = try server.connect()
         let count = 300
         _ = try client.pipeline((0..<count).map { ["LPUSH", "in", RedisArgument(envelope(id: "t\($0)"))] })
