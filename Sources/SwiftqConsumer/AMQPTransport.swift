@@ -846,17 +846,34 @@ package final class AMQPTransport: BrokerTransport {
             runEnd = tag
             runLength += 1
         }
+        var multiple: UInt64?
         if let runEnd, runLength > 1 {
-            try session.connection.ack(channel: consumeChannel, deliveryTag: runEnd, multiple: true)
-            ThroughputCounters.shared.record(.ack, size: runLength)
+            multiple = runEnd
             rest = rest.filter { $0 > runEnd }
             session.outstanding = session.outstanding.filter { $0 > runEnd }
         }
-        for tag in rest.sorted() {
-            try session.connection.ack(channel: consumeChannel, deliveryTag: tag)
-            ThroughputCounters.shared.record(.ack, size: 1)
-            session.outstanding.remove(tag)
+        let single = rest.sorted()
+        let connection = session.connection
+        let channel = consumeChannel
+        func send() throws(AMQPError) {
+            if let multiple {
+                try connection.ack(channel: channel, deliveryTag: multiple, multiple: true)
+                ThroughputCounters.shared.record(.ack, size: runLength)
+            }
+            for tag in single {
+                try connection.ack(channel: channel, deliveryTag: tag)
+                ThroughputCounters.shared.record(.ack, size: 1)
+            }
         }
+        // Tasks finish out of order (two children), so a turn's acks are often one `multiple` ack and a few single
+        // ones: corked, they leave as one TCP segment instead of one each (a segment is a transmit here and a
+        // receive in the node, ~12 % of the AMQP thread's time when each went alone).
+        if (multiple == nil ? 0 : 1) + single.count > 1 {
+            try connection.corked(send)
+        } else {
+            try send()
+        }
+        for tag in single { session.outstanding.remove(tag) }
     }
 
     private func acknowledge(
