@@ -382,7 +382,7 @@ package struct DeliveryMachine {
                     .init(
                         level: .info,
                         text:
-                            "gave back \(count) reserved task(s) to the broker: the prefetch window shrank to \(window)"
+                            "gave back \(count) reserved task(s) to the broker: beyond the prefetch window, now \(window)"
                     )
                 )
             )

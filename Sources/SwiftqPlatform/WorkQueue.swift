@@ -40,6 +40,8 @@ public final class WorkQueue<Item: Sendable>: Sendable {
     /// a settlement plan holds, and a release of each when the caller's array went away).
     public func post(_ newItems: consuming [Item]) {
         guard !newItems.isEmpty else { return }
+        // Moved in, not captured: the thread may take the queue before this call returns, and a reference still
+        // held here would make its first change to the batch copy every item after all.
         var moved = Optional(newItems)
         append { items in
             guard let newItems = moved.take() else { return }

@@ -48,7 +48,7 @@ extension RedisConnection {
     public func run(_ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = [])
         throws(RedisError) -> RedisReply
     {
-        try runPipelined(script, calls: [RedisScript.Call(keys: keys, arguments: arguments)])[0].orThrow(script)
+        try reply(to: try send(script, keys: keys, arguments: arguments))
     }
 
     /// Runs a script once per call, all in one round trip, and returns the replies in order. A call that fails on
