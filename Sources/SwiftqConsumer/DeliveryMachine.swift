@@ -366,8 +366,9 @@ package struct DeliveryMachine {
         }
         let count = chosen.count
         if count > 0 {
-            // In the order they came, so that the transport puts the earliest next in line.
-            for key in chosen.reversed() {
+            // Newest first: each goes to the head of its queue in turn, so the earliest ends up next in line, also
+            // when the transport splits the give-back over several batches.
+            for key in chosen {
                 guard let delivery = deliveries.removeValue(forKey: key) else { continue }
                 settle(
                     Settlement(deliveryTag: delivery.tag, taskID: delivery.message.id, disposition: .restore),

@@ -589,7 +589,8 @@ package final class RedisTransport: BrokerTransport {
                 break
             }
         }
-        // One script for the batch; a no-op for those no longer in `unacked`.
+        // One script for the batch, newest first as the machine gives them back; a no-op for those no longer in
+        // `unacked`.
         if !restored.isEmpty { try broker.restore(tags: restored, owner: owner) }
         if !acks.isEmpty && !ackedWithResults {
             let reached = try broker.ack(tags: acks, owner: owner, publishing: fanout).reached

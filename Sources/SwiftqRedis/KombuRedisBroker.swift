@@ -247,7 +247,8 @@ public struct KombuRedisBroker {
     }
 
     /// Gives back delivered messages that never started, to the *head* of their queues (RPUSH, like kombu's restore),
-    /// with the redelivered marks: `tags` in delivery order, the earliest ends up next in line. Returns how many were
+    /// with the redelivered marks, one after the other in the order given: `tags` newest delivery first, so the
+    /// earliest ends up next in line (and two calls, the newer tags first, keep that order). Returns how many were
     /// still in `unacked` and went back.
     @discardableResult
     public func restore(tags: [String], owner: String) throws(RedisError) -> Int {
@@ -256,7 +257,7 @@ public struct KombuRedisBroker {
             KombuRedisScripts.restore,
             keys: restoreKeys(owner: owner),
             arguments: [RedisArgument(layout.globalKeyPrefix), RedisArgument(KombuRedisLayout.separator)]
-                + tags.reversed().map { RedisArgument($0) }
+                + tags.map { RedisArgument($0) }
         )
         guard let restored = reply.integer else { throw Self.unexpected(KombuRedisScripts.restore, reply) }
         return Int(restored)

@@ -288,14 +288,15 @@ struct KombuRedisBrokerTests {
         }
     }
 
-    /// Giving back some deliveries (a window that shrank): those named go to the head in delivery order, the
-    /// earliest next in line, with the redelivered marks, and leave every record; the rest stay reserved; a tag no
-    /// longer in `unacked` is skipped.
+    /// Giving back some deliveries (a window that shrank): those named, newest first, go to the head one after the
+    /// other, so the earliest ends up next in line, with the redelivered marks, and leave every record; the rest stay
+    /// reserved; a tag no longer in `unacked` is skipped. A give-back split over two calls (newer tags first) keeps
+    /// the delivery order.
     @Test func restoreOfSomeTagsPutsThemAtTheHeadInDeliveryOrder() throws {
         try withBroker { fixture in
             for tag in ["a", "b", "c", "d", "waiting"] { try fixture.push(envelope(tag: tag, queue: "q"), to: "q") }
             _ = try fixture.broker.reserve(queues: ["q"], max: 4, owner: "w")
-            #expect(try fixture.broker.restore(tags: ["b", "c", "gone"], owner: "w") == 2)
+            #expect(try fixture.broker.restore(tags: ["c", "gone", "b"], owner: "w") == 2)
             #expect(
                 try fixture.list("q") == [
                     envelope(tag: "waiting", queue: "q"), redelivered(envelope(tag: "c", queue: "q")),
@@ -309,6 +310,14 @@ struct KombuRedisBrokerTests {
             #expect(try fixture.broker.restore(tags: [], owner: "w") == 0)
             // Next in line: b, then c.
             #expect(try fixture.broker.reserve(queues: ["q"], max: 2, owner: "w").map(\.deliveryTag) == ["b", "c"])
+
+            // All four back, in two calls as two writer batches would: newest first throughout.
+            #expect(try fixture.broker.restore(tags: ["d", "c"], owner: "w") == 2)
+            #expect(try fixture.broker.restore(tags: ["b", "a"], owner: "w") == 2)
+            #expect(
+                try fixture.broker.reserve(queues: ["q"], max: 5, owner: "w").map(\.deliveryTag)
+                    == ["a", "b", "c", "d", "waiting"]
+            )
         }
     }
 

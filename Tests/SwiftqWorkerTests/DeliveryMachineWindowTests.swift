@@ -150,7 +150,7 @@ import Testing
             Self.tasks("app.slow", 2...4) + [.task(eta, deliveryTag: "eta-tag", queue: "q")]
             + Self.tasks("app.quick", 9...11)
         let arrived = machine.received(rest, now: Self.now)
-        #expect(Self.restored(arrived) == (2...4).map { "app.slow-\($0)" })
+        #expect(Self.restored(arrived) == (2...4).reversed().map { "app.slow-\($0)" })
         #expect(machine.heldInWindow == 11)
         #expect(machine.heldForETA == 1)
         #expect(machine.outstandingCredit == 0)
@@ -170,7 +170,7 @@ import Testing
         var smaller = machine.settings
         smaller.window = 2
         let actions = machine.reconfigure(smaller)
-        #expect(Self.restored(actions) == (3...8).map { "app.quick-\($0)" })
+        #expect(Self.restored(actions) == (3...8).reversed().map { "app.quick-\($0)" })
         #expect(machine.heldInWindow == 2)
         #expect(Self.granted(actions) == 0)
     }
@@ -209,7 +209,7 @@ import Testing
         // no worker's pool; the short ones stay, and credit comes again once fewer than 8 are held.
         let ended = machine.received(Self.tasks("app.slow", 1...1) + Self.tasks("app.new", 1...1), now: Self.now)
         #expect(machine.currentWindow == 8)
-        #expect(Self.restored(ended) == ["app.slow-1", "app.new-1"])
+        #expect(Self.restored(ended) == ["app.new-1", "app.slow-1"])
         #expect(machine.heldInWindow == 16)
         #expect(Self.granted(machine.credit()) == 0)
         let jobs = DeliveryMachineChildPrefetchTests.jobs(
