@@ -151,70 +151,109 @@ package struct PoolSubmission: Sendable, Equatable {
 package struct PoolJob: Sendable, Equatable {
     /// The task id.
     package var id: String {
-        get { self[\.id] }
-        set { self[\.id] = newValue }
+        get { storage.fields.id }
+        _modify {
+            makeUnique()
+            yield &storage.fields.id
+        }
     }
     /// The registered task name.
     package var name: String {
-        get { self[\.name] }
-        set { self[\.name] = newValue }
+        get { storage.fields.name }
+        _modify {
+            makeUnique()
+            yield &storage.fields.name
+        }
     }
     /// The task's positional and keyword arguments.
     package var args: [JSONValue] {
-        get { self[\.args] }
-        set { self[\.args] = newValue }
+        get { storage.fields.args }
+        _modify {
+            makeUnique()
+            yield &storage.fields.args
+        }
     }
     package var kwargs: OrderedDictionary<String, JSONValue> {
-        get { self[\.kwargs] }
-        set { self[\.kwargs] = newValue }
+        get { storage.fields.kwargs }
+        _modify {
+            makeUnique()
+            yield &storage.fields.kwargs
+        }
     }
     /// The message body these were decoded from (JSON `[args, kwargs, embed]`), when there is one: the pool child
     /// gets these bytes as they arrived instead of ``args`` and ``kwargs`` encoded again (see ``PoolRequest``).
     package var body: [UInt8] {
-        get { self[\.body] }
-        set { self[\.body] = newValue }
+        get { storage.fields.body }
+        _modify {
+            makeUnique()
+            yield &storage.fields.body
+        }
     }
     /// The program to run, for an exec task (configuration that pool children do not read).
     package var exec: ExecSpec? {
-        get { self[\.exec] }
-        set { self[\.exec] = newValue }
+        get { storage.fields.exec }
+        _modify {
+            makeUnique()
+            yield &storage.fields.exec
+        }
     }
     /// Soft and hard time limits in seconds (nil: none).
     package var softTimeLimit: Double? {
-        get { self[\.softTimeLimit] }
-        set { self[\.softTimeLimit] = newValue }
+        get { storage.fields.softTimeLimit }
+        _modify {
+            makeUnique()
+            yield &storage.fields.softTimeLimit
+        }
     }
     package var hardTimeLimit: Double? {
-        get { self[\.hardTimeLimit] }
-        set { self[\.hardTimeLimit] = newValue }
+        get { storage.fields.hardTimeLimit }
+        _modify {
+            makeUnique()
+            yield &storage.fields.hardTimeLimit
+        }
     }
     /// The message's `retries` (what the task sees as its retry count).
     package var retries: Int {
-        get { self[\.retries] }
-        set { self[\.retries] = newValue }
+        get { storage.fields.retries }
+        _modify {
+            makeUnique()
+            yield &storage.fields.retries
+        }
     }
     /// The rest of the task's request context, nil when there is none.
     package var request: TaskRequest? {
-        get { self[\.request] }
-        set { self[\.request] = newValue }
+        get { storage.fields.request }
+        _modify {
+            makeUnique()
+            yield &storage.fields.request
+        }
     }
     /// The request context as the JSON text the consumer sent, undecoded: how a pool child receives it
     /// (``PoolRequest/init(payload:)``); the task decodes it if it reads it.
     package var requestText: [UInt8]? {
-        get { self[\.requestText] }
-        set { self[\.requestText] = newValue }
+        get { storage.fields.requestText }
+        _modify {
+            makeUnique()
+            yield &storage.fields.requestText
+        }
     }
     /// Whether the job may wait in a busy child's queue (child prefetch): the consumer says so for short tasks
     /// without time limits; any other job goes to an idle slot only. Not sent to the child.
     package var mayQueue: Bool {
-        get { self[\.mayQueue] }
-        set { self[\.mayQueue] = newValue }
+        get { storage.fields.mayQueue }
+        _modify {
+            makeUnique()
+            yield &storage.fields.mayQueue
+        }
     }
     /// How long the job is expected to run (seconds): its task's recent runtime, 0 when not known yet. What a job
     /// waiting behind it waits (``PoolQueueRoom``). Not sent to the child.
     package var expectedRuntime: Double {
-        get { self[\.expectedRuntime] }
-        set { self[\.expectedRuntime] = newValue }
+        get { storage.fields.expectedRuntime }
+        _modify {
+            makeUnique()
+            yield &storage.fields.expectedRuntime
+        }
     }
 
     package init(
@@ -247,14 +286,12 @@ package struct PoolJob: Sendable, Equatable {
 
     private var storage: Storage
 
-    /// One field: read from the box; written in place when this job is the box's only owner, else in a copy of it.
-    private subscript<Value>(field: WritableKeyPath<Fields, Value>) -> Value {
-        get { storage.fields[keyPath: field] }
-        set {
-            if !isKnownUniquelyReferenced(&storage) {
-                storage = Storage(storage.fields)
-            }
-            storage.fields[keyPath: field] = newValue
+    /// Before a field is written: the box is copied unless this job is its only owner. The accessors read and
+    /// write the box's fields directly (`_modify`, not a key-path subscript: a key path the optimizer did not
+    /// resolve was applied at run time, copying the whole request context through generic value witnesses).
+    private mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) {
+            storage = Storage(storage.fields)
         }
     }
 
@@ -274,7 +311,7 @@ package struct PoolJob: Sendable, Equatable {
         var expectedRuntime = 0.0
     }
 
-    /// The box. `@unchecked Sendable` because it is only ever changed through ``subscript(_:)``, by an owner that holds
+    /// The box. `@unchecked Sendable` because it is only ever changed after ``makeUnique()``, by an owner that holds
     /// the only reference: a box that two jobs share (and so possibly two threads) is never written.
     private final class Storage: @unchecked Sendable {
         var fields: Fields
