@@ -163,7 +163,7 @@ let package = Package(
         .executableTarget(
             name: "swiftq-bench-codec",
             dependencies: [
-                "SwiftqCore", "SwiftqPool", "SwiftqTasks",
+                "SwiftqAMQP", "SwiftqCore", "SwiftqPool", "SwiftqTasks",
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ],
             path: "bench/codec",

@@ -15,9 +15,16 @@ extension amqp_bytes_t {
         return Array(UnsafeRawBufferPointer(start: bytes, count: len))
     }
 
-    /// The bytes as UTF-8 text; invalid sequences are repaired (used for names and reply texts, never for headers).
+    /// The bytes where they are, no copy: valid only as long as what holds them (the frame, the pool).
+    var buffer: UnsafeBufferPointer<UInt8> {
+        guard len > 0, let bytes else { return UnsafeBufferPointer(start: nil, count: 0) }
+        return UnsafeBufferPointer(start: bytes.assumingMemoryBound(to: UInt8.self), count: len)
+    }
+
+    /// The bytes as UTF-8 text; invalid sequences are repaired (names, header keys and reply texts, never header
+    /// values).
     var string: String {
-        String(decoding: array, as: UTF8.self)
+        String(decoding: buffer, as: UTF8.self)
     }
 }
 
@@ -111,9 +118,8 @@ extension amqp_field_value_t {
         case Int32(AMQP_FIELD_KIND_TIMESTAMP.rawValue): return .int(Int64(bitPattern: value.u64))
         case Int32(AMQP_FIELD_KIND_VOID.rawValue): return .null
         case Int32(AMQP_FIELD_KIND_UTF8.rawValue):
-            let bytes = value.bytes.array
-            if let text = String(validating: bytes, as: UTF8.self) { return .string(text) }
-            return .object([bytesKey: .string(Base64.encode(bytes))])
+            if let text = String(validatingUTF8Bytes: value.bytes.buffer) { return .string(text) }
+            return .object([bytesKey: .string(Base64.encode(value.bytes.array))])
         case Int32(AMQP_FIELD_KIND_BYTES.rawValue):
             return .object([bytesKey: .string(Base64.encode(value.bytes.array))])
         case Int32(AMQP_FIELD_KIND_ARRAY.rawValue):
@@ -142,12 +148,15 @@ extension amqp_table_t {
     /// The table as an ordered dictionary in wire order; a repeated key keeps its last value.
     func json(depth: Int = 0) throws(AMQPError) -> OrderedDictionary<String, JSONValue> {
         guard let entries, num_entries > 0 else { return [:] }
-        // Sized once: a task's headers (~20 entries) would otherwise regrow the keys, values and hash table.
-        var result = OrderedDictionary<String, JSONValue>(minimumCapacity: Int(num_entries))
+        var keys: [String] = []
+        var values: [JSONValue] = []
+        keys.reserveCapacity(Int(num_entries))
+        values.reserveCapacity(Int(num_entries))
         for index in 0..<Int(num_entries) {
-            result[entries[index].key.string] = try entries[index].value.json(depth: depth)
+            keys.append(entries[index].key.string)
+            values.append(try entries[index].value.json(depth: depth))
         }
-        return result
+        return OrderedDictionary(jsonMembers: keys, values: values)
     }
 }
 

@@ -28,6 +28,22 @@ enum JSONByteScan {
         return end
     }
 
+    /// Whether every byte of `bytes` is ASCII (below 0x80).
+    static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        let raw = UnsafeRawPointer(base)
+        var index = 0
+        while bytes.count - index >= 8 {
+            if raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) & highs != 0 { return false }
+            index += 8
+        }
+        while index < bytes.count {
+            if base[index] >= 0x80 { return false }
+            index += 1
+        }
+        return true
+    }
+
     /// Non-zero when some byte of `word` is `"`, `\`, below 0x20 or above 0x7F. Exact as to whether there is one
     /// (the bits set need not mark which byte), which is all ``plainRunEnd(_:from:to:)`` asks of it.
     @inline(__always)

@@ -78,8 +78,7 @@ private let exactPowersOfTen: [Double] = [
 /// An array or object still being parsed: an array's elements, or an object's values with their keys beside them
 /// (stored properties, not an enum payload, so that the parser appends in place without copy-on-write copies).
 ///
-/// An object's dictionary is built once, when it closes (``object``): inserting member by member grew its storage
-/// and its hash table step by step and looked each key up as it went, about a quarter of an envelope's decoding.
+/// An object's dictionary is built once, when it closes (``object``).
 private struct OpenContainer {
     var isObject: Bool
     var elements: [JSONValue] = []
@@ -94,29 +93,8 @@ private struct OpenContainer {
     /// The key whose value is being parsed, for objects.
     var key: String { keys[keys.count - 1] }
 
-    /// The object's members in document order; a key given twice keeps its first place and its last value, as
-    /// Python's `json` does (the later value wins).
-    var object: OrderedDictionary<String, JSONValue> {
-        let count = keys.count
-        if count <= OpenContainer.linearScanLimit {
-            // Small objects (nearly all of them): OrderedDictionary keeps no hash table for them either, so a scan
-            // for a repeated key costs what its own lookups would.
-            var unique = true
-            scan: for index in 1..<max(count, 1) {
-                for earlier in 0..<index where keys[earlier] == keys[index] {
-                    unique = false
-                    break scan
-                }
-            }
-            if unique { return OrderedDictionary(uncheckedUniqueKeys: keys, values: elements) }
-        }
-        var members = OrderedDictionary<String, JSONValue>(minimumCapacity: count)
-        for index in 0..<count { members[keys[index]] = elements[index] }
-        return members
-    }
-
-    /// Up to how many members an object is checked for repeated keys by comparing them pairwise.
-    static let linearScanLimit = 15
+    /// The object's members (``OrderedDictionary/init(jsonMembers:values:)``).
+    var object: OrderedDictionary<String, JSONValue> { OrderedDictionary(jsonMembers: keys, values: elements) }
 }
 
 /// A single-use recursive-descent parser over a contiguous UTF-8 buffer.

@@ -7,8 +7,10 @@
 // - envelope: the fetch thread's `RedisEnvelope.decode` and `TaskMessage.decode`;
 // - request: the consumer's `execute` frame for a pool child (request context and body spliced in);
 // - child: the child's parse of that frame;
-// - result: the child's result frame, written and parsed back by the consumer.
+// - result: the child's result frame, written and parsed back by the consumer;
+// - amqp: on RabbitMQ, the delivery's headers (the same, as the field table py-amqp writes) read into JSON.
 import OrderedCollections
+import SwiftqAMQP
 import SwiftqCore
 import SwiftqPool
 import SwiftqTasks
@@ -86,6 +88,9 @@ try measure("child", rounds: rounds) {
     }
     return job.args.count
 }
+let headersTable = try AMQPFieldTable.encode(RedisEnvelope.decode(envelopeBytes).headers)
+
+try measure("amqp", rounds: rounds) { try AMQPFieldTable.decode(headersTable).count }
 try measure("result", rounds: rounds) {
     let bytes = PoolReply.result(id: message.id, outcome: .success(.int(5)), runtime: 0.000_031_5).serialized
     guard case .result(let id, _, _, _) = try PoolReply(decoding: JSONValue(parsing: bytes)) else { return 0 }
