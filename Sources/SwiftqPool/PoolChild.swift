@@ -111,6 +111,17 @@ package final class PoolChild {
             case .badArguments(let id, let failure):
                 queue.append(.refused(id: id, failure))
                 runQueue()
+            case .malformed(let problem, .string(let id)) where parsed.value["type"] == "execute":
+                // The consumer waits for one answer per job it sent, in order: a job whose request cannot be read
+                // still gets one (a failure naming the problem), else its slot would wait for it forever.
+                logger.error("refusing a task request that cannot be read: \(problem)")
+                let failure = TaskFailure(
+                    type: "InternalError",
+                    message: "the pool child could not read the task's request: \(problem)",
+                    module: "swiftq"
+                )
+                queue.append(.refused(id: id, failure))
+                runQueue()
             case .malformed(let problem, let id):
                 logger.warning("ignoring a malformed channel message: \(problem)")
                 channel.send(PoolReply.error(message: problem.description, id: id).json)

@@ -153,6 +153,20 @@ final class PoolChildDriver {
         // Malformed messages get an error frame, never a crash.
         try child.send(["type": "execute", "id": 5])
         #expect(try child.receive()?["type"] == "error")
+        // A task request with an id but otherwise unreadable is answered as that task's failure, in its turn (the
+        // consumer waits for one answer per job).
+        try child.send(["type": "execute", "id": "unreadable", "task": 7])
+        let unreadable = try #require(try child.receive())
+        #expect(unreadable["type"] == "result")
+        #expect(unreadable["id"] == "unreadable")
+        #expect(unreadable["state"] == "FAILURE")
+        #expect(unreadable["exception"]?["exc_type"] == "InternalError")
+        #expect(unreadable["exception"]?["exc_module"] == "swiftq")
+        #expect(
+            unreadable["exception"]?["exc_message"]?.stringValue?.hasPrefix(
+                "the pool child could not read the task's request:"
+            ) == true
+        )
         try child.send(["type": "teleport"])
         #expect(try child.receive()?["type"] == "error")
         try child.send(["type": "execute", "id": "x", "task": "swiftq.echo", "args": "notalist"])
