@@ -128,10 +128,19 @@ package final class PreforkPool: WorkPool {
     /// Asked on every dispatch: counted without building an array.
     package var idleSlots: Int { slots.values.count { $0.state == .idle } }
 
+    /// When ``queueRoom`` was last counted. The consumer counts the room right before each dispatch and submits
+    /// what that dispatch hands out right after: a job waiting behind a running one is judged at the instant of the
+    /// count, so that a running job becoming too old to queue behind in between (a slow turn on a busy machine)
+    /// does not turn the count into refusals. (A submit long after a count is judged at that count too: at worst a
+    /// job queues behind one that has been running a little longer than the limit.)
+    private var roomCountedAt: ContinuousClock.Instant?
+
     /// Room for jobs that may wait, in the queues of busy children that take them (``takesQueuedJobs(_:now:)``).
+    /// Counting it also sets the instant the next submits are judged at (``roomCountedAt``).
     package var queueRoom: PoolQueueRoom {
         guard childPrefetch > 1, !stopping else { return .none }
         let now = ContinuousClock.now
+        roomCountedAt = now
         return slots.values.queueRoom(depth: childPrefetch, budget: queueRuntimeLimit.seconds) {
             takesQueuedJobs($0, now: now)
         }
@@ -175,7 +184,7 @@ package final class PreforkPool: WorkPool {
             startRunning(slot)
             return PoolSubmission(slot: slot.index, pid: slot.pid)
         }
-        let now = ContinuousClock.now
+        let now = roomCountedAt ?? ContinuousClock.now
         guard job.mayQueue, childPrefetch > 1,
             let slot = slots.values.queueTarget(takes: { takesQueuedJobs($0, now: now) }), let channel = slot.channel
         else { return nil }

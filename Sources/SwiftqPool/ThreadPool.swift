@@ -128,10 +128,19 @@ package final class ThreadPool: WorkPool {
 
     package var idleSlots: Int { stopping ? 0 : slots.values.count { $0.jobs.isEmpty && !$0.retiring } }
 
+    /// When ``queueRoom`` was last counted. The consumer counts the room right before each dispatch and submits
+    /// what that dispatch hands out right after: a job waiting behind a running one is judged at the instant of the
+    /// count, so that a running job becoming too old to queue behind in between (a slow turn on a busy machine)
+    /// does not turn the count into refusals. (A submit long after a count is judged at that count too: at worst a
+    /// job queues behind one that has been running a little longer than the limit.)
+    private var roomCountedAt: ContinuousClock.Instant?
+
     /// Room for jobs that may wait, in the queues of busy slots that take them (``takesQueuedJobs(_:now:)``).
+    /// Counting it also sets the instant the next submits are judged at (``roomCountedAt``).
     package var queueRoom: PoolQueueRoom {
         guard mode == .threads, childPrefetch > 1, !stopping else { return .none }
         let now = ContinuousClock.now
+        roomCountedAt = now
         return slots.values.queueRoom(depth: childPrefetch, budget: queueRuntimeLimit.seconds) {
             takesQueuedJobs($0, now: now)
         }
@@ -195,8 +204,8 @@ package final class ThreadPool: WorkPool {
         guard
             let slot = slots.values.lazy.filter({ $0.jobs.isEmpty && !$0.retiring }).min(by: { $0.index < $1.index })
         else {
-            // Behind a busy slot's running job (threads mode only: solo's childPrefetch is 1).
-            let now = ContinuousClock.now
+            // Behind a busy slot's running job (threads mode only: solo's childPrefetch is 1), judged as counted.
+            let now = roomCountedAt ?? ContinuousClock.now
             guard job.mayQueue, childPrefetch > 1,
                 let slot = slots.values.queueTarget(takes: { takesQueuedJobs($0, now: now) })
             else { return nil }

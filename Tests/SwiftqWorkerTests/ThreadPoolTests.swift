@@ -160,6 +160,24 @@ import Glibc
         #expect(loop.run(until: { pool.isStopped }, timeout: .seconds(5)))
     }
 
+    /// The consumer counts the room and then submits what the count allowed: a submit right after is judged at the
+    /// count's instant, so a running job that grows too old to queue behind in between (a slow turn) does not turn
+    /// the count into a refusal; the next count sees it as it is.
+    @Test func aSubmitAfterTheCountIsJudgedAtTheCountsInstant() throws {
+        let (pool, loop, recorder) = try Self.pool(.threads, size: 1)
+        pool.setChildPrefetch(3, maxRuntime: .milliseconds(300))
+        _ = try #require(pool.submit(Self.short("a", "swiftq.sleep", [1.0])))
+        #expect(pool.queueRoom.jobs == 2)
+        usleep(400_000)  // "a" has now run longer than the limit
+        #expect(pool.submit(Self.short("b")) != nil, "as counted")
+        #expect(pool.queueRoom.jobs == 0)
+        #expect(pool.submit(Self.short("c")) == nil, "as counted again")
+        #expect(loop.run(until: { recorder.finished.count == 2 }, timeout: .seconds(5)))
+        #expect(Self.trace(recorder) == ["+a", "-a", "+b", "-b"])
+        pool.stop(cold: false)
+        #expect(loop.run(until: { pool.isStopped }, timeout: .seconds(5)))
+    }
+
     /// A busy slot takes jobs to wait only while the jobs it holds are expected to take less than
     /// `child_prefetch_max_runtime` in all: `queueRoom.work` is what is left of that, and a slot whose jobs fill it
     /// takes no more, whatever room `child_prefetch` leaves.
