@@ -128,15 +128,11 @@ package final class PreforkPool: WorkPool {
     /// Asked on every dispatch: counted without building an array.
     package var idleSlots: Int { slots.values.count { $0.state == .idle } }
 
-    /// When ``queueRoom`` was last counted. The consumer counts the room right before each dispatch and submits
-    /// what that dispatch hands out right after: a job waiting behind a running one is judged at the instant of the
-    /// count, so that a running job becoming too old to queue behind in between (a slow turn on a busy machine)
-    /// does not turn the count into refusals. (A submit long after a count is judged at that count too: at worst a
-    /// job queues behind one that has been running a little longer than the limit.)
+    /// When ``queueRoom`` was last counted: the instant submits are judged at (``WorkPool/queueRoom``).
     private var roomCountedAt: ContinuousClock.Instant?
 
     /// Room for jobs that may wait, in the queues of busy children that take them (``takesQueuedJobs(_:now:)``).
-    /// Counting it also sets the instant the next submits are judged at (``roomCountedAt``).
+    /// Counting it sets ``roomCountedAt``.
     package var queueRoom: PoolQueueRoom {
         guard childPrefetch > 1, !stopping else { return .none }
         let now = ContinuousClock.now

@@ -23,6 +23,12 @@ package protocol WorkPool: AnyObject {
     var idleSlots: Int { get }
     /// What jobs that may wait behind another (``PoolJob/mayQueue``) the pool takes now besides ``idleSlots``: room
     /// in busy children's queues (child prefetch; none for pools without it).
+    ///
+    /// The consumer counts it right before each dispatch and submits what that dispatch hands out right after, so a
+    /// pool with child prefetch judges those submits at the instant of the count: a running job that grows too old
+    /// to queue behind in between (a slow turn on a busy machine) must not turn the count into refusals. (A submit
+    /// long after a count is judged at that count too: at worst a job queues behind one that has run a little
+    /// longer than the limit.)
     var queueRoom: PoolQueueRoom { get }
     /// Starts the pool's slots.
     func start() throws
