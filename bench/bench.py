@@ -261,6 +261,13 @@ def throughput_delta(before, after):
     return delta
 
 
+def fresh_worker_stats():
+    """The `stats` a worker started just now would give: every counter zero (a baseline for a worker started with its
+    queue already full, whose first `stats` would come after it began)."""
+    batches = {batch: {"batches": 0, "items": 0} for batch in ["reserve", "ack", "store"]}
+    return {"throughput": dict({key: 0 for key in COUNTERS}, tasks=0, batches=batches)}
+
+
 def wait_until(predicate, timeout, interval=0.005):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -574,11 +581,17 @@ def run_amqp_scenarios(kind, args, urls, workdir, swiftqd):
     # Polled every 20 ms: a passive declare is a broker round trip, and polling faster takes CPU from the broker.
     rate, worker, sampler = timed(args.drain, lambda: bench_queue.counts()[0] == 0, "drain")
     results["drain"] = rate
+    if kind == "swiftqd":
+        # The last acks follow the queue's last message out: let them land before reading the counters.
+        wait_until(lambda: (worker.stats() or {}).get("throughput", {}).get("tasks", 0) >= args.drain, 10, 0.01)
+        results["costs"] = {"drain": throughput_delta(fresh_worker_stats(), worker.stats())}
     finish(worker, sampler)
 
     ids = bench_queue.prefill(app, "swiftq.add", [2, 3], False, args.results)
     rate, worker, sampler = timed(args.results, lambda: backend.dbsize() >= args.results, "results")
     results["results"] = rate
+    if kind == "swiftqd":
+        results["costs"]["results"] = throughput_delta(fresh_worker_stats(), worker.stats())
     sample = backend.get(f"celery-task-meta-{ids[-1]}")
     assert sample and json.loads(sample)["result"] == 5, f"{kind}: wrong result {sample!r}"
     try:

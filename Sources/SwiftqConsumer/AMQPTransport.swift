@@ -283,8 +283,8 @@ package final class AMQPTransport: BrokerTransport {
         var unconfirmed: [UInt64: Settlement] = [:]
         /// Delivery tags received and neither acked nor rejected yet.
         var outstanding = Set<UInt64>()
-        /// Acks decided in this turn, sent together by ``flushAcks(_:)``.
-        var pendingAcks: [UInt64] = []
+        /// Acks decided and not sent yet, sent together by ``flushAcks(_:force:)``.
+        var pendingAcks = PendingAcks()
         /// The identity (``AMQPTransport/deliveryKey(_:)``) of each outstanding task delivery.
         var keyByTag: [UInt64: String] = [:]
         /// The identities of the last acks sent on this connection (at most ``sentAckMemory``). AMQP never confirms
@@ -564,7 +564,11 @@ package final class AMQPTransport: BrokerTransport {
     /// ones; their deliveries already made stay on the channel and are settled as usual.
     private func followQueues(_ session: inout Session) throws {
         let wanted = queues
-        guard Set(wanted) != Set(session.consumerByQueue.keys) else { return }
+        // Checked every turn: by lookups, with no set built (a list with a queue twice just takes the long way).
+        guard
+            wanted.count != session.consumerByQueue.count
+                || wanted.contains(where: { session.consumerByQueue[$0] == nil })
+        else { return }
         for (queue, tag) in session.consumerByQueue where !wanted.contains(queue) {
             try session.connection.cancel(channel: consumeChannel, consumerTag: tag)
             session.consumerByQueue[queue] = nil
@@ -679,7 +683,10 @@ package final class AMQPTransport: BrokerTransport {
     private func step(_ session: inout Session, lost: inout OrderedSet<String>) throws {
         var settled: [String] = []
         try publishBufferedEvents(&session)
-        for plan in inbox.drain() {
+        // The last poll tells whether the inbox's pipe holds a wake-up byte to read; most turns are woken by the
+        // broker's socket instead.
+        let inboxWoke = session.pollSet.count < 2 || session.pollSet[1].revents != 0
+        for plan in inboxWoke ? inbox.drain() : inbox.takeQueued() {
             try advance(plan, in: &session, settled: &settled, lost: &lost)
         }
         try flushAcks(&session)
@@ -698,9 +705,15 @@ package final class AMQPTransport: BrokerTransport {
                     pollfd(fd: inbox.descriptor, events: Int16(POLLIN), revents: 0),
                 ]
             }
-            // At most a second, or until the buffered events or a deferred per-consumer limit are due.
-            var due = eventOutbox.dueIn(now: .now, maximumDelay: Self.eventDelay)
+            // At most a second, or until the buffered events, the pending acks or a deferred per-consumer limit are
+            // due.
+            let now = ContinuousClock.now
+            var due = eventOutbox.dueIn(now: now, maximumDelay: Self.eventDelay)
             if let prefetchDue { due = min(due ?? prefetchDue, prefetchDue) }
+            if let acksDue = session.pendingAcks.due {
+                let wait = max(.zero, now.duration(to: acksDue))
+                due = min(due ?? wait, wait)
+            }
             _ = poll(&session.pollSet, 2, due.map { Int32(clamping: $0.milliseconds + 1) } ?? 1000)
         }
         var delivered: [InboundMessage] = []
@@ -717,6 +730,8 @@ package final class AMQPTransport: BrokerTransport {
             try handle(event, in: &session, delivered: &delivered, settled: &settled, lost: &lost)
         }
         try flushAcks(&session)
+        // One post for the turn: each is a lock, and the first into an empty mailbox a write to wake the consumer.
+        var turn: [BrokerEvent] = []
         if !delivered.isEmpty {
             ThroughputCounters.shared.record(.reserve, size: delivered.count)
             let now = ContinuousClock.now
@@ -726,10 +741,11 @@ package final class AMQPTransport: BrokerTransport {
                 state.lastProgress = now
                 state.starved = false
             }
-            events.post(.delivered(delivered))
+            turn.append(.delivered(delivered))
         }
-        if !control.isEmpty { events.post(.control(control)) }
-        if !settled.isEmpty { events.post(.settled(tags: settled, results: 0)) }
+        if !control.isEmpty { turn.append(.control(control)) }
+        if !settled.isEmpty { turn.append(.settled(tags: settled, results: 0)) }
+        events.post(turn)
     }
 
     /// Carries a plan on from where it is: the next publish (the rest waits for its confirm), then the result
@@ -828,17 +844,19 @@ package final class AMQPTransport: BrokerTransport {
         try acknowledge(plan, in: &session, settled: &settled, lost: &lost)
     }
 
-    /// Sends the acks decided this turn: one `multiple` ack for the longest run of them that starts at the oldest
+    /// Sends the waiting acks when they are due (``PendingAcks``; `force`: now, when the connection is about to
+    /// close): one `multiple` ack for the longest run of them that starts at the oldest
     /// outstanding delivery (a `multiple` ack covers every lower tag, so only a run with no gap qualifies), then
     /// the others one by one. Fewer frames for the broker to handle, the same acks.
-    private func flushAcks(_ session: inout Session) throws {
-        guard !session.pendingAcks.isEmpty else { return }
-        for tag in session.pendingAcks {
+    private func flushAcks(_ session: inout Session, force: Bool = false) throws {
+        guard force ? !session.pendingAcks.isEmpty : session.pendingAcks.isDue(now: .now, prefetch: session.prefetch)
+        else { return }
+        let decided = session.pendingAcks.take()
+        for tag in decided {
             guard let key = session.keyByTag.removeValue(forKey: tag) else { continue }
             session.sentAcks.record(key)
         }
-        var rest = Set(session.pendingAcks)
-        session.pendingAcks.removeAll(keepingCapacity: true)
+        var rest = Set(decided)
         var runEnd: UInt64?
         var runLength = 0
         for tag in session.outstanding.sorted() {
@@ -908,7 +926,7 @@ package final class AMQPTransport: BrokerTransport {
             session.outstanding.remove(deliveryTag)
             session.keyByTag.removeValue(forKey: deliveryTag)
         case .ack:
-            session.pendingAcks.append(deliveryTag)
+            session.pendingAcks.add(deliveryTag, now: .now)
         case .none:
             return
         }
@@ -928,7 +946,7 @@ package final class AMQPTransport: BrokerTransport {
     /// The deliveries of a failed connection whose ack may not have reached the broker: sent (uncertain, as AMQP
     /// never confirms an ack) or decided and not yet sent.
     private static func uncertainAcks(_ session: Session) -> [String] {
-        session.sentAcks.keys + session.pendingAcks.compactMap { session.keyByTag[$0] }
+        session.sentAcks.keys + session.pendingAcks.tags.compactMap { session.keyByTag[$0] }
     }
 
     private static func split(_ tag: String) -> (Int, UInt64)? {
@@ -961,7 +979,7 @@ package final class AMQPTransport: BrokerTransport {
             if delivery.redelivered, lost.contains(message.id) || lost.contains(key) {
                 lost.remove(message.id)
                 lost.remove(key)
-                session.pendingAcks.append(delivery.deliveryTag)
+                session.pendingAcks.add(delivery.deliveryTag, now: .now)
                 events.post(
                     .notice(
                         "redelivered task \(message.id) already ran here (its ack was lost with the "
@@ -1010,7 +1028,7 @@ package final class AMQPTransport: BrokerTransport {
             for plan in inbox.drain() {
                 try advance(plan, in: &current, settled: &settled, lost: &lost)
             }
-            try flushAcks(&current)
+            try flushAcks(&current, force: true)
             while !current.unconfirmed.isEmpty, ContinuousClock.now < deadline {
                 guard let event = try current.connection.nextEvent(timeout: .milliseconds(100)) else { continue }
                 // Deliveries that arrive now are not passed on (closing the connection returns them); their tags
@@ -1018,7 +1036,7 @@ package final class AMQPTransport: BrokerTransport {
                 if case .delivery = event { continue }
                 var ignored: [InboundMessage] = []
                 try handle(event, in: &current, delivered: &ignored, settled: &settled, lost: &lost)
-                try flushAcks(&current)
+                try flushAcks(&current, force: true)
             }
         } catch {
             events.post(.state(.fetch, connected: false, detail: Self.describe(error)))

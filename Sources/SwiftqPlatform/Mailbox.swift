@@ -53,6 +53,18 @@ public final class Mailbox<Item: Sendable>: Sendable {
         _ = write(wakeWrite, &byte, 1)
     }
 
+    /// Takes the queued items without reading the wake-up pipe: for a thread that takes them on every turn, woken or
+    /// not, and saw its poll report no wake-up (a byte written meanwhile stays, and only wakes its next poll, whose
+    /// ``drain()`` reads it). Saves a `read` that would fail with EAGAIN on every turn woken by something else.
+    public func takeQueued() -> [Item] {
+        items.withLock { queue in
+            guard !queue.isEmpty else { return [] }
+            let taken = queue
+            queue.removeAll(keepingCapacity: true)
+            return taken
+        }
+    }
+
     /// Takes every queued item (call on the loop's thread when the descriptor is readable).
     public func drain() -> [Item] {
         // On the stack: a drain runs on every wake-up of the loop, and allocates nothing of its own. A read that

@@ -147,6 +147,22 @@ import Glibc
         #expect(wakes == 2)
     }
 
+    /// `takeQueued()` hands over the items and leaves the pipe alone: its byte still wakes the next wait, whose
+    /// `drain()` reads it (and finds nothing more), so a turn woken by something else never reads the pipe in vain.
+    @Test func takingQueuedItemsLeavesTheWakeUpForTheNextWait() throws {
+        let mailbox = try Mailbox<String>()
+        #expect(mailbox.takeQueued().isEmpty)
+        mailbox.post(["a", "b"])
+        #expect(mailbox.takeQueued() == ["a", "b"])
+        #expect(mailbox.takeQueued().isEmpty)
+        #expect(pendingBytes(mailbox.descriptor) == 1)
+        // The queue is empty again: the next post writes a byte of its own.
+        mailbox.post("c")
+        #expect(pendingBytes(mailbox.descriptor) == 2)
+        #expect(mailbox.drain() == ["c"])
+        #expect(pendingBytes(mailbox.descriptor) == 0)
+    }
+
     /// The bytes waiting in a pipe's read end (FIONREAD): how many wake-ups were written and not yet drained.
     private func pendingBytes(_ descriptor: Int32) -> Int32 {
         var count: Int32 = -1
