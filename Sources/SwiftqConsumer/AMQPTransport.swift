@@ -731,6 +731,8 @@ package final class AMQPTransport: BrokerTransport {
         }
         try flushAcks(&session)
         // One post for the turn: each is a lock, and the first into an empty mailbox a write to wake the consumer.
+        // Deliveries and settled tags are not urgent: a consumer that has plenty of ready work and short tasks
+        // running takes them on its next turn, which the pool's results bring soon (``Mailbox/setQuiet(_:)``).
         var turn: [BrokerEvent] = []
         if !delivered.isEmpty {
             ThroughputCounters.shared.record(.reserve, size: delivered.count)
@@ -743,9 +745,9 @@ package final class AMQPTransport: BrokerTransport {
             }
             turn.append(.delivered(delivered))
         }
-        if !control.isEmpty { turn.append(.control(control)) }
         if !settled.isEmpty { turn.append(.settled(tags: settled, results: 0)) }
-        events.post(turn)
+        if !control.isEmpty { turn.append(.control(control)) }
+        events.post(turn, urgent: !control.isEmpty)
     }
 
     /// Carries a plan on from where it is: the next publish (the rest waits for its confirm), then the result

@@ -140,6 +140,11 @@ package extension Consumer {
             logger: logger
         )
         core.onPoolEvent = { [unowned self] event in poolEvent(event) }
+        let events = transport.events
+        core.takeQueuedBrokerEvents = { [unowned self] in
+            for event in events.takeQueued() { handle(event) }
+        }
+        core.brokerMayWait = { events.setQuiet($0) }
         core.observers.append(metrics)
         core.observers.append(TaskEndLog(logger: logger))
         self.core = core

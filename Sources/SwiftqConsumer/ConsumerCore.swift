@@ -102,6 +102,12 @@ package final class ConsumerCore {
     /// A pump waits for the end of the loop turn: a burst of pool events (the results one wake-up brought) is one
     /// dispatch, which hands out every freed slot at once, not one dispatch per event.
     private var pumpAtEndOfTurn = false
+    /// Takes the broker events queued without waking the loop (``Mailbox/takeQueued()``): called before the pump at
+    /// the end of a turn that pool events brought, so that deliveries that waited join its dispatch.
+    package var takeQueuedBrokerEvents: (() -> Void)?
+    /// Told after each pump whether the broker may leave deliveries for the next turn instead of waking the loop
+    /// (``DeliveryMachine/nextTurnIsNear``; ``Mailbox/setQuiet(_:)``).
+    package var brokerMayWait: ((Bool) -> Void)?
 
     package init(
         machine: DeliveryMachine,
@@ -187,6 +193,7 @@ package final class ConsumerCore {
     /// Stops taking work and returns what was reserved; running tasks go on.
     package func shutdown() {
         perform(machine.shutdown())
+        brokerMayWait?(false)
     }
 
     /// Dispatches ready work to idle slots and refills credit.
@@ -202,6 +209,7 @@ package final class ConsumerCore {
             )
         )
         perform(machine.credit())
+        brokerMayWait?(machine.nextTurnIsNear)
     }
 
     package func poolEvent(_ event: PoolEvent) {
@@ -230,6 +238,7 @@ package final class ConsumerCore {
         pumpAtEndOfTurn = true
         timers.atEndOfTurn { [unowned self] in
             pumpAtEndOfTurn = false
+            takeQueuedBrokerEvents?()
             pump()
         }
     }

@@ -293,6 +293,15 @@ package struct DeliveryMachine {
     /// window: tasks of a millisecond get less of it than tasks of microseconds, tasks of several milliseconds only
     /// the first step.
     static let shortWindowWork = 0.02
+    /// Whether the loop's next turn comes soon without the broker waking it, so that new deliveries may wait for it
+    /// (``Mailbox/setQuiet(_:)``): short tasks are coming in (``shortAllowance``), some run, and at least Celery's
+    /// window of them is ready for the pool's next dispatch. The results of the running ones bring that turn within a
+    /// short task's time, and what is ready keeps the pool busy until then; a delivery waiting meanwhile could not
+    /// have run sooner.
+    package var nextTurnIsNear: Bool {
+        !isShuttingDown && shortAllowance > 0 && !running.isEmpty && ready.count >= max(1, settings.window)
+    }
+
     /// Deliveries held outside the window: for their ETA or for their rate limit's next token.
     package var heldOutsideWindow: Int { heldByTimer.count + parkedCount }
     /// Deliveries waiting for their ETA.

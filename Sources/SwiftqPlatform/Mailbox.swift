@@ -10,8 +10,21 @@ import Glibc
 ///
 /// This is the one bridge between the blocking broker I/O threads and the single-threaded consumer loop;
 /// the wake-up pipe keeps the loop free of polling.
+///
+/// A reader that will look again soon anyway (its next turn is already coming, for other reasons) can say so
+/// (``setQuiet(_:)``): posts marked `urgent: false` then only queue their items, and the reader takes them with
+/// ``takeQueued()`` on its next turn. That saves the write, the reader's wake-up and a turn of its own for each of
+/// them. Urgent posts always wake it; turning quiet off wakes it at once for anything queued quietly meanwhile.
 public final class Mailbox<Item: Sendable>: Sendable {
-    private let items = Mutex<[Item]>([])
+    private struct State {
+        var items: [Item] = []
+        /// A wake-up byte was written and ``drain()`` has not read it yet: no other is needed.
+        var wakePending = false
+        /// The reader will look again soon without being woken (``setQuiet(_:)``).
+        var quiet = false
+    }
+
+    private let state = Mutex(State())
     private let wakeRead: CInt
     private let wakeWrite: CInt
 
@@ -27,40 +40,53 @@ public final class Mailbox<Item: Sendable>: Sendable {
     /// The descriptor the loop watches for readability.
     public var descriptor: CInt { wakeRead }
 
-    /// Adds items and wakes the loop (a full pipe already means "wake up", so EAGAIN is fine).
-    public func post(_ newItems: [Item]) {
+    /// Adds items and wakes the loop, unless a wake-up is already pending or (`urgent: false`) the reader is quiet.
+    /// A full pipe already means "wake up", so EAGAIN is fine.
+    public func post(_ newItems: [Item], urgent: Bool = true) {
         guard !newItems.isEmpty else { return }
-        let wasEmpty = items.withLock { queue in
-            let empty = queue.isEmpty
-            queue.append(contentsOf: newItems)
-            return empty
+        let wake = state.withLock { state in
+            state.items.append(contentsOf: newItems)
+            guard !state.wakePending, urgent || !state.quiet else { return false }
+            state.wakePending = true
+            return true
         }
-        if wasEmpty {
-            ThroughputCounters.shared.threadWokeUp()
-            var byte: UInt8 = 1
-            _ = write(wakeWrite, &byte, 1)
-        }
+        if wake { writeWakeUp() }
     }
 
     public func post(_ item: Item) { post([item]) }
 
     /// Wakes the loop without an item (something else it watches changed, e.g. events were buffered for it), as a
-    /// post would: a byte is written only when nothing is queued, since queued items already have one pending.
+    /// post would: a byte is written only when none is pending.
     public func wake() {
-        guard items.withLock({ $0.isEmpty }) else { return }
-        ThroughputCounters.shared.threadWokeUp()
-        var byte: UInt8 = 1
-        _ = write(wakeWrite, &byte, 1)
+        let wake = state.withLock { state in
+            guard !state.wakePending else { return false }
+            state.wakePending = true
+            return true
+        }
+        if wake { writeWakeUp() }
     }
 
-    /// Takes the queued items without reading the wake-up pipe: for a thread that takes them on every turn, woken or
-    /// not, and saw its poll report no wake-up (a byte written meanwhile stays, and only wakes its next poll, whose
-    /// ``drain()`` reads it). Saves a `read` that would fail with EAGAIN on every turn woken by something else.
+    /// The reader's promise (or its withdrawal) to look again soon without being woken: while quiet, posts that are
+    /// not urgent only queue. Turning it off wakes the reader if anything was queued quietly.
+    public func setQuiet(_ quiet: Bool) {
+        let wake = state.withLock { state in
+            guard state.quiet != quiet else { return false }
+            state.quiet = quiet
+            guard !quiet, !state.items.isEmpty, !state.wakePending else { return false }
+            state.wakePending = true
+            return true
+        }
+        if wake { writeWakeUp() }
+    }
+
+    /// Takes the queued items without reading the wake-up pipe: for a reader that takes them on every turn, woken or
+    /// not (a pending byte stays, and only wakes its next poll, whose ``drain()`` reads it). Saves a `read` that would
+    /// fail with EAGAIN on every turn woken by something else.
     public func takeQueued() -> [Item] {
-        items.withLock { queue in
-            guard !queue.isEmpty else { return [] }
-            let taken = queue
-            queue.removeAll(keepingCapacity: true)
+        state.withLock { state in
+            guard !state.items.isEmpty else { return [] }
+            let taken = state.items
+            state.items.removeAll(keepingCapacity: true)
             return taken
         }
     }
@@ -68,14 +94,22 @@ public final class Mailbox<Item: Sendable>: Sendable {
     /// Takes every queued item (call on the loop's thread when the descriptor is readable).
     public func drain() -> [Item] {
         // On the stack: a drain runs on every wake-up of the loop, and allocates nothing of its own. A read that
-        // does not fill the buffer has emptied the pipe: no second read just to be told EAGAIN.
+        // does not fill the buffer has emptied the pipe: no second read just to be told EAGAIN. A poster that
+        // marked its wake-up pending before this read but writes it after leaves one byte: one spurious wake-up.
         withUnsafeTemporaryAllocation(byteCount: 64, alignment: 1) { buffer in
             while read(wakeRead, buffer.baseAddress, 64) == 64 {}
         }
-        return items.withLock { queue in
-            let taken = queue
-            queue.removeAll(keepingCapacity: true)
+        return state.withLock { state in
+            state.wakePending = false
+            let taken = state.items
+            state.items.removeAll(keepingCapacity: true)
             return taken
         }
+    }
+
+    private func writeWakeUp() {
+        ThroughputCounters.shared.threadWokeUp()
+        var byte: UInt8 = 1
+        _ = write(wakeWrite, &byte, 1)
     }
 }

@@ -156,10 +156,42 @@ import Glibc
         #expect(mailbox.takeQueued() == ["a", "b"])
         #expect(mailbox.takeQueued().isEmpty)
         #expect(pendingBytes(mailbox.descriptor) == 1)
-        // The queue is empty again: the next post writes a byte of its own.
+        // That byte is still to be read: the next post needs none of its own.
         mailbox.post("c")
-        #expect(pendingBytes(mailbox.descriptor) == 2)
+        #expect(pendingBytes(mailbox.descriptor) == 1)
         #expect(mailbox.drain() == ["c"])
+        #expect(pendingBytes(mailbox.descriptor) == 0)
+        mailbox.post("d")
+        #expect(pendingBytes(mailbox.descriptor) == 1)
+    }
+
+    /// A quiet reader is not woken by posts that are not urgent; an urgent one wakes it (and takes the quiet ones
+    /// with it, in order), and so does turning quiet off with items queued.
+    @Test func aQuietReaderIsWokenOnlyForUrgentPosts() throws {
+        let mailbox = try Mailbox<String>()
+        mailbox.setQuiet(true)
+        mailbox.post(["a"], urgent: false)
+        mailbox.post(["b"], urgent: false)
+        #expect(pendingBytes(mailbox.descriptor) == 0)
+        #expect(mailbox.takeQueued() == ["a", "b"])
+        mailbox.post(["c"], urgent: false)
+        mailbox.post(["d"])
+        #expect(pendingBytes(mailbox.descriptor) == 1)
+        #expect(mailbox.drain() == ["c", "d"])
+        #expect(pendingBytes(mailbox.descriptor) == 0)
+        // Items queued quietly when the reader stops being quiet: it is woken for them at once.
+        mailbox.post(["e"], urgent: false)
+        #expect(pendingBytes(mailbox.descriptor) == 0)
+        mailbox.setQuiet(false)
+        #expect(pendingBytes(mailbox.descriptor) == 1)
+        #expect(mailbox.drain() == ["e"])
+        // Not quiet: every post wakes, urgent or not.
+        mailbox.post(["f"], urgent: false)
+        #expect(pendingBytes(mailbox.descriptor) == 1)
+        // Turning quiet off with nothing queued writes nothing.
+        #expect(mailbox.drain() == ["f"])
+        mailbox.setQuiet(true)
+        mailbox.setQuiet(false)
         #expect(pendingBytes(mailbox.descriptor) == 0)
     }
 

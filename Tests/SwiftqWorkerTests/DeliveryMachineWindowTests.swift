@@ -241,6 +241,41 @@ import Testing
         #expect(solo.settings.childQueueAllowance == 0)
     }
 
+    /// When new deliveries may wait for the loop's next turn (the broker's mailbox is quiet): only while short tasks
+    /// run and at least Celery's window of them is ready; not while nothing runs, not with less ready, not once a task
+    /// that is not short ends the streak, never in a shutdown.
+    @Test func deliveriesWaitForTheNextTurnOnlyWhileShortTasksRunWithAWindowReady() throws {
+        var machine = try DeliveryMachineChildPrefetchTests.machine("worker:\n  concurrency: 2\n  child_prefetch: 4\n")
+        DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.quick", id: "w1", runtime: 0.001)
+        DeliveryMachineChildPrefetchTests.runOnce(&machine, "app.slow", id: "w2", runtime: 0.5)
+        _ = machine.received(Self.tasks("app.quick", 1...16), now: Self.now)
+        #expect(machine.currentWindow == 16)
+        // Sixteen ready, nothing running: no result is coming to bring a turn.
+        #expect(machine.ready.count == 16)
+        #expect(!machine.nextTurnIsNear)
+        let jobs = DeliveryMachineChildPrefetchTests.jobs(
+            machine.dispatch(idleSlots: 2, queueable: 0, isStale: { _ in false }, now: Self.now)
+        )
+        #expect(jobs.count == 2)
+        #expect(machine.ready.count == 14)
+        #expect(machine.nextTurnIsNear)
+        // Fewer than a window (8) ready: the pool may run dry before a turn, so deliveries wake the loop.
+        _ = machine.dispatch(idleSlots: 0, queueable: 7, isStale: { _ in false }, now: Self.now)
+        #expect(machine.ready.count == 7)
+        #expect(!machine.nextTurnIsNear)
+        _ = machine.received(Self.tasks("app.quick", 17...17), now: Self.now)
+        #expect(machine.nextTurnIsNear)
+        // A task not known to be short ends the streak.
+        _ = machine.received(Self.tasks("app.slow", 1...1), now: Self.now)
+        #expect(machine.currentWindow == 8)
+        #expect(!machine.nextTurnIsNear)
+        _ = machine.received(Self.tasks("app.quick", 18...25), now: Self.now)
+        #expect(machine.currentWindow == 16)
+        #expect(machine.nextTurnIsNear)
+        _ = machine.shutdown()
+        #expect(!machine.nextTurnIsNear)
+    }
+
     /// The windows a streak of `count` tasks of `runtime` seconds goes through, one per task received, and the
     /// allowances told to the transport meanwhile.
     static func streak(runtime: Double, count: Int, yaml: String = "worker:\n  concurrency: 2\n  child_prefetch: 4\n")
