@@ -132,7 +132,7 @@ package final class AMQPTransport: BrokerTransport {
                 url: redisResults,
                 expires: resultExpires,
                 forward: { plans, stored in
-                    inbox.post(plans)
+                    inbox.post(plans, urgent: !plans.allSatisfy(\.onlyAcks))
                     if stored > 0 { events.post(.settled(tags: [], results: stored)) }
                 },
                 report: { problem in
@@ -195,7 +195,7 @@ package final class AMQPTransport: BrokerTransport {
     /// them back for the ack; the others start on the connection thread.
     package func settle(_ plans: consuming [Settlement]) {
         guard let resultWriter else {
-            inbox.post(plans)
+            inbox.post(plans, urgent: !plans.allSatisfy(\.onlyAcks))
             return
         }
         var stored: [Settlement] = []
@@ -210,7 +210,7 @@ package final class AMQPTransport: BrokerTransport {
                 rest.append(plan)
             }
         }
-        if !rest.isEmpty { inbox.post(rest) }
+        if !rest.isEmpty { inbox.post(rest, urgent: !rest.allSatisfy(\.onlyAcks)) }
         if !stored.isEmpty { resultWriter.post(stored) }
     }
 
@@ -714,6 +714,10 @@ package final class AMQPTransport: BrokerTransport {
                 let wait = max(.zero, now.duration(to: acksDue))
                 due = min(due ?? wait, wait)
             }
+            // With acks pending, this thread wakes by their deadline anyway: plans that only ack need not wake it
+            // sooner (the consumer posts them as not urgent), as their acks join the pending ones. Without, anything
+            // they left queued wakes it at once (``Mailbox/setQuiet(_:)``).
+            inbox.setQuiet(!session.pendingAcks.isEmpty)
             _ = poll(&session.pollSet, 2, due.map { Int32(clamping: $0.milliseconds + 1) } ?? 1000)
         }
         var delivered: [InboundMessage] = []

@@ -50,6 +50,14 @@ package struct Settlement: Sendable, Equatable {
     /// Whether the plan has chord work for the thread that holds the Redis result backend.
     package var hasChordWork: Bool { !chordParts.isEmpty || chordUnlock != nil }
 
+    /// Whether all the plan does is ack its delivery: nothing else in it, and nobody waits for an ack to leave, so a
+    /// transport may carry it out a little later together with others (RabbitMQ's pending acks).
+    package var onlyAcks: Bool {
+        disposition == .ack && publishes.isEmpty && result == nil && followingResults.isEmpty && chordSetups.isEmpty
+            && !hasChordWork && afterResult.isEmpty && chordCleanup == nil && !restoreHeld && revokes.isEmpty
+            && revokedUnlessStarted.isEmpty
+    }
+
     /// ``result`` then ``followingResults``.
     package var allResults: [StoredResult] { (result.map { [$0] } ?? []) + followingResults }
 

@@ -1,3 +1,4 @@
+import SwiftqCore
 import Testing
 
 @testable import SwiftqConsumer
@@ -62,5 +63,38 @@ import Testing
         #expect(!acks.isDue(now: start + .seconds(1), prefetch: 256))
         acks.add(9, now: start + .seconds(1))
         #expect(acks.due == start + .seconds(1) + PendingAcks.delay)
+    }
+}
+
+/// Which settlement plans may wait for the AMQP thread's next look instead of waking it: those that only ack.
+@Suite struct SettlementOnlyAcksTests {
+    @Test func aPlainAckOnlyAcks() {
+        #expect(Settlement(deliveryTag: "1:7", taskID: "t").onlyAcks)
+    }
+
+    /// Anything else in a plan is somebody's business to see done soon: results, publishes, other dispositions,
+    /// revokes, chords.
+    @Test func aPlanWithMoreThanAnAckIsUrgent() {
+        var withResult = Settlement(deliveryTag: "1:7", taskID: "t")
+        withResult.result = StoredResult(taskID: "t", meta: Array(#"{"status": "SUCCESS"}"#.utf8))
+        #expect(!withResult.onlyAcks)
+        var withPublish = Settlement(deliveryTag: "1:7", taskID: "t")
+        withPublish.publishes = [OutboundMessage(exchange: "", routingKey: "q", body: Array("[]".utf8))]
+        #expect(!withPublish.onlyAcks)
+        var afterResult = Settlement(deliveryTag: "1:7", taskID: "t")
+        afterResult.afterResult = [OutboundMessage(exchange: "", routingKey: "q", body: Array("[]".utf8))]
+        #expect(!afterResult.onlyAcks)
+        for disposition in [Settlement.Disposition.requeue, .restore, .reject, .none] {
+            #expect(!Settlement(deliveryTag: "1:7", taskID: "t", disposition: disposition).onlyAcks)
+        }
+        var restoring = Settlement(deliveryTag: "1:7", taskID: "t")
+        restoring.restoreHeld = true
+        #expect(!restoring.onlyAcks)
+        var revoking = Settlement(deliveryTag: "1:7", taskID: "t")
+        revoking.revokes = [RevokeRecord(id: "other", at: 1)]
+        #expect(!revoking.onlyAcks)
+        var chord = Settlement(deliveryTag: "1:7", taskID: "t")
+        chord.chordCleanup = ChordClaim(groupID: "g", token: "x")
+        #expect(!chord.onlyAcks)
     }
 }
