@@ -182,7 +182,8 @@ private let taskID = "6c1f0000-0000-4000-8000-000000000001"
     static let wrongHeaders: [(String, JSONValue)] = [
         ("eta", "soon"), ("expires", 3600), ("eta", "2026-02-30T00:00:00+00:00"), ("retries", "1"),
         ("timelimit", [30]), ("timelimit", ["30", nil]), ("timelimit", 30), ("group_index", 1.5), ("shadow", 3),
-        ("ignore_result", "yes"), ("root_id", [:]), ("compression", 1),
+        ("ignore_result", "yes"), ("root_id", [:]), ("compression", 1), ("parent_id", 7), ("group", false),
+        ("argsrepr", [1]), ("kwargsrepr", 2.5), ("origin", ["host"]),
     ]
 
     @Test(arguments: wrongHeaders)
