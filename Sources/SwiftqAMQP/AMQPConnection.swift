@@ -507,6 +507,7 @@ public final class AMQPConnection {
     /// The corresponding C function is `amqp_simple_wait_frame_noblock`.
     public func nextEvent(timeout: Duration) throws(AMQPError) -> AMQPEvent? {
         let state = try liveState()
+        if timeout <= .zero { return try nextArrivedEvent(state) }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: max(timeout, .zero))
         while true {
@@ -524,6 +525,24 @@ public final class AMQPConnection {
             if pending[channel] == nil { release(channel) }
             if let event { return event }
             if clock.now >= deadline { return nil }
+        }
+    }
+
+    /// ``nextEvent(timeout:)`` without waiting: frames are read while they are buffered or readable, until one makes
+    /// an event or none is left. A delivery is three frames (method, header, body): one call returns it when all have
+    /// arrived. (Stopping at the deadline after each frame, as a waiting call does, made a zero timeout return nil
+    /// after a delivery's first frame: three turns of the connection thread per delivery.) No clock is read.
+    private func nextArrivedEvent(_ state: amqp_connection_state_t) throws(AMQPError) -> AMQPEvent? {
+        while true {
+            var frame = amqp_frame_t()
+            var limit = timeval(tv_sec: 0, tv_usec: 0)
+            let status = amqp_simple_wait_frame_noblock(state, &frame, &limit)
+            if status == AMQP_STATUS_TIMEOUT.rawValue { return nil }
+            try checkStatus(status, "waiting for frames")
+            let channel = frame.channel
+            let event = try handle(frame, state: state)
+            if pending[channel] == nil { release(channel) }
+            if let event { return event }
         }
     }
 

@@ -118,6 +118,33 @@ struct AMQPConnectionTests {
         }
     }
 
+    /// A zero timeout takes what has arrived without waiting: a delivery whose three frames (method, header, body)
+    /// are all in is one call's event, not three calls', and a call with nothing left returns nil at once.
+    @Test func aZeroTimeoutReadsAWholeArrivedDelivery() throws {
+        try withQueue { connection, queue in
+            _ = try connection.consume(channel: 1, queue: queue)
+            #expect(try connection.nextEvent(timeout: .zero) == nil)
+            for index in 0..<3 {
+                try connection.publish(
+                    channel: 1,
+                    exchange: "",
+                    routingKey: queue,
+                    properties: jsonProperties,
+                    body: [UInt8(index)]
+                )
+            }
+            // All three deliveries' frames arrive meanwhile (the node delivers at once to a consumer with room).
+            Thread.sleep(forTimeInterval: 0.5)
+            var bodies: [[UInt8]] = []
+            for _ in 0..<3 {
+                guard case .delivery(let delivery)? = try connection.nextEvent(timeout: .zero) else { break }
+                bodies.append(delivery.body)
+            }
+            #expect(bodies == [[0], [1], [2]])
+            #expect(try connection.nextEvent(timeout: .zero) == nil)
+        }
+    }
+
     /// `basic.consume`'s arguments reach the broker: an `x-priority` that is not a number is refused by every
     /// RabbitMQ version (so the table was sent), and `x-consumer-timeout` (honoured from 3.11.15, ignored before)
     /// is accepted and the consumer gets its deliveries.
