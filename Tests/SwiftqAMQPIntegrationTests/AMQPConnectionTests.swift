@@ -6,6 +6,19 @@ import Testing
 
 private func text(_ string: String) -> [UInt8] { Array(string.utf8) }
 
+/// Publishes `count` messages to `queue` on channel 1, each body the one byte of its index.
+private func publishNumbered(_ count: Int, on connection: AMQPConnection, to queue: String) throws {
+    for index in 0..<count {
+        try connection.publish(
+            channel: 1,
+            exchange: "",
+            routingKey: queue,
+            properties: jsonProperties,
+            body: [UInt8(index)]
+        )
+    }
+}
+
 private let jsonProperties = AMQPProperties(
     contentType: "application/json",
     contentEncoding: "utf-8",
@@ -124,15 +137,7 @@ struct AMQPConnectionTests {
         try withQueue { connection, queue in
             _ = try connection.consume(channel: 1, queue: queue)
             #expect(try connection.nextEvent(timeout: .zero) == nil)
-            for index in 0..<3 {
-                try connection.publish(
-                    channel: 1,
-                    exchange: "",
-                    routingKey: queue,
-                    properties: jsonProperties,
-                    body: [UInt8(index)]
-                )
-            }
+            try publishNumbered(3, on: connection, to: queue)
             // All three deliveries' frames arrive meanwhile (the node delivers at once to a consumer with room).
             Thread.sleep(forTimeInterval: 0.5)
             var bodies: [[UInt8]] = []
@@ -202,15 +207,7 @@ struct AMQPConnectionTests {
     /// qos 2: a third delivery arrives only after one of the first two is acked.
     @Test func prefetchLimitsUnackedDeliveries() throws {
         try withQueue { connection, queue in
-            for index in 0..<5 {
-                try connection.publish(
-                    channel: 1,
-                    exchange: "",
-                    routingKey: queue,
-                    properties: jsonProperties,
-                    body: [UInt8(index)]
-                )
-            }
+            try publishNumbered(5, on: connection, to: queue)
             try connection.qos(channel: 1, prefetchCount: 2)
             _ = try connection.consume(channel: 1, queue: queue)
             let first = try events(connection, for: .seconds(1)).compactMap { event -> AMQPDelivery? in
