@@ -22,6 +22,13 @@ public final class Mailbox<Item: Sendable>: Sendable {
         var wakePending = false
         /// The reader will look again soon without being woken (``setQuiet(_:)``).
         var quiet = false
+
+        /// Whether the caller is to write a wake-up byte: yes, unless one is pending already.
+        mutating func claimWakeUp() -> Bool {
+            guard !wakePending else { return false }
+            wakePending = true
+            return true
+        }
     }
 
     private let state = Mutex(State())
@@ -46,9 +53,7 @@ public final class Mailbox<Item: Sendable>: Sendable {
         guard !newItems.isEmpty else { return }
         let wake = state.withLock { state in
             state.items.append(contentsOf: newItems)
-            guard !state.wakePending, urgent || !state.quiet else { return false }
-            state.wakePending = true
-            return true
+            return (urgent || !state.quiet) && state.claimWakeUp()
         }
         if wake { writeWakeUp() }
     }
@@ -58,11 +63,7 @@ public final class Mailbox<Item: Sendable>: Sendable {
     /// Wakes the loop without an item (something else it watches changed, e.g. events were buffered for it), as a
     /// post would: a byte is written only when none is pending.
     public func wake() {
-        let wake = state.withLock { state in
-            guard !state.wakePending else { return false }
-            state.wakePending = true
-            return true
-        }
+        let wake = state.withLock { $0.claimWakeUp() }
         if wake { writeWakeUp() }
     }
 
@@ -72,9 +73,7 @@ public final class Mailbox<Item: Sendable>: Sendable {
         let wake = state.withLock { state in
             guard state.quiet != quiet else { return false }
             state.quiet = quiet
-            guard !quiet, !state.items.isEmpty, !state.wakePending else { return false }
-            state.wakePending = true
-            return true
+            return !quiet && !state.items.isEmpty && state.claimWakeUp()
         }
         if wake { writeWakeUp() }
     }
