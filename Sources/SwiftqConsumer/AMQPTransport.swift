@@ -850,54 +850,40 @@ package final class AMQPTransport: BrokerTransport {
         try acknowledge(plan, in: &session, settled: &settled, lost: &lost)
     }
 
-    /// Sends the waiting acks when they are due (``PendingAcks``; `force`: now, when the connection is about to
-    /// close): one `multiple` ack for the longest run of them that starts at the oldest
-    /// outstanding delivery (a `multiple` ack covers every lower tag, so only a run with no gap qualifies), then
-    /// the others one by one. Fewer frames for the broker to handle, the same acks.
+    /// Sends the waiting acks that are due (``PendingAcks/take(now:prefetch:outstanding:force:)``; `force`: all of
+    /// them, the connection is about to close): fewer frames for the broker to handle, the same acks.
     private func flushAcks(_ session: inout Session, force: Bool = false) throws {
-        guard force ? !session.pendingAcks.isEmpty : session.pendingAcks.isDue(now: .now, prefetch: session.prefetch)
+        guard
+            let flush = session.pendingAcks.take(
+                now: .now,
+                prefetch: session.prefetch,
+                outstanding: session.outstanding,
+                force: force
+            )
         else { return }
-        let decided = session.pendingAcks.take()
-        for tag in decided {
-            guard let key = session.keyByTag.removeValue(forKey: tag) else { continue }
-            session.sentAcks.record(key)
-        }
-        var rest = Set(decided)
-        var runEnd: UInt64?
-        var runLength = 0
-        for tag in session.outstanding.sorted() {
-            guard rest.contains(tag) else { break }
-            runEnd = tag
-            runLength += 1
-        }
-        var multiple: UInt64?
-        if let runEnd, runLength > 1 {
-            multiple = runEnd
-            rest = rest.filter { $0 > runEnd }
-            session.outstanding = session.outstanding.filter { $0 > runEnd }
-        }
-        let single = rest.sorted()
         let connection = session.connection
         let channel = consumeChannel
         func send() throws(AMQPError) {
-            if let multiple {
+            if let multiple = flush.multipleUpTo {
                 try connection.ack(channel: channel, deliveryTag: multiple, multiple: true)
-                ThroughputCounters.shared.record(.ack, size: runLength)
+                ThroughputCounters.shared.record(.ack, size: flush.runLength)
             }
-            for tag in single {
+            for tag in flush.singles {
                 try connection.ack(channel: channel, deliveryTag: tag)
                 ThroughputCounters.shared.record(.ack, size: 1)
             }
         }
-        // Tasks finish out of order (two children), so a turn's acks are often one `multiple` ack and a few single
-        // ones: corked, they leave as one TCP segment instead of one each (a segment is a transmit here and a
-        // receive in the node, ~12 % of the AMQP thread's time when each went alone).
-        if (multiple == nil ? 0 : 1) + single.count > 1 {
+        // A `multiple` ack and a few single ones, corked, leave as one TCP segment instead of one each (a segment
+        // is a transmit here and a receive in the node, ~12 % of the AMQP thread's time when each went alone).
+        if flush.frames > 1 {
             try connection.corked(send)
         } else {
             try send()
         }
-        for tag in single { session.outstanding.remove(tag) }
+        for tag in flush.acked {
+            session.outstanding.remove(tag)
+            if let key = session.keyByTag.removeValue(forKey: tag) { session.sentAcks.record(key) }
+        }
     }
 
     private func acknowledge(
