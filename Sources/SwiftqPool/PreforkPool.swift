@@ -359,7 +359,9 @@ package final class PreforkPool: WorkPool {
         channel.onFrame = { [unowned self, unowned slot] frame in handle(frame, from: slot, pid: pid) }
         channel.onClose = { [unowned self, unowned slot] reason in
             logger.debug("pool channel \(slot.index) closed: \(reason)")
-            if slot.pid == pid { slot.channel = nil }
+            guard slot.pid == pid else { return }
+            slot.channel = nil
+            if case .malformed(let detail) = reason { misbehaved(slot, pid: pid, detail) }
         }
         logger.debug("spawned pool child \(slot.index) (pid \(pid))")
     }
@@ -372,7 +374,7 @@ package final class PreforkPool: WorkPool {
         do {
             reply = try PoolReply(decoding: frame.message)
         } catch {
-            logger.error("ignoring a malformed message from pool child \(slot.index): \(error)")
+            misbehaved(slot, pid: pid, "\(error)")
             return
         }
         switch reply {
@@ -475,6 +477,20 @@ package final class PreforkPool: WorkPool {
     }
 
     /// Ends a slot's child on purpose: the exit that follows carries `reason`, not a crash.
+    /// A child that sent something the consumer cannot read: what it says next cannot be trusted either (a result
+    /// ignored would leave its job in the slot for ever, and every later result would match no job). It is killed
+    /// and its channel closed; its jobs are lost as a crash's are (`WorkerLostError`, or requeued with
+    /// `reject_on_worker_lost`), and the slot gets a new child.
+    private func misbehaved(_ slot: Slot, pid: pid_t, _ detail: String) {
+        logger.error(
+            "pool child \(slot.index) (pid \(pid)) sent a frame the consumer cannot read, killing it: \(detail)",
+            metadata: [DaemonLog.Key.slot: "\(slot.index)"]
+        )
+        slot.channel?.close()
+        slot.channel = nil
+        end(slot, signal: SIGKILL, reason: .protocolError(detail))
+    }
+
     private func end(_ slot: Slot, signal: CInt, reason: ExitReason) {
         guard slot.pid > 0 else { return }
         slot.intendedExit = reason

@@ -62,7 +62,7 @@ package extension RestartPolicy {
         at now: ContinuousClock.Instant
     ) -> Duration? {
         switch reason {
-        case .crash, .oomKilled: return recordDeath(&history, uptime: uptime, at: now)
+        case .crash, .oomKilled, .protocolError: return recordDeath(&history, uptime: uptime, at: now)
         case .shrink, .shutdown: return nil
         case .timeLimit, .terminated, .maxTasks, .maxMemory, .reload: return .zero
         }

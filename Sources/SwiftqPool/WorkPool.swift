@@ -364,13 +364,16 @@ package enum PoolOutcome: Sendable, Equatable {
     }
 }
 
-/// Why a pool child exited. Only ``crash(_:)`` and ``oomKilled`` are the child's fault: they alone feed the
+/// Why a pool child exited. Only ``crash(_:)``, ``oomKilled`` and ``protocolError(_:)`` are the child's fault: they alone feed the
 /// restart backoff, crash-loop detection and the watchdog. Every other reason is a deliberate exit.
 package enum ExitReason: Sendable, Equatable, CustomStringConvertible {
     /// Died by a signal nobody sent on purpose, or exited non-zero (or zero, unasked).
     case crash(ExitStatus)
     /// Killed by the kernel's OOM killer (the cgroup's `memory.events` `oom_kill` count rose).
     case oomKilled(ExitStatus)
+    /// Killed for sending the consumer a frame it cannot read (`detail` says what was wrong): the child's fault, as
+    /// a crash is; its jobs are lost, as when it dies.
+    case protocolError(String)
     /// Killed for exceeding the hard time limit of the job it ran.
     case timeLimit
     /// Killed on request (`revoke --terminate`).
@@ -389,7 +392,7 @@ package enum ExitReason: Sendable, Equatable, CustomStringConvertible {
     /// Whether this exit counts as a crash (backoff, crash loop, watchdog).
     package var isCrash: Bool {
         switch self {
-        case .crash, .oomKilled: true
+        case .crash, .oomKilled, .protocolError: true
         default: false
         }
     }
@@ -399,6 +402,7 @@ package enum ExitReason: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .crash: "crash"
         case .oomKilled: "oom"
+        case .protocolError: "protocol_error"
         case .timeLimit: "time_limit"
         case .terminated: "terminated"
         case .maxTasks: "max_tasks"
@@ -413,6 +417,7 @@ package enum ExitReason: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .crash(let status): "crashed: \(status)"
         case .oomKilled(let status): "killed by the OOM killer: \(status)"
+        case .protocolError(let detail): "killed: sent a frame the consumer cannot read (\(detail))"
         case .timeLimit: "killed: hard time limit exceeded"
         case .terminated(let signal): "terminated on request with \(UnixSignal.name(of: signal))"
         case .maxTasks: "retired after max_tasks_per_child"

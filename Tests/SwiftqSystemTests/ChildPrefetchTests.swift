@@ -16,13 +16,14 @@ import Testing
         private(set) var events: [JSONValue] = []
         private var replies: [JSONValue] = []
 
-        init(size: Int, prefetch: Int, maxRuntime: Duration = .seconds(30)) throws {
+        /// `child`: what the pool spawns as its children (`<child> _pool-child --slot N`); swiftqd's own by default.
+        init(size: Int, prefetch: Int, maxRuntime: Duration = .seconds(30), child: String = Binaries.swiftqd) throws {
             ignoreBrokenPipes()
             let (ours, theirs) = try Descriptors.socketPair()
             let probe = Binaries.directory + "/swiftq-pool-probe"
             pid = try ChildProcess.spawn(
                 path: probe,
-                arguments: [probe, Binaries.swiftqd, "\(size)", "\(prefetch)", "\(maxRuntime.milliseconds)"],
+                arguments: [probe, child, "\(size)", "\(prefetch)", "\(maxRuntime.milliseconds)"],
                 environment: ["PATH=/usr/bin:/bin"],
                 descriptors: [theirs]
             )
@@ -213,6 +214,36 @@ import Testing
         #expect(pool.waitFor { _ in pool.events.filter { $0["event"] == "ready" }.count == 2 })
         #expect(pool.submit("c"))
         #expect(pool.waitFor { _ in pool.kinds("c") == ["started", "finished"] })
+    }
+
+    /// A child that answers with a frame the consumer cannot read (valid JSON that is no reply, or no JSON at all)
+    /// is killed at once, its running job lost as a crash's would be, and the jobs waiting behind it given back; its
+    /// slot gets a new child. (A reply that was only logged and ignored left the job in the slot for ever.)
+    @Test(arguments: ["reply", "json"])
+    func aChildThatSendsAnUnreadableFrameIsKilledAndItsJobLost(mode: String) throws {
+        let directory = try TemporaryDirectory()
+        let child = directory.path + "/misbehaving-child"
+        try "#!/bin/sh\nexec '\(Python.interpreter)' '\(Python.scripts)/misbehaving_pool_child.py' \(mode) \"$@\"\n"
+            .write(toFile: child, atomically: true, encoding: .utf8)
+        chmod(child, 0o755)
+        let pool = try PoolUnderTest(size: 1, prefetch: 3, child: child)
+        let pid = try #require(pool.state()["slots"]?[0]?["pid"]?.intValue)
+        #expect(pool.submit("a"))
+        #expect(pool.submit("b"))
+        #expect(
+            pool.waitFor(.seconds(10)) { _ in pool.kinds("a").last == "lost" && pool.kinds("b") == ["returned"] },
+            "\(pool.events)"
+        )
+        #expect(pool.events.first { $0["event"] == "lost" && $0["id"] == "a" }?["reason"] == "protocol_error")
+        #expect(
+            pool.waitFor(.seconds(10)) { events in events.contains { $0["event"] == "exited" } },
+            "\(pool.events)"
+        )
+        #expect(pool.events.first { $0["event"] == "exited" }?["reason"] == "protocol_error")
+        // Killed, not left to run: the child would sleep a minute.
+        #expect(kill(Int32(pid), 0) == -1)
+        // The slot gets a new child (it misbehaves too, but says hello first).
+        #expect(pool.waitFor { _ in pool.events.filter { $0["event"] == "ready" }.count == 2 }, "\(pool.events)")
     }
 
     @Test func nothingMoreWaitsBehindAJobThatOverrunsTheRuntimeLimit() throws {

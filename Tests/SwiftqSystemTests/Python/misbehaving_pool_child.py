@@ -1,0 +1,52 @@
+"""A pool child that answers an `execute` with a frame the consumer cannot read, for the pool's protocol-error tests
+(Tests/SwiftqSystemTests/ChildPrefetchTests.swift). Spawned by a real prefork pool in place of `swiftqd _pool-child`:
+
+    misbehaving_pool_child.py MODE _pool-child --slot N
+
+It says hello on its channel (fd 3) as a real child does, then answers the first `execute` per MODE:
+  reply  a JSON object that is no reply (a `result` without its id)
+  json   a payload that is not JSON
+and then waits, as a child running a long task would, until it is killed (or its channel closes).
+"""
+import json
+import os
+import struct
+import sys
+import time
+
+mode, slot = sys.argv[1], int(sys.argv[sys.argv.index("--slot") + 1])
+channel = 3
+
+
+def send(payload):
+    os.write(channel, struct.pack(">IB", len(payload), 0) + payload)
+
+
+def frames():
+    buffer = b""
+    while True:
+        chunk = os.read(channel, 65536)
+        if not chunk:
+            return
+        buffer += chunk
+        while len(buffer) >= 5:
+            (length,) = struct.unpack(">I", buffer[:4])
+            if len(buffer) < 5 + length:
+                break
+            yield json.loads(buffer[5:5 + length])
+            buffer = buffer[5 + length:]
+
+
+send(json.dumps({"type": "hello", "pid": os.getpid(), "slot": slot}).encode())
+for frame in frames():
+    if frame.get("type") != "execute":
+        continue
+    # Long enough for the test to queue a second job behind this one.
+    time.sleep(0.3)
+    if mode == "reply":
+        send(json.dumps({"type": "result", "runtime": 0.001}).encode())
+    else:
+        send(b"this is not JSON")
+    # What a real child would do next does not matter: it must be killed, not waited for.
+    time.sleep(60)
+    sys.exit(0)
