@@ -12,7 +12,8 @@ Scenarios (each run against both workers, with the same concurrency):
 
 For swiftqd, each scenario also reports what each task cost on the hot path (swiftqctl stats' `throughput`,
 read over the control socket before and after the scenario): consumer loop wake-ups, pool frames, thread
-wake-ups and broker round trips per task, and the mean reserve/ack/store batch sizes. Both workers also report
+wake-ups and broker round trips per task, the mean reserve/ack/store batch sizes and how many batches of each size
+were made. Both workers also report
 the CPU time per task of their process tree and of the broker's server (redis-server, or the RabbitMQ node's
 process found by its port) over the drain and results scenarios: on a small machine it varies far less from run to
 run than tasks/s, it is what a change to the hot path saves, and it shows which side a drain is bound by.
@@ -240,6 +241,8 @@ def control_stats(socket_path):
 
 
 COUNTERS = ["loop_wakeups", "pool_frames", "thread_wakeups", "broker_round_trips"]
+# The size buckets of `stats`' batch histograms (`throughput.batches.<kind>.sizes`).
+BATCH_BUCKETS = ["1", "2", "3-4", "5-8", "9-16", "17-32", "33-64", "65+"]
 
 
 def throughput_delta(before, after):
@@ -258,6 +261,11 @@ def throughput_delta(before, after):
         batches = a["batches"][batch]["batches"] - b["batches"][batch]["batches"]
         items = a["batches"][batch]["items"] - b["batches"][batch]["items"]
         delta[batch + "_batch"] = items / batches if batches else None
+        # The histogram's growth: how many batches of each size bucket were made meanwhile.
+        grown = a["batches"][batch].get("sizes", {})
+        old = b["batches"][batch].get("sizes", {})
+        delta[batch + "_sizes"] = {label: count - old.get(label, 0) for label, count in grown.items()
+                                   if count - old.get(label, 0) > 0}
     return delta
 
 
@@ -718,6 +726,15 @@ def main():
                     print(f"| {scenario} | " + " | ".join(
                         "-" if cost[key] is None else f"{cost[key]:.2f}"
                         for key in COUNTERS + ["reserve_batch", "ack_batch", "store_batch"]) + " |")
+        sized = [(scenario, batch, cost[batch + "_sizes"]) for scenario, cost in costs.items() if cost
+                 for batch in ["reserve", "ack", "store"] if cost.get(batch + "_sizes")]
+        if sized:
+            print("\nswiftqd's batches by size (how many reserve/ack/store batches of each size)\n")
+            print("| scenario | batch | " + " | ".join(BATCH_BUCKETS) + " |")
+            print("|---|---|" + "---|" * len(BATCH_BUCKETS))
+            for scenario, batch, sizes in sized:
+                print(f"| {scenario} | {batch} | " + " | ".join(str(sizes.get(label, 0)) for label in BATCH_BUCKETS)
+                      + " |")
         cpu_rows = [(kind, scenario, cost) for kind, r in table.items()
                     for scenario, cost in (r.get("cpu") or {}).items() if cost]
         if cpu_rows:
