@@ -476,7 +476,6 @@ package final class PreforkPool: WorkPool {
         ThroughputCounters.shared.poolFrameSent()
     }
 
-    /// Ends a slot's child on purpose: the exit that follows carries `reason`, not a crash.
     /// A child that sent something the consumer cannot read: what it says next cannot be trusted either (a result
     /// ignored would leave its job in the slot for ever, and every later result would match no job). It is killed
     /// and its channel closed; its jobs are lost as a crash's are (`WorkerLostError`, or requeued with
@@ -491,6 +490,7 @@ package final class PreforkPool: WorkPool {
         end(slot, signal: SIGKILL, reason: .protocolError(detail))
     }
 
+    /// Ends a slot's child on purpose: the exit that follows carries `reason`, not a crash.
     private func end(_ slot: Slot, signal: CInt, reason: ExitReason) {
         guard slot.pid > 0 else { return }
         slot.intendedExit = reason

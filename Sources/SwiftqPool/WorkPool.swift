@@ -364,8 +364,8 @@ package enum PoolOutcome: Sendable, Equatable {
     }
 }
 
-/// Why a pool child exited. Only ``crash(_:)``, ``oomKilled`` and ``protocolError(_:)`` are the child's fault: they alone feed the
-/// restart backoff, crash-loop detection and the watchdog. Every other reason is a deliberate exit.
+/// Why a pool child exited. Only ``crash(_:)``, ``oomKilled`` and ``protocolError(_:)`` are the child's fault: they
+/// alone feed the restart backoff, crash-loop detection and the watchdog. Every other reason is a deliberate exit.
 package enum ExitReason: Sendable, Equatable, CustomStringConvertible {
     /// Died by a signal nobody sent on purpose, or exited non-zero (or zero, unasked).
     case crash(ExitStatus)
