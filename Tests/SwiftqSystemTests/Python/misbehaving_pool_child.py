@@ -3,7 +3,8 @@
 
     misbehaving_pool_child.py MODE _pool-child --slot N
 
-It says hello on its channel (fd 3) as a real child does, then answers the first `execute` per MODE:
+It says hello on its channel (fd 3) as a real child does, waits for two `execute`s (the test queues a second job
+behind the first), then answers per MODE:
   reply  a JSON object that is no reply (a `result` without its id)
   json   a payload that is not JSON
 and then waits, as a child running a long task would, until it is killed (or its channel closes).
@@ -38,11 +39,13 @@ def frames():
 
 
 send(json.dumps({"type": "hello", "pid": os.getpid(), "slot": slot}).encode())
+executes = 0
 for frame in frames():
     if frame.get("type") != "execute":
         continue
-    # Long enough for the test to queue a second job behind this one.
-    time.sleep(0.3)
+    executes += 1
+    if executes < 2:
+        continue
     if mode == "reply":
         send(json.dumps({"type": "result", "runtime": 0.001}).encode())
     else:
