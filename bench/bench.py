@@ -9,6 +9,9 @@ Scenarios (each run against both workers, with the same concurrency):
              client alone takes about a millisecond of the round trip above; this is closer to what the worker
              takes.
   rss        peak resident memory of the worker's whole process tree during the run
+  floor      (Redis) the raw round trip against no worker: a Python responder that BRPOPs the message and SETs and
+             PUBLISHes its result in one pipeline, recording nothing in `unacked` (what the machine, redis-server
+             and the client take with the fewest hops; no worker can do better)
 
 For swiftqd, each scenario also reports what each task cost on the hot path (swiftqctl stats' `throughput`,
 read over the control socket before and after the scenario): consumer loop wake-ups, pool frames, thread
@@ -483,6 +486,41 @@ def raw_roundtrips(backend, count, send):
     return latencies
 
 
+# The floor's responder: pops the bench queue with a blocking BRPOP and answers each message with a SUCCESS meta
+# of 3, stored and published in one pipeline. It records nothing in `unacked` and runs nothing: no worker does less.
+FLOOR_RESPONDER = """
+import json, sys, redis
+broker, backend = redis.Redis.from_url(sys.argv[1]), redis.Redis.from_url(sys.argv[2])
+while True:
+    _, raw = broker.brpop([sys.argv[3]])
+    task_id = json.loads(raw)["headers"]["id"]
+    meta = json.dumps({"status": "SUCCESS", "result": 3, "task_id": task_id})
+    pipe = backend.pipeline(transaction=False)
+    pipe.set("celery-task-meta-" + task_id, meta)
+    pipe.publish("celery-task-meta-" + task_id, meta)
+    pipe.execute()
+"""
+
+
+def floor_roundtrips(args, urls):
+    """The raw round trip (``raw_roundtrips``, the same client and messages) against ``FLOOR_RESPONDER`` instead of
+    a worker: what this machine, redis-server and the Python client take with the fewest hops (Redis only). Sorted
+    latencies in ms."""
+    broker = redis.Redis.from_url(urls["broker"])
+    backend = redis.Redis.from_url(urls["backend"])
+    broker.flushdb()
+    backend.flushdb()
+    app = Celery("bench-client", broker=urls["broker"], backend=urls["backend"])
+    envelope = template_envelope(app, broker, "swiftq.add", [1, 2], False)
+    responder = subprocess.Popen([sys.executable, "-c", FLOOR_RESPONDER, urls["broker"], urls["backend"], QUEUE])
+    try:
+        return raw_roundtrips(backend, args.roundtrips,
+                              lambda task_id: broker.lpush(QUEUE, json.dumps(clone_envelope(envelope, task_id))))
+    finally:
+        responder.kill()
+        responder.wait()
+
+
 def listening_pid(url):
     """The pid of the process listening on the URL's loopback port (the RabbitMQ node's beam.smp), for its CPU time;
     None if `ss` cannot tell."""
@@ -692,6 +730,10 @@ def main():
                 continue
             print(f"running {kind}…", file=sys.stderr)
             table[kind] = scenarios(kind, args, urls, workdir, args.swiftqd)
+        floor = None
+        if args.broker == "redis" and not args.profile:
+            print("running the floor responder…", file=sys.stderr)
+            floor = floor_roundtrips(args, urls)
         load = " ".join(f"{v:.2f}" for v in os.getloadavg())
         if args.profile:
             print_profile(table["swiftqd"], os.path.join(workdir, "strace.txt"), args.drain, load)
@@ -709,6 +751,10 @@ def main():
                   f"{fmt(r['p99'], 2)} | {fmt(r['raw_p50'], 2) if 'raw_p50' in r else '-'} | "
                   f"{fmt(r['raw_p99'], 2) if 'raw_p99' in r else '-'} | "
                   f"{fmt(r['rss_mib'], 1)} | {fmt(r['pss_mib'], 1)} | {fmt(r['uss_mib'], 1)} |")
+        if floor:
+            print(f"\nfloor (no worker: a Python responder that BRPOPs each message and SETs and PUBLISHes its result "
+                  f"in one pipeline): raw round trip p50 {statistics.median(floor):.2f} ms, "
+                  f"p99 {floor[int(len(floor) * 0.99) - 1]:.2f} ms")
         if "swiftqd" in table and "celery" in table:
             s, c = table["swiftqd"], table["celery"]
             if s["drain"] and c["drain"]:
