@@ -9,9 +9,10 @@ Scenarios (each run against both workers, with the same concurrency):
              client alone takes about a millisecond of the round trip above; this is closer to what the worker
              takes.
   rss        peak resident memory of the worker's whole process tree during the run
-  floor      (Redis) the raw round trip against no worker: a Python responder that BRPOPs the message and SETs and
-             PUBLISHes its result in one pipeline, recording nothing in `unacked` (what the machine, redis-server
-             and the client take with the fewest hops; no worker can do better)
+  floor      the raw round trip against no worker: a Python responder that BRPOPs the message (on RabbitMQ:
+             consumes it with kombu, prefetch 1, and acks it after) and SETs and PUBLISHes its result in one
+             pipeline, recording nothing in `unacked` (what the machine, the broker and the client take with the
+             fewest hops; no worker can do better)
 
 For swiftqd, each scenario also reports what each task cost on the hot path (swiftqctl stats' `throughput`,
 read over the control socket before and after the scenario): consumer loop wake-ups, pool frames, thread
@@ -502,23 +503,56 @@ while True:
 """
 
 
+# The same on RabbitMQ: consumes the bench queue (kombu, prefetch 1), stores and publishes the result in Redis, then
+# acks.
+FLOOR_RESPONDER_AMQP = """
+import json, sys, redis
+from kombu import Connection, Exchange, Queue
+backend = redis.Redis.from_url(sys.argv[2])
+def answer(body, message):
+    task_id = message.headers["id"]
+    meta = json.dumps({"status": "SUCCESS", "result": 3, "task_id": task_id})
+    pipe = backend.pipeline(transaction=False)
+    pipe.set("celery-task-meta-" + task_id, meta)
+    pipe.publish("celery-task-meta-" + task_id, meta)
+    pipe.execute()
+    message.ack()
+with Connection(sys.argv[1]) as connection:
+    queue = Queue(sys.argv[3], Exchange(sys.argv[3], type="direct"), routing_key=sys.argv[3])
+    with connection.Consumer(queue, callbacks=[answer], accept=["json"], prefetch_count=1):
+        while True:
+            connection.drain_events()
+"""
+
+
 def floor_roundtrips(args, urls):
-    """The raw round trip (``raw_roundtrips``, the same client and messages) against ``FLOOR_RESPONDER`` instead of
-    a worker: what this machine, redis-server and the Python client take with the fewest hops (Redis only). Sorted
-    latencies in ms."""
-    broker = redis.Redis.from_url(urls["broker"])
+    """The raw round trip (``raw_roundtrips``, the same client and messages) against ``FLOOR_RESPONDER`` (on RabbitMQ
+    ``FLOOR_RESPONDER_AMQP``) instead of a worker: what this machine, the broker and the Python client take with the
+    fewest hops. Sorted latencies in ms."""
     backend = redis.Redis.from_url(urls["backend"])
-    broker.flushdb()
     backend.flushdb()
     app = Celery("bench-client", broker=urls["broker"], backend=urls["backend"])
-    envelope = template_envelope(app, broker, "swiftq.add", [1, 2], False)
-    responder = subprocess.Popen([sys.executable, "-c", FLOOR_RESPONDER, urls["broker"], urls["backend"], QUEUE])
+    if args.broker == "amqp":
+        bench_queue = AMQPQueue(urls["broker"])
+        bench_queue.purge()
+        template = bench_queue.template(app, "swiftq.add", [1, 2], False)
+        responder = subprocess.Popen([sys.executable, "-c", FLOOR_RESPONDER_AMQP, urls["broker"], urls["backend"],
+                                      QUEUE])
+        send = lambda task_id: bench_queue.publish(template, task_id)  # noqa: E731
+    else:
+        broker = redis.Redis.from_url(urls["broker"])
+        broker.flushdb()
+        envelope = template_envelope(app, broker, "swiftq.add", [1, 2], False)
+        responder = subprocess.Popen([sys.executable, "-c", FLOOR_RESPONDER, urls["broker"], urls["backend"], QUEUE])
+        send = lambda task_id: broker.lpush(QUEUE, json.dumps(clone_envelope(envelope, task_id)))  # noqa: E731
     try:
-        return raw_roundtrips(backend, args.roundtrips,
-                              lambda task_id: broker.lpush(QUEUE, json.dumps(clone_envelope(envelope, task_id))))
+        return raw_roundtrips(backend, args.roundtrips, send)
     finally:
         responder.kill()
         responder.wait()
+        if args.broker == "amqp":
+            bench_queue.purge()
+            bench_queue.connection.release()
 
 
 def listening_pid(url):
@@ -731,7 +765,7 @@ def main():
             print(f"running {kind}…", file=sys.stderr)
             table[kind] = scenarios(kind, args, urls, workdir, args.swiftqd)
         floor = None
-        if args.broker == "redis" and not args.profile:
+        if not args.profile:
             print("running the floor responder…", file=sys.stderr)
             floor = floor_roundtrips(args, urls)
         load = " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -752,8 +786,9 @@ def main():
                   f"{fmt(r['raw_p99'], 2) if 'raw_p99' in r else '-'} | "
                   f"{fmt(r['rss_mib'], 1)} | {fmt(r['pss_mib'], 1)} | {fmt(r['uss_mib'], 1)} |")
         if floor:
-            print(f"\nfloor (no worker: a Python responder that BRPOPs each message and SETs and PUBLISHes its result "
-                  f"in one pipeline): raw round trip p50 {statistics.median(floor):.2f} ms, "
+            how = ("consumes each message with kombu, SETs and PUBLISHes its result in one pipeline, then acks"
+                   if args.broker == "amqp" else "BRPOPs each message and SETs and PUBLISHes its result in one pipeline")
+            print(f"\nfloor (no worker: a Python responder that {how}): raw round trip p50 {statistics.median(floor):.2f} ms, "
                   f"p99 {floor[int(len(floor) * 0.99) - 1]:.2f} ms")
         if "swiftqd" in table and "celery" in table:
             s, c = table["swiftqd"], table["celery"]
