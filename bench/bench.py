@@ -538,13 +538,17 @@ def floor_roundtrips(args, urls):
         template = bench_queue.template(app, "swiftq.add", [1, 2], False)
         responder = subprocess.Popen([sys.executable, "-c", FLOOR_RESPONDER_AMQP, urls["broker"], urls["backend"],
                                       QUEUE])
-        send = lambda task_id: bench_queue.publish(template, task_id)  # noqa: E731
+
+        def send(task_id):
+            bench_queue.publish(template, task_id)
     else:
         broker = redis.Redis.from_url(urls["broker"])
         broker.flushdb()
         envelope = template_envelope(app, broker, "swiftq.add", [1, 2], False)
         responder = subprocess.Popen([sys.executable, "-c", FLOOR_RESPONDER, urls["broker"], urls["backend"], QUEUE])
-        send = lambda task_id: broker.lpush(QUEUE, json.dumps(clone_envelope(envelope, task_id)))  # noqa: E731
+
+        def send(task_id):
+            broker.lpush(QUEUE, json.dumps(clone_envelope(envelope, task_id)))
     try:
         return raw_roundtrips(backend, args.roundtrips, send)
     finally:
