@@ -128,6 +128,11 @@ registry.register("example.request") { invocation, _ in
     guard invocation.request == request else { throw TaskFailure(type: "AssertionError", message: "it changed") }
     return request.json
 }
+// The same from an async task, after an await: its child asks from the thread the task resumed on.
+registry.register("example.request_later") { invocation, _ async throws in
+    try await Task.sleep(for: .milliseconds(1))
+    return invocation.request.json
+}
 // Keeps `mib` MiB for as long as its pool child lives: with `worker.max_memory_per_child`, the child is replaced
 // after such a task (never during it).
 enum Hoard {

@@ -205,9 +205,15 @@ package final class PoolChild {
             kwargs: job.kwargs,
             retries: job.retries
         )
-        // Sent with the job (exec tasks), or asked for when the task reads it (most never do).
-        invocation.requestSource =
-            job.requestSource ?? .remote(TaskRequest.Remote { [unowned self] in askForRequest(job.id) })
+        // Sent with the job (exec tasks, tasks known to read it), or asked for when the task reads it (most never do).
+        var remote: TaskRequest.Remote?
+        if let source = job.requestSource {
+            invocation.requestSource = source
+        } else {
+            let asking = TaskRequest.Remote { [unowned self] in askForRequest(job.id) }
+            invocation.requestSource = .remote(asking)
+            remote = asking
+        }
         let outcome: TaskResult
         if let exec = job.exec {
             let timeout = exec.timeout.map { Duration.milliseconds(Int64($0 * 1000)) }
@@ -223,6 +229,7 @@ package final class PoolChild {
             let softDeadline = job.softTimeLimit.map { started + Duration.milliseconds(Int64($0 * 1000)) }
             outcome = registry.execute(invocation, environment: environment(softDeadline: softDeadline))
         }
+        remote?.close()
         let runtime = started.duration(to: .now).seconds
         switch outcome {
         case .success:

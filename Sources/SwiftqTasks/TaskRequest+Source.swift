@@ -91,23 +91,31 @@ extension TaskRequest {
     /// A request another process holds, asked for the first time a task reads it and kept from then on: a prefork
     /// child's `fetch` asks the consumer over the child's channel (nil when it has none to give).
     ///
-    /// `@unchecked Sendable`: `fetch` uses the child's channel, which nothing else touches while a task runs (the
-    /// child's only thread is running the task); the lock makes reads from threads a task started take turns.
+    /// `@unchecked Sendable`: `fetch` uses the child's channel, which nothing else touches while the task runs (the
+    /// child's thread is running it, or waiting for it to end, as for an async task). The lock makes reads from
+    /// threads the task started take turns, and ``close()`` (when the task has returned) waits for a read in progress
+    /// and makes later ones, from a thread the task left behind, give an empty request instead of using the channel.
     package final class Remote: @unchecked Sendable, Equatable {
         private let fetch: () -> TaskRequest?
-        private let fetched = Mutex<TaskRequest?>(nil)
+        private let state = Mutex<(request: TaskRequest?, open: Bool)>((nil, true))
 
         package init(fetch: @escaping () -> TaskRequest?) {
             self.fetch = fetch
         }
 
         package var request: TaskRequest {
-            fetched.withLock { fetched in
-                if let fetched { return fetched }
+            state.withLock { state in
+                if let request = state.request { return request }
+                guard state.open else { return TaskRequest() }
                 let request = fetch() ?? TaskRequest()
-                fetched = request
+                state.request = request
                 return request
             }
+        }
+
+        /// No more asking: the task has returned.
+        package func close() {
+            state.withLock { $0.open = false }
         }
 
         package static func == (lhs: Remote, rhs: Remote) -> Bool { lhs === rhs }

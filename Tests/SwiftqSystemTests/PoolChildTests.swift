@@ -221,6 +221,17 @@ final class PoolChildDriver {
         #expect(empty["root_id"] == .null && empty["hostname"] == .null && empty["delivery_info"] == [:], "\(empty)")
     }
 
+    /// An async task reads its request after an await, on another thread than the child's: it asks all the same.
+    @Test func anAsyncTaskReadsItsRequestAfterAnAwait() throws {
+        let child = try PoolChildDriver(binary: Binaries.exampleWorker)
+        _ = try child.receive()
+        try child.send(["type": "execute", "id": "a-1", "task": "example.request_later", "args": [], "kwargs": [:]])
+        #expect(try child.receive() == ["type": "request", "id": "a-1"])
+        try child.send(["type": "request", "id": "a-1", "request": ["root_id": "root-a", "hostname": "celery@test"]])
+        let result = try #require(try child.receive())
+        #expect(result["state"] == "SUCCESS" && result["result"]?["root_id"] == "root-a", "\(result)")
+    }
+
     /// A child waiting for its task's request context exits when its channel closes (the consumer is gone).
     @Test func aChildWaitingForTheRequestExitsWhenItsChannelCloses() throws {
         let child = try PoolChildDriver(binary: Binaries.exampleWorker)

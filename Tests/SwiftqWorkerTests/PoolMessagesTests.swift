@@ -143,6 +143,31 @@ import Testing
         #expect(ask.json == ["type": "request", "id": "t-1"])
     }
 
+    /// A remote request is asked for once, on the first read; once its task has returned (closed), it is not asked
+    /// for any more (a thread the task left behind gets an empty request, not the child's channel).
+    @Test func aRemoteRequestIsAskedForOnceAndNeverAfterItsTaskReturned() {
+        final class Asked: @unchecked Sendable { var count = 0 }
+        let asked = Asked()
+        var request = TaskRequest()
+        request.rootID = "r-1"
+        let remote = TaskRequest.Remote {
+            asked.count += 1
+            return request
+        }
+        #expect(TaskRequest.Source.remote(remote).request == request)
+        #expect(TaskRequest.Source.remote(remote).request == request)
+        #expect(asked.count == 1)
+        remote.close()
+        #expect(remote.request == request, "what was fetched stays")
+        let late = TaskRequest.Remote {
+            asked.count += 1
+            return request
+        }
+        late.close()
+        #expect(late.request == TaskRequest())
+        #expect(asked.count == 1)
+    }
+
     /// The frame and request writers that skip building objects write exactly what the object encoders write.
     @Test func theDirectWritersMatchTheObjectEncoders() throws {
         for value: JSONValue in [nil, 5, 2.5, "x\"é", [1, ["a": [nil, true]]], [:]] {
