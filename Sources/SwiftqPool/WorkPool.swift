@@ -229,7 +229,7 @@ package struct PoolJob: Sendable, Equatable {
     /// Where the task's request context (Celery's `self.request`) comes from, nil when there is none: in the
     /// consumer what it is built from (``TaskRequest/Context``), built only if it is read; in a pool child its text,
     /// when the consumer sent it (exec tasks, whose program gets it on stdin), else nothing (the child asks for it
-    /// when the task reads it; see ``PoolRequest/requestContext(id:text:)``).
+    /// when the task reads it; see ``PoolRequest/requestContext(id:request:)``).
     package var requestSource: TaskRequest.Source? {
         get { storage.fields.requestSource }
         _modify {
