@@ -222,16 +222,24 @@ import Testing
         #expect(pool.waitFor { _ in pool.kinds("c") == ["started", "finished"] })
     }
 
+    /// An executable in `directory` that the pool can spawn as its children: the fake child `script` (in
+    /// `Python/`), given `argument` before the pool's own arguments.
+    static func fakeChild(_ script: String, _ argument: String = "", in directory: TemporaryDirectory) throws -> String
+    {
+        let child = directory.path + "/" + script + ".sh"
+        try "#!/bin/sh\nexec '\(Python.interpreter)' '\(Python.scripts)/\(script)' \(argument) \"$@\"\n"
+            .write(toFile: child, atomically: true, encoding: .utf8)
+        chmod(child, 0o755)
+        return child
+    }
+
     /// A child that answers with a frame the consumer cannot read (valid JSON that is no reply, or no JSON at all)
     /// is killed at once, its running job lost as a crash's would be, and the jobs waiting behind it given back; its
     /// slot gets a new child. (A reply that was only logged and ignored left the job in the slot for ever.)
     @Test(arguments: ["reply", "json"])
     func aChildThatSendsAnUnreadableFrameIsKilledAndItsJobLost(mode: String) throws {
         let directory = try TemporaryDirectory()
-        let child = directory.path + "/misbehaving-child"
-        try "#!/bin/sh\nexec '\(Python.interpreter)' '\(Python.scripts)/misbehaving_pool_child.py' \(mode) \"$@\"\n"
-            .write(toFile: child, atomically: true, encoding: .utf8)
-        chmod(child, 0o755)
+        let child = try Self.fakeChild("misbehaving_pool_child.py", mode, in: directory)
         let pool = try PoolUnderTest(size: 1, prefetch: 3, child: child)
         let pid = try #require(pool.state()["slots"]?[0]?["pid"]?.intValue)
         #expect(pool.submit("a"))
@@ -257,10 +265,7 @@ import Testing
     /// so they do not wait for a round trip each; other tasks' jobs still do not.
     @Test func theRequestIsSentWhenAskedForAndThenWithTheJobsOfTasksThatRead() throws {
         let directory = try TemporaryDirectory()
-        let child = directory.path + "/request-reading-child"
-        try "#!/bin/sh\nexec '\(Python.interpreter)' '\(Python.scripts)/request_reading_pool_child.py' \"$@\"\n"
-            .write(toFile: child, atomically: true, encoding: .utf8)
-        chmod(child, 0o755)
+        let child = try Self.fakeChild("request_reading_pool_child.py", in: directory)
         let pool = try PoolUnderTest(size: 1, prefetch: 1, child: child)
         func result(_ id: String) -> JSONValue? {
             guard pool.waitFor(.seconds(10), { _ in pool.kinds(id).contains("finished") }) else { return nil }

@@ -8,33 +8,12 @@ first asks for one of a job the pool does not hold ("ghost", whose answer must b
 answers with a success whose result is {"asked": whether it had to ask, "ghost": the ghost's answer, "request": the
 request it got}.
 """
-import json
 import os
-import struct
 import sys
 
+from pool_channel import frames, send
+
 slot = int(sys.argv[sys.argv.index("--slot") + 1])
-channel = 3
-
-
-def send(message):
-    payload = json.dumps(message).encode()
-    os.write(channel, struct.pack(">IB", len(payload), 0) + payload)
-
-
-def frames():
-    buffer = b""
-    while True:
-        chunk = os.read(channel, 65536)
-        if not chunk:
-            return
-        buffer += chunk
-        while len(buffer) >= 5:
-            (length,) = struct.unpack(">I", buffer[:4])
-            if len(buffer) < 5 + length:
-                break
-            yield json.loads(buffer[5:5 + length])
-            buffer = buffer[5 + length:]
 
 
 def answer(incoming, job_id):
