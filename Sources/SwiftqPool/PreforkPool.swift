@@ -434,7 +434,9 @@ package final class PreforkPool: WorkPool {
             let job = slot.jobs.first { $0.id == id }
             if let job { requestReaders.insert(job.name) }
             let request = job?.request
-            slot.channel?.send(serialized: PoolRequest.requestContext(id: id, request: request).serialized)
+            guard let channel = slot.channel else { return }
+            channel.send(serialized: PoolRequest.requestContext(id: id, request: request).serialized)
+            ThroughputCounters.shared.poolFrameSent()
         case .error(let message, _):
             logger.error("pool child \(slot.index) reported: \(message)")
         }
