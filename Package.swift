@@ -148,7 +148,7 @@ let package = Package(
         // reaps children on SIGCHLD, which must not happen in the test process). Not shipped.
         .executableTarget(
             name: "swiftq-pool-probe",
-            dependencies: ["SwiftqPool", "SwiftqPlatform", "SwiftqCore"],
+            dependencies: ["SwiftqPool", "SwiftqPlatform", "SwiftqCore", "SwiftqTasks"],
             path: "Examples/PoolProbe"
         ),
         // Micro-benchmark of EventLoop timers against the loop before heap timers (bench/timers/run). Not a test.

@@ -121,6 +121,18 @@ registry.register("example.publish_result") { invocation, _ in
     invocation.storeResult(id: id, state: "SUCCESS", result: invocation.args[1])
     return .string(id)
 }
+// Celery's `self.request`, as the task sees it: ids, node name, delivery info, the client's own headers. A prefork
+// child asks the consumer for it when a task first reads it (most never do); the second read is the child's copy.
+registry.register("example.request") { invocation, _ in
+    let request = invocation.request
+    guard invocation.request == request else { throw TaskFailure(type: "AssertionError", message: "it changed") }
+    return request.json
+}
+// The same from an async task, after an await: its child asks from the thread the task resumed on.
+registry.register("example.request_later") { invocation, _ async throws in
+    try await Task.sleep(for: .milliseconds(1))
+    return invocation.request.json
+}
 // Keeps `mib` MiB for as long as its pool child lives: with `worker.max_memory_per_child`, the child is replaced
 // after such a task (never during it).
 enum Hoard {

@@ -1,6 +1,7 @@
 import SwiftqCore
 import SwiftqPlatform
 import SwiftqPool
+import SwiftqTasks
 
 #if canImport(Glibc)
 import Glibc
@@ -13,7 +14,7 @@ import Glibc
 //
 //   swiftq-pool-probe <swiftqd> <size> <child_prefetch> <max runtime ms>
 //
-// Requests: {"op": "submit", "id", "task", "args", "may_queue", "expected_runtime"} (answered {"submitted": id,
+// Requests: {"op": "submit", "id", "task", "args", "may_queue", "expected_runtime", "root_id"} (answered {"submitted": id,
 // "ok": bool}), {"op": "withdraw"|"terminate", "id", "signal"}, {"op": "state"} (answered {"idle", "queueable",
 // "queueable_work", "slots": [{"slot", "pid", "queued"}]}). Every pool event is sent as {"event": "started"|"finished"|"lost"|"returned"|..., "id", …}.
 
@@ -64,6 +65,20 @@ channel.onFrame = { frame in
         )
         job.mayQueue = request["may_queue"]?.boolValue ?? true
         job.expectedRuntime = request["expected_runtime"]?.doubleValue ?? 0
+        if let root = request["root_id"]?.stringValue {
+            // What the consumer gives a job: the request context is built from it if the task reads it.
+            var message = TaskMessage(id: id, name: job.name, args: job.args)
+            message.rootID = root
+            job.requestSource = .context(
+                TaskRequest.Context(
+                    message: message,
+                    queue: "celery",
+                    hostname: "celery@probe",
+                    softTimeLimit: nil,
+                    timeLimit: nil
+                )
+            )
+        }
         let ok = pool.submit(job) != nil
         channel.send(["submitted": .string(id), "ok": .bool(ok)])
     case "withdraw":

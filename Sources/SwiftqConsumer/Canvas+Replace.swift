@@ -2,13 +2,6 @@ import OrderedCollections
 import SwiftqCore
 import SwiftqTasks
 
-extension TaskMessage {
-    /// The `replaced_task_nesting` header: how many replacements led to this task (0 when absent).
-    package var replacedTaskNesting: Int {
-        headers["replaced_task_nesting"]?.intValue.map { Int(clamping: $0) } ?? 0
-    }
-}
-
 extension Canvas {
     /// A signature in Celery's dict form, as the replacement planner edits it.
     typealias SignatureObject = OrderedDictionary<String, JSONValue>

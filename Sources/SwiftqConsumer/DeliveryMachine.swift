@@ -217,9 +217,6 @@ package struct DeliveryMachine {
     private(set) var announcedAllowance = 0
     /// How many deliveries are still to be given back because the window shrank under them (``giveBackExcess``).
     private(set) var toGiveBack = 0
-    /// The header names of the last message found to carry none of a client's own (``requestContext(_:limits:)``):
-    /// a producer sends the same names in the same order every time, and comparing them is cheaper than hashing each.
-    var plainHeaderNames: OrderedSet<String> = []
     var nextTimer: UInt64 = 1
 
     package init(settings: Settings, isKnownTask: @escaping (String) -> Bool) {
@@ -642,7 +639,16 @@ package struct DeliveryMachine {
                 retries: message.retries
             )
             job.body = message.body
-            job.request = requestContext(delivery, limits: limits)
+            // What the request context (Celery's `self.request`) is built from, if the task reads it.
+            job.requestSource = .context(
+                TaskRequest.Context(
+                    message: message,
+                    queue: delivery.queue,
+                    hostname: settings.nodeName,
+                    softTimeLimit: limits.soft,
+                    timeLimit: limits.hard
+                )
+            )
             job.mayQueue = waits
             job.expectedRuntime = expected
             actions.append(.submit(job))

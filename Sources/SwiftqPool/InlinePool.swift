@@ -54,7 +54,7 @@ package final class InlinePool: WorkPool {
                 kwargs: job.kwargs,
                 retries: job.retries
             )
-            if let request = job.request { invocation.request = request }
+            if let source = job.requestSource { invocation.requestSource = source }
             let outcome = registry.execute(invocation, environment: .standalone)
             busy[slot] = nil
             completed[slot, default: 0] += 1

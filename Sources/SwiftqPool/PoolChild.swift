@@ -15,7 +15,8 @@ import Glibc
 /// in order; before each job starts, everything the consumer has written is read and handled
 /// (``FramedChannel/readPending()``), so a ``PoolRequest/cancel(id:)`` sent before a job starts always finds it still
 /// queued. A job's result is written before the next job starts: the consumer knows which job runs from the
-/// results it has read.
+/// results it has read. A task that reads its request context, which its `execute` did not carry, makes the child
+/// ask the consumer for it and wait (``askForRequest(_:)``).
 ///
 /// It never touches a broker. Its parent is the consumer (``PreforkPool``). It exits when its channel closes
 /// (the pool let it go, or the consumer died) or its lifeline (fd 4, a pipe whose write end only the consumer
@@ -48,6 +49,12 @@ package final class PoolChild {
     }
     /// Whether ``runQueue()`` is running (a frame handler it calls only queues).
     private var running = false
+    /// The request context the running task asked the consumer for (``askForRequest(_:)``).
+    private var awaitedRequest: AwaitedRequest?
+    private enum AwaitedRequest {
+        case waiting(id: String)
+        case answered(TaskRequest?)
+    }
 
     package init(slot: Int, registry: TaskRegistry) {
         self.slot = slot
@@ -138,6 +145,10 @@ package final class PoolChild {
                 queue.remove(at: index)
                 channel.send(PoolReply.cancelled(id: id).json)
             }
+        case .requestContext(let id, let request):
+            // An answer nobody waits for any more (its task ended as the consumer wrote it) is dropped.
+            guard case .waiting(id)? = awaitedRequest else { return }
+            awaitedRequest = .answered(request)
         case .logLevel(let level):
             if Logger.Level(level) != DaemonLog.level {
                 DaemonLog.level = Logger.Level(level)
@@ -194,10 +205,14 @@ package final class PoolChild {
             kwargs: job.kwargs,
             retries: job.retries
         )
-        if let text = job.requestText {
-            invocation.requestSource = .text(text)
-        } else if let request = job.request {
-            invocation.request = request
+        // Sent with the job (exec tasks, tasks known to read it), or asked for when the task reads it (most never do).
+        var remote: TaskRequest.Remote?
+        if let source = job.requestSource {
+            invocation.requestSource = source
+        } else {
+            let asking = TaskRequest.Remote { [unowned self] in askForRequest(job.id) }
+            invocation.requestSource = .remote(asking)
+            remote = asking
         }
         let outcome: TaskResult
         if let exec = job.exec {
@@ -214,6 +229,7 @@ package final class PoolChild {
             let softDeadline = job.softTimeLimit.map { started + Duration.milliseconds(Int64($0 * 1000)) }
             outcome = registry.execute(invocation, environment: environment(softDeadline: softDeadline))
         }
+        remote?.close()
         let runtime = started.duration(to: .now).seconds
         switch outcome {
         case .success:
@@ -243,6 +259,26 @@ package final class PoolChild {
                 effects: invocation.effects.recorded
             ).serialized
         )
+    }
+
+    /// Asks the consumer for the running job's request context and waits for the answer (nil when the channel or
+    /// the lifeline closes first). Frames that arrive meanwhile are handled as always: jobs queue, cancels drop
+    /// queued ones.
+    private func askForRequest(_ id: String) -> TaskRequest? {
+        guard channel.isOpen else { return nil }
+        awaitedRequest = .waiting(id: id)
+        defer { awaitedRequest = nil }
+        channel.send(PoolReply.requestContext(id: id).json)
+        while writeOut() {
+            if case .answered(let answer)? = awaitedRequest { return answer }
+            if Descriptors.waitReadable(Self.lifelineDescriptor, timeout: .zero) {
+                loop.stop()
+                return nil
+            }
+            _ = Descriptors.waitReadable(Self.channelDescriptor, timeout: .milliseconds(100))
+            channel.readPending()
+        }
+        return nil
     }
 
     /// Sleeps wake up early when the lifeline breaks (the supervisor is gone) or the soft time limit passes.

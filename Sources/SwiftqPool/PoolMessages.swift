@@ -13,6 +13,9 @@ package enum PoolRequest: Equatable, Sendable {
     /// Drop the queued job `id` if it has not started (`cancel`); answered by ``PoolReply/cancelled(id:)``, or by
     /// nothing when the job already ran (its result went first). See ``PreforkPool`` on child prefetch.
     case cancel(id: String)
+    /// The request context of job `id` (`request`: its JSON, or null when the consumer runs no such job), the
+    /// answer to ``PoolReply/requestContext(id:)``.
+    case requestContext(id: String, request: TaskRequest?)
 }
 
 /// What a pool child tells the consumer (see ``PoolRequest``).
@@ -26,6 +29,9 @@ package enum PoolReply: Equatable, Sendable {
     case error(message: String, id: JSONValue)
     /// The queued job `id` was dropped unstarted, as a ``PoolRequest/cancel(id:)`` asked.
     case cancelled(id: String)
+    /// The running job `id` reads its request context, which the `execute` did not carry: the child waits for the
+    /// consumer's ``PoolRequest/requestContext(id:request:)``.
+    case requestContext(id: String)
 }
 
 /// Why an `execute` request is not run: malformed (no task id or name: nothing to answer for), or well-formed but with
@@ -41,11 +47,27 @@ package extension PoolRequest {
     /// without a body, `args` and `kwargs` are encoded as in ``json``.
     ///
     /// Written field by field into one buffer (the consumer does this for every task): the same fields in the same
-    /// order as ``json``, without `args` and `kwargs`, and `body` last.
-    var serialized: [UInt8] {
-        guard case .execute(let job) = self, !job.body.isEmpty else { return json.serialized() }
+    /// order as ``json``, without `args` and `kwargs`, and `body` last. A request context is written so too.
+    var serialized: [UInt8] { serialized(withRequest: false) }
+
+    /// ``serialized``, with an `execute`'s request context built from the job's context when `withRequest` (see
+    /// ``PoolJob/sentRequest(built:)``).
+    func serialized(withRequest: Bool) -> [UInt8] {
+        if case .requestContext(let id, let request?) = self {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(1024)
+            bytes.append(contentsOf: #"{"type":"request","id":"#.utf8)
+            JSONValue.string(id).serialize(into: &bytes)
+            bytes.append(contentsOf: #","request":"#.utf8)
+            request.serializeJSON(into: &bytes)
+            bytes.append(UInt8(ascii: "}"))
+            return bytes
+        }
+        guard case .execute(let job) = self, !job.body.isEmpty else {
+            return json(withRequest: withRequest).serialized()
+        }
         var bytes: [UInt8] = []
-        // A Celery task's frame is ~900 bytes besides its body (the request context is most of it): sized once.
+        // A Celery task's frame is ~150 bytes besides its body, ~900 with a request context: sized once.
         bytes.reserveCapacity(job.body.count + 1024)
         bytes.append(contentsOf: #"{"type":"execute","id":"#.utf8)
         JSONValue.string(job.id).serialize(into: &bytes)
@@ -55,9 +77,15 @@ package extension PoolRequest {
             bytes.append(contentsOf: #","retries":"#.utf8)
             JSONValue.int(Int64(job.retries)).serialize(into: &bytes)
         }
-        if let request = job.request {
+        switch job.sentRequest(built: withRequest) {
+        case .text(let text)?:
+            bytes.append(contentsOf: #","request":"#.utf8)
+            bytes.append(contentsOf: text)
+        case .request(let request)?:
             bytes.append(contentsOf: #","request":"#.utf8)
             request.serializeJSON(into: &bytes)
+        case nil:
+            break
         }
         if let soft = job.softTimeLimit {
             bytes.append(contentsOf: #","soft_time_limit":"#.utf8)
@@ -77,7 +105,9 @@ package extension PoolRequest {
         .object(["argv": .array(exec.argv.map { .string($0) }), "timeout": exec.timeout.map { .double($0) } ?? .null])
     }
 
-    var json: JSONValue {
+    var json: JSONValue { json(withRequest: false) }
+
+    private func json(withRequest: Bool) -> JSONValue {
         switch self {
         case .execute(let job):
             var fields: OrderedDictionary<String, JSONValue> = [
@@ -85,7 +115,11 @@ package extension PoolRequest {
                 "kwargs": .object(job.kwargs),
             ]
             if job.retries != 0 { fields["retries"] = .int(Int64(job.retries)) }
-            if let request = job.request { fields["request"] = request.json }
+            switch job.sentRequest(built: withRequest) {
+            case .text(let text)?: fields["request"] = TaskRequest(text: text).json
+            case .request(let request)?: fields["request"] = request.json
+            case nil: break
+            }
             if let soft = job.softTimeLimit { fields["soft_time_limit"] = .double(soft) }
             if let exec = job.exec { fields["exec"] = Self.execJSON(exec) }
             return ChannelMessage.make("execute", fields)
@@ -93,6 +127,8 @@ package extension PoolRequest {
             return ChannelMessage.make("log_level", ["level": .string(level.rawValue)])
         case .cancel(let id):
             return ChannelMessage.make("cancel", ["id": .string(id)])
+        case .requestContext(let id, let request):
+            return ChannelMessage.make("request", ["id": .string(id), "request": request?.json ?? .null])
         }
     }
 
@@ -101,9 +137,15 @@ package extension PoolRequest {
     /// decoded only if the task reads it.
     init(decoding message: JSONValue, requestText: ArraySlice<UInt8>?) throws(PoolRequestError) {
         try self.init(decoding: message)
-        if case .execute(var job) = self, let requestText, requestText.first == UInt8(ascii: "{") {
-            job.requestText = Array(requestText)
+        guard let requestText, requestText.first == UInt8(ascii: "{") else { return }
+        switch self {
+        case .execute(var job):
+            job.requestSource = .text(Array(requestText))
             self = .execute(job)
+        case .requestContext(let id, _):
+            self = .requestContext(id: id, request: TaskRequest(text: requestText))
+        case .logLevel, .cancel:
+            break
         }
     }
 
@@ -171,6 +213,14 @@ package extension PoolRequest {
         case "cancel":
             do {
                 self = .cancel(id: try reader.string("id"))
+            } catch {
+                throw .malformed(error, id: id)
+            }
+        case "request":
+            do {
+                let jobID = try reader.string("id")
+                let request = message["request"].flatMap { $0.objectValue == nil ? nil : TaskRequest(json: $0) }
+                self = .requestContext(id: jobID, request: request)
             } catch {
                 throw .malformed(error, id: id)
             }
@@ -253,6 +303,8 @@ package extension PoolReply {
             return ChannelMessage.make("error", ["message": .string(message), "id": id])
         case .cancelled(let id):
             return ChannelMessage.make("cancelled", ["id": .string(id)])
+        case .requestContext(let id):
+            return ChannelMessage.make("request", ["id": .string(id)])
         }
     }
 
@@ -318,6 +370,8 @@ package extension PoolReply {
             self = .error(message: try reader.string("message"), id: message["id"] ?? .null)
         case "cancelled":
             self = .cancelled(id: try reader.string("id"))
+        case "request":
+            self = .requestContext(id: try reader.string("id"))
         default:
             throw reader.unknown
         }

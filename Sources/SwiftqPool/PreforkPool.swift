@@ -65,6 +65,10 @@ package final class PreforkPool: WorkPool {
     package var childPrefetch = 1
     /// A job running longer than this has no job queued behind it (`worker.child_prefetch_max_runtime`).
     package var queueRuntimeLimit: Duration = .milliseconds(10)
+    /// The tasks whose children asked for a request context (``PoolReply/requestContext(id:)``): their jobs carry it
+    /// from then on, instead of each task waiting for a round trip through this loop. The registry's names only:
+    /// the consumer submits no job for a task it does not know.
+    private var requestReaders: Set<String> = []
 
     /// One slot and the child that fills it. States: `starting` (spawned, no hello yet) → `idle` ⇄ `busy`;
     /// `retiring` (finish the running job, take back the queued ones, then let the child go); `backoff` (dead,
@@ -175,7 +179,7 @@ package final class PreforkPool: WorkPool {
         {
             slot.state = .busy
             slot.jobs.append(job)
-            channel.send(serialized: PoolRequest.execute(job).serialized, atEndOfTurn: true)
+            channel.send(serialized: executeFrame(job), atEndOfTurn: true)
             ThroughputCounters.shared.poolFrameSent()
             startRunning(slot)
             return PoolSubmission(slot: slot.index, pid: slot.pid)
@@ -185,9 +189,13 @@ package final class PreforkPool: WorkPool {
             let slot = slots.values.queueTarget(takes: { takesQueuedJobs($0, now: now) }), let channel = slot.channel
         else { return nil }
         slot.jobs.append(job)
-        channel.send(serialized: PoolRequest.execute(job).serialized, atEndOfTurn: true)
+        channel.send(serialized: executeFrame(job), atEndOfTurn: true)
         ThroughputCounters.shared.poolFrameSent()
         return PoolSubmission(slot: slot.index, pid: slot.pid)
+    }
+
+    private func executeFrame(_ job: PoolJob) -> [UInt8] {
+        PoolRequest.execute(job).serialized(withRequest: !requestReaders.isEmpty && requestReaders.contains(job.name))
     }
 
     /// The slot's first job runs from now: its hard time limit starts and ``PoolEvent/started(jobID:slot:pid:)``
@@ -419,6 +427,16 @@ package final class PreforkPool: WorkPool {
             let next = index == 0 && advance(slot)
             onEvent?(.returned(jobID: id))
             if next { startRunning(slot) }
+        case .requestContext(let id):
+            // Its task reads the request context, which its `execute` left out: built now, from the job the slot
+            // holds (null for a job it does not hold), and written at once, since the child waits for it. Later
+            // jobs of the task carry it.
+            let job = slot.jobs.first { $0.id == id }
+            if let job { requestReaders.insert(job.name) }
+            let request = job?.request
+            guard let channel = slot.channel else { return }
+            channel.send(serialized: PoolRequest.requestContext(id: id, request: request).serialized)
+            ThroughputCounters.shared.poolFrameSent()
         case .error(let message, _):
             logger.error("pool child \(slot.index) reported: \(message)")
         }

@@ -347,7 +347,7 @@ package final class ThreadPool: WorkPool {
             retries: job.retries
         )
         // Celery's `self.request`, as a prefork child gets it (`addToChord` reads its `chord`).
-        if let request = job.request { invocation.request = request }
+        if let source = job.requestSource { invocation.requestSource = source }
         let outcome: TaskResult
         if let exec = job.exec {
             // The program is a process: its own timeout or the task's hard limit, whichever comes first, kills it.

@@ -153,7 +153,7 @@ package struct PoolSubmission: Sendable, Equatable {
 ///
 /// A job passes by value through the consumer's actions, the pool's slot queues and its threads' work queues: its
 /// fields live in one copy-on-write box, so each of those hand-overs retains one object rather than every string
-/// and collection of the job (its request context alone holds a dozen).
+/// and collection of the job.
 package struct PoolJob: Sendable, Equatable {
     /// The task id.
     package var id: String {
@@ -226,22 +226,45 @@ package struct PoolJob: Sendable, Equatable {
             yield &storage.fields.retries
         }
     }
-    /// The rest of the task's request context, nil when there is none.
-    package var request: TaskRequest? {
-        get { storage.fields.request }
+    /// Where the task's request context (Celery's `self.request`) comes from, nil when there is none: in the
+    /// consumer what it is built from (``TaskRequest/Context``), built only if it is read; in a pool child its text,
+    /// when the consumer sent it (exec tasks, whose program gets it on stdin), else nothing (the child asks for it
+    /// when the task reads it; see ``PoolRequest/requestContext(id:request:)``).
+    package var requestSource: TaskRequest.Source? {
+        get { storage.fields.requestSource }
         _modify {
             makeUnique()
-            yield &storage.fields.request
+            yield &storage.fields.requestSource
         }
     }
-    /// The request context as the JSON text the consumer sent, undecoded: how a pool child receives it
-    /// (``PoolRequest/init(payload:)``); the task decodes it if it reads it.
-    package var requestText: [UInt8]? {
-        get { storage.fields.requestText }
-        _modify {
-            makeUnique()
-            yield &storage.fields.requestText
+    /// The request context, built or decoded from ``requestSource`` on each read (nil when there is none); setting
+    /// it sets ``requestSource`` to that request.
+    package var request: TaskRequest? {
+        get { requestSource?.request }
+        set { requestSource = newValue.map(TaskRequest.Source.decoded) }
+    }
+    /// The request context an `execute` frame carries (``PoolRequest/serialized(withRequest:)``): one the job holds
+    /// as a request or as text, and one built from its context for an exec task (its program always gets it) or when
+    /// `built` (the pool learned that the task reads it). Otherwise none: a Swift task's child asks for it if the task
+    /// reads it.
+    package func sentRequest(built: Bool) -> SentRequest? {
+        switch requestSource {
+        case .decoded(let request)?: .request(request)
+        case .text(let text)?: .text(text)
+        case .context(let context)? where built || exec != nil: .request(context.request)
+        case .context?, .remote?, nil: nil
         }
+    }
+    /// A request context as an `execute` frame carries it.
+    package enum SentRequest {
+        case request(TaskRequest)
+        case text([UInt8])
+    }
+    /// The request context as JSON text, undecoded, when that is how the job holds it (a pool child's job, as the
+    /// consumer sent it).
+    package var requestText: [UInt8]? {
+        guard case .text(let text)? = requestSource else { return nil }
+        return text
     }
     /// Whether the job may wait in a busy child's queue (child prefetch): the consumer says so for short tasks
     /// without time limits; any other job goes to an idle slot only. Not sent to the child.
@@ -311,8 +334,7 @@ package struct PoolJob: Sendable, Equatable {
         var softTimeLimit: Double?
         var hardTimeLimit: Double?
         var retries: Int
-        var request: TaskRequest?
-        var requestText: [UInt8]?
+        var requestSource: TaskRequest.Source?
         var mayQueue = false
         var expectedRuntime = 0.0
     }

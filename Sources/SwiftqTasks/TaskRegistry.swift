@@ -20,8 +20,9 @@ public struct TaskInvocation: Sendable {
     /// The rest of Celery's `self.request`: root and parent ids, group, hostname, delivery info, … (empty when the
     /// task runs outside a worker).
     ///
-    /// A pool child keeps it as the JSON text the consumer sent until a task reads it (most tasks never do), and
-    /// decodes it on each read: a task that reads it often keeps a copy (`let request = invocation.request`).
+    /// Built only when a task reads it (most tasks never do): a prefork child asks the consumer for it the first
+    /// time and keeps it; each read decodes or builds a copy, so a task that reads it often keeps one
+    /// (`let request = invocation.request`).
     public var request: TaskRequest {
         get { requestSource.request }
         set { requestSource = .decoded(newValue) }

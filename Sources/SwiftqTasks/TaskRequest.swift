@@ -123,24 +123,6 @@ public struct TaskRequest: Sendable, Equatable {
         buffer.append(UInt8(ascii: "}"))
     }
 
-    /// A request as a ``TaskInvocation`` holds it: decoded, or the JSON text of ``json`` (as the pool child receives
-    /// it), decoded when read.
-    package enum Source: Sendable, Equatable {
-        case decoded(TaskRequest)
-        case text([UInt8])
-
-        package var request: TaskRequest {
-            switch self {
-            case .decoded(let request):
-                return request
-            case .text(let text):
-                // The consumer wrote it (``serializeJSON(into:)``); text that does not parse gives an empty request.
-                guard let json = try? JSONValue(parsing: text), json.objectValue != nil else { return TaskRequest() }
-                return TaskRequest(json: json)
-            }
-        }
-    }
-
     /// The request with Celery's field names; absent fields are null (as on Celery's request), but `chord` is left
     /// out when there is none.
     public var json: JSONValue {

@@ -69,15 +69,21 @@ import Testing
             return replies.removeFirst()
         }
 
-        /// Whether the pool took the job (a slot or a child's queue).
-        func submit(_ id: String, sleep seconds: Double? = nil, mayQueue: Bool = true, expecting runtime: Double = 0)
-            -> Bool
-        {
-            let task: JSONValue = seconds == nil ? "swiftq.ping" : "swiftq.sleep"
+        /// Whether the pool took the job (a slot or a child's queue). With `rootID` the job holds what a request
+        /// context is built from, as the consumer's jobs do.
+        func submit(
+            _ id: String,
+            sleep seconds: Double? = nil,
+            mayQueue: Bool = true,
+            expecting runtime: Double = 0,
+            task name: String? = nil,
+            rootID: String? = nil
+        ) -> Bool {
+            let task: JSONValue = .string(name ?? (seconds == nil ? "swiftq.ping" : "swiftq.sleep"))
             let args: JSONValue = seconds.map { [.double($0)] } ?? []
             send([
                 "op": "submit", "id": .string(id), "task": task, "args": args, "may_queue": .bool(mayQueue),
-                "expected_runtime": .double(runtime),
+                "expected_runtime": .double(runtime), "root_id": rootID.map(JSONValue.string) ?? .null,
             ])
             return reply()?["ok"]?.boolValue == true
         }
@@ -216,16 +222,24 @@ import Testing
         #expect(pool.waitFor { _ in pool.kinds("c") == ["started", "finished"] })
     }
 
+    /// An executable in `directory` that the pool can spawn as its children: the fake child `script` (in
+    /// `Python/`), given `argument` before the pool's own arguments.
+    static func fakeChild(_ script: String, _ argument: String = "", in directory: TemporaryDirectory) throws -> String
+    {
+        let child = directory.path + "/" + script + ".sh"
+        try "#!/bin/sh\nexec '\(Python.interpreter)' '\(Python.scripts)/\(script)' \(argument) \"$@\"\n"
+            .write(toFile: child, atomically: true, encoding: .utf8)
+        chmod(child, 0o755)
+        return child
+    }
+
     /// A child that answers with a frame the consumer cannot read (valid JSON that is no reply, or no JSON at all)
     /// is killed at once, its running job lost as a crash's would be, and the jobs waiting behind it given back; its
     /// slot gets a new child. (A reply that was only logged and ignored left the job in the slot for ever.)
     @Test(arguments: ["reply", "json"])
     func aChildThatSendsAnUnreadableFrameIsKilledAndItsJobLost(mode: String) throws {
         let directory = try TemporaryDirectory()
-        let child = directory.path + "/misbehaving-child"
-        try "#!/bin/sh\nexec '\(Python.interpreter)' '\(Python.scripts)/misbehaving_pool_child.py' \(mode) \"$@\"\n"
-            .write(toFile: child, atomically: true, encoding: .utf8)
-        chmod(child, 0o755)
+        let child = try Self.fakeChild("misbehaving_pool_child.py", mode, in: directory)
         let pool = try PoolUnderTest(size: 1, prefetch: 3, child: child)
         let pid = try #require(pool.state()["slots"]?[0]?["pid"]?.intValue)
         #expect(pool.submit("a"))
@@ -244,6 +258,32 @@ import Testing
         #expect(kill(Int32(pid), 0) == -1)
         // The slot gets a new child (it misbehaves too, but says hello first).
         #expect(pool.waitFor { _ in pool.events.filter { $0["event"] == "ready" }.count == 2 }, "\(pool.events)")
+    }
+
+    /// A job's request context is not sent with it: the child asks when its task reads it, and the pool answers
+    /// with the one built from the job (null for a job it does not hold). From then on that task's jobs carry it,
+    /// so they do not wait for a round trip each; other tasks' jobs still do not.
+    @Test func theRequestIsSentWhenAskedForAndThenWithTheJobsOfTasksThatRead() throws {
+        let directory = try TemporaryDirectory()
+        let child = try Self.fakeChild("request_reading_pool_child.py", in: directory)
+        let pool = try PoolUnderTest(size: 1, prefetch: 1, child: child)
+        func result(_ id: String) -> JSONValue? {
+            guard pool.waitFor(.seconds(10), { _ in pool.kinds(id).contains("finished") }) else { return nil }
+            return pool.events.first { $0["event"] == "finished" && $0["id"]?.stringValue == id }?["result"]
+        }
+        #expect(pool.submit("a", task: "t.reads", rootID: "root-a"))
+        let first = try #require(result("a"), "\(pool.events)")
+        #expect(first["asked"] == true, "the first job of a task goes without its request: \(first)")
+        #expect(first["ghost"] == .null, "no request for a job the pool does not hold")
+        #expect(first["request"]?["root_id"] == "root-a" && first["request"]?["hostname"] == "celery@probe")
+        #expect(pool.submit("b", task: "t.reads", rootID: "root-b"))
+        let second = try #require(result("b"), "\(pool.events)")
+        #expect(second["asked"] == false, "the task reads it: its jobs carry it now: \(second)")
+        #expect(second["request"]?["root_id"] == "root-b")
+        #expect(pool.submit("c", task: "t.other", rootID: "root-c"))
+        let other = try #require(result("c"), "\(pool.events)")
+        #expect(other["asked"] == true, "another task's jobs still go without: \(other)")
+        #expect(other["request"]?["root_id"] == "root-c")
     }
 
     @Test func nothingMoreWaitsBehindAJobThatOverrunsTheRuntimeLimit() throws {

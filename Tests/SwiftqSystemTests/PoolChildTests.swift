@@ -11,13 +11,13 @@ final class PoolChildDriver {
     private var lifelineWrite: CInt
     private var decoder = ChannelFrame.Decoder()
 
-    init(slot: Int = 0) throws {
+    init(slot: Int = 0, binary: String = Binaries.swiftqd) throws {
         ignoreBrokenPipes()
         let (ours, theirs) = try Descriptors.socketPair()
         let lifeline = try Descriptors.pipe()
         pid = try ChildProcess.spawn(
-            path: Binaries.swiftqd,
-            arguments: [Binaries.swiftqd, "_pool-child", "--slot", "\(slot)"],
+            path: binary,
+            arguments: [binary, "_pool-child", "--slot", "\(slot)"],
             environment: ["SWIFTQ_LOG_LEVEL=debug", "PATH=/usr/bin:/bin"],
             descriptors: [theirs, lifeline.read]
         )
@@ -174,6 +174,72 @@ final class PoolChildDriver {
 
         #expect(try child.execute("swiftq.ping")["result"] == "pong")
         #expect(!processHasEnded(child.pid))
+    }
+
+    /// A task that reads its request context, which its `execute` did not carry, makes the child ask for it (once:
+    /// the second read is the child's copy) and wait; frames that arrive meanwhile are handled (a job queues behind
+    /// it), and an answer for another id does not end the wait.
+    @Test func aTaskThatReadsItsRequestMakesTheChildAskForIt() throws {
+        let child = try PoolChildDriver(binary: Binaries.exampleWorker)
+        _ = try child.receive()
+        try child.send(["type": "execute", "id": "r-1", "task": "example.request", "args": [], "kwargs": [:]])
+        let asked = try #require(try child.receive())
+        #expect(asked == ["type": "request", "id": "r-1"])
+        try child.send(["type": "execute", "id": "q-2", "task": "swiftq.add", "args": [1, 2], "kwargs": [:]])
+        try child.send(["type": "request", "id": "q-2", "request": ["root_id": "wrong"]])
+        let request: JSONValue = [
+            "root_id": "root-1", "hostname": "celery@test", "headers": ["tenant": "acme"],
+            "delivery_info": ["exchange": "", "routing_key": "celery", "queue": "celery", "redelivered": false],
+            "properties": ["reply_to": "client-q"],
+        ]
+        #expect(try child.receive(timeout: .milliseconds(300)) == nil, "an answer for another job ended the wait")
+        try child.send(["type": "request", "id": "r-1", "request": request])
+        let result = try #require(try child.receive())
+        #expect(result["id"] == "r-1")
+        #expect(result["state"] == "SUCCESS", "\(result)")
+        let seen = try #require(result["result"])
+        for field in ["root_id", "hostname", "headers", "delivery_info", "properties"] {
+            #expect(seen[field] == request[field], "\(field): \(seen)")
+        }
+        #expect(seen["parent_id"] == .null && seen["group"] == .null, "\(seen)")
+        let queued = try #require(try child.receive())
+        #expect(queued["id"] == "q-2" && queued["result"] == 3, "the job sent during the wait ran next: \(queued)")
+
+        // A request sent with the job (as for exec tasks) is not asked for.
+        try child.send([
+            "type": "execute", "id": "r-3", "task": "example.request", "args": [], "kwargs": [:],
+            "request": ["root_id": "root-3"],
+        ])
+        let sent = try #require(try child.receive())
+        #expect(sent["id"] == "r-3" && sent["result"]?["root_id"] == "root-3", "\(sent)")
+
+        // No request to give (null): the task sees an empty one.
+        try child.send(["type": "execute", "id": "r-4", "task": "example.request", "args": [], "kwargs": [:]])
+        #expect(try child.receive() == ["type": "request", "id": "r-4"])
+        try child.send(["type": "request", "id": "r-4", "request": nil])
+        let empty = try #require(try child.receive()?["result"])
+        #expect(empty["root_id"] == .null && empty["hostname"] == .null && empty["delivery_info"] == [:], "\(empty)")
+    }
+
+    /// An async task reads its request after an await, on another thread than the child's: it asks all the same.
+    @Test func anAsyncTaskReadsItsRequestAfterAnAwait() throws {
+        let child = try PoolChildDriver(binary: Binaries.exampleWorker)
+        _ = try child.receive()
+        try child.send(["type": "execute", "id": "a-1", "task": "example.request_later", "args": [], "kwargs": [:]])
+        #expect(try child.receive() == ["type": "request", "id": "a-1"])
+        try child.send(["type": "request", "id": "a-1", "request": ["root_id": "root-a", "hostname": "celery@test"]])
+        let result = try #require(try child.receive())
+        #expect(result["state"] == "SUCCESS" && result["result"]?["root_id"] == "root-a", "\(result)")
+    }
+
+    /// A child waiting for its task's request context exits when its channel closes (the consumer is gone).
+    @Test func aChildWaitingForTheRequestExitsWhenItsChannelCloses() throws {
+        let child = try PoolChildDriver(binary: Binaries.exampleWorker)
+        _ = try child.receive()
+        try child.send(["type": "execute", "id": "r-1", "task": "example.request", "args": [], "kwargs": [:]])
+        #expect(try child.receive()?["type"] == "request")
+        child.closeChannel()
+        #expect(ChildProcess.wait(pid: child.pid, timeout: .seconds(2)) != nil)
     }
 
     @Test func aOneMebibyteArgumentRoundTripsIntact() throws {

@@ -77,8 +77,7 @@ import Testing
             Issue.record("not an execute request")
             return
         }
-        #expect(decoded.request == nil)
-        let text = try #require(decoded.requestText)
+        let text = try #require(decoded.requestText, "kept as the text that arrived, not decoded")
         #expect(TaskRequest.Source.text(text).request == request)
         var invocation = TaskInvocation(id: decoded.id, name: decoded.name, args: decoded.args)
         invocation.requestSource = .text(text)
@@ -93,6 +92,80 @@ import Testing
         }
         #expect(plain.requestText == nil && plain.request == nil)
         #expect(TaskRequest.Source.text(Array("not json".utf8)).request == TaskRequest())
+    }
+
+    /// A job that holds what its request is built from (the consumer's) sends no request to the child, which asks
+    /// for it if the task reads it; an exec task's job sends it, built, since its program always gets it. The request
+    /// frames both ways survive their encoders and decoders, the child's deferred parse included.
+    @Test func aRequestFromItsContextTravelsOnlyWhenAskedForOrForExecTasks() throws {
+        var message = TaskMessage(id: "t-1", name: "swiftq.echo", args: [1], kwargs: [:])
+        message.rootID = "r-1"
+        message.headers = ["id": "t-1", "task": "swiftq.echo", "tenant": "acme"]
+        let context = TaskRequest.Context(
+            message: message,
+            queue: "celery",
+            hostname: "celery@host",
+            softTimeLimit: 1,
+            timeLimit: 2
+        )
+        var job = PoolJob(id: "t-1", name: "swiftq.echo", args: [1], kwargs: [:])
+        job.body = Array(#"[[1], {}, {}]"#.utf8)
+        job.requestSource = .context(context)
+        #expect(job.request == context.request)
+        #expect(context.request.rootID == "r-1" && context.request.hostname == "celery@host")
+        #expect(context.request.headers == ["tenant": "acme"])
+        #expect(context.request.timeLimit == 2 && context.request.softTimeLimit == 1)
+        let frame = try JSONValue(parsing: PoolRequest.execute(job).serialized)
+        #expect(frame["request"] == nil, "\(frame)")
+        #expect(PoolRequest.execute(job).json["request"] == nil)
+
+        job.exec = PoolJob.ExecSpec(argv: ["/bin/true"], timeout: nil)
+        let parsed = try JSONValue.parsing(PoolRequest.execute(job).serialized, deferring: ["request"])
+        guard case .execute(let decoded) = try PoolRequest(decoding: parsed.value, requestText: parsed.raw["request"])
+        else {
+            Issue.record("not an execute request")
+            return
+        }
+        #expect(decoded.request == context.request)
+        #expect(PoolRequest.execute(job).json["request"] == context.request.json)
+
+        let answers: [PoolRequest] = [
+            .requestContext(id: "t-1", request: context.request), .requestContext(id: "t-2", request: nil),
+        ]
+        for answer in answers {
+            #expect(try PoolRequest(decoding: Self.roundTrip(answer.json)) == answer)
+            #expect(answer.serialized == answer.json.serialized())
+            let deferred = try JSONValue.parsing(answer.serialized, deferring: ["request"])
+            #expect(try PoolRequest(decoding: deferred.value, requestText: deferred.raw["request"]) == answer)
+        }
+        let ask = PoolReply.requestContext(id: "t-1")
+        #expect(try PoolReply(decoding: Self.roundTrip(ask.json)) == ask)
+        #expect(ask.json == ["type": "request", "id": "t-1"])
+    }
+
+    /// A remote request is asked for once, on the first read; once its task has returned (closed), it is not asked
+    /// for any more (a thread the task left behind gets an empty request, not the child's channel).
+    @Test func aRemoteRequestIsAskedForOnceAndNeverAfterItsTaskReturned() {
+        final class Asked: @unchecked Sendable { var count = 0 }
+        let asked = Asked()
+        var request = TaskRequest()
+        request.rootID = "r-1"
+        let remote = TaskRequest.Remote {
+            asked.count += 1
+            return request
+        }
+        #expect(TaskRequest.Source.remote(remote).request == request)
+        #expect(TaskRequest.Source.remote(remote).request == request)
+        #expect(asked.count == 1)
+        remote.close()
+        #expect(remote.request == request, "what was fetched stays")
+        let late = TaskRequest.Remote {
+            asked.count += 1
+            return request
+        }
+        late.close()
+        #expect(late.request == TaskRequest())
+        #expect(asked.count == 1)
     }
 
     /// The frame and request writers that skip building objects write exactly what the object encoders write.

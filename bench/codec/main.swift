@@ -5,7 +5,8 @@
 //
 // Each operation is what swiftqd does once per task, on a Celery 5 envelope as `send_task` writes it to Redis:
 // - envelope: the fetch thread's `RedisEnvelope.decode` and `TaskMessage.decode`;
-// - request: the consumer's `execute` frame for a pool child (request context and body spliced in);
+// - request: the consumer's `execute` frame for a pool child (the body spliced in, no request context);
+// - asked: what a task that reads its request context adds: the consumer builds and writes it, the child parses it;
 // - child: the child's parse of that frame;
 // - result: the child's result frame, written and parsed back by the consumer;
 // - amqp: on RabbitMQ, the delivery's headers (the same, as the field table py-amqp writes) read into JSON.
@@ -50,24 +51,16 @@ func decodeMessage() throws -> TaskMessage {
     try TaskMessage.decode(RedisEnvelope.decode(envelopeBytes))
 }
 
-/// The frame the consumer writes for the message (as `DeliveryMachine.requestContext` fills the request).
+/// What the consumer's job holds to build the request context from, if the task reads it (as `DeliveryMachine`
+/// dispatches it).
+func requestContext(_ message: TaskMessage) -> TaskRequest.Context {
+    TaskRequest.Context(message: message, queue: "celery", hostname: "celery@bench", softTimeLimit: nil, timeLimit: nil)
+}
+
+/// The frame the consumer writes for the message: the body spliced in, the request context left out.
 func executeFrame(_ message: TaskMessage) -> [UInt8] {
-    var request = TaskRequest()
-    request.rootID = message.rootID
-    request.parentID = message.parentID
-    request.hostname = "celery@bench"
-    request.replyTo = message.replyTo
-    request.correlationID = message.correlationID ?? message.id
-    request.origin = message.origin
-    request.deliveryInfo = [
-        "exchange": .string(message.received.exchange ?? ""),
-        "routing_key": .string(message.received.routingKey ?? "celery"),
-        "priority": message.received.priority.map { .int(Int64($0)) } ?? .null,
-        "redelivered": .bool(message.redelivered), "queue": "celery",
-    ]
-    request.properties = message.received.properties
     var job = PoolJob(id: message.id, name: message.name, args: message.args, kwargs: message.kwargs)
-    job.request = request
+    job.requestSource = .context(requestContext(message))
     job.body = message.body
     return PoolRequest.execute(job).serialized
 }
@@ -81,6 +74,13 @@ let result = PoolReply.result(id: message.id, outcome: .success(.int(5)), runtim
 
 try measure("envelope", rounds: rounds) { try decodeMessage().name.utf8.count }
 measure("request", rounds: rounds) { executeFrame(message).count }
+try measure("asked", rounds: rounds) {
+    let answer = PoolRequest.requestContext(id: message.id, request: requestContext(message).request).serialized
+    let parsed = try JSONValue.parsing(answer, deferring: ["request"])
+    let decoded = try PoolRequest(decoding: parsed.value, requestText: parsed.raw["request"])
+    guard case .requestContext(_, let request?) = decoded else { return 0 }
+    return request.properties.count
+}
 try measure("child", rounds: rounds) {
     let parsed = try JSONValue.parsing(frame, deferring: ["request"])
     guard case .execute(let job) = try PoolRequest(decoding: parsed.value, requestText: parsed.raw["request"]) else {

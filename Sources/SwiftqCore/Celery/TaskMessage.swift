@@ -436,3 +436,10 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
         return chord
     }
 }
+
+extension TaskMessage {
+    /// The `replaced_task_nesting` header: how many replacements led to this task (0 when absent).
+    package var replacedTaskNesting: Int {
+        headers["replaced_task_nesting"]?.intValue.map { Int(clamping: $0) } ?? 0
+    }
+}

@@ -9,36 +9,16 @@ behind the first), then answers per MODE:
   json   a payload that is not JSON
 and then waits, as a child running a long task would, until it is killed (or its channel closes).
 """
-import json
 import os
-import struct
 import sys
 import time
 
+from pool_channel import frames, send, send_bytes
+
 mode, slot = sys.argv[1], int(sys.argv[sys.argv.index("--slot") + 1])
-channel = 3
 
 
-def send(payload):
-    os.write(channel, struct.pack(">IB", len(payload), 0) + payload)
-
-
-def frames():
-    buffer = b""
-    while True:
-        chunk = os.read(channel, 65536)
-        if not chunk:
-            return
-        buffer += chunk
-        while len(buffer) >= 5:
-            (length,) = struct.unpack(">I", buffer[:4])
-            if len(buffer) < 5 + length:
-                break
-            yield json.loads(buffer[5:5 + length])
-            buffer = buffer[5 + length:]
-
-
-send(json.dumps({"type": "hello", "pid": os.getpid(), "slot": slot}).encode())
+send({"type": "hello", "pid": os.getpid(), "slot": slot})
 executes = 0
 for frame in frames():
     if frame.get("type") != "execute":
@@ -47,9 +27,9 @@ for frame in frames():
     if executes < 2:
         continue
     if mode == "reply":
-        send(json.dumps({"type": "result", "runtime": 0.001}).encode())
+        send({"type": "result", "runtime": 0.001})
     else:
-        send(b"this is not JSON")
+        send_bytes(b"this is not JSON")
     # What a real child would do next does not matter: it must be killed, not waited for.
     time.sleep(60)
     sys.exit(0)
