@@ -21,10 +21,26 @@ package struct TaskStatistics {
     /// The recent runtime (seconds): an exponentially weighted mean of the last few, quick to follow a task that
     /// turns slow (child prefetch queues only tasks whose recent runtime is short).
     package private(set) var recentRuntime: Double?
+    /// The typical runtime (seconds), for the short-task window (``DeliveryMachine/currentWindow``): as
+    /// ``recentRuntime``, but a lone outlier, a runtime more than ``outlierFactor`` times it, counts as only that
+    /// much. A window that followed every outlier (a task of microseconds whose child was descheduled for 40 ms)
+    /// would end its streak or shrink, and on RabbitMQ each change cancels and starts the consumers. Two outliers in
+    /// a row are a task that turned slow: it then follows ``recentRuntime`` at once.
+    package private(set) var typicalRuntime: Double?
+    private var lastWasOutlier = false
+    package static let outlierFactor = 4.0
 
     package mutating func record(runtime: Double, success: Bool) {
         if success { succeeded += 1 } else { failed += 1 }
-        recentRuntime = recentRuntime.map { $0 * 0.75 + runtime * 0.25 } ?? runtime
+        let recent = recentRuntime.map { $0 * 0.75 + runtime * 0.25 } ?? runtime
+        recentRuntime = recent
+        if let typical = typicalRuntime, typical > 0, runtime > typical * Self.outlierFactor {
+            typicalRuntime = lastWasOutlier ? recent : typical * 0.75 + typical * Self.outlierFactor * 0.25
+            lastWasOutlier = true
+        } else {
+            typicalRuntime = typicalRuntime.map { $0 * 0.75 + runtime * 0.25 } ?? runtime
+            lastWasOutlier = false
+        }
         if runtimes.count < Self.window {
             runtimes.append(runtime)
         } else {

@@ -208,8 +208,8 @@ package struct DeliveryMachine {
     private(set) var runningAckedEarly = 0
     /// How many short tasks (``isShort(_:limits:)``) came in since the last one that is not: ``currentWindow``.
     private(set) var shortStreak = 0
-    /// The streak's tasks' recent runtimes (seconds), averaged with more weight on the latest (as each task's
-    /// own): how much work a message held in the larger window stands for.
+    /// The streak's tasks' typical runtimes (seconds, ``TaskStatistics/typicalRuntime``), averaged with more weight
+    /// on the latest (as each task's own): how much work a message held in the larger window stands for.
     private(set) var streakRuntime = 0.0
     /// How much larger than ``Settings/window`` the window is now (``currentWindow``): set as short tasks come in.
     private(set) var shortAllowance = 0
@@ -520,7 +520,7 @@ package struct DeliveryMachine {
         // A chord unlock runs in the consumer and takes no slot: it neither counts nor ends a streak.
         if settings.childQueueAllowance > 0 && !Self.isChordUnlock(message.name) {
             if isShort(message, limits: timeLimits(message)) {
-                let runtime = statistics[message.name]?.recentRuntime ?? 0
+                let runtime = statistics[message.name]?.typicalRuntime ?? 0
                 streakRuntime = shortStreak == 0 ? runtime : streakRuntime * 0.75 + runtime * 0.25
                 shortStreak += 1
             } else {
@@ -662,19 +662,25 @@ package struct DeliveryMachine {
     /// finishing yet waits for an idle slot).
     func mayQueue(_ message: TaskMessage, limits: (soft: Double?, hard: Double?)) -> Bool {
         guard let limit = settings.queueRuntimeLimit else { return false }
-        return isShort(message, limits: limits, below: limit)
+        return isShort(message, limits: limits, below: limit, runtime: \.recentRuntime)
     }
 
     /// Whether a task counts as short for the window (``currentWindow``): as ``mayQueue(_:limits:)`` asks, below
-    /// ``Settings/shortRuntimeLimit``.
+    /// ``Settings/shortRuntimeLimit``, but by its typical runtime (``TaskStatistics/typicalRuntime``): one outlier
+    /// neither ends a streak nor shrinks the window, while a child's queue still takes no task that just ran slow.
     func isShort(_ message: TaskMessage, limits: (soft: Double?, hard: Double?)) -> Bool {
         guard let limit = settings.shortRuntimeLimit else { return false }
-        return isShort(message, limits: limits, below: limit)
+        return isShort(message, limits: limits, below: limit, runtime: \.typicalRuntime)
     }
 
-    private func isShort(_ message: TaskMessage, limits: (soft: Double?, hard: Double?), below limit: Double) -> Bool {
+    private func isShort(
+        _ message: TaskMessage,
+        limits: (soft: Double?, hard: Double?),
+        below limit: Double,
+        runtime: KeyPath<TaskStatistics, Double?>
+    ) -> Bool {
         guard limits.soft == nil, limits.hard == nil, settings.execTasks[message.name] == nil,
-            let recent = statistics[message.name]?.recentRuntime
+            let recent = statistics[message.name]?[keyPath: runtime]
         else { return false }
         return recent < limit
     }

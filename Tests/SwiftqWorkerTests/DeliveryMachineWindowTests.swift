@@ -329,6 +329,42 @@ import Testing
         #expect(small.allowances == [8, 16, 32, 62])
     }
 
+    /// Starts the next ready task in the only slot and finishes it in `runtime` seconds.
+    static func runNext(_ machine: inout DeliveryMachine, runtime: Double) {
+        let actions = machine.dispatch(idleSlots: 1, isStale: { _ in false }, now: now)
+        let submitted = actions.compactMap { action -> String? in
+            guard case .submit(let job) = action else { return nil }
+            return job.id
+        }
+        guard let id = submitted.first else {
+            Issue.record("nothing was dispatched")
+            return
+        }
+        _ = machine.pool(.started(jobID: id, slot: 0, pid: 10), now: now)
+        _ = machine.pool(.finished(jobID: id, outcome: .success(.null), runtime: runtime), now: now)
+        _ = machine.settled(tags: [id], results: 1)
+    }
+
+    /// The window follows a task's typical runtime: one run of a task of microseconds that took 40 ms (its child
+    /// descheduled) neither ends the streak nor shrinks the window; two in a row are a task that turned slow, and
+    /// the next one to come in ends the streak.
+    @Test func aLoneOutlierKeepsTheWindowAndTwoInARowEndTheStreak() throws {
+        var (windows, _, machine) = try Self.streak(runtime: 0.000_02, count: 400)
+        #expect(windows.last == 256)
+        Self.runNext(&machine, runtime: 0.04)
+        for index in 401...500 {
+            _ = machine.received(Self.tasks("app.task", index...index), now: Self.now)
+            #expect(machine.currentWindow == 256, "after \(index)")
+        }
+        Self.runNext(&machine, runtime: 0.000_02)
+        Self.runNext(&machine, runtime: 0.04)
+        _ = machine.received(Self.tasks("app.task", 501...501), now: Self.now)
+        #expect(machine.currentWindow == 256)
+        Self.runNext(&machine, runtime: 0.04)
+        _ = machine.received(Self.tasks("app.task", 502...502), now: Self.now)
+        #expect(machine.currentWindow == 8)
+    }
+
     /// Tasks of milliseconds get the steps that hold at most about 20 ms of their work per pool slot (2 × 0.02 /
     /// 0.001 = 40 for 1 ms tasks: the step to 32, not the one to 56); tasks of several milliseconds only the first
     /// step, the children's queues as far as `child_prefetch_max_runtime` (10 ms) of their work fits: two tasks of
