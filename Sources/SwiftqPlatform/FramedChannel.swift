@@ -42,6 +42,8 @@ public final class FramedChannel: EndOfTurnWork {
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
     /// Where `recvmsg` puts the descriptors that came with a read: allocated once, not on every read.
     private let descriptorBuffer = UnsafeMutableBufferPointer<CInt>.allocate(capacity: 16)
+    /// How many `recvmsg` calls the channel made (tests count what ``readPending()`` costs).
+    private(set) var receiveCalls = 0
 
     /// Wraps a connected stream socket and starts watching it.
     public init(descriptor: CInt, loop: EventLoop, maximumPayload: Int = ChannelFrame.defaultMaximumPayload) {
@@ -157,11 +159,17 @@ public final class FramedChannel: EndOfTurnWork {
         if readiness.contains(.readable) && !isClosed { readAvailable() }
     }
 
-    /// One read, and the frames it completes handed on; returns whether it read anything (false: nothing was
-    /// waiting, or the channel closed).
+    /// One read, and the frames it completes handed on; returns whether more may be waiting (false: the read
+    /// emptied the socket, nothing was waiting, or the channel closed).
+    ///
+    /// A read that neither filled the buffer nor brought descriptors emptied the socket: on a unix stream socket
+    /// `recvmsg` copies queued data until the buffer is full or the queue is empty, stopping early only after data
+    /// that carried descriptors (without `SO_PASSCRED`, which no channel sets). So ``readPending()`` needs no
+    /// further read that would only fail with `EAGAIN`: one `recvmsg` per job saved in a pool child.
     @discardableResult
     private func readAvailable() -> Bool {
         var count: CInt = 0
+        receiveCalls &+= 1
         let received = CSwiftqPlatform_receiveWithDescriptors(
             descriptor,
             readBuffer.baseAddress,
@@ -183,7 +191,7 @@ public final class FramedChannel: EndOfTurnWork {
         }
         decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<received]))
         dispatchFrames()
-        return !isClosed
+        return !isClosed && (received == readBuffer.count || count > 0)
     }
 
     /// Hands on the complete frames in the decoder, in order. A handler may call ``readPending()``, which hands on
