@@ -164,8 +164,8 @@ public final class FramedChannel: EndOfTurnWork {
     ///
     /// A read that neither filled the buffer nor brought descriptors emptied the socket: on a unix stream socket
     /// `recvmsg` copies queued data until the buffer is full or the queue is empty, stopping early only after data
-    /// that carried descriptors (without `SO_PASSCRED`, which no channel sets). So ``readPending()`` needs no
-    /// further read that would only fail with `EAGAIN`: one `recvmsg` per job saved in a pool child.
+    /// that carried descriptors (without `SO_PASSCRED`, which no channel sets). So ``readPending()`` makes no
+    /// further read that would only fail with `EAGAIN` (in a pool child, after a read before a job that found data).
     @discardableResult
     private func readAvailable() -> Bool {
         var count: CInt = 0
