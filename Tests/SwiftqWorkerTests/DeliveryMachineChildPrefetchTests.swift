@@ -27,6 +27,12 @@ import Testing
     static func runOnce(_ machine: inout DeliveryMachine, _ name: String, id: String, runtime: Double) {
         _ = machine.received([.task(TaskMessage(id: id, name: name), deliveryTag: id, queue: "q")], now: now)
         _ = machine.dispatch(idleSlots: 1, isStale: { _ in false }, now: now)
+        finish(&machine, id, runtime: runtime)
+    }
+
+    /// Starts the job `id` the machine dispatched (its delivery tag is its id) in slot 0 and finishes it in `runtime`
+    /// seconds, its result stored and acked.
+    static func finish(_ machine: inout DeliveryMachine, _ id: String, runtime: Double) {
         _ = machine.pool(.started(jobID: id, slot: 0, pid: 10), now: now)
         _ = machine.pool(.finished(jobID: id, outcome: .success(.null), runtime: runtime), now: now)
         _ = machine.settled(tags: [id], results: 1)

@@ -340,9 +340,7 @@ import Testing
             Issue.record("nothing was dispatched")
             return
         }
-        _ = machine.pool(.started(jobID: id, slot: 0, pid: 10), now: now)
-        _ = machine.pool(.finished(jobID: id, outcome: .success(.null), runtime: runtime), now: now)
-        _ = machine.settled(tags: [id], results: 1)
+        DeliveryMachineChildPrefetchTests.finish(&machine, id, runtime: runtime)
     }
 
     /// The window follows a task's typical runtime: one run of a task of microseconds that took 40 ms (its child
