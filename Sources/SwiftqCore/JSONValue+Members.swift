@@ -13,9 +13,12 @@ extension OrderedDictionary where Key == String, Value == JSONValue {
         if count <= Self.pairwiseCheckLimit {
             // Small objects (nearly all of them): OrderedDictionary keeps no hash table for these either, so a scan
             // for a repeated key costs what its own lookups would.
+            // Keys of different lengths differ: `utf8.count` is stored in the string, while `==` on two different
+            // small strings is a call into the runtime (~2k instructions per Celery envelope, most of its pairs).
             var unique = true
             scan: for index in 1..<Swift.max(count, 1) {
-                for earlier in 0..<index where keys[earlier] == keys[index] {
+                let length = keys[index].utf8.count
+                for earlier in 0..<index where keys[earlier].utf8.count == length && keys[earlier] == keys[index] {
                     unique = false
                     break scan
                 }

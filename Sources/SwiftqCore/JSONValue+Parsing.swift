@@ -110,7 +110,12 @@ private struct JSONParser {
     var scratch: [UInt8] = []
     /// Members of the outermost object that are only delimited (``JSONValue/parsing(_:deferring:maxDepth:)``),
     /// and where their text was found.
-    var deferred: Set<String> = []
+    var deferred: Set<String> = [] {
+        didSet { deferredOnly = deferred.count == 1 ? deferred.first : nil }
+    }
+    /// The one deferred name when there is only one (as for every caller): compared with each outermost key instead
+    /// of hashing it.
+    var deferredOnly: String?
     var deferredRanges: [String: Range<Int>] = [:]
 
     init(input: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
@@ -136,7 +141,7 @@ private struct JSONParser {
             skipWhitespace()
             guard position < end else { throw failure("unexpected end of input, expected a value") }
             var value: JSONValue
-            if !deferred.isEmpty, stack.count == 1, stack[0].isObject, deferred.contains(stack[0].key) {
+            if !deferred.isEmpty, stack.count == 1, stack[0].isObject, isDeferred(stack[0].key) {
                 let start = position
                 try skipValue()
                 deferredRanges[stack[0].key] = start..<position
@@ -229,6 +234,12 @@ private struct JSONParser {
             }
             return value
         }
+    }
+
+    /// Whether an outermost member named `key` is only delimited.
+    func isDeferred(_ key: String) -> Bool {
+        if let deferredOnly { return key.utf8.count == deferredOnly.utf8.count && key == deferredOnly }
+        return deferred.contains(key)
     }
 
     /// Moves past one value without building it: strings are scanned (escapes skipped, UTF-8 checked), brackets

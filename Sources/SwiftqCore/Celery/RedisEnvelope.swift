@@ -96,9 +96,9 @@ extension RedisEnvelope {
             throw MessageDecodingError(.badEnvelope, "envelope must be a JSON object, got \(value.typeName)")
         }
 
-        let headers = try object(envelope["headers"], "headers", context: nil)
+        let headers = try object(envelope["headers"], "headers", context: TaskNaming(headers: [:]))
         // From here on errors can name the task, if the headers say which it is.
-        let context = (id: headers["id"]?.stringValue, name: headers["task"]?.stringValue)
+        let context = TaskNaming(headers: headers)
         let properties = try object(envelope["properties"], "properties", context: context)
         let contentType = try string(envelope["content-type"], "content-type", context: context)
         let contentEncoding = try string(envelope["content-encoding"], "content-encoding", context: context)
@@ -180,10 +180,18 @@ extension RedisEnvelope {
 
     private static let bodyMember: Set<String> = ["body"]
 
+    /// The task an error names: looked up in the headers only when there is an error (two hashed lookups that every
+    /// well-formed message would pay for otherwise).
+    private struct TaskNaming {
+        let headers: OrderedDictionary<String, JSONValue>
+        var id: String? { headers["id"]?.stringValue }
+        var name: String? { headers["task"]?.stringValue }
+    }
+
     private static func object(
         _ value: JSONValue?,
         _ name: String,
-        context: (id: String?, name: String?)?
+        context: TaskNaming
     ) throws(MessageDecodingError) -> OrderedDictionary<String, JSONValue> {
         switch value {
         case nil, .null?: return [:]
@@ -192,8 +200,8 @@ extension RedisEnvelope {
             throw MessageDecodingError(
                 .badEnvelope,
                 "envelope \"\(name)\" must be an object, got \(other.typeName)",
-                taskID: context?.id,
-                taskName: context?.name
+                taskID: context.id,
+                taskName: context.name
             )
         }
     }
@@ -201,7 +209,7 @@ extension RedisEnvelope {
     private static func string(
         _ value: JSONValue?,
         _ name: String,
-        context: (id: String?, name: String?)
+        context: TaskNaming
     ) throws(MessageDecodingError) -> String? {
         switch value {
         case nil, .null?: return nil

@@ -53,7 +53,8 @@ extension TaskMessage {
     ) throws(MessageDecodingError) -> TaskMessage {
         let context = HeaderReader(headers: headers)
 
-        guard let contentType, acceptedContentTypes.contains(contentType) else {
+        // The usual type first: compared, not hashed.
+        guard let contentType, contentType == "application/json" || acceptedContentTypes.contains(contentType) else {
             let named = contentType.map { "content type \($0)" } ?? "a message without a content type"
             throw context.error(
                 .contentDisallowed,
@@ -89,33 +90,41 @@ extension TaskMessage {
             throw context.error(.badBody, "task embed (body[2]) must be an object or null, got \(parts[2].typeName)")
         }
 
-        var message = TaskMessage(id: id, name: name, args: args, kwargs: kwargs, embed: parts[2], headers: headers)
-        message.shadow = try context.optionalString(.shadow)
-        message.rootID = try context.optionalString(.rootID)
-        message.parentID = try context.optionalString(.parentID)
-        message.group = try context.optionalString(.group)
-        message.groupIndex = try context.optionalInt(.groupIndex)
-        message.eta = try context.optionalTimestamp(.eta)
-        message.expires = try context.optionalTimestamp(.expires)
-        message.retries = try context.optionalInt(.retries) ?? 0
-        message.timeLimit = try context.timeLimit()
-        message.argsRepr = try context.optionalString(.argsRepr)
-        message.kwargsRepr = try context.optionalString(.kwargsRepr)
-        message.origin = try context.optionalString(.origin)
-        message.ignoreResult = try context.optionalBool(.ignoreResult)
-        message.replyTo = properties["reply_to"]?.stringValue
-        message.correlationID = properties["correlation_id"]?.stringValue
-        message.redelivered = redelivered
-        message.body = bodyBytes
+        // Arguments are evaluated in order: a message with several bad headers names the first of them, as before.
+        var fields = Fields(
+            id: id,
+            name: name,
+            shadow: try context.optionalString(.shadow),
+            args: args,
+            kwargs: kwargs,
+            embed: parts[2],
+            headers: headers,
+            rootID: try context.optionalString(.rootID),
+            parentID: try context.optionalString(.parentID),
+            group: try context.optionalString(.group),
+            groupIndex: try context.optionalInt(.groupIndex),
+            eta: try context.optionalTimestamp(.eta),
+            expires: try context.optionalTimestamp(.expires),
+            retries: try context.optionalInt(.retries) ?? 0,
+            timeLimit: try context.timeLimit(),
+            argsRepr: try context.optionalString(.argsRepr),
+            kwargsRepr: try context.optionalString(.kwargsRepr),
+            origin: try context.optionalString(.origin),
+            ignoreResult: try context.optionalBool(.ignoreResult),
+            redelivered: redelivered
+        )
+        fields.replyTo = properties["reply_to"]?.stringValue
+        fields.correlationID = properties["correlation_id"]?.stringValue
+        fields.wire.bytes = bodyBytes
         // On Redis the exchange and routing key travel in the properties (kombu's `delivery_info`); an AMQP
         // transport sets them from the delivery.
         let deliveryInfo = properties["delivery_info"]
-        message.received = Received(
+        fields.delivery.value = Received(
             properties: properties,
             exchange: deliveryInfo?["exchange"]?.stringValue,
             routingKey: deliveryInfo?["routing_key"]?.stringValue
         )
-        return message
+        return TaskMessage(fields: fields)
     }
 
     /// The error for a message without a `task` header: `.protocolV1` if the body is a protocol 1 task, else

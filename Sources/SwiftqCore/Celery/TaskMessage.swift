@@ -253,7 +253,9 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
     /// The fields, not the box, in `dump`, test failures and `"\(message)"`.
     public var customMirror: Mirror { Mirror(reflecting: storage.fields) }
 
-    private struct Fields: Sendable, Equatable {
+    /// Every field; internal so that the decoder fills them in one value and boxes it once (setting each through
+    /// its accessor checked the box's uniqueness and exclusive access about twenty times per message).
+    struct Fields: Sendable, Equatable {
         var id: String
         var name: String
         var shadow: String? = nil
@@ -314,13 +316,13 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
     }
 
     /// ``received``, equal to any other.
-    private struct DeliveryDetails: Sendable, Equatable {
+    struct DeliveryDetails: Sendable, Equatable {
         var value = Received()
         static func == (_: DeliveryDetails, _: DeliveryDetails) -> Bool { true }
     }
 
     /// The wire form of the body, equal to any other: see ``body``.
-    private struct WireBody: Sendable, Equatable {
+    struct WireBody: Sendable, Equatable {
         var bytes: [UInt8] = []
         static func == (_: WireBody, _: WireBody) -> Bool { true }
     }
@@ -385,29 +387,9 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
         self.headers = wireHeaders(extra: extraHeaders)
     }
 
-    /// A message with the given body and headers and every other property empty, nothing computed: the decoder's
-    /// starting point, which then reads each header.
-    init(
-        id: String,
-        name: String,
-        args: [JSONValue],
-        kwargs: OrderedDictionary<String, JSONValue>,
-        embed: JSONValue,
-        headers: OrderedDictionary<String, JSONValue>
-    ) {
-        storage = Storage(
-            Fields(
-                id: id,
-                name: name,
-                args: args,
-                kwargs: kwargs,
-                embed: embed,
-                headers: headers,
-                retries: 0,
-                timeLimit: TimeLimit(),
-                redelivered: false
-            )
-        )
+    /// A message of `fields` as they are: the decoder's result.
+    init(fields: Fields) {
+        storage = Storage(fields)
     }
 
     /// The name to show in logs and events: ``shadow`` when set, else ``name`` (Celery's `shadow or task`).
