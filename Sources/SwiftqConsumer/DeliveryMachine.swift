@@ -22,7 +22,9 @@ package struct DeliveryMachine {
     /// What the machine asks the loop to do.
     package enum Action: Equatable {
         /// Hand the plan to the broker transport.
-        case settle(Settlement)
+        /// Boxed (`indirect`): a plan is ~530 bytes, and every action, a `grant` as much as a `settle`, was that large
+        /// in the arrays the machine builds, reverses and the loop walks for each task.
+        indirect case settle(Settlement)
         /// Run a job in the pool (the loop knows a slot is idle, or a busy child's queue has room for a job that may
         /// wait: it passed the counts to ``dispatch(idleSlots:queueable:isStale:now:)``).
         case submit(PoolJob)
