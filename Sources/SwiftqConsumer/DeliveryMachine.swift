@@ -453,7 +453,7 @@ package struct DeliveryMachine {
                 .log(.init(level: .info, text: "redelivered task received", taskID: message.id, taskName: message.name))
             )
         }
-        if let count = message.headers["x-delivery-count"]?.intValue, count >= Self.deliveryCountWarning {
+        if let count = message.deliveryCount, count >= Self.deliveryCountWarning {
             // RabbitMQ quorum queues count every requeue and drop (or dead-letter) a message at their delivery
             // limit (20 by default in 4.x). swiftqd's own retries and worker-lost requeues publish copies, so only
             // requeues by shutdowns, lost connections or timeouts count; say so before the broker drops it.

@@ -50,7 +50,7 @@ extension JSONValue {
     /// - Throws: ``JSONParseError`` as ``init(parsing:maxDepth:)``.
     public static func parsing(
         _ bytes: [UInt8],
-        deferring deferred: Set<String>,
+        deferring deferred: [String],
         maxDepth: Int = JSONValue.defaultMaxDepth
     ) throws(JSONParseError) -> (value: JSONValue, raw: [String: ArraySlice<UInt8>]) {
         let result = bytes.withUnsafeBufferPointer {
@@ -61,6 +61,51 @@ extension JSONValue {
         }
         let (value, ranges) = try result.get()
         return (value, ranges.mapValues { bytes[$0] })
+    }
+
+    /// Parses a JSON text as ``parsing(_:deferring:maxDepth:)`` does, and when the deferred member `visited` is an
+    /// object, also hands its members to `visit` as ``forEachMember(ofObject:maxDepth:_:)`` does: in one pass, the
+    /// member is validated in full and its text returned in `raw`, without building it. `visit` gets a nil key
+    /// before each such object (an outermost object may repeat the member; the last one counts).
+    ///
+    /// - Throws: ``JSONParseError`` as ``init(parsing:maxDepth:)``.
+    package static func parsing(
+        _ bytes: [UInt8],
+        deferring deferred: [String],
+        visitingMembersOf visited: String,
+        maxDepth: Int = JSONValue.defaultMaxDepth,
+        _ visit: (UnsafeBufferPointer<UInt8>?, JSONValue) -> Void
+    ) throws(JSONParseError) -> (value: JSONValue, raw: [String: ArraySlice<UInt8>]) {
+        let result = withoutActuallyEscaping(visit) { visit in
+            bytes.withUnsafeBufferPointer { buffer -> Result<(JSONValue, [String: Range<Int>]), JSONParseError> in
+                var parser = JSONParser(input: buffer, maxDepth: maxDepth)
+                parser.deferred = deferred
+                parser.memberVisitor = visit
+                parser.visitedMember = visited
+                return Result { () throws(JSONParseError) in (try parser.parseDocument(), parser.deferredRanges) }
+            }
+        }
+        let (value, ranges) = try result.get()
+        return (value, ranges.mapValues { bytes[$0] })
+    }
+
+    /// Parses a JSON text that must be one object, handing each member to `visit` in document order, as its key's
+    /// UTF-8 (escapes decoded) and its value, without building the object or a string for any key: what a reader
+    /// that wants a few known members needs (a repeated key is handed over each time; the last one is the value).
+    /// Every member is parsed, so the whole text is validated as ``init(parsing:maxDepth:)`` would; error offsets
+    /// count from the start of `bytes`.
+    ///
+    /// - Throws: ``JSONParseError``, also when the text is valid JSON but not an object.
+    package static func forEachMember(
+        ofObject bytes: ArraySlice<UInt8>,
+        maxDepth: Int = JSONValue.defaultMaxDepth,
+        _ visit: (UnsafeBufferPointer<UInt8>, JSONValue) -> Void
+    ) throws(JSONParseError) {
+        let result = bytes.withUnsafeBufferPointer { buffer -> Result<Void, JSONParseError> in
+            var parser = JSONParser(input: buffer, maxDepth: maxDepth)
+            return Result { () throws(JSONParseError) in try parser.parseMembers(visit) }
+        }
+        try result.get()
     }
 
     private static func parse(_ input: UnsafeBufferPointer<UInt8>, maxDepth: Int) -> Result<JSONValue, JSONParseError> {
@@ -105,18 +150,21 @@ private struct JSONParser {
     let input: UnsafeBufferPointer<UInt8>
     let end: Int
     let maxDepth: Int
+    /// Levels of nesting outside the value ``parseValue()`` parses: the objects whose members are being visited.
+    var outerDepth = 0
     var position = 0
     /// Reused buffer for strings that contain escapes.
     var scratch: [UInt8] = []
     /// Members of the outermost object that are only delimited (``JSONValue/parsing(_:deferring:maxDepth:)``),
     /// and where their text was found.
-    var deferred: Set<String> = [] {
-        didSet { deferredOnly = deferred.count == 1 ? deferred.first : nil }
-    }
-    /// The one deferred name when there is only one (as for every caller): compared with each outermost key instead
-    /// of hashing it.
-    var deferredOnly: String?
+    /// A list, not a set: one or two names, compared with each outermost key rather than hashing every key.
+    var deferred: [String] = []
     var deferredRanges: [String: Range<Int>] = [:]
+    /// What ``JSONValue/parsing(_:deferring:visitingMembersOf:maxDepth:_:)`` hands the members of `visitedMember` to.
+    var memberVisitor: ((UnsafeBufferPointer<UInt8>?, JSONValue) -> Void)?
+    var visitedMember: String?
+    /// A key with escapes, kept while its member's value is parsed (``parseMembers(_:)``): `scratch` serves the value.
+    var keyScratch: [UInt8] = []
 
     init(input: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.input = input
@@ -141,15 +189,24 @@ private struct JSONParser {
             skipWhitespace()
             guard position < end else { throw failure("unexpected end of input, expected a value") }
             var value: JSONValue
-            if !deferred.isEmpty, stack.count == 1, stack[0].isObject, isDeferred(stack[0].key) {
+            if !deferred.isEmpty, outerDepth == 0, stack.count == 1, stack[0].isObject, isDeferred(stack[0].key) {
                 let start = position
-                try skipValue()
+                if let visitor = memberVisitor, input[position] == UInt8(ascii: "{"), stack[0].key == visitedMember {
+                    visitor(nil, .null)
+                    outerDepth = 2
+                    try parseObjectMembers { visitor($0, $1) }
+                    outerDepth = 0
+                } else {
+                    try skipValue()
+                }
                 deferredRanges[stack[0].key] = start..<position
                 value = .null
             } else {
                 switch input[position] {
                 case UInt8(ascii: "["):
-                    guard stack.count < maxDepth else { throw failure("maximum nesting depth of \(maxDepth) exceeded") }
+                    guard stack.count + outerDepth < maxDepth else {
+                        throw failure("maximum nesting depth of \(maxDepth) exceeded")
+                    }
                     position += 1
                     skipWhitespace()
                     if position < end && input[position] == UInt8(ascii: "]") {
@@ -160,7 +217,9 @@ private struct JSONParser {
                         continue nextValue
                     }
                 case UInt8(ascii: "{"):
-                    guard stack.count < maxDepth else { throw failure("maximum nesting depth of \(maxDepth) exceeded") }
+                    guard stack.count + outerDepth < maxDepth else {
+                        throw failure("maximum nesting depth of \(maxDepth) exceeded")
+                    }
                     position += 1
                     skipWhitespace()
                     if position < end && input[position] == UInt8(ascii: "}") {
@@ -238,8 +297,8 @@ private struct JSONParser {
 
     /// Whether an outermost member named `key` is only delimited.
     func isDeferred(_ key: String) -> Bool {
-        if let deferredOnly { return key.utf8.count == deferredOnly.utf8.count && key == deferredOnly }
-        return deferred.contains(key)
+        let length = key.utf8.count
+        return deferred.contains { $0.utf8.count == length && $0 == key }
     }
 
     /// Moves past one value without building it: strings are scanned (escapes skipped, UTF-8 checked), brackets
@@ -304,6 +363,80 @@ private struct JSONParser {
         guard position < end, input[position] == UInt8(ascii: ":") else { throw expected("':' after object key") }
         position += 1
         return key
+    }
+
+    /// See ``JSONValue/forEachMember(ofObject:maxDepth:_:)``.
+    mutating func parseMembers(_ visit: (UnsafeBufferPointer<UInt8>, JSONValue) -> Void) throws(JSONParseError) {
+        skipWhitespace()
+        guard position < end, input[position] == UInt8(ascii: "{") else { throw expected("a JSON object") }
+        outerDepth = 1
+        try parseObjectMembers(visit)
+        skipWhitespace()
+        if position < end {
+            throw failure("unexpected \(describeByte(at: position)) after the JSON value")
+        }
+    }
+
+    /// Parses the object at `position` (its `{`), handing each member to `visit`; `outerDepth` counts the object.
+    mutating func parseObjectMembers(_ visit: (UnsafeBufferPointer<UInt8>, JSONValue) -> Void) throws(JSONParseError) {
+        position += 1
+        skipWhitespace()
+        if position < end && input[position] == UInt8(ascii: "}") {
+            position += 1
+        } else {
+            var orElse = "expected string key or '}'"
+            while true {
+                let key = try parseKeyText(orElse: orElse)
+                let value = try parseValue()
+                if let key {
+                    visit(UnsafeBufferPointer(rebasing: input[key]), value)
+                } else {
+                    keyScratch.withUnsafeBufferPointer { visit($0, value) }
+                }
+                skipWhitespace()
+                if position < end && input[position] == UInt8(ascii: ",") {
+                    position += 1
+                    orElse = "expected string key"
+                } else if position < end && input[position] == UInt8(ascii: "}") {
+                    position += 1
+                    break
+                } else {
+                    throw expected("',' or '}'")
+                }
+            }
+        }
+    }
+
+    /// Parses `"key" :` as ``parseKey(orElse:)`` does, without making a string of the key: returns where its text
+    /// is in `input` when it has no escapes, else nil with its UTF-8 in `keyScratch`.
+    mutating func parseKeyText(orElse message: String) throws(JSONParseError) -> Range<Int>? {
+        skipWhitespace()
+        guard position < end, input[position] == UInt8(ascii: "\"") else {
+            throw position < end ? failure(message) : failure("unexpected end of input, \(message)")
+        }
+        let open = position
+        position += 1
+        let start = position
+        try scanUnescapedRun(open: open)
+        var text: Range<Int>? = start..<position
+        if input[position] == UInt8(ascii: "\\") {
+            keyScratch.removeAll(keepingCapacity: true)
+            keyScratch.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<position]))
+            swap(&scratch, &keyScratch)
+            while input[position] == UInt8(ascii: "\\") {
+                try parseEscape(open: open)
+                let runStart = position
+                try scanUnescapedRun(open: open)
+                scratch.append(contentsOf: UnsafeBufferPointer(rebasing: input[runStart..<position]))
+            }
+            swap(&scratch, &keyScratch)
+            text = nil
+        }
+        position += 1
+        skipWhitespace()
+        guard position < end, input[position] == UInt8(ascii: ":") else { throw expected("':' after object key") }
+        position += 1
+        return text
     }
 
     mutating func expectLiteral(_ literal: StaticString) throws(JSONParseError) {

@@ -23,7 +23,19 @@ public struct RedisEnvelope: Sendable, Equatable {
     /// `content-encoding`: `utf-8`, or `binary` for raw bytes bodies (§1.1).
     public var contentEncoding: String?
     /// `headers`: the task headers for protocol 2 (§1.2), empty for protocol 1. `[:]` when absent or null.
-    public var headers: OrderedDictionary<String, JSONValue>
+    ///
+    /// A decoded envelope keeps them as text (``headerObject``): this decodes them at each read.
+    public var headers: OrderedDictionary<String, JSONValue> {
+        get { headerObject.members }
+        set {
+            headerObject = LazyJSONObject(newValue)
+            knownHeaders = KnownHeaderValues(newValue)
+        }
+    }
+    /// The headers, as text while nothing has read them.
+    package private(set) var headerObject: LazyJSONObject
+    /// The headers the task decoder reads, found when the envelope was decoded.
+    private(set) var knownHeaders: KnownHeaderValues
     /// `properties`: `correlation_id`, `reply_to`, `delivery_mode`, `delivery_info`, `priority`, `body_encoding`,
     /// `delivery_tag` and whatever else the producer put there (§2.1). `[:]` when absent or null.
     public var properties: OrderedDictionary<String, JSONValue>
@@ -60,7 +72,8 @@ public struct RedisEnvelope: Sendable, Equatable {
         self.raw = raw
         self.contentType = contentType
         self.contentEncoding = contentEncoding
-        self.headers = headers
+        self.headerObject = LazyJSONObject(headers)
+        self.knownHeaders = KnownHeaderValues(headers)
         self.properties = properties
         self.body = body
         self.deliveryTag = deliveryTag
@@ -86,9 +99,14 @@ extension RedisEnvelope {
         // a `String` of it first (the largest member, and the only one read just once).
         let value: JSONValue
         let bodyText: ArraySlice<UInt8>?
+        let headersText: ArraySlice<UInt8>?
+        // The headers are validated and read in the same pass, without a dictionary (they stay text).
+        var knownHeaders = KnownHeaderValues([:])
         do {
-            let parsed = try JSONValue.parsing(raw, deferring: bodyMember)
-            (value, bodyText) = (parsed.value, parsed.raw["body"])
+            let parsed = try JSONValue.parsing(raw, deferring: deferredMembers, visitingMembersOf: "headers") {
+                knownHeaders.record($0, $1)
+            }
+            (value, bodyText, headersText) = (parsed.value, parsed.raw["body"], parsed.raw["headers"])
         } catch {
             throw MessageDecodingError(.notJSON, "envelope is not JSON: \(error)")
         }
@@ -96,9 +114,10 @@ extension RedisEnvelope {
             throw MessageDecodingError(.badEnvelope, "envelope must be a JSON object, got \(value.typeName)")
         }
 
-        let headers = try object(envelope["headers"], "headers", context: TaskNaming(headers: [:]))
+        let headerObject: LazyJSONObject
+        (headerObject, knownHeaders) = try headers(headersText, known: knownHeaders)
         // From here on errors can name the task, if the headers say which it is.
-        let context = TaskNaming(headers: headers)
+        let context = TaskNaming(knownHeaders)
         let properties = try object(envelope["properties"], "properties", context: context)
         let contentType = try string(envelope["content-type"], "content-type", context: context)
         let contentEncoding = try string(envelope["content-encoding"], "content-encoding", context: context)
@@ -163,29 +182,55 @@ extension RedisEnvelope {
         default: priority = 0
         }
 
-        return RedisEnvelope(
+        var decoded = RedisEnvelope(
             raw: raw,
             contentType: contentType,
             contentEncoding: contentEncoding,
-            headers: headers,
+            headers: [:],
             properties: properties,
             body: body,
             deliveryTag: deliveryTag,
             exchange: deliveryInfo["exchange"]?.stringValue ?? "",
             routingKey: deliveryInfo["routing_key"]?.stringValue ?? "",
             priority: priority,
-            redelivered: headers["redelivered"] == .bool(true) || deliveryInfo["redelivered"] == .bool(true)
+            redelivered: knownHeaders[.redelivered] == .bool(true) || deliveryInfo["redelivered"] == .bool(true)
         )
+        decoded.headerObject = headerObject
+        decoded.knownHeaders = knownHeaders
+        return decoded
     }
 
-    private static let bodyMember: Set<String> = ["body"]
+    /// The members that the first parse only delimits: the body (decoded from its text), and the headers (read by
+    /// ``headers(_:)``).
+    private static let deferredMembers = ["body", "headers"]
 
-    /// The task an error names: looked up in the headers only when there is an error (two hashed lookups that every
-    /// well-formed message would pay for otherwise).
+    /// The `headers` member from its text (nil when absent) and what the parse found in it (`known`): an object is
+    /// kept as text (the parse validated it); `null` is no headers; anything else is a `.badEnvelope`.
+    private static func headers(
+        _ text: ArraySlice<UInt8>?,
+        known: KnownHeaderValues
+    ) throws(MessageDecodingError) -> (LazyJSONObject, KnownHeaderValues) {
+        guard let text else { return (LazyJSONObject(), KnownHeaderValues([:])) }
+        if text.first == UInt8(ascii: "{") { return (LazyJSONObject(validatedText: text), known) }
+        let member: JSONValue
+        do {
+            member = try JSONValue(parsing: text)
+        } catch {
+            throw MessageDecodingError(.notJSON, "envelope is not JSON: \(error)")
+        }
+        let members = try object(member, "headers", context: TaskNaming(KnownHeaderValues([:])))
+        return (LazyJSONObject(members), KnownHeaderValues(members))
+    }
+
+    /// The task an error names, from the headers.
     private struct TaskNaming {
-        let headers: OrderedDictionary<String, JSONValue>
-        var id: String? { headers["id"]?.stringValue }
-        var name: String? { headers["task"]?.stringValue }
+        var id: String?
+        var name: String?
+
+        init(_ known: KnownHeaderValues) {
+            id = known[.id]?.stringValue
+            name = known[.task]?.stringValue
+        }
     }
 
     private static func object(

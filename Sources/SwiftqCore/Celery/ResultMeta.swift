@@ -197,8 +197,8 @@ public enum ResultMeta {
             meta["retries"] = extended.retries.map { .int(Int64($0)) } ?? .null
             meta["queue"] = extended.queue.map(JSONValue.string) ?? .null
             // Stamps (Celery's `stamped_headers`/`stamps` request fields): only when the stamps dict is not empty.
-            if let request, let stamps = request.headers["stamps"]?.objectValue, !stamps.isEmpty {
-                let stampedHeaders = request.headers["stamped_headers"] ?? .null
+            if let headers = request?.headers, let stamps = headers["stamps"]?.objectValue, !stamps.isEmpty {
+                let stampedHeaders = headers["stamped_headers"] ?? .null
                 meta["stamped_headers"] = stampedHeaders
                 let names = Set((stampedHeaders.arrayValue ?? []).compactMap(\.stringValue))
                 for (name, value) in stamps where names.contains(name) {

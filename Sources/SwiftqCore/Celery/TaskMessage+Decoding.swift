@@ -29,8 +29,8 @@ extension TaskMessage {
     public static func decode(_ envelope: RedisEnvelope) throws(MessageDecodingError) -> TaskMessage {
         try decode(
             contentType: envelope.contentType,
-            contentEncoding: envelope.contentEncoding,
-            headers: envelope.headers,
+            headers: envelope.headerObject,
+            known: envelope.knownHeaders,
             properties: envelope.properties,
             body: envelope.body,
             redelivered: envelope.redelivered
@@ -51,7 +51,27 @@ extension TaskMessage {
         body rawBody: [UInt8],
         redelivered: Bool
     ) throws(MessageDecodingError) -> TaskMessage {
-        let context = HeaderReader(headers: headers)
+        try decode(
+            contentType: contentType,
+            headers: LazyJSONObject(headers),
+            known: KnownHeaderValues(headers),
+            properties: properties,
+            body: rawBody,
+            redelivered: redelivered
+        )
+    }
+
+    /// ``decode(contentType:contentEncoding:headers:properties:body:redelivered:)`` with the headers the decoder reads
+    /// found already (`known`), so that `headers` may stay text.
+    private static func decode(
+        contentType: String?,
+        headers: LazyJSONObject,
+        known: KnownHeaderValues,
+        properties: OrderedDictionary<String, JSONValue>,
+        body rawBody: [UInt8],
+        redelivered: Bool
+    ) throws(MessageDecodingError) -> TaskMessage {
+        let context = HeaderReader(known: known)
 
         // The usual type first: compared, not hashed.
         guard let contentType, contentType == "application/json" || acceptedContentTypes.contains(contentType) else {
@@ -111,7 +131,8 @@ extension TaskMessage {
             kwargsRepr: try context.optionalString(.kwargsRepr),
             origin: try context.optionalString(.origin),
             ignoreResult: try context.optionalBool(.ignoreResult),
-            redelivered: redelivered
+            redelivered: redelivered,
+            deliveryCount: known[.deliveryCount]?.intValue
         )
         fields.replyTo = properties["reply_to"]?.stringValue
         fields.correlationID = properties["correlation_id"]?.stringValue
@@ -154,13 +175,17 @@ extension TaskMessage {
     }
 }
 
-/// The protocol 2 headers the decoder reads.
-private enum KnownHeader: Int, CaseIterable {
+/// The protocol 2 headers the decoder reads, and those the worker reads for every task besides (`redelivered`, set by
+/// kombu's restore; RabbitMQ's `x-delivery-count`).
+enum KnownHeader: Int, CaseIterable {
     case id, task, compression, shadow, rootID, parentID, group, groupIndex, eta, expires, retries, timeLimit
-    case argsRepr, kwargsRepr, origin, ignoreResult
+    case argsRepr, kwargsRepr, origin, ignoreResult, redelivered, deliveryCount
 
     /// The header's name on the wire.
-    var name: String {
+    var name: String { literal.description }
+
+    /// ``name`` as a literal, to compare bytes with.
+    var literal: StaticString {
         switch self {
         case .id: "id"
         case .task: "task"
@@ -178,6 +203,8 @@ private enum KnownHeader: Int, CaseIterable {
         case .kwargsRepr: "kwargsrepr"
         case .origin: "origin"
         case .ignoreResult: "ignore_result"
+        case .redelivered: "redelivered"
+        case .deliveryCount: "x-delivery-count"
         }
     }
 
@@ -197,8 +224,42 @@ private enum KnownHeader: Int, CaseIterable {
             case 8: name == "argsrepr" ? .argsRepr : nil
             case 9: name == "parent_id" ? .parentID : name == "timelimit" ? .timeLimit : nil
             case 10: name == "kwargsrepr" ? .kwargsRepr : nil
-            case 11: name == "group_index" ? .groupIndex : name == "compression" ? .compression : nil
+            case 11:
+                name == "group_index"
+                    ? .groupIndex : name == "compression" ? .compression : name == "redelivered" ? .redelivered : nil
             case 13: name == "ignore_result" ? .ignoreResult : nil
+            case 16: name == "x-delivery-count" ? .deliveryCount : nil
+            default: nil
+            }
+        guard let known else { return nil }
+        self = known
+    }
+
+    /// The header whose name is the UTF-8 `name`, if the decoder reads it: as ``init(_:)``, on the bytes of a key not
+    /// made into a string (``KnownHeaderValues/init(parsingObject:)``).
+    init?(utf8 name: UnsafeBufferPointer<UInt8>) {
+        // Byte by byte against the name's literal: `elementsEqual` on a string's UTF-8 view cost ~400 instructions.
+        func named(_ header: KnownHeader) -> KnownHeader? {
+            let literal = header.literal
+            guard literal.utf8CodeUnitCount == name.count else { return nil }
+            let bytes = literal.utf8Start
+            for index in 0..<name.count where name[index] != bytes[index] { return nil }
+            return header
+        }
+        let known: KnownHeader? =
+            switch name.count {
+            case 2: named(.id)
+            case 3: named(.eta)
+            case 4: named(.task)
+            case 5: named(.group)
+            case 6: named(.shadow) ?? named(.origin)
+            case 7: named(.rootID) ?? named(.retries) ?? named(.expires)
+            case 8: named(.argsRepr)
+            case 9: named(.parentID) ?? named(.timeLimit)
+            case 10: named(.kwargsRepr)
+            case 11: named(.groupIndex) ?? named(.compression) ?? named(.redelivered)
+            case 13: named(.ignoreResult)
+            case 16: named(.deliveryCount)
             default: nil
             }
         guard let known else { return nil }
@@ -208,7 +269,7 @@ private enum KnownHeader: Int, CaseIterable {
 
 /// The values of the ``KnownHeader``s in one message, found in one pass over its headers (a task's ~20 headers were
 /// looked up one by one, a hash of each name: a tenth of the AMQP connection thread's time).
-private struct KnownHeaderValues {
+struct KnownHeaderValues: Sendable, Equatable {
     private var values: [JSONValue?]
 
     init(_ headers: OrderedDictionary<String, JSONValue>) {
@@ -217,6 +278,26 @@ private struct KnownHeaderValues {
             guard let known = KnownHeader(headers.keys[index]) else { continue }
             values[known.rawValue] = headers.values[index]
         }
+    }
+
+    /// The values in the JSON text of a headers object, which this validates: no dictionary, and no string for a key.
+    /// A header given twice has its last value, as in the dictionary the text decodes to.
+    ///
+    /// - Throws: ``JSONParseError`` when `text` is not one JSON object.
+    init(parsingObject text: ArraySlice<UInt8>) throws(JSONParseError) {
+        var known = KnownHeaderValues([:])
+        try JSONValue.forEachMember(ofObject: text) { name, value in known.record(name, value) }
+        self = known
+    }
+
+    /// Takes one member of the headers as a parser hands it over (``JSONValue/forEachMember(ofObject:maxDepth:_:)``):
+    /// a later value of a header replaces an earlier one; a nil name starts a new headers object, forgetting all.
+    mutating func record(_ name: UnsafeBufferPointer<UInt8>?, _ value: JSONValue) {
+        guard let name else {
+            for index in values.indices { values[index] = nil }
+            return
+        }
+        if let known = KnownHeader(utf8: name) { values[known.rawValue] = value }
     }
 
     subscript(header: KnownHeader) -> JSONValue? { values[header.rawValue] }
@@ -231,8 +312,8 @@ private struct HeaderReader {
     var taskID: String? { id?.stringValue }
     var taskName: String? { task?.stringValue }
 
-    init(headers: OrderedDictionary<String, JSONValue>) {
-        known = KnownHeaderValues(headers)
+    init(known: KnownHeaderValues) {
+        self.known = known
     }
 
     func error(_ code: MessageDecodingError.Code, _ message: String) -> MessageDecodingError {

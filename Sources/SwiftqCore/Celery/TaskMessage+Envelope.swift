@@ -73,6 +73,8 @@ extension TaskMessage {
     /// The headers of an envelope for this message: see ``redisEnvelope(queue:priority:replyTo:deliveryTag:now:)``.
     /// `extra` headers come after those of ``headers`` and win over them. AMQP sends the same headers as a field table.
     public func wireHeaders(extra: OrderedDictionary<String, JSONValue> = [:]) -> OrderedDictionary<String, JSONValue> {
+        // Read once: headers kept as text are decoded at each read.
+        let headers = headers
         func given(_ name: String) -> JSONValue? {
             extra[name] ?? headers[name]
         }

@@ -83,11 +83,14 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
         }
     }
     /// Every header as received, custom ones included, in wire order.
+    ///
+    /// A message decoded from a Redis envelope keeps its headers as text until they are read (``LazyJSONObject``):
+    /// each read decodes them, so a reader of several headers takes the dictionary once.
     public var headers: OrderedDictionary<String, JSONValue> {
-        get { storage.fields.headers }
+        get { storage.fields.headers.members }
         _modify {
             makeUnique()
-            yield &storage.fields.headers
+            yield &storage.fields.headers.mutableMembers
         }
     }
     /// `root_id` header: the id of the first task of the workflow; Python sends the task's own id by default.
@@ -262,7 +265,7 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
         var args: [JSONValue]
         var kwargs: OrderedDictionary<String, JSONValue>
         var embed: JSONValue
-        var headers: OrderedDictionary<String, JSONValue>
+        var headers: LazyJSONObject
         var rootID: String? = nil
         var parentID: String? = nil
         var group: String? = nil
@@ -280,6 +283,8 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
         var redelivered: Bool
         var wire = WireBody()
         var delivery = DeliveryDetails()
+        /// `x-delivery-count` as the decoder found it, for headers it kept as text (see ``deliveryCount``).
+        var deliveryCount: Int64? = nil
     }
 
     /// The box. `@unchecked Sendable` because it is only changed through the accessors above, each of which first
@@ -366,7 +371,7 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
                 args: args,
                 kwargs: kwargs,
                 embed: embed,
-                headers: [:],
+                headers: LazyJSONObject(),
                 rootID: rootID ?? id,
                 parentID: parentID,
                 group: group,
@@ -420,6 +425,14 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
 }
 
 extension TaskMessage {
+    /// The `x-delivery-count` header: how often RabbitMQ's quorum queue delivered the message (the worker warns near
+    /// the queue's limit). Read for every task, so a message whose headers are still text answers from what the
+    /// decoder found, without decoding them.
+    package var deliveryCount: Int64? {
+        storage.fields.headers.isDecoded
+            ? storage.fields.headers.members["x-delivery-count"]?.intValue : storage.fields.deliveryCount
+    }
+
     /// The `replaced_task_nesting` header: how many replacements led to this task (0 when absent).
     package var replacedTaskNesting: Int {
         headers["replaced_task_nesting"]?.intValue.map { Int(clamping: $0) } ?? 0
