@@ -64,9 +64,11 @@ extension JSONValue {
     }
 
     /// Parses a JSON text as ``parsing(_:deferring:maxDepth:)`` does, and when the deferred member `visited` is an
-    /// object, also hands its members to `visit` as ``forEachMember(ofObject:maxDepth:_:)`` does: in one pass, the
-    /// member is validated in full and its text returned in `raw`, without building it. `visit` gets a nil key
-    /// before each such object (an outermost object may repeat the member; the last one counts).
+    /// object, also hands its members to `visit`, in document order, as their key's UTF-8 (escapes decoded) and
+    /// their value: in one pass, the member is validated in full and its text returned in `raw`, without building
+    /// the object or a string for any key. A key the object repeats is handed over each time (the last value is the
+    /// member's); `visit` gets a nil key before each such object (the outermost one may repeat the member, and the
+    /// last one counts).
     ///
     /// - Throws: ``JSONParseError`` as ``init(parsing:maxDepth:)``.
     package static func parsing(
@@ -87,25 +89,6 @@ extension JSONValue {
         }
         let (value, ranges) = try result.get()
         return (value, ranges.mapValues { bytes[$0] })
-    }
-
-    /// Parses a JSON text that must be one object, handing each member to `visit` in document order, as its key's
-    /// UTF-8 (escapes decoded) and its value, without building the object or a string for any key: what a reader
-    /// that wants a few known members needs (a repeated key is handed over each time; the last one is the value).
-    /// Every member is parsed, so the whole text is validated as ``init(parsing:maxDepth:)`` would; error offsets
-    /// count from the start of `bytes`.
-    ///
-    /// - Throws: ``JSONParseError``, also when the text is valid JSON but not an object.
-    package static func forEachMember(
-        ofObject bytes: ArraySlice<UInt8>,
-        maxDepth: Int = JSONValue.defaultMaxDepth,
-        _ visit: (UnsafeBufferPointer<UInt8>, JSONValue) -> Void
-    ) throws(JSONParseError) {
-        let result = bytes.withUnsafeBufferPointer { buffer -> Result<Void, JSONParseError> in
-            var parser = JSONParser(input: buffer, maxDepth: maxDepth)
-            return Result { () throws(JSONParseError) in try parser.parseMembers(visit) }
-        }
-        try result.get()
     }
 
     private static func parse(_ input: UnsafeBufferPointer<UInt8>, maxDepth: Int) -> Result<JSONValue, JSONParseError> {
@@ -163,7 +146,8 @@ private struct JSONParser {
     /// What ``JSONValue/parsing(_:deferring:visitingMembersOf:maxDepth:_:)`` hands the members of `visitedMember` to.
     var memberVisitor: ((UnsafeBufferPointer<UInt8>?, JSONValue) -> Void)?
     var visitedMember: String?
-    /// A key with escapes, kept while its member's value is parsed (``parseMembers(_:)``): `scratch` serves the value.
+    /// A key with escapes, kept while its member's value is parsed (``parseObjectMembers(_:)``): `scratch` serves
+    /// the value.
     var keyScratch: [UInt8] = []
 
     init(input: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
@@ -363,18 +347,6 @@ private struct JSONParser {
         guard position < end, input[position] == UInt8(ascii: ":") else { throw expected("':' after object key") }
         position += 1
         return key
-    }
-
-    /// See ``JSONValue/forEachMember(ofObject:maxDepth:_:)``.
-    mutating func parseMembers(_ visit: (UnsafeBufferPointer<UInt8>, JSONValue) -> Void) throws(JSONParseError) {
-        skipWhitespace()
-        guard position < end, input[position] == UInt8(ascii: "{") else { throw expected("a JSON object") }
-        outerDepth = 1
-        try parseObjectMembers(visit)
-        skipWhitespace()
-        if position < end {
-            throw failure("unexpected \(describeByte(at: position)) after the JSON value")
-        }
     }
 
     /// Parses the object at `position` (its `{`), handing each member to `visit`; `outerDepth` counts the object.

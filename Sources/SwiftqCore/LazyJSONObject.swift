@@ -22,7 +22,7 @@ package struct LazyJSONObject: Sendable, Equatable {
     }
 
     /// An object read from `text`, which the caller has validated as one JSON object (for example with
-    /// ``JSONValue/forEachMember(ofObject:maxDepth:_:)``).
+    /// ``JSONValue/parsing(_:deferring:visitingMembersOf:maxDepth:_:)``).
     package init(validatedText text: ArraySlice<UInt8>) {
         decoded = [:]
         self.text = text

@@ -147,25 +147,37 @@ import Testing
         #expect(task != copy)
     }
 
-    @Test func anObjectIsVisitedMemberByMemberAndValidated() throws {
-        var seen: [(String, JSONValue)] = []
-        try JSONValue.forEachMember(ofObject: Array(#" {"a": 1, "b\n": [true], "a": {"c": null}} "#.utf8)[...]) {
-            seen.append((String(decoding: $0, as: UTF8.self), $1))
-        }
-        #expect(seen.map(\.0) == ["a", "b\n", "a"])
-        #expect(seen.map(\.1) == [1, [true], ["c": nil]])
-
-        try JSONValue.forEachMember(ofObject: Array("{}".utf8)[...]) { _, _ in Issue.record("no members") }
-        for bad in ["[1]", "{\"a\": 1} x", "{\"a\" 1}", "{\"a\": }", "{", "", "{\"a\": 1,}"] {
-            #expect(throws: JSONParseError.self, "\(bad)") {
-                try JSONValue.forEachMember(ofObject: Array(bad.utf8)[...]) { _, _ in }
+    /// The parse hands over the members of the visited member only (not those of a nested object of that name, nor
+    /// of a non-object), validates them in full, and returns its text.
+    @Test func theVisitedMemberIsHandedOverMemberByMemberAndValidated() throws {
+        func visit(_ text: String, maxDepth: Int = 512) throws(JSONParseError) -> (seen: [String], raw: String?) {
+            var seen: [String] = []
+            let parsed = try JSONValue.parsing(
+                Array(text.utf8),
+                deferring: ["h", "b"],
+                visitingMembersOf: "h",
+                maxDepth: maxDepth
+            ) { key, value in
+                seen.append(key.map { String(decoding: $0, as: UTF8.self) + "=" + value.jsonString } ?? "new")
             }
+            #expect(parsed.value["h"] == nil || parsed.value["h"] == .null)
+            return (seen, parsed.raw["h"].map { String(decoding: $0, as: UTF8.self) })
         }
-        // The object is one level of the nesting limit.
-        let deep = "{\"a\": " + String(repeating: "[", count: 3) + String(repeating: "]", count: 3) + "}"
-        try JSONValue.forEachMember(ofObject: Array(deep.utf8)[...], maxDepth: 4) { _, _ in }
-        #expect(throws: JSONParseError.self) {
-            try JSONValue.forEachMember(ofObject: Array(deep.utf8)[...], maxDepth: 3) { _, _ in }
+        let text = #"{"x": {"h": {"no": 1}}, "h": {"a": 1, "b\n": [true], "a": {"h": null}}, "b": "t"}"#
+        let result = try visit(text)
+        #expect(result.seen == ["new", "a=1", "b\n=[true]", #"a={"h":null}"#])
+        #expect(result.raw == #"{"a": 1, "b\n": [true], "a": {"h": null}}"#)
+        #expect(try visit(#"{"h": null}"#).seen.isEmpty)
+        #expect(try visit(#"{"h": {}}"#).seen == ["new"])
+
+        let invalid = [#"{"h": {"a": 1,}}"#, #"{"h": {"a" 1}}"#, #"{"h": {"a": }}"#, #"{"h": {"a": tru}}"#]
+        for bad in invalid + [#"{"h": {5: 1}}"#] {
+            #expect(throws: JSONParseError.self, "\(bad)") { try visit(bad) }
         }
+        // The visited object is a level of nesting, as when it is built.
+        let deep = #"{"h": {"a": [[]]}}"#
+        _ = try visit(deep, maxDepth: 4)
+        #expect(throws: JSONParseError.self) { try visit(deep, maxDepth: 3) }
+        #expect(throws: JSONParseError.self) { try JSONValue(parsing: deep, maxDepth: 3) }
     }
 }

@@ -132,7 +132,7 @@ extension TaskMessage {
             origin: try context.optionalString(.origin),
             ignoreResult: try context.optionalBool(.ignoreResult),
             redelivered: redelivered,
-            deliveryCount: known[.deliveryCount]?.intValue
+            deliveryCount: FoundDeliveryCount(value: known[.deliveryCount]?.intValue)
         )
         fields.replyTo = properties["reply_to"]?.stringValue
         fields.correlationID = properties["correlation_id"]?.stringValue
@@ -236,7 +236,7 @@ enum KnownHeader: Int, CaseIterable {
     }
 
     /// The header whose name is the UTF-8 `name`, if the decoder reads it: as ``init(_:)``, on the bytes of a key not
-    /// made into a string (``KnownHeaderValues/init(parsingObject:)``).
+    /// made into a string (``KnownHeaderValues/record(_:_:)``).
     init?(utf8 name: UnsafeBufferPointer<UInt8>) {
         // Byte by byte against the name's literal: `elementsEqual` on a string's UTF-8 view cost ~400 instructions.
         func named(_ header: KnownHeader) -> KnownHeader? {
@@ -280,18 +280,9 @@ struct KnownHeaderValues: Sendable, Equatable {
         }
     }
 
-    /// The values in the JSON text of a headers object, which this validates: no dictionary, and no string for a key.
-    /// A header given twice has its last value, as in the dictionary the text decodes to.
-    ///
-    /// - Throws: ``JSONParseError`` when `text` is not one JSON object.
-    init(parsingObject text: ArraySlice<UInt8>) throws(JSONParseError) {
-        var known = KnownHeaderValues([:])
-        try JSONValue.forEachMember(ofObject: text) { name, value in known.record(name, value) }
-        self = known
-    }
-
-    /// Takes one member of the headers as a parser hands it over (``JSONValue/forEachMember(ofObject:maxDepth:_:)``):
-    /// a later value of a header replaces an earlier one; a nil name starts a new headers object, forgetting all.
+    /// Takes one member of the headers as the envelope's parse hands it over
+    /// (``JSONValue/parsing(_:deferring:visitingMembersOf:maxDepth:_:)``): a later value of a header replaces an
+    /// earlier one, as in the dictionary the text decodes to; a nil name starts a new headers object, forgetting all.
     mutating func record(_ name: UnsafeBufferPointer<UInt8>?, _ value: JSONValue) {
         guard let name else {
             for index in values.indices { values[index] = nil }

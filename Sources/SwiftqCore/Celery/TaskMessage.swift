@@ -284,7 +284,13 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
         var wire = WireBody()
         var delivery = DeliveryDetails()
         /// `x-delivery-count` as the decoder found it, for headers it kept as text (see ``deliveryCount``).
-        var deliveryCount: Int64? = nil
+        var deliveryCount = FoundDeliveryCount()
+    }
+
+    /// ``Fields/deliveryCount``, equal to any other: the headers it was read from are compared.
+    struct FoundDeliveryCount: Sendable, Equatable {
+        var value: Int64?
+        static func == (_: FoundDeliveryCount, _: FoundDeliveryCount) -> Bool { true }
     }
 
     /// The box. `@unchecked Sendable` because it is only changed through the accessors above, each of which first
@@ -430,7 +436,7 @@ extension TaskMessage {
     /// decoder found, without decoding them.
     package var deliveryCount: Int64? {
         storage.fields.headers.isDecoded
-            ? storage.fields.headers.members["x-delivery-count"]?.intValue : storage.fields.deliveryCount
+            ? storage.fields.headers.members["x-delivery-count"]?.intValue : storage.fields.deliveryCount.value
     }
 
     /// The `replaced_task_nesting` header: how many replacements led to this task (0 when absent).
