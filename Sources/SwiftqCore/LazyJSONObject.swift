@@ -23,13 +23,19 @@ package struct LazyJSONObject: Sendable, Equatable {
 
     /// An object read from `text`, which the caller has validated as one JSON object (for example with
     /// ``JSONValue/parsing(_:deferring:visitingMembersOf:maxDepth:_:)``).
+    ///
+    /// The text is copied: a slice would keep the whole document it was cut from alive (an envelope with a body of
+    /// megabytes, for as long as its task is held).
     package init(validatedText text: ArraySlice<UInt8>) {
         decoded = [:]
-        self.text = text
+        self.text = Array(text)[...]
     }
 
     /// Whether the members are a dictionary already (reading them costs nothing).
     package var isDecoded: Bool { text == nil }
+
+    /// The text kept while the members are not decoded: an array of its own (see ``init(validatedText:)``).
+    package var keptText: ArraySlice<UInt8>? { text }
 
     /// The members, in document order; a key given twice has its last value, as in ``JSONValue/init(parsing:maxDepth:)``.
     package var members: OrderedDictionary<String, JSONValue> {

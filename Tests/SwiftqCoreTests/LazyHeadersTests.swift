@@ -52,6 +52,17 @@ import Testing
         #expect(Array(task.headers.keys).prefix(3) == ["lang", "task", "id"])
     }
 
+    /// The headers' text is copied out of the envelope: a slice of it would keep the whole envelope (base64 body
+    /// included) alive as long as the task is held.
+    @Test func theKeptTextIsACopyOfTheHeadersNotASliceOfTheEnvelope() throws {
+        let bytes = Self.envelope(headers: Self.celeryHeaders, extra: "")
+        let envelope = try RedisEnvelope.decode(bytes)
+        let kept = try #require(envelope.headerObject.keptText)
+        #expect(kept.startIndex == 0)
+        #expect(kept.count == Self.celeryHeaders.utf8.count)
+        #expect(kept.elementsEqual(Self.celeryHeaders.utf8))
+    }
+
     @Test func aHeaderGivenTwiceHasItsLastValueInTheFieldAndTheDictionary() throws {
         let headers = #"{"task": "tasks.add", "id": "first", "retries": 1, "id": "last", "x-delivery-count": 3}"#
         let task = try TaskMessage.decode(RedisEnvelope.decode(Self.envelope(headers: headers)))
