@@ -338,15 +338,8 @@ private struct JSONParser {
 
     /// Parses `"key" :` (with surrounding whitespace) and returns the key.
     mutating func parseKey(orElse message: String) throws(JSONParseError) -> String {
-        skipWhitespace()
-        guard position < end, input[position] == UInt8(ascii: "\"") else {
-            throw position < end ? failure(message) : failure("unexpected end of input, \(message)")
-        }
-        let key = try parseString()
-        skipWhitespace()
-        guard position < end, input[position] == UInt8(ascii: ":") else { throw expected("':' after object key") }
-        position += 1
-        return key
+        guard let text = try parseKeyText(orElse: message) else { return String(decoding: keyScratch, as: UTF8.self) }
+        return String(decoding: UnsafeBufferPointer(rebasing: input[text]), as: UTF8.self)
     }
 
     /// Parses the object at `position` (its `{`), handing each member to `visit`; `outerDepth` counts the object.
@@ -392,15 +385,8 @@ private struct JSONParser {
         try scanUnescapedRun(open: open)
         var text: Range<Int>? = start..<position
         if input[position] == UInt8(ascii: "\\") {
-            keyScratch.removeAll(keepingCapacity: true)
-            keyScratch.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<position]))
             swap(&scratch, &keyScratch)
-            while input[position] == UInt8(ascii: "\\") {
-                try parseEscape(open: open)
-                let runStart = position
-                try scanUnescapedRun(open: open)
-                scratch.append(contentsOf: UnsafeBufferPointer(rebasing: input[runStart..<position]))
-            }
+            try unescape(open: open, from: start)
             swap(&scratch, &keyScratch)
             text = nil
         }
@@ -538,7 +524,14 @@ private struct JSONParser {
             return text
         }
 
-        // There are escapes: assemble the UTF-8 in `scratch`.
+        try unescape(open: open, from: start)
+        position += 1
+        return String(decoding: scratch, as: UTF8.self)
+    }
+
+    /// Assembles in `scratch` the UTF-8 of a string with escapes: its text starts at `start`, `position` is at its
+    /// first backslash; on return `position` is at the closing quote.
+    mutating func unescape(open: Int, from start: Int) throws(JSONParseError) {
         scratch.removeAll(keepingCapacity: true)
         scratch.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<position]))
         while input[position] == UInt8(ascii: "\\") {
@@ -547,8 +540,6 @@ private struct JSONParser {
             try scanUnescapedRun(open: open)
             scratch.append(contentsOf: UnsafeBufferPointer(rebasing: input[runStart..<position]))
         }
-        position += 1
-        return String(decoding: scratch, as: UTF8.self)
     }
 
     /// Advances to the next `"` or `\`, validating UTF-8 and rejecting control characters on the way. On return
