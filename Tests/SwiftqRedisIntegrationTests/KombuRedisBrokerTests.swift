@@ -150,6 +150,16 @@ struct KombuRedisBrokerTests {
                 // and a "properties" key early on does not hide the envelope's own in the last kilobyte.
                 (#"{"headers": {"properties": {"delivery_tag": "fake"}}, "body": ""#
                     + String(repeating: "A", count: 3000) + #"", "# + properties(note: "") + "}"),
+                // a key that merely ends in `properties` is not one: the last member's object is not decoded alone.
+                "{" + properties(note: "") + ", " + body + #", "notproperties": {"delivery_tag": "fake"}}"#,
+                // nor is a quoted `properties":` inside a string value.
+                "{" + body + ", " + #""x": "\"properties\": {\"delivery_tag\": \"fake\"}", "#
+                    + properties(note: "") + "}",
+                // two spaces before the object, or a space before the colon: decoded whole.
+                "{" + body + #", "properties":  {"delivery_tag": "real"}}"#,
+                "{" + body + #", "properties" : {"delivery_tag": "real"}}"#,
+                // "properties" last but not an object: decoded whole, and the earlier member is the envelope's.
+                "{" + properties(note: "") + ", " + body + #", "x": {"properties": null}}"#,
             ]
             for (index, payload) in payloads.enumerated() {
                 try fixture.push(payload, to: "q")
