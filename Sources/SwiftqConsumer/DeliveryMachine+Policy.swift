@@ -62,8 +62,10 @@ package extension DeliveryMachine {
     /// The policy of task `name`: its own, else the defaults, with the runtime overrides (remote control's
     /// `rate_limit` and `time_limit`) on top.
     func policy(for name: String) -> TaskPolicy {
-        var policy = settings.policies[name] ?? settings.defaultPolicy
-        if let override = overrides[name] {
+        // Asked several times per task: an empty dictionary is not asked (its lookup would hash the name).
+        var policy = settings.defaultPolicy
+        if !settings.policies.isEmpty, let own = settings.policies[name] { policy = own }
+        if !overrides.isEmpty, let override = overrides[name] {
             if let rate = override.rateLimit { policy.rateLimit = rate > 0 ? rate : nil }
             if let limits = override.timeLimits {
                 policy.softTimeLimit = limits.soft

@@ -469,7 +469,7 @@ package struct DeliveryMachine {
                 )
             )
         }
-        guard isKnownTask(message.name) || settings.execTasks[message.name] != nil || Self.isChordUnlock(message.name)
+        guard isKnownTask(message.name) || execProgram(message.name) != nil || Self.isChordUnlock(message.name)
         else {
             counters.rejected["not_registered", default: 0] += 1
             actions.append(
@@ -521,8 +521,9 @@ package struct DeliveryMachine {
         delivery.state = .ready
         // A chord unlock runs in the consumer and takes no slot: it neither counts nor ends a streak.
         if settings.childQueueAllowance > 0 && !Self.isChordUnlock(message.name) {
-            if isShort(message, limits: timeLimits(message)) {
-                let runtime = statistics[message.name]?.typicalRuntime ?? 0
+            let entry = statistics[message.name]
+            if isShort(message, limits: timeLimits(message), runtime: entry?.typicalRuntime) {
+                let runtime = entry?.typicalRuntime ?? 0
                 streakRuntime = shortStreak == 0 ? runtime : streakRuntime * 0.75 + runtime * 0.25
                 shortStreak += 1
             } else {
@@ -610,8 +611,9 @@ package struct DeliveryMachine {
             }
             let limits = timeLimits(message)
             let queues = free == 0
-            let waits = mayQueue(message, limits: limits)
-            let expected = statistics[message.name]?.recentRuntime ?? 0
+            let entry = statistics[message.name]
+            let waits = mayQueue(message, limits: limits, runtime: entry?.recentRuntime)
+            let expected = entry?.recentRuntime ?? 0
             if queues && (!waits || expected > work) {
                 ready.prepend(key)
                 break
@@ -625,17 +627,20 @@ package struct DeliveryMachine {
             } else {
                 free -= 1
             }
-            let name =
-                counters.accepted[message.name] != nil || counters.accepted.count < Self.maximumTaskNames
-                ? message.name : Self.otherTasksName
-            counters.accepted[name, default: 0] += 1
+            // One lookup for a name already counted (the usual case), not two.
+            if let index = counters.accepted.index(forKey: message.name) {
+                counters.accepted.values[index] += 1
+            } else {
+                let name = counters.accepted.count < Self.maximumTaskNames ? message.name : Self.otherTasksName
+                counters.accepted[name, default: 0] += 1
+            }
             if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
             var job = PoolJob(
                 id: message.id,
                 name: message.name,
                 args: message.args,
                 kwargs: message.kwargs,
-                exec: settings.execTasks[message.name],
+                exec: execProgram(message.name),
                 softTimeLimit: limits.soft,
                 hardTimeLimit: limits.hard,
                 retries: message.retries
@@ -663,28 +668,44 @@ package struct DeliveryMachine {
     /// job), not an exec task, and a recent runtime below ``Settings/queueRuntimeLimit`` (a task not seen
     /// finishing yet waits for an idle slot).
     func mayQueue(_ message: TaskMessage, limits: (soft: Double?, hard: Double?)) -> Bool {
+        mayQueue(message, limits: limits, runtime: statistics[message.name]?.recentRuntime)
+    }
+
+    /// ``mayQueue(_:limits:)`` with the task's recent runtime looked up already.
+    private func mayQueue(_ message: TaskMessage, limits: (soft: Double?, hard: Double?), runtime: Double?) -> Bool {
         guard let limit = settings.queueRuntimeLimit else { return false }
-        return isShort(message, limits: limits, below: limit, runtime: \.recentRuntime)
+        return isShort(message, limits: limits, below: limit, runtime: runtime)
     }
 
     /// Whether a task counts as short for the window (``currentWindow``): as ``mayQueue(_:limits:)`` asks, below
     /// ``Settings/shortRuntimeLimit``, but by its typical runtime (``TaskStatistics/typicalRuntime``): one outlier
     /// neither ends a streak nor shrinks the window, while a child's queue still takes no task that just ran slow.
     func isShort(_ message: TaskMessage, limits: (soft: Double?, hard: Double?)) -> Bool {
+        isShort(message, limits: limits, runtime: statistics[message.name]?.typicalRuntime)
+    }
+
+    /// ``isShort(_:limits:)`` with the task's typical runtime looked up already.
+    private func isShort(_ message: TaskMessage, limits: (soft: Double?, hard: Double?), runtime: Double?) -> Bool {
         guard let limit = settings.shortRuntimeLimit else { return false }
-        return isShort(message, limits: limits, below: limit, runtime: \.typicalRuntime)
+        return isShort(message, limits: limits, below: limit, runtime: runtime)
     }
 
     private func isShort(
         _ message: TaskMessage,
         limits: (soft: Double?, hard: Double?),
         below limit: Double,
-        runtime: KeyPath<TaskStatistics, Double?>
+        runtime: Double?
     ) -> Bool {
-        guard limits.soft == nil, limits.hard == nil, settings.execTasks[message.name] == nil,
-            let recent = statistics[message.name]?[keyPath: runtime]
-        else { return false }
-        return recent < limit
+        guard limits.soft == nil, limits.hard == nil, execProgram(message.name) == nil, let runtime else {
+            return false
+        }
+        return runtime < limit
+    }
+
+    /// The exec task program of task `name`, if it is one; most workers have none, and their empty table is not
+    /// asked (its lookup would hash the name, twice per task).
+    func execProgram(_ name: String) -> PoolJob.ExecSpec? {
+        settings.execTasks.isEmpty ? nil : settings.execTasks[name]
     }
 
     /// The pool refused a job that ``dispatch(idleSlots:queueable:isStale:now:)`` handed it (its slot's child
@@ -1103,8 +1124,12 @@ package struct DeliveryMachine {
     }
 
     mutating func recordStatistics(name: String, runtime: Double, success: Bool) {
-        let key =
-            statistics[name] != nil || statistics.count < Self.maximumTaskNames ? name : Self.otherTasksName
+        // One lookup for a name already recorded (the usual case), not two.
+        if let index = statistics.index(forKey: name) {
+            statistics.values[index].record(runtime: runtime, success: success)
+            return
+        }
+        let key = statistics.count < Self.maximumTaskNames ? name : Self.otherTasksName
         statistics[key, default: TaskStatistics()].record(runtime: runtime, success: success)
     }
 

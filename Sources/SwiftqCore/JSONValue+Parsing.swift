@@ -52,15 +52,15 @@ extension JSONValue {
         _ bytes: [UInt8],
         deferring deferred: [String],
         maxDepth: Int = JSONValue.defaultMaxDepth
-    ) throws(JSONParseError) -> (value: JSONValue, raw: [String: ArraySlice<UInt8>]) {
+    ) throws(JSONParseError) -> (value: JSONValue, raw: JSONDeferredMembers) {
         let result = bytes.withUnsafeBufferPointer {
-            buffer -> Result<(JSONValue, [String: Range<Int>]), JSONParseError> in
+            buffer -> Result<(JSONValue, DeferredRanges), JSONParseError> in
             var parser = JSONParser(input: buffer, maxDepth: maxDepth)
-            parser.deferred = deferred
+            parser.deferMembers(deferred)
             return Result { () throws(JSONParseError) in (try parser.parseDocument(), parser.deferredRanges) }
         }
         let (value, ranges) = try result.get()
-        return (value, ranges.mapValues { bytes[$0] })
+        return (value, JSONDeferredMembers(bytes: bytes, names: deferred, ranges: ranges))
     }
 
     /// Parses a JSON text as ``parsing(_:deferring:maxDepth:)`` does, and when the deferred member `visited` is an
@@ -77,23 +77,81 @@ extension JSONValue {
         visitingMembersOf visited: String,
         maxDepth: Int = JSONValue.defaultMaxDepth,
         _ visit: (UnsafeBufferPointer<UInt8>?, JSONValue) -> Void
-    ) throws(JSONParseError) -> (value: JSONValue, raw: [String: ArraySlice<UInt8>]) {
+    ) throws(JSONParseError) -> (value: JSONValue, raw: JSONDeferredMembers) {
         let result = withoutActuallyEscaping(visit) { visit in
-            bytes.withUnsafeBufferPointer { buffer -> Result<(JSONValue, [String: Range<Int>]), JSONParseError> in
+            bytes.withUnsafeBufferPointer { buffer -> Result<(JSONValue, DeferredRanges), JSONParseError> in
                 var parser = JSONParser(input: buffer, maxDepth: maxDepth)
-                parser.deferred = deferred
+                parser.deferMembers(deferred)
                 parser.memberVisitor = visit
                 parser.visitedMember = visited
                 return Result { () throws(JSONParseError) in (try parser.parseDocument(), parser.deferredRanges) }
             }
         }
         let (value, ranges) = try result.get()
-        return (value, ranges.mapValues { bytes[$0] })
+        return (value, JSONDeferredMembers(bytes: bytes, names: deferred, ranges: ranges))
     }
 
     private static func parse(_ input: UnsafeBufferPointer<UInt8>, maxDepth: Int) -> Result<JSONValue, JSONParseError> {
         var parser = JSONParser(input: input, maxDepth: maxDepth)
         return Result { () throws(JSONParseError) in try parser.parseDocument() }
+    }
+}
+
+/// The text of the deferred members a parse found (``JSONValue/parsing(_:deferring:maxDepth:)``), by name.
+///
+/// A list beside the names asked for, not a dictionary: one or two names per parse, looked up once or twice each,
+/// cost less compared than hashed (two dictionaries per envelope were ~4 % of the fetch thread's decoding).
+public struct JSONDeferredMembers: Sendable {
+    private let bytes: [UInt8]
+    private let names: [String]
+    /// Parallel to `names`: where each one's text is in `bytes`, nil when the document has no such member.
+    private let ranges: DeferredRanges
+
+    init(bytes: [UInt8], names: [String], ranges: DeferredRanges) {
+        self.bytes = bytes
+        self.names = names
+        self.ranges = ranges
+    }
+
+    /// The JSON text of the outermost member `name`, if it was deferred and present (the last one, if repeated).
+    public subscript(name: String) -> ArraySlice<UInt8>? {
+        let length = name.utf8.count
+        guard let index = names.firstIndex(where: { $0.utf8.count == length && $0 == name }),
+            let range = ranges[index]
+        else { return nil }
+        return bytes[range]
+    }
+
+    /// Whether no deferred member was found.
+    public var isEmpty: Bool { names.indices.allSatisfy { ranges[$0] == nil } }
+}
+
+/// Where each deferred member's text is, by the index of its name: the first two inline, so that a parse that defers
+/// one or two members (every one swiftq makes) allocates nothing for them.
+struct DeferredRanges {
+    private var first: Range<Int>?
+    private var second: Range<Int>?
+    private var rest: [Range<Int>?] = []
+
+    init(count: Int) {
+        if count > 2 { rest = Array(repeating: nil, count: count - 2) }
+    }
+
+    subscript(index: Int) -> Range<Int>? {
+        get {
+            switch index {
+            case 0: first
+            case 1: second
+            default: rest[index - 2]
+            }
+        }
+        set {
+            switch index {
+            case 0: first = newValue
+            case 1: second = newValue
+            default: rest[index - 2] = newValue
+            }
+        }
     }
 }
 
@@ -142,7 +200,8 @@ private struct JSONParser {
     /// and where their text was found.
     /// A list, not a set: one or two names, compared with each outermost key rather than hashing every key.
     var deferred: [String] = []
-    var deferredRanges: [String: Range<Int>] = [:]
+    /// Parallel to `deferred`.
+    var deferredRanges = DeferredRanges(count: 0)
     /// What ``JSONValue/parsing(_:deferring:visitingMembersOf:maxDepth:_:)`` hands the members of `visitedMember` to.
     var memberVisitor: ((UnsafeBufferPointer<UInt8>?, JSONValue) -> Void)?
     var visitedMember: String?
@@ -173,7 +232,9 @@ private struct JSONParser {
             skipWhitespace()
             guard position < end else { throw failure("unexpected end of input, expected a value") }
             var value: JSONValue
-            if !deferred.isEmpty, outerDepth == 0, stack.count == 1, stack[0].isObject, isDeferred(stack[0].key) {
+            if !deferred.isEmpty, outerDepth == 0, stack.count == 1, stack[0].isObject,
+                let deferredIndex = deferredIndex(of: stack[0].key)
+            {
                 let start = position
                 if let visitor = memberVisitor, input[position] == UInt8(ascii: "{"), stack[0].key == visitedMember {
                     visitor(nil, .null)
@@ -183,7 +244,7 @@ private struct JSONParser {
                 } else {
                     try skipValue()
                 }
-                deferredRanges[stack[0].key] = start..<position
+                deferredRanges[deferredIndex] = start..<position
                 value = .null
             } else {
                 switch input[position] {
@@ -279,10 +340,16 @@ private struct JSONParser {
         }
     }
 
-    /// Whether an outermost member named `key` is only delimited.
-    func isDeferred(_ key: String) -> Bool {
+    /// Only delimits the outermost members named in `names`.
+    mutating func deferMembers(_ names: [String]) {
+        deferred = names
+        deferredRanges = DeferredRanges(count: names.count)
+    }
+
+    /// Which of `deferred` an outermost member named `key` is, if it is only delimited.
+    func deferredIndex(of key: String) -> Int? {
         let length = key.utf8.count
-        return deferred.contains { $0.utf8.count == length && $0 == key }
+        return deferred.firstIndex { $0.utf8.count == length && $0 == key }
     }
 
     /// Moves past one value without building it: strings are scanned (escapes skipped, UTF-8 checked), brackets

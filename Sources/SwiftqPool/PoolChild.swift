@@ -100,7 +100,7 @@ package final class PoolChild {
 
     private func handle(_ payload: [UInt8], _ descriptors: [CInt]) {
         descriptors.forEach(Descriptors.close)
-        let parsed: (value: JSONValue, raw: [String: ArraySlice<UInt8>])
+        let parsed: (value: JSONValue, raw: JSONDeferredMembers)
         do {
             parsed = try JSONValue.parsing(payload, deferring: ["request"])
         } catch {

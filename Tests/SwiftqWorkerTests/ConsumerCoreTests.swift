@@ -599,6 +599,18 @@ extension Settlement {
         }
         #expect(machine.statistics.count == DeliveryMachine.maximumTaskNames + 1)
         #expect(machine.statistics[DeliveryMachine.otherTasksName]?.succeeded == 50)
+        #expect(machine.counters.accepted.count == DeliveryMachine.maximumTaskNames + 1)
+        #expect(machine.counters.accepted[DeliveryMachine.otherTasksName] == 50)
+        // A name already counted keeps counting under its own name, the table full or not.
+        _ = machine.received(
+            [.task(TaskMessage(id: "again", name: "name.0"), deliveryTag: "again", queue: "q")],
+            now: now
+        )
+        _ = machine.dispatch(idleSlots: 1, isStale: { _ in false }, now: now)
+        _ = machine.pool(.finished(jobID: "again", outcome: .success(.null), runtime: 0.001), now: now)
+        #expect(machine.statistics["name.0"]?.succeeded == 2)
+        #expect(machine.counters.accepted["name.0"] == 2)
+        #expect(machine.statistics[DeliveryMachine.otherTasksName]?.succeeded == 50)
     }
 
     @Test func terminatingARunningTaskAsksThePoolAndStoresRevoked() {

@@ -28,14 +28,14 @@ package final class TaskEndLog: ConsumerCoreObserver {
             guard let delivery = delivery() else { return }
             running[jobID] = (delivery.message.name, delivery.queue)
         case .finished(let jobID, let outcome, let runtime, _):
-            guard let job = running.removeValue(forKey: jobID) else { return }
+            guard !running.isEmpty, let job = running.removeValue(forKey: jobID) else { return }
             if case .success = outcome {
                 log(jobID, job, state: "SUCCESS", runtime: runtime)
             } else {
                 log(jobID, job, state: "FAILURE", runtime: runtime)
             }
         case .lost(let jobID, _, _, let reason):
-            guard let job = running.removeValue(forKey: jobID) else { return }
+            guard !running.isEmpty, let job = running.removeValue(forKey: jobID) else { return }
             switch reason {
             case .shutdown: return
             case .terminated: log(jobID, job, state: "REVOKED", runtime: nil)

@@ -224,7 +224,7 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
             running[jobID] = (delivery.message.name, delivery.queue)
             count("started", task: delivery.message.name, queue: delivery.queue)
         case .finished(let jobID, let outcome, let seconds, _):
-            guard let job = running.removeValue(forKey: jobID) else { return }
+            guard !running.isEmpty, let job = running.removeValue(forKey: jobID) else { return }
             if case .success = outcome {
                 count("succeeded", task: job.task, queue: job.queue)
             } else {
@@ -232,7 +232,7 @@ package final class ConsumerMetrics: ConsumerCoreObserver {
             }
             runtime(seconds, task: job.task)
         case .lost(let jobID, _, _, let reason):
-            guard let job = running.removeValue(forKey: jobID) else { return }
+            guard !running.isEmpty, let job = running.removeValue(forKey: jobID) else { return }
             switch reason {
             case .shutdown: return
             case .terminated: count("revoked", task: job.task, queue: job.queue)
