@@ -15,15 +15,22 @@ import Glibc
 /// (``setQuiet(_:)``): posts marked `urgent: false` then only queue their items, and the reader takes them with
 /// ``takeQueued()`` on its next turn. That saves the write, the reader's wake-up and a turn of its own for each of
 /// them. Urgent posts always wake it; turning quiet off wakes it at once for anything queued quietly meanwhile.
+///
+/// Posting and taking are inlinable, as ``WorkQueue``'s posting is: they run for every batch of tasks in other
+/// modules, which would otherwise run this generic class unspecialized.
 public final class Mailbox<Item: Sendable>: Sendable {
-    private struct State {
-        var items: [Item] = []
+    @usableFromInline
+    struct State {
+        @usableFromInline var items: [Item] = []
         /// A wake-up byte was written and ``drain()`` has not read it yet: no other is needed.
-        var wakePending = false
+        @usableFromInline var wakePending = false
         /// The reader will look again soon without being woken (``setQuiet(_:)``).
-        var quiet = false
+        @usableFromInline var quiet = false
+
+        @usableFromInline init() {}
 
         /// Whether the caller is to write a wake-up byte: yes, unless one is pending already.
+        @inlinable
         mutating func claimWakeUp() -> Bool {
             guard !wakePending else { return false }
             wakePending = true
@@ -31,8 +38,8 @@ public final class Mailbox<Item: Sendable>: Sendable {
         }
     }
 
-    private let state = Mutex(State())
-    private let wakeRead: CInt
+    @usableFromInline let state = Mutex(State())
+    @usableFromInline let wakeRead: CInt
     private let wakeWrite: CInt
 
     public init() throws(SystemError) {
@@ -49,6 +56,7 @@ public final class Mailbox<Item: Sendable>: Sendable {
 
     /// Adds items and wakes the loop, unless a wake-up is already pending or (`urgent: false`) the reader is quiet.
     /// A full pipe already means "wake up", so EAGAIN is fine.
+    @inlinable
     public func post(_ newItems: [Item], urgent: Bool = true) {
         guard !newItems.isEmpty else { return }
         let wake = state.withLock { state in
@@ -81,6 +89,7 @@ public final class Mailbox<Item: Sendable>: Sendable {
     /// Takes the queued items without reading the wake-up pipe: for a reader that takes them on every turn, woken or
     /// not (a pending byte stays, and only wakes its next poll, whose ``drain()`` reads it). Saves a `read` that would
     /// fail with EAGAIN on every turn woken by something else.
+    @inlinable
     public func takeQueued() -> [Item] {
         state.withLock { state in
             guard !state.items.isEmpty else { return [] }
@@ -91,6 +100,7 @@ public final class Mailbox<Item: Sendable>: Sendable {
     }
 
     /// Takes every queued item (call on the loop's thread when the descriptor is readable).
+    @inlinable
     public func drain() -> [Item] {
         // On the stack: a drain runs on every wake-up of the loop, and allocates nothing of its own. A read that
         // does not fill the buffer has emptied the pipe: no second read just to be told EAGAIN. A poster that
@@ -106,7 +116,8 @@ public final class Mailbox<Item: Sendable>: Sendable {
         }
     }
 
-    private func writeWakeUp() {
+    @usableFromInline
+    func writeWakeUp() {
         ThroughputCounters.shared.threadWokeUp()
         var byte: UInt8 = 1
         _ = write(wakeWrite, &byte, 1)

@@ -5,7 +5,7 @@ import Synchronization
 /// The semaphore is posted only when the thread sleeps (or is about to): a thread that is busy finds the new items
 /// when it next takes, so a burst of posts costs one wake-up (one futex call) instead of one each.
 ///
-/// The posting side is inlinable: posts come once per task from other modules, where this generic class would
+/// Posting and taking are inlinable: posts come once per task from other modules, where this generic class would
 /// otherwise run unspecialized, asking the runtime for the metadata of its state and arrays at each post (~1.6k
 /// instructions per task on the consumer's loop, in callgrind).
 public final class WorkQueue<Item: Sendable>: Sendable {
@@ -72,7 +72,8 @@ public final class WorkQueue<Item: Sendable>: Sendable {
     }
 
     /// Sleeps until a post, a stop or `timeout` when nothing is queued (the posts that come meanwhile wake it).
-    private func waitForWork(timeout: Duration) {
+    @usableFromInline
+    func waitForWork(timeout: Duration) {
         let ready = state.withLock { state in
             let ready = !state.items.isEmpty || state.stopped
             state.sleeping = !ready
@@ -112,6 +113,7 @@ public final class WorkQueue<Item: Sendable>: Sendable {
     }
 
     /// Waits up to `timeout` for items; returns them (possibly none) and whether the queue was stopped.
+    @inlinable
     public func take(timeout: Duration) -> (items: [Item], stopped: Bool) {
         waitForWork(timeout: timeout)
         return state.withLock { state in
