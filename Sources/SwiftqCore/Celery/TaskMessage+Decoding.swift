@@ -110,42 +110,46 @@ extension TaskMessage {
             throw context.error(.badBody, "task embed (body[2]) must be an object or null, got \(parts[2].typeName)")
         }
 
-        // Arguments are evaluated in order: a message with several bad headers names the first of them, as before.
-        var fields = Fields(
-            id: id,
-            name: name,
-            shadow: try context.optionalString(.shadow),
-            args: args,
-            kwargs: kwargs,
-            embed: parts[2],
-            headers: headers,
-            rootID: try context.optionalString(.rootID),
-            parentID: try context.optionalString(.parentID),
-            group: try context.optionalString(.group),
-            groupIndex: try context.optionalInt(.groupIndex),
-            eta: try context.optionalTimestamp(.eta),
-            expires: try context.optionalTimestamp(.expires),
-            retries: try context.optionalInt(.retries) ?? 0,
-            timeLimit: try context.timeLimit(),
-            argsRepr: try context.optionalString(.argsRepr),
-            kwargsRepr: try context.optionalString(.kwargsRepr),
-            origin: try context.optionalString(.origin),
-            ignoreResult: try context.optionalBool(.ignoreResult),
-            redelivered: redelivered,
-            deliveryCount: FoundDeliveryCount(value: known[.deliveryCount]?.intValue)
-        )
-        fields.replyTo = properties["reply_to"]?.stringValue
-        fields.correlationID = properties["correlation_id"]?.stringValue
-        fields.wire.bytes = bodyBytes
         // On Redis the exchange and routing key travel in the properties (kombu's `delivery_info`); an AMQP
         // transport sets them from the delivery.
         let deliveryInfo = properties["delivery_info"]
-        fields.delivery.value = Received(
+        let received = Received(
             properties: properties,
             exchange: deliveryInfo?["exchange"]?.stringValue,
             routingKey: deliveryInfo?["routing_key"]?.stringValue
         )
-        return TaskMessage(fields: fields)
+        // Arguments are evaluated in order: a message with several bad headers names the first of them, as before.
+        // Built in the call that boxes it: a `Fields` made first and then boxed was copied and destroyed (two dozen
+        // retains and releases per message).
+        return TaskMessage(
+            fields: Fields(
+                id: id,
+                name: name,
+                shadow: try context.optionalString(.shadow),
+                args: args,
+                kwargs: kwargs,
+                embed: parts[2],
+                headers: headers,
+                rootID: try context.optionalString(.rootID),
+                parentID: try context.optionalString(.parentID),
+                group: try context.optionalString(.group),
+                groupIndex: try context.optionalInt(.groupIndex),
+                eta: try context.optionalTimestamp(.eta),
+                expires: try context.optionalTimestamp(.expires),
+                retries: try context.optionalInt(.retries) ?? 0,
+                timeLimit: try context.timeLimit(),
+                argsRepr: try context.optionalString(.argsRepr),
+                kwargsRepr: try context.optionalString(.kwargsRepr),
+                origin: try context.optionalString(.origin),
+                ignoreResult: try context.optionalBool(.ignoreResult),
+                replyTo: properties["reply_to"]?.stringValue,
+                correlationID: properties["correlation_id"]?.stringValue,
+                redelivered: redelivered,
+                wire: WireBody(bytes: bodyBytes),
+                delivery: DeliveryDetails(value: received),
+                deliveryCount: FoundDeliveryCount(value: known[.deliveryCount]?.intValue)
+            )
+        )
     }
 
     /// The error for a message without a `task` header: `.protocolV1` if the body is a protocol 1 task, else

@@ -299,7 +299,7 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
     private final class Storage: @unchecked Sendable {
         var fields: Fields
 
-        init(_ fields: Fields) {
+        init(_ fields: consuming Fields) {
             self.fields = fields
         }
     }
@@ -399,7 +399,7 @@ public struct TaskMessage: Sendable, Equatable, CustomReflectable {
     }
 
     /// A message of `fields` as they are: the decoder's result.
-    init(fields: Fields) {
+    init(fields: consuming Fields) {
         storage = Storage(fields)
     }
 
