@@ -522,7 +522,12 @@ package struct DeliveryMachine {
         // A chord unlock runs in the consumer and takes no slot: it neither counts nor ends a streak.
         if settings.childQueueAllowance > 0 && !Self.isChordUnlock(message.name) {
             let entry = statistics[message.name]
-            if isShort(message, limits: timeLimits(message), runtime: entry?.typicalRuntime) {
+            if isShort(
+                message,
+                limits: timeLimits(message),
+                runtime: entry?.typicalRuntime,
+                below: settings.shortRuntimeLimit
+            ) {
                 let runtime = entry?.typicalRuntime ?? 0
                 streakRuntime = shortStreak == 0 ? runtime : streakRuntime * 0.75 + runtime * 0.25
                 shortStreak += 1
@@ -612,7 +617,12 @@ package struct DeliveryMachine {
             let limits = timeLimits(message)
             let queues = free == 0
             let entry = statistics[message.name]
-            let waits = mayQueue(message, limits: limits, runtime: entry?.recentRuntime)
+            let waits = isShort(
+                message,
+                limits: limits,
+                runtime: entry?.recentRuntime,
+                below: settings.queueRuntimeLimit
+            )
             let expected = entry?.recentRuntime ?? 0
             if queues && (!waits || expected > work) {
                 ready.prepend(key)
@@ -627,13 +637,7 @@ package struct DeliveryMachine {
             } else {
                 free -= 1
             }
-            // One lookup for a name already counted (the usual case), not two.
-            if let index = counters.accepted.index(forKey: message.name) {
-                counters.accepted.values[index] += 1
-            } else {
-                let name = counters.accepted.count < Self.maximumTaskNames ? message.name : Self.otherTasksName
-                counters.accepted[name, default: 0] += 1
-            }
+            counters.accepted.updateTaskEntry(message.name, default: 0) { $0 += 1 }
             if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
             var job = PoolJob(
                 id: message.id,
@@ -668,35 +672,35 @@ package struct DeliveryMachine {
     /// job), not an exec task, and a recent runtime below ``Settings/queueRuntimeLimit`` (a task not seen
     /// finishing yet waits for an idle slot).
     func mayQueue(_ message: TaskMessage, limits: (soft: Double?, hard: Double?)) -> Bool {
-        mayQueue(message, limits: limits, runtime: statistics[message.name]?.recentRuntime)
-    }
-
-    /// ``mayQueue(_:limits:)`` with the task's recent runtime looked up already.
-    private func mayQueue(_ message: TaskMessage, limits: (soft: Double?, hard: Double?), runtime: Double?) -> Bool {
-        guard let limit = settings.queueRuntimeLimit else { return false }
-        return isShort(message, limits: limits, below: limit, runtime: runtime)
+        isShort(
+            message,
+            limits: limits,
+            runtime: statistics[message.name]?.recentRuntime,
+            below: settings.queueRuntimeLimit
+        )
     }
 
     /// Whether a task counts as short for the window (``currentWindow``): as ``mayQueue(_:limits:)`` asks, below
     /// ``Settings/shortRuntimeLimit``, but by its typical runtime (``TaskStatistics/typicalRuntime``): one outlier
     /// neither ends a streak nor shrinks the window, while a child's queue still takes no task that just ran slow.
     func isShort(_ message: TaskMessage, limits: (soft: Double?, hard: Double?)) -> Bool {
-        isShort(message, limits: limits, runtime: statistics[message.name]?.typicalRuntime)
+        isShort(
+            message,
+            limits: limits,
+            runtime: statistics[message.name]?.typicalRuntime,
+            below: settings.shortRuntimeLimit
+        )
     }
 
-    /// ``isShort(_:limits:)`` with the task's typical runtime looked up already.
-    private func isShort(_ message: TaskMessage, limits: (soft: Double?, hard: Double?), runtime: Double?) -> Bool {
-        guard let limit = settings.shortRuntimeLimit else { return false }
-        return isShort(message, limits: limits, below: limit, runtime: runtime)
-    }
-
+    /// Both questions with the task's runtime (recent or typical) looked up already, which the dispatch and the
+    /// accept do once per task for several uses: no time limits, not an exec task, a known runtime below `limit`.
     private func isShort(
         _ message: TaskMessage,
         limits: (soft: Double?, hard: Double?),
-        below limit: Double,
-        runtime: Double?
+        runtime: Double?,
+        below limit: Double?
     ) -> Bool {
-        guard limits.soft == nil, limits.hard == nil, execProgram(message.name) == nil, let runtime else {
+        guard let limit, limits.soft == nil, limits.hard == nil, execProgram(message.name) == nil, let runtime else {
             return false
         }
         return runtime < limit
@@ -1124,18 +1128,30 @@ package struct DeliveryMachine {
     }
 
     mutating func recordStatistics(name: String, runtime: Double, success: Bool) {
-        // One lookup for a name already recorded (the usual case), not two.
-        if let index = statistics.index(forKey: name) {
-            statistics.values[index].record(runtime: runtime, success: success)
-            return
-        }
-        let key = statistics.count < Self.maximumTaskNames ? name : Self.otherTasksName
-        statistics[key, default: TaskStatistics()].record(runtime: runtime, success: success)
+        statistics.updateTaskEntry(name, default: TaskStatistics()) { $0.record(runtime: runtime, success: success) }
     }
 
     /// The first bytes of a payload, printable, for a log line.
     package static func preview(_ bytes: [UInt8]) -> String {
         let text = String(decoding: bytes.prefix(120), as: UTF8.self)
         return text.debugDescription + (bytes.count > 120 ? "…" : "")
+    }
+}
+
+extension Dictionary where Key == String {
+    /// Changes the entry of task `name`, made from `initial` when new; once ``DeliveryMachine/maximumTaskNames``
+    /// names are there, a new name counts under ``DeliveryMachine/otherTasksName``. A name already there (the usual
+    /// case, once per task) costs one lookup.
+    mutating func updateTaskEntry(
+        _ name: String,
+        default initial: @autoclosure () -> Value,
+        _ change: (inout Value) -> Void
+    ) {
+        if let index = index(forKey: name) {
+            change(&values[index])
+            return
+        }
+        let key = count < DeliveryMachine.maximumTaskNames ? name : DeliveryMachine.otherTasksName
+        change(&self[key, default: initial()])
     }
 }

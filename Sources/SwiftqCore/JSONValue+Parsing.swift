@@ -115,15 +115,19 @@ public struct JSONDeferredMembers: Sendable {
 
     /// The JSON text of the outermost member `name`, if it was deferred and present (the last one, if repeated).
     public subscript(name: String) -> ArraySlice<UInt8>? {
-        let length = name.utf8.count
-        guard let index = names.firstIndex(where: { $0.utf8.count == length && $0 == name }),
-            let range = ranges[index]
-        else { return nil }
+        guard let index = deferredIndex(of: name, in: names), let range = ranges[index] else { return nil }
         return bytes[range]
     }
 
     /// Whether no deferred member was found.
     public var isEmpty: Bool { names.indices.allSatisfy { ranges[$0] == nil } }
+}
+
+/// Where `key` is in `names`: compared, not hashed (one or two names; two different small strings' `==` is a
+/// runtime call, so their lengths are compared first).
+private func deferredIndex(of key: String, in names: [String]) -> Int? {
+    let length = key.utf8.count
+    return names.firstIndex { $0.utf8.count == length && $0 == key }
 }
 
 /// Where each deferred member's text is, by the index of its name: the first two inline, so that a parse that defers
@@ -347,10 +351,7 @@ private struct JSONParser {
     }
 
     /// Which of `deferred` an outermost member named `key` is, if it is only delimited.
-    func deferredIndex(of key: String) -> Int? {
-        let length = key.utf8.count
-        return deferred.firstIndex { $0.utf8.count == length && $0 == key }
-    }
+    func deferredIndex(of key: String) -> Int? { SwiftqCore.deferredIndex(of: key, in: deferred) }
 
     /// Moves past one value without building it: strings are scanned (escapes skipped, UTF-8 checked), brackets
     /// counted, anything else taken up to the next delimiter. Enough to find where a deferred member ends; its text
