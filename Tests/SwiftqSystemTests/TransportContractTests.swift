@@ -107,7 +107,7 @@ import Testing
         var samples: [Int] = []
         #expect(
             eventually(timeout: 30) {
-                let unacked = (try? rabbit.queueCounts(queue))?.unacked ?? 0
+                let unacked = (try? rabbit.unackedOnChannels(consuming: queue)) ?? 0
                 samples.append(unacked)
                 return unacked == 4
             },
@@ -201,9 +201,11 @@ import Testing
     /// tasks of microseconds take it past 8 × Celery's window (64), up to 32 × (256; 136 when the machine is so
     /// loaded that they take more than ~160 µs); a task not known to be short brings it back to 8.
     ///
-    /// Channel-wide, the unacked deliveries never exceed the limit. Per consumer, a change is a new consumer: the
-    /// cancelled one's deliveries are still unacked while the new one fills its own window, so for that moment
-    /// they can add up to the old limit plus the new one (RabbitMQ counts a per-consumer limit per consumer).
+    /// Channel-wide, the unacked deliveries (as the consuming channel counts them, which is what the limit bounds:
+    /// ``RabbitMQNode/unackedOnChannels(consuming:)``) never exceed the limit. Per consumer, a change is a new
+    /// consumer: the cancelled one's deliveries are still unacked while the new one fills its own window, so for
+    /// that moment they can add up to the old limit plus the new one (RabbitMQ counts a per-consumer limit per
+    /// consumer).
     @Test(arguments: [true, false]) func aStreakOfShortTasksRaisesTheRabbitMQWindow(channelWide: Bool) throws {
         let rabbit = try RabbitMQNode.shared()
         let redis = try RedisServer()
@@ -258,7 +260,7 @@ import Testing
         #expect(
             eventually(timeout: 60) {
                 seen.append(windows())
-                unacked.append((try? rabbit.queueCounts(queue))?.unacked ?? 0)
+                unacked.append((try? rabbit.unackedOnChannels(consuming: queue)) ?? 0)
                 return seen.last == ["12"] && unacked.last.map { $0 > 8 } == true
             },
             "windows \(seen), unacked \(unacked)"
@@ -269,7 +271,7 @@ import Testing
         #expect(
             eventually(timeout: 60) {
                 seen.append(windows())
-                unacked.append((try? rabbit.queueCounts(queue))?.unacked ?? 0)
+                unacked.append((try? rabbit.unackedOnChannels(consuming: queue)) ?? 0)
                 return (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue
                     == Int64(count)
             }
@@ -290,14 +292,14 @@ import Testing
         #expect(
             eventually(timeout: 60) {
                 seen.append(windows())
-                unacked.append((try? rabbit.queueCounts(queue))?.unacked ?? 0)
+                unacked.append((try? rabbit.unackedOnChannels(consuming: queue)) ?? 0)
                 return seen.last.map { $0.count == 1 && ($0.first.flatMap { Int($0) } ?? 0) >= 136 } == true
             },
             "windows \(seen), unacked \(unacked)"
         )
         #expect(
             eventually(timeout: 60) {
-                unacked.append((try? rabbit.queueCounts(queue))?.unacked ?? 0)
+                unacked.append((try? rabbit.unackedOnChannels(consuming: queue)) ?? 0)
                 return (try? daemon.stats())?["tasks"]?["by_name"]?["swiftq.sleep"]?["succeeded"]?.intValue
                     == Int64(count + tiny)
             }

@@ -95,6 +95,28 @@ final class RabbitMQNode {
         return nil
     }
 
+    /// The deliveries unacknowledged on the channels that consume `queue`, as those channels count them: what a
+    /// `basic.qos` limit bounds. The queue's own `messages_unacknowledged` lags behind it: a channel tells the limit
+    /// (RabbitMQ's limiter process) and the queue about an ack in two separate messages, so the queue may hand out
+    /// the freed places before it has counted the ack, and for a moment count more than the limit allows.
+    func unackedOnChannels(consuming queue: String) throws -> Int {
+        var channels: Set<Substring> = []
+        for line in try ctl(["list_consumers", "--no-table-headers", "queue_name", "channel_pid"]).split(
+            separator: "\n"
+        ) {
+            let fields = line.split(whereSeparator: \.isWhitespace)
+            if fields.count == 2, fields[0] == queue { channels.insert(fields[1]) }
+        }
+        var unacked = 0
+        for line in try ctl(["list_channels", "--no-table-headers", "pid", "messages_unacknowledged"]).split(
+            separator: "\n"
+        ) {
+            let fields = line.split(whereSeparator: \.isWhitespace)
+            if fields.count == 2, channels.contains(fields[0]), let count = Int(fields[1]) { unacked += count }
+        }
+        return unacked
+    }
+
     /// How many consumers a queue has, or nil when it does not exist.
     func consumerCount(_ queue: String) throws -> Int? {
         let output = try ctl(["list_queues", "--no-table-headers", "name", "consumers"])
