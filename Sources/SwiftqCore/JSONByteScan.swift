@@ -14,11 +14,13 @@ enum JSONByteScan {
         let raw = UnsafeRawPointer(base)
         while end - index >= 8 {
             let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
-            if special(word) == 0 {
+            let found = special(word)
+            if found == 0 {
                 index += 8
                 continue
             }
-            break
+            // The word's first special byte, without looking at its bytes one by one (every string ends this way).
+            return index + (found.trailingZeroBitCount >> 3)
         }
         while index < end {
             let byte = base[index]
@@ -44,8 +46,10 @@ enum JSONByteScan {
         return true
     }
 
-    /// Non-zero when some byte of `word` is `"`, `\`, below 0x20 or above 0x7F. Exact as to whether there is one
-    /// (the bits set need not mark which byte), which is all ``plainRunEnd(_:from:to:)`` asks of it.
+    /// Non-zero when some byte of `word` (read little-endian) is `"`, `\`, below 0x20 or above 0x7F, and then its
+    /// lowest set bit is the high bit of the first such byte. Bytes after that one may be marked wrongly (a
+    /// subtraction's borrow carries into the next byte), but a borrow only starts at a byte that is itself marked,
+    /// so none before it is.
     @inline(__always)
     static func special(_ word: UInt64) -> UInt64 {
         // A byte is zero in `v` exactly when `(v - 0x01…) & ~v & 0x80…` has its high bit set (no false negatives).
