@@ -99,7 +99,7 @@ import Testing
         let workerYAML = "  prefetch_multiplier: 1\n  queues: [\(queue)]\n"
         let daemon = try Daemon(concurrency: 1, extraYAML: extraYAML, workerYAML: workerYAML)
         #expect(eventually(timeout: 20) { ((try? rabbit.queueCounts(queue))?.unacked ?? 0) == 1 })
-        #expect(((try? rabbit.queueCounts(queue))?.unacked ?? 0) <= 1)
+        #expect(((try? rabbit.unackedOnChannels(consuming: queue)) ?? 0) <= 1)
         try Daemon.configuration(socket: daemon.socketPath, concurrency: 4, controlYAML: "", workerYAML: workerYAML)
             .appending(extraYAML)
             .write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
