@@ -208,7 +208,7 @@ package struct DeliveryMachine {
     /// Running deliveries acked when they started: the window's accounting (``heldInWindow``), kept as `running`
     /// changes.
     private(set) var runningAckedEarly = 0
-    /// How many short tasks (``isShort(_:limits:)``) came in since the last one that is not: ``currentWindow``.
+    /// How many short tasks (``isShort(_:limits:entry:)``) came in since the last one that is not: ``currentWindow``.
     private(set) var shortStreak = 0
     /// The streak's tasks' typical runtimes (seconds, ``TaskStatistics/typicalRuntime``), averaged with more weight
     /// on the latest (as each task's own): how much work a message held in the larger window stands for.
@@ -367,7 +367,9 @@ package struct DeliveryMachine {
         let wanted = min(toGiveBack, heldInWindow - window)
         var chosen: [UInt64] = []
         for key in ready.reversed() where chosen.count < wanted {
-            guard let message = deliveries[key]?.message, !isShort(message, limits: timeLimits(message)) else {
+            guard let message = deliveries[key]?.message,
+                !isShort(message, limits: timeLimits(message), entry: statistics[message.name])
+            else {
                 continue
             }
             chosen.append(key)
@@ -522,12 +524,7 @@ package struct DeliveryMachine {
         // A chord unlock runs in the consumer and takes no slot: it neither counts nor ends a streak.
         if settings.childQueueAllowance > 0 && !Self.isChordUnlock(message.name) {
             let entry = statistics[message.name]
-            if isShort(
-                message,
-                limits: timeLimits(message),
-                runtime: entry?.typicalRuntime,
-                below: settings.shortRuntimeLimit
-            ) {
+            if isShort(message, limits: timeLimits(message), entry: entry) {
                 let runtime = entry?.typicalRuntime ?? 0
                 streakRuntime = shortStreak == 0 ? runtime : streakRuntime * 0.75 + runtime * 0.25
                 shortStreak += 1
@@ -557,7 +554,7 @@ package struct DeliveryMachine {
     }
 
     /// Hands ready deliveries to up to `idleSlots` pool slots, and up to `queueable` of them that may wait (short
-    /// tasks without time limits: ``mayQueue(_:limits:)``) to busy children's queues, as long as their recent
+    /// tasks without time limits: ``mayQueue(_:limits:entry:)``) to busy children's queues, as long as their recent
     /// runtimes add up to no more than `queueableWork` seconds; the first delivery that fits neither waits, first in
     /// line. `isStale` tells whether a delivery tag belongs to a lost connection (its ack can no longer be given and
     /// the broker delivers the message again): such a delivery is dropped, not run.
@@ -617,12 +614,7 @@ package struct DeliveryMachine {
             let limits = timeLimits(message)
             let queues = free == 0
             let entry = statistics[message.name]
-            let waits = isShort(
-                message,
-                limits: limits,
-                runtime: entry?.recentRuntime,
-                below: settings.queueRuntimeLimit
-            )
+            let waits = mayQueue(message, limits: limits, entry: entry)
             let expected = entry?.recentRuntime ?? 0
             if queues && (!waits || expected > work) {
                 ready.prepend(key)
@@ -670,30 +662,22 @@ package struct DeliveryMachine {
 
     /// Whether a task may wait in a busy pool child's queue: no time limits (they run from the start of the
     /// job), not an exec task, and a recent runtime below ``Settings/queueRuntimeLimit`` (a task not seen
-    /// finishing yet waits for an idle slot).
-    func mayQueue(_ message: TaskMessage, limits: (soft: Double?, hard: Double?)) -> Bool {
-        isShort(
-            message,
-            limits: limits,
-            runtime: statistics[message.name]?.recentRuntime,
-            below: settings.queueRuntimeLimit
-        )
+    /// finishing yet waits for an idle slot). `entry` is the task's ``statistics`` entry (the caller looks it up
+    /// once for all its uses).
+    func mayQueue(_ message: TaskMessage, limits: (soft: Double?, hard: Double?), entry: TaskStatistics?) -> Bool {
+        isShort(message, limits: limits, runtime: entry?.recentRuntime, below: settings.queueRuntimeLimit)
     }
 
-    /// Whether a task counts as short for the window (``currentWindow``): as ``mayQueue(_:limits:)`` asks, below
-    /// ``Settings/shortRuntimeLimit``, but by its typical runtime (``TaskStatistics/typicalRuntime``): one outlier
-    /// neither ends a streak nor shrinks the window, while a child's queue still takes no task that just ran slow.
-    func isShort(_ message: TaskMessage, limits: (soft: Double?, hard: Double?)) -> Bool {
-        isShort(
-            message,
-            limits: limits,
-            runtime: statistics[message.name]?.typicalRuntime,
-            below: settings.shortRuntimeLimit
-        )
+    /// Whether a task counts as short for the window (``currentWindow``): as ``mayQueue(_:limits:entry:)`` asks,
+    /// below ``Settings/shortRuntimeLimit``, but by its typical runtime (``TaskStatistics/typicalRuntime``): one
+    /// outlier neither ends a streak nor shrinks the window, while a child's queue still takes no task that just ran
+    /// slow. `entry` as for ``mayQueue(_:limits:entry:)``.
+    func isShort(_ message: TaskMessage, limits: (soft: Double?, hard: Double?), entry: TaskStatistics?) -> Bool {
+        isShort(message, limits: limits, runtime: entry?.typicalRuntime, below: settings.shortRuntimeLimit)
     }
 
-    /// Both questions with the task's runtime (recent or typical) looked up already, which the dispatch and the
-    /// accept do once per task for several uses: no time limits, not an exec task, a known runtime below `limit`.
+    /// Both questions once the runtime they ask about is known: no time limits, not an exec task, a known runtime
+    /// below `limit`.
     private func isShort(
         _ message: TaskMessage,
         limits: (soft: Double?, hard: Double?),

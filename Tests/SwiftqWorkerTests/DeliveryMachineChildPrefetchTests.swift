@@ -158,15 +158,31 @@ import Testing
     @Test func aTaskThatTurnsSlowStopsWaitingBehindOthers() throws {
         var machine = try Self.machine()
         Self.runOnce(&machine, "app.task", id: "w1", runtime: 0.001)
-        #expect(machine.mayQueue(TaskMessage(id: "x", name: "app.task"), limits: (nil, nil)))
+        #expect(
+            machine.mayQueue(
+                TaskMessage(id: "x", name: "app.task"),
+                limits: (nil, nil),
+                entry: machine.statistics["app.task"]
+            )
+        )
         // A few slow runs pull the recent runtime above the limit (10 ms by default).
         for index in 0..<3 { Self.runOnce(&machine, "app.task", id: "s\(index)", runtime: 0.2) }
-        #expect(!machine.mayQueue(TaskMessage(id: "x", name: "app.task"), limits: (nil, nil)))
+        #expect(
+            !machine.mayQueue(
+                TaskMessage(id: "x", name: "app.task"),
+                limits: (nil, nil),
+                entry: machine.statistics["app.task"]
+            )
+        )
         // child_prefetch: 1 (Celery's -O fair) or the solo pool: nothing waits. The threads pool's slots queue.
         for yaml in ["worker:\n  child_prefetch: 1\n", "worker:\n  pool: solo\n", "worker:\n  pool: threads\n"] {
             var fair = try Self.machine(yaml)
             Self.runOnce(&fair, "app.task", id: "w1", runtime: 0.001)
-            let waits = fair.mayQueue(TaskMessage(id: "x", name: "app.task"), limits: (nil, nil))
+            let waits = fair.mayQueue(
+                TaskMessage(id: "x", name: "app.task"),
+                limits: (nil, nil),
+                entry: fair.statistics["app.task"]
+            )
             #expect(waits == yaml.hasSuffix("threads\n"), "\(yaml)")
         }
     }
