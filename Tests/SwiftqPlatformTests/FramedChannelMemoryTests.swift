@@ -26,7 +26,9 @@ import Glibc
             channels.forEach { $0.close() }
             peers.forEach { Descriptors.close($0) }
         }
-        let count = 32
+        // Enough channels that their buffers, were they resident, would dwarf what tests running meanwhile
+        // allocate (CI once saw 2 MiB of such noise against 32 channels' 2 MiB bound).
+        let count = 128
         let before = try Self.residentAnonymousKiB()
         for _ in 0..<count {
             let (ours, theirs) = try Descriptors.socketPair()
@@ -34,7 +36,7 @@ import Glibc
             peers.append(theirs)
         }
         let grown = try Self.residentAnonymousKiB() - before
-        // A zero-filled 256 KiB buffer each would be 8 MiB; allow for other tests allocating meanwhile.
+        // A zero-filled 256 KiB buffer each would be 32 MiB; a quarter of that allows for other tests' noise.
         #expect(grown < count * 256 / 4, "\(count) idle channels grew RssAnon by \(grown) KiB")
 
         // And the buffer still works: a frame sent from the peer arrives.
