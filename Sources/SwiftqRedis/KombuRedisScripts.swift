@@ -273,7 +273,8 @@ enum KombuRedisScripts {
               while true do
                 local at, key_end = string.find(payload, 'properties":', from, true)
                 if not at then break end
-                if string.byte(payload, at - 1) == 34 then last = key_end end
+                -- The quote before must open the key; after a backslash it is inside a longer key, `"a\"properties"`.
+                if string.byte(payload, at - 1) == 34 and string.byte(payload, at - 2) ~= 92 then last = key_end end
                 from = key_end + 1
               end
               if not last then return nil end
@@ -282,11 +283,23 @@ enum KombuRedisScripts {
               if string.byte(payload, open) == 123 then return open end
               return nil
             end
+            -- When the envelope's last byte is a brace (nothing after it, as kombu and swiftq write it), the object
+            -- is what lies between its opening brace and that last one; cjson accepts that text only if it is one
+            -- object, so when it decodes, the object is followed by nothing but the brace that closes the envelope.
+            -- That spares the `%b{}` match (a third of what finding the properties cost the server, in callgrind).
+            -- Otherwise the object is matched by its braces and must be followed by the envelope's last brace.
             local function properties_of(payload)
               local open = properties_open(payload)
               if open then
-                local object, after = string.match(payload, '^(%b{})()', open)
-                if object and string.find(payload, '^%s*}%s*$', after) then
+                local last = #payload
+                local object
+                if string.byte(payload, last) == 125 then
+                  object = string.sub(payload, open, last - 1)
+                else
+                  local matched, after = string.match(payload, '^(%b{})()', open)
+                  if matched and string.find(payload, '^%s*}%s*$', after) then object = matched end
+                end
+                if object then
                   local ok, p = pcall(cjson.decode, object)
                   if ok and type(p) == 'table' then return p end
                 end

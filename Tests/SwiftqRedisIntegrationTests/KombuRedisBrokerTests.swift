@@ -155,6 +155,8 @@ struct KombuRedisBrokerTests {
                 // nor is a quoted `properties":` inside a string value.
                 "{" + body + ", " + #""x": "\"properties\": {\"delivery_tag\": \"fake\"}", "#
                     + properties(note: "") + "}",
+                // nor is a key that ends in an escaped quote and `properties`, last and closing the envelope.
+                "{" + properties(note: "") + ", " + body + #", "a\"properties": {"delivery_tag": "fake"}}"#,
                 // two spaces before the object, or a space before the colon: decoded whole.
                 "{" + body + #", "properties":  {"delivery_tag": "real"}}"#,
                 "{" + body + #", "properties" : {"delivery_tag": "real"}}"#,
