@@ -72,8 +72,15 @@ public struct KombuRedisLayout: Sendable, Equatable {
 
     /// `unacked`: delivery tag → `[envelope, exchange, routing_key]`.
     public var unackedKey: String { globalKeyPrefix + "unacked" }
-    /// `unacked_index`: delivery tag → delivery time (float seconds).
+    /// `unacked_index`: delivery tag → delivery time (float seconds), and ``indexEncodingMember`` at `+inf`.
     public var unackedIndexKey: String { globalKeyPrefix + "unacked_index" }
+    /// The one member of `unacked_index` that is not a delivery tag, scored `+inf` (no sweep, kombu's or ours,
+    /// reaches it: they take the scores up to now minus the visibility timeout). It is longer than Redis'
+    /// `zset-max-listpack-value` (64), so the index is a skiplist at any size: a small sorted set is a listpack, whose
+    /// every insert walks all members and parses each one's score from its text, which made recording a delivery
+    /// cost the server more than anything else the reserve script does. The reserve script adds it.
+    public static let indexEncodingMember =
+        "swiftq: keeps this index a skiplist (longer than zset-max-listpack-value); not a delivery tag"
     /// `unacked_mutex`: the lock a restore sweep holds.
     public var unackedMutexKey: String { globalKeyPrefix + "unacked_mutex" }
 

@@ -250,7 +250,8 @@ enum KombuRedisScripts {
 
         """#
 
-    /// Takes up to `max` messages and records each in `unacked`, `unacked_index` and the owner's set.
+    /// Takes up to `max` messages and records each in `unacked`, `unacked_index` and the owner's set (with the
+    /// index's ``KombuRedisLayout/indexEncodingMember``).
     ///
     /// KEYS: unacked, unacked_index, owner set, then the queue keys in consume order. ARGV: max, then for each
     /// queue key the queue name (the routing key recorded when the envelope has no `delivery_info`).
@@ -288,8 +289,7 @@ enum KombuRedisScripts {
             -- object, so when it decodes, the object is followed by nothing but the brace that closes the envelope.
             -- That spares the `%b{}` match (a third of what finding the properties cost the server, in callgrind).
             -- Otherwise the object is matched by its braces and must be followed by the envelope's last brace.
-            local function properties_of(payload)
-              local open = properties_open(payload)
+            local function properties_of(payload, open)
               if open then
                 local last = #payload
                 local object
@@ -307,6 +307,52 @@ enum KombuRedisScripts {
               local ok, d = pcall(cjson.decode, payload)
               if ok and type(d) == 'table' and type(d.properties) == 'table' then return d.properties end
               return nil
+            end
+            -- The tag, exchange and routing key of an envelope (false when it has no tag), mostly without cjson.
+            -- Redis' Lua hashes every byte of every string it makes (~10 instructions a byte), and the decode makes a
+            -- table and a string for each member. kombu and swiftq end the properties with
+            -- `"delivery_info": {"exchange": "E", "routing_key": "R"}`, members without braces, and
+            -- `"delivery_tag": "T"}}` closing the envelope: read with two anchored patterns and plain searches
+            -- (Lua's matcher costs tens of instructions a byte; memchr does not), every string without escapes, so
+            -- its text is its value. When no `}` lies between the properties' brace and delivery_info's, the next
+            -- one after it is the properties' own, the first delivery_tag key after it is the last member, and no
+            -- second delivery_info follows, a valid envelope has exactly these values: the object holding both keys
+            -- closes just before the envelope does, so it is a member of the envelope, and the properties' object,
+            -- still open where delivery_info is, can only be that object (were it an outer one, it would close after
+            -- it, where the envelope closes). A quote after a backslash does not open a key. An envelope that is not
+            -- valid JSON is the consumer's to reject, by the tag read here. Anything else is decoded.
+            local INFO = '^"delivery_info": ?{"exchange": ?"([^"\\]*)", ?"routing_key": ?"([^"\\]*)"()}'
+            local TAG = '^"delivery_tag": ?"([^"\\]*)"}}$'
+            local function delivery_of(payload, queue)
+              local open = properties_open(payload)
+              local last = #payload
+              if open and string.byte(payload, last) == 125 then
+                local at = string.find(payload, '"delivery_info":', open, true)
+                if at and string.byte(payload, at - 1) ~= 92 then
+                  local exchange, routing_key, close = string.match(payload, INFO, at)
+                  if close and string.find(payload, '}', open, true) == close
+                    and string.find(payload, '}', close + 1, true) == last - 1
+                  then
+                    local key = string.find(payload, '"delivery_tag":', close, true)
+                    if key and string.byte(payload, key - 1) ~= 92
+                      and not string.find(payload, '"delivery_info":', close, true)
+                    then
+                      local tag = string.match(payload, TAG, key)
+                      if tag == '' then return false end
+                      if tag then return tag, exchange, routing_key end
+                    end
+                  end
+                end
+              end
+              local p = properties_of(payload, open)
+              if not p or type(p.delivery_tag) ~= 'string' or p.delivery_tag == '' then return false end
+              local exchange, routing_key = '', queue
+              local info = p.delivery_info
+              if type(info) == 'table' then
+                if type(info.exchange) == 'string' then exchange = info.exchange end
+                if type(info.routing_key) == 'string' then routing_key = info.routing_key end
+              end
+              return p.delivery_tag, exchange, routing_key
             end
             -- A batch's messages share an exchange and routing key or two: each is encoded once.
             local encoded = {}
@@ -335,22 +381,12 @@ enum KombuRedisScripts {
               if popped then
                 for _, payload in ipairs(popped) do
                   taken = taken + 1
-                  local tag = false
-                  local p = properties_of(payload)
-                  if p then
-                    if type(p.delivery_tag) == 'string' and p.delivery_tag ~= '' then
-                      tag = p.delivery_tag
-                      local exchange, routing_key = '', ARGV[i - 2]
-                      local info = p.delivery_info
-                      if type(info) == 'table' then
-                        if type(info.exchange) == 'string' then exchange = info.exchange end
-                        if type(info.routing_key) == 'string' then routing_key = info.routing_key end
-                      end
-                      recorded = recorded + 1
-                      tags[recorded] = tag
-                      entries[recorded] =
-                        '[' .. payload .. ', ' .. encode(exchange) .. ', ' .. encode(routing_key) .. ']'
-                    end
+                  local tag, exchange, routing_key = delivery_of(payload, ARGV[i - 2])
+                  if tag then
+                    recorded = recorded + 1
+                    tags[recorded] = tag
+                    entries[recorded] =
+                      '[' .. payload .. ', ' .. encode(exchange) .. ', ' .. encode(routing_key) .. ']'
                   end
                   out[n + 1], out[n + 2], out[n + 3] = KEYS[i], payload, tag
                   n = n + 3
@@ -359,12 +395,17 @@ enum KombuRedisScripts {
             end
             for first = 1, recorded, 1000 do
               local last = math.min(first + 999, recorded)
-              local fields, scored, k = {}, {}, 0
+              local fields, scored, k, z = {}, {}, 0, 0
+              -- The index's skiplist keeper (KombuRedisLayout.indexEncodingMember) first: on a new or small index
+              -- it makes the index a skiplist before the tags go in.
+              if first == 1 then
+                scored[1], scored[2], z = '+inf', '\#(KombuRedisLayout.indexEncodingMember)', 2
+              end
               for j = first, last do
                 local tag = tags[j]
                 fields[k + 1], fields[k + 2] = tag, entries[j]
-                scored[k + 1], scored[k + 2] = now, tag
-                k = k + 2
+                scored[z + 1], scored[z + 2] = now, tag
+                k, z = k + 2, z + 2
               end
               redis.call('HSET', KEYS[1], unpack(fields))
               redis.call('ZADD', KEYS[2], unpack(scored))

@@ -26,8 +26,16 @@ struct BrokerFixture {
         try inspector.command("ZSCORE", RedisArgument(layout.unackedIndexKey), RedisArgument(tag)).double
     }
 
+    /// The delivery tags in `unacked_index`: every member below `+inf`, which leaves out the index's
+    /// ``KombuRedisLayout/indexEncodingMember``.
     func indexCount() throws -> Int64 {
-        try inspector.command("ZCARD", RedisArgument(layout.unackedIndexKey)).integer ?? -1
+        try inspector.command("ZCOUNT", RedisArgument(layout.unackedIndexKey), "-inf", "(+inf").integer ?? -1
+    }
+
+    /// Every member of `unacked_index`, lowest score first.
+    func indexMembers() throws -> [String] {
+        try inspector.command("ZRANGE", RedisArgument(layout.unackedIndexKey), "0", "-1").array?.compactMap(\.string)
+            ?? []
     }
 
     func owned(by owner: String) throws -> Set<String> {
