@@ -268,6 +268,11 @@ struct KombuRedisBrokerTests {
                 #expect(messages.map(\.isMalformed) == [true], "untagged \(index)")
                 #expect(try fixture.unackedCount() == 0, "untagged \(index)")
             }
+            // Not JSON, but ending the way the pattern reads: recorded under its tag, which the consumer rejects it
+            // by (RedisTransportTests.aRecordedPayloadThatIsNotJSONIsUndecodableUnderItsTag).
+            try fixture.push(#"{"body": W10=, "properties": {"# + info + #", "delivery_tag": "t"}}"#, to: "q")
+            #expect(try fixture.broker.reserve(queues: ["q"], max: 10, owner: "w").map(\.deliveryTag) == ["t"])
+            #expect(try fixture.broker.ack(tags: ["t"], owner: "w") == 1)
         }
     }
 

@@ -24,6 +24,22 @@ import Testing
         #expect(envelope.properties["delivery_mode"] == 2)
     }
 
+    /// The reserve script reads the tag of kombu's layout with a pattern, without decoding the envelope: a payload
+    /// that ends the way the pattern reads but is not JSON is recorded under that tag, and must come to the loop as
+    /// undecodable under it, which rejects it (acks it away) instead of leaving it in `unacked`.
+    @Test func aRecordedPayloadThatIsNotJSONIsUndecodableUnderItsTag() {
+        let payload =
+            #"{"body": W10=, "properties": {"delivery_info": {"exchange": "", "routing_key": "q"}, "#
+            + #""delivery_tag": "t"}}"#
+        let reserved = ReservedMessage(queueKey: "q", queue: "q", payload: Array(payload.utf8), deliveryTag: "t")
+        guard case .undecodable(_, let tag, let queue) = RedisTransport.inbound(reserved) else {
+            Issue.record("not undecodable: \(RedisTransport.inbound(reserved))")
+            return
+        }
+        #expect(tag == "t")
+        #expect(queue == "q")
+    }
+
     @Test func aPidboxEnvelopeIsAControlDelivery() throws {
         let body: JSONValue = [
             "method": "ping", "arguments": [:], "destination": nil, "pattern": nil, "matcher": nil,
