@@ -30,6 +30,9 @@ count. An older swiftqd that does not know the key refuses the configuration: me
 
 --pool prefork|threads|solo picks swiftqd's `worker.pool`; --prefetch-multiplier N sets both workers' multiplier;
 --child-prefetch N sets swiftqd's `worker.child_prefetch`.
+--repeat N runs N rounds of every worker's scenarios, the workers' order alternating (swiftqd first, then Celery
+first, …): each round's figures, then the medians and, for each round, swiftqd's ratio to Celery with their median.
+On a shared machine whose speed drifts by a quarter within minutes, one round's ratio is one sample.
 --profile runs swiftqd under `strace -c -f` for the drain scenario only (slower: the figures are syscall counts
 per task, not a throughput) and prints the summary.
 
@@ -722,6 +725,77 @@ def print_profile(results, path, tasks, load):
         print("\ncounters per task: " + ", ".join(f"{key} {cost[key]:.2f}" for key in COUNTERS))
 
 
+COLUMNS = ["drain", "results", "p50", "p99", "raw_p50", "raw_p99", "rss_mib", "pss_mib", "uss_mib"]
+
+
+def median_result(runs):
+    """The median of each figure of the main table over several runs of one worker (None when no run had it)."""
+    merged = {}
+    for key in COLUMNS:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        merged[key] = statistics.median(values) if values else None
+    return merged
+
+
+def print_main_table(rows):
+    """`rows`: (label, results) pairs, one line each."""
+    print("| worker | drain (tasks/s) | with results (tasks/s) | round trip p50 (ms) | p99 (ms) | raw p50 (ms) "
+          "| raw p99 (ms) "
+          "| peak RSS (MiB) | peak PSS (MiB) | peak USS (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, r in rows:
+        fmt = lambda v, d=0: "timeout" if v is None else f"{v:,.{d}f}"
+        print(f"| {label} | {fmt(r['drain'])} | {fmt(r['results'])} | {fmt(r['p50'], 2)} | "
+              f"{fmt(r['p99'], 2)} | {fmt(r['raw_p50'], 2) if r.get('raw_p50') is not None else '-'} | "
+              f"{fmt(r['raw_p99'], 2) if r.get('raw_p99') is not None else '-'} | "
+              f"{fmt(r['rss_mib'], 1)} | {fmt(r['pss_mib'], 1)} | {fmt(r['uss_mib'], 1)} |")
+
+
+def print_details(table, heading):
+    """The counters, batch sizes and CPU time per task of one run (`heading` names it when there are several)."""
+    costs = table.get("swiftqd", {}).get("costs") or {}
+    if any(costs.values()):
+        print(f"\nswiftqd, per task{heading}: loop wake-ups, pool frames, thread wake-ups, broker round trips; mean "
+              "batch sizes\n")
+        print("| scenario | loop wake-ups | pool frames | thread wake-ups | broker round trips | reserve batch "
+              "| ack batch | store batch |")
+        print("|---|---|---|---|---|---|---|---|")
+        for scenario, cost in costs.items():
+            if cost:
+                print(f"| {scenario} | " + " | ".join(
+                    "-" if cost[key] is None else f"{cost[key]:.2f}"
+                    for key in COUNTERS + ["reserve_batch", "ack_batch", "store_batch"]) + " |")
+    sized = [(scenario, batch, cost[batch + "_sizes"]) for scenario, cost in costs.items() if cost
+             for batch in ["reserve", "ack", "store"] if cost.get(batch + "_sizes")]
+    if sized:
+        print(f"\nswiftqd's batches by size{heading} (how many reserve/ack/store batches of each size)\n")
+        print("| scenario | batch | " + " | ".join(BATCH_BUCKETS) + " |")
+        print("|---|---|" + "---|" * len(BATCH_BUCKETS))
+        for scenario, batch, sizes in sized:
+            print(f"| {scenario} | {batch} | " + " | ".join(str(sizes.get(label, 0)) for label in BATCH_BUCKETS)
+                  + " |")
+    cpu_rows = [(kind, scenario, cost) for kind, r in table.items()
+                for scenario, cost in (r.get("cpu") or {}).items() if cost]
+    if cpu_rows:
+        print(f"\nCPU time per task{heading} (µs, user + system): the worker's process tree, and the broker's "
+              "server\n")
+        print("| worker | scenario | worker tree | broker |")
+        print("|---|---|---|---|")
+        for kind, scenario, cost in cpu_rows:
+            broker_cpu = "-" if cost["broker_cpu_us"] is None else f"{cost['broker_cpu_us']:.1f}"
+            print(f"| {kind} | {scenario} | {cost['worker_cpu_us']:.1f} | {broker_cpu} |")
+        thread_rows = [(scenario, cost["threads_cpu_us"]) for kind, scenario, cost in cpu_rows
+                       if kind == "swiftqd" and cost.get("threads_cpu_us")]
+        if thread_rows:
+            roles = sorted({role for _, threads in thread_rows for role in threads})
+            print(f"\nswiftqd's CPU time per task by thread{heading} (µs): where the worker tree's figure goes\n")
+            print("| scenario | " + " | ".join(roles) + " |")
+            print("|---|" + "---|" * len(roles))
+            for scenario, threads in thread_rows:
+                cells = " | ".join(f"{threads.get(role, 0):.1f}" for role in roles)
+                print(f"| {scenario} | {cells} |")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--swiftqd", required=True)
@@ -741,10 +815,17 @@ def main():
     parser.add_argument("--child-prefetch", type=int, help="swiftqd's worker.child_prefetch (default: its own, 4)")
     parser.add_argument("--profile", action="store_true",
                         help="drain only, swiftqd under strace -c -f: syscalls per task")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of every worker's scenarios, the order of the workers alternating; each round "
+                             "is reported, then the medians and the median of the rounds' ratios")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.profile:
         if args.broker == "amqp":
             parser.error("--profile runs on Redis only")
+        if args.repeat != 1:
+            parser.error("--profile runs once")
         args.only = "swiftqd"
 
     workdir = tempfile.mkdtemp(prefix="swiftq-bench-")
@@ -762,12 +843,18 @@ def main():
                 parser.error("--broker amqp needs --amqp-url")
             urls["broker"] = args.amqp_url
             scenarios = run_amqp_scenarios
-        table = {}
-        for kind in ["swiftqd", "celery"]:
-            if args.only and kind != args.only:
-                continue
-            print(f"running {kind}…", file=sys.stderr)
-            table[kind] = scenarios(kind, args, urls, workdir, args.swiftqd)
+        kinds = [kind for kind in ["swiftqd", "celery"] if not args.only or kind == args.only]
+        rounds = []
+        for index in range(args.repeat):
+            # Alternating which worker goes first spreads a drift of the machine's speed over both.
+            order = kinds if index % 2 == 0 else list(reversed(kinds))
+            measured = {}
+            for kind in order:
+                print(f"running {kind}" + (f" (round {index + 1} of {args.repeat})" if args.repeat > 1 else "") + "…",
+                      file=sys.stderr)
+                measured[kind] = scenarios(kind, args, urls, workdir, args.swiftqd)
+            rounds.append({kind: measured[kind] for kind in kinds})
+        table = rounds[0]
         floor = None
         if not args.profile:
             print("running the floor responder…", file=sys.stderr)
@@ -779,67 +866,40 @@ def main():
         where = "RabbitMQ node, results in redis-server" if args.broker == "amqp" else "redis-server"
         print(f"\nconcurrency {args.concurrency}, swiftqd pool {args.pool}, {os.cpu_count()} CPUs, {where} on loopback, "
               f"load average {load} (after the run)\n")
-        print("| worker | drain (tasks/s) | with results (tasks/s) | round trip p50 (ms) | p99 (ms) | raw p50 (ms) "
-              "| raw p99 (ms) "
-              "| peak RSS (MiB) | peak PSS (MiB) | peak USS (MiB) |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for kind, r in table.items():
-            fmt = lambda v, d=0: "timeout" if v is None else f"{v:,.{d}f}"
-            print(f"| {kind} | {fmt(r['drain'])} | {fmt(r['results'])} | {fmt(r['p50'], 2)} | "
-                  f"{fmt(r['p99'], 2)} | {fmt(r['raw_p50'], 2) if 'raw_p50' in r else '-'} | "
-                  f"{fmt(r['raw_p99'], 2) if 'raw_p99' in r else '-'} | "
-                  f"{fmt(r['rss_mib'], 1)} | {fmt(r['pss_mib'], 1)} | {fmt(r['uss_mib'], 1)} |")
+        if args.repeat == 1:
+            print_main_table(list(table.items()))
+        else:
+            rows = [(f"{kind}, round {index + 1}", r[kind]) for index, r in enumerate(rounds) for kind in kinds]
+            rows += [(f"{kind}, median", median_result([r[kind] for r in rounds])) for kind in kinds]
+            print_main_table(rows)
         if floor:
             how = ("consumes each message with kombu, SETs and PUBLISHes its result in one pipeline, then acks"
                    if args.broker == "amqp" else "BRPOPs each message and SETs and PUBLISHes its result in one pipeline")
             print(f"\nfloor (no worker: a Python responder that {how}): raw round trip p50 {statistics.median(floor):.2f} ms, "
                   f"p99 {floor[int(len(floor) * 0.99) - 1]:.2f} ms")
         if "swiftqd" in table and "celery" in table:
-            s, c = table["swiftqd"], table["celery"]
-            if s["drain"] and c["drain"]:
-                print(f"\ndrain: {s['drain'] / c['drain']:.1f}× Celery; RSS: {s['rss_mib'] / c['rss_mib']:.2f}× Celery; "
-                      f"PSS: {s['pss_mib'] / c['pss_mib']:.2f}× Celery; USS: {s['uss_mib'] / c['uss_mib']:.2f}× Celery")
-        costs = table.get("swiftqd", {}).get("costs") or {}
-        if any(costs.values()):
-            print("\nswiftqd, per task: loop wake-ups, pool frames, thread wake-ups, broker round trips; mean batch "
-                  "sizes\n")
-            print("| scenario | loop wake-ups | pool frames | thread wake-ups | broker round trips | reserve batch "
-                  "| ack batch | store batch |")
-            print("|---|---|---|---|---|---|---|---|")
-            for scenario, cost in costs.items():
-                if cost:
-                    print(f"| {scenario} | " + " | ".join(
-                        "-" if cost[key] is None else f"{cost[key]:.2f}"
-                        for key in COUNTERS + ["reserve_batch", "ack_batch", "store_batch"]) + " |")
-        sized = [(scenario, batch, cost[batch + "_sizes"]) for scenario, cost in costs.items() if cost
-                 for batch in ["reserve", "ack", "store"] if cost.get(batch + "_sizes")]
-        if sized:
-            print("\nswiftqd's batches by size (how many reserve/ack/store batches of each size)\n")
-            print("| scenario | batch | " + " | ".join(BATCH_BUCKETS) + " |")
-            print("|---|---|" + "---|" * len(BATCH_BUCKETS))
-            for scenario, batch, sizes in sized:
-                print(f"| {scenario} | {batch} | " + " | ".join(str(sizes.get(label, 0)) for label in BATCH_BUCKETS)
-                      + " |")
-        cpu_rows = [(kind, scenario, cost) for kind, r in table.items()
-                    for scenario, cost in (r.get("cpu") or {}).items() if cost]
-        if cpu_rows:
-            print("\nCPU time per task (µs, user + system): the worker's process tree, and the broker's server\n")
-            print("| worker | scenario | worker tree | broker |")
-            print("|---|---|---|---|")
-            for kind, scenario, cost in cpu_rows:
-                broker_cpu = "-" if cost["broker_cpu_us"] is None else f"{cost['broker_cpu_us']:.1f}"
-                print(f"| {kind} | {scenario} | {cost['worker_cpu_us']:.1f} | {broker_cpu} |")
-            thread_rows = [(scenario, cost["threads_cpu_us"]) for kind, scenario, cost in cpu_rows
-                           if kind == "swiftqd" and cost.get("threads_cpu_us")]
-            if thread_rows:
-                roles = sorted({role for _, threads in thread_rows for role in threads})
-                print("\nswiftqd's CPU time per task by thread (µs): where the worker tree's figure goes\n")
-                print("| scenario | " + " | ".join(roles) + " |")
-                print("|---|" + "---|" * len(roles))
-                for scenario, threads in thread_rows:
-                    cells = " | ".join(f"{threads.get(role, 0):.1f}" for role in roles)
-                    print(f"| {scenario} | {cells} |")
-        print(json.dumps(table), file=sys.stderr)
+            def ratio(r, key):
+                s, c = r["swiftqd"].get(key), r["celery"].get(key)
+                return s / c if s and c else None
+            if args.repeat == 1:
+                s, c = table["swiftqd"], table["celery"]
+                if s["drain"] and c["drain"]:
+                    print(f"\ndrain: {s['drain'] / c['drain']:.1f}× Celery; RSS: {s['rss_mib'] / c['rss_mib']:.2f}× "
+                          f"Celery; PSS: {s['pss_mib'] / c['pss_mib']:.2f}× Celery; USS: "
+                          f"{s['uss_mib'] / c['uss_mib']:.2f}× Celery")
+            else:
+                # Each round's ratio compares two workers measured minutes apart; their median, not the ratio of
+                # the medians, is what a change of the machine's speed between rounds disturbs least.
+                print()
+                for key, name in [("drain", "drain"), ("results", "with results"), ("rss_mib", "peak RSS")]:
+                    ratios = [ratio(r, key) for r in rounds]
+                    known = [value for value in ratios if value is not None]
+                    if known:
+                        each = ", ".join("-" if value is None else f"{value:.2f}×" for value in ratios)
+                        print(f"{name}: {each} Celery by round; median {statistics.median(known):.2f}×")
+        for index, measured in enumerate(rounds):
+            print_details(measured, f" (round {index + 1})" if args.repeat > 1 else "")
+        print(json.dumps(table if args.repeat == 1 else rounds), file=sys.stderr)
     finally:
         server.terminate()
         server.wait()
