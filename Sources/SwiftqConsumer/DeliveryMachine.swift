@@ -631,7 +631,7 @@ package struct DeliveryMachine {
             }
             counters.accepted.updateTaskEntry(message.name, default: 0) { $0 += 1 }
             if let tag = delivery.tag { actions.append(.setRunning(tag: tag, true)) }
-            var job = PoolJob(
+            let job = PoolJob(
                 id: message.id,
                 name: message.name,
                 args: message.args,
@@ -639,21 +639,21 @@ package struct DeliveryMachine {
                 exec: execProgram(message.name),
                 softTimeLimit: limits.soft,
                 hardTimeLimit: limits.hard,
-                retries: message.retries
+                retries: message.retries,
+                body: message.body,
+                // What the request context (Celery's `self.request`) is built from, if the task reads it.
+                requestSource: .context(
+                    TaskRequest.Context(
+                        message: message,
+                        queue: delivery.queue,
+                        hostname: settings.nodeName,
+                        softTimeLimit: limits.soft,
+                        timeLimit: limits.hard
+                    )
+                ),
+                mayQueue: waits,
+                expectedRuntime: expected
             )
-            job.body = message.body
-            // What the request context (Celery's `self.request`) is built from, if the task reads it.
-            job.requestSource = .context(
-                TaskRequest.Context(
-                    message: message,
-                    queue: delivery.queue,
-                    hostname: settings.nodeName,
-                    softTimeLimit: limits.soft,
-                    timeLimit: limits.hard
-                )
-            )
-            job.mayQueue = waits
-            job.expectedRuntime = expected
             actions.append(.submit(job))
         }
         startRateTimers(now: now, into: &actions)

@@ -285,6 +285,8 @@ package struct PoolJob: Sendable, Equatable {
         }
     }
 
+    /// Every field at once: a field written after `init` goes through its `_modify` accessor, which costs the
+    /// dispatch an allocation per field.
     package init(
         id: String,
         name: String,
@@ -293,7 +295,11 @@ package struct PoolJob: Sendable, Equatable {
         exec: ExecSpec? = nil,
         softTimeLimit: Double? = nil,
         hardTimeLimit: Double? = nil,
-        retries: Int = 0
+        retries: Int = 0,
+        body: [UInt8] = [],
+        requestSource: TaskRequest.Source? = nil,
+        mayQueue: Bool = false,
+        expectedRuntime: Double = 0
     ) {
         storage = Storage(
             Fields(
@@ -301,10 +307,14 @@ package struct PoolJob: Sendable, Equatable {
                 name: name,
                 args: args,
                 kwargs: kwargs,
+                body: body,
                 exec: exec,
                 softTimeLimit: softTimeLimit,
                 hardTimeLimit: hardTimeLimit,
-                retries: retries
+                retries: retries,
+                requestSource: requestSource,
+                mayQueue: mayQueue,
+                expectedRuntime: expectedRuntime
             )
         )
     }

@@ -517,9 +517,10 @@ struct KombuRedisBrokerTests {
         try withBroker { fixture in
             let keeper = KombuRedisLayout.indexEncodingMember
             #expect(keeper.utf8.count > 64)
-            // A Python worker's delivery made the index a listpack.
+            // A Python worker's delivery made the index a listpack (a ziplist before Redis 7).
             try fixture.inspector.command("ZADD", "unacked_index", "1", "python-tag")
-            #expect(try fixture.inspector.command("OBJECT", "ENCODING", "unacked_index").string == "listpack")
+            let small = try fixture.inspector.command("OBJECT", "ENCODING", "unacked_index").string
+            #expect(small == "listpack" || small == "ziplist")
             for tag in ["a", "b"] { try fixture.push(envelope(tag: tag, queue: "q"), to: "q") }
             _ = try fixture.broker.reserve(queues: ["q"], max: 2, owner: "w")
             #expect(try fixture.inspector.command("OBJECT", "ENCODING", "unacked_index").string == "skiplist")
